@@ -1,0 +1,220 @@
+
+/*
+ * Copyright (C) aigw authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_aigw_module.h"
+
+
+static ngx_int_t ngx_http_aigw_header_filter(ngx_http_request_t *r);
+static ngx_int_t ngx_http_aigw_body_filter(ngx_http_request_t *r,
+    ngx_chain_t *in);
+static ngx_int_t ngx_http_aigw_error_filter(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_chain_t *in);
+static void ngx_http_aigw_sse_observe(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_chain_t *in);
+
+
+static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
+static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
+
+
+ngx_int_t
+ngx_http_aigw_filter_init(ngx_conf_t *cf)
+{
+    ngx_http_next_header_filter = ngx_http_top_header_filter;
+    ngx_http_top_header_filter = ngx_http_aigw_header_filter;
+
+    ngx_http_next_body_filter = ngx_http_top_body_filter;
+    ngx_http_top_body_filter = ngx_http_aigw_body_filter;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_aigw_header_filter(ngx_http_request_t *r)
+{
+    ngx_http_aigw_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
+
+    if (ctx == NULL || r != r->main) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    /*
+     * nginx's own error page for a request of the gateway (a 413 of the
+     * body reader, a 502 when no provider answered, ...) becomes an error
+     * in the JSON the client's SDK parses
+     */
+
+    if (r->err_status >= NGX_HTTP_BAD_REQUEST && !ctx->rewrite_error) {
+
+        if (ngx_http_aigw_error_body(r, ctx, r->err_status, &ctx->error_body)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        ctx->rewrite_error = 1;
+
+        ngx_str_set(&r->headers_out.content_type, "application/json");
+        r->headers_out.content_type_len = sizeof("application/json") - 1;
+        r->headers_out.content_type_lowcase = NULL;
+        r->headers_out.charset.len = 0;
+        r->headers_out.content_length_n = ctx->error_body.len;
+
+        if (r->headers_out.content_length) {
+            r->headers_out.content_length->hash = 0;
+            r->headers_out.content_length = NULL;
+        }
+
+        return ngx_http_next_header_filter(r);
+    }
+
+    if (ctx->answered
+        && r->headers_out.content_type.len >= sizeof("text/event-stream") - 1
+        && ngx_strncasecmp(r->headers_out.content_type.data,
+                           (u_char *) "text/event-stream",
+                           sizeof("text/event-stream") - 1)
+           == 0)
+    {
+        ctx->sse_buf = ngx_pnalloc(r->pool, NGX_HTTP_AIGW_SSE_BUFFER);
+        if (ctx->sse_buf == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_http_aigw_sse_init(&ctx->sse, ctx->sse_buf,
+                               NGX_HTTP_AIGW_SSE_BUFFER);
+
+        /* nothing between the provider and the client may hold events */
+        r->headers_out.content_length_n = -1;
+    }
+
+    return ngx_http_next_header_filter(r);
+}
+
+
+static ngx_int_t
+ngx_http_aigw_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
+{
+    ngx_http_aigw_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
+
+    if (ctx == NULL || in == NULL || r != r->main) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    if (ctx->rewrite_error) {
+        return ngx_http_aigw_error_filter(r, ctx, in);
+    }
+
+    if (ctx->sse_buf) {
+        ngx_http_aigw_sse_observe(r, ctx, in);
+    }
+
+    return ngx_http_next_body_filter(r, in);
+}
+
+
+/* nginx's HTML page is dropped; the JSON goes out with the last buffer */
+
+static ngx_int_t
+ngx_http_aigw_error_filter(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
+    ngx_chain_t *in)
+{
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl, out;
+
+    for (cl = in; cl; cl = cl->next) {
+
+        cl->buf->pos = cl->buf->last;
+
+        if (!cl->buf->last_buf) {
+            continue;
+        }
+
+        b = ngx_calloc_buf(r->pool);
+        if (b == NULL) {
+            return NGX_ERROR;
+        }
+
+        b->memory = 1;
+        b->pos = ctx->error_body.data;
+        b->last = ctx->error_body.data + ctx->error_body.len;
+        b->last_buf = 1;
+        b->last_in_chain = 1;
+
+        out.buf = b;
+        out.next = NULL;
+
+        return ngx_http_next_body_filter(r, &out);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Reads the events of a stream as they pass, never holding them: the
+ * parser keeps its own copy of what it needs.
+ */
+
+static void
+ngx_http_aigw_sse_observe(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
+    ngx_chain_t *in)
+{
+    u_char                     *pos;
+    ngx_int_t                   rc;
+    ngx_chain_t                *cl;
+    ngx_http_aigw_sse_event_t   ev;
+
+    for (cl = in; cl; cl = cl->next) {
+
+        if (ngx_buf_in_memory(cl->buf)) {
+            pos = cl->buf->pos;
+
+            for ( ;; ) {
+                rc = ngx_http_aigw_sse_parse(&ctx->sse, &pos, cl->buf->last,
+                                             &ev);
+                if (rc != NGX_OK) {
+                    break;
+                }
+
+                ctx->sse_events++;
+
+                if (ev.done
+                    || (ev.event.len == sizeof("message_stop") - 1
+                        && ngx_strncmp(ev.event.data, "message_stop",
+                                       sizeof("message_stop") - 1)
+                           == 0))
+                {
+                    ctx->sse_done = 1;
+                }
+            }
+        }
+
+        if (!cl->buf->last_buf) {
+            continue;
+        }
+
+        if (ngx_http_aigw_sse_finish(&ctx->sse, &ev) == NGX_OK) {
+            ctx->sse_events++;
+        }
+
+        if (!ctx->sse_done) {
+            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                          "aigw: stream from provider \"%V\" ended without "
+                          "its final event after %ui event(s)",
+                          &ctx->candidates[ctx->last]->provider->name,
+                          ctx->sse_events);
+        }
+    }
+}

@@ -1,0 +1,482 @@
+
+/*
+ * Copyright (C) aigw authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_aigw_module.h"
+
+
+static ngx_int_t ngx_http_aigw_add_variables(ngx_conf_t *cf);
+static ngx_int_t ngx_http_aigw_postconfiguration(ngx_conf_t *cf);
+static void *ngx_http_aigw_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_aigw_init_main_conf(ngx_conf_t *cf, void *conf);
+static void *ngx_http_aigw_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_aigw_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static ngx_int_t ngx_http_aigw_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+
+
+#define NGX_HTTP_AIGW_VAR_PROVIDER        0
+#define NGX_HTTP_AIGW_VAR_MODEL           1
+#define NGX_HTTP_AIGW_VAR_UPSTREAM_MODEL  2
+#define NGX_HTTP_AIGW_VAR_ATTEMPTS        3
+#define NGX_HTTP_AIGW_VAR_ROUTE           4
+#define NGX_HTTP_AIGW_VAR_STREAM          5
+
+
+static ngx_conf_num_bounds_t  ngx_http_aigw_keepalive_bounds = {
+    ngx_conf_check_num_bounds, 0, 65535
+};
+
+
+static ngx_command_t  ngx_http_aigw_commands[] = {
+
+    { ngx_string("aigw_provider"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_http_aigw_provider,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("aigw_model"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_http_aigw_model,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("aigw_route"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_http_aigw_route,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("aigw_keepalive"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_aigw_main_conf_t, keepalive),
+      &ngx_http_aigw_keepalive_bounds },
+
+    { ngx_string("aigw_keepalive_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_aigw_main_conf_t, keepalive_timeout),
+      NULL },
+
+    { ngx_string("aigw_keepalive_requests"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_aigw_main_conf_t, keepalive_requests),
+      NULL },
+
+    { ngx_string("aigw_pass"),
+      NGX_HTTP_LOC_CONF|NGX_HTTP_LIF_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
+      ngx_http_aigw_pass,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("aigw_connect_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_aigw_loc_conf_t, upstream.connect_timeout),
+      NULL },
+
+    { ngx_string("aigw_send_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_aigw_loc_conf_t, upstream.send_timeout),
+      NULL },
+
+    { ngx_string("aigw_read_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_aigw_loc_conf_t, upstream.read_timeout),
+      NULL },
+
+    { ngx_string("aigw_next_upstream_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_aigw_loc_conf_t, upstream.next_upstream_timeout),
+      NULL },
+
+    { ngx_string("aigw_buffer_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_aigw_loc_conf_t, upstream.buffer_size),
+      NULL },
+
+    { ngx_string("aigw_ssl_verify"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_aigw_loc_conf_t, upstream.ssl_verify),
+      NULL },
+
+    { ngx_string("aigw_ssl_verify_depth"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_aigw_loc_conf_t, ssl_verify_depth),
+      NULL },
+
+    { ngx_string("aigw_ssl_trusted_certificate"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_aigw_loc_conf_t, ssl_trusted_certificate),
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_aigw_module_ctx = {
+    ngx_http_aigw_add_variables,           /* preconfiguration */
+    ngx_http_aigw_postconfiguration,       /* postconfiguration */
+
+    ngx_http_aigw_create_main_conf,        /* create main configuration */
+    ngx_http_aigw_init_main_conf,          /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_aigw_create_loc_conf,         /* create location configuration */
+    ngx_http_aigw_merge_loc_conf           /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_aigw_module = {
+    NGX_MODULE_V1,
+    &ngx_http_aigw_module_ctx,             /* module context */
+    ngx_http_aigw_commands,                /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    NULL,                                  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_http_variable_t  ngx_http_aigw_vars[] = {
+
+    { ngx_string("aigw_provider"), NULL, ngx_http_aigw_variable,
+      NGX_HTTP_AIGW_VAR_PROVIDER, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("aigw_model"), NULL, ngx_http_aigw_variable,
+      NGX_HTTP_AIGW_VAR_MODEL, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("aigw_upstream_model"), NULL, ngx_http_aigw_variable,
+      NGX_HTTP_AIGW_VAR_UPSTREAM_MODEL, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("aigw_attempts"), NULL, ngx_http_aigw_variable,
+      NGX_HTTP_AIGW_VAR_ATTEMPTS, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("aigw_route"), NULL, ngx_http_aigw_variable,
+      NGX_HTTP_AIGW_VAR_ROUTE, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("aigw_stream"), NULL, ngx_http_aigw_variable,
+      NGX_HTTP_AIGW_VAR_STREAM, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+      ngx_http_null_variable
+};
+
+
+static ngx_int_t
+ngx_http_aigw_add_variables(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_http_aigw_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_aigw_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
+    uintptr_t data)
+{
+    u_char                 *p;
+    ngx_str_t               s;
+    ngx_http_aigw_ctx_t    *ctx;
+    ngx_http_aigw_model_t  *m;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
+
+    if (ctx == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    m = ctx->attempts ? ctx->candidates[ctx->last] : NULL;
+
+    ngx_str_null(&s);
+
+    switch (data) {
+
+    case NGX_HTTP_AIGW_VAR_PROVIDER:
+        if (m) {
+            s = m->provider->name;
+        }
+        break;
+
+    case NGX_HTTP_AIGW_VAR_MODEL:
+        s = m ? m->name : ctx->model;
+        break;
+
+    case NGX_HTTP_AIGW_VAR_UPSTREAM_MODEL:
+        if (m) {
+            s = m->upstream_model;
+        }
+        break;
+
+    case NGX_HTTP_AIGW_VAR_ROUTE:
+        s = ctx->route_name;
+        break;
+
+    case NGX_HTTP_AIGW_VAR_STREAM:
+        if (ctx->stream) {
+            ngx_str_set(&s, "1");
+        } else {
+            ngx_str_set(&s, "0");
+        }
+        break;
+
+    default: /* NGX_HTTP_AIGW_VAR_ATTEMPTS */
+        p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        s.data = p;
+        s.len = ngx_sprintf(p, "%ui", ctx->attempts) - p;
+        break;
+    }
+
+    if (s.len == 0) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->len = s.len;
+    v->data = s.data;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_aigw_postconfiguration(ngx_conf_t *cf)
+{
+    return ngx_http_aigw_filter_init(cf);
+}
+
+
+static void *
+ngx_http_aigw_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_aigw_main_conf_t  *amcf;
+
+    amcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_aigw_main_conf_t));
+    if (amcf == NULL) {
+        return NULL;
+    }
+
+    if (ngx_array_init(&amcf->providers, cf->pool, 4,
+                       sizeof(ngx_http_aigw_provider_t *))
+        != NGX_OK
+        || ngx_array_init(&amcf->models, cf->pool, 8,
+                          sizeof(ngx_http_aigw_model_t *))
+           != NGX_OK
+        || ngx_array_init(&amcf->routes, cf->pool, 4,
+                          sizeof(ngx_http_aigw_route_t *))
+           != NGX_OK)
+    {
+        return NULL;
+    }
+
+    amcf->keepalive = NGX_CONF_UNSET_UINT;
+    amcf->keepalive_timeout = NGX_CONF_UNSET_MSEC;
+    amcf->keepalive_requests = NGX_CONF_UNSET_UINT;
+
+    return amcf;
+}
+
+
+static char *
+ngx_http_aigw_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_aigw_main_conf_t *amcf = conf;
+
+    ngx_conf_init_uint_value(amcf->keepalive, 32);
+    ngx_conf_init_msec_value(amcf->keepalive_timeout, 60000);
+    ngx_conf_init_uint_value(amcf->keepalive_requests, 1000);
+
+    if (ngx_http_aigw_keepalive_init(cf, amcf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_http_aigw_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_aigw_loc_conf_t  *alcf;
+
+    alcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_aigw_loc_conf_t));
+    if (alcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     alcf->route = NULL;
+     *     alcf->ssl_trusted_certificate = { 0, NULL };
+     *     alcf->upstream.* = 0 / NULL, unless set below
+     */
+
+    alcf->pass = NGX_CONF_UNSET;
+
+    alcf->upstream.connect_timeout = NGX_CONF_UNSET_MSEC;
+    alcf->upstream.send_timeout = NGX_CONF_UNSET_MSEC;
+    alcf->upstream.read_timeout = NGX_CONF_UNSET_MSEC;
+    alcf->upstream.next_upstream_timeout = NGX_CONF_UNSET_MSEC;
+    alcf->upstream.buffer_size = NGX_CONF_UNSET_SIZE;
+    alcf->upstream.ssl_verify = NGX_CONF_UNSET;
+    alcf->upstream.hide_headers = NGX_CONF_UNSET_PTR;
+    alcf->upstream.pass_headers = NGX_CONF_UNSET_PTR;
+    alcf->ssl_verify_depth = NGX_CONF_UNSET_UINT;
+
+    return alcf;
+}
+
+
+/* provider headers that stay between the provider and the gateway */
+static ngx_str_t  ngx_http_aigw_hide_headers[] = {
+    ngx_string("Date"),
+    ngx_string("Server"),
+    ngx_string("X-Pad"),
+    ngx_string("X-Accel-Expires"),
+    ngx_string("X-Accel-Redirect"),
+    ngx_string("X-Accel-Limit-Rate"),
+    ngx_string("X-Accel-Buffering"),
+    ngx_string("X-Accel-Charset"),
+    ngx_string("Set-Cookie"),
+    ngx_string("Alt-Svc"),
+    ngx_string("CF-Ray"),
+    ngx_string("CF-Cache-Status"),
+    ngx_string("OpenAI-Organization"),
+    ngx_string("OpenAI-Project"),
+    ngx_string("Anthropic-Organization-Id"),
+    ngx_null_string
+};
+
+
+static char *
+ngx_http_aigw_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_aigw_loc_conf_t *prev = parent;
+    ngx_http_aigw_loc_conf_t *conf = child;
+
+    ngx_hash_init_t  hash;
+
+    ngx_conf_merge_value(conf->pass, prev->pass, 0);
+
+    ngx_conf_merge_msec_value(conf->upstream.connect_timeout,
+                              prev->upstream.connect_timeout, 10000);
+    ngx_conf_merge_msec_value(conf->upstream.send_timeout,
+                              prev->upstream.send_timeout, 60000);
+    ngx_conf_merge_msec_value(conf->upstream.read_timeout,
+                              prev->upstream.read_timeout, 300000);
+    ngx_conf_merge_msec_value(conf->upstream.next_upstream_timeout,
+                              prev->upstream.next_upstream_timeout, 0);
+    ngx_conf_merge_size_value(conf->upstream.buffer_size,
+                              prev->upstream.buffer_size, 16384);
+    ngx_conf_merge_value(conf->upstream.ssl_verify,
+                         prev->upstream.ssl_verify, 1);
+    ngx_conf_merge_uint_value(conf->ssl_verify_depth,
+                              prev->ssl_verify_depth, 5);
+    ngx_conf_merge_str_value(conf->ssl_trusted_certificate,
+                             prev->ssl_trusted_certificate,
+                             "/etc/ssl/certs/ca-certificates.crt");
+
+    if (!conf->pass) {
+        return NGX_CONF_OK;
+    }
+
+    /*
+     * fallback happens on connect errors, timeouts, 5xx and 429; POST
+     * requests are retried as the answer has not reached the client yet
+     */
+
+    conf->upstream.next_upstream = NGX_HTTP_UPSTREAM_FT_ERROR
+                                   |NGX_HTTP_UPSTREAM_FT_TIMEOUT
+                                   |NGX_HTTP_UPSTREAM_FT_INVALID_HEADER
+                                   |NGX_HTTP_UPSTREAM_FT_HTTP_500
+                                   |NGX_HTTP_UPSTREAM_FT_HTTP_502
+                                   |NGX_HTTP_UPSTREAM_FT_HTTP_503
+                                   |NGX_HTTP_UPSTREAM_FT_HTTP_504
+                                   |NGX_HTTP_UPSTREAM_FT_HTTP_429
+                                   |NGX_HTTP_UPSTREAM_FT_NON_IDEMPOTENT;
+
+    conf->upstream.buffering = 0;
+    conf->upstream.request_buffering = 1;
+    conf->upstream.ignore_client_abort = 0;
+    conf->upstream.send_lowat = 0;
+    conf->upstream.intercept_errors = 0;
+    conf->upstream.ssl_server_name = 1;
+    conf->upstream.ssl_session_reuse = 0;
+
+    hash.max_size = 512;
+    hash.bucket_size = ngx_align(64, ngx_cacheline_size);
+    hash.name = "aigw_headers_hash";
+
+    if (ngx_http_upstream_hide_headers_hash(cf, &conf->upstream,
+                                            &prev->upstream,
+                                            ngx_http_aigw_hide_headers,
+                                            &hash)
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_aigw_provider_ssl(cf, conf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}

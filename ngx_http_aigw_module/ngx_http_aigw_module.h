@@ -1,0 +1,197 @@
+
+/*
+ * Copyright (C) aigw authors
+ */
+
+
+#ifndef _NGX_HTTP_AIGW_MODULE_H_INCLUDED_
+#define _NGX_HTTP_AIGW_MODULE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+#include <cjson/cJSON.h>
+
+#include "ngx_http_aigw_sse.h"
+
+
+/* wire formats, of a provider and of the client's endpoint */
+#define NGX_HTTP_AIGW_OPENAI           0
+#define NGX_HTTP_AIGW_ANTHROPIC        1
+
+/* client endpoints, recognized by the end of the URI */
+#define NGX_HTTP_AIGW_EP_UNKNOWN       0
+#define NGX_HTTP_AIGW_EP_CHAT          1
+#define NGX_HTTP_AIGW_EP_COMPLETIONS   2
+#define NGX_HTTP_AIGW_EP_EMBEDDINGS    3
+#define NGX_HTTP_AIGW_EP_MESSAGES      4
+#define NGX_HTTP_AIGW_EP_MODELS        5
+
+#define NGX_HTTP_AIGW_SSE_BUFFER       65536
+
+
+typedef struct {
+    ngx_str_t                      name;
+    ngx_str_t                      url;
+    ngx_uint_t                     format;     /* NGX_HTTP_AIGW_OPENAI... */
+    ngx_uint_t                     index;
+
+    ngx_addr_t                    *addrs;
+    ngx_uint_t                     naddrs;
+    ngx_str_t                      host;       /* "Host:" value */
+    ngx_str_t                      sni;        /* host name alone */
+    ngx_str_t                      base_path;  /* "/v1", no trailing "/" */
+    unsigned                       ssl:1;
+
+    /* credential header lines, ready to copy: "Authorization: ..." CRLF */
+    ngx_str_t                      auth_headers;
+
+    u_char                        *file;       /* where it was defined */
+    ngx_uint_t                     line;
+} ngx_http_aigw_provider_t;
+
+
+typedef struct {
+    ngx_str_t                      name;       /* public model name */
+    ngx_http_aigw_provider_t      *provider;
+    ngx_str_t                      upstream_model;
+
+    /* prices in micro-dollars per million tokens */
+    ngx_uint_t                     input_price;
+    ngx_uint_t                     output_price;
+    ngx_uint_t                     cached_price;
+} ngx_http_aigw_model_t;
+
+
+typedef struct {
+    ngx_str_t                      name;
+    ngx_http_aigw_model_t        **models;
+    ngx_uint_t                     nmodels;
+} ngx_http_aigw_route_t;
+
+
+typedef struct {
+    ngx_array_t                    providers;  /* ngx_http_aigw_provider_t * */
+    ngx_array_t                    models;     /* ngx_http_aigw_model_t * */
+    ngx_array_t                    routes;     /* ngx_http_aigw_route_t * */
+
+    /* routes are given as model names; resolved once all are read */
+    ngx_array_t                    route_args; /* ngx_str_t, per route */
+
+    ngx_uint_t                     keepalive;
+    ngx_msec_t                     keepalive_timeout;
+    ngx_uint_t                     keepalive_requests;
+    ngx_queue_t                    ka_cache;
+    ngx_queue_t                    ka_free;
+} ngx_http_aigw_main_conf_t;
+
+
+typedef struct {
+    ngx_http_upstream_conf_t       upstream;
+
+    ngx_flag_t                     pass;
+    ngx_http_complex_value_t      *route;      /* aigw_pass argument */
+
+    ngx_str_t                      ssl_trusted_certificate;
+    ngx_uint_t                     ssl_verify_depth;
+} ngx_http_aigw_loc_conf_t;
+
+
+typedef struct {
+    ngx_uint_t                     endpoint;
+    ngx_uint_t                     client_format;
+
+    cJSON                         *json;       /* the client's request */
+    ngx_str_t                      model;      /* as the client asked */
+    ngx_str_t                      route_name;
+
+    ngx_http_aigw_model_t        **candidates;
+    ngx_uint_t                     ncandidates;
+    ngx_uint_t                     current;    /* candidate being tried */
+    ngx_uint_t                     built;      /* candidate of request_bufs */
+    ngx_uint_t                     last;       /* candidate tried last */
+    ngx_uint_t                     attempts;
+
+    ngx_http_status_t              status;
+    ngx_http_chunked_t             chunked;
+
+    ngx_http_aigw_sse_parser_t     sse;
+    u_char                        *sse_buf;
+    ngx_uint_t                     sse_events;
+
+    const char                    *error_code;
+    ngx_str_t                      error_message;
+    ngx_str_t                      error_body; /* replaces nginx's page */
+
+    unsigned                       stream:1;
+    unsigned                       answered:1; /* provider headers passed */
+    unsigned                       rewrite_error:1;
+    unsigned                       own_response:1;
+    unsigned                       fresh_connection:1;
+    unsigned                       sse_done:1;
+} ngx_http_aigw_ctx_t;
+
+
+/* provider.c */
+char *ngx_http_aigw_provider(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_int_t ngx_http_aigw_provider_ssl(ngx_conf_t *cf,
+    ngx_http_aigw_loc_conf_t *alcf);
+
+/* route.c */
+char *ngx_http_aigw_model(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_aigw_route(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_http_aigw_route_t *ngx_http_aigw_route_find(
+    ngx_http_aigw_main_conf_t *amcf, ngx_str_t *name);
+ngx_http_aigw_model_t *ngx_http_aigw_route_find_model(
+    ngx_http_aigw_main_conf_t *amcf, ngx_str_t *name);
+ngx_int_t ngx_http_aigw_route_resolve(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
+ngx_int_t ngx_http_aigw_route_models_send(ngx_http_request_t *r);
+
+/* body.c */
+ngx_uint_t ngx_http_aigw_body_endpoint(ngx_http_request_t *r);
+ngx_str_t *ngx_http_aigw_body_endpoint_path(ngx_uint_t endpoint);
+ngx_int_t ngx_http_aigw_body_parse(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
+ngx_int_t ngx_http_aigw_body_set_model(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_str_t *model, ngx_str_t *out);
+
+/* error.c: an error is recorded in ctx and its status returned; the
+ * filter turns nginx's error page into JSON in the client's format */
+ngx_int_t ngx_http_aigw_error(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_uint_t status, const char *code,
+    const char *fmt, ...);
+ngx_int_t ngx_http_aigw_error_body(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_uint_t status, ngx_str_t *out);
+
+/* upstream.c */
+char *ngx_http_aigw_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+
+/* keepalive.c */
+ngx_int_t ngx_http_aigw_keepalive_init(ngx_conf_t *cf,
+    ngx_http_aigw_main_conf_t *amcf);
+ngx_int_t ngx_http_aigw_keepalive_get(ngx_http_aigw_main_conf_t *amcf,
+    ngx_peer_connection_t *pc, ngx_http_aigw_provider_t *provider);
+void ngx_http_aigw_keepalive_put(ngx_http_aigw_main_conf_t *amcf,
+    ngx_peer_connection_t *pc, ngx_http_aigw_provider_t *provider,
+    ngx_http_upstream_t *u);
+
+/* openai.c, anthropic.c: the request line, headers and body for a
+ * provider of that format */
+ngx_int_t ngx_http_aigw_openai_create_request(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_model_t *model);
+ngx_int_t ngx_http_aigw_anthropic_create_request(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_model_t *model);
+ngx_int_t ngx_http_aigw_request_build(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_model_t *model,
+    ngx_str_t *path, ngx_str_t *extra_headers);
+
+/* filter.c */
+ngx_int_t ngx_http_aigw_filter_init(ngx_conf_t *cf);
+
+
+extern ngx_module_t  ngx_http_aigw_module;
+
+
+#endif /* _NGX_HTTP_AIGW_MODULE_H_INCLUDED_ */

@@ -1,0 +1,232 @@
+
+/*
+ * Copyright (C) aigw authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_aigw_module.h"
+
+
+static ngx_uint_t ngx_http_aigw_request_skip(ngx_http_request_t *r,
+    ngx_table_elt_t *h);
+
+
+/*
+ * Client headers that never reach a provider: hop-by-hop ones, the
+ * client's own credentials, what the gateway sets itself, and
+ * Accept-Encoding, as the gateway reads the answers it passes on.
+ */
+
+static ngx_str_t  ngx_http_aigw_request_drop[] = {
+    ngx_string("host"),
+    ngx_string("connection"),
+    ngx_string("keep-alive"),
+    ngx_string("proxy-connection"),
+    ngx_string("proxy-authorization"),
+    ngx_string("te"),
+    ngx_string("trailer"),
+    ngx_string("transfer-encoding"),
+    ngx_string("upgrade"),
+    ngx_string("expect"),
+    ngx_string("content-length"),
+    ngx_string("content-type"),
+    ngx_string("accept-encoding"),
+    ngx_string("authorization"),
+    ngx_string("x-api-key"),
+    ngx_string("api-key"),
+    ngx_string("cookie"),
+    ngx_string("openai-organization"),
+    ngx_string("openai-project"),
+    ngx_string("anthropic-version"),
+    ngx_null_string
+};
+
+
+/*
+ * Builds u->request_bufs for one candidate: request line, Host, the
+ * provider's credentials, the format's headers, the client's headers
+ * that may pass, and the body with the upstream model name.
+ */
+
+ngx_int_t
+ngx_http_aigw_request_build(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
+    ngx_http_aigw_model_t *model, ngx_str_t *path, ngx_str_t *extra_headers)
+{
+    size_t                     len;
+    u_char                    *p;
+    ngx_buf_t                 *b, *body_buf;
+    ngx_str_t                  body;
+    ngx_uint_t                 i;
+    ngx_list_part_t           *part;
+    ngx_table_elt_t           *h;
+    ngx_chain_t               *cl, *body_cl;
+    ngx_http_aigw_provider_t  *provider;
+
+    provider = model->provider;
+
+    if (ngx_http_aigw_body_set_model(r, ctx, &model->upstream_model, &body)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    len = sizeof("POST  HTTP/1.1" CRLF) - 1
+          + provider->base_path.len + path->len
+          + sizeof("Host: " CRLF) - 1 + provider->host.len
+          + provider->auth_headers.len
+          + extra_headers->len
+          + sizeof("Content-Type: application/json" CRLF) - 1
+          + sizeof("Content-Length: " CRLF) - 1 + NGX_SIZE_T_LEN
+          + sizeof(CRLF) - 1;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (ngx_http_aigw_request_skip(r, &h[i])) {
+            continue;
+        }
+
+        len += h[i].key.len + sizeof(": ") - 1 + h[i].value.len
+               + sizeof(CRLF) - 1;
+    }
+
+    b = ngx_create_temp_buf(r->pool, len);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(b->last, "POST ", sizeof("POST ") - 1);
+    p = ngx_cpymem(p, provider->base_path.data, provider->base_path.len);
+    p = ngx_cpymem(p, path->data, path->len);
+    p = ngx_cpymem(p, " HTTP/1.1" CRLF "Host: ",
+                   sizeof(" HTTP/1.1" CRLF "Host: ") - 1);
+    p = ngx_cpymem(p, provider->host.data, provider->host.len);
+    *p++ = CR; *p++ = LF;
+
+    p = ngx_cpymem(p, provider->auth_headers.data,
+                   provider->auth_headers.len);
+    p = ngx_cpymem(p, extra_headers->data, extra_headers->len);
+
+    p = ngx_sprintf(p, "Content-Type: application/json" CRLF
+                    "Content-Length: %uz" CRLF, body.len);
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (ngx_http_aigw_request_skip(r, &h[i])) {
+            continue;
+        }
+
+        p = ngx_cpymem(p, h[i].key.data, h[i].key.len);
+        *p++ = ':'; *p++ = ' ';
+        p = ngx_cpymem(p, h[i].value.data, h[i].value.len);
+        *p++ = CR; *p++ = LF;
+    }
+
+    *p++ = CR; *p++ = LF;
+
+    b->last = p;
+
+    body_buf = ngx_calloc_buf(r->pool);
+    if (body_buf == NULL) {
+        return NGX_ERROR;
+    }
+
+    body_buf->memory = 1;
+    body_buf->start = body.data;
+    body_buf->pos = body.data;
+    body_buf->last = body.data + body.len;
+    body_buf->end = body_buf->last;
+
+    cl = ngx_alloc_chain_link(r->pool);
+    body_cl = ngx_alloc_chain_link(r->pool);
+    if (cl == NULL || body_cl == NULL) {
+        return NGX_ERROR;
+    }
+
+    cl->buf = b;
+    cl->next = body_cl;
+    body_cl->buf = body_buf;
+    body_cl->next = NULL;
+
+    r->upstream->request_bufs = cl;
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "aigw: request to \"%V\" for \"%V\", body %uz",
+                   &provider->name, &model->upstream_model, body.len);
+
+    return NGX_OK;
+}
+
+
+static ngx_uint_t
+ngx_http_aigw_request_skip(ngx_http_request_t *r, ngx_table_elt_t *h)
+{
+    u_char     *p, *last, *start;
+    ngx_str_t  *d;
+
+    for (d = ngx_http_aigw_request_drop; d->len; d++) {
+        if (h->key.len == d->len
+            && ngx_strncmp(h->lowcase_key, d->data, d->len) == 0)
+        {
+            return 1;
+        }
+    }
+
+    /* headers the client named in "Connection" are hop-by-hop too */
+
+    if (r->headers_in.connection == NULL) {
+        return 0;
+    }
+
+    p = r->headers_in.connection->value.data;
+    last = p + r->headers_in.connection->value.len;
+
+    while (p < last) {
+        while (p < last && (*p == ' ' || *p == ',' || *p == '\t')) {
+            p++;
+        }
+
+        start = p;
+
+        while (p < last && *p != ',' && *p != ' ' && *p != '\t') {
+            p++;
+        }
+
+        if ((size_t) (p - start) == h->key.len
+            && ngx_strncasecmp(start, h->key.data, h->key.len) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}

@@ -1,0 +1,813 @@
+
+/*
+ * Copyright (C) aigw authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_aigw_module.h"
+
+
+static ngx_int_t ngx_http_aigw_handler(ngx_http_request_t *r);
+static void ngx_http_aigw_body_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_aigw_upstream_create_request(ngx_http_request_t *r);
+static ngx_int_t ngx_http_aigw_upstream_build(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
+static ngx_int_t ngx_http_aigw_upstream_reinit_request(ngx_http_request_t *r);
+static ngx_int_t ngx_http_aigw_upstream_process_status_line(
+    ngx_http_request_t *r);
+static ngx_int_t ngx_http_aigw_upstream_process_header(ngx_http_request_t *r);
+static ngx_int_t ngx_http_aigw_upstream_input_filter_init(void *data);
+static ngx_int_t ngx_http_aigw_upstream_copy_filter(void *data,
+    ssize_t bytes);
+static ngx_int_t ngx_http_aigw_upstream_chunked_filter(void *data,
+    ssize_t bytes);
+static void ngx_http_aigw_upstream_abort_request(ngx_http_request_t *r);
+static void ngx_http_aigw_upstream_finalize_request(ngx_http_request_t *r,
+    ngx_int_t rc);
+static ngx_int_t ngx_http_aigw_upstream_init_peer(ngx_http_request_t *r,
+    ngx_http_upstream_srv_conf_t *us);
+static ngx_int_t ngx_http_aigw_upstream_get_peer(ngx_peer_connection_t *pc,
+    void *data);
+static void ngx_http_aigw_upstream_free_peer(ngx_peer_connection_t *pc,
+    void *data, ngx_uint_t state);
+
+
+/* aigw_pass [ROUTE]; */
+
+char *
+ngx_http_aigw_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_aigw_loc_conf_t *alcf = conf;
+
+    ngx_str_t                         *value;
+    ngx_http_core_loc_conf_t          *clcf;
+    ngx_http_aigw_main_conf_t         *amcf;
+    ngx_http_upstream_srv_conf_t      *uscf;
+    ngx_http_compile_complex_value_t   ccv;
+
+    if (alcf->pass != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    alcf->pass = 1;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_aigw_handler;
+
+    if (clcf->name.len && clcf->name.data[clcf->name.len - 1] == '/') {
+        clcf->auto_redirect = 1;
+    }
+
+    uscf = ngx_pcalloc(cf->pool, sizeof(ngx_http_upstream_srv_conf_t));
+    if (uscf == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_str_set(&uscf->host, "aigw");
+    uscf->peer.init = ngx_http_aigw_upstream_init_peer;
+    uscf->file_name = cf->conf_file->file.name.data;
+    uscf->line = cf->conf_file->line;
+
+    alcf->upstream.upstream = uscf;
+
+    if (cf->args->nelts == 1) {
+        return NGX_CONF_OK;
+    }
+
+    value = cf->args->elts;
+
+    alcf->route = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
+    if (alcf->route == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+    ccv.cf = cf;
+    ccv.value = &value[1];
+    ccv.complex_value = alcf->route;
+
+    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (alcf->route->lengths) {
+        return NGX_CONF_OK;
+    }
+
+    /* a fixed name must be known now: routes and models come first */
+
+    amcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_aigw_module);
+
+    if (ngx_http_aigw_route_find(amcf, &value[1]) == NULL
+        && ngx_http_aigw_route_find_model(amcf, &value[1]) == NULL)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "unknown aigw route or model \"%V\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_aigw_handler(ngx_http_request_t *r)
+{
+    ngx_int_t             rc;
+    ngx_http_aigw_ctx_t  *ctx;
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_aigw_ctx_t));
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_http_set_ctx(r, ctx, ngx_http_aigw_module);
+
+    ctx->endpoint = ngx_http_aigw_body_endpoint(r);
+    ctx->client_format = (ctx->endpoint == NGX_HTTP_AIGW_EP_MESSAGES)
+                         ? NGX_HTTP_AIGW_ANTHROPIC : NGX_HTTP_AIGW_OPENAI;
+
+    if (ctx->endpoint == NGX_HTTP_AIGW_EP_MODELS) {
+
+        if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+            return ngx_http_aigw_error(r, ctx, NGX_HTTP_NOT_ALLOWED,
+                                       "method_not_allowed",
+                                       "Only GET lists the models.");
+        }
+
+        rc = ngx_http_discard_request_body(r);
+
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        return ngx_http_aigw_route_models_send(r);
+    }
+
+    if (ctx->endpoint == NGX_HTTP_AIGW_EP_UNKNOWN) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "aigw: unknown endpoint \"%V\"", &r->uri);
+        return ngx_http_aigw_error(r, ctx, NGX_HTTP_NOT_FOUND,
+                                   "unknown_url",
+                                   "Unknown request URL: %V %V.",
+                                   &r->method_name, &r->uri);
+    }
+
+    if (r->method != NGX_HTTP_POST) {
+        return ngx_http_aigw_error(r, ctx, NGX_HTTP_NOT_ALLOWED,
+                                   "method_not_allowed",
+                                   "Use POST for %V.", &r->uri);
+    }
+
+    r->request_body_in_single_buf = 1;
+
+    rc = ngx_http_read_client_request_body(r, ngx_http_aigw_body_handler);
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_aigw_body_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                  rc;
+    ngx_http_upstream_t       *u;
+    ngx_http_aigw_ctx_t       *ctx;
+    ngx_http_aigw_loc_conf_t  *alcf;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
+
+    rc = ngx_http_aigw_body_parse(r, ctx);
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_aigw_route_resolve(r, ctx);
+    }
+
+    if (rc != NGX_OK) {
+        ngx_http_finalize_request(r, rc);
+        return;
+    }
+
+    if (ngx_http_upstream_create(r) != NGX_OK) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_aigw_module);
+
+    u = r->upstream;
+
+    ngx_str_set(&u->schema, "aigw://");
+    u->output.tag = (ngx_buf_tag_t) &ngx_http_aigw_module;
+    u->conf = &alcf->upstream;
+
+    u->create_request = ngx_http_aigw_upstream_create_request;
+    u->reinit_request = ngx_http_aigw_upstream_reinit_request;
+    u->process_header = ngx_http_aigw_upstream_process_status_line;
+    u->abort_request = ngx_http_aigw_upstream_abort_request;
+    u->finalize_request = ngx_http_aigw_upstream_finalize_request;
+
+    u->input_filter_init = ngx_http_aigw_upstream_input_filter_init;
+    u->input_filter = ngx_http_aigw_upstream_copy_filter;
+    u->input_filter_ctx = r;
+
+    /* answers pass on as they come: SSE must not wait in a buffer */
+    u->buffering = 0;
+
+    r->state = 0;
+
+    /* the body read has incremented r->main->count, as upstream expects */
+
+    ngx_http_upstream_init(r);
+}
+
+
+static ngx_int_t
+ngx_http_aigw_upstream_create_request(ngx_http_request_t *r)
+{
+    ngx_http_aigw_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
+
+    return ngx_http_aigw_upstream_build(r, ctx);
+}
+
+
+/* the request for the current candidate, in its provider's format */
+
+static ngx_int_t
+ngx_http_aigw_upstream_build(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
+{
+    ngx_int_t               rc;
+    ngx_http_aigw_model_t  *m;
+
+    m = ctx->candidates[ctx->current];
+
+    if (m->provider->format == NGX_HTTP_AIGW_ANTHROPIC) {
+        rc = ngx_http_aigw_anthropic_create_request(r, ctx, m);
+
+    } else {
+        rc = ngx_http_aigw_openai_create_request(r, ctx, m);
+    }
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    ctx->built = ctx->current;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_aigw_upstream_reinit_request(ngx_http_request_t *r)
+{
+    ngx_http_aigw_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
+
+    if (ctx == NULL) {
+        return NGX_OK;
+    }
+
+    ngx_memzero(&ctx->status, sizeof(ngx_http_status_t));
+    ngx_memzero(&ctx->chunked, sizeof(ngx_http_chunked_t));
+
+    r->upstream->process_header = ngx_http_aigw_upstream_process_status_line;
+    r->upstream->input_filter = ngx_http_aigw_upstream_copy_filter;
+    r->state = 0;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_aigw_upstream_process_status_line(ngx_http_request_t *r)
+{
+    size_t                len;
+    ngx_int_t             rc;
+    ngx_http_upstream_t  *u;
+    ngx_http_aigw_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
+    u = r->upstream;
+
+    rc = ngx_http_parse_status_line(r, &u->buffer, &ctx->status);
+
+    if (rc == NGX_AGAIN) {
+        return rc;
+    }
+
+    if (rc == NGX_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "aigw: provider \"%V\" sent no valid HTTP status line",
+                      &ctx->candidates[ctx->current]->provider->name);
+        return NGX_HTTP_UPSTREAM_INVALID_HEADER;
+    }
+
+    if (u->state && u->state->status == 0) {
+        u->state->status = ctx->status.code;
+    }
+
+    u->headers_in.status_n = ctx->status.code;
+
+    len = ctx->status.end - ctx->status.start;
+
+    u->headers_in.status_line.data = ngx_pnalloc(r->pool, len);
+    if (u->headers_in.status_line.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(u->headers_in.status_line.data, ctx->status.start, len);
+    u->headers_in.status_line.len = len;
+
+    if (ctx->status.http_version < NGX_HTTP_VERSION_11) {
+        u->headers_in.connection_close = 1;
+    }
+
+    u->process_header = ngx_http_aigw_upstream_process_header;
+
+    return ngx_http_aigw_upstream_process_header(r);
+}
+
+
+static ngx_int_t
+ngx_http_aigw_upstream_process_header(ngx_http_request_t *r)
+{
+    size_t                          len;
+    ngx_int_t                       rc;
+    ngx_table_elt_t                *h;
+    ngx_http_upstream_t            *u;
+    ngx_http_upstream_header_t     *hh;
+    ngx_http_upstream_main_conf_t  *umcf;
+
+    umcf = ngx_http_get_module_main_conf(r, ngx_http_upstream_module);
+    u = r->upstream;
+
+    for ( ;; ) {
+
+        rc = ngx_http_parse_header_line(r, &u->buffer, 1);
+
+        if (rc == NGX_OK) {
+
+            h = ngx_list_push(&u->headers_in.headers);
+            if (h == NULL) {
+                return NGX_ERROR;
+            }
+
+            h->hash = r->header_hash;
+            h->key.len = r->header_name_end - r->header_name_start;
+            h->value.len = r->header_end - r->header_start;
+
+            /* key, value and the lowercased key in one allocation */
+
+            len = h->key.len + 1 + h->value.len + 1 + h->key.len;
+
+            h->key.data = ngx_pnalloc(r->pool, len);
+            if (h->key.data == NULL) {
+                h->hash = 0;
+                return NGX_ERROR;
+            }
+
+            h->value.data = h->key.data + h->key.len + 1;
+            h->lowcase_key = h->value.data + h->value.len + 1;
+
+            ngx_memcpy(h->key.data, r->header_name_start, h->key.len);
+            h->key.data[h->key.len] = '\0';
+            ngx_memcpy(h->value.data, r->header_start, h->value.len);
+            h->value.data[h->value.len] = '\0';
+
+            if (h->key.len == r->lowcase_index) {
+                ngx_memcpy(h->lowcase_key, r->lowcase_header, h->key.len);
+
+            } else {
+                ngx_strlow(h->lowcase_key, h->key.data, h->key.len);
+            }
+
+            hh = ngx_hash_find(&umcf->headers_in_hash, h->hash,
+                               h->lowcase_key, h->key.len);
+
+            if (hh && hh->handler(r, h, hh->offset) != NGX_OK) {
+                return NGX_ERROR;
+            }
+
+            continue;
+        }
+
+        if (rc == NGX_HTTP_PARSE_HEADER_DONE) {
+
+            if (u->headers_in.chunked) {
+                u->headers_in.content_length_n = -1;
+            }
+
+            if (u->headers_in.status_n == NGX_HTTP_NO_CONTENT
+                || u->headers_in.status_n == NGX_HTTP_NOT_MODIFIED
+                || (!u->headers_in.chunked
+                    && u->headers_in.content_length_n == 0))
+            {
+                u->keepalive = !u->headers_in.connection_close;
+            }
+
+            return NGX_OK;
+        }
+
+        if (rc == NGX_AGAIN) {
+            return NGX_AGAIN;
+        }
+
+        /* rc == NGX_HTTP_PARSE_INVALID_HEADER */
+
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "aigw: provider sent an invalid header: "
+                      "\"%*s\\x%02xd...\"",
+                      r->header_end - r->header_name_start,
+                      r->header_name_start, *r->header_end);
+
+        return NGX_HTTP_UPSTREAM_INVALID_HEADER;
+    }
+}
+
+
+static ngx_int_t
+ngx_http_aigw_upstream_input_filter_init(void *data)
+{
+    ngx_http_request_t  *r = data;
+
+    ngx_http_upstream_t  *u;
+    ngx_http_aigw_ctx_t  *ctx;
+
+    u = r->upstream;
+    ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
+
+    ctx->answered = 1;
+
+    if (u->headers_in.status_n == NGX_HTTP_NO_CONTENT
+        || u->headers_in.status_n == NGX_HTTP_NOT_MODIFIED)
+    {
+        u->length = 0;
+        u->keepalive = !u->headers_in.connection_close;
+
+    } else if (u->headers_in.chunked) {
+        u->input_filter = ngx_http_aigw_upstream_chunked_filter;
+        u->length = 1;
+
+    } else if (u->headers_in.content_length_n == 0) {
+        u->length = 0;
+        u->keepalive = !u->headers_in.connection_close;
+
+    } else {
+        /* Content-Length, or until the provider closes (-1) */
+        u->length = u->headers_in.content_length_n;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_aigw_upstream_copy_filter(void *data, ssize_t bytes)
+{
+    ngx_http_request_t  *r = data;
+
+    ngx_buf_t            *b;
+    ngx_chain_t          *cl, **ll;
+    ngx_http_upstream_t  *u;
+
+    u = r->upstream;
+
+    if (u->length == 0) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "aigw: provider sent more data than its "
+                      "Content-Length");
+        u->keepalive = 0;
+        return NGX_OK;
+    }
+
+    for (ll = &u->out_bufs; *ll; ll = &(*ll)->next) { /* void */ }
+
+    cl = ngx_chain_get_free_buf(r->pool, &u->free_bufs);
+    if (cl == NULL) {
+        return NGX_ERROR;
+    }
+
+    *ll = cl;
+
+    b = cl->buf;
+    b->flush = 1;
+    b->memory = 1;
+    b->tag = u->output.tag;
+
+    b->pos = u->buffer.last;
+    u->buffer.last += bytes;
+    b->last = u->buffer.last;
+
+    if (u->length == -1) {
+        return NGX_OK;
+    }
+
+    if (bytes > u->length) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "aigw: provider sent more data than its "
+                      "Content-Length");
+        b->last = b->pos + u->length;
+        u->length = 0;
+        u->keepalive = 0;
+        return NGX_OK;
+    }
+
+    u->length -= bytes;
+
+    if (u->length == 0) {
+        u->keepalive = !u->headers_in.connection_close;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_aigw_upstream_chunked_filter(void *data, ssize_t bytes)
+{
+    ngx_http_request_t  *r = data;
+
+    size_t                size;
+    ngx_int_t             rc;
+    ngx_buf_t            *b, *buf;
+    ngx_chain_t          *cl, **ll;
+    ngx_http_upstream_t  *u;
+    ngx_http_aigw_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
+    u = r->upstream;
+    buf = &u->buffer;
+
+    buf->pos = buf->last;
+    buf->last += bytes;
+
+    for (ll = &u->out_bufs; *ll; ll = &(*ll)->next) { /* void */ }
+
+    for ( ;; ) {
+
+        rc = ngx_http_parse_chunked(r, buf, &ctx->chunked);
+
+        if (rc == NGX_OK) {
+
+            /* the data of a chunk, whole or the part read so far */
+
+            cl = ngx_chain_get_free_buf(r->pool, &u->free_bufs);
+            if (cl == NULL) {
+                return NGX_ERROR;
+            }
+
+            *ll = cl;
+            ll = &cl->next;
+
+            b = cl->buf;
+            b->flush = 1;
+            b->memory = 1;
+            b->tag = u->output.tag;
+            b->pos = buf->pos;
+
+            size = buf->last - buf->pos;
+
+            if ((off_t) size > ctx->chunked.size) {
+                size = (size_t) ctx->chunked.size;
+            }
+
+            buf->pos += size;
+            b->last = buf->pos;
+            ctx->chunked.size -= size;
+
+            continue;
+        }
+
+        if (rc == NGX_DONE) {
+            u->keepalive = !u->headers_in.connection_close;
+            u->length = 0;
+
+            if (buf->pos != buf->last) {
+                ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                              "aigw: provider sent data after the final "
+                              "chunk");
+                u->keepalive = 0;
+            }
+
+            return NGX_OK;
+        }
+
+        if (rc == NGX_AGAIN) {
+            return NGX_OK;
+        }
+
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "aigw: provider \"%V\" sent an invalid chunked body",
+                      &ctx->candidates[ctx->current]->provider->name);
+
+        return NGX_ERROR;
+    }
+}
+
+
+static void
+ngx_http_aigw_upstream_abort_request(ngx_http_request_t *r)
+{
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "aigw: abort request");
+}
+
+
+/* words for the client when no provider gave an answer to pass on */
+
+static void
+ngx_http_aigw_upstream_finalize_request(ngx_http_request_t *r, ngx_int_t rc)
+{
+    ngx_str_t            *name;
+    ngx_http_aigw_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
+
+    if (ctx == NULL) {
+        return;
+    }
+
+    if (r->upstream->header_sent) {
+        if (ctx->sse_buf && !ctx->sse_done && rc != NGX_OK) {
+            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                          "aigw: stream from provider \"%V\" was cut after "
+                          "%ui event(s)",
+                          &ctx->candidates[ctx->last]->provider->name,
+                          ctx->sse_events);
+        }
+
+        return;
+    }
+
+    if (ctx->error_message.len) {
+        return;
+    }
+
+    name = ctx->route_name.len ? &ctx->route_name : &ctx->model;
+
+    if (rc == NGX_HTTP_GATEWAY_TIME_OUT) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "aigw: \"%V\" failed after %ui attempt(s): timeout",
+                      name, ctx->attempts);
+
+        (void) ngx_http_aigw_error(r, ctx, rc, "upstream_timeout",
+                                   "The providers of `%V` did not answer "
+                                   "in time (%ui attempt(s)).",
+                                   name, ctx->attempts);
+
+    } else if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "aigw: \"%V\" failed after %ui attempt(s)",
+                      name, ctx->attempts);
+
+        (void) ngx_http_aigw_error(r, ctx, rc, "upstream_error",
+                                   "No provider of `%V` could answer "
+                                   "(%ui attempt(s)).",
+                                   name, ctx->attempts);
+    }
+}
+
+
+static ngx_int_t
+ngx_http_aigw_upstream_init_peer(ngx_http_request_t *r,
+    ngx_http_upstream_srv_conf_t *us)
+{
+    ngx_http_aigw_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
+
+    r->upstream->peer.get = ngx_http_aigw_upstream_get_peer;
+    r->upstream->peer.free = ngx_http_aigw_upstream_free_peer;
+    r->upstream->peer.data = r;
+    r->upstream->peer.tries = ctx->ncandidates;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_aigw_upstream_get_peer(ngx_peer_connection_t *pc, void *data)
+{
+    ngx_http_request_t  *r = data;
+
+    ngx_int_t                   rc;
+    ngx_addr_t                 *addr;
+    ngx_http_upstream_t        *u;
+    ngx_http_aigw_ctx_t        *ctx;
+    ngx_http_aigw_model_t      *m;
+    ngx_http_aigw_main_conf_t  *amcf;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_aigw_module);
+    u = r->upstream;
+
+    /*
+     * upstream gives back the try of a cached connection that failed, as
+     * it was likely closed by the provider while idle: the same candidate
+     * again, on a new connection
+     */
+
+    if (ctx->current > 0
+        && pc->tries > ctx->ncandidates - ctx->current)
+    {
+        ctx->current--;
+        ctx->fresh_connection = 1;
+
+    } else {
+        ctx->attempts++;
+    }
+
+    if (ctx->current >= ctx->ncandidates) {
+        return NGX_BUSY;
+    }
+
+    m = ctx->candidates[ctx->current];
+    ctx->last = ctx->current;
+
+    if (ctx->built != ctx->current) {
+        if (ngx_http_aigw_upstream_build(r, ctx) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    addr = &m->provider->addrs[0];
+
+    pc->sockaddr = addr->sockaddr;
+    pc->socklen = addr->socklen;
+    pc->name = &addr->name;
+
+#if (NGX_HTTP_SSL)
+    u->ssl = m->provider->ssl;
+    u->ssl_name = m->provider->sni;
+#endif
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, pc->log, 0,
+                   "aigw: attempt %ui: \"%V\" on provider \"%V\"",
+                   ctx->attempts, &m->upstream_model, &m->provider->name);
+
+    if (ctx->fresh_connection) {
+        ctx->fresh_connection = 0;
+        pc->cached = 0;
+        return NGX_OK;
+    }
+
+    rc = ngx_http_aigw_keepalive_get(amcf, pc, m->provider);
+
+    return rc;
+}
+
+
+static void
+ngx_http_aigw_upstream_free_peer(ngx_peer_connection_t *pc, void *data,
+    ngx_uint_t state)
+{
+    ngx_http_request_t  *r = data;
+
+    ngx_http_aigw_ctx_t        *ctx;
+    ngx_http_aigw_model_t      *m;
+    ngx_http_aigw_main_conf_t  *amcf;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
+
+    if (ctx->current >= ctx->ncandidates) {
+        return;
+    }
+
+    m = ctx->candidates[ctx->current];
+
+    if (pc->tries) {
+        pc->tries--;
+    }
+
+    if (state & NGX_PEER_FAILED) {
+
+        if (ctx->current + 1 < ctx->ncandidates && !pc->cached) {
+            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                          "aigw: provider \"%V\" failed for \"%V\", "
+                          "falling back to \"%V\" of provider \"%V\"",
+                          &m->provider->name, &m->name,
+                          &ctx->candidates[ctx->current + 1]->name,
+                          &ctx->candidates[ctx->current + 1]->provider->name);
+        }
+
+        ctx->current++;
+        return;
+    }
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_aigw_module);
+
+    ngx_http_aigw_keepalive_put(amcf, pc, m->provider, r->upstream);
+}

@@ -40,12 +40,29 @@ ngx_http_aigw_filter_init(ngx_conf_t *cf)
 static ngx_int_t
 ngx_http_aigw_header_filter(ngx_http_request_t *r)
 {
-    ngx_http_aigw_ctx_t  *ctx;
+    ngx_http_aigw_ctx_t       *ctx;
+    ngx_http_aigw_loc_conf_t  *alcf;
+
+    if (r != r->main) {
+        return ngx_http_next_header_filter(r);
+    }
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
 
-    if (ctx == NULL || r != r->main) {
-        return ngx_http_next_header_filter(r);
+    if (ctx == NULL) {
+
+        /* an error before aigw_pass ran, such as a too large body */
+
+        alcf = ngx_http_get_module_loc_conf(r, ngx_http_aigw_module);
+
+        if (!alcf->pass || r->err_status < NGX_HTTP_BAD_REQUEST) {
+            return ngx_http_next_header_filter(r);
+        }
+
+        ctx = ngx_http_aigw_ctx_create(r);
+        if (ctx == NULL) {
+            return NGX_ERROR;
+        }
     }
 
     /*

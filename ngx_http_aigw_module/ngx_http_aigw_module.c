@@ -296,6 +296,28 @@ ngx_http_aigw_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
 }
 
 
+/* the request's state, with the API it calls known from its URI */
+
+ngx_http_aigw_ctx_t *
+ngx_http_aigw_ctx_create(ngx_http_request_t *r)
+{
+    ngx_http_aigw_ctx_t  *ctx;
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_aigw_ctx_t));
+    if (ctx == NULL) {
+        return NULL;
+    }
+
+    ngx_http_set_ctx(r, ctx, ngx_http_aigw_module);
+
+    ctx->endpoint = ngx_http_aigw_body_endpoint(r);
+    ctx->client_format = (ctx->endpoint == NGX_HTTP_AIGW_EP_MESSAGES)
+                         ? NGX_HTTP_AIGW_ANTHROPIC : NGX_HTTP_AIGW_OPENAI;
+
+    return ctx;
+}
+
+
 static ngx_int_t
 ngx_http_aigw_postconfiguration(ngx_conf_t *cf)
 {

@@ -133,6 +133,9 @@ typedef struct {
 } ngx_http_aigw_ctx_t;
 
 
+/* module.c */
+ngx_http_aigw_ctx_t *ngx_http_aigw_ctx_create(ngx_http_request_t *r);
+
 /* provider.c */
 char *ngx_http_aigw_provider(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 ngx_int_t ngx_http_aigw_provider_ssl(ngx_conf_t *cf,

@@ -121,16 +121,10 @@ ngx_http_aigw_handler(ngx_http_request_t *r)
     ngx_int_t             rc;
     ngx_http_aigw_ctx_t  *ctx;
 
-    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_aigw_ctx_t));
+    ctx = ngx_http_aigw_ctx_create(r);
     if (ctx == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    ngx_http_set_ctx(r, ctx, ngx_http_aigw_module);
-
-    ctx->endpoint = ngx_http_aigw_body_endpoint(r);
-    ctx->client_format = (ctx->endpoint == NGX_HTTP_AIGW_EP_MESSAGES)
-                         ? NGX_HTTP_AIGW_ANTHROPIC : NGX_HTTP_AIGW_OPENAI;
 
     if (ctx->endpoint == NGX_HTTP_AIGW_EP_MODELS) {
 
@@ -282,6 +276,7 @@ ngx_http_aigw_upstream_reinit_request(ngx_http_request_t *r)
 
     ngx_memzero(&ctx->status, sizeof(ngx_http_status_t));
     ngx_memzero(&ctx->chunked, sizeof(ngx_http_chunked_t));
+    ctx->answered = 0;
 
     r->upstream->process_header = ngx_http_aigw_upstream_process_status_line;
     r->upstream->input_filter = ngx_http_aigw_upstream_copy_filter;
@@ -348,10 +343,12 @@ ngx_http_aigw_upstream_process_header(ngx_http_request_t *r)
     ngx_int_t                       rc;
     ngx_table_elt_t                *h;
     ngx_http_upstream_t            *u;
+    ngx_http_aigw_ctx_t            *ctx;
     ngx_http_upstream_header_t     *hh;
     ngx_http_upstream_main_conf_t  *umcf;
 
     umcf = ngx_http_get_module_main_conf(r, ngx_http_upstream_module);
+    ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
     u = r->upstream;
 
     for ( ;; ) {
@@ -406,6 +403,9 @@ ngx_http_aigw_upstream_process_header(ngx_http_request_t *r)
 
         if (rc == NGX_HTTP_PARSE_HEADER_DONE) {
 
+            /* the header filter knows then the headers are a provider's */
+            ctx->answered = 1;
+
             if (u->headers_in.chunked) {
                 u->headers_in.content_length_n = -1;
             }
@@ -444,12 +444,8 @@ ngx_http_aigw_upstream_input_filter_init(void *data)
     ngx_http_request_t  *r = data;
 
     ngx_http_upstream_t  *u;
-    ngx_http_aigw_ctx_t  *ctx;
 
     u = r->upstream;
-    ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
-
-    ctx->answered = 1;
 
     if (u->headers_in.status_n == NGX_HTTP_NO_CONTENT
         || u->headers_in.status_n == NGX_HTTP_NOT_MODIFIED)

@@ -11,8 +11,8 @@
 #include "ngx_http_aigw_module.h"
 
 
-static ngx_uint_t ngx_http_aigw_request_skip(ngx_http_request_t *r,
-    ngx_table_elt_t *h);
+static ngx_uint_t ngx_http_aigw_request_skip(ngx_table_elt_t *h,
+    ngx_str_t *connection);
 
 
 /*
@@ -59,7 +59,7 @@ ngx_http_aigw_request_build(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     size_t                     len;
     u_char                    *p;
     ngx_buf_t                 *b, *body_buf;
-    ngx_str_t                  body;
+    ngx_str_t                  body, connection;
     ngx_uint_t                 i;
     ngx_list_part_t           *part;
     ngx_table_elt_t           *h;
@@ -83,6 +83,10 @@ ngx_http_aigw_request_build(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
           + sizeof("Content-Length: " CRLF) - 1 + NGX_SIZE_T_LEN
           + sizeof(CRLF) - 1;
 
+    /* 1.22 keeps no pointer to "Connection" in r->headers_in */
+
+    ngx_str_null(&connection);
+
     part = &r->headers_in.headers.part;
     h = part->elts;
 
@@ -98,7 +102,31 @@ ngx_http_aigw_request_build(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
             i = 0;
         }
 
-        if (ngx_http_aigw_request_skip(r, &h[i])) {
+        if (h[i].key.len == sizeof("connection") - 1
+            && ngx_strncmp(h[i].lowcase_key, "connection",
+                           sizeof("connection") - 1)
+               == 0)
+        {
+            connection = h[i].value;
+        }
+    }
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (ngx_http_aigw_request_skip(&h[i], &connection)) {
             continue;
         }
 
@@ -141,7 +169,7 @@ ngx_http_aigw_request_build(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
             i = 0;
         }
 
-        if (ngx_http_aigw_request_skip(r, &h[i])) {
+        if (ngx_http_aigw_request_skip(&h[i], &connection)) {
             continue;
         }
 
@@ -188,7 +216,7 @@ ngx_http_aigw_request_build(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
 
 
 static ngx_uint_t
-ngx_http_aigw_request_skip(ngx_http_request_t *r, ngx_table_elt_t *h)
+ngx_http_aigw_request_skip(ngx_table_elt_t *h, ngx_str_t *connection)
 {
     u_char     *p, *last, *start;
     ngx_str_t  *d;
@@ -203,12 +231,8 @@ ngx_http_aigw_request_skip(ngx_http_request_t *r, ngx_table_elt_t *h)
 
     /* headers the client named in "Connection" are hop-by-hop too */
 
-    if (r->headers_in.connection == NULL) {
-        return 0;
-    }
-
-    p = r->headers_in.connection->value.data;
-    last = p + r->headers_in.connection->value.len;
+    p = connection->data;
+    last = p + connection->len;
 
     while (p < last) {
         while (p < last && (*p == ' ' || *p == ',' || *p == '\t')) {

@@ -194,6 +194,9 @@ ngx_http_aigw_request_build(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     body_buf->last = body.data + body.len;
     body_buf->end = body_buf->last;
 
+    /* a TLS connection buffers writes until it sees a flush */
+    body_buf->flush = 1;
+
     cl = ngx_alloc_chain_link(r->pool);
     body_cl = ngx_alloc_chain_link(r->pool);
     if (cl == NULL || body_cl == NULL) {

@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# Starts aigw in front of the mock provider, runs the command it is given
+# (normally t/sdk/run.sh) against it with AIGW_TARGET=gateway, stops both and
+# exits with the command's status.
+#
+#   AIGW_MODULE=build/ngx_http_aigw_module.so t/sdk/gateway.sh t/sdk/run.sh
+#
+# Every fault test of the SDK suites is pointed at a model whose provider is
+# the mock with that fault, so the official SDKs parse each answer and each
+# error the gateway gives, streams included.
+
+set -euo pipefail
+
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+module="${AIGW_MODULE:-$root/build/ngx_http_aigw_module.so}"
+nginx="${NGINX_BINARY:-/usr/sbin/nginx}"
+
+[ "$#" -gt 0 ] || set -- "$root/t/sdk/run.sh"
+cmd=("$@")
+
+if [ ! -f "$module" ]; then
+    echo "gateway.sh: no module at $module" >&2
+    exit 1
+fi
+
+prefix="$(mktemp -d /tmp/aigw-sdk.XXXXXX)"
+mkdir -p "$prefix/logs" "$prefix/conf"
+
+mock_pid=
+cleanup() {
+    if [ -f "$prefix/logs/nginx.pid" ]; then
+        kill -QUIT "$(cat "$prefix/logs/nginx.pid")" 2>/dev/null || true
+        for _ in $(seq 1 50); do
+            [ -f "$prefix/logs/nginx.pid" ] || break
+            sleep 0.1
+        done
+    fi
+    if [ -n "$mock_pid" ]; then
+        kill "$mock_pid" 2>/dev/null || true
+        wait "$mock_pid" 2>/dev/null || true
+    fi
+    rm -rf "$prefix"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+    perl -MIO::Socket::INET -e \
+        'print IO::Socket::INET->new(Listen => 1, LocalAddr => "127.0.0.1",
+                                     LocalPort => 0)->sockport'
+}
+
+node "$root/examples/mock/aigw-mock.js" --port 0 --host 127.0.0.1 \
+    > "$prefix/logs/mock.out" 2>&1 &
+mock_pid=$!
+
+mport=
+for _ in $(seq 1 100); do
+    mport="$(sed -n 's/^aigw-mock listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' \
+             "$prefix/logs/mock.out")"
+    [ -n "$mport" ] && break
+    sleep 0.05
+done
+[ -n "$mport" ] || { echo "gateway.sh: mock did not start" >&2; exit 1; }
+
+gport="$(free_port)"
+mock="http://127.0.0.1:$mport"
+
+# one provider per fault: "NAME OPTIONS" for each wire format
+openai_faults=(
+    "400 status=400" "401 status=401" "403 status=403" "404 status=404"
+    "409 status=409" "422 status=422" "429 status=429,retry_after=7"
+    "500 status=500" "502 status=502" "503 status=503" "RESET reset"
+    "HANG hang" "GARBAGE garbage" "BADJSON badjson" "CUT cut=3"
+    "STREAM_ERROR stream_error=2" "CHUNKED chunked,delay=50" "GZIP gzip"
+    "PACE pace=40,words=20"
+)
+anthropic_faults=(
+    "400 status=400" "401 status=401" "403 status=403" "404 status=404"
+    "429 status=429,retry_after=9" "500 status=500" "503 status=503"
+    "529 status=529" "STREAM_ERROR stream_error=3" "RESET reset" "CUT cut=4"
+)
+
+{
+    echo "load_module $module;"
+    echo "error_log $prefix/logs/error.log info;"
+    echo "pid $prefix/logs/nginx.pid;"
+    echo "env AIGW_SDK_PROVIDER_KEY;"
+    echo "events { worker_connections 256; }"
+    echo "http {"
+    echo "  access_log $prefix/logs/access.log;"
+    echo "  client_body_temp_path $prefix/body;"
+    echo "  aigw_provider mock $mock/v1 key_env=AIGW_SDK_PROVIDER_KEY;"
+    echo "  aigw_provider claude $mock/v1 format=anthropic"
+    echo "                key_env=AIGW_SDK_PROVIDER_KEY;"
+    echo "  aigw_model gpt-4o-mini mock:gpt-4o-mini;"
+    echo "  aigw_model gpt-3.5-turbo-instruct mock:gpt-3.5-turbo-instruct;"
+    echo "  aigw_model text-embedding-3-small mock:text-embedding-3-small;"
+    echo "  aigw_model claude-haiku-4-5 claude:claude-haiku-4-5;"
+    for f in "${openai_faults[@]}"; do
+        set -- $f
+        echo "  aigw_provider f-$1 $mock/fault/$2/v1"
+        echo "                key_env=AIGW_SDK_PROVIDER_KEY;"
+        echo "  aigw_model broken-$1 f-$1:gpt-4o-mini;"
+    done
+    for f in "${anthropic_faults[@]}"; do
+        set -- $f
+        echo "  aigw_provider af-$1 $mock/fault/$2/v1 format=anthropic"
+        echo "                key_env=AIGW_SDK_PROVIDER_KEY;"
+        echo "  aigw_model claude-broken-$1 af-$1:claude-haiku-4-5;"
+    done
+    echo "  server {"
+    echo "    listen 127.0.0.1:$gport;"
+    echo "    aigw_read_timeout 5s;"
+    echo "    location /v1/ { aigw_pass; }"
+    echo "  }"
+    echo "}"
+} > "$prefix/conf/nginx.conf"
+
+export AIGW_SDK_PROVIDER_KEY=sk-aigw-sdk-provider
+"$nginx" -p "$prefix" -c conf/nginx.conf
+
+for _ in $(seq 1 50); do
+    [ -f "$prefix/logs/nginx.pid" ] && break
+    sleep 0.1
+done
+
+export AIGW_TARGET=gateway
+export AIGW_BASE_URL="http://127.0.0.1:$gport/v1"
+export AIGW_ANTHROPIC_BASE_URL="http://127.0.0.1:$gport"
+export AIGW_API_KEY=sk-client-key-never-forwarded
+for f in "${openai_faults[@]}"; do
+    set -- $f
+    export "AIGW_FAULT_MODEL_$1=broken-$1"
+done
+for f in "${anthropic_faults[@]}"; do
+    set -- $f
+    export "AIGW_ANTHROPIC_FAULT_MODEL_$1=claude-broken-$1"
+done
+
+status=0
+"${cmd[@]}" || status=$?
+
+if grep -E '\[(alert|crit|emerg)\]' "$prefix/logs/error.log"; then
+    echo "gateway.sh: nginx logged alerts" >&2
+    status=1
+fi
+
+if grep -q 'sk-client-key-never-forwarded\|sk-aigw-sdk-provider' \
+        "$prefix/logs/error.log"; then
+    echo "gateway.sh: a secret reached the error log" >&2
+    status=1
+fi
+
+exit "$status"

@@ -1,7 +1,7 @@
 # aigw_pass: requests reach the provider rewritten for it, answers come back
 # unchanged.
 
-use lib 't/lib';
+BEGIN { push @INC, 't/lib' }
 use AigwMock;
 use Test::Nginx::Socket 'no_plan';
 

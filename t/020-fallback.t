@@ -1,7 +1,7 @@
 # Fallback: on connect errors, timeouts, 5xx and 429 the next candidate of
 # the route is tried, with the request rebuilt for it; other 4xx go back.
 
-use lib 't/lib';
+BEGIN { push @INC, 't/lib' }
 use AigwMock;
 use Test::Nginx::Socket 'no_plan';
 

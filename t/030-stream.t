@@ -2,7 +2,7 @@
 # never held in a buffer; a cut stream or a client that leaves ends the
 # provider connection.
 
-use lib 't/lib';
+BEGIN { push @INC, 't/lib' }
 use AigwMock;
 use Test::Nginx::Socket 'no_plan';
 

@@ -1,7 +1,7 @@
 # Bad input gets a clear error in the client's wire format, with the right
 # status, and a line in the error log.
 
-use lib 't/lib';
+BEGIN { push @INC, 't/lib' }
 use AigwMock;
 use Test::Nginx::Socket 'no_plan';
 

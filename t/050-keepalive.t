@@ -1,6 +1,6 @@
 # Connections to providers are kept alive and reused across requests.
 
-use lib 't/lib';
+BEGIN { push @INC, 't/lib' }
 use AigwMock;
 use Test::Nginx::Socket 'no_plan';
 

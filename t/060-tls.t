@@ -2,7 +2,7 @@
 # configurable CA.  A TLS server in the test's own nginx stands in front of
 # the mock provider.
 
-use lib 't/lib';
+BEGIN { push @INC, 't/lib' }
 use AigwMock;
 use Test::Nginx::Socket 'no_plan';
 use File::Temp qw(tempdir);

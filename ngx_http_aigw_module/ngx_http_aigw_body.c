@@ -294,3 +294,67 @@ ngx_http_aigw_body_set_model(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
 
     return NGX_OK;
 }
+
+
+/*
+ * aigw_tenant_user: the caller's tenant (and user) as OpenAI's "user"
+ * field, or Anthropic's "metadata.user_id", replacing what the client
+ * put there.
+ */
+
+ngx_int_t
+ngx_http_aigw_body_set_user(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
+{
+    u_char  *p;
+    cJSON   *obj, *item;
+    size_t   len;
+
+    len = ctx->tenant.len + 1 + (ctx->key ? ctx->key->user.len : 0) + 1;
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ctx->key && ctx->key->user.len) {
+        ngx_sprintf(p, "%V/%V%Z", &ctx->tenant, &ctx->key->user);
+
+    } else {
+        ngx_sprintf(p, "%V%Z", &ctx->tenant);
+    }
+
+    obj = ctx->json;
+
+    if (ctx->client_format == NGX_HTTP_AIGW_ANTHROPIC) {
+        obj = cJSON_GetObjectItemCaseSensitive(ctx->json, "metadata");
+
+        if (!cJSON_IsObject(obj)) {
+            cJSON_DeleteItemFromObjectCaseSensitive(ctx->json, "metadata");
+
+            obj = cJSON_AddObjectToObject(ctx->json, "metadata");
+            if (obj == NULL) {
+                return NGX_ERROR;
+            }
+        }
+    }
+
+    item = cJSON_CreateString((char *) p);
+    if (item == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (cJSON_HasObjectItem(obj, ctx->client_format == NGX_HTTP_AIGW_ANTHROPIC
+                                 ? "user_id" : "user"))
+    {
+        cJSON_ReplaceItemInObjectCaseSensitive(obj,
+                               ctx->client_format == NGX_HTTP_AIGW_ANTHROPIC
+                               ? "user_id" : "user", item);
+
+    } else {
+        cJSON_AddItemToObject(obj,
+                              ctx->client_format == NGX_HTTP_AIGW_ANTHROPIC
+                              ? "user_id" : "user", item);
+    }
+
+    return NGX_OK;
+}

@@ -20,6 +20,10 @@ static char *ngx_http_aigw_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 static ngx_int_t ngx_http_aigw_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_aigw_meta_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static char *ngx_http_aigw_tenant_header(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 
 #define NGX_HTTP_AIGW_VAR_PROVIDER        0
@@ -28,6 +32,10 @@ static ngx_int_t ngx_http_aigw_variable(ngx_http_request_t *r,
 #define NGX_HTTP_AIGW_VAR_ATTEMPTS        3
 #define NGX_HTTP_AIGW_VAR_ROUTE           4
 #define NGX_HTTP_AIGW_VAR_STREAM          5
+#define NGX_HTTP_AIGW_VAR_KEY_ID          6
+#define NGX_HTTP_AIGW_VAR_TENANT          7
+#define NGX_HTTP_AIGW_VAR_USER            8
+#define NGX_HTTP_AIGW_VAR_TEAM            9
 
 
 static ngx_conf_num_bounds_t  ngx_http_aigw_keepalive_bounds = {
@@ -56,6 +64,41 @@ static ngx_command_t  ngx_http_aigw_commands[] = {
       ngx_http_aigw_route,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
+      NULL },
+
+    { ngx_string("aigw_keys"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_aigw_auth_keys,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("aigw_auth"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_aigw_loc_conf_t, auth),
+      NULL },
+
+    { ngx_string("aigw_tenant"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_aigw_loc_conf_t, tenant),
+      NULL },
+
+    { ngx_string("aigw_tenant_header"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_aigw_tenant_header,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_aigw_loc_conf_t, tenant_header),
+      NULL },
+
+    { ngx_string("aigw_tenant_user"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_aigw_loc_conf_t, tenant_user),
       NULL },
 
     { ngx_string("aigw_keepalive"),
@@ -197,6 +240,21 @@ static ngx_http_variable_t  ngx_http_aigw_vars[] = {
     { ngx_string("aigw_stream"), NULL, ngx_http_aigw_variable,
       NGX_HTTP_AIGW_VAR_STREAM, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
+    { ngx_string("aigw_key_id"), NULL, ngx_http_aigw_variable,
+      NGX_HTTP_AIGW_VAR_KEY_ID, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("aigw_tenant"), NULL, ngx_http_aigw_variable,
+      NGX_HTTP_AIGW_VAR_TENANT, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("aigw_user"), NULL, ngx_http_aigw_variable,
+      NGX_HTTP_AIGW_VAR_USER, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("aigw_team"), NULL, ngx_http_aigw_variable,
+      NGX_HTTP_AIGW_VAR_TEAM, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("aigw_meta_"), NULL, ngx_http_aigw_meta_variable,
+      0, NGX_HTTP_VAR_NOCACHEABLE|NGX_HTTP_VAR_PREFIX, 0 },
+
       ngx_http_null_variable
 };
 
@@ -270,6 +328,28 @@ ngx_http_aigw_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
         }
         break;
 
+    case NGX_HTTP_AIGW_VAR_KEY_ID:
+        if (ctx->key) {
+            s = ctx->key->id;
+        }
+        break;
+
+    case NGX_HTTP_AIGW_VAR_TENANT:
+        s = ctx->tenant;
+        break;
+
+    case NGX_HTTP_AIGW_VAR_USER:
+        if (ctx->key) {
+            s = ctx->key->user;
+        }
+        break;
+
+    case NGX_HTTP_AIGW_VAR_TEAM:
+        if (ctx->key) {
+            s = ctx->key->team;
+        }
+        break;
+
     default: /* NGX_HTTP_AIGW_VAR_ATTEMPTS */
         p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
         if (p == NULL) {
@@ -291,6 +371,50 @@ ngx_http_aigw_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
     v->valid = 1;
     v->no_cacheable = 1;
     v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+/* $aigw_meta_<name>: a metadata tag of the caller's key */
+
+static ngx_int_t
+ngx_http_aigw_meta_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_str_t *name = (ngx_str_t *) data;
+
+    size_t                     len;
+    u_char                    *tag;
+    ngx_uint_t                 i;
+    ngx_http_aigw_ctx_t       *ctx;
+    ngx_http_aigw_key_meta_t  *meta;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
+
+    v->not_found = 1;
+
+    if (ctx == NULL || ctx->key == NULL) {
+        return NGX_OK;
+    }
+
+    tag = name->data + sizeof("aigw_meta_") - 1;
+    len = name->len - (sizeof("aigw_meta_") - 1);
+
+    meta = ctx->key->meta;
+
+    for (i = 0; i < ctx->key->nmeta; i++) {
+        if (meta[i].name.len == len
+            && ngx_strncmp(meta[i].name.data, tag, len) == 0)
+        {
+            v->len = meta[i].value.len;
+            v->data = meta[i].value.data;
+            v->valid = 1;
+            v->no_cacheable = 1;
+            v->not_found = 0;
+            break;
+        }
+    }
 
     return NGX_OK;
 }
@@ -321,7 +445,56 @@ ngx_http_aigw_ctx_create(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_aigw_postconfiguration(ngx_conf_t *cf)
 {
+    ngx_http_handler_pt        *h;
+    ngx_http_core_main_conf_t  *cmcf;
+    ngx_http_aigw_main_conf_t  *amcf;
+
+    amcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_aigw_module);
+
+    if (amcf->providers.nelts == 0) {
+        return NGX_OK;
+    }
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_ACCESS_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_aigw_auth_handler;
+
     return ngx_http_aigw_filter_init(cf);
+}
+
+
+/* aigw_tenant_header NAME; a header name, as nginx would parse it */
+
+static char *
+ngx_http_aigw_tenant_header(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    u_char      *p;
+    ngx_str_t   *value;
+    char        *rv;
+
+    rv = ngx_conf_set_str_slot(cf, cmd, conf);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    value = cf->args->elts;
+
+    for (p = value[1].data; p < value[1].data + value[1].len; p++) {
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
+              || (*p >= '0' && *p <= '9') || *p == '-' || *p == '_'))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid header name \"%V\"", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    return NGX_CONF_OK;
 }
 
 
@@ -402,6 +575,9 @@ ngx_http_aigw_create_loc_conf(ngx_conf_t *cf)
     alcf->upstream.hide_headers = NGX_CONF_UNSET_PTR;
     alcf->upstream.pass_headers = NGX_CONF_UNSET_PTR;
     alcf->ssl_verify_depth = NGX_CONF_UNSET_UINT;
+    alcf->auth = NGX_CONF_UNSET;
+    alcf->tenant = NGX_CONF_UNSET_PTR;
+    alcf->tenant_user = NGX_CONF_UNSET;
 
     return alcf;
 }
@@ -434,9 +610,25 @@ ngx_http_aigw_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_aigw_loc_conf_t *prev = parent;
     ngx_http_aigw_loc_conf_t *conf = child;
 
-    ngx_hash_init_t  hash;
+    ngx_hash_init_t             hash;
+    ngx_http_aigw_main_conf_t  *amcf;
+
+    amcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_aigw_module);
 
     ngx_conf_merge_value(conf->pass, prev->pass, 0);
+
+    /* callers are authenticated wherever there are keys to check */
+    ngx_conf_merge_value(conf->auth, prev->auth, amcf->keys != NULL);
+    ngx_conf_merge_ptr_value(conf->tenant, prev->tenant, NULL);
+    ngx_conf_merge_str_value(conf->tenant_header, prev->tenant_header, "");
+    ngx_conf_merge_value(conf->tenant_user, prev->tenant_user, 0);
+
+    if (conf->auth && amcf->keys == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"aigw_auth\" is on, but no \"aigw_keys\" "
+                           "file is loaded");
+        return NGX_CONF_ERROR;
+    }
 
     ngx_conf_merge_msec_value(conf->upstream.connect_timeout,
                               prev->upstream.connect_timeout, 10000);

@@ -14,6 +14,7 @@
 #include <cjson/cJSON.h>
 
 #include "ngx_http_aigw_sse.h"
+#include "ngx_http_aigw_keys.h"
 
 
 /* wire formats, of a provider and of the client's endpoint */
@@ -76,6 +77,8 @@ typedef struct {
     ngx_array_t                    models;     /* ngx_http_aigw_model_t * */
     ngx_array_t                    routes;     /* ngx_http_aigw_route_t * */
 
+    ngx_http_aigw_keys_t          *keys;
+
     /* routes are given as model names; resolved once all are read */
     ngx_array_t                    route_args; /* ngx_str_t, per route */
 
@@ -95,12 +98,20 @@ typedef struct {
 
     ngx_str_t                      ssl_trusted_certificate;
     ngx_uint_t                     ssl_verify_depth;
+
+    ngx_flag_t                     auth;
+    ngx_http_complex_value_t      *tenant;     /* with aigw_auth off */
+    ngx_str_t                      tenant_header;
+    ngx_flag_t                     tenant_user;
 } ngx_http_aigw_loc_conf_t;
 
 
 typedef struct {
     ngx_uint_t                     endpoint;
     ngx_uint_t                     client_format;
+
+    ngx_http_aigw_key_t           *key;        /* the caller's key */
+    ngx_str_t                      tenant;
 
     cJSON                         *json;       /* the client's request */
     ngx_str_t                      model;      /* as the client asked */
@@ -136,6 +147,12 @@ typedef struct {
 /* module.c */
 ngx_http_aigw_ctx_t *ngx_http_aigw_ctx_create(ngx_http_request_t *r);
 
+/* auth.c */
+char *ngx_http_aigw_auth_keys(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_int_t ngx_http_aigw_auth_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_aigw_auth_check_model(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
+
 /* provider.c */
 char *ngx_http_aigw_provider(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 ngx_int_t ngx_http_aigw_provider_ssl(ngx_conf_t *cf,
@@ -156,6 +173,8 @@ ngx_int_t ngx_http_aigw_route_models_send(ngx_http_request_t *r);
 ngx_uint_t ngx_http_aigw_body_endpoint(ngx_http_request_t *r);
 ngx_str_t *ngx_http_aigw_body_endpoint_path(ngx_uint_t endpoint);
 ngx_int_t ngx_http_aigw_body_parse(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
+ngx_int_t ngx_http_aigw_body_set_user(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx);
 ngx_int_t ngx_http_aigw_body_set_model(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_str_t *model, ngx_str_t *out);

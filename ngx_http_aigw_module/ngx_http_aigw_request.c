@@ -12,7 +12,7 @@
 
 
 static ngx_uint_t ngx_http_aigw_request_skip(ngx_table_elt_t *h,
-    ngx_str_t *connection);
+    ngx_str_t *connection, ngx_str_t *tenant_header);
 
 
 /*
@@ -65,8 +65,10 @@ ngx_http_aigw_request_build(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     ngx_table_elt_t           *h;
     ngx_chain_t               *cl, *body_cl;
     ngx_http_aigw_provider_t  *provider;
+    ngx_http_aigw_loc_conf_t  *alcf;
 
     provider = model->provider;
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_aigw_module);
 
     if (ngx_http_aigw_body_set_model(r, ctx, &model->upstream_model, &body)
         != NGX_OK)
@@ -79,6 +81,7 @@ ngx_http_aigw_request_build(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
           + sizeof("Host: " CRLF) - 1 + provider->host.len
           + provider->auth_headers.len
           + extra_headers->len
+          + alcf->tenant_header.len + sizeof(": " CRLF) - 1 + ctx->tenant.len
           + sizeof("Content-Type: application/json" CRLF) - 1
           + sizeof("Content-Length: " CRLF) - 1 + NGX_SIZE_T_LEN
           + sizeof(CRLF) - 1;
@@ -126,7 +129,8 @@ ngx_http_aigw_request_build(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
             i = 0;
         }
 
-        if (ngx_http_aigw_request_skip(&h[i], &connection)) {
+        if (ngx_http_aigw_request_skip(&h[i], &connection,
+                                       &alcf->tenant_header)) {
             continue;
         }
 
@@ -151,6 +155,11 @@ ngx_http_aigw_request_build(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
                    provider->auth_headers.len);
     p = ngx_cpymem(p, extra_headers->data, extra_headers->len);
 
+    if (alcf->tenant_header.len && ctx->tenant.len) {
+        p = ngx_sprintf(p, "%V: %V" CRLF, &alcf->tenant_header,
+                        &ctx->tenant);
+    }
+
     p = ngx_sprintf(p, "Content-Type: application/json" CRLF
                     "Content-Length: %uz" CRLF, body.len);
 
@@ -169,7 +178,8 @@ ngx_http_aigw_request_build(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
             i = 0;
         }
 
-        if (ngx_http_aigw_request_skip(&h[i], &connection)) {
+        if (ngx_http_aigw_request_skip(&h[i], &connection,
+                                       &alcf->tenant_header)) {
             continue;
         }
 
@@ -219,10 +229,19 @@ ngx_http_aigw_request_build(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
 
 
 static ngx_uint_t
-ngx_http_aigw_request_skip(ngx_table_elt_t *h, ngx_str_t *connection)
+ngx_http_aigw_request_skip(ngx_table_elt_t *h, ngx_str_t *connection,
+    ngx_str_t *tenant_header)
 {
     u_char     *p, *last, *start;
     ngx_str_t  *d;
+
+    /* the gateway alone says who the tenant is */
+
+    if (tenant_header->len == h->key.len
+        && ngx_strncasecmp(h->key.data, tenant_header->data, h->key.len) == 0)
+    {
+        return 1;
+    }
 
     for (d = ngx_http_aigw_request_drop; d->len; d++) {
         if (h->key.len == d->len

@@ -121,9 +121,13 @@ ngx_http_aigw_handler(ngx_http_request_t *r)
     ngx_int_t             rc;
     ngx_http_aigw_ctx_t  *ctx;
 
-    ctx = ngx_http_aigw_ctx_create(r);
+    ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
+
     if (ctx == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        ctx = ngx_http_aigw_ctx_create(r);
+        if (ctx == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
     }
 
     if (ctx->endpoint == NGX_HTTP_AIGW_EP_MODELS) {
@@ -186,8 +190,21 @@ ngx_http_aigw_body_handler(ngx_http_request_t *r)
         rc = ngx_http_aigw_route_resolve(r, ctx);
     }
 
+    if (rc == NGX_OK) {
+        rc = ngx_http_aigw_auth_check_model(r, ctx);
+    }
+
     if (rc != NGX_OK) {
         ngx_http_finalize_request(r, rc);
+        return;
+    }
+
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_aigw_module);
+
+    if (alcf->tenant_user && ctx->tenant.len
+        && ngx_http_aigw_body_set_user(r, ctx) != NGX_OK)
+    {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
 
@@ -195,8 +212,6 @@ ngx_http_aigw_body_handler(ngx_http_request_t *r)
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
-
-    alcf = ngx_http_get_module_loc_conf(r, ngx_http_aigw_module);
 
     u = r->upstream;
 

@@ -139,4 +139,79 @@ ok(!$ok, 'two keys are refused');
          'unknown route: message and line');
 }
 
+# key files: an error names the entry and the field
+{
+    my $h = 'a' x 64;
+    my %files = (
+        'notjson.json' => '{"keys": [',
+        'nohash.json'  => '[{"id":"k1","tenant":"t"}]',
+        'badhash.json' => '{"keys":[{"id":"k0","hash":"' . $h . '",'
+                          . '"tenant":"t"},{"id":"k1","hash":"xyz",'
+                          . '"tenant":"t"}]}',
+        'notenant.json' => '[{"id":"k1","hash":"' . $h . '"}]',
+        'dup.json' => '[{"id":"k1","hash":"' . $h . '","tenant":"t"},'
+                      . '{"id":"k2","hash":"' . uc($h) . '","tenant":"t"}]',
+        'badtype.json' => '[{"id":"k1","hash":"' . $h . '","tenant":"t",'
+                          . '"models":"gpt-4o"}]',
+        'badexp.json' => '[{"id":"k1","hash":"' . $h . '","tenant":"t",'
+                         . '"expires_at":"tomorrow"}]',
+        'ctl.json' => '[{"id":"k1","hash":"' . $h . '","tenant":"a\\r\\nX: y"}]',
+        'good.json' => '[{"id":"k1","hash":"' . $h . '","tenant":"t",'
+                       . '"limits":{"rpm":60},"budget":{"usd":5.5,'
+                       . '"period":"day"},"metadata":{"a":"b"},'
+                       . '"models":["gpt-*"],"expires_at":1900000000}]',
+    );
+
+    for my $f (keys %files) {
+        open my $k, '>', "$dir/$f" or die;
+        print $k $files{$f};
+        close $k;
+    }
+
+    my $p = "$provider\naigw_model m p:x;";
+
+    ($ok, $out) = nginx_t("$p\naigw_keys $dir/good.json;", %key);
+    ok($ok, 'a good key file is loaded') or diag $out;
+
+    ($ok, $out) = nginx_t("$p\naigw_keys $dir/missing.json;", %key);
+    ok(!$ok, 'a missing key file is refused');
+    like($out, qr/open\(\) key file ".*missing\.json" failed.*nginx\.conf:8/,
+         'missing key file: file and line');
+
+    ($ok, $out) = nginx_t("$p\naigw_keys $dir/notjson.json;", %key);
+    like($out, qr/key file ".*notjson\.json" is not valid JSON/,
+         'a key file that is not JSON');
+
+    ($ok, $out) = nginx_t("$p\naigw_keys $dir/nohash.json;", %key);
+    like($out, qr/entry 1 \(id "k1"\): field "hash" is missing/,
+         'a missing hash: entry and field');
+
+    ($ok, $out) = nginx_t("$p\naigw_keys $dir/badhash.json;", %key);
+    like($out, qr/entry 2 \(id "k1"\): field "hash" must be 64 hexadecimal/,
+         'a bad hash: entry and field');
+
+    ($ok, $out) = nginx_t("$p\naigw_keys $dir/notenant.json;", %key);
+    like($out, qr/entry 1 \(id "k1"\): field "tenant" is missing/,
+         'a missing tenant');
+
+    ($ok, $out) = nginx_t("$p\naigw_keys $dir/dup.json;", %key);
+    like($out, qr/entry 2 \(id "k2"\): "hash" is the hash of another key/,
+         'a duplicate hash');
+
+    ($ok, $out) = nginx_t("$p\naigw_keys $dir/badtype.json;", %key);
+    like($out, qr/field "models" must be an array/, 'models of a wrong type');
+
+    ($ok, $out) = nginx_t("$p\naigw_keys $dir/badexp.json;", %key);
+    like($out, qr/field "expires_at" must be/, 'a bad expiry');
+
+    ($ok, $out) = nginx_t("$p\naigw_keys $dir/ctl.json;", %key);
+    like($out, qr/field "tenant" has a control character/,
+         'a control character in a tenant');
+
+    ($ok, $out) = nginx_t("$p\naigw_auth on;", %key);
+    ok(!$ok, 'aigw_auth on without keys is refused');
+    like($out, qr/"aigw_auth" is on, but no "aigw_keys" file is loaded/,
+         'aigw_auth without keys: message');
+}
+
 done_testing();

@@ -1,0 +1,268 @@
+
+/*
+ * Copyright (C) aigw authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+#include <openssl/evp.h>
+
+#include "ngx_http_aigw_module.h"
+#include "ngx_http_aigw_keys.h"
+
+
+static ngx_int_t ngx_http_aigw_auth_credential(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_str_t *secret);
+
+
+/* aigw_keys PATH; */
+
+char *
+ngx_http_aigw_auth_keys(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_aigw_main_conf_t *amcf = conf;
+
+    ngx_str_t  *value, file;
+
+    if (amcf->keys) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    file = value[1];
+
+    amcf->keys = ngx_http_aigw_keys_load(cf, &file);
+
+    if (amcf->keys == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * The access phase: who calls.  The key's SHA-256 is looked up in the
+ * table built when the configuration was read; the secret itself is
+ * neither kept nor logged.
+ */
+
+ngx_int_t
+ngx_http_aigw_auth_handler(ngx_http_request_t *r)
+{
+    u_char                      hash[EVP_MAX_MD_SIZE];
+    ngx_int_t                   rc;
+    ngx_str_t                   secret;
+    unsigned int                len;
+    ngx_http_aigw_ctx_t        *ctx;
+    ngx_http_aigw_key_t        *key;
+    ngx_http_aigw_loc_conf_t   *alcf;
+    ngx_http_aigw_main_conf_t  *amcf;
+
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_aigw_module);
+
+    if (!alcf->pass || r != r->main) {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
+
+    if (ctx == NULL) {
+        ctx = ngx_http_aigw_ctx_create(r);
+        if (ctx == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    if (!alcf->auth) {
+
+        /* trusted callers: the tenant is what the operator says */
+
+        if (alcf->tenant
+            && ngx_http_complex_value(r, alcf->tenant, &ctx->tenant)
+               != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return NGX_DECLINED;
+    }
+
+    if (ctx->key) {
+        return NGX_OK;
+    }
+
+    ngx_str_null(&secret);
+
+    rc = ngx_http_aigw_auth_credential(r, ctx, &secret);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (EVP_Digest(secret.data, secret.len, hash, &len, EVP_sha256(), NULL)
+        != 1)
+    {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "aigw: SHA-256 failed");
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_aigw_module);
+
+    key = ngx_http_aigw_keys_find(amcf->keys, hash);
+
+    if (key == NULL) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "aigw: unknown API key (sha256 %*xs...)", 4, hash);
+
+        return ngx_http_aigw_error(r, ctx, NGX_HTTP_UNAUTHORIZED,
+                                   "invalid_api_key",
+                                   "Incorrect API key provided.");
+    }
+
+    if (key->disabled) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "aigw: API key \"%V\" is disabled", &key->id);
+
+        return ngx_http_aigw_error(r, ctx, NGX_HTTP_FORBIDDEN,
+                                   "key_disabled",
+                                   "This API key has been disabled.");
+    }
+
+    if (key->expires_at && ngx_time() >= key->expires_at) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "aigw: API key \"%V\" has expired", &key->id);
+
+        return ngx_http_aigw_error(r, ctx, NGX_HTTP_FORBIDDEN,
+                                   "key_expired",
+                                   "This API key has expired.");
+    }
+
+    ctx->key = key;
+    ctx->tenant = key->tenant;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The secret from "Authorization: Bearer ..." (OpenAI's SDK, and
+ * Anthropic's with an auth token) or "x-api-key: ..." (Anthropic's).
+ */
+
+static ngx_int_t
+ngx_http_aigw_auth_credential(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
+    ngx_str_t *secret)
+{
+    u_char           *p, *last;
+    ngx_str_t         bearer, api_key;
+    ngx_uint_t        i, n;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    ngx_str_null(&bearer);
+    ngx_str_null(&api_key);
+
+    if (r->headers_in.authorization) {
+        p = r->headers_in.authorization->value.data;
+        last = p + r->headers_in.authorization->value.len;
+
+        if (last - p < 7 || ngx_strncasecmp(p, (u_char *) "Bearer ", 7) != 0)
+        {
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "aigw: \"Authorization\" is not a bearer token");
+
+            return ngx_http_aigw_error(r, ctx, NGX_HTTP_UNAUTHORIZED,
+                                       "invalid_api_key",
+                                       "The Authorization header must be "
+                                       "\"Bearer <API key>\".");
+        }
+
+        for (p += 7; p < last && *p == ' '; p++) { /* void */ }
+        while (last > p && last[-1] == ' ') { last--; }
+
+        bearer.data = p;
+        bearer.len = last - p;
+    }
+
+    n = 0;
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == sizeof("x-api-key") - 1
+            && ngx_strncmp(h[i].lowcase_key, "x-api-key",
+                           sizeof("x-api-key") - 1)
+               == 0)
+        {
+            api_key = h[i].value;
+            n++;
+        }
+    }
+
+    if (n > 1
+        || (bearer.len && api_key.len
+            && (bearer.len != api_key.len
+                || ngx_strncmp(bearer.data, api_key.data, bearer.len) != 0)))
+    {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "aigw: the request carries more than one API key");
+
+        return ngx_http_aigw_error(r, ctx, NGX_HTTP_UNAUTHORIZED,
+                                   "invalid_api_key",
+                                   "The request carries more than one API "
+                                   "key.");
+    }
+
+    *secret = bearer.len ? bearer : api_key;
+
+    if (secret->len == 0) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "aigw: no API key");
+
+        return ngx_http_aigw_error(r, ctx, NGX_HTTP_UNAUTHORIZED,
+                                   "missing_api_key",
+                                   "You didn't provide an API key. Send it "
+                                   "as \"Authorization: Bearer <key>\" or "
+                                   "\"x-api-key: <key>\".");
+    }
+
+    return NGX_OK;
+}
+
+
+/* a key's "models": the name the client asked for must match a glob */
+
+ngx_int_t
+ngx_http_aigw_auth_check_model(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx)
+{
+    if (ctx->key == NULL
+        || ngx_http_aigw_keys_model_allowed(ctx->key, &ctx->route_name))
+    {
+        return NGX_OK;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "aigw: API key \"%V\" may not use \"%V\"",
+                  &ctx->key->id, &ctx->route_name);
+
+    return ngx_http_aigw_error(r, ctx, NGX_HTTP_FORBIDDEN,
+                               "model_not_allowed",
+                               "This API key may not use the model `%V`.",
+                               &ctx->route_name);
+}

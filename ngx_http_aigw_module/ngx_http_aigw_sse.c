@@ -1,0 +1,375 @@
+
+/*
+ * Copyright (C) aigw authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include "ngx_http_aigw_sse.h"
+
+
+/*
+ * Only macros and inline code from the nginx headers are used here, never
+ * nginx's object code, so that t/unit/test_sse.c can build this file alone.
+ */
+
+
+#define NGX_HTTP_AIGW_SSE_IGNORE  0
+#define NGX_HTTP_AIGW_SSE_DATA    1
+#define NGX_HTTP_AIGW_SSE_EVENT   2
+
+
+static u_char *ngx_http_aigw_sse_eol(u_char *s, u_char *last, u_char **lf);
+static void ngx_http_aigw_sse_field(ngx_http_aigw_sse_parser_t *p);
+static void ngx_http_aigw_sse_value(ngx_http_aigw_sse_parser_t *p, u_char *s,
+    size_t n);
+static void ngx_http_aigw_sse_data(ngx_http_aigw_sse_parser_t *p, u_char *s,
+    size_t n);
+static ngx_int_t ngx_http_aigw_sse_dispatch(ngx_http_aigw_sse_parser_t *p,
+    ngx_http_aigw_sse_event_t *ev);
+
+
+static u_char  ngx_http_aigw_sse_done[] = "[DONE]";
+static u_char  ngx_http_aigw_sse_eof[] = "\n\n";
+
+
+void
+ngx_http_aigw_sse_init(ngx_http_aigw_sse_parser_t *p, u_char *buf,
+    size_t size)
+{
+    ngx_memzero(p, sizeof(ngx_http_aigw_sse_parser_t));
+
+    p->data = buf;
+    p->size = size;
+    p->maybe_done = 1;
+}
+
+
+ngx_int_t
+ngx_http_aigw_sse_parse(ngx_http_aigw_sse_parser_t *p, u_char **pos,
+    u_char *last, ngx_http_aigw_sse_event_t *ev)
+{
+    u_char  ch, *s, *e, *lf;
+    enum {
+        sw_start = 0,
+        sw_bom1,
+        sw_bom2,
+        sw_line,
+        sw_cr,
+        sw_field,
+        sw_space,
+        sw_value
+    } state;
+
+    state = p->state;
+    lf = NULL;
+
+    for (s = *pos; s < last; s++) {
+        ch = *s;
+
+        switch (state) {
+
+        /* a UTF-8 byte order mark is skipped once, at the stream start */
+        case sw_start:
+            if (ch == 0xef) {
+                state = sw_bom1;
+                break;
+            }
+
+            state = sw_line;
+            goto line;
+
+        case sw_bom1:
+        case sw_bom2:
+            if (ch == ((state == sw_bom1) ? 0xbb : 0xbf)) {
+                state = (state == sw_bom1) ? sw_bom2 : sw_line;
+                break;
+            }
+
+            /* not a BOM after all: the bytes seen begin an unknown field */
+            p->name_len = sizeof(p->name) + 1;
+            state = sw_field;
+
+            /* fall through */
+
+        case sw_field:
+            switch (ch) {
+
+            case ':':
+                ngx_http_aigw_sse_field(p);
+                state = sw_space;
+                break;
+
+            case CR:
+            case LF:
+                /* a field with no colon has an empty value */
+                ngx_http_aigw_sse_field(p);
+                state = (ch == CR) ? sw_cr : sw_line;
+                break;
+
+            default:
+                /* a name longer than "event" only needs to be known as such */
+                if (p->name_len < sizeof(p->name)) {
+                    p->name[p->name_len] = ch;
+                }
+
+                if (p->name_len <= sizeof(p->name)) {
+                    p->name_len++;
+                }
+
+                break;
+            }
+
+            break;
+
+        /* an LF right after a CR belongs to the same line end */
+        case sw_cr:
+            state = sw_line;
+
+            if (ch == LF) {
+                break;
+            }
+
+            /* fall through */
+
+        case sw_line:
+        line:
+            switch (ch) {
+
+            case CR:
+            case LF:
+                state = (ch == CR) ? sw_cr : sw_line;
+
+                /* a blank line dispatches the event, if it has data */
+                if (ngx_http_aigw_sse_dispatch(p, ev) == NGX_OK) {
+                    p->state = state;
+                    *pos = s + 1;
+                    return NGX_OK;
+                }
+
+                break;
+
+            case ':':
+                /* a comment, skipped like the value of an unknown field */
+                p->field = NGX_HTTP_AIGW_SSE_IGNORE;
+                state = sw_value;
+                break;
+
+            default:
+                p->name[0] = ch;
+                p->name_len = 1;
+                state = sw_field;
+                break;
+            }
+
+            break;
+
+        /* one space after the colon is not part of the value */
+        case sw_space:
+            state = sw_value;
+
+            if (ch == ' ') {
+                break;
+            }
+
+            /* fall through */
+
+        case sw_value:
+            e = ngx_http_aigw_sse_eol(s, last, &lf);
+
+            ngx_http_aigw_sse_value(p, s, e - s);
+
+            if (e == last) {
+                /* the line goes on in the next buffer */
+                goto again;
+            }
+
+            s = e;
+            state = (*e == CR) ? sw_cr : sw_line;
+            break;
+        }
+    }
+
+again:
+
+    p->state = state;
+    *pos = last;
+
+    return NGX_AGAIN;
+}
+
+
+ngx_int_t
+ngx_http_aigw_sse_finish(ngx_http_aigw_sse_parser_t *p,
+    ngx_http_aigw_sse_event_t *ev)
+{
+    u_char  *pos;
+
+    /*
+     * The end of the stream ends the line in progress and then the event,
+     * as "\n\n" would: after a CR the first LF only completes a CRLF, and
+     * the second one is the blank line.  Once the event is out, a second
+     * call finds nothing pending.
+     */
+
+    pos = ngx_http_aigw_sse_eof;
+
+    if (ngx_http_aigw_sse_parse(p, &pos, pos + 2, ev) == NGX_OK) {
+        return NGX_OK;
+    }
+
+    return NGX_DONE;
+}
+
+
+static u_char *
+ngx_http_aigw_sse_eol(u_char *s, u_char *last, u_char **lf)
+{
+    u_char  *cr;
+
+    /*
+     * Lines mostly end in LF and memchr() is the fastest scan at hand.
+     * The next LF is remembered while it lies ahead, so that a stream of
+     * lone CRs does not rescan the buffer to its end on every line.
+     */
+
+    if (*lf == NULL || *lf < s) {
+        *lf = memchr(s, LF, last - s);
+
+        if (*lf == NULL) {
+            *lf = last;
+        }
+    }
+
+    cr = memchr(s, CR, *lf - s);
+
+    return (cr != NULL) ? cr : *lf;
+}
+
+
+static void
+ngx_http_aigw_sse_field(ngx_http_aigw_sse_parser_t *p)
+{
+    if (p->name_len == 4 && ngx_strncmp(p->name, "data", 4) == 0) {
+
+        /* the data lines of one event are joined by LF */
+        if (p->has_data) {
+            ngx_http_aigw_sse_data(p, (u_char *) "\n", 1);
+        }
+
+        p->has_data = 1;
+        p->field = NGX_HTTP_AIGW_SSE_DATA;
+        return;
+    }
+
+    if (p->name_len == 5 && ngx_strncmp(p->name, "event", 5) == 0) {
+
+        /* the last "event:" line of an event wins */
+        p->event_len = 0;
+        p->event_truncated = 0;
+        p->field = NGX_HTTP_AIGW_SSE_EVENT;
+        return;
+    }
+
+    /* "id", "retry" and unknown fields do not matter to metering */
+    p->field = NGX_HTTP_AIGW_SSE_IGNORE;
+}
+
+
+static void
+ngx_http_aigw_sse_value(ngx_http_aigw_sse_parser_t *p, u_char *s, size_t n)
+{
+    size_t  room;
+
+    switch (p->field) {
+
+    case NGX_HTTP_AIGW_SSE_DATA:
+        ngx_http_aigw_sse_data(p, s, n);
+        break;
+
+    case NGX_HTTP_AIGW_SSE_EVENT:
+        room = NGX_HTTP_AIGW_SSE_EVENT_LEN - p->event_len;
+
+        if (n > room) {
+            n = room;
+            p->event_truncated = 1;
+        }
+
+        ngx_memcpy(p->event + p->event_len, s, n);
+        p->event_len += n;
+        break;
+
+    default: /* NGX_HTTP_AIGW_SSE_IGNORE */
+        break;
+    }
+}
+
+
+static void
+ngx_http_aigw_sse_data(ngx_http_aigw_sse_parser_t *p, u_char *s, size_t n)
+{
+    size_t  room;
+
+    /* "[DONE]" is matched on the data as sent, whatever the storage size */
+
+    if (p->maybe_done) {
+        if (n > sizeof(ngx_http_aigw_sse_done) - 1 - p->done_len
+            || ngx_memcmp(s, ngx_http_aigw_sse_done + p->done_len, n) != 0)
+        {
+            p->maybe_done = 0;
+
+        } else {
+            p->done_len += n;
+        }
+    }
+
+    room = p->size - p->len;
+
+    if (n > room) {
+        n = room;
+        p->data_truncated = 1;
+    }
+
+    if (n) {
+        ngx_memcpy(p->data + p->len, s, n);
+        p->len += n;
+    }
+}
+
+
+static ngx_int_t
+ngx_http_aigw_sse_dispatch(ngx_http_aigw_sse_parser_t *p,
+    ngx_http_aigw_sse_event_t *ev)
+{
+    ngx_int_t  rc;
+
+    /* an event without a single data line is not dispatched (spec) */
+
+    if (p->has_data) {
+        ev->event.data = p->event;
+        ev->event.len = p->event_len;
+        ev->data.data = p->data;
+        ev->data.len = p->len;
+        ev->done = (p->maybe_done
+                    && p->done_len == sizeof(ngx_http_aigw_sse_done) - 1);
+        ev->truncated = (p->data_truncated || p->event_truncated);
+
+        rc = NGX_OK;
+
+    } else {
+        rc = NGX_DECLINED;
+    }
+
+    /* the bytes stay in place for *ev until the next call */
+
+    p->len = 0;
+    p->event_len = 0;
+    p->done_len = 0;
+    p->has_data = 0;
+    p->maybe_done = 1;
+    p->data_truncated = 0;
+    p->event_truncated = 0;
+
+    return rc;
+}

@@ -1,0 +1,88 @@
+
+/*
+ * Copyright (C) aigw authors
+ */
+
+
+#ifndef _NGX_HTTP_AIGW_SSE_H_INCLUDED_
+#define _NGX_HTTP_AIGW_SSE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+
+/*
+ * Incremental Server-Sent Events parser (WHATWG HTML, "Server-sent events",
+ * "Interpreting an event stream").  It only observes the stream: it never
+ * allocates, never fails and never changes a byte; buffers may be split
+ * anywhere.  Bytes are not UTF-8 decoded; an invalid sequence simply passes
+ * through inside a value.
+ *
+ * Deliberate differences from the spec, both for metering:
+ *  - data that does not fit the caller's buffer is dropped and the event is
+ *    flagged "truncated", instead of being kept whole;
+ *  - ngx_http_aigw_sse_finish() hands out an event the stream left without
+ *    its final blank line, where a browser would discard it.
+ */
+
+
+/* "content_block_delta" is the longest name a provider sends today */
+#define NGX_HTTP_AIGW_SSE_EVENT_LEN  64
+
+
+typedef struct {
+    ngx_str_t             event;        /* value of "event:", empty if none */
+    ngx_str_t             data;         /* data lines joined by "\n" */
+    unsigned              done:1;       /* data is exactly "[DONE]" */
+    unsigned              truncated:1;  /* data or event name was cut */
+} ngx_http_aigw_sse_event_t;
+
+
+typedef struct {
+    ngx_uint_t            state;
+
+    /* the event being collected: data in the caller's storage */
+    u_char               *data;
+    size_t                size;
+    size_t                len;
+
+    u_char                event[NGX_HTTP_AIGW_SSE_EVENT_LEN];
+    size_t                event_len;
+
+    /* the current line's field name, kept only as long as "event" */
+    u_char                name[5];
+    ngx_uint_t            name_len;
+    ngx_uint_t            field;
+
+    /* bytes of "[DONE]" the data has matched so far */
+    ngx_uint_t            done_len;
+
+    unsigned              has_data:1;
+    unsigned              maybe_done:1;
+    unsigned              data_truncated:1;
+    unsigned              event_truncated:1;
+} ngx_http_aigw_sse_parser_t;
+
+
+void ngx_http_aigw_sse_init(ngx_http_aigw_sse_parser_t *p, u_char *buf,
+    size_t size);
+
+/*
+ * NGX_OK: one event complete, *ev filled (pointing into the parser's
+ * storage, valid until the next call), *pos advanced past the bytes used;
+ * NGX_AGAIN: all of [*pos, last) consumed, no event complete yet.
+ */
+ngx_int_t ngx_http_aigw_sse_parse(ngx_http_aigw_sse_parser_t *p,
+    u_char **pos, u_char *last, ngx_http_aigw_sse_event_t *ev);
+
+/*
+ * End of stream: returns NGX_OK with a pending event if the stream ended
+ * without the final blank line (so the caller can still meter it), else
+ * NGX_DONE.
+ */
+ngx_int_t ngx_http_aigw_sse_finish(ngx_http_aigw_sse_parser_t *p,
+    ngx_http_aigw_sse_event_t *ev);
+
+
+#endif /* _NGX_HTTP_AIGW_SSE_H_INCLUDED_ */

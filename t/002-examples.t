@@ -46,6 +46,9 @@ for my $file (@examples) {
     print $key "sk-ant-example\n";
     close $key;
 
+    system('cp', "$root/examples/keys.json", "$dir/conf/keys.json") == 0
+        or die "cp keys.json";
+
     my $res = `$nginx -p $dir -c conf/nginx.conf -t 2>&1`;
     is($?, 0, "$name passes nginx -t") or diag $res;
 }

@@ -10,7 +10,7 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-so=${AIGW_MODULE_SO:-$root/build/ngx_http_aigw_module.so}
+so=${AIGW_MODULE:-${AIGW_MODULE_SO:-$root/build/ngx_http_aigw_module.so}}
 nginx=${NGINX_BINARY:-/usr/sbin/nginx}
 prefix=$root/build/demo
 conf=$prefix/conf/nginx.conf

@@ -16,8 +16,16 @@ static ngx_int_t ngx_http_aigw_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
 static ngx_int_t ngx_http_aigw_error_filter(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_chain_t *in);
-static void ngx_http_aigw_sse_observe(ngx_http_request_t *r,
+static ngx_int_t ngx_http_aigw_sse_observe(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_chain_t *in);
+static ngx_int_t ngx_http_aigw_sse_rewrite(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_chain_t *in);
+static ngx_int_t ngx_http_aigw_sse_emit(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_chain_t ***ll, u_char *data, size_t len);
+static ngx_uint_t ngx_http_aigw_sse_event(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_sse_event_t *ev);
+static void ngx_http_aigw_sse_end(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
 
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
@@ -112,6 +120,11 @@ ngx_http_aigw_header_filter(ngx_http_request_t *r)
 
         /* nothing between the provider and the client may hold events */
         r->headers_out.content_length_n = -1;
+
+    } else if (ctx->answered
+               && r->headers_out.status == NGX_HTTP_OK)
+    {
+        ctx->json_answer = 1;
     }
 
     return ngx_http_next_header_filter(r);
@@ -125,16 +138,35 @@ ngx_http_aigw_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
 
-    if (ctx == NULL || in == NULL || r != r->main) {
+    if (ctx == NULL || r != r->main || !ctx->answered) {
+        if (ctx && ctx->rewrite_error && in) {
+            return ngx_http_aigw_error_filter(r, ctx, in);
+        }
+
         return ngx_http_next_body_filter(r, in);
     }
 
     if (ctx->rewrite_error) {
-        return ngx_http_aigw_error_filter(r, ctx, in);
+        return in ? ngx_http_aigw_error_filter(r, ctx, in) : NGX_OK;
+    }
+
+    if (ctx->ttft == NGX_CONF_UNSET_MSEC && in) {
+        ctx->ttft = ngx_http_aigw_msec_since(r);
     }
 
     if (ctx->sse_buf) {
-        ngx_http_aigw_sse_observe(r, ctx, in);
+        if (ctx->hide_usage || ctx->busy) {
+            return ngx_http_aigw_sse_rewrite(r, ctx, in);
+        }
+
+        if (in) {
+            return ngx_http_aigw_sse_observe(r, ctx, in);
+        }
+
+    } else if (in && ctx->json_answer
+               && ngx_http_aigw_meter_json(r, ctx, in) != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
     return ngx_http_next_body_filter(r, in);
@@ -184,12 +216,11 @@ ngx_http_aigw_error_filter(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
  * parser keeps its own copy of what it needs.
  */
 
-static void
+static ngx_int_t
 ngx_http_aigw_sse_observe(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     ngx_chain_t *in)
 {
     u_char                     *pos;
-    ngx_int_t                   rc;
     ngx_chain_t                *cl;
     ngx_http_aigw_sse_event_t   ev;
 
@@ -198,40 +229,247 @@ ngx_http_aigw_sse_observe(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
         if (ngx_buf_in_memory(cl->buf)) {
             pos = cl->buf->pos;
 
-            for ( ;; ) {
-                rc = ngx_http_aigw_sse_parse(&ctx->sse, &pos, cl->buf->last,
-                                             &ev);
-                if (rc != NGX_OK) {
-                    break;
-                }
-
-                ctx->sse_events++;
-
-                if (ev.done
-                    || (ev.event.len == sizeof("message_stop") - 1
-                        && ngx_strncmp(ev.event.data, "message_stop",
-                                       sizeof("message_stop") - 1)
-                           == 0))
-                {
-                    ctx->sse_done = 1;
-                }
+            while (ngx_http_aigw_sse_parse(&ctx->sse, &pos, cl->buf->last,
+                                           &ev)
+                   == NGX_OK)
+            {
+                ngx_http_aigw_sse_event(r, ctx, &ev);
             }
         }
 
-        if (!cl->buf->last_buf) {
-            continue;
+        if (cl->buf->last_buf) {
+            ngx_http_aigw_sse_end(r, ctx);
+        }
+    }
+
+    return ngx_http_next_body_filter(r, in);
+}
+
+
+/*
+ * The same, for a stream with an event the client must not see (the
+ * usage chunk the gateway asked for): whole events are passed on as soon
+ * as they are complete, copied into the filter's own buffers; only the
+ * part of an event still being received waits for its end.
+ */
+
+static ngx_int_t
+ngx_http_aigw_sse_rewrite(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
+    ngx_chain_t *in)
+{
+    u_char                     *pos, *seg;
+    size_t                      n;
+    ngx_int_t                   rc;
+    ngx_uint_t                  last;
+    ngx_chain_t                *cl, *out, **ll;
+    ngx_http_aigw_sse_event_t   ev;
+
+    out = NULL;
+    ll = &out;
+    last = 0;
+
+    for (cl = in; cl; cl = cl->next) {
+
+        if (ngx_buf_in_memory(cl->buf)) {
+            pos = cl->buf->pos;
+            seg = pos;
+
+            while (ngx_http_aigw_sse_parse(&ctx->sse, &pos, cl->buf->last,
+                                           &ev)
+                   == NGX_OK)
+            {
+                if (!ngx_http_aigw_sse_event(r, ctx, &ev)) {
+                    if (ngx_http_aigw_sse_emit(r, ctx, &ll, ctx->pending,
+                                               ctx->pending_len)
+                        != NGX_OK
+                        || ngx_http_aigw_sse_emit(r, ctx, &ll, seg,
+                                                  pos - seg)
+                           != NGX_OK)
+                    {
+                        return NGX_ERROR;
+                    }
+                }
+
+                ctx->pending_len = 0;
+                seg = pos;
+            }
+
+            /* the start of an event: kept until it is whole */
+
+            n = cl->buf->last - seg;
+
+            if (ctx->hide_usage
+                && ctx->pending_len + n > NGX_HTTP_AIGW_SSE_BUFFER)
+            {
+                ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                              "aigw: an event over %uz bytes, the stream "
+                              "is passed on as it is",
+                              (size_t) NGX_HTTP_AIGW_SSE_BUFFER);
+                ctx->hide_usage = 0;
+            }
+
+            if (ctx->hide_usage) {
+                if (ctx->pending == NULL) {
+                    ctx->pending = ngx_pnalloc(r->pool,
+                                               NGX_HTTP_AIGW_SSE_BUFFER);
+                    if (ctx->pending == NULL) {
+                        return NGX_ERROR;
+                    }
+                }
+
+                ngx_memcpy(ctx->pending + ctx->pending_len, seg, n);
+                ctx->pending_len += n;
+
+            } else {
+                if (ngx_http_aigw_sse_emit(r, ctx, &ll, ctx->pending,
+                                           ctx->pending_len)
+                    != NGX_OK
+                    || ngx_http_aigw_sse_emit(r, ctx, &ll, seg, n) != NGX_OK)
+                {
+                    return NGX_ERROR;
+                }
+
+                ctx->pending_len = 0;
+            }
+
+            cl->buf->pos = cl->buf->last;
         }
 
-        if (ngx_http_aigw_sse_finish(&ctx->sse, &ev) == NGX_OK) {
-            ctx->sse_events++;
+        if (cl->buf->last_buf) {
+            last = 1;
+        }
+    }
+
+    if (last) {
+        if (ctx->hide_usage
+            && ngx_http_aigw_sse_emit(r, ctx, &ll, ctx->pending,
+                                      ctx->pending_len)
+               != NGX_OK)
+        {
+            return NGX_ERROR;
         }
 
-        if (!ctx->sse_done) {
-            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                          "aigw: stream from provider \"%V\" ended without "
-                          "its final event after %ui event(s)",
-                          &ctx->candidates[ctx->last]->provider->name,
-                          ctx->sse_events);
+        ngx_http_aigw_sse_end(r, ctx);
+
+        cl = ngx_alloc_chain_link(r->pool);
+        if (cl == NULL) {
+            return NGX_ERROR;
         }
+
+        cl->buf = ngx_calloc_buf(r->pool);
+        if (cl->buf == NULL) {
+            return NGX_ERROR;
+        }
+
+        cl->buf->last_buf = 1;
+        cl->buf->tag = (ngx_buf_tag_t) &ngx_http_aigw_module;
+        *ll = cl;
+        ll = &cl->next;
+    }
+
+    *ll = NULL;
+
+    for (cl = out; cl; cl = cl->next) {
+        if (cl->next == NULL) {
+            cl->buf->flush = 1;
+        }
+    }
+
+    if (out == NULL && in != NULL && !ctx->busy) {
+        return NGX_OK;
+    }
+
+    rc = ngx_http_next_body_filter(r, out);
+
+    ngx_chain_update_chains(r->pool, &ctx->free, &ctx->busy, &out,
+                            (ngx_buf_tag_t) &ngx_http_aigw_module);
+
+    return rc;
+}
+
+
+/* a copy of stream bytes into the filter's reusable buffers */
+
+static ngx_int_t
+ngx_http_aigw_sse_emit(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
+    ngx_chain_t ***ll, u_char *data, size_t len)
+{
+    size_t        size;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    if (len == 0) {
+        return NGX_OK;
+    }
+
+    cl = ngx_chain_get_free_buf(r->pool, &ctx->free);
+    if (cl == NULL) {
+        return NGX_ERROR;
+    }
+
+    b = cl->buf;
+
+    if (b->start == NULL || (size_t) (b->end - b->start) < len) {
+        size = ngx_max(len, 4096);
+
+        b->start = ngx_palloc(r->pool, size);
+        if (b->start == NULL) {
+            return NGX_ERROR;
+        }
+
+        b->end = b->start + size;
+    }
+
+    b->pos = b->start;
+    b->last = ngx_cpymem(b->start, data, len);
+    b->temporary = 1;
+    b->flush = 0;
+    b->last_buf = 0;
+    b->tag = (ngx_buf_tag_t) &ngx_http_aigw_module;
+
+    **ll = cl;
+    *ll = &cl->next;
+
+    return NGX_OK;
+}
+
+
+/* what the gateway does with one event; 1 if the client must not get it */
+
+static ngx_uint_t
+ngx_http_aigw_sse_event(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
+    ngx_http_aigw_sse_event_t *ev)
+{
+    ctx->sse_events++;
+
+    if (ev->done
+        || (ev->event.len == sizeof("message_stop") - 1
+            && ngx_strncmp(ev->event.data, "message_stop",
+                           sizeof("message_stop") - 1)
+               == 0))
+    {
+        ctx->sse_done = 1;
+        return 0;
+    }
+
+    return ngx_http_aigw_meter_event(r, ctx, ev);
+}
+
+
+static void
+ngx_http_aigw_sse_end(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
+{
+    ngx_http_aigw_sse_event_t  ev;
+
+    if (ngx_http_aigw_sse_finish(&ctx->sse, &ev) == NGX_OK) {
+        (void) ngx_http_aigw_sse_event(r, ctx, &ev);
+    }
+
+    if (!ctx->sse_done) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "aigw: stream from provider \"%V\" ended without "
+                      "its final event after %ui event(s)",
+                      &ctx->candidates[ctx->last]->provider->name,
+                      ctx->sse_events);
     }
 }

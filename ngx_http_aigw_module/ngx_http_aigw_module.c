@@ -20,6 +20,8 @@ static char *ngx_http_aigw_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 static ngx_int_t ngx_http_aigw_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
+static u_char *ngx_http_aigw_number(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, uintptr_t data, u_char *p);
 static ngx_int_t ngx_http_aigw_meta_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static char *ngx_http_aigw_tenant_header(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -36,6 +38,15 @@ static char *ngx_http_aigw_tenant_header(ngx_conf_t *cf, ngx_command_t *cmd,
 #define NGX_HTTP_AIGW_VAR_TENANT          7
 #define NGX_HTTP_AIGW_VAR_USER            8
 #define NGX_HTTP_AIGW_VAR_TEAM            9
+#define NGX_HTTP_AIGW_VAR_PROMPT          10
+#define NGX_HTTP_AIGW_VAR_COMPLETION      11
+#define NGX_HTTP_AIGW_VAR_TOTAL           12
+#define NGX_HTTP_AIGW_VAR_CACHED          13
+#define NGX_HTTP_AIGW_VAR_REASONING       14
+#define NGX_HTTP_AIGW_VAR_COST            15
+#define NGX_HTTP_AIGW_VAR_TTFT            16
+#define NGX_HTTP_AIGW_VAR_LATENCY         17
+#define NGX_HTTP_AIGW_VAR_USAGE_SOURCE    18
 
 
 static ngx_conf_num_bounds_t  ngx_http_aigw_keepalive_bounds = {
@@ -99,6 +110,20 @@ static ngx_command_t  ngx_http_aigw_commands[] = {
       ngx_conf_set_flag_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_aigw_loc_conf_t, tenant_user),
+      NULL },
+
+    { ngx_string("aigw_metrics_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_aigw_metrics_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("aigw_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_aigw_metrics,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
       NULL },
 
     { ngx_string("aigw_keepalive"),
@@ -252,6 +277,33 @@ static ngx_http_variable_t  ngx_http_aigw_vars[] = {
     { ngx_string("aigw_team"), NULL, ngx_http_aigw_variable,
       NGX_HTTP_AIGW_VAR_TEAM, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
+    { ngx_string("aigw_prompt_tokens"), NULL, ngx_http_aigw_variable,
+      NGX_HTTP_AIGW_VAR_PROMPT, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("aigw_completion_tokens"), NULL, ngx_http_aigw_variable,
+      NGX_HTTP_AIGW_VAR_COMPLETION, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("aigw_total_tokens"), NULL, ngx_http_aigw_variable,
+      NGX_HTTP_AIGW_VAR_TOTAL, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("aigw_cached_tokens"), NULL, ngx_http_aigw_variable,
+      NGX_HTTP_AIGW_VAR_CACHED, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("aigw_reasoning_tokens"), NULL, ngx_http_aigw_variable,
+      NGX_HTTP_AIGW_VAR_REASONING, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("aigw_cost"), NULL, ngx_http_aigw_variable,
+      NGX_HTTP_AIGW_VAR_COST, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("aigw_ttft"), NULL, ngx_http_aigw_variable,
+      NGX_HTTP_AIGW_VAR_TTFT, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("aigw_latency"), NULL, ngx_http_aigw_variable,
+      NGX_HTTP_AIGW_VAR_LATENCY, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("aigw_usage_source"), NULL, ngx_http_aigw_variable,
+      NGX_HTTP_AIGW_VAR_USAGE_SOURCE, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
     { ngx_string("aigw_meta_"), NULL, ngx_http_aigw_meta_variable,
       0, NGX_HTTP_VAR_NOCACHEABLE|NGX_HTTP_VAR_PREFIX, 0 },
 
@@ -350,14 +402,26 @@ ngx_http_aigw_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
         }
         break;
 
-    default: /* NGX_HTTP_AIGW_VAR_ATTEMPTS */
-        p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+    case NGX_HTTP_AIGW_VAR_USAGE_SOURCE:
+        ngx_http_aigw_meter_finish(r, ctx);
+
+        if (ctx->usage_source == NGX_HTTP_AIGW_USAGE_PROVIDER) {
+            ngx_str_set(&s, "provider");
+
+        } else if (ctx->usage_source == NGX_HTTP_AIGW_USAGE_ESTIMATED) {
+            ngx_str_set(&s, "estimated");
+        }
+
+        break;
+
+    default: /* numbers */
+        p = ngx_pnalloc(r->pool, NGX_INT64_LEN + 2);
         if (p == NULL) {
             return NGX_ERROR;
         }
 
         s.data = p;
-        s.len = ngx_sprintf(p, "%ui", ctx->attempts) - p;
+        s.len = ngx_http_aigw_number(r, ctx, data, p) - p;
         break;
     }
 
@@ -373,6 +437,54 @@ ngx_http_aigw_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
     v->not_found = 0;
 
     return NGX_OK;
+}
+
+
+/* the numeric variables; tokens and cost once the answer is read */
+
+static u_char *
+ngx_http_aigw_number(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
+    uintptr_t data, u_char *p)
+{
+    ngx_msec_t  ms;
+
+    if (data >= NGX_HTTP_AIGW_VAR_PROMPT) {
+        ngx_http_aigw_meter_finish(r, ctx);
+    }
+
+    switch (data) {
+
+    case NGX_HTTP_AIGW_VAR_PROMPT:
+        return ngx_sprintf(p, "%ui", ctx->prompt_tokens);
+
+    case NGX_HTTP_AIGW_VAR_COMPLETION:
+        return ngx_sprintf(p, "%ui", ctx->completion_tokens);
+
+    case NGX_HTTP_AIGW_VAR_TOTAL:
+        return ngx_sprintf(p, "%ui",
+                           ctx->prompt_tokens + ctx->completion_tokens);
+
+    case NGX_HTTP_AIGW_VAR_CACHED:
+        return ngx_sprintf(p, "%ui", ctx->cached_tokens);
+
+    case NGX_HTTP_AIGW_VAR_REASONING:
+        return ngx_sprintf(p, "%ui", ctx->reasoning_tokens);
+
+    case NGX_HTTP_AIGW_VAR_COST:
+        return ngx_sprintf(p, "%uL.%06uL", ctx->cost / 1000000,
+                           ctx->cost % 1000000);
+
+    case NGX_HTTP_AIGW_VAR_TTFT:
+    case NGX_HTTP_AIGW_VAR_LATENCY:
+        ms = (data == NGX_HTTP_AIGW_VAR_LATENCY)
+             ? ngx_http_aigw_msec_since(r)
+             : (ctx->ttft == NGX_CONF_UNSET_MSEC ? 0 : ctx->ttft);
+
+        return ngx_sprintf(p, "%M.%03M", ms / 1000, ms % 1000);
+
+    default: /* NGX_HTTP_AIGW_VAR_ATTEMPTS */
+        return ngx_sprintf(p, "%ui", ctx->attempts);
+    }
 }
 
 
@@ -434,6 +546,7 @@ ngx_http_aigw_ctx_create(ngx_http_request_t *r)
 
     ngx_http_set_ctx(r, ctx, ngx_http_aigw_module);
 
+    ctx->ttft = NGX_CONF_UNSET_MSEC;
     ctx->endpoint = ngx_http_aigw_body_endpoint(r);
     ctx->client_format = (ctx->endpoint == NGX_HTTP_AIGW_EP_MESSAGES)
                          ? NGX_HTTP_AIGW_ANTHROPIC : NGX_HTTP_AIGW_OPENAI;
@@ -463,6 +576,13 @@ ngx_http_aigw_postconfiguration(ngx_conf_t *cf)
     }
 
     *h = ngx_http_aigw_auth_handler;
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_aigw_metrics_log_handler;
 
     return ngx_http_aigw_filter_init(cf);
 }
@@ -540,6 +660,14 @@ ngx_http_aigw_init_main_conf(ngx_conf_t *cf, void *conf)
 
     if (ngx_http_aigw_keepalive_init(cf, amcf) != NGX_OK) {
         return NGX_CONF_ERROR;
+    }
+
+    /* metrics are on by default, in a zone of their own */
+
+    if (amcf->metrics == NULL && amcf->providers.nelts) {
+        return ngx_http_aigw_metrics_add_zone(cf, amcf, NULL,
+                                     &(ngx_str_t) ngx_string("aigw_metrics"),
+                                     4 * 1024 * 1024);
     }
 
     return NGX_CONF_OK;

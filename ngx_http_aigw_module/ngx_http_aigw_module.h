@@ -31,6 +31,11 @@
 
 #define NGX_HTTP_AIGW_SSE_BUFFER       65536
 
+/* where token counts come from */
+#define NGX_HTTP_AIGW_USAGE_NONE       0
+#define NGX_HTTP_AIGW_USAGE_PROVIDER   1
+#define NGX_HTTP_AIGW_USAGE_ESTIMATED  2
+
 
 typedef struct {
     ngx_str_t                      name;
@@ -78,6 +83,9 @@ typedef struct {
     ngx_array_t                    routes;     /* ngx_http_aigw_route_t * */
 
     ngx_http_aigw_keys_t          *keys;
+
+    ngx_shm_zone_t                *metrics_zone;
+    void                          *metrics;
 
     /* routes are given as model names; resolved once all are read */
     ngx_array_t                    route_args; /* ngx_str_t, per route */
@@ -135,12 +143,33 @@ typedef struct {
     ngx_str_t                      error_message;
     ngx_str_t                      error_body; /* replaces nginx's page */
 
+    /* metering */
+    ngx_uint_t                     prompt_tokens;
+    ngx_uint_t                     completion_tokens;
+    ngx_uint_t                     cached_tokens;
+    ngx_uint_t                     reasoning_tokens;
+    ngx_uint_t                     usage_source;
+    size_t                         est_completion; /* bytes of text */
+    uint64_t                       cost;       /* micro-dollars */
+    ngx_msec_t                     ttft;
+
+    u_char                        *tail;       /* of a JSON answer */
+    size_t                         tail_len;
+
+    u_char                        *pending;    /* an event not yet whole */
+    size_t                         pending_len;
+    ngx_chain_t                   *free;
+    ngx_chain_t                   *busy;
+
     unsigned                       stream:1;
     unsigned                       answered:1; /* provider headers passed */
     unsigned                       rewrite_error:1;
     unsigned                       own_response:1;
     unsigned                       fresh_connection:1;
     unsigned                       sse_done:1;
+    unsigned                       hide_usage:1;
+    unsigned                       json_answer:1;
+    unsigned                       metered:1;
 } ngx_http_aigw_ctx_t;
 
 
@@ -209,8 +238,42 @@ ngx_int_t ngx_http_aigw_request_build(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_model_t *model,
     ngx_str_t *path, ngx_str_t *extra_headers);
 
+/* metrics.c */
+char *ngx_http_aigw_metrics_zone(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_aigw_metrics_add_zone(ngx_conf_t *cf,
+    ngx_http_aigw_main_conf_t *amcf, void *mt, ngx_str_t *name,
+    size_t size);
+char *ngx_http_aigw_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_int_t ngx_http_aigw_metrics_log_handler(ngx_http_request_t *r);
+
+/* meter.c */
+ngx_int_t ngx_http_aigw_meter_json(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_chain_t *in);
+ngx_uint_t ngx_http_aigw_meter_event(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_sse_event_t *ev);
+void ngx_http_aigw_meter_finish(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
+ngx_int_t ngx_http_aigw_meter_ask_usage(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
+
 /* filter.c */
 ngx_int_t ngx_http_aigw_filter_init(ngx_conf_t *cf);
+
+
+static ngx_inline ngx_msec_t
+ngx_http_aigw_msec_since(ngx_http_request_t *r)
+{
+    ngx_time_t  *tp;
+    ngx_msec_int_t  ms;
+
+    tp = ngx_timeofday();
+
+    ms = (ngx_msec_int_t) ((tp->sec - r->start_sec) * 1000
+                           + (tp->msec - r->start_msec));
+
+    return ms > 0 ? (ngx_msec_t) ms : 0;
+}
 
 
 extern ngx_module_t  ngx_http_aigw_module;

@@ -20,7 +20,8 @@
 #define NGX_HTTP_AIGW_SSE_EVENT   2
 
 
-static u_char *ngx_http_aigw_sse_eol(u_char *s, u_char *last, u_char **lf);
+static u_char *ngx_http_aigw_sse_eol(ngx_http_aigw_sse_parser_t *p, u_char *s,
+    u_char *last);
 static void ngx_http_aigw_sse_field(ngx_http_aigw_sse_parser_t *p);
 static void ngx_http_aigw_sse_value(ngx_http_aigw_sse_parser_t *p, u_char *s,
     size_t n);
@@ -50,7 +51,7 @@ ngx_int_t
 ngx_http_aigw_sse_parse(ngx_http_aigw_sse_parser_t *p, u_char **pos,
     u_char *last, ngx_http_aigw_sse_event_t *ev)
 {
-    u_char  ch, *s, *e, *lf;
+    u_char  ch, *s, *e;
     enum {
         sw_start = 0,
         sw_bom1,
@@ -63,7 +64,6 @@ ngx_http_aigw_sse_parse(ngx_http_aigw_sse_parser_t *p, u_char **pos,
     } state;
 
     state = p->state;
-    lf = NULL;
 
     for (s = *pos; s < last; s++) {
         ch = *s;
@@ -131,6 +131,9 @@ ngx_http_aigw_sse_parse(ngx_http_aigw_sse_parser_t *p, u_char **pos,
                 break;
             }
 
+            /* the stream ends lines with lone CRs, see sse_eol() */
+            p->lone_cr = 1;
+
             /* fall through */
 
         case sw_line:
@@ -176,7 +179,7 @@ ngx_http_aigw_sse_parse(ngx_http_aigw_sse_parser_t *p, u_char **pos,
             /* fall through */
 
         case sw_value:
-            e = ngx_http_aigw_sse_eol(s, last, &lf);
+            e = ngx_http_aigw_sse_eol(p, s, last);
 
             ngx_http_aigw_sse_value(p, s, e - s);
 
@@ -224,27 +227,35 @@ ngx_http_aigw_sse_finish(ngx_http_aigw_sse_parser_t *p,
 
 
 static u_char *
-ngx_http_aigw_sse_eol(u_char *s, u_char *last, u_char **lf)
+ngx_http_aigw_sse_eol(ngx_http_aigw_sse_parser_t *p, u_char *s, u_char *last)
 {
-    u_char  *cr;
+    u_char  *lf, *cr;
 
     /*
-     * Lines mostly end in LF and memchr() is the fastest scan at hand.
-     * The next LF is remembered while it lies ahead, so that a stream of
-     * lone CRs does not rescan the buffer to its end on every line.
+     * Lines end in LF or CRLF in practice, and memchr() is the fastest scan
+     * at hand: the LF first, then a CR before it.  Where lines end in lone
+     * CRs, the LF scan would run past every line end to the next LF or to
+     * the end of the buffer, on every line; such a stream gets the plain
+     * byte loop, which is linear whatever the line ends.
      */
 
-    if (*lf == NULL || *lf < s) {
-        *lf = memchr(s, LF, last - s);
-
-        if (*lf == NULL) {
-            *lf = last;
+    if (p->lone_cr) {
+        while (s < last && *s != CR && *s != LF) {
+            s++;
         }
+
+        return s;
     }
 
-    cr = memchr(s, CR, *lf - s);
+    lf = memchr(s, LF, last - s);
 
-    return (cr != NULL) ? cr : *lf;
+    if (lf == NULL) {
+        lf = last;
+    }
+
+    cr = memchr(s, CR, lf - s);
+
+    return (cr != NULL) ? cr : lf;
 }
 
 

@@ -62,6 +62,7 @@ typedef struct {
     unsigned              maybe_done:1;
     unsigned              data_truncated:1;
     unsigned              event_truncated:1;
+    unsigned              lone_cr:1;
 } ngx_http_aigw_sse_parser_t;
 
 

@@ -201,8 +201,9 @@ ngx_http_aigw_body_handler(ngx_http_request_t *r)
 
     alcf = ngx_http_get_module_loc_conf(r, ngx_http_aigw_module);
 
-    if (alcf->tenant_user && ctx->tenant.len
-        && ngx_http_aigw_body_set_user(r, ctx) != NGX_OK)
+    if ((alcf->tenant_user && ctx->tenant.len
+         && ngx_http_aigw_body_set_user(r, ctx) != NGX_OK)
+        || ngx_http_aigw_meter_ask_usage(r, ctx) != NGX_OK)
     {
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;

@@ -1,0 +1,459 @@
+
+/*
+ * Copyright (C) aigw authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_aigw_module.h"
+
+
+/*
+ * Token metering: the usage a provider reports, read from its answer as
+ * the answer passes, never holding a byte back; an estimate where the
+ * provider reports none.
+ */
+
+
+#define NGX_HTTP_AIGW_METER_TAIL  16384
+
+
+static void ngx_http_aigw_meter_usage(ngx_http_aigw_ctx_t *ctx,
+    cJSON *usage, ngx_uint_t delta);
+static size_t ngx_http_aigw_meter_text_len(cJSON *item);
+static size_t ngx_http_aigw_meter_content_len(u_char *p, u_char *last,
+    const char *key, size_t key_len);
+static u_char *ngx_http_aigw_meter_find_key(u_char *start, u_char *last,
+    const char *key, size_t len);
+
+
+/* a JSON answer: its tail is kept, "usage" is near its end */
+
+ngx_int_t
+ngx_http_aigw_meter_json(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
+    ngx_chain_t *in)
+{
+    size_t        n, keep;
+    u_char       *p, *end;
+    cJSON        *json;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    if (ctx->tail == NULL) {
+        ctx->tail = ngx_pnalloc(r->pool, NGX_HTTP_AIGW_METER_TAIL);
+        if (ctx->tail == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    for (cl = in; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (ngx_buf_in_memory(b) && b->last > b->pos) {
+            n = b->last - b->pos;
+            p = b->pos;
+
+            if (n >= NGX_HTTP_AIGW_METER_TAIL) {
+                p = b->last - NGX_HTTP_AIGW_METER_TAIL;
+                n = NGX_HTTP_AIGW_METER_TAIL;
+                ctx->tail_len = 0;
+
+            } else if (ctx->tail_len + n > NGX_HTTP_AIGW_METER_TAIL) {
+                keep = NGX_HTTP_AIGW_METER_TAIL - n;
+                ngx_memmove(ctx->tail, ctx->tail + ctx->tail_len - keep,
+                            keep);
+                ctx->tail_len = keep;
+            }
+
+            ngx_memcpy(ctx->tail + ctx->tail_len, p, n);
+            ctx->tail_len += n;
+        }
+
+        if (!b->last_buf) {
+            continue;
+        }
+
+        /* the last top level "usage" object of the answer */
+
+        end = ctx->tail + ctx->tail_len;
+        p = NULL;
+
+        for ( ;; ) {
+            u_char  *next;
+
+            next = ngx_http_aigw_meter_find_key(p ? p + 1 : ctx->tail, end,
+                                                "\"usage\"", 7);
+            if (next == NULL) {
+                break;
+            }
+
+            p = next;
+        }
+
+        if (p == NULL) {
+            return NGX_OK;
+        }
+
+        for (p += 7; p < end && (*p == ' ' || *p == ':' || *p == '\n'
+                                 || *p == '\r' || *p == '\t'); p++)
+        {
+            /* void */
+        }
+
+        if (p == end || *p != '{') {
+            return NGX_OK;
+        }
+
+        json = cJSON_ParseWithLengthOpts((char *) p, end - p, NULL, 0);
+
+        if (json) {
+            ngx_http_aigw_meter_usage(ctx, json, 0);
+            cJSON_Delete(json);
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * One event of a stream.  Returns 1 when the event is the usage chunk
+ * the gateway asked for itself, which the client does not get.
+ */
+
+ngx_uint_t
+ngx_http_aigw_meter_event(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
+    ngx_http_aigw_sse_event_t *ev)
+{
+    u_char      *p, *last;
+    cJSON       *json, *item;
+    ngx_uint_t   hide;
+
+    if (ev->done || ev->data.len == 0) {
+        return 0;
+    }
+
+    p = ev->data.data;
+    last = p + ev->data.len;
+
+    if (ctx->client_format == NGX_HTTP_AIGW_ANTHROPIC) {
+
+        /* message_start and message_delta carry usage */
+
+        if (ngx_http_aigw_meter_find_key(p, last, "\"usage\"", 7) == NULL) {
+            ctx->est_completion += ngx_http_aigw_meter_content_len(p, last,
+                                                          "\"text\"", 6);
+            return 0;
+        }
+
+        json = cJSON_ParseWithLength((char *) p, last - p);
+        if (json == NULL) {
+            return 0;
+        }
+
+        item = cJSON_GetObjectItemCaseSensitive(json, "message");
+
+        if (cJSON_IsObject(item)) {
+            ngx_http_aigw_meter_usage(ctx,
+                          cJSON_GetObjectItemCaseSensitive(item, "usage"), 0);
+
+        } else {
+            ngx_http_aigw_meter_usage(ctx,
+                          cJSON_GetObjectItemCaseSensitive(json, "usage"), 1);
+        }
+
+        cJSON_Delete(json);
+
+        return 0;
+    }
+
+    /* OpenAI: "usage" is null but in the last chunk */
+
+    p = ngx_http_aigw_meter_find_key(p, last, "\"usage\"", 7);
+
+    if (p == NULL) {
+        ctx->est_completion += ngx_http_aigw_meter_content_len(ev->data.data,
+                                                  last, "\"content\"", 9);
+        ctx->est_completion += ngx_http_aigw_meter_content_len(ev->data.data,
+                                                  last, "\"text\"", 6);
+        return 0;
+    }
+
+    for (p += 7; p < last && (*p == ' ' || *p == ':'); p++) { /* void */ }
+
+    if (p == last || *p != '{') {
+        ctx->est_completion += ngx_http_aigw_meter_content_len(ev->data.data,
+                                                  last, "\"content\"", 9);
+        ctx->est_completion += ngx_http_aigw_meter_content_len(ev->data.data,
+                                                  last, "\"text\"", 6);
+        return 0;
+    }
+
+    json = cJSON_ParseWithLength((char *) ev->data.data, ev->data.len);
+    if (json == NULL) {
+        return 0;
+    }
+
+    ngx_http_aigw_meter_usage(ctx,
+                              cJSON_GetObjectItemCaseSensitive(json, "usage"),
+                              0);
+
+    item = cJSON_GetObjectItemCaseSensitive(json, "choices");
+
+    hide = ctx->hide_usage && cJSON_IsArray(item)
+           && cJSON_GetArraySize(item) == 0;
+
+    cJSON_Delete(json);
+
+    if (hide) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "aigw: usage chunk kept from the client");
+    }
+
+    return hide;
+}
+
+
+static void
+ngx_http_aigw_meter_usage(ngx_http_aigw_ctx_t *ctx, cJSON *usage,
+    ngx_uint_t delta)
+{
+    cJSON       *v, *d;
+    ngx_uint_t   in, read, created;
+
+#define ngx_http_aigw_meter_num(obj, name)                                    \
+    ((v = cJSON_GetObjectItemCaseSensitive(obj, name)) && cJSON_IsNumber(v)   \
+     && v->valuedouble >= 0 ? (ngx_uint_t) v->valuedouble : 0)
+
+    if (!cJSON_IsObject(usage)) {
+        return;
+    }
+
+    ctx->usage_source = NGX_HTTP_AIGW_USAGE_PROVIDER;
+
+    if (cJSON_GetObjectItemCaseSensitive(usage, "input_tokens")
+        || cJSON_GetObjectItemCaseSensitive(usage, "output_tokens"))
+    {
+        /*
+         * Anthropic: input_tokens leaves out what was read from or
+         * written to the prompt cache; message_delta repeats the output
+         * count so far, and from 2025 the input counts too
+         */
+
+        in = ngx_http_aigw_meter_num(usage, "input_tokens");
+        read = ngx_http_aigw_meter_num(usage, "cache_read_input_tokens");
+        created = ngx_http_aigw_meter_num(usage,
+                                          "cache_creation_input_tokens");
+
+        if (!delta || in + read + created) {
+            ctx->prompt_tokens = in + read + created;
+            ctx->cached_tokens = read;
+        }
+
+        if (cJSON_GetObjectItemCaseSensitive(usage, "output_tokens")) {
+            ctx->completion_tokens = ngx_http_aigw_meter_num(usage,
+                                                             "output_tokens");
+        }
+
+        return;
+    }
+
+    /* OpenAI */
+
+    ctx->prompt_tokens = ngx_http_aigw_meter_num(usage, "prompt_tokens");
+    ctx->completion_tokens = ngx_http_aigw_meter_num(usage,
+                                                     "completion_tokens");
+
+    d = cJSON_GetObjectItemCaseSensitive(usage, "prompt_tokens_details");
+    ctx->cached_tokens = cJSON_IsObject(d)
+                         ? ngx_http_aigw_meter_num(d, "cached_tokens") : 0;
+
+    d = cJSON_GetObjectItemCaseSensitive(usage, "completion_tokens_details");
+    ctx->reasoning_tokens = cJSON_IsObject(d)
+                            ? ngx_http_aigw_meter_num(d, "reasoning_tokens")
+                            : 0;
+
+#undef ngx_http_aigw_meter_num
+}
+
+
+/*
+ * At the end of a request: an estimate where the provider said nothing
+ * (about four bytes of text a token), and the cost in micro-dollars.
+ */
+
+void
+ngx_http_aigw_meter_finish(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
+{
+    uint64_t                cost;
+    ngx_uint_t              uncached;
+    ngx_http_aigw_model_t  *m;
+
+    if (ctx->metered || ctx->attempts == 0) {
+        return;
+    }
+
+    ctx->metered = 1;
+
+    if (ctx->usage_source != NGX_HTTP_AIGW_USAGE_PROVIDER
+        && r->upstream && r->upstream->headers_in.status_n == NGX_HTTP_OK)
+    {
+        ctx->usage_source = NGX_HTTP_AIGW_USAGE_ESTIMATED;
+        ctx->prompt_tokens = (ngx_http_aigw_meter_text_len(ctx->json) + 3) / 4;
+        ctx->completion_tokens = (ctx->est_completion + 3) / 4;
+        ctx->cached_tokens = 0;
+    }
+
+    m = ctx->candidates[ctx->last];
+
+    uncached = ctx->prompt_tokens > ctx->cached_tokens
+               ? ctx->prompt_tokens - ctx->cached_tokens : 0;
+
+    /* prices are micro-dollars per million tokens: integers throughout */
+
+    cost = (uint64_t) uncached * m->input_price
+           + (uint64_t) ctx->cached_tokens
+             * (m->cached_price ? m->cached_price : m->input_price)
+           + (uint64_t) ctx->completion_tokens * m->output_price;
+
+    ctx->cost = (cost + 500000) / 1000000;
+}
+
+
+/* bytes of text in a request, all its strings but "model" */
+
+static size_t
+ngx_http_aigw_meter_text_len(cJSON *item)
+{
+    size_t  n;
+    cJSON  *c;
+
+    if (item == NULL) {
+        return 0;
+    }
+
+    if (cJSON_IsString(item)) {
+        return ngx_strlen(item->valuestring);
+    }
+
+    n = 0;
+
+    cJSON_ArrayForEach(c, item) {
+        if (c->string && ngx_strcmp(c->string, "model") == 0) {
+            continue;
+        }
+
+        n += ngx_http_aigw_meter_text_len(c);
+    }
+
+    return n;
+}
+
+
+/* bytes of the string values of a key in a small JSON text, unparsed */
+
+static size_t
+ngx_http_aigw_meter_content_len(u_char *p, u_char *last, const char *key,
+    size_t key_len)
+{
+    size_t  n;
+
+    n = 0;
+
+    for ( ;; ) {
+        p = ngx_http_aigw_meter_find_key(p, last, key, key_len);
+        if (p == NULL) {
+            return n;
+        }
+
+        for (p += key_len; p < last && (*p == ' ' || *p == ':'); p++) {
+            /* void */
+        }
+
+        if (p == last || *p != '"') {
+            continue;
+        }
+
+        for (p++; p < last && *p != '"'; p++) {
+            if (*p == '\\') {
+                p++;
+            }
+
+            n++;
+        }
+    }
+}
+
+
+/* a key in JSON text: the quoted name not inside a string (not \") */
+
+static u_char *
+ngx_http_aigw_meter_find_key(u_char *start, u_char *last, const char *key,
+    size_t len)
+{
+    u_char  *p;
+
+    for (p = start; last - p >= (ssize_t) len; p++) {
+        p = ngx_strlcasestrn(p, last, (u_char *) key, len - 1);
+
+        if (p == NULL) {
+            return NULL;
+        }
+
+        if (ngx_strncmp(p, key, len) == 0 && (p == start || p[-1] != '\\')) {
+            return p;
+        }
+    }
+
+    return NULL;
+}
+
+
+/*
+ * An OpenAI stream reports usage only when asked: the gateway asks, and
+ * keeps the extra chunk from a client that did not.
+ */
+
+ngx_int_t
+ngx_http_aigw_meter_ask_usage(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
+{
+    cJSON  *opts, *inc;
+
+    if (!ctx->stream
+        || ctx->client_format != NGX_HTTP_AIGW_OPENAI
+        || (ctx->endpoint != NGX_HTTP_AIGW_EP_CHAT
+            && ctx->endpoint != NGX_HTTP_AIGW_EP_COMPLETIONS))
+    {
+        return NGX_OK;
+    }
+
+    opts = cJSON_GetObjectItemCaseSensitive(ctx->json, "stream_options");
+
+    if (!cJSON_IsObject(opts)) {
+        cJSON_DeleteItemFromObjectCaseSensitive(ctx->json, "stream_options");
+
+        opts = cJSON_AddObjectToObject(ctx->json, "stream_options");
+        if (opts == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    inc = cJSON_GetObjectItemCaseSensitive(opts, "include_usage");
+
+    if (cJSON_IsTrue(inc)) {
+        return NGX_OK;
+    }
+
+    cJSON_DeleteItemFromObjectCaseSensitive(opts, "include_usage");
+
+    if (cJSON_AddTrueToObject(opts, "include_usage") == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->hide_usage = 1;
+
+    return NGX_OK;
+}

@@ -66,6 +66,7 @@ const OPTIONS = {
     stream_error: { kind: 'int', min: 0, max: 1000000 },
     delay:        { kind: 'int', min: 0, max: 600000 },
     pace:         { kind: 'int', min: 0, max: 60000 },
+    splitat:      { kind: 'int', min: 0, max: 100000000 },
     chunked:      { kind: 'flag' },
     close:        { kind: 'flag' },
     gzip:         { kind: 'flag' },
@@ -499,6 +500,20 @@ async function sendStream(ctx, events, errorEvent) {
     headers['cache-control'] = 'no-cache';
     writeHead(res, 200, headers);
     res.flushHeaders();
+    if (opts.splitat !== undefined) {
+        /* the whole stream in two writes, cut at a byte offset */
+        const all = Buffer.concat(events.map((e) => Buffer.from(e)));
+        const at = Math.min(opts.splitat, all.length);
+        if (at > 0) {
+            res.write(all.subarray(0, at));
+            await sleep(3);
+        }
+        if (gone(ctx)) {
+            return;
+        }
+        res.end(all.subarray(at));
+        return;
+    }
     for (let i = 0; i < events.length; i++) {
         if (i > 0 && opts.pace) {
             await sleep(opts.pace);

@@ -1,0 +1,182 @@
+# Every split of a stream into two reads, at every byte, gives the client
+# the same events and the gateway the same token counts.  The mock sends
+# each stream in two writes 3 ms apart ("splitat=N"), so nginx reads it in
+# two pieces cut at N.  Plain Test::More: a few thousand requests to one
+# nginx.
+
+use strict;
+use warnings;
+
+BEGIN { push @INC, 't/lib' }
+use AigwMock;
+
+use Test::More;
+use File::Temp qw(tempdir);
+use IO::Socket::INET;
+use Time::HiRes qw(sleep);
+
+my $nginx = $ENV{TEST_NGINX_BINARY} || '/usr/sbin/nginx';
+my ($module) = split ' ', ($ENV{TEST_NGINX_LOAD_MODULES} || '');
+
+plan skip_all => 'TEST_NGINX_LOAD_MODULES does not name the module'
+    unless $module;
+
+my $dir = tempdir(CLEANUP => 1);
+mkdir "$dir/logs";
+mkdir "$dir/conf";
+
+my $port = do {
+    my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1',
+                                  LocalPort => 0) or die;
+    $s->sockport;
+};
+
+my $mock = $ENV{TEST_NGINX_MOCK_PORT};
+
+open my $conf, '>', "$dir/conf/nginx.conf" or die;
+print $conf <<"EOC";
+load_module $module;
+master_process off;
+daemon off;
+error_log $dir/logs/error.log warn;
+pid $dir/logs/nginx.pid;
+events { worker_connections 64; }
+http {
+    client_body_temp_path $dir/body;
+    log_format meter '\$aigw_prompt_tokens \$aigw_completion_tokens '
+                     '\$aigw_cached_tokens \$aigw_usage_source';
+    access_log $dir/logs/meter.log meter;
+    aigw_provider ok http://127.0.0.1:$mock/v1;
+    aigw_provider claude http://127.0.0.1:$mock/v1 format=anthropic;
+    aigw_model gpt ok:gpt-4o;
+    aigw_model haiku claude:claude-3-5-haiku;
+    server {
+        listen 127.0.0.1:$port;
+        location /v1/ {
+            aigw_pass;
+        }
+    }
+}
+EOC
+close $conf;
+
+my $pid = fork // die;
+if ($pid == 0) {
+    open STDOUT, '>', "$dir/logs/stdout";
+    open STDERR, '>&', \*STDOUT;
+    exec $nginx, '-p', $dir, '-c', 'conf/nginx.conf';
+}
+
+END {
+    if ($pid) {
+        kill 'QUIT', $pid;
+        waitpid($pid, 0);
+    }
+}
+
+for (1 .. 50) {
+    last if IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port");
+    sleep 0.1;
+}
+
+sub request {
+    my ($path, $body, $mockopts) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
+                                  Timeout => 5) or die "connect: $!";
+    print $s "POST $path HTTP/1.0\r\nHost: localhost\r\n"
+             . "x-mock: $mockopts\r\n"
+             . "Content-Length: " . length($body) . "\r\n\r\n$body";
+    local $/;
+    my $res = <$s> // '';
+    $res =~ s/^.*?\r\n\r\n//s;
+    return $res;
+}
+
+# the log line of the request just answered: nginx may write it after
+# the client has seen the end of the answer
+my $lines = 0;
+
+sub meter_line {
+    for (1 .. 200) {
+        if (open my $l, '<', "$dir/logs/meter.log") {
+            my @all = <$l>;
+            if (@all > $lines) {
+                $lines = @all;
+                chomp(my $last = $all[-1]);
+                return $last;
+            }
+        }
+        sleep 0.01;
+    }
+    return '';
+}
+
+# ids and timestamps differ between answers; the rest must not
+sub normal {
+    my ($s) = @_;
+    $s =~ s/"(id|created|request_id)":("[^"]*"|\d+)/"$1":X/g;
+    $s =~ s/(msg|chatcmpl|toolu|req)_?[A-Za-z0-9]{6,}/$1_X/g;
+    return $s;
+}
+
+my @streams = (
+    [ 'OpenAI chat, usage asked for by the gateway', '/v1/chat/completions',
+      '{"model":"gpt","stream":true,"messages":'
+      . '[{"role":"user","content":"split me at every byte"}]}',
+      'cached=2' ],
+    [ 'OpenAI chat, usage asked for by the client', '/v1/chat/completions',
+      '{"model":"gpt","stream":true,"stream_options":{"include_usage":true},'
+      . '"messages":[{"role":"user","content":"split me"}]}', '' ],
+    [ 'Anthropic messages', '/v1/messages',
+      '{"model":"haiku","stream":true,"max_tokens":50,"messages":'
+      . '[{"role":"user","content":"split me at every byte"}]}',
+      'cached=3' ],
+);
+
+for my $st (@streams) {
+    my ($name, $path, $body, $opts) = @$st;
+    my $o = join ',', grep { length } 'words=4', $opts;
+
+    my $whole = request($path, $body, $o);
+    my $want_body = normal($whole);
+    my $want_meter = meter_line();
+
+    like($want_meter, qr/^[1-9]\d* [1-9]\d* \d+ provider$/,
+         "$name: provider usage in one read ($want_meter)");
+
+    if ($path =~ /chat/) {
+        if ($body =~ /include_usage/) {
+            like($whole, qr/"choices":\[\],.*"usage":\{/,
+                 "$name: the client gets the usage chunk it asked for");
+        } else {
+            unlike($whole, qr/"choices":\[\]/,
+                   "$name: the client does not get the gateway's chunk");
+        }
+        like($whole, qr/data: \[DONE\]\n\n\z/, "$name: ends with [DONE]");
+    }
+
+    my ($bad_body, $bad_meter) = (0, 0);
+    my $len = length $whole;
+
+    for my $k (1 .. $len + 16) {
+        my $got = request($path, $body, "$o,splitat=$k");
+        my $m = meter_line();
+
+        if (normal($got) ne $want_body) {
+            diag "$name: split at $k: body differs" if $bad_body++ < 3;
+        }
+
+        if ($m ne $want_meter) {
+            diag "$name: split at $k: '$m' != '$want_meter'"
+                if $bad_meter++ < 3;
+        }
+    }
+
+    is($bad_body, 0, "$name: the same events at every split of $len bytes");
+    is($bad_meter, 0, "$name: the same counts at every split");
+}
+
+my $log = do { local $/; open my $e, '<', "$dir/logs/error.log"; <$e> };
+unlike($log // '', qr/\[(alert|crit|emerg)\]/, 'no alerts');
+
+done_testing();

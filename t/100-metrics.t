@@ -1,0 +1,217 @@
+# Metrics: after a known sequence of requests through two workers, the
+# Prometheus endpoint shows exactly what was done; the output passes
+# "promtool check metrics"; the counters survive "nginx -s reload"; past
+# max_series new series count as "_overflow".  Plain Test::More: it needs a
+# master process, two workers and a reload.
+
+use strict;
+use warnings;
+
+BEGIN { push @INC, 't/lib' }
+use AigwMock;
+
+use Test::More;
+use Digest::SHA qw(sha256_hex);
+use File::Temp qw(tempdir);
+use IO::Socket::INET;
+use Time::HiRes qw(sleep time);
+
+my $nginx = $ENV{TEST_NGINX_BINARY} || '/usr/sbin/nginx';
+my ($module) = split ' ', ($ENV{TEST_NGINX_LOAD_MODULES} || '');
+
+plan skip_all => 'TEST_NGINX_LOAD_MODULES does not name the module'
+    unless $module;
+
+my $dir = tempdir(CLEANUP => 1);
+mkdir "$dir/logs";
+mkdir "$dir/conf";
+
+my $port = do {
+    my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1',
+                                  LocalPort => 0) or die;
+    $s->sockport;
+};
+
+my $mock = $ENV{TEST_NGINX_MOCK_PORT};
+
+open my $keys, '>', "$dir/conf/keys.json" or die;
+printf $keys '[{"id":"a","hash":"%s","tenant":"acme"},'
+             . '{"id":"b","hash":"%s","tenant":"globex"}]',
+             sha256_hex('sk-acme'), sha256_hex('sk-globex');
+close $keys;
+
+sub write_conf {
+    my ($max) = @_;
+    open my $conf, '>', "$dir/conf/nginx.conf" or die;
+    print $conf <<"EOC";
+load_module $module;
+worker_processes 2;
+error_log $dir/logs/error.log info;
+pid $dir/logs/nginx.pid;
+env AIGW_TEST_KEY;
+events { worker_connections 64; }
+http {
+    access_log off;
+    client_body_temp_path $dir/body;
+    aigw_keys keys.json;
+    aigw_metrics_zone aigw:1m max_series=$max;
+    aigw_provider ok http://127.0.0.1:$mock/v1 key_env=AIGW_TEST_KEY;
+    aigw_provider down http://127.0.0.1:1/v1 key_env=AIGW_TEST_KEY;
+    aigw_provider s500 http://127.0.0.1:$mock/fault/status=500/v1
+                  key_env=AIGW_TEST_KEY;
+    aigw_model gpt-4o ok:gpt-4o input=2.50 output=10.00;
+    aigw_model "we\\"ird" ok:gpt-4o;
+    aigw_model dead down:gpt-4o;
+    aigw_model bad s500:gpt-4o;
+    aigw_route fallback dead gpt-4o;
+    server {
+        listen 127.0.0.1:$port;
+        location /v1/ {
+            aigw_pass;
+        }
+        location = /metrics {
+            aigw_metrics;
+        }
+    }
+}
+EOC
+    close $conf;
+}
+
+write_conf(100);
+
+$ENV{AIGW_TEST_KEY} = 'sk-provider';
+
+my $out = `$nginx -p $dir -c conf/nginx.conf 2>&1`;
+is($?, 0, 'nginx starts with two workers') or diag $out;
+
+END {
+    if (open my $p, '<', "$dir/logs/nginx.pid") {
+        my $pid = <$p>;
+        chomp $pid;
+        kill 'QUIT', $pid if $pid;
+        for (1 .. 50) { last unless kill 0, $pid; sleep 0.1 }
+        kill 'KILL', $pid if kill 0, $pid;
+    }
+}
+
+for (1 .. 50) {
+    last if IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port");
+    sleep 0.1;
+}
+
+sub request {
+    my ($method, $path, $key, $body) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
+                                  Timeout => 5) or return '';
+    $body //= '';
+    print $s "$method $path HTTP/1.0\r\nHost: localhost\r\n"
+             . ($key ? "Authorization: Bearer $key\r\n" : '')
+             . "Content-Length: " . length($body) . "\r\n\r\n$body";
+    local $/;
+    return <$s> // '';
+}
+
+sub chat {
+    my ($key, $model, $stream) = @_;
+    return request('POST', '/v1/chat/completions', $key,
+                   qq({"model":"$model","stream":)
+                   . ($stream ? 'true' : 'false')
+                   . qq(,"messages":[{"role":"user","content":"hello there"}]}));
+}
+
+sub metrics {
+    my $r = request('GET', '/metrics');
+    $r =~ s/^.*?\r\n\r\n//s;
+    return $r;
+}
+
+# the sequence: on separate connections, so both workers take part
+chat('sk-acme', 'gpt-4o') for 1 .. 3;
+chat('sk-acme', 'gpt-4o', 1) for 1 .. 2;
+chat('sk-globex', 'fallback');
+chat('sk-globex', 'bad');
+chat('sk-nobody', 'gpt-4o');
+chat('sk-acme', 'we\\"ird');
+
+# the log phase runs just after the answer is out
+sleep 0.3;
+
+my $m = metrics();
+
+my $l = 'tenant="acme",model="gpt-4o",provider="ok",status="200"';
+
+like($m, qr/^aigw_requests_total\{\Q$l\E\} 5$/m,
+     'five requests of acme to gpt-4o');
+like($m, qr/^aigw_tokens_total\{\Q$l\E,type="input"\} 15$/m,
+     '15 input tokens');
+like($m, qr/^aigw_tokens_total\{\Q$l\E,type="output"\} 35$/m,
+     '35 output tokens, streams included');
+like($m, qr/^aigw_cost_dollars_total\{\Q$l\E\} 0\.000390$/m,
+     'five times 78 micro-dollars');
+
+my $g = 'tenant="globex",model="gpt-4o",provider="ok",status="200"';
+like($m, qr/^aigw_requests_total\{\Q$g\E\} 1$/m,
+     'the fallback request is counted where it was served');
+like($m, qr/^aigw_fallbacks_total\{\Q$g\E\} 1$/m, 'with one fallback');
+
+like($m, qr/^aigw_errors_total\{tenant="globex",model="bad",provider="s500",status="500",kind="provider_5xx"\} 1$/m,
+     'a provider 500 is an error of its kind');
+like($m, qr/^aigw_errors_total\{tenant="",model="",provider="",status="401",kind="auth"\} 1$/m,
+     'an unknown key is an auth error');
+like($m, qr/^aigw_requests_total\{tenant="acme",model="we\\"ird",provider="ok",status="200"\} 1$/m,
+     'label values are escaped');
+
+like($m, qr/^aigw_request_duration_seconds_count\{\Q$l\E\} 5$/m,
+     'a latency histogram');
+like($m, qr/^aigw_request_duration_seconds_bucket\{\Q$l\E,le="\+Inf"\} 5$/m,
+     'with its +Inf bucket');
+like($m, qr/^aigw_ttft_seconds_count\{\Q$l\E\} 5$/m, 'a TTFT histogram');
+like($m, qr/^# TYPE aigw_requests_total counter$/m, 'TYPE lines');
+
+{
+    my ($promtool) = grep { -x } map { "$_/promtool" } split /:/, $ENV{PATH};
+    $promtool //= 'promtool (Debian package prometheus) is missing';
+
+    open my $f, '>', "$dir/metrics.txt" or die;
+    print $f $m;
+    close $f;
+
+    my $check = `$promtool check metrics < $dir/metrics.txt 2>&1`;
+    is($?, 0, 'promtool check metrics passes') or diag $check;
+}
+
+# a reload keeps the counters, and a lower max_series applies
+write_conf(8);
+
+my $pid = do { open my $p, '<', "$dir/logs/nginx.pid" or die; <$p> };
+chomp $pid;
+kill 'HUP', $pid;
+sleep 1.5;
+
+$m = metrics();
+like($m, qr/^aigw_requests_total\{\Q$l\E\} 5$/m,
+     'the counters survive a reload');
+
+chat('sk-acme', 'gpt-4o');
+sleep 0.3;
+$m = metrics();
+like($m, qr/^aigw_requests_total\{\Q$l\E\} 6$/m, 'and go on counting');
+
+# past the cap: new series are counted as _overflow
+for my $i (1 .. 5) {
+    request('POST', '/v1/chat/completions', 'sk-acme',
+            qq({"model":"unknown-$i","messages":[]}));
+}
+sleep 0.3;
+$m = metrics();
+
+like($m, qr/^aigw_requests_total\{tenant="_overflow",model="_overflow",provider="_overflow",status="0"\} \d+$/m,
+     'new series past max_series are counted as _overflow');
+like($m, qr/^aigw_metrics_series 8$/m, 'the number of series stays at the cap');
+
+my $log = do { local $/; open my $e, '<', "$dir/logs/error.log"; <$e> };
+like($log, qr/aigw: metrics series are capped at 8/, 'the cap is logged once');
+unlike($log, qr/\[(alert|crit)\]/, 'no alerts');
+
+done_testing();

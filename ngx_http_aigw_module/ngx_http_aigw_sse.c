@@ -131,7 +131,7 @@ ngx_http_aigw_sse_parse(ngx_http_aigw_sse_parser_t *p, u_char **pos,
                 break;
             }
 
-            /* the stream ends lines with lone CRs, see sse_eol() */
+            /* lines end in lone CRs here: ngx_http_aigw_sse_eol() */
             p->lone_cr = 1;
 
             /* fall through */
@@ -146,6 +146,17 @@ ngx_http_aigw_sse_parse(ngx_http_aigw_sse_parser_t *p, u_char **pos,
 
                 /* a blank line dispatches the event, if it has data */
                 if (ngx_http_aigw_sse_dispatch(p, ev) == NGX_OK) {
+
+                    /*
+                     * the LF of a CRLF at hand goes with the event, so
+                     * that a filter cutting the stream at *pos cuts
+                     * between two events
+                     */
+                    if (ch == CR && s + 1 < last && s[1] == LF) {
+                        state = sw_line;
+                        s++;
+                    }
+
                     p->state = state;
                     *pos = s + 1;
                     return NGX_OK;

@@ -16,8 +16,9 @@
  * Incremental Server-Sent Events parser (WHATWG HTML, "Server-sent events",
  * "Interpreting an event stream").  It only observes the stream: it never
  * allocates, never fails and never changes a byte; buffers may be split
- * anywhere.  Bytes are not UTF-8 decoded; an invalid sequence simply passes
- * through inside a value.
+ * anywhere.  Lines end in LF, CRLF or a lone CR; one UTF-8 BOM is skipped
+ * at the stream start.  Bytes are not otherwise UTF-8 decoded: an invalid
+ * sequence simply passes through inside a value.
  *
  * Deliberate differences from the spec, both for metering:
  *  - data that does not fit the caller's buffer is dropped and the event is
@@ -35,6 +36,7 @@ typedef struct {
     ngx_str_t             event;        /* value of "event:", empty if none */
     ngx_str_t             data;         /* data lines joined by "\n" */
     unsigned              done:1;       /* data is exactly "[DONE]" */
+                                        /* (as sent, even if cut here) */
     unsigned              truncated:1;  /* data or event name was cut */
 } ngx_http_aigw_sse_event_t;
 
@@ -73,6 +75,10 @@ void ngx_http_aigw_sse_init(ngx_http_aigw_sse_parser_t *p, u_char *buf,
  * NGX_OK: one event complete, *ev filled (pointing into the parser's
  * storage, valid until the next call), *pos advanced past the bytes used;
  * NGX_AGAIN: all of [*pos, last) consumed, no event complete yet.
+ *
+ * After NGX_OK, *pos is just past the blank line that ended the event,
+ * its CRLF included, unless the CR is the last byte of the buffer: that
+ * LF is then the first byte used by the next call.
  */
 ngx_int_t ngx_http_aigw_sse_parse(ngx_http_aigw_sse_parser_t *p,
     u_char **pos, u_char *last, ngx_http_aigw_sse_event_t *ev);

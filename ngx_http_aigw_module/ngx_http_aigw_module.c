@@ -112,6 +112,13 @@ static ngx_command_t  ngx_http_aigw_commands[] = {
       offsetof(ngx_http_aigw_loc_conf_t, tenant_user),
       NULL },
 
+    { ngx_string("aigw_prices"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_aigw_prices,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("aigw_metrics_zone"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
       ngx_http_aigw_metrics_zone,
@@ -659,6 +666,10 @@ ngx_http_aigw_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_uint_value(amcf->keepalive_requests, 1000);
 
     if (ngx_http_aigw_keepalive_init(cf, amcf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_aigw_prices_apply(cf, amcf) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 

@@ -84,6 +84,8 @@ typedef struct {
 
     ngx_http_aigw_keys_t          *keys;
 
+    ngx_str_t                      prices;     /* a price file */
+
     ngx_shm_zone_t                *metrics_zone;
     void                          *metrics;
 
@@ -237,6 +239,11 @@ ngx_int_t ngx_http_aigw_anthropic_create_request(ngx_http_request_t *r,
 ngx_int_t ngx_http_aigw_request_build(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_model_t *model,
     ngx_str_t *path, ngx_str_t *extra_headers);
+
+/* prices.c */
+char *ngx_http_aigw_prices(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_int_t ngx_http_aigw_prices_apply(ngx_conf_t *cf,
+    ngx_http_aigw_main_conf_t *amcf);
 
 /* metrics.c */
 char *ngx_http_aigw_metrics_zone(ngx_conf_t *cf, ngx_command_t *cmd,

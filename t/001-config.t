@@ -208,6 +208,31 @@ ok(!$ok, 'two keys are refused');
     like($out, qr/field "tenant" has a control character/,
          'a control character in a tenant');
 
+    open my $pf, '>', "$dir/prices-bad.json" or die;
+    print $pf '{"x": {"input_cost_per_token": "cheap"}}';
+    close $pf;
+
+    ($ok, $out) = nginx_t("aigw_prices $dir/nope.json;\n$provider\n"
+                          . "aigw_model m p:x;", %key);
+    ok(!$ok, 'a missing price file is refused');
+    like($out, qr/price file ".*nope\.json" failed/, 'named');
+
+    ($ok, $out) = nginx_t("aigw_prices $dir/prices-bad.json;\n$provider\n"
+                          . "aigw_model m p:x;", %key);
+    like($out, qr/the prices of "x" are not numbers of dollars per token/,
+         'a price that is not a number is refused');
+
+    ($ok, $out) = nginx_t("aigw_prices $dir/notjson.json;\n$provider\n"
+                          . "aigw_model m p:x;", %key);
+    like($out, qr/price file ".*" is not a JSON object/,
+         'a price file that is not JSON');
+
+    ($ok, $out) = nginx_t("$p\naigw_metrics_zone z:1k;", %key);
+    like($out, qr/invalid zone size "z:1k"/, 'a metrics zone too small');
+
+    ($ok, $out) = nginx_t("$p\naigw_metrics_zone z:1m max_series=0;", %key);
+    like($out, qr/invalid parameter "max_series=0"/, 'a bad max_series');
+
     ($ok, $out) = nginx_t("$p\naigw_auth on;", %key);
     ok(!$ok, 'aigw_auth on without keys is refused');
     like($out, qr/"aigw_auth" is on, but no "aigw_keys" file is loaded/,

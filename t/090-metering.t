@@ -245,3 +245,61 @@ qr/ ttft=0\.(?:[3-9]\d\d) lat=(?:0\.[5-9]\d\d|[1-9]\.\d{3})$/
 qr/^(?s)(?!.*"choices":\[\]).*data: \[DONE\]\n\n$/,
 qr/\\"stream_options\\":\{\\"include_usage\\":true\}/
 ]
+
+
+
+=== TEST 16: prices from a price file in LiteLLM's format
+"ok/gpt-4o" is looked up first, then "gpt-4o"; a model with prices of its
+own keeps them.
+--- http_config
+    log_format meter 'p=$aigw_prompt_tokens c=$aigw_completion_tokens '
+                     'cost=$aigw_cost';
+    aigw_prices ../html/prices.json;
+    aigw_provider ok http://127.0.0.1:$TEST_NGINX_MOCK_PORT/v1
+                  key_env=AIGW_TEST_KEY;
+    aigw_model listed ok:gpt-4o-mini;
+    aigw_model own ok:gpt-4o input=0.00 output=1.00;
+--- config
+    location /v1/ {
+        access_log logs/access.log meter;
+        aigw_pass;
+    }
+--- user_files
+>>> prices.json
+{"sample_spec": {"input_cost_per_token": 0},
+ "gpt-4o-mini": {"input_cost_per_token": 1.5e-07,
+                 "output_cost_per_token": 6e-07},
+ "ok/gpt-4o-mini": {"input_cost_per_token": 2.5e-06,
+                    "output_cost_per_token": 1e-05,
+                    "cache_read_input_token_cost": 1.25e-06,
+                    "litellm_provider": "openai", "mode": "chat"},
+ "gpt-4o": {"input_cost_per_token": 5e-06, "output_cost_per_token": 2e-05}}
+--- request
+POST /v1/chat/completions
+{"model":"listed","messages":[{"role":"user","content":"hello there"}]}
+--- access_log
+p=3 c=7 cost=0.000078
+
+
+
+=== TEST 17: a model's own prices win over the file
+--- http_config
+    log_format meter 'p=$aigw_prompt_tokens c=$aigw_completion_tokens '
+                     'cost=$aigw_cost';
+    aigw_prices ../html/prices.json;
+    aigw_provider ok http://127.0.0.1:$TEST_NGINX_MOCK_PORT/v1
+                  key_env=AIGW_TEST_KEY;
+    aigw_model own ok:gpt-4o input=0.00 output=1.00;
+--- config
+    location /v1/ {
+        access_log logs/access.log meter;
+        aigw_pass;
+    }
+--- user_files
+>>> prices.json
+{"gpt-4o": {"input_cost_per_token": 5e-06, "output_cost_per_token": 2e-05}}
+--- request
+POST /v1/chat/completions
+{"model":"own","messages":[{"role":"user","content":"hello there"}]}
+--- access_log
+p=3 c=7 cost=0.000007

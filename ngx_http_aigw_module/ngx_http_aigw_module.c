@@ -678,7 +678,7 @@ ngx_http_aigw_init_main_conf(ngx_conf_t *cf, void *conf)
     if (amcf->metrics == NULL && amcf->providers.nelts) {
         return ngx_http_aigw_metrics_add_zone(cf, amcf, NULL,
                                      &(ngx_str_t) ngx_string("aigw_metrics"),
-                                     4 * 1024 * 1024);
+                                     8 * 1024 * 1024);
     }
 
     return NGX_CONF_OK;

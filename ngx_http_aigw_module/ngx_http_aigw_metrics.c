@@ -355,7 +355,11 @@ ngx_http_aigw_metrics_series(ngx_http_aigw_metrics_t *mt, ngx_str_t *labels,
 
     for (i = 0; i < 3; i++) {
         probe->len[i] = (u_char) ngx_min(labels[i].len, 255);
-        ngx_memcpy(probe->data + len, labels[i].data, probe->len[i]);
+
+        if (probe->len[i]) {
+            ngx_memcpy(probe->data + len, labels[i].data, probe->len[i]);
+        }
+
         len += probe->len[i];
     }
 

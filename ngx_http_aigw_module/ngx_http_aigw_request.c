@@ -144,16 +144,25 @@ ngx_http_aigw_request_build(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     }
 
     p = ngx_cpymem(b->last, "POST ", sizeof("POST ") - 1);
-    p = ngx_cpymem(p, provider->base_path.data, provider->base_path.len);
+    if (provider->base_path.len) {
+        p = ngx_cpymem(p, provider->base_path.data, provider->base_path.len);
+    }
     p = ngx_cpymem(p, path->data, path->len);
     p = ngx_cpymem(p, " HTTP/1.1" CRLF "Host: ",
                    sizeof(" HTTP/1.1" CRLF "Host: ") - 1);
     p = ngx_cpymem(p, provider->host.data, provider->host.len);
     *p++ = CR; *p++ = LF;
 
-    p = ngx_cpymem(p, provider->auth_headers.data,
-                   provider->auth_headers.len);
-    p = ngx_cpymem(p, extra_headers->data, extra_headers->len);
+    /* either may be empty, and memcpy() of NULL is undefined */
+
+    if (provider->auth_headers.len) {
+        p = ngx_cpymem(p, provider->auth_headers.data,
+                       provider->auth_headers.len);
+    }
+
+    if (extra_headers->len) {
+        p = ngx_cpymem(p, extra_headers->data, extra_headers->len);
+    }
 
     if (alcf->tenant_header.len && ctx->tenant.len) {
         p = ngx_sprintf(p, "%V: %V" CRLF, &alcf->tenant_header,

@@ -26,36 +26,14 @@ ngx_http_aigw_anthropic_create_request(ngx_http_request_t *r,
 {
     u_char           *p;
     ngx_str_t         extra, version;
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
     ngx_table_elt_t  *h;
 
     ngx_str_set(&version, NGX_HTTP_AIGW_ANTHROPIC_VERSION);
 
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */ ; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == sizeof("anthropic-version") - 1
-            && ngx_strncmp(h[i].lowcase_key, "anthropic-version",
-                           sizeof("anthropic-version") - 1)
-               == 0
-            && h[i].value.len)
-        {
-            version = h[i].value;
-            break;
-        }
+    h = ngx_http_aigw_request_header(r, "anthropic-version",
+                                     sizeof("anthropic-version") - 1, NULL);
+    if (h && h->value.len) {
+        version = h->value;
     }
 
     p = ngx_pnalloc(r->pool, sizeof("anthropic-version: " CRLF) - 1

@@ -159,8 +159,7 @@ ngx_http_aigw_auth_credential(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
 {
     u_char           *p, *last;
     ngx_str_t         bearer, api_key;
-    ngx_uint_t        i, n;
-    ngx_list_part_t  *part;
+    ngx_uint_t        n;
     ngx_table_elt_t  *h;
 
     ngx_str_null(&bearer);
@@ -188,30 +187,10 @@ ngx_http_aigw_auth_credential(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
         bearer.len = last - p;
     }
 
-    n = 0;
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */ ; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == sizeof("x-api-key") - 1
-            && ngx_strncmp(h[i].lowcase_key, "x-api-key",
-                           sizeof("x-api-key") - 1)
-               == 0)
-        {
-            api_key = h[i].value;
-            n++;
-        }
+    h = ngx_http_aigw_request_header(r, "x-api-key", sizeof("x-api-key") - 1,
+                                     &n);
+    if (h) {
+        api_key = h->value;
     }
 
     if (n > 1

@@ -236,6 +236,8 @@ ngx_int_t ngx_http_aigw_openai_create_request(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_model_t *model);
 ngx_int_t ngx_http_aigw_anthropic_create_request(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_model_t *model);
+ngx_table_elt_t *ngx_http_aigw_request_header(ngx_http_request_t *r,
+    const char *name, size_t len, ngx_uint_t *count);
 ngx_int_t ngx_http_aigw_request_build(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_model_t *model,
     ngx_str_t *path, ngx_str_t *extra_headers);

@@ -90,28 +90,10 @@ ngx_http_aigw_request_build(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
 
     ngx_str_null(&connection);
 
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */ ; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == sizeof("connection") - 1
-            && ngx_strncmp(h[i].lowcase_key, "connection",
-                           sizeof("connection") - 1)
-               == 0)
-        {
-            connection = h[i].value;
-        }
+    h = ngx_http_aigw_request_header(r, "connection",
+                                     sizeof("connection") - 1, NULL);
+    if (h) {
+        connection = h->value;
     }
 
     part = &r->headers_in.headers.part;
@@ -234,6 +216,53 @@ ngx_http_aigw_request_build(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
                    &provider->name, &model->upstream_model, body.len);
 
     return NGX_OK;
+}
+
+
+/*
+ * A client header by its lowercase name: the last of that name, and how
+ * many there are
+ */
+
+ngx_table_elt_t *
+ngx_http_aigw_request_header(ngx_http_request_t *r, const char *name,
+    size_t len, ngx_uint_t *count)
+{
+    ngx_uint_t        i, n;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h, *found;
+
+    found = NULL;
+    n = 0;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == len
+            && ngx_strncmp(h[i].lowcase_key, name, len) == 0)
+        {
+            found = &h[i];
+            n++;
+        }
+    }
+
+    if (count) {
+        *count = n;
+    }
+
+    return found;
 }
 
 

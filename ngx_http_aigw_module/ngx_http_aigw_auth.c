@@ -15,6 +15,9 @@
 
 static ngx_int_t ngx_http_aigw_auth_credential(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_str_t *secret);
+#if (OPENSSL_VERSION_NUMBER >= 0x30000000L)
+static void ngx_http_aigw_auth_cleanup(void *data);
+#endif
 
 
 /* aigw_keys PATH; */
@@ -24,7 +27,10 @@ ngx_http_aigw_auth_keys(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_aigw_main_conf_t *amcf = conf;
 
-    ngx_str_t  *value, file;
+    ngx_str_t           *value, file;
+#if (OPENSSL_VERSION_NUMBER >= 0x30000000L)
+    ngx_pool_cleanup_t  *cln;
+#endif
 
     if (amcf->keys) {
         return "is duplicate";
@@ -39,8 +45,48 @@ ngx_http_aigw_auth_keys(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    /*
+     * fetched once: EVP_sha256() would make OpenSSL 3 look the
+     * algorithm up again on every request
+     */
+
+#if (OPENSSL_VERSION_NUMBER >= 0x30000000L)
+
+    amcf->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+
+    if (amcf->sha256 == NULL) {
+        ngx_ssl_error(NGX_LOG_EMERG, cf->log, 0, "EVP_MD_fetch(SHA256) failed");
+        return NGX_CONF_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        EVP_MD_free(amcf->sha256);
+        return NGX_CONF_ERROR;
+    }
+
+    cln->handler = ngx_http_aigw_auth_cleanup;
+    cln->data = amcf->sha256;
+
+#else
+
+    amcf->sha256 = (EVP_MD *) EVP_sha256();
+
+#endif
+
     return NGX_CONF_OK;
 }
+
+
+#if (OPENSSL_VERSION_NUMBER >= 0x30000000L)
+
+static void
+ngx_http_aigw_auth_cleanup(void *data)
+{
+    EVP_MD_free(data);
+}
+
+#endif
 
 
 /*
@@ -102,15 +148,15 @@ ngx_http_aigw_auth_handler(ngx_http_request_t *r)
         return rc;
     }
 
-    if (EVP_Digest(secret.data, secret.len, hash, &len, EVP_sha256(), NULL)
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_aigw_module);
+
+    if (EVP_Digest(secret.data, secret.len, hash, &len, amcf->sha256, NULL)
         != 1)
     {
         ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
                       "aigw: SHA-256 failed");
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    amcf = ngx_http_get_module_main_conf(r, ngx_http_aigw_module);
 
     key = ngx_http_aigw_keys_find(amcf->keys, hash);
 

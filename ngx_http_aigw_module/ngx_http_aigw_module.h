@@ -83,6 +83,7 @@ typedef struct {
     ngx_array_t                    routes;     /* ngx_http_aigw_route_t * */
 
     ngx_http_aigw_keys_t          *keys;
+    EVP_MD                        *sha256;
 
     ngx_str_t                      prices;     /* a price file */
 

@@ -37,6 +37,7 @@ static ngx_http_aigw_endpoint_t  ngx_http_aigw_endpoints[] = {
 ngx_uint_t
 ngx_http_aigw_body_endpoint(ngx_http_request_t *r)
 {
+    u_char                    *p;
     size_t                     len;
     ngx_http_aigw_endpoint_t  *ep;
 
@@ -54,6 +55,15 @@ ngx_http_aigw_body_endpoint(ngx_http_request_t *r)
         {
             return ep->endpoint;
         }
+    }
+
+    /* ".../models/{id}", a model's own page */
+
+    p = ngx_strlcasestrn(r->uri.data, r->uri.data + len,
+                         (u_char *) "/models/", sizeof("/models/") - 2);
+
+    if (p && p + sizeof("/models/") - 1 < r->uri.data + len) {
+        return NGX_HTTP_AIGW_EP_MODEL;
     }
 
     return NGX_HTTP_AIGW_EP_UNKNOWN;

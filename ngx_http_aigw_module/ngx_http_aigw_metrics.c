@@ -448,7 +448,8 @@ ngx_http_aigw_metrics_log_handler(ngx_http_request_t *r)
     mt = amcf->metrics;
 
     if (mt == NULL || mt->sh == NULL
-        || ctx->endpoint == NGX_HTTP_AIGW_EP_MODELS)
+        || ctx->endpoint == NGX_HTTP_AIGW_EP_MODELS
+        || ctx->endpoint == NGX_HTTP_AIGW_EP_MODEL)
     {
         return NGX_OK;
     }

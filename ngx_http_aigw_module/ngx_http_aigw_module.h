@@ -28,6 +28,7 @@
 #define NGX_HTTP_AIGW_EP_EMBEDDINGS    3
 #define NGX_HTTP_AIGW_EP_MESSAGES      4
 #define NGX_HTTP_AIGW_EP_MODELS        5
+#define NGX_HTTP_AIGW_EP_MODEL         6
 
 #define NGX_HTTP_AIGW_SSE_BUFFER       65536
 
@@ -199,7 +200,8 @@ ngx_http_aigw_model_t *ngx_http_aigw_route_find_model(
     ngx_http_aigw_main_conf_t *amcf, ngx_str_t *name);
 ngx_int_t ngx_http_aigw_route_resolve(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx);
-ngx_int_t ngx_http_aigw_route_models_send(ngx_http_request_t *r);
+ngx_int_t ngx_http_aigw_route_models_send(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
 
 /* body.c */
 ngx_uint_t ngx_http_aigw_body_endpoint(ngx_http_request_t *r);

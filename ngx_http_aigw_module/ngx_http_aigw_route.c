@@ -411,43 +411,96 @@ ngx_http_aigw_route_resolve(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
 }
 
 
-/* GET /v1/models: the public models and routes, as OpenAI lists them */
+/* one entry of GET /v1/models, with a trailing comma */
+
+static u_char *
+ngx_http_aigw_route_model_json(u_char *p, ngx_str_t *id, ngx_str_t *owner)
+{
+    p = ngx_cpymem(p, "{\"id\":\"", sizeof("{\"id\":\"") - 1);
+    p = (u_char *) ngx_escape_json(p, id->data, id->len);
+    p = ngx_cpymem(p, "\",\"object\":\"model\",\"created\":0,"
+                   "\"owned_by\":\"",
+                   sizeof("\",\"object\":\"model\",\"created\":0,"
+                          "\"owned_by\":\"") - 1);
+    p = (u_char *) ngx_escape_json(p, owner->data, owner->len);
+
+    return ngx_cpymem(p, "\"},", sizeof("\"},") - 1);
+}
+
+
+static size_t
+ngx_http_aigw_route_model_len(ngx_str_t *id, ngx_str_t *owner)
+{
+    return sizeof("{\"id\":\"\",\"object\":\"model\",\"created\":0,"
+                  "\"owned_by\":\"\"},") - 1
+           + id->len + ngx_escape_json(NULL, id->data, id->len)
+           + owner->len + ngx_escape_json(NULL, owner->data, owner->len);
+}
+
+
+/*
+ * GET /v1/models: the public models and routes, as OpenAI lists them;
+ * GET /v1/models/{id}: one of them
+ */
 
 ngx_int_t
-ngx_http_aigw_route_models_send(ngx_http_request_t *r)
+ngx_http_aigw_route_models_send(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx)
 {
     size_t                      len;
     u_char                     *p;
     ngx_int_t                   rc;
     ngx_buf_t                  *b;
+    ngx_str_t                   id, aigw;
     ngx_uint_t                  i;
     ngx_chain_t                 out;
-    ngx_http_aigw_model_t     **m;
+    ngx_http_aigw_model_t     **m, *one;
     ngx_http_aigw_route_t     **rt;
     ngx_http_aigw_main_conf_t  *amcf;
-
-    static const char  item[] =
-        "{\"id\":\"\",\"object\":\"model\",\"created\":0,\"owned_by\":\"\"},";
 
     amcf = ngx_http_get_module_main_conf(r, ngx_http_aigw_module);
 
     m = amcf->models.elts;
     rt = amcf->routes.elts;
 
-    len = sizeof("{\"object\":\"list\",\"data\":[]}") - 1;
+    ngx_str_set(&aigw, "aigw");
+    ngx_str_null(&id);
+    one = NULL;
 
-    for (i = 0; i < amcf->models.nelts; i++) {
-        len += sizeof(item) - 1
-               + ngx_escape_json(NULL, m[i]->name.data, m[i]->name.len)
-               + m[i]->name.len
-               + ngx_escape_json(NULL, m[i]->provider->name.data,
-                                 m[i]->provider->name.len)
-               + m[i]->provider->name.len;
-    }
+    if (ctx->endpoint == NGX_HTTP_AIGW_EP_MODEL) {
+        p = ngx_strlcasestrn(r->uri.data, r->uri.data + r->uri.len,
+                             (u_char *) "/models/", sizeof("/models/") - 2);
 
-    for (i = 0; i < amcf->routes.nelts; i++) {
-        len += sizeof(item) - 1 + sizeof("aigw") - 1 + rt[i]->name.len
-               + ngx_escape_json(NULL, rt[i]->name.data, rt[i]->name.len);
+        id.data = p + sizeof("/models/") - 1;
+        id.len = r->uri.data + r->uri.len - id.data;
+
+        while (id.len && id.data[id.len - 1] == '/') {
+            id.len--;
+        }
+
+        one = ngx_http_aigw_route_find_model(amcf, &id);
+
+        if (one == NULL && ngx_http_aigw_route_find(amcf, &id) == NULL) {
+            return ngx_http_aigw_error(r, ctx, NGX_HTTP_NOT_FOUND,
+                                       "model_not_found",
+                                       "The model `%V` does not exist or "
+                                       "you do not have access to it.", &id);
+        }
+
+        len = ngx_http_aigw_route_model_len(&id, one ? &one->provider->name
+                                                     : &aigw);
+
+    } else {
+        len = sizeof("{\"object\":\"list\",\"data\":[]}") - 1;
+
+        for (i = 0; i < amcf->models.nelts; i++) {
+            len += ngx_http_aigw_route_model_len(&m[i]->name,
+                                                 &m[i]->provider->name);
+        }
+
+        for (i = 0; i < amcf->routes.nelts; i++) {
+            len += ngx_http_aigw_route_model_len(&rt[i]->name, &aigw);
+        }
     }
 
     b = ngx_create_temp_buf(r->pool, len);
@@ -455,35 +508,33 @@ ngx_http_aigw_route_models_send(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    p = ngx_cpymem(b->last, "{\"object\":\"list\",\"data\":[",
-                   sizeof("{\"object\":\"list\",\"data\":[") - 1);
+    p = b->last;
 
-    for (i = 0; i < amcf->models.nelts; i++) {
-        p = ngx_cpymem(p, "{\"id\":\"", sizeof("{\"id\":\"") - 1);
-        p = (u_char *) ngx_escape_json(p, m[i]->name.data, m[i]->name.len);
-        p = ngx_cpymem(p, "\",\"object\":\"model\",\"created\":0,"
-                       "\"owned_by\":\"",
-                       sizeof("\",\"object\":\"model\",\"created\":0,"
-                              "\"owned_by\":\"") - 1);
-        p = (u_char *) ngx_escape_json(p, m[i]->provider->name.data,
-                                       m[i]->provider->name.len);
-        p = ngx_cpymem(p, "\"},", sizeof("\"},") - 1);
-    }
-
-    for (i = 0; i < amcf->routes.nelts; i++) {
-        p = ngx_cpymem(p, "{\"id\":\"", sizeof("{\"id\":\"") - 1);
-        p = (u_char *) ngx_escape_json(p, rt[i]->name.data, rt[i]->name.len);
-        p = ngx_cpymem(p, "\",\"object\":\"model\",\"created\":0,"
-                       "\"owned_by\":\"aigw\"},",
-                       sizeof("\",\"object\":\"model\",\"created\":0,"
-                              "\"owned_by\":\"aigw\"},") - 1);
-    }
-
-    if (p[-1] == ',') {
+    if (ctx->endpoint == NGX_HTTP_AIGW_EP_MODEL) {
+        p = ngx_http_aigw_route_model_json(p, &id,
+                                           one ? &one->provider->name
+                                               : &aigw);
         p--;
-    }
 
-    p = ngx_cpymem(p, "]}", 2);
+    } else {
+        p = ngx_cpymem(p, "{\"object\":\"list\",\"data\":[",
+                       sizeof("{\"object\":\"list\",\"data\":[") - 1);
+
+        for (i = 0; i < amcf->models.nelts; i++) {
+            p = ngx_http_aigw_route_model_json(p, &m[i]->name,
+                                               &m[i]->provider->name);
+        }
+
+        for (i = 0; i < amcf->routes.nelts; i++) {
+            p = ngx_http_aigw_route_model_json(p, &rt[i]->name, &aigw);
+        }
+
+        if (p[-1] == ',') {
+            p--;
+        }
+
+        p = ngx_cpymem(p, "]}", 2);
+    }
 
     b->last = p;
     b->last_buf = (r == r->main);

@@ -130,7 +130,9 @@ ngx_http_aigw_handler(ngx_http_request_t *r)
         }
     }
 
-    if (ctx->endpoint == NGX_HTTP_AIGW_EP_MODELS) {
+    if (ctx->endpoint == NGX_HTTP_AIGW_EP_MODELS
+        || ctx->endpoint == NGX_HTTP_AIGW_EP_MODEL)
+    {
 
         if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
             return ngx_http_aigw_error(r, ctx, NGX_HTTP_NOT_ALLOWED,
@@ -144,7 +146,7 @@ ngx_http_aigw_handler(ngx_http_request_t *r)
             return rc;
         }
 
-        return ngx_http_aigw_route_models_send(r);
+        return ngx_http_aigw_route_models_send(r, ctx);
     }
 
     if (ctx->endpoint == NGX_HTTP_AIGW_EP_UNKNOWN) {

@@ -375,3 +375,26 @@ POST /v1/chat/completions
 --- response_body_like: "content":"Mock answer to: big xxx
 --- no_error_log
 [error]
+
+
+
+=== TEST 15: GET /v1/models/{id}: one model or route, or 404
+--- http_config
+    aigw_provider mock http://127.0.0.1:$TEST_NGINX_MOCK_PORT/v1
+                  key_env=AIGW_TEST_KEY;
+    aigw_model gpt-4o mock:gpt-4o-2024-08-06;
+    aigw_route default gpt-4o;
+--- config
+    location /v1/ {
+        aigw_pass;
+    }
+--- request eval
+["GET /v1/models/gpt-4o", "GET /v1/models/default", "GET /v1/models/nope"]
+--- error_code eval
+[200, 200, 404]
+--- response_body eval
+[
+qq'{"id":"gpt-4o","object":"model","created":0,"owned_by":"mock"}',
+qq'{"id":"default","object":"model","created":0,"owned_by":"aigw"}',
+qq'{"error":{"message":"The model `nope` does not exist or you do not have access to it.","type":"invalid_request_error","param":null,"code":"model_not_found"}}'
+]

@@ -17,7 +17,9 @@ conf=$prefix/conf/nginx.conf
 
 stop() {
     if [ -f "$prefix/logs/nginx.pid" ]; then
-        "$nginx" -p "$prefix" -c "$conf" -s quit 2>/dev/null || true
+        # a signal, not "nginx -s quit", which would parse the config again
+        kill -QUIT "$(cat "$prefix/logs/nginx.pid")" 2>/dev/null \
+            || rm -f "$prefix/logs/nginx.pid"
         for _ in $(seq 50); do
             [ -f "$prefix/logs/nginx.pid" ] || break
             sleep 0.1

@@ -783,7 +783,7 @@ ngx_http_aigw_metrics_family(u_char *p, ngx_uint_t f,
 }
 
 
-/* at most this many lines a series, each its labels and 128 bytes */
+/* at most this many lines a series, each its labels and 192 bytes */
 #define NGX_HTTP_AIGW_METRICS_LINES  48
 
 
@@ -823,7 +823,7 @@ ngx_http_aigw_metrics_handler(ngx_http_request_t *r)
     root = mt->sh->rbtree.root;
     sentinel = mt->sh->rbtree.sentinel;
 
-    size = 4096 + NGX_HTTP_AIGW_METRICS_LINES * (128 + 3 * 2 * 9);
+    size = 4096 + NGX_HTTP_AIGW_METRICS_LINES * (192 + 3 * 2 * 9);
 
     if (root != sentinel) {
         for (node = ngx_rbtree_min(root, sentinel);
@@ -832,7 +832,7 @@ ngx_http_aigw_metrics_handler(ngx_http_request_t *r)
         {
             s = (ngx_http_aigw_series_t *) node;
             size += NGX_HTTP_AIGW_METRICS_LINES
-                    * (128 + 2 * (s->len[0] + s->len[1] + s->len[2]));
+                    * (192 + 2 * (s->len[0] + s->len[1] + s->len[2]));
         }
     }
 

@@ -348,20 +348,20 @@ ngx_http_aigw_route_resolve(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
                               "aigw_pass names \"%V\", which is neither a "
                               "route nor a model", &name);
                 return ngx_http_aigw_error(r, ctx,
-                                         NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                         "route_not_found",
-                                         "The gateway has no route \"%V\"",
-                                         &name);
+                                           NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                           "route_not_found",
+                                           "The gateway has no route "
+                                           "\"%V\"", &name);
             }
 
             ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                           "aigw: unknown model \"%V\"", &name);
 
             return ngx_http_aigw_error(r, ctx, NGX_HTTP_NOT_FOUND,
-                                            "model_not_found",
-                                            "The model `%V` does not exist "
-                                            "or you do not have access to "
-                                            "it.", &name);
+                                       "model_not_found",
+                                       "The model `%V` does not exist or "
+                                       "you do not have access to it.",
+                                       &name);
         }
 
         ctx->route_name = m->name;
@@ -402,9 +402,9 @@ ngx_http_aigw_route_resolve(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
                       &name, &r->uri);
 
         return ngx_http_aigw_error(r, ctx, NGX_HTTP_BAD_REQUEST,
-                                        "model_not_supported",
-                                        "The model `%V` is not available on "
-                                        "this endpoint.", &name);
+                                   "model_not_supported",
+                                   "The model `%V` is not available on this "
+                                   "endpoint.", &name);
     }
 
     return NGX_OK;

@@ -816,7 +816,7 @@ ngx_http_aigw_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     hash.max_size = 512;
     hash.bucket_size = ngx_align(64, ngx_cacheline_size);
-    hash.name = "aigw_headers_hash";
+    hash.name = "aigw hidden headers hash";
 
     if (ngx_http_upstream_hide_headers_hash(cf, &conf->upstream,
                                             &prev->upstream,

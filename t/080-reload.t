@@ -8,37 +8,26 @@ use warnings;
 
 BEGIN { push @INC, 't/lib' }
 use AigwMock;
+use AigwNginx;
 
 use Test::More;
 use Digest::SHA qw(sha256_hex);
-use File::Temp qw(tempdir);
-use IO::Socket::INET;
-use POSIX qw(WNOHANG);
 use Time::HiRes qw(sleep time);
 
-my $nginx = $ENV{TEST_NGINX_BINARY} || '/usr/sbin/nginx';
-my ($module) = split ' ', ($ENV{TEST_NGINX_LOAD_MODULES} || '');
+my $ngx = AigwNginx->new;
+my $dir = $ngx->dir;
+my $port = $ngx->port;
+my $module = $ngx->module;
 
 plan skip_all => 'TEST_NGINX_LOAD_MODULES does not name the module'
     unless $module;
-
-my $dir = tempdir(CLEANUP => 1);
-mkdir "$dir/logs";
-mkdir "$dir/conf";
-
-my $port = do {
-    my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1',
-                                  LocalPort => 0) or die;
-    $s->sockport;
-};
 
 my $mock = $ENV{TEST_NGINX_MOCK_PORT};
 
 sub write_keys {
     my (@entries) = @_;
-    open my $fh, '>', "$dir/conf/keys.json" or die;
-    print $fh '{"keys":[', join(',', @entries), ']}';
-    close $fh;
+    $ngx->write_file('conf/keys.json',
+                     '{"keys":[' . join(',', @entries) . ']}');
 }
 
 sub entry {
@@ -49,8 +38,7 @@ sub entry {
 
 write_keys(entry('one', 'sk-aigw-one'));
 
-open my $conf, '>', "$dir/conf/nginx.conf" or die;
-print $conf <<"EOC";
+$ngx->write_conf(<<"EOC");
 load_module $module;
 worker_processes 1;
 error_log $dir/logs/error.log info;
@@ -75,50 +63,21 @@ http {
     }
 }
 EOC
-close $conf;
 
 $ENV{AIGW_TEST_KEY} = 'sk-provider';
 
-my $out = `$nginx -p $dir -c conf/nginx.conf 2>&1`;
-is($?, 0, 'nginx starts') or diag $out;
-
-END {
-    if (open my $p, '<', "$dir/logs/nginx.pid") {
-        my $pid = <$p>;
-        chomp $pid;
-        kill 'QUIT', $pid if $pid;
-        for (1 .. 50) { last unless kill 0, $pid; sleep 0.1 }
-        kill 'KILL', $pid if kill 0, $pid;
-    }
-}
-
-sub wait_up {
-    for (1 .. 50) {
-        my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port");
-        return 1 if $s;
-        sleep 0.1;
-    }
-    return 0;
-}
-
-ok(wait_up(), 'nginx listens');
+ok($ngx->start, 'nginx starts') or diag $ngx->start_error;
 
 sub request {
     my ($secret, $model, $stream) = @_;
     my $body = sprintf '{"model":"%s","stream":%s,"messages":'
                        . '[{"role":"user","content":"hi"}]}',
                        $model, $stream ? 'true' : 'false';
-    my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
-                                  Timeout => 5) or return '';
-    print $s "POST /v1/chat/completions HTTP/1.0\r\nHost: localhost\r\n"
-             . "Authorization: Bearer $secret\r\n"
-             . "Content-Length: " . length($body) . "\r\n\r\n$body";
-    local $/;
-    my $res = <$s>;
-    return $res // '';
+    return $ngx->request('POST', '/v1/chat/completions',
+                         { Authorization => "Bearer $secret" }, $body);
 }
 
-sub status { my ($r) = @_; return $r =~ m{^HTTP/1\.\d (\d+)} ? $1 : 0 }
+sub status { return $_[0]{status} }
 
 is(status(request('sk-aigw-one', 'm')), 200, 'key one works');
 is(status(request('sk-aigw-two', 'm')), 401, 'key two is unknown');
@@ -129,7 +88,7 @@ my $child = fork // die;
 if ($child == 0) {
     my $r = request('sk-aigw-one', 'slow', 1);
     open my $o, '>', $tmp or die;
-    print $o $r;
+    print $o "$r->{status}\n$r->{body}";
     close $o;
     POSIX::_exit(0);
 }
@@ -138,9 +97,7 @@ sleep 0.5;
 
 write_keys(entry('two', 'sk-aigw-two'));
 
-my $pid = do { open my $p, '<', "$dir/logs/nginx.pid" or die; <$p> };
-chomp $pid;
-kill 'HUP', $pid;
+$ngx->signal('HUP');
 
 my $switched = 0;
 my $deadline = time + 5;
@@ -157,21 +114,19 @@ is(status(request('sk-aigw-one', 'm')), 401, 'and key one is gone');
 
 waitpid($child, 0);
 my $inflight = do { local $/; open my $i, '<', $tmp or die; <$i> };
-like($inflight, qr/^HTTP\/1\.1 200 .*data: \[DONE\]\s*\z/s,
+like($inflight, qr/^200\n.*data: \[DONE\]\s*\z/s,
      'the stream in flight during the reload ended whole');
 
 # a broken key file: the reload is refused, the keys stay
-open my $bad, '>', "$dir/conf/keys.json" or die;
-print $bad '{"keys":[{"id":"three","hash":"nothex","tenant":"t"}]}';
-close $bad;
+$ngx->write_file('conf/keys.json',
+                 '{"keys":[{"id":"three","hash":"nothex","tenant":"t"}]}');
 
-kill 'HUP', $pid;
+$ngx->signal('HUP');
 
 my $logged = 0;
 $deadline = time + 5;
 while (time < $deadline) {
-    my $log = do { local $/; open my $l, '<', "$dir/logs/error.log"; <$l> };
-    if ($log =~ /entry 1 \(id "three"\): field "hash" must be 64 hexadecimal/)
+    if ($ngx->error_log =~ /entry 1 \(id "three"\): field "hash" must be 64 hexadecimal/)
     {
         $logged = 1;
         last;
@@ -181,7 +136,7 @@ while (time < $deadline) {
 
 ok($logged, 'the broken key file is reported with its entry and field');
 is(status(request('sk-aigw-two', 'm')), 200, 'key two still works');
-like(request('sk-aigw-two', 'm'), qr/X-Tenant: t-two/,
+like(request('sk-aigw-two', 'm')->{headers}, qr/X-Tenant: t-two/,
      'with its tenant');
 
 done_testing();

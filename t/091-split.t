@@ -10,31 +10,22 @@ use warnings;
 BEGIN { push @INC, 't/lib' }
 use AigwMock;
 
+use AigwNginx;
+
 use Test::More;
-use File::Temp qw(tempdir);
-use IO::Socket::INET;
 use Time::HiRes qw(sleep);
 
-my $nginx = $ENV{TEST_NGINX_BINARY} || '/usr/sbin/nginx';
-my ($module) = split ' ', ($ENV{TEST_NGINX_LOAD_MODULES} || '');
+my $ngx = AigwNginx->new;
+my $dir = $ngx->dir;
+my $port = $ngx->port;
+my $module = $ngx->module;
 
 plan skip_all => 'TEST_NGINX_LOAD_MODULES does not name the module'
     unless $module;
 
-my $dir = tempdir(CLEANUP => 1);
-mkdir "$dir/logs";
-mkdir "$dir/conf";
-
-my $port = do {
-    my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1',
-                                  LocalPort => 0) or die;
-    $s->sockport;
-};
-
 my $mock = $ENV{TEST_NGINX_MOCK_PORT};
 
-open my $conf, '>', "$dir/conf/nginx.conf" or die;
-print $conf <<"EOC";
+$ngx->write_conf(<<"EOC");
 load_module $module;
 master_process off;
 daemon off;
@@ -58,38 +49,13 @@ http {
     }
 }
 EOC
-close $conf;
 
-my $pid = fork // die;
-if ($pid == 0) {
-    open STDOUT, '>', "$dir/logs/stdout";
-    open STDERR, '>&', \*STDOUT;
-    exec $nginx, '-p', $dir, '-c', 'conf/nginx.conf';
-}
-
-END {
-    if ($pid) {
-        kill 'QUIT', $pid;
-        waitpid($pid, 0);
-    }
-}
-
-for (1 .. 50) {
-    last if IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port");
-    sleep 0.1;
-}
+ok($ngx->start, 'nginx starts') or BAIL_OUT($ngx->start_error);
 
 sub request {
     my ($path, $body, $mockopts) = @_;
-    my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
-                                  Timeout => 5) or die "connect: $!";
-    print $s "POST $path HTTP/1.0\r\nHost: localhost\r\n"
-             . "x-mock: $mockopts\r\n"
-             . "Content-Length: " . length($body) . "\r\n\r\n$body";
-    local $/;
-    my $res = <$s> // '';
-    $res =~ s/^.*?\r\n\r\n//s;
-    return $res;
+    return $ngx->request('POST', $path, { 'x-mock' => $mockopts },
+                         $body)->{body};
 }
 
 # the log line of the request just answered: nginx may write it after
@@ -176,7 +142,6 @@ for my $st (@streams) {
     is($bad_meter, 0, "$name: the same counts at every split");
 }
 
-my $log = do { local $/; open my $e, '<', "$dir/logs/error.log"; <$e> };
-unlike($log // '', qr/\[(alert|crit|emerg)\]/, 'no alerts');
+unlike($ngx->error_log, qr/\[(alert|crit|emerg)\]/, 'no alerts');
 
 done_testing();

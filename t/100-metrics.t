@@ -10,40 +10,30 @@ use warnings;
 BEGIN { push @INC, 't/lib' }
 use AigwMock;
 
+use AigwNginx;
+
 use Test::More;
 use Digest::SHA qw(sha256_hex);
-use File::Temp qw(tempdir);
-use IO::Socket::INET;
-use Time::HiRes qw(sleep time);
+use Time::HiRes qw(sleep);
 
-my $nginx = $ENV{TEST_NGINX_BINARY} || '/usr/sbin/nginx';
-my ($module) = split ' ', ($ENV{TEST_NGINX_LOAD_MODULES} || '');
+my $ngx = AigwNginx->new;
+my $dir = $ngx->dir;
+my $port = $ngx->port;
+my $module = $ngx->module;
 
 plan skip_all => 'TEST_NGINX_LOAD_MODULES does not name the module'
     unless $module;
 
-my $dir = tempdir(CLEANUP => 1);
-mkdir "$dir/logs";
-mkdir "$dir/conf";
-
-my $port = do {
-    my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1',
-                                  LocalPort => 0) or die;
-    $s->sockport;
-};
-
 my $mock = $ENV{TEST_NGINX_MOCK_PORT};
 
-open my $keys, '>', "$dir/conf/keys.json" or die;
-printf $keys '[{"id":"a","hash":"%s","tenant":"acme"},'
-             . '{"id":"b","hash":"%s","tenant":"globex"}]',
-             sha256_hex('sk-acme'), sha256_hex('sk-globex');
-close $keys;
+$ngx->write_file('conf/keys.json',
+                 sprintf('[{"id":"a","hash":"%s","tenant":"acme"},'
+                         . '{"id":"b","hash":"%s","tenant":"globex"}]',
+                         sha256_hex('sk-acme'), sha256_hex('sk-globex')));
 
 sub write_conf {
     my ($max) = @_;
-    open my $conf, '>', "$dir/conf/nginx.conf" or die;
-    print $conf <<"EOC";
+    $ngx->write_conf(<<"EOC");
 load_module $module;
 worker_processes 2;
 error_log $dir/logs/error.log info;
@@ -75,41 +65,19 @@ http {
     }
 }
 EOC
-    close $conf;
 }
 
 write_conf(100);
 
 $ENV{AIGW_TEST_KEY} = 'sk-provider';
 
-my $out = `$nginx -p $dir -c conf/nginx.conf 2>&1`;
-is($?, 0, 'nginx starts with two workers') or diag $out;
-
-END {
-    if (open my $p, '<', "$dir/logs/nginx.pid") {
-        my $pid = <$p>;
-        chomp $pid;
-        kill 'QUIT', $pid if $pid;
-        for (1 .. 50) { last unless kill 0, $pid; sleep 0.1 }
-        kill 'KILL', $pid if kill 0, $pid;
-    }
-}
-
-for (1 .. 50) {
-    last if IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port");
-    sleep 0.1;
-}
+ok($ngx->start, 'nginx starts with two workers') or diag $ngx->start_error;
 
 sub request {
     my ($method, $path, $key, $body) = @_;
-    my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
-                                  Timeout => 5) or return '';
-    $body //= '';
-    print $s "$method $path HTTP/1.0\r\nHost: localhost\r\n"
-             . ($key ? "Authorization: Bearer $key\r\n" : '')
-             . "Content-Length: " . length($body) . "\r\n\r\n$body";
-    local $/;
-    return <$s> // '';
+    return $ngx->request($method, $path,
+                         $key ? { Authorization => "Bearer $key" } : {},
+                         $body)->{body};
 }
 
 sub chat {
@@ -121,9 +89,7 @@ sub chat {
 }
 
 sub metrics {
-    my $r = request('GET', '/metrics');
-    $r =~ s/^.*?\r\n\r\n//s;
-    return $r;
+    return request('GET', '/metrics');
 }
 
 # the sequence: on separate connections, so both workers take part
@@ -184,9 +150,7 @@ like($m, qr/^# TYPE aigw_requests_total counter$/m, 'TYPE lines');
 # a reload keeps the counters, and a lower max_series applies
 write_conf(8);
 
-my $pid = do { open my $p, '<', "$dir/logs/nginx.pid" or die; <$p> };
-chomp $pid;
-kill 'HUP', $pid;
+$ngx->signal('HUP');
 sleep 1.5;
 
 $m = metrics();
@@ -210,7 +174,7 @@ like($m, qr/^aigw_requests_total\{tenant="_overflow",model="_overflow",provider=
      'new series past max_series are counted as _overflow');
 like($m, qr/^aigw_metrics_series 8$/m, 'the number of series stays at the cap');
 
-my $log = do { local $/; open my $e, '<', "$dir/logs/error.log"; <$e> };
+my $log = $ngx->error_log;
 like($log, qr/aigw: metrics series are capped at 8/, 'the cap is logged once');
 unlike($log, qr/\[(alert|crit)\]/, 'no alerts');
 

@@ -53,7 +53,6 @@ typedef struct {
     ngx_atomic_t                    latency_sum;   /* milliseconds */
     ngx_atomic_t                    ttft[NGX_HTTP_AIGW_TTFT_BUCKETS];
     ngx_atomic_t                    ttft_sum;
-    ngx_atomic_t                    ttft_count;
 
     ngx_uint_t                      status;
     u_char                          len[3];        /* tenant, model, prov */
@@ -530,7 +529,6 @@ ngx_http_aigw_metrics_log_handler(ngx_http_request_t *r)
 
         (void) ngx_atomic_fetch_add(&s->ttft[i], 1);
         (void) ngx_atomic_fetch_add(&s->ttft_sum, ctx->ttft);
-        (void) ngx_atomic_fetch_add(&s->ttft_count, 1);
     }
 
     return NGX_OK;
@@ -670,6 +668,45 @@ static ngx_http_aigw_family_t  ngx_http_aigw_families[] = {
 };
 
 
+/* a histogram of milliseconds, in seconds; nothing if it is empty */
+
+static u_char *
+ngx_http_aigw_metrics_histogram(u_char *p, const char *name, u_char *labels,
+    size_t len, ngx_atomic_t *buckets, ngx_uint_t *bounds, ngx_uint_t n,
+    ngx_atomic_uint_t sum)
+{
+    uint64_t    acc;
+    ngx_uint_t  i;
+
+    acc = 0;
+
+    for (i = 0; i < n; i++) {
+        acc += buckets[i];
+    }
+
+    if (acc == 0) {
+        return p;
+    }
+
+    acc = 0;
+
+    for (i = 0; i < n - 1; i++) {
+        acc += buckets[i];
+        p = ngx_sprintf(p, "%s_bucket{%*s,le=\"%ui.%03ui\"} %uL\n", name,
+                        len, labels, bounds[i] / 1000, bounds[i] % 1000, acc);
+    }
+
+    acc += buckets[i];
+
+    return ngx_sprintf(p, "%s_bucket{%*s,le=\"+Inf\"} %uL\n"
+                       "%s_sum{%*s} %uA.%03uA\n"
+                       "%s_count{%*s} %uL\n",
+                       name, len, labels, acc,
+                       name, len, labels, sum / 1000, sum % 1000,
+                       name, len, labels, acc);
+}
+
+
 static u_char *
 ngx_http_aigw_metrics_family(u_char *p, ngx_uint_t f,
     ngx_http_aigw_series_t *s)
@@ -734,49 +771,19 @@ ngx_http_aigw_metrics_family(u_char *p, ngx_uint_t f,
                : p;
 
     case 6:
-        acc = 0;
-
-        for (i = 0; i < NGX_HTTP_AIGW_LAT_BUCKETS - 1; i++) {
-            acc += s->latency[i];
-            p = ngx_sprintf(p, "aigw_request_duration_seconds_bucket{%*s,"
-                            "le=\"%ui.%03ui\"} %uL\n", lbl,
-                            ngx_http_aigw_lat_bounds[i] / 1000,
-                            ngx_http_aigw_lat_bounds[i] % 1000, acc);
-        }
-
-        acc += s->latency[i];
-
-        return ngx_sprintf(p, "aigw_request_duration_seconds_bucket{%*s,"
-                           "le=\"+Inf\"} %uL\n"
-                           "aigw_request_duration_seconds_sum{%*s} "
-                           "%uA.%03uA\n"
-                           "aigw_request_duration_seconds_count{%*s} %uL\n",
-                           lbl, acc, lbl, s->latency_sum / 1000,
-                           s->latency_sum % 1000, lbl, acc);
+        return ngx_http_aigw_metrics_histogram(p,
+                                           "aigw_request_duration_seconds",
+                                           labels, l - labels, s->latency,
+                                           ngx_http_aigw_lat_bounds,
+                                           NGX_HTTP_AIGW_LAT_BUCKETS,
+                                           s->latency_sum);
 
     default:
-        if (s->ttft_count == 0) {
-            return p;
-        }
-
-        acc = 0;
-
-        for (i = 0; i < NGX_HTTP_AIGW_TTFT_BUCKETS - 1; i++) {
-            acc += s->ttft[i];
-            p = ngx_sprintf(p, "aigw_ttft_seconds_bucket{%*s,"
-                            "le=\"%ui.%03ui\"} %uL\n", lbl,
-                            ngx_http_aigw_ttft_bounds[i] / 1000,
-                            ngx_http_aigw_ttft_bounds[i] % 1000, acc);
-        }
-
-        acc += s->ttft[i];
-
-        return ngx_sprintf(p, "aigw_ttft_seconds_bucket{%*s,le=\"+Inf\"} "
-                           "%uL\n"
-                           "aigw_ttft_seconds_sum{%*s} %uA.%03uA\n"
-                           "aigw_ttft_seconds_count{%*s} %uL\n",
-                           lbl, acc, lbl, s->ttft_sum / 1000,
-                           s->ttft_sum % 1000, lbl, acc);
+        return ngx_http_aigw_metrics_histogram(p, "aigw_ttft_seconds",
+                                               labels, l - labels, s->ttft,
+                                               ngx_http_aigw_ttft_bounds,
+                                               NGX_HTTP_AIGW_TTFT_BUCKETS,
+                                               s->ttft_sum);
     }
 
 #undef lbl

@@ -117,6 +117,7 @@ ngx_http_aigw_body_parse(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    ctx->body = body;
     ctx->json = cJSON_ParseWithLength((char *) body.data, body.len);
 
     if (ctx->json == NULL) {
@@ -265,6 +266,16 @@ ngx_http_aigw_body_set_model(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     cJSON   *item;
     size_t   len;
 
+    /* nothing to change: the client's own bytes go */
+
+    if (!ctx->json_changed
+        && model->len == ctx->model.len
+        && ngx_strncmp(model->data, ctx->model.data, model->len) == 0)
+    {
+        *out = ctx->body;
+        return NGX_OK;
+    }
+
     item = cJSON_GetObjectItemCaseSensitive(ctx->json, "model");
     if (item == NULL) {
         return NGX_ERROR;
@@ -280,6 +291,22 @@ ngx_http_aigw_body_set_model(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
 
     ngx_memcpy(item->valuestring, model->data, model->len);
     item->valuestring[model->len] = '\0';
+
+    /* most often the body fits a buffer a little larger than it was */
+
+    len = ctx->body.len + model->len + 256;
+
+    out->data = ngx_pnalloc(r->pool, len);
+    if (out->data == NULL) {
+        item->valuestring = saved;
+        return NGX_ERROR;
+    }
+
+    if (cJSON_PrintPreallocated(ctx->json, (char *) out->data, len, 0)) {
+        item->valuestring = saved;
+        out->len = ngx_strlen(out->data);
+        return NGX_OK;
+    }
 
     s = cJSON_PrintUnformatted(ctx->json);
 
@@ -352,6 +379,8 @@ ngx_http_aigw_body_set_user(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
     if (item == NULL) {
         return NGX_ERROR;
     }
+
+    ctx->json_changed = 1;
 
     if (cJSON_HasObjectItem(obj, ctx->client_format == NGX_HTTP_AIGW_ANTHROPIC
                                  ? "user_id" : "user"))

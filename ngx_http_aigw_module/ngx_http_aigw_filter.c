@@ -110,7 +110,7 @@ ngx_http_aigw_header_filter(ngx_http_request_t *r)
                            sizeof("text/event-stream") - 1)
            == 0)
     {
-        ctx->sse_buf = ngx_pnalloc(r->pool, NGX_HTTP_AIGW_SSE_BUFFER);
+        ctx->sse_buf = ngx_pnalloc(r->pool, NGX_HTTP_AIGW_SSE_DATA);
         if (ctx->sse_buf == NULL) {
             return NGX_ERROR;
         }

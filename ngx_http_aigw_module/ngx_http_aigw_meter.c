@@ -24,9 +24,9 @@
 static void ngx_http_aigw_meter_usage(ngx_http_aigw_ctx_t *ctx,
     cJSON *usage, ngx_uint_t delta);
 static size_t ngx_http_aigw_meter_text_len(cJSON *item);
-static size_t ngx_http_aigw_meter_content_len(u_char *p, u_char *last,
+static size_t ngx_http_aigw_meter_text_bytes(u_char *p, u_char *last,
     const char *key, size_t key_len);
-static u_char *ngx_http_aigw_meter_find_key(u_char *start, u_char *last,
+static u_char *ngx_http_aigw_meter_value(u_char *p, u_char *last,
     const char *key, size_t len);
 
 
@@ -37,7 +37,7 @@ ngx_http_aigw_meter_json(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     ngx_chain_t *in)
 {
     size_t        n, keep;
-    u_char       *p, *end;
+    u_char       *p, *v, *end;
     cJSON        *json;
     ngx_buf_t    *b;
     ngx_chain_t  *cl;
@@ -76,34 +76,19 @@ ngx_http_aigw_meter_json(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
             continue;
         }
 
-        /* the last top level "usage" object of the answer */
+        /* the last "usage" object of the answer, nearest its end */
 
         end = ctx->tail + ctx->tail_len;
         p = NULL;
 
-        for ( ;; ) {
-            u_char  *next;
-
-            next = ngx_http_aigw_meter_find_key(p ? p + 1 : ctx->tail, end,
-                                                "\"usage\"", 7);
-            if (next == NULL) {
-                break;
-            }
-
-            p = next;
-        }
-
-        if (p == NULL) {
-            return NGX_OK;
-        }
-
-        for (p += 7; p < end && (*p == ' ' || *p == ':' || *p == '\n'
-                                 || *p == '\r' || *p == '\t'); p++)
+        for (v = ctx->tail;
+             (v = ngx_http_aigw_meter_value(v, end, "\"usage\"", 7));
+             /* void */)
         {
-            /* void */
+            p = v;
         }
 
-        if (p == end || *p != '{') {
+        if (p == NULL || *p != '{') {
             return NGX_OK;
         }
 
@@ -121,16 +106,17 @@ ngx_http_aigw_meter_json(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
 
 /*
  * One event of a stream.  Returns 1 when the event is the usage chunk
- * the gateway asked for itself, which the client does not get.
+ * the gateway asked for itself, which the client does not get.  Only the
+ * usage object is parsed; the other events are scanned once.
  */
 
 ngx_uint_t
 ngx_http_aigw_meter_event(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     ngx_http_aigw_sse_event_t *ev)
 {
-    u_char      *p, *last;
-    cJSON       *json, *item;
-    ngx_uint_t   hide;
+    u_char      *p, *last, *v, *c;
+    cJSON       *usage;
+    ngx_uint_t   hide, delta;
 
     if (ev->done || ev->data.len == 0) {
         return 0;
@@ -139,74 +125,40 @@ ngx_http_aigw_meter_event(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     p = ev->data.data;
     last = p + ev->data.len;
 
-    if (ctx->client_format == NGX_HTTP_AIGW_ANTHROPIC) {
+    v = ngx_http_aigw_meter_value(p, last, "\"usage\"", 7);
 
-        /* message_start and message_delta carry usage */
-
-        if (ngx_http_aigw_meter_find_key(p, last, "\"usage\"", 7) == NULL) {
-            ctx->est_completion += ngx_http_aigw_meter_content_len(p, last,
-                                                          "\"text\"", 6);
-            return 0;
-        }
-
-        json = cJSON_ParseWithLength((char *) p, last - p);
-        if (json == NULL) {
-            return 0;
-        }
-
-        item = cJSON_GetObjectItemCaseSensitive(json, "message");
-
-        if (cJSON_IsObject(item)) {
-            ngx_http_aigw_meter_usage(ctx,
-                          cJSON_GetObjectItemCaseSensitive(item, "usage"), 0);
-
-        } else {
-            ngx_http_aigw_meter_usage(ctx,
-                          cJSON_GetObjectItemCaseSensitive(json, "usage"), 1);
-        }
-
-        cJSON_Delete(json);
-
+    if (v == NULL || *v != '{') {
+        ctx->est_completion += ngx_http_aigw_meter_text_bytes(p, last,
+                                 ctx->endpoint == NGX_HTTP_AIGW_EP_CHAT
+                                 ? "\"content\"" : "\"text\"",
+                                 ctx->endpoint == NGX_HTTP_AIGW_EP_CHAT
+                                 ? 9 : 6);
         return 0;
     }
 
-    /* OpenAI: "usage" is null but in the last chunk */
-
-    p = ngx_http_aigw_meter_find_key(p, last, "\"usage\"", 7);
-
-    if (p == NULL) {
-        ctx->est_completion += ngx_http_aigw_meter_content_len(ev->data.data,
-                                                  last, "\"content\"", 9);
-        ctx->est_completion += ngx_http_aigw_meter_content_len(ev->data.data,
-                                                  last, "\"text\"", 6);
+    usage = cJSON_ParseWithLengthOpts((char *) v, last - v, NULL, 0);
+    if (usage == NULL) {
         return 0;
     }
 
-    for (p += 7; p < last && (*p == ' ' || *p == ':'); p++) { /* void */ }
+    /*
+     * Anthropic's message_start has the whole usage in its "message",
+     * message_delta the output so far at the top level
+     */
 
-    if (p == last || *p != '{') {
-        ctx->est_completion += ngx_http_aigw_meter_content_len(ev->data.data,
-                                                  last, "\"content\"", 9);
-        ctx->est_completion += ngx_http_aigw_meter_content_len(ev->data.data,
-                                                  last, "\"text\"", 6);
-        return 0;
-    }
+    delta = (ctx->client_format == NGX_HTTP_AIGW_ANTHROPIC
+             && ngx_http_aigw_meter_value(p, v, "\"message\"", 9) == NULL);
 
-    json = cJSON_ParseWithLength((char *) ev->data.data, ev->data.len);
-    if (json == NULL) {
-        return 0;
-    }
+    ngx_http_aigw_meter_usage(ctx, usage, delta);
 
-    ngx_http_aigw_meter_usage(ctx,
-                              cJSON_GetObjectItemCaseSensitive(json, "usage"),
-                              0);
+    cJSON_Delete(usage);
 
-    item = cJSON_GetObjectItemCaseSensitive(json, "choices");
+    /* the extra chunk: "choices":[] */
 
-    hide = ctx->hide_usage && cJSON_IsArray(item)
-           && cJSON_GetArraySize(item) == 0;
+    c = ctx->hide_usage ? ngx_http_aigw_meter_value(p, v, "\"choices\"", 9)
+                        : NULL;
 
-    cJSON_Delete(json);
+    hide = (c && v - c >= 2 && c[0] == '[' && c[1] == ']');
 
     if (hide) {
         ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
@@ -356,7 +308,7 @@ ngx_http_aigw_meter_text_len(cJSON *item)
 /* bytes of the string values of a key in a small JSON text, unparsed */
 
 static size_t
-ngx_http_aigw_meter_content_len(u_char *p, u_char *last, const char *key,
+ngx_http_aigw_meter_text_bytes(u_char *p, u_char *last, const char *key,
     size_t key_len)
 {
     size_t  n;
@@ -364,16 +316,13 @@ ngx_http_aigw_meter_content_len(u_char *p, u_char *last, const char *key,
     n = 0;
 
     for ( ;; ) {
-        p = ngx_http_aigw_meter_find_key(p, last, key, key_len);
+        p = ngx_http_aigw_meter_value(p, last, key, key_len);
+
         if (p == NULL) {
             return n;
         }
 
-        for (p += key_len; p < last && (*p == ' ' || *p == ':'); p++) {
-            /* void */
-        }
-
-        if (p == last || *p != '"') {
+        if (*p != '"') {
             continue;
         }
 
@@ -388,27 +337,41 @@ ngx_http_aigw_meter_content_len(u_char *p, u_char *last, const char *key,
 }
 
 
-/* a key in JSON text: the quoted name not inside a string (not \") */
+/*
+ * The value of a key in JSON text: after "key" and ':'.  JSON keys are
+ * case-sensitive, and a quote inside a string is escaped, so the quoted
+ * name with its colon is found only where it is a key.
+ */
 
 static u_char *
-ngx_http_aigw_meter_find_key(u_char *start, u_char *last, const char *key,
+ngx_http_aigw_meter_value(u_char *p, u_char *last, const char *key,
     size_t len)
 {
-    u_char  *p;
-
-    for (p = start; last - p >= (ssize_t) len; p++) {
-        p = ngx_strlcasestrn(p, last, (u_char *) key, len - 1);
+    for ( ;; ) {
+        p = memmem(p, last - p, key, len);
 
         if (p == NULL) {
             return NULL;
         }
 
-        if (ngx_strncmp(p, key, len) == 0 && (p == start || p[-1] != '\\')) {
-            return p;
+        for (p += len; p < last && (*p == ' ' || *p == '\t' || *p == '\r'
+                                    || *p == '\n'); p++)
+        {
+            /* void */
         }
-    }
 
-    return NULL;
+        if (p == last || *p != ':') {
+            continue;
+        }
+
+        for (p++; p < last && (*p == ' ' || *p == '\t' || *p == '\r'
+                               || *p == '\n'); p++)
+        {
+            /* void */
+        }
+
+        return p < last ? p : NULL;
+    }
 }
 
 
@@ -454,6 +417,7 @@ ngx_http_aigw_meter_ask_usage(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
     }
 
     ctx->hide_usage = 1;
+    ctx->json_changed = 1;
 
     return NGX_OK;
 }

@@ -30,6 +30,9 @@
 #define NGX_HTTP_AIGW_EP_MODELS        5
 #define NGX_HTTP_AIGW_EP_MODEL         6
 
+/* the largest event kept whole: the data metering reads, and an event
+ * waiting for its end where one must be kept from the client */
+#define NGX_HTTP_AIGW_SSE_DATA         16384
 #define NGX_HTTP_AIGW_SSE_BUFFER       65536
 
 /* where token counts come from */
@@ -94,6 +97,8 @@ typedef struct {
     /* routes are given as model names; resolved once all are read */
     ngx_array_t                    route_args; /* ngx_str_t, per route */
 
+    ngx_hash_t                     drop_headers; /* kept from providers */
+
     ngx_uint_t                     keepalive;
     ngx_msec_t                     keepalive_timeout;
     ngx_uint_t                     keepalive_requests;
@@ -126,6 +131,7 @@ typedef struct {
     ngx_str_t                      tenant;
 
     cJSON                         *json;       /* the client's request */
+    ngx_str_t                      body;       /* as the client sent it */
     ngx_str_t                      model;      /* as the client asked */
     ngx_str_t                      route_name;
 
@@ -174,6 +180,7 @@ typedef struct {
     unsigned                       hide_usage:1;
     unsigned                       json_answer:1;
     unsigned                       metered:1;
+    unsigned                       json_changed:1;
 } ngx_http_aigw_ctx_t;
 
 
@@ -239,6 +246,8 @@ ngx_int_t ngx_http_aigw_openai_create_request(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_model_t *model);
 ngx_int_t ngx_http_aigw_anthropic_create_request(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_model_t *model);
+ngx_int_t ngx_http_aigw_request_init(ngx_conf_t *cf,
+    ngx_http_aigw_main_conf_t *amcf);
 ngx_table_elt_t *ngx_http_aigw_request_header(ngx_http_request_t *r,
     const char *name, size_t len, ngx_uint_t *count);
 ngx_int_t ngx_http_aigw_request_build(ngx_http_request_t *r,

@@ -11,8 +11,8 @@
 #include "ngx_http_aigw_module.h"
 
 
-static ngx_uint_t ngx_http_aigw_request_skip(ngx_table_elt_t *h,
-    ngx_str_t *connection, ngx_str_t *tenant_header);
+static ngx_uint_t ngx_http_aigw_request_skip(ngx_hash_t *drop,
+    ngx_table_elt_t *h, ngx_str_t *connection, ngx_str_t *tenant_header);
 
 
 /*
@@ -46,6 +46,45 @@ static ngx_str_t  ngx_http_aigw_request_drop[] = {
 };
 
 
+/* the names above in a hash, looked up with the hash nginx computed */
+
+ngx_int_t
+ngx_http_aigw_request_init(ngx_conf_t *cf, ngx_http_aigw_main_conf_t *amcf)
+{
+    ngx_str_t        *d;
+    ngx_array_t       keys;
+    ngx_hash_key_t   *hk;
+    ngx_hash_init_t   hash;
+
+    if (ngx_array_init(&keys, cf->temp_pool, 32, sizeof(ngx_hash_key_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    for (d = ngx_http_aigw_request_drop; d->len; d++) {
+        hk = ngx_array_push(&keys);
+        if (hk == NULL) {
+            return NGX_ERROR;
+        }
+
+        hk->key = *d;
+        hk->key_hash = ngx_hash_key_lc(d->data, d->len);
+        hk->value = (void *) 1;
+    }
+
+    hash.hash = &amcf->drop_headers;
+    hash.key = ngx_hash_key_lc;
+    hash.max_size = 512;
+    hash.bucket_size = ngx_align(64, ngx_cacheline_size);
+    hash.name = "aigw dropped headers hash";
+    hash.pool = cf->pool;
+    hash.temp_pool = NULL;
+
+    return ngx_hash_init(&hash, keys.elts, keys.nelts);
+}
+
+
 /*
  * Builds u->request_bufs for one candidate: request line, Host, the
  * provider's credentials, the format's headers, the client's headers
@@ -64,11 +103,13 @@ ngx_http_aigw_request_build(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     ngx_list_part_t           *part;
     ngx_table_elt_t           *h;
     ngx_chain_t               *cl, *body_cl;
-    ngx_http_aigw_provider_t  *provider;
-    ngx_http_aigw_loc_conf_t  *alcf;
+    ngx_http_aigw_provider_t   *provider;
+    ngx_http_aigw_loc_conf_t   *alcf;
+    ngx_http_aigw_main_conf_t  *amcf;
 
     provider = model->provider;
     alcf = ngx_http_get_module_loc_conf(r, ngx_http_aigw_module);
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_aigw_module);
 
     if (ngx_http_aigw_body_set_model(r, ctx, &model->upstream_model, &body)
         != NGX_OK)
@@ -111,7 +152,8 @@ ngx_http_aigw_request_build(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
             i = 0;
         }
 
-        if (ngx_http_aigw_request_skip(&h[i], &connection,
+        if (ngx_http_aigw_request_skip(&amcf->drop_headers, &h[i],
+                                       &connection,
                                        &alcf->tenant_header)) {
             continue;
         }
@@ -169,7 +211,8 @@ ngx_http_aigw_request_build(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
             i = 0;
         }
 
-        if (ngx_http_aigw_request_skip(&h[i], &connection,
+        if (ngx_http_aigw_request_skip(&amcf->drop_headers, &h[i],
+                                       &connection,
                                        &alcf->tenant_header)) {
             continue;
         }
@@ -267,11 +310,14 @@ ngx_http_aigw_request_header(ngx_http_request_t *r, const char *name,
 
 
 static ngx_uint_t
-ngx_http_aigw_request_skip(ngx_table_elt_t *h, ngx_str_t *connection,
-    ngx_str_t *tenant_header)
+ngx_http_aigw_request_skip(ngx_hash_t *drop, ngx_table_elt_t *h,
+    ngx_str_t *connection, ngx_str_t *tenant_header)
 {
-    u_char     *p, *last, *start;
-    ngx_str_t  *d;
+    u_char  *p, *last, *start;
+
+    if (ngx_hash_find(drop, h->hash, h->lowcase_key, h->key.len)) {
+        return 1;
+    }
 
     /* the gateway alone says who the tenant is */
 
@@ -279,14 +325,6 @@ ngx_http_aigw_request_skip(ngx_table_elt_t *h, ngx_str_t *connection,
         && ngx_strncasecmp(h->key.data, tenant_header->data, h->key.len) == 0)
     {
         return 1;
-    }
-
-    for (d = ngx_http_aigw_request_drop; d->len; d++) {
-        if (h->key.len == d->len
-            && ngx_strncmp(h->lowcase_key, d->data, d->len) == 0)
-        {
-            return 1;
-        }
     }
 
     /* headers the client named in "Connection" are hop-by-hop too */

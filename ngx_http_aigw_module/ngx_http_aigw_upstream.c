@@ -666,7 +666,11 @@ ngx_http_aigw_upstream_finalize_request(ngx_http_request_t *r, ngx_int_t rc)
         return;
     }
 
-    if (ctx->error_message.len) {
+    /* nobody to tell: nginx has logged the client's leaving at info */
+
+    if (ctx->error_message.len || rc == NGX_HTTP_CLIENT_CLOSED_REQUEST
+        || r->connection->error)
+    {
         return;
     }
 

@@ -19,10 +19,16 @@
 
 
 #define NGX_HTTP_AIGW_METER_TAIL  16384
+#define NGX_HTTP_AIGW_METER_NONE  ((ngx_uint_t) -1)
 
 
-static void ngx_http_aigw_meter_usage(ngx_http_aigw_ctx_t *ctx,
-    cJSON *usage, ngx_uint_t delta);
+static void ngx_http_aigw_meter_usage(ngx_http_aigw_ctx_t *ctx, u_char *p,
+    u_char *last, ngx_uint_t delta);
+static ngx_uint_t ngx_http_aigw_meter_number(u_char *p, u_char *last,
+    const char *key, size_t len);
+static u_char *ngx_http_aigw_meter_object_end(u_char *p, u_char *last);
+static u_char *ngx_http_aigw_meter_last_value(u_char *p, u_char *last,
+    const char *key, size_t len);
 static size_t ngx_http_aigw_meter_text_len(cJSON *item);
 static size_t ngx_http_aigw_meter_text_bytes(u_char *p, u_char *last,
     const char *key, size_t key_len);
@@ -37,8 +43,7 @@ ngx_http_aigw_meter_json(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     ngx_chain_t *in)
 {
     size_t        n, keep;
-    u_char       *p, *v, *end;
-    cJSON        *json;
+    u_char       *p, *end;
     ngx_buf_t    *b;
     ngx_chain_t  *cl;
 
@@ -79,24 +84,11 @@ ngx_http_aigw_meter_json(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
         /* the last "usage" object of the answer, nearest its end */
 
         end = ctx->tail + ctx->tail_len;
-        p = NULL;
 
-        for (v = ctx->tail;
-             (v = ngx_http_aigw_meter_value(v, end, "\"usage\"", 7));
-             /* void */)
-        {
-            p = v;
-        }
+        p = ngx_http_aigw_meter_last_value(ctx->tail, end, "\"usage\"", 7);
 
-        if (p == NULL || *p != '{') {
-            return NGX_OK;
-        }
-
-        json = cJSON_ParseWithLengthOpts((char *) p, end - p, NULL, 0);
-
-        if (json) {
-            ngx_http_aigw_meter_usage(ctx, json, 0);
-            cJSON_Delete(json);
+        if (p && *p == '{') {
+            ngx_http_aigw_meter_usage(ctx, p, end, 0);
         }
     }
 
@@ -115,8 +107,7 @@ ngx_http_aigw_meter_event(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     ngx_http_aigw_sse_event_t *ev)
 {
     u_char      *p, *last, *v, *c;
-    cJSON       *usage;
-    ngx_uint_t   hide, delta;
+    ngx_uint_t   hide;
 
     if (ev->done || ev->data.len == 0) {
         return 0;
@@ -125,7 +116,43 @@ ngx_http_aigw_meter_event(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     p = ev->data.data;
     last = p + ev->data.len;
 
-    v = ngx_http_aigw_meter_value(p, last, "\"usage\"", 7);
+    if (ctx->client_format == NGX_HTTP_AIGW_ANTHROPIC) {
+
+        /* the event's name says where usage is */
+
+        if (ev->event.len == sizeof("content_block_delta") - 1
+            && ngx_strncmp(ev->event.data, "content_block_delta",
+                           sizeof("content_block_delta") - 1)
+               == 0)
+        {
+            ctx->est_completion += ngx_http_aigw_meter_text_bytes(p, last,
+                                                          "\"text\"", 6);
+            return 0;
+        }
+
+        if (ev->event.len != sizeof("message_start") - 1
+            || (ngx_strncmp(ev->event.data, "message_start",
+                            sizeof("message_start") - 1) != 0
+                && ngx_strncmp(ev->event.data, "message_delta",
+                               sizeof("message_delta") - 1) != 0))
+        {
+            return 0;
+        }
+
+        v = ngx_http_aigw_meter_last_value(p, last, "\"usage\"", 7);
+
+        if (v && *v == '{') {
+            /* message_start holds the whole usage, message_delta
+             * the output so far */
+            ngx_http_aigw_meter_usage(ctx, v, last, ev->event.data[8] == 'd');
+        }
+
+        return 0;
+    }
+
+    /* OpenAI: "usage" closes each chunk, null but in the last one */
+
+    v = ngx_http_aigw_meter_last_value(p, last, "\"usage\"", 7);
 
     if (v == NULL || *v != '{') {
         ctx->est_completion += ngx_http_aigw_meter_text_bytes(p, last,
@@ -136,22 +163,7 @@ ngx_http_aigw_meter_event(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
         return 0;
     }
 
-    usage = cJSON_ParseWithLengthOpts((char *) v, last - v, NULL, 0);
-    if (usage == NULL) {
-        return 0;
-    }
-
-    /*
-     * Anthropic's message_start has the whole usage in its "message",
-     * message_delta the output so far at the top level
-     */
-
-    delta = (ctx->client_format == NGX_HTTP_AIGW_ANTHROPIC
-             && ngx_http_aigw_meter_value(p, v, "\"message\"", 9) == NULL);
-
-    ngx_http_aigw_meter_usage(ctx, usage, delta);
-
-    cJSON_Delete(usage);
+    ngx_http_aigw_meter_usage(ctx, v, last, 0);
 
     /* the extra chunk: "choices":[] */
 
@@ -169,66 +181,146 @@ ngx_http_aigw_meter_event(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
 }
 
 
+/*
+ * The counts of a usage object, read from its text: a cJSON tree with
+ * its allocations and strtod() cost more than the rest of a request.
+ */
+
 static void
-ngx_http_aigw_meter_usage(ngx_http_aigw_ctx_t *ctx, cJSON *usage,
+ngx_http_aigw_meter_usage(ngx_http_aigw_ctx_t *ctx, u_char *p, u_char *last,
     ngx_uint_t delta)
 {
-    cJSON       *v, *d;
-    ngx_uint_t   in, read, created;
+    u_char      *end;
+    ngx_uint_t   in, read, created, out;
 
-#define ngx_http_aigw_meter_num(obj, name)                                    \
-    ((v = cJSON_GetObjectItemCaseSensitive(obj, name)) && cJSON_IsNumber(v)   \
-     && v->valuedouble >= 0 ? (ngx_uint_t) v->valuedouble : 0)
-
-    if (!cJSON_IsObject(usage)) {
+    end = ngx_http_aigw_meter_object_end(p, last);
+    if (end == NULL) {
         return;
     }
 
     ctx->usage_source = NGX_HTTP_AIGW_USAGE_PROVIDER;
 
-    if (cJSON_GetObjectItemCaseSensitive(usage, "input_tokens")
-        || cJSON_GetObjectItemCaseSensitive(usage, "output_tokens"))
-    {
+    in = ngx_http_aigw_meter_number(p, end, "\"input_tokens\"", 14);
+    out = ngx_http_aigw_meter_number(p, end, "\"output_tokens\"", 15);
+
+    if (in != NGX_HTTP_AIGW_METER_NONE || out != NGX_HTTP_AIGW_METER_NONE) {
+
         /*
          * Anthropic: input_tokens leaves out what was read from or
          * written to the prompt cache; message_delta repeats the output
          * count so far, and from 2025 the input counts too
          */
 
-        in = ngx_http_aigw_meter_num(usage, "input_tokens");
-        read = ngx_http_aigw_meter_num(usage, "cache_read_input_tokens");
-        created = ngx_http_aigw_meter_num(usage,
-                                          "cache_creation_input_tokens");
+        read = ngx_http_aigw_meter_number(p, end,
+                                          "\"cache_read_input_tokens\"", 25);
+        created = ngx_http_aigw_meter_number(p, end,
+                                     "\"cache_creation_input_tokens\"", 29);
+
+#define ngx_http_aigw_meter_or_0(n)                                           \
+        ((n) == NGX_HTTP_AIGW_METER_NONE ? 0 : (n))
+
+        in = ngx_http_aigw_meter_or_0(in);
+        read = ngx_http_aigw_meter_or_0(read);
+        created = ngx_http_aigw_meter_or_0(created);
 
         if (!delta || in + read + created) {
             ctx->prompt_tokens = in + read + created;
             ctx->cached_tokens = read;
         }
 
-        if (cJSON_GetObjectItemCaseSensitive(usage, "output_tokens")) {
-            ctx->completion_tokens = ngx_http_aigw_meter_num(usage,
-                                                             "output_tokens");
+        if (out != NGX_HTTP_AIGW_METER_NONE) {
+            ctx->completion_tokens = out;
         }
 
         return;
     }
 
-    /* OpenAI */
+    /* OpenAI: the details are nested objects of the usage */
 
-    ctx->prompt_tokens = ngx_http_aigw_meter_num(usage, "prompt_tokens");
-    ctx->completion_tokens = ngx_http_aigw_meter_num(usage,
-                                                     "completion_tokens");
+    ctx->prompt_tokens = ngx_http_aigw_meter_or_0(
+        ngx_http_aigw_meter_number(p, end, "\"prompt_tokens\"", 15));
+    ctx->completion_tokens = ngx_http_aigw_meter_or_0(
+        ngx_http_aigw_meter_number(p, end, "\"completion_tokens\"", 19));
+    ctx->cached_tokens = ngx_http_aigw_meter_or_0(
+        ngx_http_aigw_meter_number(p, end, "\"cached_tokens\"", 15));
+    ctx->reasoning_tokens = ngx_http_aigw_meter_or_0(
+        ngx_http_aigw_meter_number(p, end, "\"reasoning_tokens\"", 18));
 
-    d = cJSON_GetObjectItemCaseSensitive(usage, "prompt_tokens_details");
-    ctx->cached_tokens = cJSON_IsObject(d)
-                         ? ngx_http_aigw_meter_num(d, "cached_tokens") : 0;
+#undef ngx_http_aigw_meter_or_0
+}
 
-    d = cJSON_GetObjectItemCaseSensitive(usage, "completion_tokens_details");
-    ctx->reasoning_tokens = cJSON_IsObject(d)
-                            ? ngx_http_aigw_meter_num(d, "reasoning_tokens")
-                            : 0;
 
-#undef ngx_http_aigw_meter_num
+/* a whole number that is the value of a key, or NONE */
+
+static ngx_uint_t
+ngx_http_aigw_meter_number(u_char *p, u_char *last, const char *key,
+    size_t len)
+{
+    ngx_uint_t  n;
+
+    p = ngx_http_aigw_meter_value(p, last, key, len);
+
+    if (p == NULL || *p < '0' || *p > '9') {
+        return NGX_HTTP_AIGW_METER_NONE;
+    }
+
+    for (n = 0; p < last && *p >= '0' && *p <= '9'; p++) {
+        if (n >= NGX_MAX_UINT32_VALUE) {
+            return NGX_HTTP_AIGW_METER_NONE;
+        }
+
+        n = n * 10 + (*p - '0');
+    }
+
+    return n;
+}
+
+
+/* past the JSON object that begins at p, or NULL if it is not whole */
+
+static u_char *
+ngx_http_aigw_meter_object_end(u_char *p, u_char *last)
+{
+    ngx_uint_t  depth, string;
+
+    depth = 0;
+    string = 0;
+
+    for ( /* void */ ; p < last; p++) {
+
+        if (string) {
+            if (*p == '\\') {
+                p++;
+
+            } else if (*p == '"') {
+                string = 0;
+            }
+
+            continue;
+        }
+
+        switch (*p) {
+
+        case '"':
+            string = 1;
+            break;
+
+        case '{':
+        case '[':
+            depth++;
+            break;
+
+        case '}':
+        case ']':
+            if (--depth == 0) {
+                return p + 1;
+            }
+
+            break;
+        }
+    }
+
+    return NULL;
 }
 
 
@@ -372,6 +464,31 @@ ngx_http_aigw_meter_value(u_char *p, u_char *last, const char *key,
 
         return p < last ? p : NULL;
     }
+}
+
+
+/*
+ * The value of the last such key: searched from the end, where "usage"
+ * is in an answer and in a chunk
+ */
+
+static u_char *
+ngx_http_aigw_meter_last_value(u_char *p, u_char *last, const char *key,
+    size_t len)
+{
+    u_char  *q;
+
+    for (q = last - len; q >= p; q--) {
+        if (*q == '"' && ngx_memcmp(q, key, len) == 0) {
+            q = ngx_http_aigw_meter_value(q, last, key, len);
+
+            if (q) {
+                return q;
+            }
+        }
+    }
+
+    return NULL;
 }
 
 

@@ -24,12 +24,11 @@
 
 static void ngx_http_aigw_meter_usage(ngx_http_aigw_ctx_t *ctx, u_char *p,
     u_char *last, ngx_uint_t delta);
-static ngx_uint_t ngx_http_aigw_meter_number(u_char *p, u_char *last,
-    const char *key, size_t len);
-static u_char *ngx_http_aigw_meter_object_end(u_char *p, u_char *last);
 static u_char *ngx_http_aigw_meter_last_value(u_char *p, u_char *last,
     const char *key, size_t len);
 static size_t ngx_http_aigw_meter_text_len(cJSON *item);
+static void ngx_http_aigw_meter_estimate(ngx_http_aigw_ctx_t *ctx,
+    u_char *p, u_char *last, const char *key, size_t len);
 static size_t ngx_http_aigw_meter_text_bytes(u_char *p, u_char *last,
     const char *key, size_t key_len);
 static u_char *ngx_http_aigw_meter_value(u_char *p, u_char *last,
@@ -125,8 +124,7 @@ ngx_http_aigw_meter_event(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
                            sizeof("content_block_delta") - 1)
                == 0)
         {
-            ctx->est_completion += ngx_http_aigw_meter_text_bytes(p, last,
-                                                          "\"text\"", 6);
+            ngx_http_aigw_meter_estimate(ctx, p, last, "\"text\"", 6);
             return 0;
         }
 
@@ -155,11 +153,13 @@ ngx_http_aigw_meter_event(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     v = ngx_http_aigw_meter_last_value(p, last, "\"usage\"", 7);
 
     if (v == NULL || *v != '{') {
-        ctx->est_completion += ngx_http_aigw_meter_text_bytes(p, last,
-                                 ctx->endpoint == NGX_HTTP_AIGW_EP_CHAT
-                                 ? "\"content\"" : "\"text\"",
-                                 ctx->endpoint == NGX_HTTP_AIGW_EP_CHAT
-                                 ? 9 : 6);
+        if (ctx->endpoint == NGX_HTTP_AIGW_EP_CHAT) {
+            ngx_http_aigw_meter_estimate(ctx, p, last, "\"content\"", 9);
+
+        } else {
+            ngx_http_aigw_meter_estimate(ctx, p, last, "\"text\"", 6);
+        }
+
         return 0;
     }
 
@@ -182,145 +182,173 @@ ngx_http_aigw_meter_event(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
 
 
 /*
- * The counts of a usage object, read from its text: a cJSON tree with
- * its allocations and strtod() cost more than the rest of a request.
+ * The counts of a usage object, read from its text in one pass: a cJSON
+ * tree with its allocations and strtod() costs more than the rest of a
+ * request.  Nested counts (OpenAI's *_details) are found the same way.
  */
+
+typedef struct {
+    ngx_str_t    name;
+    ngx_uint_t   index;
+} ngx_http_aigw_meter_key_t;
+
+
+#define NGX_HTTP_AIGW_U_INPUT       0
+#define NGX_HTTP_AIGW_U_OUTPUT      1
+#define NGX_HTTP_AIGW_U_CACHE_READ  2
+#define NGX_HTTP_AIGW_U_CACHE_NEW   3
+#define NGX_HTTP_AIGW_U_PROMPT      4
+#define NGX_HTTP_AIGW_U_COMPLETION  5
+#define NGX_HTTP_AIGW_U_CACHED      6
+#define NGX_HTTP_AIGW_U_REASONING   7
+#define NGX_HTTP_AIGW_U_N           8
+
+
+static ngx_http_aigw_meter_key_t  ngx_http_aigw_meter_keys[] = {
+    { ngx_string("input_tokens"), NGX_HTTP_AIGW_U_INPUT },
+    { ngx_string("output_tokens"), NGX_HTTP_AIGW_U_OUTPUT },
+    { ngx_string("cache_read_input_tokens"), NGX_HTTP_AIGW_U_CACHE_READ },
+    { ngx_string("cache_creation_input_tokens"), NGX_HTTP_AIGW_U_CACHE_NEW },
+    { ngx_string("prompt_tokens"), NGX_HTTP_AIGW_U_PROMPT },
+    { ngx_string("completion_tokens"), NGX_HTTP_AIGW_U_COMPLETION },
+    { ngx_string("cached_tokens"), NGX_HTTP_AIGW_U_CACHED },
+    { ngx_string("reasoning_tokens"), NGX_HTTP_AIGW_U_REASONING },
+    { ngx_null_string, 0 }
+};
+
 
 static void
 ngx_http_aigw_meter_usage(ngx_http_aigw_ctx_t *ctx, u_char *p, u_char *last,
     ngx_uint_t delta)
 {
-    u_char      *end;
-    ngx_uint_t   in, read, created, out;
+    u_char                     *key, *end;
+    ngx_uint_t                  n, u[NGX_HTTP_AIGW_U_N], depth;
+    ngx_http_aigw_meter_key_t  *k;
 
-    end = ngx_http_aigw_meter_object_end(p, last);
-    if (end == NULL) {
-        return;
+    for (n = 0; n < NGX_HTTP_AIGW_U_N; n++) {
+        u[n] = NGX_HTTP_AIGW_METER_NONE;
+    }
+
+    depth = 0;
+
+    for ( /* void */ ; p < last; p++) {
+
+        if (*p == '{' || *p == '[') {
+            depth++;
+            continue;
+        }
+
+        if (*p == '}' || *p == ']') {
+            if (--depth == 0) {
+                break;
+            }
+
+            continue;
+        }
+
+        if (*p != '"') {
+            continue;
+        }
+
+        /* a string: a key if a colon and a number follow */
+
+        key = ++p;
+
+        while (p < last && *p != '"') {
+            if (*p == '\\') {
+                p++;
+            }
+
+            p++;
+        }
+
+        if (p >= last) {
+            return;
+        }
+
+        end = p;
+
+        for (p++; p < last && (*p == ' ' || *p == '\t' || *p == '\r'
+                               || *p == '\n'); p++)
+        {
+            /* void */
+        }
+
+        if (p == last || *p != ':') {
+            p = end;
+            continue;
+        }
+
+        for (p++; p < last && (*p == ' ' || *p == '\t' || *p == '\r'
+                               || *p == '\n'); p++)
+        {
+            /* void */
+        }
+
+        if (p == last || *p < '0' || *p > '9') {
+            p--;
+            continue;
+        }
+
+        for (n = 0; p < last && *p >= '0' && *p <= '9'
+                    && n < NGX_MAX_UINT32_VALUE; p++)
+        {
+            n = n * 10 + (*p - '0');
+        }
+
+        p--;
+
+        for (k = ngx_http_aigw_meter_keys; k->name.len; k++) {
+            if ((size_t) (end - key) == k->name.len
+                && ngx_memcmp(key, k->name.data, k->name.len) == 0)
+            {
+                u[k->index] = n;
+                break;
+            }
+        }
+    }
+
+    if (depth != 0) {
+        return;    /* not whole */
     }
 
     ctx->usage_source = NGX_HTTP_AIGW_USAGE_PROVIDER;
 
-    in = ngx_http_aigw_meter_number(p, end, "\"input_tokens\"", 14);
-    out = ngx_http_aigw_meter_number(p, end, "\"output_tokens\"", 15);
+#define ngx_http_aigw_meter_u(i)                                              \
+    (u[i] == NGX_HTTP_AIGW_METER_NONE ? 0 : u[i])
 
-    if (in != NGX_HTTP_AIGW_METER_NONE || out != NGX_HTTP_AIGW_METER_NONE) {
-
+    if (u[NGX_HTTP_AIGW_U_INPUT] != NGX_HTTP_AIGW_METER_NONE
+        || u[NGX_HTTP_AIGW_U_OUTPUT] != NGX_HTTP_AIGW_METER_NONE)
+    {
         /*
          * Anthropic: input_tokens leaves out what was read from or
          * written to the prompt cache; message_delta repeats the output
          * count so far, and from 2025 the input counts too
          */
 
-        read = ngx_http_aigw_meter_number(p, end,
-                                          "\"cache_read_input_tokens\"", 25);
-        created = ngx_http_aigw_meter_number(p, end,
-                                     "\"cache_creation_input_tokens\"", 29);
+        n = ngx_http_aigw_meter_u(NGX_HTTP_AIGW_U_INPUT)
+            + ngx_http_aigw_meter_u(NGX_HTTP_AIGW_U_CACHE_READ)
+            + ngx_http_aigw_meter_u(NGX_HTTP_AIGW_U_CACHE_NEW);
 
-#define ngx_http_aigw_meter_or_0(n)                                           \
-        ((n) == NGX_HTTP_AIGW_METER_NONE ? 0 : (n))
-
-        in = ngx_http_aigw_meter_or_0(in);
-        read = ngx_http_aigw_meter_or_0(read);
-        created = ngx_http_aigw_meter_or_0(created);
-
-        if (!delta || in + read + created) {
-            ctx->prompt_tokens = in + read + created;
-            ctx->cached_tokens = read;
+        if (!delta || n) {
+            ctx->prompt_tokens = n;
+            ctx->cached_tokens = ngx_http_aigw_meter_u(
+                                                  NGX_HTTP_AIGW_U_CACHE_READ);
         }
 
-        if (out != NGX_HTTP_AIGW_METER_NONE) {
-            ctx->completion_tokens = out;
+        if (u[NGX_HTTP_AIGW_U_OUTPUT] != NGX_HTTP_AIGW_METER_NONE) {
+            ctx->completion_tokens = u[NGX_HTTP_AIGW_U_OUTPUT];
         }
 
         return;
     }
 
-    /* OpenAI: the details are nested objects of the usage */
+    ctx->prompt_tokens = ngx_http_aigw_meter_u(NGX_HTTP_AIGW_U_PROMPT);
+    ctx->completion_tokens = ngx_http_aigw_meter_u(NGX_HTTP_AIGW_U_COMPLETION);
+    ctx->cached_tokens = ngx_http_aigw_meter_u(NGX_HTTP_AIGW_U_CACHED);
+    ctx->reasoning_tokens = ngx_http_aigw_meter_u(NGX_HTTP_AIGW_U_REASONING);
 
-    ctx->prompt_tokens = ngx_http_aigw_meter_or_0(
-        ngx_http_aigw_meter_number(p, end, "\"prompt_tokens\"", 15));
-    ctx->completion_tokens = ngx_http_aigw_meter_or_0(
-        ngx_http_aigw_meter_number(p, end, "\"completion_tokens\"", 19));
-    ctx->cached_tokens = ngx_http_aigw_meter_or_0(
-        ngx_http_aigw_meter_number(p, end, "\"cached_tokens\"", 15));
-    ctx->reasoning_tokens = ngx_http_aigw_meter_or_0(
-        ngx_http_aigw_meter_number(p, end, "\"reasoning_tokens\"", 18));
-
-#undef ngx_http_aigw_meter_or_0
-}
-
-
-/* a whole number that is the value of a key, or NONE */
-
-static ngx_uint_t
-ngx_http_aigw_meter_number(u_char *p, u_char *last, const char *key,
-    size_t len)
-{
-    ngx_uint_t  n;
-
-    p = ngx_http_aigw_meter_value(p, last, key, len);
-
-    if (p == NULL || *p < '0' || *p > '9') {
-        return NGX_HTTP_AIGW_METER_NONE;
-    }
-
-    for (n = 0; p < last && *p >= '0' && *p <= '9'; p++) {
-        if (n >= NGX_MAX_UINT32_VALUE) {
-            return NGX_HTTP_AIGW_METER_NONE;
-        }
-
-        n = n * 10 + (*p - '0');
-    }
-
-    return n;
-}
-
-
-/* past the JSON object that begins at p, or NULL if it is not whole */
-
-static u_char *
-ngx_http_aigw_meter_object_end(u_char *p, u_char *last)
-{
-    ngx_uint_t  depth, string;
-
-    depth = 0;
-    string = 0;
-
-    for ( /* void */ ; p < last; p++) {
-
-        if (string) {
-            if (*p == '\\') {
-                p++;
-
-            } else if (*p == '"') {
-                string = 0;
-            }
-
-            continue;
-        }
-
-        switch (*p) {
-
-        case '"':
-            string = 1;
-            break;
-
-        case '{':
-        case '[':
-            depth++;
-            break;
-
-        case '}':
-        case ']':
-            if (--depth == 0) {
-                return p + 1;
-            }
-
-            break;
-        }
-    }
-
-    return NULL;
+#undef ngx_http_aigw_meter_u
 }
 
 
@@ -394,6 +422,34 @@ ngx_http_aigw_meter_text_len(cJSON *item)
     }
 
     return n;
+}
+
+
+/*
+ * The text of a stream, for an estimate should the provider not report
+ * usage: the first events are read for it, the others counted by their
+ * size less what the first carried besides text (ids, model, ...), which
+ * is the same in every event of a stream.
+ */
+
+static void
+ngx_http_aigw_meter_estimate(ngx_http_aigw_ctx_t *ctx, u_char *p,
+    u_char *last, const char *key, size_t len)
+{
+    size_t  n, size;
+
+    size = last - p;
+
+    if (ctx->est_samples < 8) {
+        n = ngx_http_aigw_meter_text_bytes(p, last, key, len);
+        ctx->est_completion += n;
+        ctx->est_overhead += size - n;
+        ctx->est_samples++;
+        return;
+    }
+
+    n = ctx->est_overhead / ctx->est_samples;
+    ctx->est_completion += size > n ? size - n : 0;
 }
 
 

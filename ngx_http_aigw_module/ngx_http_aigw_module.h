@@ -160,6 +160,8 @@ typedef struct {
     ngx_uint_t                     reasoning_tokens;
     ngx_uint_t                     usage_source;
     size_t                         est_completion; /* bytes of text */
+    size_t                         est_overhead;   /* bytes besides */
+    ngx_uint_t                     est_samples;
     uint64_t                       cost;       /* micro-dollars */
     ngx_msec_t                     ttft;
 

@@ -26,6 +26,7 @@ static void ngx_http_aigw_meter_usage(ngx_http_aigw_ctx_t *ctx, u_char *p,
     u_char *last, ngx_uint_t delta);
 static u_char *ngx_http_aigw_meter_last_value(u_char *p, u_char *last,
     const char *key, size_t len);
+static u_char *ngx_http_aigw_meter_after_key(u_char *p, u_char *last);
 static size_t ngx_http_aigw_meter_text_len(cJSON *item);
 static void ngx_http_aigw_meter_estimate(ngx_http_aigw_ctx_t *ctx,
     u_char *p, u_char *last, const char *key, size_t len);
@@ -427,7 +428,7 @@ ngx_http_aigw_meter_text_len(cJSON *item)
 
 /*
  * The text of a stream, for an estimate should the provider not report
- * usage: the first events are read for it, the others counted by their
+ * usage: the first four events are read for it, the others counted by their
  * size less what the first carried besides text (ids, model, ...), which
  * is the same in every event of a stream.
  */
@@ -440,7 +441,7 @@ ngx_http_aigw_meter_estimate(ngx_http_aigw_ctx_t *ctx, u_char *p,
 
     size = last - p;
 
-    if (ctx->est_samples < 8) {
+    if (ctx->est_samples < 4) {
         n = ngx_http_aigw_meter_text_bytes(p, last, key, len);
         ctx->est_completion += n;
         ctx->est_overhead += size - n;
@@ -495,6 +496,8 @@ static u_char *
 ngx_http_aigw_meter_value(u_char *p, u_char *last, const char *key,
     size_t len)
 {
+    u_char  *v;
+
     for ( ;; ) {
         p = memmem(p, last - p, key, len);
 
@@ -502,24 +505,39 @@ ngx_http_aigw_meter_value(u_char *p, u_char *last, const char *key,
             return NULL;
         }
 
-        for (p += len; p < last && (*p == ' ' || *p == '\t' || *p == '\r'
-                                    || *p == '\n'); p++)
-        {
-            /* void */
-        }
+        p += len;
 
-        if (p == last || *p != ':') {
-            continue;
-        }
+        v = ngx_http_aigw_meter_after_key(p, last);
 
-        for (p++; p < last && (*p == ' ' || *p == '\t' || *p == '\r'
-                               || *p == '\n'); p++)
-        {
-            /* void */
+        if (v) {
+            return v;
         }
-
-        return p < last ? p : NULL;
     }
+}
+
+
+/* the value after a key's closing quote, or NULL if no colon follows */
+
+static u_char *
+ngx_http_aigw_meter_after_key(u_char *p, u_char *last)
+{
+    for ( /* void */ ; p < last && (*p == ' ' || *p == '\t' || *p == '\r'
+                                    || *p == '\n'); p++)
+    {
+        /* void */
+    }
+
+    if (p == last || *p != ':') {
+        return NULL;
+    }
+
+    for (p++; p < last && (*p == ' ' || *p == '\t' || *p == '\r'
+                           || *p == '\n'); p++)
+    {
+        /* void */
+    }
+
+    return p < last ? p : NULL;
 }
 
 
@@ -532,14 +550,14 @@ static u_char *
 ngx_http_aigw_meter_last_value(u_char *p, u_char *last, const char *key,
     size_t len)
 {
-    u_char  *q;
+    u_char  *q, *v;
 
     for (q = last - len; q >= p; q--) {
         if (*q == '"' && ngx_memcmp(q, key, len) == 0) {
-            q = ngx_http_aigw_meter_value(q, last, key, len);
+            v = ngx_http_aigw_meter_after_key(q + len, last);
 
-            if (q) {
-                return q;
+            if (v) {
+                return v;
             }
         }
     }

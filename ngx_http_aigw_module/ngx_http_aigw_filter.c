@@ -20,6 +20,8 @@ static ngx_int_t ngx_http_aigw_sse_observe(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_chain_t *in);
 static ngx_int_t ngx_http_aigw_sse_rewrite(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_chain_t *in);
+static ngx_int_t ngx_http_aigw_sse_pending(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, size_t size);
 static ngx_int_t ngx_http_aigw_sse_emit(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_chain_t ***ll, u_char *data, size_t len);
 static ngx_uint_t ngx_http_aigw_sse_event(ngx_http_request_t *r,
@@ -309,16 +311,20 @@ ngx_http_aigw_sse_rewrite(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
             }
 
             if (ctx->hide_usage) {
-                if (ctx->pending == NULL) {
-                    ctx->pending = ngx_pnalloc(r->pool,
-                                               NGX_HTTP_AIGW_SSE_BUFFER);
-                    if (ctx->pending == NULL) {
-                        return NGX_ERROR;
-                    }
-                }
+                if (n == 0) {
+                    /* the buffer ended with an event */
 
-                ngx_memcpy(ctx->pending + ctx->pending_len, seg, n);
-                ctx->pending_len += n;
+                } else if (ctx->pending_len + n > ctx->pending_size
+                           && ngx_http_aigw_sse_pending(r, ctx,
+                                                        ctx->pending_len + n)
+                              != NGX_OK)
+                {
+                    return NGX_ERROR;
+
+                } else {
+                    ngx_memcpy(ctx->pending + ctx->pending_len, seg, n);
+                    ctx->pending_len += n;
+                }
 
             } else {
                 if (ngx_http_aigw_sse_emit(r, ctx, &ll, ctx->pending,
@@ -385,6 +391,35 @@ ngx_http_aigw_sse_rewrite(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
                             (ngx_buf_tag_t) &ngx_http_aigw_module);
 
     return rc;
+}
+
+
+/* room for the start of an event: most are small, a few are large */
+
+static ngx_int_t
+ngx_http_aigw_sse_pending(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
+    size_t size)
+{
+    u_char  *p;
+    size_t   n;
+
+    for (n = ngx_max(ctx->pending_size, 2048); n < size; n *= 2) {
+        /* void */
+    }
+
+    p = ngx_pnalloc(r->pool, n);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ctx->pending_len) {
+        ngx_memcpy(p, ctx->pending, ctx->pending_len);
+    }
+
+    ctx->pending = p;
+    ctx->pending_size = n;
+
+    return NGX_OK;
 }
 
 

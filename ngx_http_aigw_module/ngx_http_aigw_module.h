@@ -170,6 +170,7 @@ typedef struct {
 
     u_char                        *pending;    /* an event not yet whole */
     size_t                         pending_len;
+    size_t                         pending_size;
     ngx_chain_t                   *free;
     ngx_chain_t                   *busy;
 

@@ -112,13 +112,13 @@ ngx_http_aigw_header_filter(ngx_http_request_t *r)
                            sizeof("text/event-stream") - 1)
            == 0)
     {
-        ctx->sse_buf = ngx_pnalloc(r->pool, NGX_HTTP_AIGW_SSE_DATA);
+        ctx->sse_buf = ngx_pnalloc(r->pool, NGX_HTTP_AIGW_SSE_METER);
         if (ctx->sse_buf == NULL) {
             return NGX_ERROR;
         }
 
         ngx_http_aigw_sse_init(&ctx->sse, ctx->sse_buf,
-                               NGX_HTTP_AIGW_SSE_BUFFER);
+                               NGX_HTTP_AIGW_SSE_METER);
 
         /* nothing between the provider and the client may hold events */
         r->headers_out.content_length_n = -1;

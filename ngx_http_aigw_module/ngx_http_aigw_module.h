@@ -32,7 +32,7 @@
 
 /* the largest event kept whole: the data metering reads, and an event
  * waiting for its end where one must be kept from the client */
-#define NGX_HTTP_AIGW_SSE_DATA         16384
+#define NGX_HTTP_AIGW_SSE_METER        16384
 #define NGX_HTTP_AIGW_SSE_BUFFER       65536
 
 /* where token counts come from */

@@ -137,3 +137,37 @@ POST /v1/chat/completions
 Content-Type: application/json
 X-Stream: 0
 --- response_body_like: ^\{"id":"chatcmpl-
+
+
+
+=== TEST 8: an event larger than the gateway keeps whole passes on as it is
+A 100 KB event: the usage chunk can no longer be kept from the client,
+which gets the provider's stream unchanged; nothing breaks.
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request
+POST /v1/chat/completions
+{"model":"fast","stream":true,"messages":[{"role":"user","content":"big"}]}
+--- more_headers
+x-mock: bigword=100000
+--- response_body_like: ^data: (?s:.*)x{50000}x{50000}(?s:.*)data: \[DONE\]\n\n$
+--- error_log
+aigw: an event over 65536 bytes, the stream is passed on as it is
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 9: a large event that fits is passed whole, the usage kept back
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request
+POST /v1/chat/completions
+{"model":"fast","stream":true,"messages":[{"role":"user","content":"big"}]}
+--- more_headers
+x-mock: bigword=30000
+--- response_body_like: ^(?s)(?!.*"choices":\[\]).*x{30000}.*data: \[DONE\]\n\n$
+--- no_error_log
+[warn]
+[alert]

@@ -67,6 +67,7 @@ const OPTIONS = {
     delay:        { kind: 'int', min: 0, max: 600000 },
     pace:         { kind: 'int', min: 0, max: 60000 },
     splitat:      { kind: 'int', min: 0, max: 100000000 },
+    bigword:      { kind: 'int', min: 1, max: 10000000 },
     chunked:      { kind: 'flag' },
     close:        { kind: 'flag' },
     gzip:         { kind: 'flag' },
@@ -284,8 +285,9 @@ function sumLength(parts) {
  * or exactly `words` words when the words option is given (the answer's own
  * words first, then filler).
  */
-function makeAnswer(promptText, words) {
-    const base = 'Mock answer to: ' + promptText.slice(0, SNIPPET_CHARS);
+function makeAnswer(promptText, words, bigword) {
+    const base = 'Mock answer to: ' + promptText.slice(0, SNIPPET_CHARS)
+        + (bigword ? ' ' + 'x'.repeat(bigword) : '');
     if (words === undefined) {
         return base;
     }
@@ -683,7 +685,7 @@ function chatCompletions(ctx, body) {
     }
     const promptTokens = Math.max(1, countTokens(promptChars));
     const maxTokens = body.max_completion_tokens !== undefined ? body.max_completion_tokens : body.max_tokens;
-    const answer = limitAnswer(makeAnswer(lastUser, ctx.opts.words), maxTokens);
+    const answer = limitAnswer(makeAnswer(lastUser, ctx.opts.words, ctx.opts.bigword), maxTokens);
     const finish = answer.truncated ? 'length' : 'stop';
     const n = choiceCount(body);
     const id = 'chatcmpl-' + randomBase62(29);
@@ -777,7 +779,7 @@ function completions(ctx, body) {
     const texts = [];
     let completionTokens = 0;
     for (const s of prompts) {
-        const answer = limitAnswer(makeAnswer(s, ctx.opts.words), body.max_tokens);
+        const answer = limitAnswer(makeAnswer(s, ctx.opts.words, ctx.opts.bigword), body.max_tokens);
         for (let i = 0; i < n; i++) {
             texts.push(answer.text);
             finishes.push(answer.truncated ? 'length' : 'stop');
@@ -988,7 +990,7 @@ function messages(ctx, body) {
     if (!prompt) {
         return undefined;
     }
-    const answer = limitAnswer(makeAnswer(prompt.lastUser, ctx.opts.words), body.max_tokens);
+    const answer = limitAnswer(makeAnswer(prompt.lastUser, ctx.opts.words, ctx.opts.bigword), body.max_tokens);
     const stopReason = answer.truncated ? 'max_tokens' : 'end_turn';
     const id = 'msg_01' + randomBase62(22);
     const outputTokens = answer.tokens + (ctx.opts.reasoning || 0);

@@ -45,7 +45,6 @@ typedef struct {
     ngx_str_t                      name;
     ngx_str_t                      url;
     ngx_uint_t                     format;     /* NGX_HTTP_AIGW_OPENAI... */
-    ngx_uint_t                     index;
 
     ngx_addr_t                    *addrs;
     ngx_uint_t                     naddrs;
@@ -93,9 +92,6 @@ typedef struct {
 
     ngx_shm_zone_t                *metrics_zone;
     void                          *metrics;
-
-    /* routes are given as model names; resolved once all are read */
-    ngx_array_t                    route_args; /* ngx_str_t, per route */
 
     ngx_hash_t                     drop_headers; /* kept from providers */
 
@@ -177,7 +173,6 @@ typedef struct {
     unsigned                       stream:1;
     unsigned                       answered:1; /* provider headers passed */
     unsigned                       rewrite_error:1;
-    unsigned                       own_response:1;
     unsigned                       fresh_connection:1;
     unsigned                       sse_done:1;
     unsigned                       hide_usage:1;

@@ -58,7 +58,6 @@ ngx_http_aigw_provider(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     p->name = value[1];
     p->url = value[2];
     p->format = NGX_HTTP_AIGW_OPENAI;
-    p->index = amcf->providers.nelts;
     p->file = cf->conf_file->file.name.data;
     p->line = cf->conf_file->line;
 

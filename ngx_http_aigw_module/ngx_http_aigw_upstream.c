@@ -421,6 +421,26 @@ ngx_http_aigw_upstream_process_header(ngx_http_request_t *r)
 
         if (rc == NGX_HTTP_PARSE_HEADER_DONE) {
 
+            /*
+             * nginx's next_upstream knows 500, 502, 503, 504 and 429; any
+             * other 5xx moves on too while a candidate is left
+             */
+
+            if (u->headers_in.status_n >= NGX_HTTP_INTERNAL_SERVER_ERROR
+                && u->headers_in.status_n != NGX_HTTP_INTERNAL_SERVER_ERROR
+                && u->headers_in.status_n != NGX_HTTP_BAD_GATEWAY
+                && u->headers_in.status_n != NGX_HTTP_SERVICE_UNAVAILABLE
+                && u->headers_in.status_n != NGX_HTTP_GATEWAY_TIME_OUT
+                && u->peer.tries > 1)
+            {
+                ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                              "aigw: provider \"%V\" answered %ui",
+                              &ctx->candidates[ctx->current]->provider->name,
+                              u->headers_in.status_n);
+
+                return NGX_HTTP_UPSTREAM_INVALID_HEADER;
+            }
+
             /* the header filter knows then the headers are a provider's */
             ctx->answered = 1;
 

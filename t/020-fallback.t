@@ -37,6 +37,8 @@ our $HttpConfig = <<'_EOC_';
                   key_env=AIGW_TEST_KEY;
     aigw_provider claude http://127.0.0.1:$TEST_NGINX_MOCK_PORT/v1
                   format=anthropic key_env=AIGW_TEST_ANTHROPIC_KEY;
+    aigw_provider s520 http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/status=520/v1
+                  key_env=AIGW_TEST_KEY;
 
     aigw_model good ok:gpt-4o-good;
     aigw_model m503 s503:gpt-4o-503;
@@ -50,6 +52,7 @@ our $HttpConfig = <<'_EOC_';
     aigw_model mgarbage garbage:gpt-4o-garbage;
     aigw_model mdead dead:gpt-4o-dead;
     aigw_model haiku claude:claude-3-5-haiku;
+    aigw_model m520 s520:gpt-4o-520;
 
     aigw_route r503 m503 good;
     aigw_route r500 m500 good;
@@ -67,6 +70,8 @@ our $HttpConfig = <<'_EOC_';
     aigw_route last503 mdead m503;
     aigw_route mixed haiku good;
     aigw_route onlyclaude haiku;
+    aigw_route r520 m520 good;
+    aigw_route last520 mdead m520;
 _EOC_
 
 our $Config = <<'_EOC_';
@@ -357,3 +362,31 @@ POST /v1/messages
 --- error_code: 502
 --- response_body chomp
 {"type":"error","error":{"type":"api_error","message":"No provider of `haiku` could answer (1 attempt(s))."}}
+
+
+
+=== TEST 20: any other 5xx falls back too
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request
+POST /v1/chat/completions
+{"model":"r520","messages":[{"role":"user","content":"hi"}]}
+--- response_headers
+X-Provider: ok
+X-Attempts: 2
+--- response_body_like: "model":"gpt-4o-good"
+--- error_log
+aigw: provider "s520" answered 520
+
+
+
+=== TEST 21: the last candidate's own 520 reaches the client
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request
+POST /v1/chat/completions
+{"model":"last520","messages":[{"role":"user","content":"hi"}]}
+--- error_code: 520
+--- response_headers
+X-Provider: s520
+X-Attempts: 2

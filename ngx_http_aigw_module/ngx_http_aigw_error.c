@@ -63,8 +63,10 @@ ngx_http_aigw_error_kind(ngx_uint_t status)
         }
     }
 
-    if (status >= 500) {
-        return &ngx_http_aigw_error_kinds[7];
+    /* a 5xx without a kind of its own is a server error */
+
+    if (status > NGX_HTTP_INTERNAL_SERVER_ERROR) {
+        return ngx_http_aigw_error_kind(NGX_HTTP_INTERNAL_SERVER_ERROR);
     }
 
     return k;

@@ -105,8 +105,11 @@ ngx_http_aigw_header_filter(ngx_http_request_t *r)
         return ngx_http_next_header_filter(r);
     }
 
-    if (ctx->answered
-        && r->headers_out.content_type.len >= sizeof("text/event-stream") - 1
+    if (!ctx->answered) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    if (r->headers_out.content_type.len >= sizeof("text/event-stream") - 1
         && ngx_strncasecmp(r->headers_out.content_type.data,
                            (u_char *) "text/event-stream",
                            sizeof("text/event-stream") - 1)
@@ -123,9 +126,7 @@ ngx_http_aigw_header_filter(ngx_http_request_t *r)
         /* nothing between the provider and the client may hold events */
         r->headers_out.content_length_n = -1;
 
-    } else if (ctx->answered
-               && r->headers_out.status == NGX_HTTP_OK)
-    {
+    } else if (r->headers_out.status == NGX_HTTP_OK) {
         ctx->json_answer = 1;
     }
 
@@ -140,16 +141,16 @@ ngx_http_aigw_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
 
-    if (ctx == NULL || r != r->main || !ctx->answered) {
-        if (ctx && ctx->rewrite_error && in) {
-            return ngx_http_aigw_error_filter(r, ctx, in);
-        }
-
+    if (ctx == NULL || r != r->main) {
         return ngx_http_next_body_filter(r, in);
     }
 
-    if (ctx->rewrite_error) {
-        return in ? ngx_http_aigw_error_filter(r, ctx, in) : NGX_OK;
+    if (ctx->rewrite_error && in) {
+        return ngx_http_aigw_error_filter(r, ctx, in);
+    }
+
+    if (!ctx->answered || ctx->rewrite_error) {
+        return ngx_http_next_body_filter(r, in);
     }
 
     if (ctx->ttft == NGX_CONF_UNSET_MSEC && in) {

@@ -1,0 +1,115 @@
+
+/*
+ * Copyright (C) aigw authors
+ */
+
+
+#ifndef _NGX_HTTP_AIGW_SCAN_H_INCLUDED_
+#define _NGX_HTTP_AIGW_SCAN_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+
+/*
+ * The one scan of a request body (RFC 8259 JSON, whole in memory).  It
+ * validates the body and records, as spans of the client's bytes, what
+ * the gateway reads: the top-level fields below and the text of every
+ * message.  It never allocates and never writes to the body; nesting is
+ * bounded by NGX_HTTP_AIGW_SCAN_DEPTH, top-level keys by
+ * NGX_HTTP_AIGW_SCAN_KEYS.
+ */
+
+
+#define NGX_HTTP_AIGW_SCAN_DEPTH       64
+#define NGX_HTTP_AIGW_SCAN_KEYS        128
+
+
+/* top-level fields, by their exact (unescaped) names */
+#define NGX_HTTP_AIGW_F_MODEL                  0
+#define NGX_HTTP_AIGW_F_STREAM                 1
+#define NGX_HTTP_AIGW_F_STREAM_OPTIONS         2
+#define NGX_HTTP_AIGW_F_USER                   3
+#define NGX_HTTP_AIGW_F_METADATA               4
+#define NGX_HTTP_AIGW_F_MAX_TOKENS             5
+#define NGX_HTTP_AIGW_F_MAX_COMPLETION_TOKENS  6
+#define NGX_HTTP_AIGW_F_TOOLS                  7
+#define NGX_HTTP_AIGW_F_MESSAGES               8
+#define NGX_HTTP_AIGW_F_INPUT                  9
+#define NGX_HTTP_AIGW_F_SYSTEM                 10
+#define NGX_HTTP_AIGW_F_PROMPT                 11
+/* second level, where the gateway edits: the last such key */
+#define NGX_HTTP_AIGW_F_INCLUDE_USAGE          12  /* stream_options. */
+#define NGX_HTTP_AIGW_F_USER_ID                13  /* metadata. */
+#define NGX_HTTP_AIGW_F_N                      14
+
+
+typedef struct {
+    u_char                     *key;    /* the key's opening quote, */
+                                        /* NULL if absent */
+    u_char                     *start;  /* the value's first byte */
+    u_char                     *end;    /* past the value's last byte */
+} ngx_http_aigw_field_t;
+
+
+/* a string's content between its quotes, still JSON-escaped */
+typedef struct {
+    u_char                     *start;
+    u_char                     *end;
+} ngx_http_aigw_span_t;
+
+
+typedef struct {
+    ngx_http_aigw_field_t       field[NGX_HTTP_AIGW_F_N];
+
+    u_char                     *open;   /* the top-level '{' */
+    u_char                     *close;  /* the top-level '}' */
+
+    /*
+     * Text content, in body order: string values of "messages",
+     * "input", "prompt" and "system" (a string, or strings of an
+     * array), and within them, at any depth, the string values of
+     * "content" and "text" keys of objects and the strings of their
+     * arrays.  The caller gives the array; ntext counts every span,
+     * also those past text_size, which are not stored.
+     */
+    ngx_http_aigw_span_t       *text;
+    ngx_uint_t                  text_size;
+    ngx_uint_t                  ntext;
+
+    /* unescaped UTF-8 bytes of all string values but "model"'s */
+    size_t                      string_bytes;
+
+    /* after an error: where (offset in the body) and why */
+    size_t                      error;
+    const char                 *reason;
+} ngx_http_aigw_scan_t;
+
+
+/*
+ * NGX_OK: a valid JSON object; NGX_DECLINED: valid JSON whose top-level
+ * object has a key twice (s->error is the offset of the second);
+ * NGX_ERROR: anything else (not JSON, not an object, too deep, too many
+ * top-level keys), with s->error and s->reason set.
+ *
+ * The caller sets text and text_size (may be NULL and 0); every other
+ * member is set by the scan.
+ */
+ngx_int_t ngx_http_aigw_scan(ngx_http_aigw_scan_t *s, u_char *p,
+    u_char *last);
+
+/*
+ * Unescapes the content of a JSON string [p, last), as found by the scan,
+ * into dst, which has room for last - p bytes.  Returns the end of what
+ * was written.  \u escapes become UTF-8; a lone surrogate becomes
+ * U+FFFD.
+ */
+u_char *ngx_http_aigw_scan_unescape(u_char *dst, u_char *p, u_char *last);
+
+/* 1 if the content of a JSON string [p, last) unescapes to name */
+ngx_uint_t ngx_http_aigw_scan_equal(u_char *p, u_char *last, u_char *name,
+    size_t len);
+
+
+#endif /* _NGX_HTTP_AIGW_SCAN_H_INCLUDED_ */

@@ -90,7 +90,7 @@ ngx_http_aigw_auth_cleanup(void *data)
 
 
 /*
- * The access phase: who calls.  The key's SHA-256 is looked up in the
+ * Access step 1: who calls.  The key's SHA-256 is looked up in the
  * table built when the configuration was read; the secret itself is
  * neither kept nor logged.
  */
@@ -108,19 +108,7 @@ ngx_http_aigw_auth_handler(ngx_http_request_t *r)
     ngx_http_aigw_main_conf_t  *amcf;
 
     alcf = ngx_http_get_module_loc_conf(r, ngx_http_aigw_module);
-
-    if (!alcf->pass || r != r->main) {
-        return NGX_DECLINED;
-    }
-
     ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
-
-    if (ctx == NULL) {
-        ctx = ngx_http_aigw_ctx_create(r);
-        if (ctx == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-    }
 
     if (!alcf->auth) {
 
@@ -134,10 +122,6 @@ ngx_http_aigw_auth_handler(ngx_http_request_t *r)
         }
 
         return NGX_DECLINED;
-    }
-
-    if (ctx->key) {
-        return NGX_OK;
     }
 
     ngx_str_null(&secret);
@@ -267,27 +251,4 @@ ngx_http_aigw_auth_credential(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     }
 
     return NGX_OK;
-}
-
-
-/* a key's "models": the name the client asked for must match a glob */
-
-ngx_int_t
-ngx_http_aigw_auth_check_model(ngx_http_request_t *r,
-    ngx_http_aigw_ctx_t *ctx)
-{
-    if (ctx->key == NULL
-        || ngx_http_aigw_keys_model_allowed(ctx->key, &ctx->route_name))
-    {
-        return NGX_OK;
-    }
-
-    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                  "aigw: API key \"%V\" may not use \"%V\"",
-                  &ctx->key->id, &ctx->route_name);
-
-    return ngx_http_aigw_error(r, ctx, NGX_HTTP_FORBIDDEN,
-                               "model_not_allowed",
-                               "This API key may not use the model `%V`.",
-                               &ctx->route_name);
 }

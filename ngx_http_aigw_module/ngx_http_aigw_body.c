@@ -11,93 +11,115 @@
 #include "ngx_http_aigw_module.h"
 
 
+/*
+ * Access step 2: the body, read once and scanned once.  What a provider
+ * gets is the client's bytes, but for the spans a step replaced.
+ */
+
+
+/* text spans most requests fit in without a second scan */
+#define NGX_HTTP_AIGW_BODY_TEXT  64
+
+
+static void ngx_http_aigw_body_post(ngx_http_request_t *r);
+static ngx_int_t ngx_http_aigw_body_scan(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
 static ngx_int_t ngx_http_aigw_body_collect(ngx_http_request_t *r,
     ngx_str_t *body);
-static void ngx_http_aigw_body_cleanup(void *data);
+static ngx_int_t ngx_http_aigw_body_json_string(ngx_pool_t *pool,
+    ngx_str_t *s, ngx_str_t *out);
+static ngx_int_t ngx_http_aigw_body_link(ngx_http_request_t *r,
+    ngx_chain_t ***ll, u_char *start, u_char *end);
 
 
-typedef struct {
-    ngx_str_t    suffix;
-    ngx_uint_t   endpoint;
-} ngx_http_aigw_endpoint_t;
-
-
-static ngx_http_aigw_endpoint_t  ngx_http_aigw_endpoints[] = {
-    { ngx_string("/chat/completions"), NGX_HTTP_AIGW_EP_CHAT },
-    { ngx_string("/completions"), NGX_HTTP_AIGW_EP_COMPLETIONS },
-    { ngx_string("/embeddings"), NGX_HTTP_AIGW_EP_EMBEDDINGS },
-    { ngx_string("/messages"), NGX_HTTP_AIGW_EP_MESSAGES },
-    { ngx_string("/models"), NGX_HTTP_AIGW_EP_MODELS },
-    { ngx_null_string, NGX_HTTP_AIGW_EP_UNKNOWN }
-};
-
-
-/* the API a request calls, by the end of its URI: any prefix works */
-
-ngx_uint_t
-ngx_http_aigw_body_endpoint(ngx_http_request_t *r)
+ngx_int_t
+ngx_http_aigw_body_handler(ngx_http_request_t *r)
 {
-    u_char                    *p;
-    size_t                     len;
-    ngx_http_aigw_endpoint_t  *ep;
+    ngx_int_t             rc;
+    ngx_http_aigw_ctx_t  *ctx;
 
-    len = r->uri.len;
+    ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
 
-    while (len > 1 && r->uri.data[len - 1] == '/') {
-        len--;
+    /* the model list is answered in the content phase, without a body */
+
+    if (ctx->endpoint == NGX_HTTP_AIGW_EP_MODELS
+        || ctx->endpoint == NGX_HTTP_AIGW_EP_MODEL)
+    {
+        return NGX_DECLINED;
     }
 
-    for (ep = ngx_http_aigw_endpoints; ep->suffix.len; ep++) {
-        if (len >= ep->suffix.len
-            && ngx_strncmp(r->uri.data + len - ep->suffix.len,
-                           ep->suffix.data, ep->suffix.len)
-               == 0)
-        {
-            return ep->endpoint;
+    if (ctx->endpoint == NGX_HTTP_AIGW_EP_UNKNOWN) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "aigw: unknown endpoint \"%V\"", &r->uri);
+        return ngx_http_aigw_error(r, ctx, NGX_HTTP_NOT_FOUND,
+                                   "unknown_url",
+                                   "Unknown request URL: %V %V.",
+                                   &r->method_name, &r->uri);
+    }
+
+    if (r->method != NGX_HTTP_POST) {
+        return ngx_http_aigw_error(r, ctx, NGX_HTTP_NOT_ALLOWED,
+                                   "method_not_allowed",
+                                   "Use POST for %V.", &r->uri);
+    }
+
+    if (!ctx->body_read) {
+        r->request_body_in_single_buf = 1;
+
+        rc = ngx_http_read_client_request_body(r, ngx_http_aigw_body_post);
+
+        if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+            return rc;
+        }
+
+        /* the reference the body read took */
+        ngx_http_finalize_request(r, NGX_DONE);
+
+        if (!ctx->body_read) {
+            ctx->body_wait = 1;
+            return NGX_DONE;
         }
     }
 
-    /* ".../models/{id}", a model's own page */
-
-    p = ngx_strlcasestrn(r->uri.data, r->uri.data + len,
-                         (u_char *) "/models/", sizeof("/models/") - 2);
-
-    if (p && p + sizeof("/models/") - 1 < r->uri.data + len) {
-        return NGX_HTTP_AIGW_EP_MODEL;
-    }
-
-    return NGX_HTTP_AIGW_EP_UNKNOWN;
+    return ngx_http_aigw_body_scan(r, ctx);
 }
 
 
-/* the path of an endpoint below a provider's base URL */
+/* the body is read: the phases go on where they waited, if they did */
 
-ngx_str_t *
-ngx_http_aigw_body_endpoint_path(ngx_uint_t endpoint)
+static void
+ngx_http_aigw_body_post(ngx_http_request_t *r)
 {
-    ngx_http_aigw_endpoint_t  *ep;
+    ngx_http_aigw_ctx_t  *ctx;
 
-    for (ep = ngx_http_aigw_endpoints; ep->suffix.len; ep++) {
-        if (ep->endpoint == endpoint) {
-            return &ep->suffix;
-        }
+    ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
+
+    ctx->body_read = 1;
+
+    if (ctx->body_wait) {
+        ctx->body_wait = 0;
+
+        r->write_event_handler = ngx_http_core_run_phases;
+        ngx_http_core_run_phases(r);
     }
-
-    return &ngx_http_aigw_endpoints[0].suffix;
 }
 
 
 /*
- * Parses the client's JSON body once read.  Returns NGX_OK, or an HTTP
- * status with the error recorded in ctx.
+ * The one scan: a JSON object, whose "model" and "stream" the gateway
+ * needs now.  Returns NGX_OK, or an HTTP status with the error recorded.
  */
 
-ngx_int_t
-ngx_http_aigw_body_parse(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
+static ngx_int_t
+ngx_http_aigw_body_scan(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
 {
-    cJSON               *model, *stream;
-    ngx_str_t            body;
-    ngx_pool_cleanup_t  *cln;
+    u_char                 *p;
+    size_t                  n;
+    ngx_int_t               rc;
+    ngx_str_t               body;
+    ngx_http_aigw_scan_t   *s;
+    ngx_http_aigw_span_t    text[NGX_HTTP_AIGW_BODY_TEXT];
+    ngx_http_aigw_field_t  *f;
 
     if (r->request_body == NULL || r->request_body->bufs == NULL) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
@@ -112,26 +134,74 @@ ngx_http_aigw_body_parse(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    cln = ngx_pool_cleanup_add(r->pool, 0);
-    if (cln == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
     ctx->body = body;
-    ctx->json = cJSON_ParseWithLength((char *) body.data, body.len);
+    s = &ctx->scan;
 
-    if (ctx->json == NULL) {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "aigw: request body is not valid JSON");
-        return ngx_http_aigw_error(r, ctx, NGX_HTTP_BAD_REQUEST,
-                                   "invalid_json",
-                                   "The request body is not valid JSON.");
+    s->text = text;
+    s->text_size = NGX_HTTP_AIGW_BODY_TEXT;
+
+    rc = ngx_http_aigw_scan(s, body.data, body.data + body.len);
+
+    if (rc == NGX_OK && s->ntext > s->text_size) {
+
+        /* a long conversation: room for all its texts, and again */
+
+        s->text = ngx_palloc(r->pool, s->ntext * sizeof(ngx_http_aigw_span_t));
+        if (s->text == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        s->text_size = s->ntext;
+
+        rc = ngx_http_aigw_scan(s, body.data, body.data + body.len);
+
+    } else if (rc == NGX_OK) {
+        s->text = ngx_palloc(r->pool,
+                             s->ntext * sizeof(ngx_http_aigw_span_t) + 1);
+        if (s->text == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ngx_memcpy(s->text, text, s->ntext * sizeof(ngx_http_aigw_span_t));
+        s->text_size = s->ntext;
     }
 
-    cln->handler = ngx_http_aigw_body_cleanup;
-    cln->data = ctx->json;
+    if (rc == NGX_DECLINED) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "aigw: request body has a top-level key twice, "
+                      "at byte %uz", s->error);
+        return ngx_http_aigw_error(r, ctx, NGX_HTTP_BAD_REQUEST,
+                                   "duplicate_key",
+                                   "The request body has a top-level key "
+                                   "more than once.");
+    }
 
-    if (!cJSON_IsObject(ctx->json)) {
+    if (rc != NGX_OK) {
+        for (p = body.data; p < body.data + body.len; p++) {
+            if (*p != ' ' && *p != '\t' && *p != CR && *p != LF) {
+                break;
+            }
+        }
+
+        /* another JSON value than an object is told apart */
+
+        n = body.data + body.len - p;
+
+        if (n == 0 || !(*p == '[' || *p == '"' || *p == '-'
+              || (*p >= '0' && *p <= '9')
+              || (n >= 4 && ngx_strncmp(p, "true", 4) == 0)
+              || (n >= 5 && ngx_strncmp(p, "false", 5) == 0)
+              || (n >= 4 && ngx_strncmp(p, "null", 4) == 0)))
+        {
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "aigw: request body is not valid JSON: %s "
+                          "at byte %uz", s->reason, s->error);
+            return ngx_http_aigw_error(r, ctx, NGX_HTTP_BAD_REQUEST,
+                                       "invalid_json",
+                                       "The request body is not valid "
+                                       "JSON.");
+        }
+
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "aigw: request body is not a JSON object");
         return ngx_http_aigw_error(r, ctx, NGX_HTTP_BAD_REQUEST,
@@ -140,9 +210,9 @@ ngx_http_aigw_body_parse(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
                                    "object.");
     }
 
-    model = cJSON_GetObjectItemCaseSensitive(ctx->json, "model");
+    f = &s->field[NGX_HTTP_AIGW_F_MODEL];
 
-    if (model == NULL) {
+    if (f->key == NULL) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "aigw: request without \"model\"");
         return ngx_http_aigw_error(r, ctx, NGX_HTTP_BAD_REQUEST,
@@ -150,7 +220,7 @@ ngx_http_aigw_body_parse(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
                                    "you must provide a model parameter");
     }
 
-    if (!cJSON_IsString(model) || model->valuestring[0] == '\0') {
+    if (*f->start != '"' || f->end - f->start == 2) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "aigw: \"model\" is not a non-empty string");
         return ngx_http_aigw_error(r, ctx, NGX_HTTP_BAD_REQUEST,
@@ -158,20 +228,39 @@ ngx_http_aigw_body_parse(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
                                    "\"model\" must be a non-empty string.");
     }
 
-    ctx->model.data = (u_char *) model->valuestring;
-    ctx->model.len = ngx_strlen(model->valuestring);
+    /* the name as the client meant it, escapes undone where there are */
 
-    stream = cJSON_GetObjectItemCaseSensitive(ctx->json, "stream");
+    ctx->model.data = f->start + 1;
+    ctx->model.len = f->end - f->start - 2;
 
-    if (stream && !cJSON_IsBool(stream) && !cJSON_IsNull(stream)) {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "aigw: \"stream\" is not a boolean");
-        return ngx_http_aigw_error(r, ctx, NGX_HTTP_BAD_REQUEST,
-                                   "invalid_type",
-                                   "\"stream\" must be a boolean.");
+    if (ngx_strlchr(ctx->model.data, ctx->model.data + ctx->model.len, '\\'))
+    {
+        p = ngx_pnalloc(r->pool, ctx->model.len);
+        if (p == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ctx->model.len = ngx_http_aigw_scan_unescape(p, ctx->model.data,
+                                                     ctx->model.data
+                                                     + ctx->model.len)
+                         - p;
+        ctx->model.data = p;
     }
 
-    ctx->stream = cJSON_IsTrue(stream) ? 1 : 0;
+    f = &s->field[NGX_HTTP_AIGW_F_STREAM];
+
+    if (f->key) {
+        if (*f->start == 't') {
+            ctx->stream = 1;
+
+        } else if (*f->start != 'f' && *f->start != 'n') {
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "aigw: \"stream\" is not a boolean");
+            return ngx_http_aigw_error(r, ctx, NGX_HTTP_BAD_REQUEST,
+                                       "invalid_type",
+                                       "\"stream\" must be a boolean.");
+        }
+    }
 
     if (ctx->stream && ctx->endpoint == NGX_HTTP_AIGW_EP_EMBEDDINGS) {
         return ngx_http_aigw_error(r, ctx, NGX_HTTP_BAD_REQUEST,
@@ -245,155 +334,269 @@ ngx_http_aigw_body_collect(ngx_http_request_t *r, ngx_str_t *body)
 }
 
 
-static void
-ngx_http_aigw_body_cleanup(void *data)
-{
-    cJSON_Delete(data);
-}
-
-
-/*
- * The client's body with "model" set to the upstream model, serialized
- * into the request pool.  The tree is restored so the next candidate
- * starts from what the client sent.
- */
+/* client bytes [start, end) replaced by text; kept in body order */
 
 ngx_int_t
-ngx_http_aigw_body_set_model(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
-    ngx_str_t *model, ngx_str_t *out)
+ngx_http_aigw_body_splice(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
+    u_char *start, u_char *end, ngx_str_t *text)
 {
-    char    *s, *saved;
-    cJSON   *item;
-    size_t   len;
+    ngx_uint_t               i;
+    ngx_http_aigw_splice_t  *sp;
 
-    /* nothing to change: the client's own bytes go */
-
-    if (!ctx->json_changed
-        && model->len == ctx->model.len
-        && ngx_strncmp(model->data, ctx->model.data, model->len) == 0)
-    {
-        *out = ctx->body;
-        return NGX_OK;
+    if (ctx->splices == NULL) {
+        ctx->splices = ngx_array_create(r->pool, 4,
+                                        sizeof(ngx_http_aigw_splice_t));
+        if (ctx->splices == NULL) {
+            return NGX_ERROR;
+        }
     }
 
-    item = cJSON_GetObjectItemCaseSensitive(ctx->json, "model");
-    if (item == NULL) {
+    if (ngx_array_push(ctx->splices) == NULL) {
         return NGX_ERROR;
     }
 
-    saved = item->valuestring;
+    sp = ctx->splices->elts;
 
-    item->valuestring = ngx_pnalloc(r->pool, model->len + 1);
-    if (item->valuestring == NULL) {
-        item->valuestring = saved;
-        return NGX_ERROR;
+    for (i = ctx->splices->nelts - 1; i > 0 && sp[i - 1].start > start; i--) {
+        sp[i] = sp[i - 1];
     }
 
-    ngx_memcpy(item->valuestring, model->data, model->len);
-    item->valuestring[model->len] = '\0';
-
-    /* most often the body fits a buffer a little larger than it was */
-
-    len = ctx->body.len + model->len + 256;
-
-    out->data = ngx_pnalloc(r->pool, len);
-    if (out->data == NULL) {
-        item->valuestring = saved;
-        return NGX_ERROR;
-    }
-
-    if (cJSON_PrintPreallocated(ctx->json, (char *) out->data, len, 0)) {
-        item->valuestring = saved;
-        out->len = ngx_strlen(out->data);
-        return NGX_OK;
-    }
-
-    s = cJSON_PrintUnformatted(ctx->json);
-
-    item->valuestring = saved;
-
-    if (s == NULL) {
-        return NGX_ERROR;
-    }
-
-    len = ngx_strlen(s);
-
-    out->data = ngx_pnalloc(r->pool, len);
-    if (out->data == NULL) {
-        cJSON_free(s);
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(out->data, s, len);
-    out->len = len;
-
-    cJSON_free(s);
+    sp[i].start = start;
+    sp[i].end = end;
+    sp[i].text = *text;
 
     return NGX_OK;
 }
 
 
 /*
- * aigw_tenant_user: the caller's tenant (and user) as OpenAI's "user"
- * field, or Anthropic's "metadata.user_id", replacing what the client
- * put there.
+ * A field set to a JSON value: the value replaced where the key is, else
+ * "key":value added at the end of its object, the parent field's or,
+ * with NGX_HTTP_AIGW_F_N, the body's
  */
 
 ngx_int_t
-ngx_http_aigw_body_set_user(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
+ngx_http_aigw_body_set_field(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
+    ngx_uint_t parent, ngx_uint_t field, ngx_str_t *key, ngx_str_t *value)
+{
+    u_char                 *p, *open, *close;
+    ngx_str_t               text;
+    ngx_http_aigw_field_t  *f;
+
+    f = &ctx->scan.field[field];
+
+    if (f->key) {
+        return ngx_http_aigw_body_splice(r, ctx, f->start, f->end, value);
+    }
+
+    if (parent == NGX_HTTP_AIGW_F_N) {
+        open = ctx->scan.open;
+        close = ctx->scan.close;
+
+    } else {
+        open = ctx->scan.field[parent].start;
+        close = ctx->scan.field[parent].end - 1;
+    }
+
+    for (p = open + 1; p < close; p++) {
+        if (*p != ' ' && *p != '\t' && *p != CR && *p != LF) {
+            break;
+        }
+    }
+
+    text.len = (p < close) + key->len + sizeof("\"\":") - 1 + value->len;
+    text.data = ngx_pnalloc(r->pool, text.len);
+    if (text.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* an object with members gets a comma first */
+
+    p = (p < close) ? ngx_cpymem(text.data, ",", 1) : text.data;
+
+    *p++ = '"';
+    p = ngx_cpymem(p, key->data, key->len);
+    *p++ = '"';
+    *p++ = ':';
+    ngx_memcpy(p, value->data, value->len);
+
+    return ngx_http_aigw_body_splice(r, ctx, close, close, &text);
+}
+
+
+/* the caller, "tenant" or "tenant/user", as a JSON string */
+
+ngx_int_t
+ngx_http_aigw_body_caller(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
+    ngx_str_t *json)
+{
+    ngx_str_t  user;
+
+    user = ctx->tenant;
+
+    if (ctx->key && ctx->key->user.len) {
+        user.len = ctx->tenant.len + 1 + ctx->key->user.len;
+        user.data = ngx_pnalloc(r->pool, user.len);
+        if (user.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_sprintf(user.data, "%V/%V", &ctx->tenant, &ctx->key->user);
+    }
+
+    return ngx_http_aigw_body_json_string(r->pool, &user, json);
+}
+
+
+static ngx_int_t
+ngx_http_aigw_body_json_string(ngx_pool_t *pool, ngx_str_t *s,
+    ngx_str_t *out)
 {
     u_char  *p;
-    cJSON   *obj, *item;
-    size_t   len;
 
-    len = ctx->tenant.len + 1 + (ctx->key ? ctx->key->user.len : 0) + 1;
+    out->len = s->len + ngx_escape_json(NULL, s->data, s->len) + 2;
 
-    p = ngx_pnalloc(r->pool, len);
+    p = ngx_pnalloc(pool, out->len);
     if (p == NULL) {
         return NGX_ERROR;
     }
 
-    if (ctx->key && ctx->key->user.len) {
-        ngx_sprintf(p, "%V/%V%Z", &ctx->tenant, &ctx->key->user);
+    out->data = p;
 
-    } else {
-        ngx_sprintf(p, "%V%Z", &ctx->tenant);
+    *p++ = '"';
+    p = (u_char *) ngx_escape_json(p, s->data, s->len);
+    *p = '"';
+
+    return NGX_OK;
+}
+
+
+/*
+ * The body for a provider, as a chain: the client's bytes in place, the
+ * splices between them, and "model" as the provider calls it.  Nothing
+ * is copied but the splices' own text.
+ */
+
+ngx_int_t
+ngx_http_aigw_body_output(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
+    ngx_str_t *model, ngx_chain_t **out, size_t *len)
+{
+    u_char                  *pos;
+    ngx_str_t                name;
+    ngx_uint_t               i, n;
+    ngx_chain_t             *cl, **ll;
+    ngx_http_aigw_field_t   *f;
+    ngx_http_aigw_splice_t  *sp, msp;
+
+    f = &ctx->scan.field[NGX_HTTP_AIGW_F_MODEL];
+
+    ngx_memzero(&msp, sizeof(ngx_http_aigw_splice_t));
+
+    if (model->len != ctx->model.len
+        || ngx_strncmp(model->data, ctx->model.data, model->len) != 0)
+    {
+        if (ngx_http_aigw_body_json_string(r->pool, model, &name) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        msp.start = f->start;
+        msp.end = f->end;
+        msp.text = name;
     }
 
-    obj = ctx->json;
+    sp = ctx->splices ? ctx->splices->elts : NULL;
+    n = ctx->splices ? ctx->splices->nelts : 0;
 
-    if (ctx->client_format == NGX_HTTP_AIGW_ANTHROPIC) {
-        obj = cJSON_GetObjectItemCaseSensitive(ctx->json, "metadata");
+    ll = out;
+    pos = ctx->body.data;
+    *len = 0;
 
-        if (!cJSON_IsObject(obj)) {
-            cJSON_DeleteItemFromObjectCaseSensitive(ctx->json, "metadata");
+    for (i = 0; i <= n; i++) {
 
-            obj = cJSON_AddObjectToObject(ctx->json, "metadata");
-            if (obj == NULL) {
+        /* the model's splice, in its place among the others */
+
+        if (msp.start && (i == n || sp[i].start > msp.start)) {
+            if (ngx_http_aigw_body_link(r, &ll, pos, msp.start) != NGX_OK
+                || ngx_http_aigw_body_link(r, &ll, msp.text.data,
+                                           msp.text.data + msp.text.len)
+                   != NGX_OK)
+            {
                 return NGX_ERROR;
             }
+
+            *len += (msp.start - pos) + msp.text.len;
+            pos = msp.end;
+            msp.start = NULL;
         }
+
+        if (i == n) {
+            break;
+        }
+
+        if (ngx_http_aigw_body_link(r, &ll, pos, sp[i].start) != NGX_OK
+            || ngx_http_aigw_body_link(r, &ll, sp[i].text.data,
+                                       sp[i].text.data + sp[i].text.len)
+               != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        *len += (sp[i].start - pos) + sp[i].text.len;
+        pos = sp[i].end;
     }
 
-    item = cJSON_CreateString((char *) p);
-    if (item == NULL) {
+    if (ngx_http_aigw_body_link(r, &ll, pos, ctx->body.data + ctx->body.len)
+        != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
-    ctx->json_changed = 1;
+    *len += ctx->body.data + ctx->body.len - pos;
+    *ll = NULL;
 
-    if (cJSON_HasObjectItem(obj, ctx->client_format == NGX_HTTP_AIGW_ANTHROPIC
-                                 ? "user_id" : "user"))
-    {
-        cJSON_ReplaceItemInObjectCaseSensitive(obj,
-                               ctx->client_format == NGX_HTTP_AIGW_ANTHROPIC
-                               ? "user_id" : "user", item);
+    /* a TLS connection buffers writes until it sees a flush */
 
-    } else {
-        cJSON_AddItemToObject(obj,
-                              ctx->client_format == NGX_HTTP_AIGW_ANTHROPIC
-                              ? "user_id" : "user", item);
+    for (cl = *out; cl->next; cl = cl->next) { /* void */ }
+
+    cl->buf->flush = 1;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_aigw_body_link(ngx_http_request_t *r, ngx_chain_t ***ll,
+    u_char *start, u_char *end)
+{
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    if (start == end) {
+        return NGX_OK;
     }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    cl = ngx_alloc_chain_link(r->pool);
+    if (cl == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* start is where upstream rewinds to on a retry */
+
+    b->memory = 1;
+    b->start = start;
+    b->pos = start;
+    b->last = end;
+    b->end = end;
+
+    cl->buf = b;
+
+    **ll = cl;
+    *ll = &cl->next;
 
     return NGX_OK;
 }

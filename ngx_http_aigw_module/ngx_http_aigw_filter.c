@@ -476,19 +476,17 @@ static ngx_uint_t
 ngx_http_aigw_sse_event(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     ngx_http_aigw_sse_event_t *ev)
 {
+    ngx_uint_t  rc;
+
     ctx->sse_events++;
 
-    if (ev->done
-        || (ev->event.len == sizeof("message_stop") - 1
-            && ngx_strncmp(ev->event.data, "message_stop",
-                           sizeof("message_stop") - 1)
-               == 0))
-    {
+    rc = ctx->format->event(r, ctx, ev);
+
+    if (rc & NGX_HTTP_AIGW_EVENT_LAST) {
         ctx->sse_done = 1;
-        return 0;
     }
 
-    return ngx_http_aigw_meter_event(r, ctx, ev);
+    return rc & NGX_HTTP_AIGW_EVENT_HIDE;
 }
 
 

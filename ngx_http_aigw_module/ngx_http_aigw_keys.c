@@ -8,6 +8,7 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 #include <fnmatch.h>
+#include <cjson/cJSON.h>
 
 #include "ngx_http_aigw_module.h"
 #include "ngx_http_aigw_keys.h"

@@ -22,18 +22,9 @@
 #define NGX_HTTP_AIGW_METER_NONE  ((ngx_uint_t) -1)
 
 
-static void ngx_http_aigw_meter_usage(ngx_http_aigw_ctx_t *ctx, u_char *p,
-    u_char *last, ngx_uint_t delta);
-static u_char *ngx_http_aigw_meter_last_value(u_char *p, u_char *last,
-    const char *key, size_t len);
 static u_char *ngx_http_aigw_meter_after_key(u_char *p, u_char *last);
-static size_t ngx_http_aigw_meter_text_len(cJSON *item);
-static void ngx_http_aigw_meter_estimate(ngx_http_aigw_ctx_t *ctx,
-    u_char *p, u_char *last, const char *key, size_t len);
 static size_t ngx_http_aigw_meter_text_bytes(u_char *p, u_char *last,
     const char *key, size_t key_len);
-static u_char *ngx_http_aigw_meter_value(u_char *p, u_char *last,
-    const char *key, size_t len);
 
 
 /* a JSON answer: its tail is kept, "usage" is near its end */
@@ -97,92 +88,6 @@ ngx_http_aigw_meter_json(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
 
 
 /*
- * One event of a stream.  Returns 1 when the event is the usage chunk
- * the gateway asked for itself, which the client does not get.  Only the
- * usage object is parsed; the other events are scanned once.
- */
-
-ngx_uint_t
-ngx_http_aigw_meter_event(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
-    ngx_http_aigw_sse_event_t *ev)
-{
-    u_char      *p, *last, *v, *c;
-    ngx_uint_t   hide;
-
-    if (ev->done || ev->data.len == 0) {
-        return 0;
-    }
-
-    p = ev->data.data;
-    last = p + ev->data.len;
-
-    if (ctx->client_format == NGX_HTTP_AIGW_ANTHROPIC) {
-
-        /* the event's name says where usage is */
-
-        if (ev->event.len == sizeof("content_block_delta") - 1
-            && ngx_strncmp(ev->event.data, "content_block_delta",
-                           sizeof("content_block_delta") - 1)
-               == 0)
-        {
-            ngx_http_aigw_meter_estimate(ctx, p, last, "\"text\"", 6);
-            return 0;
-        }
-
-        if (ev->event.len != sizeof("message_start") - 1
-            || (ngx_strncmp(ev->event.data, "message_start",
-                            sizeof("message_start") - 1) != 0
-                && ngx_strncmp(ev->event.data, "message_delta",
-                               sizeof("message_delta") - 1) != 0))
-        {
-            return 0;
-        }
-
-        v = ngx_http_aigw_meter_last_value(p, last, "\"usage\"", 7);
-
-        if (v && *v == '{') {
-            /* message_start holds the whole usage, message_delta
-             * the output so far */
-            ngx_http_aigw_meter_usage(ctx, v, last, ev->event.data[8] == 'd');
-        }
-
-        return 0;
-    }
-
-    /* OpenAI: "usage" closes each chunk, null but in the last one */
-
-    v = ngx_http_aigw_meter_last_value(p, last, "\"usage\"", 7);
-
-    if (v == NULL || *v != '{') {
-        if (ctx->endpoint == NGX_HTTP_AIGW_EP_CHAT) {
-            ngx_http_aigw_meter_estimate(ctx, p, last, "\"content\"", 9);
-
-        } else {
-            ngx_http_aigw_meter_estimate(ctx, p, last, "\"text\"", 6);
-        }
-
-        return 0;
-    }
-
-    ngx_http_aigw_meter_usage(ctx, v, last, 0);
-
-    /* the extra chunk: "choices":[] */
-
-    c = ctx->hide_usage ? ngx_http_aigw_meter_value(p, v, "\"choices\"", 9)
-                        : NULL;
-
-    hide = (c && v - c >= 2 && c[0] == '[' && c[1] == ']');
-
-    if (hide) {
-        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                       "aigw: usage chunk kept from the client");
-    }
-
-    return hide;
-}
-
-
-/*
  * The counts of a usage object, read from its text in one pass: a cJSON
  * tree with its allocations and strtod() costs more than the rest of a
  * request.  Nested counts (OpenAI's *_details) are found the same way.
@@ -218,7 +123,7 @@ static ngx_http_aigw_meter_key_t  ngx_http_aigw_meter_keys[] = {
 };
 
 
-static void
+void
 ngx_http_aigw_meter_usage(ngx_http_aigw_ctx_t *ctx, u_char *p, u_char *last,
     ngx_uint_t delta)
 {
@@ -375,7 +280,7 @@ ngx_http_aigw_meter_finish(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
         && r->upstream && r->upstream->headers_in.status_n == NGX_HTTP_OK)
     {
         ctx->usage_source = NGX_HTTP_AIGW_USAGE_ESTIMATED;
-        ctx->prompt_tokens = (ngx_http_aigw_meter_text_len(ctx->json) + 3) / 4;
+        ctx->prompt_tokens = (ctx->scan.string_bytes + 3) / 4;
         ctx->completion_tokens = (ctx->est_completion + 3) / 4;
         ctx->cached_tokens = 0;
     }
@@ -396,36 +301,6 @@ ngx_http_aigw_meter_finish(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
 }
 
 
-/* bytes of text in a request, all its strings but "model" */
-
-static size_t
-ngx_http_aigw_meter_text_len(cJSON *item)
-{
-    size_t  n;
-    cJSON  *c;
-
-    if (item == NULL) {
-        return 0;
-    }
-
-    if (cJSON_IsString(item)) {
-        return ngx_strlen(item->valuestring);
-    }
-
-    n = 0;
-
-    cJSON_ArrayForEach(c, item) {
-        if (c->string && ngx_strcmp(c->string, "model") == 0) {
-            continue;
-        }
-
-        n += ngx_http_aigw_meter_text_len(c);
-    }
-
-    return n;
-}
-
-
 /*
  * The text of a stream, for an estimate should the provider not report
  * usage: the first four events are read for it, the others counted by their
@@ -433,7 +308,7 @@ ngx_http_aigw_meter_text_len(cJSON *item)
  * is the same in every event of a stream.
  */
 
-static void
+void
 ngx_http_aigw_meter_estimate(ngx_http_aigw_ctx_t *ctx, u_char *p,
     u_char *last, const char *key, size_t len)
 {
@@ -476,11 +351,15 @@ ngx_http_aigw_meter_text_bytes(u_char *p, u_char *last, const char *key,
         }
 
         for (p++; p < last && *p != '"'; p++) {
-            if (*p == '\\') {
-                p++;
+            if (*p == '\\' && ++p == last) {
+                break;
             }
 
             n++;
+        }
+
+        if (p >= last) {
+            return n;
         }
     }
 }
@@ -492,7 +371,7 @@ ngx_http_aigw_meter_text_bytes(u_char *p, u_char *last, const char *key,
  * name with its colon is found only where it is a key.
  */
 
-static u_char *
+u_char *
 ngx_http_aigw_meter_value(u_char *p, u_char *last, const char *key,
     size_t len)
 {
@@ -546,11 +425,15 @@ ngx_http_aigw_meter_after_key(u_char *p, u_char *last)
  * is in an answer and in a chunk
  */
 
-static u_char *
+u_char *
 ngx_http_aigw_meter_last_value(u_char *p, u_char *last, const char *key,
     size_t len)
 {
     u_char  *q, *v;
+
+    if ((size_t) (last - p) < len) {
+        return NULL;
+    }
 
     for (q = last - len; q >= p; q--) {
         if (*q == '"' && ngx_memcmp(q, key, len) == 0) {
@@ -563,52 +446,4 @@ ngx_http_aigw_meter_last_value(u_char *p, u_char *last, const char *key,
     }
 
     return NULL;
-}
-
-
-/*
- * An OpenAI stream reports usage only when asked: the gateway asks, and
- * keeps the extra chunk from a client that did not.
- */
-
-ngx_int_t
-ngx_http_aigw_meter_ask_usage(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
-{
-    cJSON  *opts, *inc;
-
-    if (!ctx->stream
-        || ctx->client_format != NGX_HTTP_AIGW_OPENAI
-        || (ctx->endpoint != NGX_HTTP_AIGW_EP_CHAT
-            && ctx->endpoint != NGX_HTTP_AIGW_EP_COMPLETIONS))
-    {
-        return NGX_OK;
-    }
-
-    opts = cJSON_GetObjectItemCaseSensitive(ctx->json, "stream_options");
-
-    if (!cJSON_IsObject(opts)) {
-        cJSON_DeleteItemFromObjectCaseSensitive(ctx->json, "stream_options");
-
-        opts = cJSON_AddObjectToObject(ctx->json, "stream_options");
-        if (opts == NULL) {
-            return NGX_ERROR;
-        }
-    }
-
-    inc = cJSON_GetObjectItemCaseSensitive(opts, "include_usage");
-
-    if (cJSON_IsTrue(inc)) {
-        return NGX_OK;
-    }
-
-    cJSON_DeleteItemFromObjectCaseSensitive(opts, "include_usage");
-
-    if (cJSON_AddTrueToObject(opts, "include_usage") == NULL) {
-        return NGX_ERROR;
-    }
-
-    ctx->hide_usage = 1;
-    ctx->json_changed = 1;
-
-    return NGX_OK;
 }

@@ -13,6 +13,9 @@
 
 static ngx_int_t ngx_http_aigw_add_variables(ngx_conf_t *cf);
 static ngx_int_t ngx_http_aigw_postconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_http_aigw_access_handler(ngx_http_request_t *r);
+static void ngx_http_aigw_endpoint(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
 static void *ngx_http_aigw_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_aigw_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_aigw_create_loc_conf(ngx_conf_t *cf);
@@ -47,6 +50,28 @@ static char *ngx_http_aigw_tenant_header(ngx_conf_t *cf, ngx_command_t *cmd,
 #define NGX_HTTP_AIGW_VAR_TTFT            16
 #define NGX_HTTP_AIGW_VAR_LATENCY         17
 #define NGX_HTTP_AIGW_VAR_USAGE_SOURCE    18
+
+
+/*
+ * The access phase of a request to aigw_pass, in order.  A step does
+ * nothing where it is not configured; a new one goes in its place here.
+ */
+
+static ngx_http_handler_pt  ngx_http_aigw_steps[] = {
+    ngx_http_aigw_auth_handler,            /* the caller's key */
+    ngx_http_aigw_body_handler,            /* the body, read and scanned */
+    ngx_http_aigw_route_handler,           /* the model's candidates */
+    NULL
+};
+
+
+/* the wire formats a client may speak */
+
+ngx_http_aigw_format_t  *ngx_http_aigw_formats[] = {
+    &ngx_http_aigw_openai_format,
+    &ngx_http_aigw_anthropic_format,
+    NULL
+};
 
 
 static ngx_conf_num_bounds_t  ngx_http_aigw_keepalive_bounds = {
@@ -554,11 +579,94 @@ ngx_http_aigw_ctx_create(ngx_http_request_t *r)
     ngx_http_set_ctx(r, ctx, ngx_http_aigw_module);
 
     ctx->ttft = NGX_CONF_UNSET_MSEC;
-    ctx->endpoint = ngx_http_aigw_body_endpoint(r);
-    ctx->client_format = (ctx->endpoint == NGX_HTTP_AIGW_EP_MESSAGES)
-                         ? NGX_HTTP_AIGW_ANTHROPIC : NGX_HTTP_AIGW_OPENAI;
+
+    ngx_http_aigw_endpoint(r, ctx);
 
     return ctx;
+}
+
+
+/* the endpoint by the end of the URI, any prefix before it */
+
+static void
+ngx_http_aigw_endpoint(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
+{
+    u_char                    *p, *last;
+    ngx_http_aigw_format_t   **f;
+    ngx_http_aigw_endpoint_t  *ep;
+
+    last = r->uri.data + r->uri.len;
+
+    while (last > r->uri.data + 1 && last[-1] == '/') {
+        last--;
+    }
+
+    /* errors of an unknown endpoint are OpenAI's */
+
+    ctx->format = ngx_http_aigw_formats[0];
+
+    for (f = ngx_http_aigw_formats; *f; f++) {
+        for (ep = (*f)->endpoints; ep->suffix.len; ep++) {
+            if ((size_t) (last - r->uri.data) >= ep->suffix.len
+                && ngx_strncmp(last - ep->suffix.len, ep->suffix.data,
+                               ep->suffix.len)
+                   == 0)
+            {
+                ctx->ep = ep;
+                ctx->endpoint = ep->endpoint;
+                ctx->format = *f;
+                return;
+            }
+        }
+    }
+
+    /* ".../models/{id}", a model's own page */
+
+    p = ngx_strlcasestrn(r->uri.data, last, (u_char *) "/models/",
+                         sizeof("/models/") - 2);
+
+    if (p && p + sizeof("/models/") - 1 < last) {
+        ctx->endpoint = NGX_HTTP_AIGW_EP_MODEL;
+    }
+}
+
+
+/* the access steps, resumed where one waited */
+
+static ngx_int_t
+ngx_http_aigw_access_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                  rc;
+    ngx_http_aigw_ctx_t       *ctx;
+    ngx_http_aigw_loc_conf_t  *alcf;
+
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_aigw_module);
+
+    if (!alcf->pass || r != r->main) {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
+
+    if (ctx == NULL) {
+        ctx = ngx_http_aigw_ctx_create(r);
+        if (ctx == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    for ( /* void */ ; ngx_http_aigw_steps[ctx->step]; ctx->step++) {
+
+        rc = ngx_http_aigw_steps[ctx->step](r);
+
+        if (rc != NGX_OK && rc != NGX_DECLINED) {
+            return rc;
+        }
+    }
+
+    /* "satisfy any" takes a key that passed for access granted */
+
+    return ctx->key ? NGX_OK : NGX_DECLINED;
 }
 
 
@@ -582,7 +690,7 @@ ngx_http_aigw_postconfiguration(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
-    *h = ngx_http_aigw_auth_handler;
+    *h = ngx_http_aigw_access_handler;
 
     h = ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
     if (h == NULL) {

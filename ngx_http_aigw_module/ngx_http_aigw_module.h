@@ -11,15 +11,10 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
-#include <cjson/cJSON.h>
 
 #include "ngx_http_aigw_sse.h"
 #include "ngx_http_aigw_keys.h"
-
-
-/* wire formats, of a provider and of the client's endpoint */
-#define NGX_HTTP_AIGW_OPENAI           0
-#define NGX_HTTP_AIGW_ANTHROPIC        1
+#include "ngx_http_aigw_scan.h"
 
 /* client endpoints, recognized by the end of the URI */
 #define NGX_HTTP_AIGW_EP_UNKNOWN       0
@@ -35,16 +30,70 @@
 #define NGX_HTTP_AIGW_SSE_METER        16384
 #define NGX_HTTP_AIGW_SSE_BUFFER       65536
 
+/* what a format's event reader says of an event */
+#define NGX_HTTP_AIGW_EVENT_HIDE       1   /* the client must not get it */
+#define NGX_HTTP_AIGW_EVENT_LAST       2   /* the stream's final event */
+
 /* where token counts come from */
 #define NGX_HTTP_AIGW_USAGE_NONE       0
 #define NGX_HTTP_AIGW_USAGE_PROVIDER   1
 #define NGX_HTTP_AIGW_USAGE_ESTIMATED  2
 
 
+typedef struct ngx_http_aigw_ctx_s  ngx_http_aigw_ctx_t;
+
+
+typedef struct {
+    ngx_str_t                      suffix;     /* of a client's URI */
+    ngx_uint_t                     endpoint;   /* NGX_HTTP_AIGW_EP_* */
+} ngx_http_aigw_endpoint_t;
+
+
+/*
+ * A wire format: its endpoints, and everything the gateway does that
+ * differs between formats, one callback each.  A provider speaks one,
+ * a client's endpoint belongs to one.
+ */
+
+typedef struct {
+    ngx_str_t                      name;
+    ngx_http_aigw_endpoint_t      *endpoints;  /* ends with a null suffix */
+
+    /* the provider's credential header, before the key */
+    ngx_str_t                      credential;
+
+    /* header lines of this format to a provider, after the credential */
+    ngx_int_t                    (*headers)(ngx_http_request_t *r,
+                                            ngx_str_t *out);
+
+    /* the client's body: the edits this format makes to it */
+    ngx_int_t                    (*edit)(ngx_http_request_t *r,
+                                         ngx_http_aigw_ctx_t *ctx);
+
+    /* one event of a stream: usage read; NGX_HTTP_AIGW_EVENT_* flags */
+    ngx_uint_t                   (*event)(ngx_http_request_t *r,
+                                          ngx_http_aigw_ctx_t *ctx,
+                                          ngx_http_aigw_sse_event_t *ev);
+
+    /* an error body: *out has room for error_len + escaped message */
+    u_char                      *(*error)(u_char *p, ngx_uint_t status,
+                                          const char *code, ngx_str_t *msg);
+    size_t                         error_len;
+} ngx_http_aigw_format_t;
+
+
+/* client bytes [start, end) replaced by text in what a provider gets */
+typedef struct {
+    u_char                        *start;
+    u_char                        *end;
+    ngx_str_t                      text;
+} ngx_http_aigw_splice_t;
+
+
 typedef struct {
     ngx_str_t                      name;
     ngx_str_t                      url;
-    ngx_uint_t                     format;     /* NGX_HTTP_AIGW_OPENAI... */
+    ngx_http_aigw_format_t        *format;
 
     ngx_addr_t                    *addrs;
     ngx_uint_t                     naddrs;
@@ -119,15 +168,18 @@ typedef struct {
 } ngx_http_aigw_loc_conf_t;
 
 
-typedef struct {
+struct ngx_http_aigw_ctx_s {
+    ngx_uint_t                     step;       /* of the access phase */
     ngx_uint_t                     endpoint;
-    ngx_uint_t                     client_format;
+    ngx_http_aigw_endpoint_t      *ep;
+    ngx_http_aigw_format_t        *format;     /* the client's */
 
     ngx_http_aigw_key_t           *key;        /* the caller's key */
     ngx_str_t                      tenant;
 
-    cJSON                         *json;       /* the client's request */
     ngx_str_t                      body;       /* as the client sent it */
+    ngx_http_aigw_scan_t           scan;       /* what the body holds */
+    ngx_array_t                   *splices;    /* by start, in body order */
     ngx_str_t                      model;      /* as the client asked */
     ngx_str_t                      route_name;
 
@@ -178,17 +230,46 @@ typedef struct {
     unsigned                       hide_usage:1;
     unsigned                       json_answer:1;
     unsigned                       metered:1;
-    unsigned                       json_changed:1;
-} ngx_http_aigw_ctx_t;
+    unsigned                       body_read:1;
+    unsigned                       body_wait:1;
+};
 
 
 /* module.c */
 ngx_http_aigw_ctx_t *ngx_http_aigw_ctx_create(ngx_http_request_t *r);
 
-/* auth.c */
+/*
+ * The access phase: one step a file, run in order by module.c.  A step
+ * returns NGX_OK or NGX_DECLINED to go on, NGX_DONE while it waits (it
+ * runs again when the phases resume), or an HTTP status.
+ */
+
+/* auth.c: step 1, the caller's key */
 char *ngx_http_aigw_auth_keys(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 ngx_int_t ngx_http_aigw_auth_handler(ngx_http_request_t *r);
-ngx_int_t ngx_http_aigw_auth_check_model(ngx_http_request_t *r,
+
+/* body.c: step 2, the body read and scanned once; its splices */
+ngx_int_t ngx_http_aigw_body_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_aigw_body_splice(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, u_char *start, u_char *end, ngx_str_t *text);
+ngx_int_t ngx_http_aigw_body_caller(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_str_t *json);
+ngx_int_t ngx_http_aigw_body_set_field(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_uint_t parent, ngx_uint_t field,
+    ngx_str_t *key, ngx_str_t *value);
+ngx_int_t ngx_http_aigw_body_output(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_str_t *model, ngx_chain_t **out,
+    size_t *len);
+
+/* route.c: step 3, the model's candidates */
+char *ngx_http_aigw_model(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_aigw_route(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_http_aigw_route_t *ngx_http_aigw_route_find(
+    ngx_http_aigw_main_conf_t *amcf, ngx_str_t *name);
+ngx_http_aigw_model_t *ngx_http_aigw_route_find_model(
+    ngx_http_aigw_main_conf_t *amcf, ngx_str_t *name);
+ngx_int_t ngx_http_aigw_route_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_aigw_route_models_send(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx);
 
 /* provider.c */
@@ -196,27 +277,10 @@ char *ngx_http_aigw_provider(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 ngx_int_t ngx_http_aigw_provider_ssl(ngx_conf_t *cf,
     ngx_http_aigw_loc_conf_t *alcf);
 
-/* route.c */
-char *ngx_http_aigw_model(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
-char *ngx_http_aigw_route(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
-ngx_http_aigw_route_t *ngx_http_aigw_route_find(
-    ngx_http_aigw_main_conf_t *amcf, ngx_str_t *name);
-ngx_http_aigw_model_t *ngx_http_aigw_route_find_model(
-    ngx_http_aigw_main_conf_t *amcf, ngx_str_t *name);
-ngx_int_t ngx_http_aigw_route_resolve(ngx_http_request_t *r,
-    ngx_http_aigw_ctx_t *ctx);
-ngx_int_t ngx_http_aigw_route_models_send(ngx_http_request_t *r,
-    ngx_http_aigw_ctx_t *ctx);
-
-/* body.c */
-ngx_uint_t ngx_http_aigw_body_endpoint(ngx_http_request_t *r);
-ngx_str_t *ngx_http_aigw_body_endpoint_path(ngx_uint_t endpoint);
-ngx_int_t ngx_http_aigw_body_parse(ngx_http_request_t *r,
-    ngx_http_aigw_ctx_t *ctx);
-ngx_int_t ngx_http_aigw_body_set_user(ngx_http_request_t *r,
-    ngx_http_aigw_ctx_t *ctx);
-ngx_int_t ngx_http_aigw_body_set_model(ngx_http_request_t *r,
-    ngx_http_aigw_ctx_t *ctx, ngx_str_t *model, ngx_str_t *out);
+/* openai.c, anthropic.c: the wire formats */
+extern ngx_http_aigw_format_t  ngx_http_aigw_openai_format;
+extern ngx_http_aigw_format_t  ngx_http_aigw_anthropic_format;
+extern ngx_http_aigw_format_t  *ngx_http_aigw_formats[];
 
 /* error.c: an error is recorded in ctx and its status returned; the
  * filter turns nginx's error page into JSON in the client's format */
@@ -226,8 +290,16 @@ ngx_int_t ngx_http_aigw_error(ngx_http_request_t *r,
 ngx_int_t ngx_http_aigw_error_body(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_uint_t status, ngx_str_t *out);
 
-/* upstream.c */
+/* upstream.c: aigw_pass, the content phase */
 char *ngx_http_aigw_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+
+/* request.c: the HTTP request to a provider */
+ngx_int_t ngx_http_aigw_request_init(ngx_conf_t *cf,
+    ngx_http_aigw_main_conf_t *amcf);
+ngx_table_elt_t *ngx_http_aigw_request_header(ngx_http_request_t *r,
+    const char *name, size_t len, ngx_uint_t *count);
+ngx_int_t ngx_http_aigw_request_build(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_model_t *model);
 
 /* keepalive.c */
 ngx_int_t ngx_http_aigw_keepalive_init(ngx_conf_t *cf,
@@ -237,20 +309,6 @@ ngx_int_t ngx_http_aigw_keepalive_get(ngx_http_aigw_main_conf_t *amcf,
 void ngx_http_aigw_keepalive_put(ngx_http_aigw_main_conf_t *amcf,
     ngx_peer_connection_t *pc, ngx_http_aigw_provider_t *provider,
     ngx_http_upstream_t *u);
-
-/* openai.c, anthropic.c: the request line, headers and body for a
- * provider of that format */
-ngx_int_t ngx_http_aigw_openai_create_request(ngx_http_request_t *r,
-    ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_model_t *model);
-ngx_int_t ngx_http_aigw_anthropic_create_request(ngx_http_request_t *r,
-    ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_model_t *model);
-ngx_int_t ngx_http_aigw_request_init(ngx_conf_t *cf,
-    ngx_http_aigw_main_conf_t *amcf);
-ngx_table_elt_t *ngx_http_aigw_request_header(ngx_http_request_t *r,
-    const char *name, size_t len, ngx_uint_t *count);
-ngx_int_t ngx_http_aigw_request_build(ngx_http_request_t *r,
-    ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_model_t *model,
-    ngx_str_t *path, ngx_str_t *extra_headers);
 
 /* prices.c */
 char *ngx_http_aigw_prices(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
@@ -266,14 +324,18 @@ char *ngx_http_aigw_metrics_add_zone(ngx_conf_t *cf,
 char *ngx_http_aigw_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 ngx_int_t ngx_http_aigw_metrics_log_handler(ngx_http_request_t *r);
 
-/* meter.c */
+/* meter.c: usage read from answers and events, estimates, cost */
 ngx_int_t ngx_http_aigw_meter_json(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_chain_t *in);
-ngx_uint_t ngx_http_aigw_meter_event(ngx_http_request_t *r,
-    ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_sse_event_t *ev);
+void ngx_http_aigw_meter_usage(ngx_http_aigw_ctx_t *ctx, u_char *p,
+    u_char *last, ngx_uint_t delta);
+void ngx_http_aigw_meter_estimate(ngx_http_aigw_ctx_t *ctx, u_char *p,
+    u_char *last, const char *key, size_t len);
+u_char *ngx_http_aigw_meter_value(u_char *p, u_char *last, const char *key,
+    size_t len);
+u_char *ngx_http_aigw_meter_last_value(u_char *p, u_char *last,
+    const char *key, size_t len);
 void ngx_http_aigw_meter_finish(ngx_http_request_t *r,
-    ngx_http_aigw_ctx_t *ctx);
-ngx_int_t ngx_http_aigw_meter_ask_usage(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx);
 
 /* filter.c */

@@ -7,6 +7,7 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
+#include <cjson/cJSON.h>
 
 #include "ngx_http_aigw_module.h"
 

@@ -31,6 +31,7 @@ ngx_http_aigw_provider(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     ngx_str_t                  *value, key, s;
     ngx_uint_t                  i, has_key;
+    ngx_http_aigw_format_t    **f;
     ngx_http_aigw_provider_t   *p, **pp;
 
     value = cf->args->elts;
@@ -57,7 +58,7 @@ ngx_http_aigw_provider(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     p->name = value[1];
     p->url = value[2];
-    p->format = NGX_HTTP_AIGW_OPENAI;
+    p->format = &ngx_http_aigw_openai_format;
     p->file = cf->conf_file->file.name.data;
     p->line = cf->conf_file->line;
 
@@ -74,15 +75,16 @@ ngx_http_aigw_provider(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             s.data = value[i].data + 7;
             s.len = value[i].len - 7;
 
-            if (s.len == 6 && ngx_strncmp(s.data, "openai", 6) == 0) {
-                p->format = NGX_HTTP_AIGW_OPENAI;
+            for (f = ngx_http_aigw_formats; *f; f++) {
+                if (s.len == (*f)->name.len
+                    && ngx_strncmp(s.data, (*f)->name.data, s.len) == 0)
+                {
+                    p->format = *f;
+                    break;
+                }
+            }
 
-            } else if (s.len == 9
-                       && ngx_strncmp(s.data, "anthropic", 9) == 0)
-            {
-                p->format = NGX_HTTP_AIGW_ANTHROPIC;
-
-            } else {
+            if (*f == NULL) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                    "invalid format \"%V\" of aigw provider "
                                    "\"%V\", must be \"openai\" or "
@@ -343,20 +345,15 @@ ngx_http_aigw_provider_set_auth(ngx_conf_t *cf, ngx_http_aigw_provider_t *p,
         return NGX_OK;
     }
 
-    d = ngx_pnalloc(cf->pool, sizeof("Authorization: Bearer " CRLF)
-                              + key->len);
+    d = ngx_pnalloc(cf->pool, p->format->credential.len + key->len
+                              + sizeof(CRLF) - 1);
     if (d == NULL) {
         return NGX_ERROR;
     }
 
     p->auth_headers.data = d;
 
-    if (p->format == NGX_HTTP_AIGW_ANTHROPIC) {
-        d = ngx_sprintf(d, "x-api-key: %V" CRLF, key);
-
-    } else {
-        d = ngx_sprintf(d, "Authorization: Bearer %V" CRLF, key);
-    }
+    d = ngx_sprintf(d, "%V%V" CRLF, &p->format->credential, key);
 
     p->auth_headers.len = d - p->auth_headers.data;
 

@@ -93,16 +93,16 @@ ngx_http_aigw_request_init(ngx_conf_t *cf, ngx_http_aigw_main_conf_t *amcf)
 
 ngx_int_t
 ngx_http_aigw_request_build(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
-    ngx_http_aigw_model_t *model, ngx_str_t *path, ngx_str_t *extra_headers)
+    ngx_http_aigw_model_t *model)
 {
-    size_t                     len;
-    u_char                    *p;
-    ngx_buf_t                 *b, *body_buf;
-    ngx_str_t                  body, connection;
-    ngx_uint_t                 i;
-    ngx_list_part_t           *part;
-    ngx_table_elt_t           *h;
-    ngx_chain_t               *cl, *body_cl;
+    size_t                      len, body_len;
+    u_char                     *p;
+    ngx_buf_t                  *b;
+    ngx_str_t                   connection, extra, *path;
+    ngx_uint_t                  i;
+    ngx_chain_t                *cl, *body;
+    ngx_list_part_t            *part;
+    ngx_table_elt_t            *h;
     ngx_http_aigw_provider_t   *provider;
     ngx_http_aigw_loc_conf_t   *alcf;
     ngx_http_aigw_main_conf_t  *amcf;
@@ -111,8 +111,13 @@ ngx_http_aigw_request_build(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     alcf = ngx_http_get_module_loc_conf(r, ngx_http_aigw_module);
     amcf = ngx_http_get_module_main_conf(r, ngx_http_aigw_module);
 
-    if (ngx_http_aigw_body_set_model(r, ctx, &model->upstream_model, &body)
-        != NGX_OK)
+    /* the provider serves the endpoint the client called */
+    path = &ctx->ep->suffix;
+
+    if (provider->format->headers(r, &extra) != NGX_OK
+        || ngx_http_aigw_body_output(r, ctx, &model->upstream_model, &body,
+                                     &body_len)
+           != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -121,7 +126,7 @@ ngx_http_aigw_request_build(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
           + provider->base_path.len + path->len
           + sizeof("Host: " CRLF) - 1 + provider->host.len
           + provider->auth_headers.len
-          + extra_headers->len
+          + extra.len
           + alcf->tenant_header.len + sizeof(": " CRLF) - 1 + ctx->tenant.len
           + sizeof("Content-Type: application/json" CRLF) - 1
           + sizeof("Content-Length: " CRLF) - 1 + NGX_SIZE_T_LEN
@@ -184,8 +189,8 @@ ngx_http_aigw_request_build(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
                        provider->auth_headers.len);
     }
 
-    if (extra_headers->len) {
-        p = ngx_cpymem(p, extra_headers->data, extra_headers->len);
+    if (extra.len) {
+        p = ngx_cpymem(p, extra.data, extra.len);
     }
 
     if (alcf->tenant_header.len && ctx->tenant.len) {
@@ -194,7 +199,7 @@ ngx_http_aigw_request_build(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     }
 
     p = ngx_sprintf(p, "Content-Type: application/json" CRLF
-                    "Content-Length: %uz" CRLF, body.len);
+                    "Content-Length: %uz" CRLF, body_len);
 
     part = &r->headers_in.headers.part;
     h = part->elts;
@@ -227,36 +232,19 @@ ngx_http_aigw_request_build(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
 
     b->last = p;
 
-    body_buf = ngx_calloc_buf(r->pool);
-    if (body_buf == NULL) {
-        return NGX_ERROR;
-    }
-
-    body_buf->memory = 1;
-    body_buf->start = body.data;
-    body_buf->pos = body.data;
-    body_buf->last = body.data + body.len;
-    body_buf->end = body_buf->last;
-
-    /* a TLS connection buffers writes until it sees a flush */
-    body_buf->flush = 1;
-
     cl = ngx_alloc_chain_link(r->pool);
-    body_cl = ngx_alloc_chain_link(r->pool);
-    if (cl == NULL || body_cl == NULL) {
+    if (cl == NULL) {
         return NGX_ERROR;
     }
 
     cl->buf = b;
-    cl->next = body_cl;
-    body_cl->buf = body_buf;
-    body_cl->next = NULL;
+    cl->next = body;
 
     r->upstream->request_bufs = cl;
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "aigw: request to \"%V\" for \"%V\", body %uz",
-                   &provider->name, &model->upstream_model, body.len);
+                   &provider->name, &model->upstream_model, body_len);
 
     return NGX_OK;
 }

@@ -15,6 +15,8 @@ static ngx_int_t ngx_http_aigw_route_parse_price(ngx_str_t *s,
     ngx_uint_t *price);
 static ngx_http_aigw_provider_t *ngx_http_aigw_route_find_provider(
     ngx_http_aigw_main_conf_t *amcf, ngx_str_t *name);
+static ngx_int_t ngx_http_aigw_route_resolve(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
 
 
 /*
@@ -304,13 +306,53 @@ ngx_http_aigw_route_find_provider(ngx_http_aigw_main_conf_t *amcf,
 
 
 /*
- * Picks the candidates of a request: the route named by aigw_pass, else
- * the route or model the client asked for.  Candidates whose provider
- * does not speak the client's endpoint are left out.  Returns NGX_OK, or
- * an HTTP status after sending the client an error.
+ * Access step 3: the route's candidates, and the key's model list, which
+ * names routes and models as the client sees them.
  */
 
 ngx_int_t
+ngx_http_aigw_route_handler(ngx_http_request_t *r)
+{
+    ngx_int_t             rc;
+    ngx_http_aigw_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
+
+    if (ctx->model.len == 0) {
+        return NGX_DECLINED;   /* the model list */
+    }
+
+    rc = ngx_http_aigw_route_resolve(r, ctx);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (ctx->key == NULL
+        || ngx_http_aigw_keys_model_allowed(ctx->key, &ctx->route_name))
+    {
+        return NGX_OK;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "aigw: API key \"%V\" may not use \"%V\"",
+                  &ctx->key->id, &ctx->route_name);
+
+    return ngx_http_aigw_error(r, ctx, NGX_HTTP_FORBIDDEN,
+                               "model_not_allowed",
+                               "This API key may not use the model `%V`.",
+                               &ctx->route_name);
+}
+
+
+/*
+ * Picks the candidates of a request: the route named by aigw_pass, else
+ * the route or model the client asked for.  Candidates whose provider
+ * does not speak the client's format are left out.  Returns NGX_OK, or
+ * an HTTP status with the error recorded.
+ */
+
+static ngx_int_t
 ngx_http_aigw_route_resolve(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
 {
     ngx_str_t                   name;
@@ -386,7 +428,7 @@ ngx_http_aigw_route_resolve(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
 
         /* embeddings and text completions exist only in OpenAI's API */
 
-        if (m->provider->format != ctx->client_format) {
+        if (m->provider->format != ctx->format) {
             ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                            "aigw: skip \"%V\" of provider \"%V\": other "
                            "wire format", &m->name, &m->provider->name);

@@ -12,7 +12,7 @@
 
 
 static ngx_int_t ngx_http_aigw_handler(ngx_http_request_t *r);
-static void ngx_http_aigw_body_handler(ngx_http_request_t *r);
+static void ngx_http_aigw_upstream_start(ngx_http_request_t *r);
 static ngx_int_t ngx_http_aigw_upstream_create_request(ngx_http_request_t *r);
 static ngx_int_t ngx_http_aigw_upstream_build(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx);
@@ -115,6 +115,11 @@ ngx_http_aigw_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/*
+ * The content phase: the access steps have read the body and picked the
+ * candidates; what is left is to talk to them.
+ */
+
 static ngx_int_t
 ngx_http_aigw_handler(ngx_http_request_t *r)
 {
@@ -124,16 +129,22 @@ ngx_http_aigw_handler(ngx_http_request_t *r)
     ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
 
     if (ctx == NULL) {
+
+        /* a subrequest, which the access phase leaves alone */
+
         ctx = ngx_http_aigw_ctx_create(r);
         if (ctx == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
+
+        return ngx_http_aigw_error(r, ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                   "internal_error",
+                                   "aigw_pass does not serve subrequests.");
     }
 
     if (ctx->endpoint == NGX_HTTP_AIGW_EP_MODELS
         || ctx->endpoint == NGX_HTTP_AIGW_EP_MODEL)
     {
-
         if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
             return ngx_http_aigw_error(r, ctx, NGX_HTTP_NOT_ALLOWED,
                                        "method_not_allowed",
@@ -149,24 +160,13 @@ ngx_http_aigw_handler(ngx_http_request_t *r)
         return ngx_http_aigw_route_models_send(r, ctx);
     }
 
-    if (ctx->endpoint == NGX_HTTP_AIGW_EP_UNKNOWN) {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "aigw: unknown endpoint \"%V\"", &r->uri);
-        return ngx_http_aigw_error(r, ctx, NGX_HTTP_NOT_FOUND,
-                                   "unknown_url",
-                                   "Unknown request URL: %V %V.",
-                                   &r->method_name, &r->uri);
+    if (ctx->format->edit(r, ctx) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (r->method != NGX_HTTP_POST) {
-        return ngx_http_aigw_error(r, ctx, NGX_HTTP_NOT_ALLOWED,
-                                   "method_not_allowed",
-                                   "Use POST for %V.", &r->uri);
-    }
+    /* the body is read already: this starts upstream at once */
 
-    r->request_body_in_single_buf = 1;
-
-    rc = ngx_http_read_client_request_body(r, ngx_http_aigw_body_handler);
+    rc = ngx_http_read_client_request_body(r, ngx_http_aigw_upstream_start);
 
     if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
         return rc;
@@ -177,39 +177,12 @@ ngx_http_aigw_handler(ngx_http_request_t *r)
 
 
 static void
-ngx_http_aigw_body_handler(ngx_http_request_t *r)
+ngx_http_aigw_upstream_start(ngx_http_request_t *r)
 {
-    ngx_int_t                  rc;
     ngx_http_upstream_t       *u;
-    ngx_http_aigw_ctx_t       *ctx;
     ngx_http_aigw_loc_conf_t  *alcf;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
-
-    rc = ngx_http_aigw_body_parse(r, ctx);
-
-    if (rc == NGX_OK) {
-        rc = ngx_http_aigw_route_resolve(r, ctx);
-    }
-
-    if (rc == NGX_OK) {
-        rc = ngx_http_aigw_auth_check_model(r, ctx);
-    }
-
-    if (rc != NGX_OK) {
-        ngx_http_finalize_request(r, rc);
-        return;
-    }
-
     alcf = ngx_http_get_module_loc_conf(r, ngx_http_aigw_module);
-
-    if ((alcf->tenant_user && ctx->tenant.len
-         && ngx_http_aigw_body_set_user(r, ctx) != NGX_OK)
-        || ngx_http_aigw_meter_ask_usage(r, ctx) != NGX_OK)
-    {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
-    }
 
     if (ngx_http_upstream_create(r) != NGX_OK) {
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
@@ -237,8 +210,6 @@ ngx_http_aigw_body_handler(ngx_http_request_t *r)
 
     r->state = 0;
 
-    /* the body read has incremented r->main->count, as upstream expects */
-
     ngx_http_upstream_init(r);
 }
 
@@ -264,12 +235,7 @@ ngx_http_aigw_upstream_build(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
 
     m = ctx->candidates[ctx->current];
 
-    if (m->provider->format == NGX_HTTP_AIGW_ANTHROPIC) {
-        rc = ngx_http_aigw_anthropic_create_request(r, ctx, m);
-
-    } else {
-        rc = ngx_http_aigw_openai_create_request(r, ctx, m);
-    }
+    rc = ngx_http_aigw_request_build(r, ctx, m);
 
     if (rc != NGX_OK) {
         return rc;

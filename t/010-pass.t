@@ -78,7 +78,7 @@ qr/(?s)^(?=.*"path": "\/v1\/chat\/completions")(?=.*"authorization": "Bearer sk-
 
 
 
-=== TEST 3: the body keeps every field but the model
+=== TEST 3: the body keeps every byte but the model's name
 --- http_config
     aigw_provider mock http://127.0.0.1:$TEST_NGINX_MOCK_PORT/v1
                   format=openai key_env=AIGW_TEST_KEY;
@@ -99,7 +99,7 @@ qr/(?s)^(?=.*"path": "\/v1\/chat\/completions")(?=.*"authorization": "Bearer sk-
 --- response_body_like eval
 [
 qr/"model":"gpt-4o-mini"/,
-qr/"body": "\{\\"model\\":\\"gpt-4o-mini\\",\\"temperature\\":0\.25,\\"max_tokens\\":7,\\"messages\\":\[\{\\"role\\":\\"user\\",\\"content\\":\\"caf\xc3\xa9 \xc3\xa9 \\\\\\"q\\\\\\"\\"\}\],\\"tools\\":\[\],\\"x\\":\{\\"y\\":\[1,2,null,true\]\}\}"/
+qr/"body": "\{\\"model\\":\\"gpt-4o-mini\\",\\"temperature\\":0\.25,\\"max_tokens\\":7,\\"messages\\":\[\{\\"role\\":\\"user\\",\\"content\\":\\"caf\xc3\xa9 \\\\u00e9 \\\\\\"q\\\\\\"\\"\}\],\\"tools\\":\[\],\\"x\\":\{\\"y\\":\[1,2,null,true\]\}\}"/
 ]
 --- no_error_log
 [error]

@@ -167,7 +167,7 @@ ngx_http_aigw_anthropic_event(ngx_http_request_t *r,
         return 0;
     }
 
-    v = ngx_http_aigw_meter_last_value(p, last, "\"usage\"", 7);
+    v = ngx_http_aigw_usage_last_value(p, last, "\"usage\"", 7);
 
     if (v && *v == '{') {
         /* message_start holds the whole usage, message_delta the

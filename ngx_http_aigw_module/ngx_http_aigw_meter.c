@@ -19,12 +19,6 @@
 
 
 #define NGX_HTTP_AIGW_METER_TAIL  16384
-#define NGX_HTTP_AIGW_METER_NONE  ((ngx_uint_t) -1)
-
-
-static u_char *ngx_http_aigw_meter_after_key(u_char *p, u_char *last);
-static size_t ngx_http_aigw_meter_text_bytes(u_char *p, u_char *last,
-    const char *key, size_t key_len);
 
 
 /* a JSON answer: its tail is kept, "usage" is near its end */
@@ -76,7 +70,7 @@ ngx_http_aigw_meter_json(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
 
         end = ctx->tail + ctx->tail_len;
 
-        p = ngx_http_aigw_meter_last_value(ctx->tail, end, "\"usage\"", 7);
+        p = ngx_http_aigw_usage_last_value(ctx->tail, end, "\"usage\"", 7);
 
         if (p && *p == '{') {
             ngx_http_aigw_meter_usage(ctx, p, end, 0);
@@ -88,143 +82,31 @@ ngx_http_aigw_meter_json(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
 
 
 /*
- * The counts of a usage object, read from its text in one pass: a cJSON
- * tree with its allocations and strtod() costs more than the rest of a
- * request.  Nested counts (OpenAI's *_details) are found the same way.
+ * A usage object's counts as the request's: each format names them its
+ * own way; delta is Anthropic's message_delta, whose counts may be
+ * partial.
  */
-
-typedef struct {
-    ngx_str_t    name;
-    ngx_uint_t   index;
-} ngx_http_aigw_meter_key_t;
-
-
-#define NGX_HTTP_AIGW_U_INPUT       0
-#define NGX_HTTP_AIGW_U_OUTPUT      1
-#define NGX_HTTP_AIGW_U_CACHE_READ  2
-#define NGX_HTTP_AIGW_U_CACHE_NEW   3
-#define NGX_HTTP_AIGW_U_PROMPT      4
-#define NGX_HTTP_AIGW_U_COMPLETION  5
-#define NGX_HTTP_AIGW_U_CACHED      6
-#define NGX_HTTP_AIGW_U_REASONING   7
-#define NGX_HTTP_AIGW_U_N           8
-
-
-static ngx_http_aigw_meter_key_t  ngx_http_aigw_meter_keys[] = {
-    { ngx_string("input_tokens"), NGX_HTTP_AIGW_U_INPUT },
-    { ngx_string("output_tokens"), NGX_HTTP_AIGW_U_OUTPUT },
-    { ngx_string("cache_read_input_tokens"), NGX_HTTP_AIGW_U_CACHE_READ },
-    { ngx_string("cache_creation_input_tokens"), NGX_HTTP_AIGW_U_CACHE_NEW },
-    { ngx_string("prompt_tokens"), NGX_HTTP_AIGW_U_PROMPT },
-    { ngx_string("completion_tokens"), NGX_HTTP_AIGW_U_COMPLETION },
-    { ngx_string("cached_tokens"), NGX_HTTP_AIGW_U_CACHED },
-    { ngx_string("reasoning_tokens"), NGX_HTTP_AIGW_U_REASONING },
-    { ngx_null_string, 0 }
-};
-
 
 void
 ngx_http_aigw_meter_usage(ngx_http_aigw_ctx_t *ctx, u_char *p, u_char *last,
     ngx_uint_t delta)
 {
-    u_char                     *key, *end;
-    ngx_uint_t                  n, u[NGX_HTTP_AIGW_U_N], depth;
-    ngx_http_aigw_meter_key_t  *k;
+    ngx_uint_t             n, *u;
+    ngx_http_aigw_usage_t  usage;
 
-    for (n = 0; n < NGX_HTTP_AIGW_U_N; n++) {
-        u[n] = NGX_HTTP_AIGW_METER_NONE;
-    }
-
-    depth = 0;
-
-    for ( /* void */ ; p < last; p++) {
-
-        if (*p == '{' || *p == '[') {
-            depth++;
-            continue;
-        }
-
-        if (*p == '}' || *p == ']') {
-            if (--depth == 0) {
-                break;
-            }
-
-            continue;
-        }
-
-        if (*p != '"') {
-            continue;
-        }
-
-        /* a string: a key if a colon and a number follow */
-
-        key = ++p;
-
-        while (p < last && *p != '"') {
-            if (*p == '\\') {
-                p++;
-            }
-
-            p++;
-        }
-
-        if (p >= last) {
-            return;
-        }
-
-        end = p;
-
-        for (p++; p < last && (*p == ' ' || *p == '\t' || *p == '\r'
-                               || *p == '\n'); p++)
-        {
-            /* void */
-        }
-
-        if (p == last || *p != ':') {
-            p = end;
-            continue;
-        }
-
-        for (p++; p < last && (*p == ' ' || *p == '\t' || *p == '\r'
-                               || *p == '\n'); p++)
-        {
-            /* void */
-        }
-
-        if (p == last || *p < '0' || *p > '9') {
-            p--;
-            continue;
-        }
-
-        for (n = 0; p < last && *p >= '0' && *p <= '9'
-                    && n < NGX_MAX_UINT32_VALUE; p++)
-        {
-            n = n * 10 + (*p - '0');
-        }
-
-        p--;
-
-        for (k = ngx_http_aigw_meter_keys; k->name.len; k++) {
-            if ((size_t) (end - key) == k->name.len
-                && ngx_memcmp(key, k->name.data, k->name.len) == 0)
-            {
-                u[k->index] = n;
-                break;
-            }
-        }
-    }
-
-    if (depth != 0) {
+    if (ngx_http_aigw_usage_read(&usage, p, last) != NGX_OK) {
         return;    /* not whole */
     }
+
+    u = usage.n;
 
     ctx->usage_source = NGX_HTTP_AIGW_USAGE_PROVIDER;
 
 #define ngx_http_aigw_meter_u(i)                                              \
-    (u[i] == NGX_HTTP_AIGW_METER_NONE ? 0 : u[i])
+    (u[i] == NGX_HTTP_AIGW_USAGE_UNSET ? 0 : u[i])
 
-    if (u[NGX_HTTP_AIGW_U_INPUT] != NGX_HTTP_AIGW_METER_NONE
-        || u[NGX_HTTP_AIGW_U_OUTPUT] != NGX_HTTP_AIGW_METER_NONE)
+    if (u[NGX_HTTP_AIGW_U_INPUT] != NGX_HTTP_AIGW_USAGE_UNSET
+        || u[NGX_HTTP_AIGW_U_OUTPUT] != NGX_HTTP_AIGW_USAGE_UNSET)
     {
         /*
          * Anthropic: input_tokens leaves out what was read from or
@@ -242,7 +124,7 @@ ngx_http_aigw_meter_usage(ngx_http_aigw_ctx_t *ctx, u_char *p, u_char *last,
                                                   NGX_HTTP_AIGW_U_CACHE_READ);
         }
 
-        if (u[NGX_HTTP_AIGW_U_OUTPUT] != NGX_HTTP_AIGW_METER_NONE) {
+        if (u[NGX_HTTP_AIGW_U_OUTPUT] != NGX_HTTP_AIGW_USAGE_UNSET) {
             ctx->completion_tokens = u[NGX_HTTP_AIGW_U_OUTPUT];
         }
 
@@ -317,7 +199,7 @@ ngx_http_aigw_meter_estimate(ngx_http_aigw_ctx_t *ctx, u_char *p,
     size = last - p;
 
     if (ctx->est_samples < 4) {
-        n = ngx_http_aigw_meter_text_bytes(p, last, key, len);
+        n = ngx_http_aigw_usage_text_bytes(p, last, key, len);
         ctx->est_completion += n;
         ctx->est_overhead += size - n;
         ctx->est_samples++;
@@ -326,124 +208,4 @@ ngx_http_aigw_meter_estimate(ngx_http_aigw_ctx_t *ctx, u_char *p,
 
     n = ctx->est_overhead / ctx->est_samples;
     ctx->est_completion += size > n ? size - n : 0;
-}
-
-
-/* bytes of the string values of a key in a small JSON text, unparsed */
-
-static size_t
-ngx_http_aigw_meter_text_bytes(u_char *p, u_char *last, const char *key,
-    size_t key_len)
-{
-    size_t  n;
-
-    n = 0;
-
-    for ( ;; ) {
-        p = ngx_http_aigw_meter_value(p, last, key, key_len);
-
-        if (p == NULL) {
-            return n;
-        }
-
-        if (*p != '"') {
-            continue;
-        }
-
-        for (p++; p < last && *p != '"'; p++) {
-            if (*p == '\\' && ++p == last) {
-                break;
-            }
-
-            n++;
-        }
-
-        if (p >= last) {
-            return n;
-        }
-    }
-}
-
-
-/*
- * The value of a key in JSON text: after "key" and ':'.  JSON keys are
- * case-sensitive, and a quote inside a string is escaped, so the quoted
- * name with its colon is found only where it is a key.
- */
-
-u_char *
-ngx_http_aigw_meter_value(u_char *p, u_char *last, const char *key,
-    size_t len)
-{
-    u_char  *v;
-
-    for ( ;; ) {
-        p = memmem(p, last - p, key, len);
-
-        if (p == NULL) {
-            return NULL;
-        }
-
-        p += len;
-
-        v = ngx_http_aigw_meter_after_key(p, last);
-
-        if (v) {
-            return v;
-        }
-    }
-}
-
-
-/* the value after a key's closing quote, or NULL if no colon follows */
-
-static u_char *
-ngx_http_aigw_meter_after_key(u_char *p, u_char *last)
-{
-    for ( /* void */ ; p < last && (*p == ' ' || *p == '\t' || *p == '\r'
-                                    || *p == '\n'); p++)
-    {
-        /* void */
-    }
-
-    if (p == last || *p != ':') {
-        return NULL;
-    }
-
-    for (p++; p < last && (*p == ' ' || *p == '\t' || *p == '\r'
-                           || *p == '\n'); p++)
-    {
-        /* void */
-    }
-
-    return p < last ? p : NULL;
-}
-
-
-/*
- * The value of the last such key: searched from the end, where "usage"
- * is in an answer and in a chunk
- */
-
-u_char *
-ngx_http_aigw_meter_last_value(u_char *p, u_char *last, const char *key,
-    size_t len)
-{
-    u_char  *q, *v;
-
-    if ((size_t) (last - p) < len) {
-        return NULL;
-    }
-
-    for (q = last - len; q >= p; q--) {
-        if (*q == '"' && ngx_memcmp(q, key, len) == 0) {
-            v = ngx_http_aigw_meter_after_key(q + len, last);
-
-            if (v) {
-                return v;
-            }
-        }
-    }
-
-    return NULL;
 }

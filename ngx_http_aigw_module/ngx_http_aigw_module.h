@@ -15,6 +15,7 @@
 #include "ngx_http_aigw_sse.h"
 #include "ngx_http_aigw_keys.h"
 #include "ngx_http_aigw_scan.h"
+#include "ngx_http_aigw_usage.h"
 
 /* client endpoints, recognized by the end of the URI */
 #define NGX_HTTP_AIGW_EP_UNKNOWN       0
@@ -331,10 +332,6 @@ void ngx_http_aigw_meter_usage(ngx_http_aigw_ctx_t *ctx, u_char *p,
     u_char *last, ngx_uint_t delta);
 void ngx_http_aigw_meter_estimate(ngx_http_aigw_ctx_t *ctx, u_char *p,
     u_char *last, const char *key, size_t len);
-u_char *ngx_http_aigw_meter_value(u_char *p, u_char *last, const char *key,
-    size_t len);
-u_char *ngx_http_aigw_meter_last_value(u_char *p, u_char *last,
-    const char *key, size_t len);
 void ngx_http_aigw_meter_finish(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx);
 

@@ -160,7 +160,7 @@ ngx_http_aigw_openai_event(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     p = ev->data.data;
     last = p + ev->data.len;
 
-    v = ngx_http_aigw_meter_last_value(p, last, "\"usage\"", 7);
+    v = ngx_http_aigw_usage_last_value(p, last, "\"usage\"", 7);
 
     if (v == NULL || *v != '{') {
         if (ctx->endpoint == NGX_HTTP_AIGW_EP_CHAT) {
@@ -181,7 +181,7 @@ ngx_http_aigw_openai_event(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
 
     /* the extra chunk: "choices":[] */
 
-    c = ngx_http_aigw_meter_value(p, v, "\"choices\"", 9);
+    c = ngx_http_aigw_usage_value(p, v, "\"choices\"", 9);
 
     if (c && v - c >= 2 && c[0] == '[' && c[1] == ']') {
         ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,

@@ -1,0 +1,250 @@
+
+/*
+ * Copyright (C) aigw authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+#include "ngx_http_aigw_usage.h"
+
+
+typedef struct {
+    ngx_str_t    name;
+    ngx_uint_t   index;
+} ngx_http_aigw_usage_key_t;
+
+
+static u_char *ngx_http_aigw_usage_after_key(u_char *p, u_char *last);
+
+
+static ngx_http_aigw_usage_key_t  ngx_http_aigw_usage_keys[] = {
+    { ngx_string("input_tokens"), NGX_HTTP_AIGW_U_INPUT },
+    { ngx_string("output_tokens"), NGX_HTTP_AIGW_U_OUTPUT },
+    { ngx_string("cache_read_input_tokens"), NGX_HTTP_AIGW_U_CACHE_READ },
+    { ngx_string("cache_creation_input_tokens"), NGX_HTTP_AIGW_U_CACHE_NEW },
+    { ngx_string("prompt_tokens"), NGX_HTTP_AIGW_U_PROMPT },
+    { ngx_string("completion_tokens"), NGX_HTTP_AIGW_U_COMPLETION },
+    { ngx_string("cached_tokens"), NGX_HTTP_AIGW_U_CACHED },
+    { ngx_string("reasoning_tokens"), NGX_HTTP_AIGW_U_REASONING },
+    { ngx_null_string, 0 }
+};
+
+
+/*
+ * One pass over the object's text: a cJSON tree with its allocations
+ * and strtod() costs more than the rest of a request.  A string is a
+ * key when a colon follows; its count when a number follows that.
+ */
+
+ngx_int_t
+ngx_http_aigw_usage_read(ngx_http_aigw_usage_t *u, u_char *p, u_char *last)
+{
+    u_char                     *key, *end;
+    ngx_uint_t                  n, depth;
+    ngx_http_aigw_usage_key_t  *k;
+
+    for (n = 0; n < NGX_HTTP_AIGW_U_N; n++) {
+        u->n[n] = NGX_HTTP_AIGW_USAGE_UNSET;
+    }
+
+    depth = 0;
+
+    for ( /* void */ ; p < last; p++) {
+
+        if (*p == '{' || *p == '[') {
+            depth++;
+            continue;
+        }
+
+        if (*p == '}' || *p == ']') {
+            if (depth == 0) {
+                return NGX_DECLINED;
+            }
+
+            if (--depth == 0) {
+                return NGX_OK;
+            }
+
+            continue;
+        }
+
+        if (*p != '"') {
+            continue;
+        }
+
+        key = ++p;
+
+        while (p < last && *p != '"') {
+            if (*p == '\\' && ++p == last) {
+                break;
+            }
+
+            p++;
+        }
+
+        if (p >= last) {
+            return NGX_DECLINED;
+        }
+
+        end = p;
+
+        for (p++; p < last && (*p == ' ' || *p == '\t' || *p == '\r'
+                               || *p == '\n'); p++)
+        {
+            /* void */
+        }
+
+        if (p == last || *p != ':') {
+            p = end;    /* a string value, read on after its quote */
+            continue;
+        }
+
+        for (p++; p < last && (*p == ' ' || *p == '\t' || *p == '\r'
+                               || *p == '\n'); p++)
+        {
+            /* void */
+        }
+
+        if (p == last || *p < '0' || *p > '9') {
+            p--;
+            continue;
+        }
+
+        for (n = 0; p < last && *p >= '0' && *p <= '9'
+                    && n < NGX_MAX_UINT32_VALUE; p++)
+        {
+            n = n * 10 + (*p - '0');
+        }
+
+        p--;
+
+        for (k = ngx_http_aigw_usage_keys; k->name.len; k++) {
+            if ((size_t) (end - key) == k->name.len
+                && ngx_memcmp(key, k->name.data, k->name.len) == 0)
+            {
+                u->n[k->index] = n;
+                break;
+            }
+        }
+    }
+
+    return NGX_DECLINED;
+}
+
+
+/*
+ * JSON keys are case-sensitive, and a quote inside a string is escaped,
+ * so the quoted name with its colon is found only where it is a key
+ */
+
+u_char *
+ngx_http_aigw_usage_value(u_char *p, u_char *last, const char *key,
+    size_t len)
+{
+    u_char  *v;
+
+    while (p < last) {
+        p = memmem(p, last - p, key, len);
+
+        if (p == NULL) {
+            return NULL;
+        }
+
+        p += len;
+
+        v = ngx_http_aigw_usage_after_key(p, last);
+
+        if (v) {
+            return v;
+        }
+    }
+
+    return NULL;
+}
+
+
+/* from the end, where "usage" is in an answer and in a chunk */
+
+u_char *
+ngx_http_aigw_usage_last_value(u_char *p, u_char *last, const char *key,
+    size_t len)
+{
+    u_char  *q, *v;
+
+    if ((size_t) (last - p) < len) {
+        return NULL;
+    }
+
+    for (q = last - len; q >= p; q--) {
+        if (*q == '"' && ngx_memcmp(q, key, len) == 0) {
+            v = ngx_http_aigw_usage_after_key(q + len, last);
+
+            if (v) {
+                return v;
+            }
+        }
+    }
+
+    return NULL;
+}
+
+
+size_t
+ngx_http_aigw_usage_text_bytes(u_char *p, u_char *last, const char *key,
+    size_t len)
+{
+    size_t  n;
+
+    n = 0;
+
+    for ( ;; ) {
+        p = ngx_http_aigw_usage_value(p, last, key, len);
+
+        if (p == NULL) {
+            return n;
+        }
+
+        if (*p != '"') {
+            continue;
+        }
+
+        for (p++; p < last && *p != '"'; p++) {
+            if (*p == '\\' && ++p == last) {
+                return n;
+            }
+
+            n++;
+        }
+
+        if (p == last) {
+            return n;
+        }
+    }
+}
+
+
+/* the value after a key's closing quote, or NULL if no colon follows */
+
+static u_char *
+ngx_http_aigw_usage_after_key(u_char *p, u_char *last)
+{
+    for ( /* void */ ; p < last && (*p == ' ' || *p == '\t' || *p == '\r'
+                                    || *p == '\n'); p++)
+    {
+        /* void */
+    }
+
+    if (p == last || *p != ':') {
+        return NULL;
+    }
+
+    for (p++; p < last && (*p == ' ' || *p == '\t' || *p == '\r'
+                           || *p == '\n'); p++)
+    {
+        /* void */
+    }
+
+    return p < last ? p : NULL;
+}

@@ -26,6 +26,8 @@ pkgs=(
     libipc-run-perl
     libjson-pp-perl
     valgrind
+    clang               # t/fuzz: libFuzzer harnesses
+    libclang-rt-14-dev  # libFuzzer's runtime (not pulled in by clang)
     curl
     prometheus          # promtool checks the metrics endpoint
 )

@@ -1,0 +1,126 @@
+
+/*
+ * Copyright (C) aigw authors
+ */
+
+
+/*
+ * libFuzzer harness of the request body scanner (t/fuzz/run.sh builds and
+ * runs it).  It must never crash nor read past the body; when the body is
+ * JSON, every recorded span lies inside it, in order, and unescaping never
+ * writes more than it reads.
+ */
+
+
+#include "../../ngx_http_aigw_module/ngx_http_aigw_scan.c"
+
+
+#define F_TEXTS  8
+
+
+static void
+f_assert(int ok, const char *what)
+{
+    if (!ok) {
+        fprintf(stderr, "fuzz_scan: %s\n", what);
+        abort();
+    }
+}
+
+
+static size_t
+f_unescape(u_char *p, u_char *last)
+{
+    size_t   n;
+    u_char  *dst, *end;
+
+    dst = malloc(last - p + 1);
+    f_assert(dst != NULL, "out of memory");
+
+    end = ngx_http_aigw_scan_unescape(dst, p, last);
+    f_assert(end >= dst && end - dst <= last - p, "unescape grew");
+
+    /* a string equals its own unescaping */
+    f_assert(ngx_http_aigw_scan_equal(p, last, dst, end - dst),
+             "a string is not equal to its unescaping");
+
+    n = end - dst;
+    free(dst);
+
+    return n;
+}
+
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    u_char                 *buf, *last, *prev;
+    size_t                  text;
+    ngx_int_t               rc;
+    ngx_uint_t              i, n;
+    ngx_http_aigw_span_t    spans[F_TEXTS];
+    ngx_http_aigw_scan_t    s;
+    ngx_http_aigw_field_t  *f;
+
+    /* an exact-size copy: AddressSanitizer sees any read past the end */
+    buf = malloc(size ? size : 1);
+    f_assert(buf != NULL, "out of memory");
+    memcpy(buf, data, size);
+    last = buf + size;
+
+    memset(&s, 0xa5, sizeof(s));
+    s.text = spans;
+    s.text_size = F_TEXTS;
+
+    rc = ngx_http_aigw_scan(&s, buf, last);
+
+    f_assert(rc == NGX_OK || rc == NGX_DECLINED || rc == NGX_ERROR,
+             "unknown rc");
+
+    if (rc == NGX_ERROR) {
+        f_assert(s.reason != NULL && s.error <= size, "error out of range");
+        f_unescape(buf, last);
+        free(buf);
+        return 0;
+    }
+
+    f_assert(s.open >= buf && s.open < s.close && s.close < last
+             && *s.open == '{' && *s.close == '}', "open or close");
+
+    f_assert(rc == NGX_OK
+             || (s.error < size && buf[s.error] == '"'), "duplicate offset");
+
+    for (i = 0; i < NGX_HTTP_AIGW_F_N; i++) {
+        f = &s.field[i];
+
+        if (f->key == NULL) {
+            continue;
+        }
+
+        f_assert(f->key > s.open && f->key < f->start && f->start < f->end
+                 && f->end <= s.close && *f->key == '"',
+                 "field span out of place");
+    }
+
+    n = ngx_min(s.ntext, s.text_size);
+    prev = s.open;
+    text = 0;
+
+    for (i = 0; i < n; i++) {
+        f_assert(spans[i].start > prev && spans[i].start <= spans[i].end
+                 && spans[i].end < s.close && spans[i].start[-1] == '"'
+                 && *spans[i].end == '"', "text span out of place");
+
+        prev = spans[i].end;
+
+        text += f_unescape(spans[i].start, spans[i].end);
+    }
+
+    /* texts are string values, and all of them are counted */
+    f_assert(text <= s.string_bytes && s.string_bytes <= size,
+             "string_bytes");
+
+    free(buf);
+
+    return 0;
+}

@@ -30,7 +30,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-[ ${#harnesses[@]} -gt 0 ] || harnesses=(scan sse)
+[ ${#harnesses[@]} -gt 0 ] || harnesses=(scan sse usage)
 
 if [ -z "$tree" ] || [ -z "$work" ]; then
     echo "usage: $0 --tree <nginx tree> --workdir <dir> [--seconds N]" >&2
@@ -53,6 +53,7 @@ work=$(cd "$work" && pwd)
 
 seeds_scan=$root/t/data/json
 seeds_sse=$root/t/data/sse
+seeds_usage=$root/t/data/usage
 
 failed=0
 

@@ -19,6 +19,18 @@ typedef struct {
 static u_char *ngx_http_aigw_usage_after_key(u_char *p, u_char *last);
 
 
+/* the lengths of the keys above, a bit each */
+#define NGX_HTTP_AIGW_USAGE_KEY_LENS                                          \
+    ((1u << 12) | (1u << 13) | (1u << 16) | (1u << 17) | (1u << 23)          \
+     | (1u << 27))
+
+
+/* the bytes that begin or end something in a usage object */
+static u_char  ngx_http_aigw_usage_special[256] = {
+    ['"'] = 1, ['{'] = 1, ['}'] = 1, ['['] = 1, [']'] = 1
+};
+
+
 static ngx_http_aigw_usage_key_t  ngx_http_aigw_usage_keys[] = {
     { ngx_string("input_tokens"), NGX_HTTP_AIGW_U_INPUT },
     { ngx_string("output_tokens"), NGX_HTTP_AIGW_U_OUTPUT },
@@ -53,6 +65,14 @@ ngx_http_aigw_usage_read(ngx_http_aigw_usage_t *u, u_char *p, u_char *last)
 
     for ( /* void */ ; p < last; p++) {
 
+        /* numbers, commas, blanks: nothing to look at */
+
+        while (!ngx_http_aigw_usage_special[*p]) {
+            if (++p == last) {
+                return NGX_DECLINED;
+            }
+        }
+
         if (*p == '{' || *p == '[') {
             depth++;
             continue;
@@ -76,12 +96,25 @@ ngx_http_aigw_usage_read(ngx_http_aigw_usage_t *u, u_char *p, u_char *last)
 
         key = ++p;
 
-        while (p < last && *p != '"') {
-            if (*p == '\\' && ++p == last) {
-                break;
-            }
+        /* most strings have no escape: their end is the next quote */
 
-            p++;
+        end = memchr(p, '"', last - p);
+
+        if (end && memchr(p, '\\', end - p) == NULL) {
+            p = end;
+
+        } else {
+            for ( ;; ) {
+                while (p < last && *p != '"' && *p != '\\') {
+                    p++;
+                }
+
+                if (p >= last || *p == '"' || ++p == last) {
+                    break;
+                }
+
+                p++;    /* the escaped byte */
+            }
         }
 
         if (p >= last) {
@@ -119,6 +152,12 @@ ngx_http_aigw_usage_read(ngx_http_aigw_usage_t *u, u_char *p, u_char *last)
         }
 
         p--;
+
+        if (end - key > 31
+            || !(NGX_HTTP_AIGW_USAGE_KEY_LENS & (1u << (end - key))))
+        {
+            continue;
+        }
 
         for (k = ngx_http_aigw_usage_keys; k->name.len; k++) {
             if ((size_t) (end - key) == k->name.len

@@ -116,6 +116,8 @@ typedef struct {
     ngx_http_complex_value_t      *tenant;     /* with aigw_auth off */
     ngx_str_t                      tenant_header;
     ngx_flag_t                     tenant_user;
+
+    size_t                         answer_buffer;
 } ngx_http_aigw_loc_conf_t;
 
 
@@ -140,6 +142,7 @@ typedef struct {
 
     ngx_http_status_t              status;
     ngx_http_chunked_t             chunked;
+    ngx_buf_t                     *answer;     /* a 200 held to be checked */
 
     ngx_http_aigw_sse_parser_t     sse;
     u_char                        *sse_buf;
@@ -179,6 +182,7 @@ typedef struct {
     unsigned                       json_answer:1;
     unsigned                       metered:1;
     unsigned                       json_changed:1;
+    unsigned                       answer_held:1;
 } ngx_http_aigw_ctx_t;
 
 
@@ -228,6 +232,14 @@ ngx_int_t ngx_http_aigw_error_body(ngx_http_request_t *r,
 
 /* upstream.c */
 char *ngx_http_aigw_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+
+/* answer.c: a 200 held until whole and checked */
+ngx_int_t ngx_http_aigw_answer_hold(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
+ngx_int_t ngx_http_aigw_answer_release(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
+void ngx_http_aigw_answer_failed(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
 
 /* keepalive.c */
 ngx_int_t ngx_http_aigw_keepalive_init(ngx_conf_t *cf,

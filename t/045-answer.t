@@ -90,6 +90,9 @@ our $Config = <<'_EOC_';
         aigw_pass;
         add_header X-Attempts $aigw_attempts always;
     }
+    location /_mock/ {
+        proxy_pass http://127.0.0.1:$TEST_NGINX_MOCK_PORT;
+    }
 _EOC_
 
 no_shuffle();
@@ -430,3 +433,88 @@ POST /v1/chat/completions
 Content-Type: text/event-stream.*
 --- response_body_like: data: \[DONE\]
 
+
+
+
+=== TEST 21: answers held over many reads, with a length and chunked
+About 100 KB each, many times the 16k buffer the provider is read into.
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request eval
+[map { qq'POST /v1/chat/completions\n{"model":"$_","messages":[{"role":"user","content":"hello there"}]}' }
+ qw(good goodc)]
+--- more_headers
+x-mock: words=16000
+--- response_headers_like eval
+[("Content-Length: \\d{6}") x 2]
+--- response_body_like eval
+[(qr/^\{"id":"chatcmpl-[^"]+","object":"chat.completion",.*"content":"Mock answer to: hello there (lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor ){1300}.*"system_fingerprint":"fp_[0-9a-f]+"\}$/s) x 2]
+--- access_log eval
+qr/^p=3 c=\d{5} src=provider attempts=1 provider=okc?$/
+--- no_error_log
+[error]
+
+
+
+=== TEST 22: held chunked answers keep the provider connection alive
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request eval
+["GET /_mock/reset",
+ map({ qq'POST /v1/chat/completions\n{"model":"goodc","messages":[{"role":"user","content":"$_"}]}' }
+     qw(one two three)),
+ "GET /_mock/stats"]
+--- response_body_like eval
+[qr//, qr/Mock answer to: one/, qr/Mock answer to: two/,
+ qr/Mock answer to: three/,
+ qr/"requests": 3,\s+"connections": 1\b/]
+
+
+
+=== TEST 23: brackets that do not match are not JSON
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request
+POST /v1/chat/completions
+{"model":"mraw","messages":[{"role":"user","content":"hi"}]}
+--- tcp_listen: $TEST_NGINX_RAND_PORT_1
+--- tcp_reply eval
+my $b = qq'{"choices":[{"text":"]}"}}],"usage":{}}';
+"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+. length($b) . "\r\nConnection: close\r\n\r\n$b"
+--- error_code: 502
+--- error_log
+aigw: provider "raw" answered 200 with a body that is not valid JSON
+
+
+
+=== TEST 24: a second value after the object is not one JSON object
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request
+POST /v1/chat/completions
+{"model":"mraw","messages":[{"role":"user","content":"hi"}]}
+--- tcp_listen: $TEST_NGINX_RAND_PORT_1
+--- tcp_reply eval
+my $b = qq'{"id":"x"}\n{"id":"y"}\n';
+"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+. length($b) . "\r\nConnection: close\r\n\r\n$b"
+--- error_code: 502
+--- error_log
+aigw: provider "raw" answered 200 with bytes after its JSON object
+
+
+
+=== TEST 25: an empty 200 is not an answer
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request
+POST /v1/chat/completions
+{"model":"mraw","messages":[{"role":"user","content":"hi"}]}
+--- tcp_listen: $TEST_NGINX_RAND_PORT_1
+--- tcp_reply eval
+"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 0\r\n"
+. "Connection: close\r\n\r\n"
+--- error_code: 502
+--- error_log
+aigw: provider "raw" answered 200 with an empty body

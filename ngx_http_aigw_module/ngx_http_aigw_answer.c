@@ -118,6 +118,9 @@ ngx_http_aigw_answer_hold(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
         return NGX_ERROR;
     }
 
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "aigw: answer held, Content-Length %O", len);
+
     ctx->answer_held = 1;
     u->process_header = ngx_http_aigw_answer_process;
 
@@ -475,6 +478,9 @@ ngx_http_aigw_answer_check(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     err = ngx_http_aigw_answer_json(p, last);
 
     if (err == NULL) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "aigw: answer checked, %uz bytes",
+                       (size_t) (last - p));
         return NGX_OK;
     }
 

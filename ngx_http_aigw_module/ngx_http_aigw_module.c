@@ -221,6 +221,13 @@ static ngx_command_t  ngx_http_aigw_commands[] = {
       offsetof(ngx_http_aigw_loc_conf_t, upstream.buffer_size),
       NULL },
 
+    { ngx_string("aigw_answer_buffer"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_aigw_loc_conf_t, answer_buffer),
+      NULL },
+
     { ngx_string("aigw_ssl_verify"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
       ngx_conf_set_flag_slot,
@@ -827,6 +834,7 @@ ngx_http_aigw_create_loc_conf(ngx_conf_t *cf)
     alcf->auth = NGX_CONF_UNSET;
     alcf->tenant = NGX_CONF_UNSET_PTR;
     alcf->tenant_user = NGX_CONF_UNSET;
+    alcf->answer_buffer = NGX_CONF_UNSET_SIZE;
 
     return alcf;
 }
@@ -871,6 +879,8 @@ ngx_http_aigw_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_ptr_value(conf->tenant, prev->tenant, NULL);
     ngx_conf_merge_str_value(conf->tenant_header, prev->tenant_header, "");
     ngx_conf_merge_value(conf->tenant_user, prev->tenant_user, 0);
+    ngx_conf_merge_size_value(conf->answer_buffer, prev->answer_buffer,
+                              1024 * 1024);
 
     if (conf->auth && amcf->keys == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,

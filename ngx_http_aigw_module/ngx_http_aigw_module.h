@@ -166,6 +166,8 @@ typedef struct {
     ngx_http_complex_value_t      *tenant;     /* with aigw_auth off */
     ngx_str_t                      tenant_header;
     ngx_flag_t                     tenant_user;
+
+    size_t                         answer_buffer;
 } ngx_http_aigw_loc_conf_t;
 
 
@@ -193,6 +195,7 @@ struct ngx_http_aigw_ctx_s {
 
     ngx_http_status_t              status;
     ngx_http_chunked_t             chunked;
+    ngx_buf_t                     *answer;     /* a 200 held to be checked */
 
     ngx_http_aigw_sse_parser_t     sse;
     u_char                        *sse_buf;
@@ -233,6 +236,7 @@ struct ngx_http_aigw_ctx_s {
     unsigned                       metered:1;
     unsigned                       body_read:1;
     unsigned                       body_wait:1;
+    unsigned                       answer_held:1;
 };
 
 
@@ -301,6 +305,14 @@ ngx_table_elt_t *ngx_http_aigw_request_header(ngx_http_request_t *r,
     const char *name, size_t len, ngx_uint_t *count);
 ngx_int_t ngx_http_aigw_request_build(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_model_t *model);
+
+/* answer.c: a 200 held until whole and checked */
+ngx_int_t ngx_http_aigw_answer_hold(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
+ngx_int_t ngx_http_aigw_answer_release(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
+void ngx_http_aigw_answer_failed(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
 
 /* keepalive.c */
 ngx_int_t ngx_http_aigw_keepalive_init(ngx_conf_t *cf,

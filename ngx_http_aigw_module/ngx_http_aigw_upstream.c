@@ -261,6 +261,8 @@ ngx_http_aigw_upstream_reinit_request(ngx_http_request_t *r)
     ngx_memzero(&ctx->status, sizeof(ngx_http_status_t));
     ngx_memzero(&ctx->chunked, sizeof(ngx_http_chunked_t));
     ctx->answered = 0;
+    ctx->answer = NULL;
+    ctx->answer_held = 0;
 
     r->upstream->process_header = ngx_http_aigw_upstream_process_status_line;
     r->upstream->input_filter = ngx_http_aigw_upstream_copy_filter;
@@ -422,7 +424,8 @@ ngx_http_aigw_upstream_process_header(ngx_http_request_t *r)
                 u->keepalive = !u->headers_in.connection_close;
             }
 
-            return NGX_OK;
+            /* a 200 goes on once its body is whole and is JSON */
+            return ngx_http_aigw_answer_hold(r, ctx);
         }
 
         if (rc == NGX_AGAIN) {
@@ -448,7 +451,9 @@ ngx_http_aigw_upstream_input_filter_init(void *data)
     ngx_http_request_t  *r = data;
 
     ngx_http_upstream_t  *u;
+    ngx_http_aigw_ctx_t  *ctx;
 
+    ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
     u = r->upstream;
 
     if (u->headers_in.status_n == NGX_HTTP_NO_CONTENT
@@ -470,7 +475,8 @@ ngx_http_aigw_upstream_input_filter_init(void *data)
         u->length = u->headers_in.content_length_n;
     }
 
-    return NGX_OK;
+    /* the start of an answer too large to be held */
+    return ngx_http_aigw_answer_release(r, ctx);
 }
 
 
@@ -797,6 +803,8 @@ ngx_http_aigw_upstream_free_peer(ngx_peer_connection_t *pc, void *data,
     }
 
     if (state & NGX_PEER_FAILED) {
+
+        ngx_http_aigw_answer_failed(r, ctx);
 
         if (ctx->current + 1 < ctx->ncandidates && !pc->cached) {
             ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,

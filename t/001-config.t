@@ -239,4 +239,9 @@ ok(!$ok, 'two keys are refused');
          'aigw_auth without keys: message');
 }
 
+($ok, $out) = nginx_t("$provider\naigw_answer_buffer lots;", %key);
+ok(!$ok, 'a bad aigw_answer_buffer is refused');
+like($out, qr/"aigw_answer_buffer" directive invalid value/,
+     'aigw_answer_buffer: message');
+
 done_testing();

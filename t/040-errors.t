@@ -201,14 +201,18 @@ aigw: provider "garbage" sent no valid HTTP status line
 
 
 
-=== TEST 13: a provider's broken JSON passes through as it is
-The gateway never holds an answer back to check it.
+=== TEST 13: a provider's broken JSON behind a 200 is not passed on
+The answer is held and checked (t/045-answer.t); none left: a 502.
 --- http_config eval: $::HttpConfig
 --- config eval: $::Config
 --- request
 POST /v1/chat/completions
 {"model":"broken","messages":[{"role":"user","content":"hi"}]}
---- response_body_like: ^\{"id":"chatcmpl-
+--- error_code: 502
+--- response_body chomp
+{"error":{"message":"No provider of `broken` could answer (1 attempt(s)).","type":"server_error","param":null,"code":"upstream_error"}}
+--- error_log
+aigw: provider "badjson" answered 200 with a JSON object cut short
 --- no_error_log
 [alert]
 [crit]

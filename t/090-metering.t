@@ -170,8 +170,14 @@ qr/^p=[1-9]\d* c=[1-9]\d* t=\d+ k=0 r=0 src=estimated cost=0\.000\d{3} stream=1 
 
 
 === TEST 10: an answer without usage: an estimate
+Broken JSON reaches the client only with the answer check off.
 --- http_config eval: $::HttpConfig
---- config eval: $::Config
+--- config
+    location /v1/ {
+        access_log logs/access.log meter;
+        aigw_answer_buffer 0;
+        aigw_pass;
+    }
 --- request
 POST /v1/chat/completions
 {"model":"broken","messages":[{"role":"user","content":"hello there, how are you"}]}

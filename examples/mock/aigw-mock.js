@@ -62,6 +62,8 @@ const OPTIONS = {
     hang:         { kind: 'flag' },
     garbage:      { kind: 'flag' },
     badjson:      { kind: 'flag' },
+    html:         { kind: 'flag' },
+    notjson:      { kind: 'flag' },
     cut:          { kind: 'int', min: 0, max: 1000000, bare: 0 },
     stream_error: { kind: 'int', min: 0, max: 1000000 },
     delay:        { kind: 'int', min: 0, max: 600000 },
@@ -445,7 +447,7 @@ function gone(ctx) {
 }
 
 async function sendJson(ctx, status, obj) {
-    const { res, opts } = ctx;
+    const { opts } = ctx;
     let body = Buffer.from(JSON.stringify(obj));
     const headers = commonHeaders(ctx, status);
     headers['content-type'] = 'application/json';
@@ -454,9 +456,20 @@ async function sendJson(ctx, status, obj) {
         headers['content-encoding'] = 'gzip';
         headers['vary'] = 'Accept-Encoding';
     }
+    return sendBody(ctx, status, headers, body);
+}
+
+/* A whole body, shaped by the cut and chunked options. */
+async function sendBody(ctx, status, headers, body) {
+    const { res, opts } = ctx;
     if (opts.cut !== undefined) {
-        /* premature close: announce the whole body, send half of it */
-        headers['content-length'] = String(body.length);
+        /*
+         * premature close: announce the whole body (or chunked encoding),
+         * send half of it, close without the terminating chunk
+         */
+        if (!opts.chunked) {
+            headers['content-length'] = String(body.length);
+        }
         writeHead(res, status, headers);
         res.write(body.subarray(0, Math.floor(body.length / 2)));
         ctx.req.socket.destroySoon();
@@ -557,6 +570,13 @@ function brokenJson(ctx) {
     }
     return '{"id":"chatcmpl-BrokenBrokenBroken","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"this JSON is cut sh';
 }
+
+/* What a proxy or a load balancer in front of a provider may say with 200. */
+const HTML_PAGE = '<!DOCTYPE html>\n<html><head><title>Service Unavailable</title></head>\n'
+    + '<body><h1>Service Unavailable</h1><p>The server is temporarily unable to serve '
+    + 'your request (aigw-mock fault html).</p></body></html>\n';
+const NOT_JSON = 'upstream connect error or disconnect/reset before headers. '
+    + 'reset reason: overflow (aigw-mock fault notjson)\n';
 
 function keyMatches(req, key) {
     const auth = req.headers['authorization'];
@@ -1159,14 +1179,11 @@ async function handleApi(req, res, rawPath) {
     if (opts.status !== undefined) {
         return sendError(ctx, opts.status, injectedMessage(ctx, opts.status));
     }
-    if (opts.badjson) {
-        const broken = Buffer.from(brokenJson(ctx));
+    if (opts.badjson || opts.notjson || opts.html) {
         const headers = commonHeaders(ctx, 200);
-        headers['content-type'] = 'application/json';
-        headers['content-length'] = String(broken.length);
-        writeHead(res, 200, headers);
-        res.end(broken);
-        return undefined;
+        headers['content-type'] = opts.html ? 'text/html; charset=utf-8' : 'application/json';
+        return sendBody(ctx, 200, headers, Buffer.from(opts.html ? HTML_PAGE
+            : opts.notjson ? NOT_JSON : brokenJson(ctx)));
     }
     if (body === null) {
         return sendError(ctx, 413, undefined);

@@ -1,0 +1,580 @@
+
+/*
+ * Copyright (C) aigw authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_aigw_module.h"
+
+
+/*
+ * A provider's 200 that is not a stream is held until it is whole and
+ * checked before the client gets its headers: a truncated body, an HTML
+ * page or anything that is not a JSON object is then a failed attempt,
+ * which nginx's next_upstream moves on from like an invalid header.
+ *
+ * The check runs inside process_header: once the headers are parsed
+ * (and copied into the pool), the body is moved out of u->buffer into a
+ * buffer of its own, de-chunked, so upstream never sees "too big
+ * header".  When it is whole and good, u->buffer points at it and the
+ * headers say it has that Content-Length: upstream's send_response
+ * passes it to the input filter as the first and only read.
+ */
+
+
+/* JSON nested deeper than this is not an answer */
+#define NGX_HTTP_AIGW_ANSWER_DEPTH  256
+
+
+static ngx_int_t ngx_http_aigw_answer_process(ngx_http_request_t *r);
+static ngx_int_t ngx_http_aigw_answer_length(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
+static ngx_int_t ngx_http_aigw_answer_chunked(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
+static ngx_int_t ngx_http_aigw_answer_grow(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, size_t size);
+static ngx_int_t ngx_http_aigw_answer_check(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, u_char *p, u_char *last);
+
+
+/*
+ * Called by process_header when the headers are done: NGX_OK passes the
+ * answer on as it comes, NGX_AGAIN holds it (process_header is then
+ * ngx_http_aigw_answer_process), NGX_HTTP_UPSTREAM_INVALID_HEADER fails
+ * the attempt.
+ */
+
+ngx_int_t
+ngx_http_aigw_answer_hold(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
+{
+    off_t                      len;
+    size_t                     size;
+    ngx_str_t                 *type;
+    ngx_http_upstream_t       *u;
+    ngx_http_aigw_loc_conf_t  *alcf;
+
+    u = r->upstream;
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_aigw_module);
+
+    len = u->headers_in.content_length_n;
+
+    if (u->headers_in.status_n != NGX_HTTP_OK
+        || alcf->answer_buffer == 0
+        || len > (off_t) alcf->answer_buffer)
+    {
+        return NGX_OK;
+    }
+
+    /* an answer that ends when the provider closes cannot be held here */
+
+    if (len == -1 && !u->headers_in.chunked) {
+        return NGX_OK;
+    }
+
+    if (u->headers_in.content_type) {
+        type = &u->headers_in.content_type->value;
+
+        if (type->len >= sizeof("text/event-stream") - 1
+            && ngx_strncasecmp(type->data, (u_char *) "text/event-stream",
+                               sizeof("text/event-stream") - 1)
+               == 0)
+        {
+            return NGX_OK;
+        }
+    }
+
+    /* a compressed body is not read by the gateway; it passes unchecked */
+
+    if (u->headers_in.content_encoding
+        && !(u->headers_in.content_encoding->value.len == 8
+             && ngx_strncasecmp(u->headers_in.content_encoding->value.data,
+                                (u_char *) "identity", 8)
+                == 0))
+    {
+        return NGX_OK;
+    }
+
+    if (!u->headers_in.chunked) {
+
+        /* most answers are whole in the first read: checked where they are */
+
+        if (u->buffer.last - u->buffer.pos >= len) {
+            return ngx_http_aigw_answer_check(r, ctx, u->buffer.pos,
+                                              u->buffer.pos + len);
+        }
+
+        size = (size_t) len;
+
+    } else {
+        size = ngx_min(u->conf->buffer_size, alcf->answer_buffer);
+    }
+
+    ctx->answer = ngx_create_temp_buf(r->pool, size);
+    if (ctx->answer == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "aigw: answer held, Content-Length %O", len);
+
+    ctx->answer_held = 1;
+    u->process_header = ngx_http_aigw_answer_process;
+
+    return ngx_http_aigw_answer_process(r);
+}
+
+
+/* process_header while the body of a held answer arrives */
+
+static ngx_int_t
+ngx_http_aigw_answer_process(ngx_http_request_t *r)
+{
+    ngx_int_t             rc;
+    ngx_buf_t            *b;
+    ngx_http_upstream_t  *u;
+    ngx_http_aigw_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
+    u = r->upstream;
+    b = ctx->answer;
+
+    if (u->headers_in.chunked) {
+        rc = ngx_http_aigw_answer_chunked(r, ctx);
+
+    } else {
+        rc = ngx_http_aigw_answer_length(r, ctx);
+    }
+
+    if (rc == NGX_AGAIN) {
+
+        /* all read is in ctx->answer: the buffer takes the next read */
+
+        u->buffer.pos = u->buffer.start;
+        u->buffer.last = u->buffer.start;
+
+        /* the provider may be silent that long between reads, as later */
+
+        ngx_add_timer(u->peer.connection->read, u->conf->read_timeout);
+
+        return NGX_AGAIN;
+    }
+
+    ctx->answer_held = 0;
+
+    if (rc == NGX_DONE) {
+
+        /*
+         * larger than aigw_answer_buffer: what was read goes first, from
+         * input_filter_init, then the rest as it comes, unchecked
+         */
+
+        ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
+                      "aigw: the answer of provider \"%V\" is larger "
+                      "than aigw_answer_buffer, passed on unchecked",
+                      &ctx->candidates[ctx->current]->provider->name);
+
+        return NGX_OK;
+    }
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    ctx->answer = NULL;
+
+    rc = ngx_http_aigw_answer_check(r, ctx, b->pos, b->last);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    u->buffer.start = b->start;
+    u->buffer.pos = b->pos;
+    u->buffer.last = b->last;
+    u->buffer.end = b->last;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_aigw_answer_length(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
+{
+    size_t                n;
+    ngx_buf_t            *b, *in;
+    ngx_http_upstream_t  *u;
+
+    u = r->upstream;
+    in = &u->buffer;
+    b = ctx->answer;
+
+    n = ngx_min((size_t) (in->last - in->pos), (size_t) (b->end - b->last));
+
+    b->last = ngx_cpymem(b->last, in->pos, n);
+    in->pos += n;
+
+    if (b->last < b->end) {
+        return NGX_AGAIN;
+    }
+
+    if (in->pos != in->last) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "aigw: provider sent more data than its "
+                      "Content-Length");
+
+        /* not kept alive */
+        u->headers_in.connection_close = 1;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * De-chunks into ctx->answer.  NGX_OK: the last chunk was seen, and the
+ * answer is now a plain Content-Length one; NGX_DONE: it outgrew
+ * aigw_answer_buffer, u->buffer.pos is at chunk data not yet taken, and
+ * ctx->chunked where the chunked input filter goes on from.
+ */
+
+static ngx_int_t
+ngx_http_aigw_answer_chunked(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
+{
+    size_t                size;
+    ngx_int_t             rc;
+    ngx_buf_t            *b, *in;
+    ngx_http_upstream_t  *u;
+
+    u = r->upstream;
+    in = &u->buffer;
+
+    for ( ;; ) {
+
+        rc = ngx_http_parse_chunked(r, in, &ctx->chunked);
+
+        if (rc == NGX_OK) {
+
+            /* the data of a chunk, whole or the part read so far */
+
+            size = in->last - in->pos;
+
+            if ((off_t) size > ctx->chunked.size) {
+                size = (size_t) ctx->chunked.size;
+            }
+
+            b = ctx->answer;
+
+            if (size > (size_t) (b->end - b->last)) {
+                rc = ngx_http_aigw_answer_grow(r, ctx, size);
+
+                if (rc != NGX_OK) {
+                    return rc;
+                }
+
+                b = ctx->answer;
+            }
+
+            b->last = ngx_cpymem(b->last, in->pos, size);
+            in->pos += size;
+            ctx->chunked.size -= size;
+
+            continue;
+        }
+
+        if (rc == NGX_DONE) {
+
+            if (in->pos != in->last) {
+                ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                              "aigw: provider sent data after the final "
+                              "chunk");
+                u->headers_in.connection_close = 1;
+            }
+
+            u->headers_in.chunked = 0;
+            u->headers_in.content_length_n = ctx->answer->last
+                                             - ctx->answer->pos;
+            return NGX_OK;
+        }
+
+        if (rc == NGX_AGAIN) {
+            return NGX_AGAIN;
+        }
+
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "aigw: provider \"%V\" sent an invalid chunked body",
+                      &ctx->candidates[ctx->current]->provider->name);
+
+        return NGX_HTTP_UPSTREAM_INVALID_HEADER;
+    }
+}
+
+
+/* room for size more bytes; NGX_DONE past aigw_answer_buffer */
+
+static ngx_int_t
+ngx_http_aigw_answer_grow(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
+    size_t size)
+{
+    size_t                     len, n;
+    ngx_buf_t                 *b;
+    ngx_http_aigw_loc_conf_t  *alcf;
+
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_aigw_module);
+
+    len = ctx->answer->last - ctx->answer->pos;
+
+    if (len + size > alcf->answer_buffer) {
+        return NGX_DONE;
+    }
+
+    n = ngx_min(ngx_max(2 * (size_t) (ctx->answer->end - ctx->answer->start),
+                        len + size),
+                alcf->answer_buffer);
+
+    b = ngx_create_temp_buf(r->pool, n);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->last = ngx_cpymem(b->pos, ctx->answer->pos, len);
+
+    ngx_pfree(r->pool, ctx->answer->start);
+    ctx->answer = b;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Whether the body is one JSON object: brackets balanced outside strings,
+ * strings closed, nothing but white space after it.  Cheap, not a full
+ * parser: literals and numbers are only checked for their characters.
+ * Returns what is wrong, or NULL.
+ */
+
+static const char *
+ngx_http_aigw_answer_json(u_char *p, u_char *last)
+{
+    u_char      ch, stack[NGX_HTTP_AIGW_ANSWER_DEPTH / 8];
+    ngx_uint_t  depth, object;
+
+    while (p < last && (*p == ' ' || *p == '\t' || *p == CR || *p == LF)) {
+        p++;
+    }
+
+    if (p == last) {
+        return "an empty body";
+    }
+
+    if (*p != '{') {
+        return "a body that is not a JSON object";
+    }
+
+    depth = 0;
+
+    for ( /* void */ ; p < last; p++) {
+
+        ch = *p;
+
+        switch (ch) {
+
+        case '{':
+        case '[':
+            if (depth == NGX_HTTP_AIGW_ANSWER_DEPTH) {
+                return "JSON nested too deep";
+            }
+
+            if (ch == '{') {
+                stack[depth >> 3] |= (u_char) (1 << (depth & 7));
+
+            } else {
+                stack[depth >> 3] &= (u_char) ~(1 << (depth & 7));
+            }
+
+            depth++;
+            break;
+
+        case '}':
+        case ']':
+            depth--;
+            object = (stack[depth >> 3] >> (depth & 7)) & 1;
+
+            if (object != (ch == '}')) {
+                return "a body that is not valid JSON";
+            }
+
+            if (depth == 0) {
+                goto done;
+            }
+
+            break;
+
+        case '"':
+            for (p++; p < last; p++) {
+                if (*p == '"') {
+                    break;
+                }
+
+                if (*p == '\\') {
+                    if (++p == last) {
+                        break;
+                    }
+
+                    continue;
+                }
+
+                if (*p < 0x20) {
+                    return "a body that is not valid JSON";
+                }
+            }
+
+            if (p == last) {
+                return "a JSON object cut short";
+            }
+
+            break;
+
+        case ' ': case '\t': case CR: case LF: case ',': case ':':
+        case '+': case '-': case '.':
+            break;
+
+        default:
+            if ((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z')
+                || (ch >= 'A' && ch <= 'Z'))
+            {
+                break;
+            }
+
+            return "a body that is not valid JSON";
+        }
+    }
+
+    return "a JSON object cut short";
+
+done:
+
+    for (p++; p < last; p++) {
+        if (*p != ' ' && *p != '\t' && *p != CR && *p != LF) {
+            return "bytes after its JSON object";
+        }
+    }
+
+    return NULL;
+}
+
+
+static ngx_int_t
+ngx_http_aigw_answer_check(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
+    u_char *p, u_char *last)
+{
+    ngx_str_t             type;
+    const char           *err;
+    ngx_http_upstream_t  *u;
+
+    err = ngx_http_aigw_answer_json(p, last);
+
+    if (err == NULL) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "aigw: answer checked, %uz bytes",
+                       (size_t) (last - p));
+        return NGX_OK;
+    }
+
+    u = r->upstream;
+
+    if (u->headers_in.content_type) {
+        type = u->headers_in.content_type->value;
+
+    } else {
+        ngx_str_set(&type, "no Content-Type");
+    }
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "aigw: provider \"%V\" answered 200 with %s "
+                  "(%uz bytes, %V)",
+                  &ctx->candidates[ctx->current]->provider->name, err,
+                  (size_t) (last - p), &type);
+
+    return NGX_HTTP_UPSTREAM_INVALID_HEADER;
+}
+
+
+/*
+ * From input_filter_init: the start of an answer that outgrew
+ * aigw_answer_buffer goes out before what the input filter adds.
+ */
+
+ngx_int_t
+ngx_http_aigw_answer_release(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
+{
+    ngx_buf_t            *b;
+    ngx_chain_t          *cl, **ll;
+    ngx_http_upstream_t  *u;
+
+    if (ctx->answer == NULL) {
+        return NGX_OK;
+    }
+
+    if (ctx->answer->pos == ctx->answer->last) {
+        ctx->answer = NULL;
+        return NGX_OK;
+    }
+
+    u = r->upstream;
+
+    for (ll = &u->out_bufs; *ll; ll = &(*ll)->next) { /* void */ }
+
+    cl = ngx_chain_get_free_buf(r->pool, &u->free_bufs);
+    if (cl == NULL) {
+        return NGX_ERROR;
+    }
+
+    *ll = cl;
+
+    b = cl->buf;
+    b->flush = 1;
+    b->memory = 1;
+    b->tag = u->output.tag;
+    b->pos = ctx->answer->pos;
+    b->last = ctx->answer->last;
+
+    ctx->answer = NULL;
+
+    return NGX_OK;
+}
+
+
+/* from peer.free on a failed attempt: a held answer that never ended */
+
+void
+ngx_http_aigw_answer_failed(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
+{
+    ngx_buf_t  *b;
+
+    if (!ctx->answer_held) {
+        return;
+    }
+
+    ctx->answer_held = 0;
+    b = ctx->answer;
+
+    if (r->upstream->headers_in.chunked) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "aigw: the answer of provider \"%V\" is incomplete: "
+                      "%uz bytes and no last chunk",
+                      &ctx->candidates[ctx->current]->provider->name,
+                      (size_t) (b->last - b->pos));
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "aigw: the answer of provider \"%V\" is incomplete: "
+                  "%uz of %O bytes",
+                  &ctx->candidates[ctx->current]->provider->name,
+                  (size_t) (b->last - b->pos),
+                  r->upstream->headers_in.content_length_n);
+}

@@ -27,7 +27,6 @@
 
 
 /* JSON nested deeper than this is not an answer */
-#define NGX_HTTP_AIGW_ANSWER_DEPTH  256
 
 
 static ngx_int_t ngx_http_aigw_answer_process(ngx_http_request_t *r);
@@ -350,120 +349,53 @@ ngx_http_aigw_answer_grow(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
 
 
 /*
- * Whether the body is one JSON object: brackets balanced outside strings,
- * strings closed, nothing but white space after it.  Cheap, not a full
- * parser: literals and numbers are only checked for their characters.
- * Returns what is wrong, or NULL.
+ * Whether the body is one JSON object, by the scan that reads requests
+ * (its limits of nesting and top-level keys are a request's: an answer
+ * past them is passed unchecked).  Returns what is wrong, or NULL; the
+ * scan is left in s.
  */
 
 static const char *
-ngx_http_aigw_answer_json(u_char *p, u_char *last)
+ngx_http_aigw_answer_json(ngx_http_aigw_scan_t *s, u_char *p, u_char *last)
 {
-    u_char      ch, stack[NGX_HTTP_AIGW_ANSWER_DEPTH / 8];
-    ngx_uint_t  depth, object;
+    u_char  *q;
 
-    while (p < last && (*p == ' ' || *p == '\t' || *p == CR || *p == LF)) {
-        p++;
+    s->text = NULL;
+    s->text_size = 0;
+
+    if (ngx_http_aigw_scan(s, p, last) != NGX_ERROR) {
+        return NULL;
     }
 
-    if (p == last) {
+    for (q = p; q < last && (*q == ' ' || *q == '\t' || *q == CR || *q == LF);
+         q++)
+    {
+        /* void */
+    }
+
+    if (q == last) {
         return "an empty body";
     }
 
-    if (*p != '{') {
+    if (*q != '{') {
         return "a body that is not a JSON object";
     }
 
-    depth = 0;
-
-    for ( /* void */ ; p < last; p++) {
-
-        ch = *p;
-
-        switch (ch) {
-
-        case '{':
-        case '[':
-            if (depth == NGX_HTTP_AIGW_ANSWER_DEPTH) {
-                return "JSON nested too deep";
-            }
-
-            if (ch == '{') {
-                stack[depth >> 3] |= (u_char) (1 << (depth & 7));
-
-            } else {
-                stack[depth >> 3] &= (u_char) ~(1 << (depth & 7));
-            }
-
-            depth++;
-            break;
-
-        case '}':
-        case ']':
-            depth--;
-            object = (stack[depth >> 3] >> (depth & 7)) & 1;
-
-            if (object != (ch == '}')) {
-                return "a body that is not valid JSON";
-            }
-
-            if (depth == 0) {
-                goto done;
-            }
-
-            break;
-
-        case '"':
-            for (p++; p < last; p++) {
-                if (*p == '"') {
-                    break;
-                }
-
-                if (*p == '\\') {
-                    if (++p == last) {
-                        break;
-                    }
-
-                    continue;
-                }
-
-                if (*p < 0x20) {
-                    return "a body that is not valid JSON";
-                }
-            }
-
-            if (p == last) {
-                return "a JSON object cut short";
-            }
-
-            break;
-
-        case ' ': case '\t': case CR: case LF: case ',': case ':':
-        case '+': case '-': case '.':
-            break;
-
-        default:
-            if ((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z')
-                || (ch >= 'A' && ch <= 'Z'))
-            {
-                break;
-            }
-
-            return "a body that is not valid JSON";
-        }
+    if (ngx_strcmp(s->reason, "unexpected end of body") == 0) {
+        return "a JSON object cut short";
     }
 
-    return "a JSON object cut short";
-
-done:
-
-    for (p++; p < last; p++) {
-        if (*p != ' ' && *p != '\t' && *p != CR && *p != LF) {
-            return "bytes after its JSON object";
-        }
+    if (ngx_strcmp(s->reason, "data after the object") == 0) {
+        return "bytes after its JSON object";
     }
 
-    return NULL;
+    if (ngx_strcmp(s->reason, "nested too deeply") == 0
+        || ngx_strcmp(s->reason, "too many top-level keys") == 0)
+    {
+        return NULL;
+    }
+
+    return "a body that is not valid JSON";
 }
 
 
@@ -471,16 +403,31 @@ static ngx_int_t
 ngx_http_aigw_answer_check(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     u_char *p, u_char *last)
 {
-    ngx_str_t             type;
-    const char           *err;
-    ngx_http_upstream_t  *u;
+    ngx_str_t               type;
+    const char             *err;
+    ngx_http_upstream_t    *u;
+    ngx_http_aigw_scan_t    s;
+    ngx_http_aigw_field_t  *f;
 
-    err = ngx_http_aigw_answer_json(p, last);
+    err = ngx_http_aigw_answer_json(&s, p, last);
 
     if (err == NULL) {
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "aigw: answer checked, %uz bytes",
                        (size_t) (last - p));
+
+        /*
+         * whole and in memory: its usage is read here, not kept for; an
+         * answer past the scan's limits is read as it passes
+         */
+
+        if (s.reason == NULL) {
+            f = &s.field[NGX_HTTP_AIGW_F_USAGE];
+
+            ngx_http_aigw_meter_answer(ctx, f->key ? f->start : NULL,
+                                       f->key ? f->end : NULL);
+        }
+
         return NGX_OK;
     }
 

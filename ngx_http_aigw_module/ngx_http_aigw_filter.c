@@ -166,7 +166,7 @@ ngx_http_aigw_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
             return ngx_http_aigw_sse_observe(r, ctx, in);
         }
 
-    } else if (in && ctx->json_answer
+    } else if (in && ctx->json_answer && !ctx->answer_metered
                && ngx_http_aigw_meter_json(r, ctx, in) != NGX_OK)
     {
         return NGX_ERROR;

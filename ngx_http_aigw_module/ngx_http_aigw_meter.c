@@ -81,6 +81,19 @@ ngx_http_aigw_meter_json(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
 }
 
 
+/* the usage object of a whole JSON answer, as the answer check found it */
+
+void
+ngx_http_aigw_meter_answer(ngx_http_aigw_ctx_t *ctx, u_char *p, u_char *last)
+{
+    if (p && *p == '{') {
+        ngx_http_aigw_meter_usage(ctx, p, last, 0);
+    }
+
+    ctx->answer_metered = 1;
+}
+
+
 /*
  * A usage object's counts as the request's: each format names them its
  * own way; delta is Anthropic's message_delta, whose counts may be

@@ -237,6 +237,7 @@ struct ngx_http_aigw_ctx_s {
     unsigned                       body_read:1;
     unsigned                       body_wait:1;
     unsigned                       answer_held:1;
+    unsigned                       answer_metered:1;
 };
 
 
@@ -340,6 +341,8 @@ ngx_int_t ngx_http_aigw_metrics_log_handler(ngx_http_request_t *r);
 /* meter.c: usage read from answers and events, estimates, cost */
 ngx_int_t ngx_http_aigw_meter_json(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_chain_t *in);
+void ngx_http_aigw_meter_answer(ngx_http_aigw_ctx_t *ctx, u_char *p,
+    u_char *last);
 void ngx_http_aigw_meter_usage(ngx_http_aigw_ctx_t *ctx, u_char *p,
     u_char *last, ngx_uint_t delta);
 void ngx_http_aigw_meter_estimate(ngx_http_aigw_ctx_t *ctx, u_char *p,

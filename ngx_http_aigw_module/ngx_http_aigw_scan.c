@@ -92,7 +92,8 @@ static ngx_str_t  ngx_http_aigw_scan_fields[] = {
     ngx_string("messages"),
     ngx_string("input"),
     ngx_string("system"),
-    ngx_string("prompt")
+    ngx_string("prompt"),
+    ngx_string("usage")
 };
 
 static ngx_str_t  ngx_http_aigw_scan_include_usage =

@@ -13,7 +13,8 @@
 
 
 /*
- * The one scan of a request body (RFC 8259 JSON, whole in memory).  It
+ * The one scan of a request body (RFC 8259 JSON, whole in memory), and
+ * of a provider's JSON answer before the client gets it.  It
  * validates the body and records, as spans of the client's bytes, what
  * the gateway reads: the top-level fields below and the text of every
  * message.  It never allocates and never writes to the body; nesting is
@@ -39,10 +40,11 @@
 #define NGX_HTTP_AIGW_F_INPUT                  9
 #define NGX_HTTP_AIGW_F_SYSTEM                 10
 #define NGX_HTTP_AIGW_F_PROMPT                 11
+#define NGX_HTTP_AIGW_F_USAGE                  12  /* of an answer */
 /* second level, where the gateway edits: the last such key */
-#define NGX_HTTP_AIGW_F_INCLUDE_USAGE          12  /* stream_options. */
-#define NGX_HTTP_AIGW_F_USER_ID                13  /* metadata. */
-#define NGX_HTTP_AIGW_F_N                      14
+#define NGX_HTTP_AIGW_F_INCLUDE_USAGE          13  /* stream_options. */
+#define NGX_HTTP_AIGW_F_USER_ID                14  /* metadata. */
+#define NGX_HTTP_AIGW_F_N                      15
 
 
 typedef struct {

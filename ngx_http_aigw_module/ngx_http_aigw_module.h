@@ -183,6 +183,7 @@ struct ngx_http_aigw_ctx_s {
     ngx_str_t                      body;       /* as the client sent it */
     ngx_http_aigw_scan_t           scan;       /* what the body holds */
     ngx_array_t                   *splices;    /* by start, in body order */
+    ngx_str_t                      client_headers; /* to providers */
     ngx_str_t                      model;      /* as the client asked */
     ngx_str_t                      route_name;
 

@@ -11,6 +11,8 @@
 #include "ngx_http_aigw_module.h"
 
 
+static ngx_int_t ngx_http_aigw_request_client_headers(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
 static ngx_uint_t ngx_http_aigw_request_skip(ngx_hash_t *drop,
     ngx_table_elt_t *h, ngx_str_t *connection, ngx_str_t *tenant_header);
 
@@ -98,18 +100,13 @@ ngx_http_aigw_request_build(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     size_t                      len, body_len;
     u_char                     *p;
     ngx_buf_t                  *b;
-    ngx_str_t                   connection, extra, *path;
-    ngx_uint_t                  i;
+    ngx_str_t                   extra, *path;
     ngx_chain_t                *cl, *body;
-    ngx_list_part_t            *part;
-    ngx_table_elt_t            *h;
     ngx_http_aigw_provider_t   *provider;
     ngx_http_aigw_loc_conf_t   *alcf;
-    ngx_http_aigw_main_conf_t  *amcf;
 
     provider = model->provider;
     alcf = ngx_http_get_module_loc_conf(r, ngx_http_aigw_module);
-    amcf = ngx_http_get_module_main_conf(r, ngx_http_aigw_module);
 
     /* the provider serves the endpoint the client called */
     path = &ctx->ep->suffix;
@@ -132,40 +129,13 @@ ngx_http_aigw_request_build(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
           + sizeof("Content-Length: " CRLF) - 1 + NGX_SIZE_T_LEN
           + sizeof(CRLF) - 1;
 
-    /* 1.22 keeps no pointer to "Connection" in r->headers_in */
-
-    ngx_str_null(&connection);
-
-    h = ngx_http_aigw_request_header(r, "connection",
-                                     sizeof("connection") - 1, NULL);
-    if (h) {
-        connection = h->value;
+    if (ctx->client_headers.data == NULL
+        && ngx_http_aigw_request_client_headers(r, ctx) != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */ ; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (ngx_http_aigw_request_skip(&amcf->drop_headers, &h[i],
-                                       &connection,
-                                       &alcf->tenant_header)) {
-            continue;
-        }
-
-        len += h[i].key.len + sizeof(": ") - 1 + h[i].value.len
-               + sizeof(CRLF) - 1;
-    }
+    len += ctx->client_headers.len;
 
     b = ngx_create_temp_buf(r->pool, len);
     if (b == NULL) {
@@ -201,32 +171,7 @@ ngx_http_aigw_request_build(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     p = ngx_sprintf(p, "Content-Type: application/json" CRLF
                     "Content-Length: %uz" CRLF, body_len);
 
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */ ; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (ngx_http_aigw_request_skip(&amcf->drop_headers, &h[i],
-                                       &connection,
-                                       &alcf->tenant_header)) {
-            continue;
-        }
-
-        p = ngx_cpymem(p, h[i].key.data, h[i].key.len);
-        *p++ = ':'; *p++ = ' ';
-        p = ngx_cpymem(p, h[i].value.data, h[i].value.len);
-        *p++ = CR; *p++ = LF;
-    }
+    p = ngx_cpymem(p, ctx->client_headers.data, ctx->client_headers.len);
 
     *p++ = CR; *p++ = LF;
 
@@ -245,6 +190,86 @@ ngx_http_aigw_request_build(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "aigw: request to \"%V\" for \"%V\", body %uz",
                    &provider->name, &model->upstream_model, body_len);
+
+    return NGX_OK;
+}
+
+
+/*
+ * The client's headers that pass, as header lines: the same for every
+ * candidate, so made once a request
+ */
+
+static ngx_int_t
+ngx_http_aigw_request_client_headers(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx)
+{
+    size_t                      len;
+    u_char                     *p;
+    ngx_str_t                   connection;
+    ngx_uint_t                  i, n;
+    ngx_list_part_t            *part;
+    ngx_table_elt_t            *h, **pass;
+    ngx_http_aigw_loc_conf_t   *alcf;
+    ngx_http_aigw_main_conf_t  *amcf;
+
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_aigw_module);
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_aigw_module);
+
+    /* 1.22 keeps no pointer to "Connection" in r->headers_in */
+
+    ngx_str_null(&connection);
+
+    h = ngx_http_aigw_request_header(r, "connection",
+                                     sizeof("connection") - 1, NULL);
+    if (h) {
+        connection = h->value;
+    }
+
+    n = 0;
+
+    for (part = &r->headers_in.headers.part; part; part = part->next) {
+        n += part->nelts;
+    }
+
+    pass = ngx_palloc(r->pool, (n + 1) * sizeof(ngx_table_elt_t *));
+    if (pass == NULL) {
+        return NGX_ERROR;
+    }
+
+    len = 0;
+    n = 0;
+
+    for (part = &r->headers_in.headers.part; part; part = part->next) {
+        h = part->elts;
+
+        for (i = 0; i < part->nelts; i++) {
+            if (ngx_http_aigw_request_skip(&amcf->drop_headers, &h[i],
+                                           &connection,
+                                           &alcf->tenant_header))
+            {
+                continue;
+            }
+
+            pass[n++] = &h[i];
+            len += h[i].key.len + sizeof(": " CRLF) - 1 + h[i].value.len;
+        }
+    }
+
+    p = ngx_pnalloc(r->pool, len + 1);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->client_headers.data = p;
+    ctx->client_headers.len = len;
+
+    for (i = 0; i < n; i++) {
+        p = ngx_cpymem(p, pass[i]->key.data, pass[i]->key.len);
+        *p++ = ':'; *p++ = ' ';
+        p = ngx_cpymem(p, pass[i]->value.data, pass[i]->value.len);
+        *p++ = CR; *p++ = LF;
+    }
 
     return NGX_OK;
 }

@@ -19,8 +19,9 @@
 #                or kcachegrind
 #   -k           keep the temporary prefix (configs, logs)
 #
-# Environment twins: CALLGRIND_N, CALLGRIND_STREAMS, CALLGRIND_CASES, CALLGRIND_TOP,
-# CALLGRIND_OUT, BENCH_KEEP.  AIGW_MODULE_SO, NGINX_BIN as for run.sh.
+# Environment twins: CALLGRIND_N, CALLGRIND_STREAMS, CALLGRIND_CASES,
+# CALLGRIND_TOP, CALLGRIND_OUT, BENCH_KEEP.  AIGW_MODULE_SO, NGINX_BIN as
+# for run.sh.
 
 set -u -o pipefail
 
@@ -29,7 +30,7 @@ set -u -o pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 usage() {
-    sed -n '3,24s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+    sed -n '3,25s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
     exit "${1:-0}"
 }
 
@@ -322,8 +323,8 @@ for kind in stream streamu; do
     [ "$kind" = streamu ] && ev=$((ev - 1))
 
     [ "$kind" = stream ] && echo
-    printf '%-8s %d events: plain %d Ir/event, aigw %+d Ir/event above plain\n' \
-        "$kind" "$ev" $((p / ev)) $(( (a - p) / ev ))
+    printf '%-8s %d events: plain %d Ir/event, aigw %+d Ir/event %s\n' \
+        "$kind" "$ev" $((p / ev)) $(( (a - p) / ev )) "above plain"
 done
 
 for kind in json sse stream streamu; do

@@ -4,18 +4,24 @@
 # nginx proxy_pass (upstream keepalive), counted by valgrind's callgrind on
 # a single-process nginx, and where aigw's instructions go.
 #
-#   bench/callgrind.sh [-n REQUESTS] [-c CASES] [-t TOP] [-o OUTDIR] [-k]
+#   bench/callgrind.sh [-n REQUESTS] [-s STREAMS] [-c CASES] [-t TOP]
+#                      [-o OUTDIR] [-k]
 #
 #   -n REQUESTS  requests counted per case (default 2000, at most 100000)
-#   -c CASES     which of "json-aigw json-plain sse-aigw sse-plain" (default
-#                all four; a comma or space separated list)
+#   -s STREAMS   requests counted per long-stream case (default 10)
+#   -c CASES     which of "json-aigw json-plain sse-aigw sse-plain
+#                stream-aigw stream-plain streamu-aigw streamu-plain"
+#                (default all; a comma or space separated list).  stream:
+#                500 events, one a read, from aigw-mock.js, the client
+#                without stream_options; streamu: with include_usage
 #   -t TOP       functions listed per aigw case (default 15)
 #   -o OUTDIR    keep the callgrind.out files there, for callgrind_annotate
 #                or kcachegrind
 #   -k           keep the temporary prefix (configs, logs)
 #
-# Environment twins: CALLGRIND_N, CALLGRIND_CASES, CALLGRIND_TOP,
-# CALLGRIND_OUT, BENCH_KEEP.  AIGW_MODULE_SO, NGINX_BIN as for run.sh.
+# Environment twins: CALLGRIND_N, CALLGRIND_STREAMS, CALLGRIND_CASES,
+# CALLGRIND_TOP, CALLGRIND_OUT, BENCH_KEEP.  AIGW_MODULE_SO, NGINX_BIN as
+# for run.sh.
 
 set -u -o pipefail
 
@@ -24,20 +30,23 @@ set -u -o pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 usage() {
-    sed -n '3,19s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+    sed -n '3,25s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
     exit "${1:-0}"
 }
 
 N=${CALLGRIND_N:-2000}
-CASES=${CALLGRIND_CASES:-json-aigw json-plain sse-aigw sse-plain}
+STREAMS=${CALLGRIND_STREAMS:-10}
+CASES=${CALLGRIND_CASES:-json-aigw json-plain sse-aigw sse-plain
+stream-aigw stream-plain streamu-aigw streamu-plain}
 TOP=${CALLGRIND_TOP:-15}
 OUTDIR=${CALLGRIND_OUT:-}
 BENCH_KEEP=${BENCH_KEEP:-}
 WARMUP=50
 
-while getopts "n:c:t:o:kh" opt; do
+while getopts "n:s:c:t:o:kh" opt; do
     case $opt in
         n) N=$OPTARG ;;
+        s) STREAMS=$OPTARG ;;
         c) CASES=$OPTARG ;;
         t) TOP=$OPTARG ;;
         o) OUTDIR=$OPTARG ;;
@@ -49,12 +58,17 @@ done
 
 [[ $N =~ ^[0-9]+$ ]] && [ "$N" -ge 10 ] && [ "$N" -le 100000 ] \
     || bench_die "-n takes 10 to 100000 requests"
+[[ $STREAMS =~ ^[0-9]+$ ]] && [ "$STREAMS" -ge 1 ] && [ "$STREAMS" -le 1000 ] \
+    || bench_die "-s takes 1 to 1000 requests"
 [[ $TOP =~ ^[0-9]+$ ]] || bench_die "-t takes a number"
 
-CASES=${CASES//,/ }
+CASES=$(echo ${CASES//,/ })
+NODE_MOCK=
 for c in $CASES; do
     case $c in
         json-aigw|json-plain|sse-aigw|sse-plain) ;;
+        stream-aigw|stream-plain|streamu-aigw|streamu-plain)
+            NODE_MOCK=1 ;;
         *) bench_die "unknown case '$c'" ;;
     esac
 done
@@ -63,6 +77,7 @@ export BENCH_KEEP
 BENCH_WORKERS=1
 
 bench_check_tools valgrind callgrind_annotate callgrind_control curl timeout
+[ -n "$NODE_MOCK" ] && bench_check_tools node
 bench_make_tmp
 bench_traps
 
@@ -73,6 +88,10 @@ fi
 
 bench_pick_port FRONT
 bench_pick_port MOCK
+
+if [ -n "$NODE_MOCK" ]; then
+    bench_pick_port BENCH_STREAM_MOCK
+fi
 
 bench_write_request "$BENCH_TMP"
 
@@ -87,6 +106,10 @@ bench_conf_front_server "$FRONT" "$MOCK" \
 
 bench_start_nginx mock "$BENCH_TMP/conf/mock.conf" "$MOCK"
 
+if [ -n "$NODE_MOCK" ]; then
+    bench_start_node_mock "$BENCH_STREAM_MOCK"
+fi
+
 
 # curl_n KIND MODE COUNT: COUNT requests, one after the other, on one
 # keep-alive connection; fails unless every answer is a 200
@@ -94,7 +117,7 @@ bench_start_nginx mock "$BENCH_TMP/conf/mock.conf" "$MOCK"
 curl_n() {
     local kind=$1 mode=$2 count=$3 i url codes
 
-    url="http://127.0.0.1:$FRONT/$mode/$kind/v1/chat/completions"
+    url="http://127.0.0.1:$FRONT/$mode/${kind%u}/v1/chat/completions"
 
     for ((i = 0; i < count; i++)); do
         echo "url = \"$url\""
@@ -123,7 +146,7 @@ curl_n() {
 check_answer() {
     local kind=$1 mode=$2 url
 
-    url="http://127.0.0.1:$FRONT/$mode/$kind/v1/chat/completions"
+    url="http://127.0.0.1:$FRONT/$mode/${kind%u}/v1/chat/completions"
 
     curl -sS -m 10 -H @"$BENCH_TMP/headers" \
          --data-binary @"$BENCH_TMP/body-$kind.json" "$url" \
@@ -131,7 +154,8 @@ check_answer() {
 
     case $kind in
         json) grep -q '"object":"chat.completion"' "$BENCH_TMP/answer-$kind-$mode" ;;
-        sse)  grep -q 'data: \[DONE\]' "$BENCH_TMP/answer-$kind-$mode" ;;
+        sse|stream*)
+              grep -q 'data: \[DONE\]' "$BENCH_TMP/answer-$kind-$mode" ;;
     esac || { bench_log "$kind $mode: unexpected answer"; return 1; }
 }
 
@@ -141,7 +165,11 @@ check_answer() {
 # start-up and exit are left out.
 
 one_case() {
-    local kind=$1 mode=$2 out pid i
+    local kind=$1 mode=$2 out pid i n=$N warmup=$WARMUP
+
+    case $kind in
+        stream*) n=$STREAMS warmup=3 ;;
+    esac
 
     out="$BENCH_TMP/callgrind.out.$kind-$mode"
 
@@ -156,7 +184,7 @@ one_case() {
     pid=$BENCH_LAST_PID
     BENCH_WRAP=()
 
-    curl_n "$kind" "$mode" "$WARMUP" && check_answer "$kind" "$mode" \
+    curl_n "$kind" "$mode" "$warmup" && check_answer "$kind" "$mode" \
         || bench_die "$kind $mode: warm-up failed; see $BENCH_TMP/logs"
 
     # the warm-up client's goodbye reaches nginx before the zeroing
@@ -167,14 +195,14 @@ one_case() {
     if bench_run timeout 60 callgrind_control --vgdb-prefix="$BENCH_TMP/vgdb" \
             -z "$pid" >"$BENCH_TMP/logs/callgrind_control.log" 2>&1
     then
-        CASE_REQS[$kind-$mode]=$N
+        CASE_REQS[$kind-$mode]=$n
     else
         bench_log "callgrind_control could not zero the counters;" \
-                  "the $WARMUP warm-up requests are counted too"
-        CASE_REQS[$kind-$mode]=$((N + WARMUP))
+                  "the $warmup warm-up requests are counted too"
+        CASE_REQS[$kind-$mode]=$((n + warmup))
     fi
 
-    curl_n "$kind" "$mode" "$N" \
+    curl_n "$kind" "$mode" "$n" \
         || bench_die "$kind $mode: requests failed; see $BENCH_TMP/logs"
 
     sleep 0.5
@@ -253,7 +281,8 @@ annotate() {
 
 declare -A CASE_REQS
 
-echo "aigw callgrind: $N requests per case, one keep-alive" \
+echo "aigw callgrind: $N requests per case ($STREAMS per long stream)," \
+     "one keep-alive" \
      "client connection, nginx $("$NGINX_BIN" -v 2>&1 | sed 's/.*\///')," \
      "single process" >&2
 
@@ -273,7 +302,7 @@ echo "runs in another process and is not counted)"
 echo
 printf '%-5s %14s %14s %12s\n' case "plain proxy" "aigw_pass" "aigw/plain"
 
-for kind in json sse; do
+for kind in json sse stream streamu; do
     p=${IR[$kind-plain]:-}
     a=${IR[$kind-aigw]:-}
     [ -z "$p$a" ] && continue
@@ -283,7 +312,22 @@ for kind in json sse; do
             && awk -v a="$a" -v p="$p" 'BEGIN { printf "%.3f", a / p }')"
 done
 
-for kind in json sse; do
+# the long stream: the difference per event (events: the data lines the
+# client got from the plain proxy)
+for kind in stream streamu; do
+    p=${IR[$kind-plain]:-}
+    a=${IR[$kind-aigw]:-}
+    [ -n "$p" ] && [ -n "$a" ] || continue
+
+    ev=$(grep -c '^data: {' "$BENCH_TMP/answer-$kind-plain")
+    [ "$kind" = streamu ] && ev=$((ev - 1))
+
+    [ "$kind" = stream ] && echo
+    printf '%-8s %d events: plain %d Ir/event, aigw %+d Ir/event %s\n' \
+        "$kind" "$ev" $((p / ev)) $(( (a - p) / ev )) "above plain"
+done
+
+for kind in json sse stream streamu; do
     f="$BENCH_TMP/callgrind.out.$kind-aigw"
     [ -f "$f" ] || continue
 

@@ -228,6 +228,13 @@ EOF
 {"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are a helpful assistant. Answer briefly and precisely."},{"role":"user","content":"Summarise in two sentences why keep-alive connections reduce latency for HTTP APIs, and name one trade-off."}],"temperature":0.2,"max_tokens":256,"user":"bench-user-42","stream":true,"stream_options":{"include_usage":true}}
 EOF
 
+    # the long stream (bench/callgrind.sh's "stream" cases): no max_tokens
+    # to cut the answer short; the SDK default without stream_options, and
+    # with the client's include_usage
+    sed 's/,"max_tokens":256//' "$dir/body-sse.json" > "$dir/body-streamu.json"
+    sed 's/,"stream_options":{"include_usage":true}//' \
+        "$dir/body-streamu.json" > "$dir/body-stream.json"
+
     cat > "$dir/headers" <<'EOF'
 Content-Type: application/json
 Accept: application/json
@@ -353,8 +360,45 @@ EOF
 # The two proxies in front of the mock: plain proxy_pass with an upstream
 # keepalive pool, and aigw_pass; the same keepalive limits for both.
 
+# BENCH_STREAM_MOCK: the port of examples/mock/aigw-mock.js, for the long
+# stream: 500 events of one word each (498 words, the role and the finish
+# chunks), one write every millisecond, so that each is a read of its own
+# at the proxy (see bench_start_node_mock).
+BENCH_STREAM_OPTS=words=498,piece=1,pace=1
+
 bench_conf_front_server() {
     local port=$1 mock=$2 ka=${BENCH_KEEPALIVE:-128}
+    local node=${BENCH_STREAM_MOCK:-} stream_locations=
+
+    if [ -n "$node" ]; then
+        stream_locations='        location /plain/stream/v1/ {
+            proxy_pass
+                http://bench_node/fault/'$BENCH_STREAM_OPTS'/v1/;
+            proxy_http_version  1.1;
+            proxy_set_header    Connection "";
+            proxy_buffering     off;
+        }
+
+        location /aigw/stream/v1/ {
+            aigw_pass  bench-stream;
+        }
+
+'
+        cat <<EOF
+    # --- the long stream: aigw-mock.js ---
+    upstream bench_node {
+        server  127.0.0.1:$node;
+        keepalive           $ka;
+        keepalive_requests  1000000;
+        keepalive_timeout   60s;
+    }
+
+    aigw_provider  mocknode
+        http://127.0.0.1:$node/fault/$BENCH_STREAM_OPTS/v1  format=openai;
+    aigw_model  bench-stream  mocknode:gpt-4o-mini  input=0.15 output=0.60;
+
+EOF
+    fi
 
     cat <<EOF
     # --- (a) plain nginx proxy ---
@@ -401,7 +445,7 @@ bench_conf_front_server() {
             proxy_buffering     off;
         }
 
-        location /aigw/json/v1/ {
+$stream_locations        location /aigw/json/v1/ {
             aigw_pass  bench-json;
         }
 
@@ -410,6 +454,20 @@ bench_conf_front_server() {
         }
     }
 EOF
+}
+
+# bench_start_node_mock PORT: examples/mock/aigw-mock.js on PORT, stopped
+# with the rest.
+
+bench_start_node_mock() {
+    local port=$1 pid
+
+    node "$BENCH_ROOT/examples/mock/aigw-mock.js" --port "$port" \
+        >"$BENCH_TMP/logs/node-mock.out" 2>&1 &
+    pid=$!
+    BENCH_PIDS+=("$pid")
+
+    bench_wait_port "$port" 20 "$pid" || bench_die "aigw-mock.js did not start"
 }
 
 # bench_conf_main NAME LOAD_MODULE SINGLE: the top of a configuration whose

@@ -20,10 +20,18 @@ static ngx_int_t ngx_http_aigw_sse_observe(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_chain_t *in);
 static ngx_int_t ngx_http_aigw_sse_rewrite(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_chain_t *in);
-static ngx_int_t ngx_http_aigw_sse_pending(ngx_http_request_t *r,
-    ngx_http_aigw_ctx_t *ctx, size_t size);
-static ngx_int_t ngx_http_aigw_sse_emit(ngx_http_request_t *r,
-    ngx_http_aigw_ctx_t *ctx, ngx_chain_t ***ll, u_char *data, size_t len);
+static ngx_int_t ngx_http_aigw_sse_start(ngx_http_request_t *r,
+    ngx_chain_t *in, ngx_chain_t *cl, ngx_chain_t **out, ngx_chain_t ***ll);
+static ngx_int_t ngx_http_aigw_sse_link(ngx_http_request_t *r,
+    ngx_chain_t ***ll, ngx_buf_t *b);
+static ngx_buf_t *ngx_http_aigw_sse_shadow(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_chain_t ***ll, u_char *pos, u_char *last);
+static ngx_int_t ngx_http_aigw_sse_held(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_chain_t ***ll);
+static ngx_int_t ngx_http_aigw_sse_hold(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, u_char *data, size_t len);
+static void ngx_http_aigw_sse_update(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_chain_t *out);
 static ngx_uint_t ngx_http_aigw_sse_event(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_sse_event_t *ev);
 static void ngx_http_aigw_sse_end(ngx_http_request_t *r,
@@ -32,6 +40,13 @@ static void ngx_http_aigw_sse_end(ngx_http_request_t *r,
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
 static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
+
+
+/*
+ * The tag of the filter's own buffers: not the module's, which the
+ * upstream side puts on the provider's buffers.
+ */
+#define NGX_HTTP_AIGW_SSE_TAG  ((ngx_buf_tag_t) &ngx_http_next_body_filter)
 
 
 ngx_int_t
@@ -158,13 +173,11 @@ ngx_http_aigw_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
     }
 
     if (ctx->sse_buf) {
-        if (ctx->hide_usage || ctx->busy) {
+        if (ctx->hide_usage) {
             return ngx_http_aigw_sse_rewrite(r, ctx, in);
         }
 
-        if (in) {
-            return ngx_http_aigw_sse_observe(r, ctx, in);
-        }
+        return ngx_http_aigw_sse_observe(r, ctx, in);
 
     } else if (in && ctx->json_answer && !ctx->answer_metered
                && ngx_http_aigw_meter_json(r, ctx, in) != NGX_OK)
@@ -224,6 +237,7 @@ ngx_http_aigw_sse_observe(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     ngx_chain_t *in)
 {
     u_char                     *pos;
+    ngx_int_t                   rc;
     ngx_chain_t                *cl;
     ngx_http_aigw_sse_event_t   ev;
 
@@ -236,7 +250,7 @@ ngx_http_aigw_sse_observe(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
                                            &ev)
                    == NGX_OK)
             {
-                ngx_http_aigw_sse_event(r, ctx, &ev);
+                (void) ngx_http_aigw_sse_event(r, ctx, &ev);
             }
         }
 
@@ -245,228 +259,432 @@ ngx_http_aigw_sse_observe(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
         }
     }
 
-    return ngx_http_next_body_filter(r, in);
+    rc = ngx_http_next_body_filter(r, in);
+
+    if (ctx->busy) {
+        /* shadows sent before the stream stopped being rewritten */
+        ngx_http_aigw_sse_update(r, ctx, NULL);
+    }
+
+    return rc;
 }
 
 
 /*
  * The same, for a stream with an event the client must not see (the
- * usage chunk the gateway asked for): whole events are passed on as soon
- * as they are complete, copied into the filter's own buffers; only the
- * part of an event still being received waits for its end.
+ * usage chunk the gateway asked for).  The provider's buffers go out as
+ * they are; a buffer with an event to withhold, or ending in the start of
+ * an event, goes out as shadow buffers pointing into it around what is
+ * kept back, as the sub filter does.  The original buffer is marked sent
+ * (pos = last) only when its last shadow has been sent: until then the
+ * upstream module sees it busy and does not reuse its memory.  Only the
+ * start of an event split across reads is copied: it is held until the
+ * event is whole, when it is known whether the client gets it.
  */
 
 static ngx_int_t
 ngx_http_aigw_sse_rewrite(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     ngx_chain_t *in)
 {
-    u_char                     *pos, *seg;
+    u_char                     *pos, *seg, *evt;
     size_t                      n;
     ngx_int_t                   rc;
-    ngx_uint_t                  last;
+    ngx_buf_t                  *b, *shadow;
     ngx_chain_t                *cl, *out, **ll;
     ngx_http_aigw_sse_event_t   ev;
 
+    /*
+     * out stays NULL and ll NULL while every buffer so far passes as it
+     * is: then "in" itself goes on, without a link allocated
+     */
+
     out = NULL;
-    ll = &out;
-    last = 0;
+    ll = NULL;
 
     for (cl = in; cl; cl = cl->next) {
+        b = cl->buf;
 
-        if (ngx_buf_in_memory(cl->buf)) {
-            pos = cl->buf->pos;
-            seg = pos;
+        if (!ctx->hide_usage || !ngx_buf_in_memory(b)) {
 
-            while (ngx_http_aigw_sse_parse(&ctx->sse, &pos, cl->buf->last,
-                                           &ev)
-                   == NGX_OK)
-            {
-                if (!ngx_http_aigw_sse_event(r, ctx, &ev)) {
-                    if (ngx_http_aigw_sse_emit(r, ctx, &ll, ctx->pending,
-                                               ctx->pending_len)
-                        != NGX_OK
-                        || ngx_http_aigw_sse_emit(r, ctx, &ll, seg,
-                                                  pos - seg)
-                           != NGX_OK)
-                    {
+            if (ngx_buf_in_memory(b)) {
+                pos = b->pos;
+
+                while (ngx_http_aigw_sse_parse(&ctx->sse, &pos, b->last,
+                                               &ev)
+                       == NGX_OK)
+                {
+                    (void) ngx_http_aigw_sse_event(r, ctx, &ev);
+                }
+            }
+
+            if (ctx->pending_len && b->last_buf) {
+                /* the stream ends inside an event: it goes out as it is */
+                if (ngx_http_aigw_sse_start(r, in, cl, &out, &ll)
+                    != NGX_OK
+                    || ngx_http_aigw_sse_held(r, ctx, &ll) != NGX_OK)
+                {
+                    return NGX_ERROR;
+                }
+            }
+
+            if (b->last_buf) {
+                ngx_http_aigw_sse_end(r, ctx);
+            }
+
+            if (ll && ngx_http_aigw_sse_link(r, &ll, b) != NGX_OK) {
+                return NGX_ERROR;
+            }
+
+            continue;
+        }
+
+        pos = b->pos;
+        seg = pos;      /* the first byte not yet sent nor withheld */
+        evt = pos;      /* where the event being parsed starts */
+        shadow = NULL;
+
+        while (ngx_http_aigw_sse_parse(&ctx->sse, &pos, b->last, &ev)
+               == NGX_OK)
+        {
+            if (ngx_http_aigw_sse_event(r, ctx, &ev)) {
+
+                /* withheld, with its start held from earlier reads */
+
+                if (ngx_http_aigw_sse_start(r, in, cl, &out, &ll)
+                    != NGX_OK)
+                {
+                    return NGX_ERROR;
+                }
+
+                ctx->pending_len = 0;
+
+                if (evt != seg) {
+                    shadow = ngx_http_aigw_sse_shadow(r, ctx, &ll, seg,
+                                                      evt);
+                    if (shadow == NULL) {
                         return NGX_ERROR;
                     }
                 }
 
-                ctx->pending_len = 0;
                 seg = pos;
-            }
 
-            /* the start of an event: kept until it is whole */
+            } else if (ctx->pending_len) {
 
-            n = cl->buf->last - seg;
+                /* the client gets the event: its start goes first */
 
-            if (ctx->hide_usage
-                && ctx->pending_len + n > NGX_HTTP_AIGW_SSE_BUFFER)
-            {
-                ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                              "aigw: an event over %uz bytes, the stream "
-                              "is passed on as it is",
-                              (size_t) NGX_HTTP_AIGW_SSE_BUFFER);
-                ctx->hide_usage = 0;
-            }
-
-            if (ctx->hide_usage) {
-                if (n == 0) {
-                    /* the buffer ended with an event */
-
-                } else if (ctx->pending_len + n > ctx->pending_size
-                           && ngx_http_aigw_sse_pending(r, ctx,
-                                                        ctx->pending_len + n)
-                              != NGX_OK)
-                {
-                    return NGX_ERROR;
-
-                } else {
-                    ngx_memcpy(ctx->pending + ctx->pending_len, seg, n);
-                    ctx->pending_len += n;
-                }
-
-            } else {
-                if (ngx_http_aigw_sse_emit(r, ctx, &ll, ctx->pending,
-                                           ctx->pending_len)
+                if (ngx_http_aigw_sse_start(r, in, cl, &out, &ll)
                     != NGX_OK
-                    || ngx_http_aigw_sse_emit(r, ctx, &ll, seg, n) != NGX_OK)
+                    || ngx_http_aigw_sse_held(r, ctx, &ll) != NGX_OK)
                 {
                     return NGX_ERROR;
                 }
-
-                ctx->pending_len = 0;
             }
 
-            cl->buf->pos = cl->buf->last;
+            evt = pos;
         }
 
-        if (cl->buf->last_buf) {
-            last = 1;
-        }
-    }
+        /* the start of an event: held until it is whole */
 
-    if (last) {
-        if (ctx->hide_usage
-            && ngx_http_aigw_sse_emit(r, ctx, &ll, ctx->pending,
-                                      ctx->pending_len)
-               != NGX_OK)
+        n = b->last - evt;
+
+        if (ctx->pending_len + n > NGX_HTTP_AIGW_SSE_BUFFER)
         {
+            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                          "aigw: an event over %uz bytes, the stream "
+                          "is passed on as it is",
+                          (size_t) NGX_HTTP_AIGW_SSE_BUFFER);
+            ctx->hide_usage = 0;
+        }
+
+        if (n == 0 || b->last_buf || !ctx->hide_usage) {
+
+            if (ctx->pending_len
+                && (ngx_http_aigw_sse_start(r, in, cl, &out, &ll)
+                    != NGX_OK
+                    || ngx_http_aigw_sse_held(r, ctx, &ll) != NGX_OK))
+            {
+                return NGX_ERROR;
+            }
+
+            evt = b->last;
+
+        } else if (ngx_http_aigw_sse_hold(r, ctx, evt, n) != NGX_OK) {
             return NGX_ERROR;
         }
 
-        ngx_http_aigw_sse_end(r, ctx);
+        if (b->last_buf) {
+            ngx_http_aigw_sse_end(r, ctx);
+        }
 
-        cl = ngx_alloc_chain_link(r->pool);
-        if (cl == NULL) {
+        if (ll == NULL && seg == b->pos && evt == b->last) {
+            /* all of it goes out, and nothing before it changed */
+            continue;
+        }
+
+        if (ngx_http_aigw_sse_start(r, in, cl, &out, &ll) != NGX_OK) {
             return NGX_ERROR;
         }
 
-        cl->buf = ngx_calloc_buf(r->pool);
-        if (cl->buf == NULL) {
-            return NGX_ERROR;
+        if (seg == b->pos && evt == b->last) {
+            if (ngx_http_aigw_sse_link(r, &ll, b) != NGX_OK) {
+                return NGX_ERROR;
+            }
+
+            continue;
         }
 
-        cl->buf->last_buf = 1;
-        cl->buf->tag = (ngx_buf_tag_t) &ngx_http_aigw_module;
-        *ll = cl;
-        ll = &cl->next;
+        if (seg != evt) {
+            shadow = ngx_http_aigw_sse_shadow(r, ctx, &ll, seg, evt);
+            if (shadow == NULL) {
+                return NGX_ERROR;
+            }
+        }
+
+        if (shadow) {
+            /* the original is marked sent with its last shadow */
+            shadow->shadow = b;
+            shadow->last_shadow = 1;
+            shadow->flush = b->flush;
+
+        } else {
+            /* nothing of it goes out, or a copy of it */
+            b->pos = b->last;
+        }
+
+        if (b->last_buf) {
+            if (ngx_http_aigw_sse_link(r, &ll, NULL) != NGX_OK) {
+                return NGX_ERROR;
+            }
+        }
     }
 
-    *ll = NULL;
+    if (ll == NULL) {
+        out = in;
 
-    for (cl = out; cl; cl = cl->next) {
-        if (cl->next == NULL) {
-            cl->buf->flush = 1;
+    } else {
+        *ll = NULL;
+
+        if (out == NULL && ctx->busy == NULL) {
+            /* all held or withheld, and nothing waits to be sent */
+            return NGX_OK;
         }
-    }
-
-    if (out == NULL && in != NULL && !ctx->busy) {
-        return NGX_OK;
     }
 
     rc = ngx_http_next_body_filter(r, out);
 
-    ngx_chain_update_chains(r->pool, &ctx->free, &ctx->busy, &out,
-                            (ngx_buf_tag_t) &ngx_http_aigw_module);
+    ngx_http_aigw_sse_update(r, ctx, (ll == NULL) ? NULL : out);
 
     return rc;
 }
 
 
-/* room for the start of an event: most are small, a few are large */
+/*
+ * The first change to "in": the buffers before cl, passed as they are,
+ * are linked into the filter's own chain.
+ */
 
 static ngx_int_t
-ngx_http_aigw_sse_pending(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
-    size_t size)
+ngx_http_aigw_sse_start(ngx_http_request_t *r, ngx_chain_t *in,
+    ngx_chain_t *cl, ngx_chain_t **out, ngx_chain_t ***ll)
 {
-    u_char  *p;
-    size_t   n;
+    ngx_chain_t  *c;
 
-    for (n = ngx_max(ctx->pending_size, 2048); n < size; n *= 2) {
-        /* void */
+    if (*ll) {
+        return NGX_OK;
     }
 
-    p = ngx_pnalloc(r->pool, n);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
+    *ll = out;
 
-    if (ctx->pending_len) {
-        ngx_memcpy(p, ctx->pending, ctx->pending_len);
+    for (c = in; c != cl; c = c->next) {
+        if (ngx_http_aigw_sse_link(r, ll, c->buf) != NGX_OK) {
+            return NGX_ERROR;
+        }
     }
-
-    ctx->pending = p;
-    ctx->pending_size = n;
 
     return NGX_OK;
 }
 
 
-/* a copy of stream bytes into the filter's reusable buffers */
+/* a provider's buffer, passed as it is; NULL: the last buffer, empty */
 
 static ngx_int_t
-ngx_http_aigw_sse_emit(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
-    ngx_chain_t ***ll, u_char *data, size_t len)
+ngx_http_aigw_sse_link(ngx_http_request_t *r, ngx_chain_t ***ll,
+    ngx_buf_t *b)
 {
-    size_t        size;
-    ngx_buf_t    *b;
     ngx_chain_t  *cl;
 
-    if (len == 0) {
-        return NGX_OK;
-    }
-
-    cl = ngx_chain_get_free_buf(r->pool, &ctx->free);
+    cl = ngx_alloc_chain_link(r->pool);
     if (cl == NULL) {
         return NGX_ERROR;
     }
 
-    b = cl->buf;
-
-    if (b->start == NULL || (size_t) (b->end - b->start) < len) {
-        size = ngx_max(len, 4096);
-
-        b->start = ngx_palloc(r->pool, size);
-        if (b->start == NULL) {
+    if (b == NULL) {
+        b = ngx_calloc_buf(r->pool);
+        if (b == NULL) {
             return NGX_ERROR;
         }
 
-        b->end = b->start + size;
+        b->last_buf = 1;
     }
 
-    b->pos = b->start;
-    b->last = ngx_cpymem(b->start, data, len);
-    b->temporary = 1;
-    b->flush = 0;
-    b->last_buf = 0;
-    b->tag = (ngx_buf_tag_t) &ngx_http_aigw_module;
+    cl->buf = b;
 
     **ll = cl;
     *ll = &cl->next;
 
     return NGX_OK;
+}
+
+
+/* bytes [pos, last) of a provider's buffer, without a copy */
+
+static ngx_buf_t *
+ngx_http_aigw_sse_shadow(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
+    ngx_chain_t ***ll, u_char *pos, u_char *last)
+{
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    cl = ngx_chain_get_free_buf(r->pool, &ctx->free);
+    if (cl == NULL) {
+        return NULL;
+    }
+
+    b = cl->buf;
+
+    ngx_memzero(b, sizeof(ngx_buf_t));
+
+    b->pos = pos;
+    b->last = last;
+    b->memory = 1;
+    b->tag = NGX_HTTP_AIGW_SSE_TAG;
+
+    **ll = cl;
+    *ll = &cl->next;
+
+    return b;
+}
+
+
+/* the start of an event held from earlier reads goes out */
+
+static ngx_int_t
+ngx_http_aigw_sse_held(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
+    ngx_chain_t ***ll)
+{
+    ngx_buf_t  *b;
+
+    b = ngx_http_aigw_sse_shadow(r, ctx, ll, ctx->pending,
+                                 ctx->pending + ctx->pending_len);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* the pending memory is busy until this buffer is sent */
+    b->start = ctx->pending;
+    b->end = ctx->pending + ctx->pending_size;
+    b->flush = 1;
+
+    ctx->pending_len = 0;
+
+    return NGX_OK;
+}
+
+
+/* a copy of the start of an event, held until the event is whole */
+
+static ngx_int_t
+ngx_http_aigw_sse_hold(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
+    u_char *data, size_t len)
+{
+    u_char       *p;
+    size_t        size, n;
+    ngx_chain_t  *cl;
+
+    size = ctx->pending_len + len;
+
+    if (ctx->pending_len == 0) {
+
+        /* the memory of a start sent earlier may still be on its way */
+
+        for (cl = ctx->busy; cl; cl = cl->next) {
+            if (cl->buf->start == ctx->pending && ctx->pending) {
+                ctx->pending = NULL;
+                ctx->pending_size = 0;
+                break;
+            }
+        }
+    }
+
+    if (size > ctx->pending_size) {
+
+        /* room for the start of an event: most are small, a few large */
+
+        for (n = ngx_max(ctx->pending_size, 2048); n < size; n *= 2) {
+            /* void */
+        }
+
+        p = ngx_pnalloc(r->pool, n);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (ctx->pending_len) {
+            ngx_memcpy(p, ctx->pending, ctx->pending_len);
+        }
+
+        ctx->pending = p;
+        ctx->pending_size = n;
+    }
+
+    ngx_memcpy(ctx->pending + ctx->pending_len, data, len);
+    ctx->pending_len = size;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The filter's buffers sent (or passed on) are freed for reuse; a shadow
+ * that was the last one into a provider's buffer marks that buffer sent,
+ * so that the upstream module may reuse its memory.
+ */
+
+static void
+ngx_http_aigw_sse_update(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
+    ngx_chain_t *out)
+{
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl, **ll;
+
+    if (out) {
+        for (ll = &ctx->busy; *ll; ll = &(*ll)->next) { /* void */ }
+        *ll = out;
+    }
+
+    while (ctx->busy) {
+        cl = ctx->busy;
+        b = cl->buf;
+
+        if (ngx_buf_size(b) != 0) {
+            break;
+        }
+
+        ctx->busy = cl->next;
+
+        if (b->tag != NGX_HTTP_AIGW_SSE_TAG) {
+            /* a provider's buffer, or the last one: only the link is ours */
+            ngx_free_chain(r->pool, cl);
+            continue;
+        }
+
+        if (b->last_shadow) {
+            b->shadow->pos = b->shadow->last;
+        }
+
+        cl->next = ctx->free;
+        ctx->free = cl;
+    }
 }
 
 

@@ -1,8 +1,11 @@
 # Every split of a stream into two reads, at every byte, gives the client
 # the same events and the gateway the same token counts.  The mock sends
 # each stream in two writes 3 ms apart ("splitat=N"), so nginx reads it in
-# two pieces cut at N.  Plain Test::More: a few thousand requests to one
-# nginx.
+# two pieces cut at N; the first read holds several events when N is far
+# in.  Then three reads ("splitat2=M"), the middle one a few bytes inside
+# an event, so that events span three reads.  The cuts run over the whole
+# stream as the provider sends it: with the usage chunk the client does
+# not get.  Plain Test::More: a few thousand requests to one nginx.
 
 use strict;
 use warnings;
@@ -11,6 +14,8 @@ BEGIN { push @INC, 't/lib' }
 use AigwMock;
 
 use AigwNginx;
+
+use IO::Socket::INET;
 
 use Test::More;
 use Time::HiRes qw(sleep);
@@ -52,6 +57,25 @@ EOC
 
 ok($ngx->start, 'nginx starts') or BAIL_OUT($ngx->start_error);
 
+# the length of the stream as the provider sends it, asked of the mock
+# directly (HTTP/1.0: no chunks), with what the gateway changes
+sub mock_length {
+    my ($path, $body, $mockopts) = @_;
+
+    my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$mock",
+                                  Timeout => 10)
+        or return 0;
+
+    print $s "POST $path HTTP/1.0\r\nHost: localhost\r\n"
+             . "x-mock: $mockopts\r\nContent-Length: " . length($body)
+             . "\r\n\r\n$body";
+
+    local $/;
+    my $raw = <$s> // '';
+    my (undef, $rest) = split /\r\n\r\n/, $raw, 2;
+    return length($rest // '');
+}
+
 sub request {
     my ($path, $body, $mockopts) = @_;
     return $ngx->request('POST', $path, { 'x-mock' => $mockopts },
@@ -85,22 +109,31 @@ sub normal {
     return $s;
 }
 
+# name, path, the client's body, mock options, the provider's body
 my @streams = (
     [ 'OpenAI chat, usage asked for by the gateway', '/v1/chat/completions',
       '{"model":"gpt","stream":true,"messages":'
       . '[{"role":"user","content":"split me at every byte"}]}',
-      'cached=2' ],
+      'cached=2',
+      '{"model":"gpt-4o","stream":true,'
+      . '"stream_options":{"include_usage":true},"messages":'
+      . '[{"role":"user","content":"split me at every byte"}]}' ],
     [ 'OpenAI chat, usage asked for by the client', '/v1/chat/completions',
       '{"model":"gpt","stream":true,"stream_options":{"include_usage":true},'
-      . '"messages":[{"role":"user","content":"split me"}]}', '' ],
+      . '"messages":[{"role":"user","content":"split me"}]}', '',
+      '{"model":"gpt-4o","stream":true,'
+      . '"stream_options":{"include_usage":true},'
+      . '"messages":[{"role":"user","content":"split me"}]}' ],
     [ 'Anthropic messages', '/v1/messages',
       '{"model":"haiku","stream":true,"max_tokens":50,"messages":'
       . '[{"role":"user","content":"split me at every byte"}]}',
-      'cached=3' ],
+      'cached=3',
+      '{"model":"claude-3-5-haiku","stream":true,"max_tokens":50,'
+      . '"messages":[{"role":"user","content":"split me at every byte"}]}' ],
 );
 
 for my $st (@streams) {
-    my ($name, $path, $body, $opts) = @$st;
+    my ($name, $path, $body, $opts, $sent) = @$st;
     my $o = join ',', grep { length } 'words=4', $opts;
 
     my $whole = request($path, $body, $o);
@@ -121,25 +154,46 @@ for my $st (@streams) {
         like($whole, qr/data: \[DONE\]\n\n\z/, "$name: ends with [DONE]");
     }
 
-    my ($bad_body, $bad_meter) = (0, 0);
-    my $len = length $whole;
+    my $len = mock_length($path, $sent, $o);
 
-    for my $k (1 .. $len + 16) {
-        my $got = request($path, $body, "$o,splitat=$k");
+    cmp_ok($len, '>=', length $whole,
+           "$name: the provider sends $len bytes, the client gets "
+           . length $whole);
+
+    my ($bad_body, $bad_meter) = (0, 0);
+
+    my $check = sub {
+        my ($how) = @_;
+
+        my $got = request($path, $body, "$o,$how");
         my $m = meter_line();
 
         if (normal($got) ne $want_body) {
-            diag "$name: split at $k: body differs" if $bad_body++ < 3;
+            diag "$name: $how: body differs" if $bad_body++ < 3;
         }
 
         if ($m ne $want_meter) {
-            diag "$name: split at $k: '$m' != '$want_meter'"
-                if $bad_meter++ < 3;
+            diag "$name: $how: '$m' != '$want_meter'" if $bad_meter++ < 3;
         }
+    };
+
+    for my $k (1 .. $len + 2) {
+        $check->("splitat=$k");
     }
 
     is($bad_body, 0, "$name: the same events at every split of $len bytes");
     is($bad_meter, 0, "$name: the same counts at every split");
+
+    # three reads: a middle read of 1 to 40 bytes, from every 3rd byte on
+    ($bad_body, $bad_meter) = (0, 0);
+
+    for (my $k = 1; $k < $len; $k += 3) {
+        my $m = $k + 1 + ($k * 7) % 40;
+        $check->("splitat=$k,splitat2=$m");
+    }
+
+    is($bad_body, 0, "$name: the same events in three reads");
+    is($bad_meter, 0, "$name: the same counts in three reads");
 }
 
 unlike($ngx->error_log, qr/\[(alert|crit|emerg)\]/, 'no alerts');

@@ -69,6 +69,8 @@ const OPTIONS = {
     delay:        { kind: 'int', min: 0, max: 600000 },
     pace:         { kind: 'int', min: 0, max: 60000 },
     splitat:      { kind: 'int', min: 0, max: 100000000 },
+    splitat2:     { kind: 'int', min: 0, max: 100000000 },
+    piece:        { kind: 'int', min: 1, max: MAX_WORDS },
     bigword:      { kind: 'int', min: 1, max: 10000000 },
     chunked:      { kind: 'flag' },
     close:        { kind: 'flag' },
@@ -311,12 +313,16 @@ function limitAnswer(answer, maxTokens) {
     return { text: answer, tokens, truncated: false };
 }
 
-/* Splits the answer into stream pieces of a few words, keeping all spaces. */
-function splitPieces(text) {
+/*
+ * Splits the answer into stream pieces of a few words (`per`, default
+ * WORDS_PER_PIECE), keeping all spaces.
+ */
+function splitPieces(text, per) {
     const words = text.match(/\s*\S+\s*/g) || [];
     const pieces = [];
-    for (let i = 0; i < words.length; i += WORDS_PER_PIECE) {
-        pieces.push(words.slice(i, i + WORDS_PER_PIECE).join(''));
+    const n = per || WORDS_PER_PIECE;
+    for (let i = 0; i < words.length; i += n) {
+        pieces.push(words.slice(i, i + n).join(''));
     }
     return pieces;
 }
@@ -516,9 +522,14 @@ async function sendStream(ctx, events, errorEvent) {
     writeHead(res, 200, headers);
     res.flushHeaders();
     if (opts.splitat !== undefined) {
-        /* the whole stream in two writes, cut at a byte offset */
+        /* the whole stream in two writes, cut at a byte offset, or in
+         * three with splitat2 */
         const all = Buffer.concat(events.map((e) => Buffer.from(e)));
         const at = Math.min(opts.splitat, all.length);
+        let at2 = at;
+        if (opts.splitat2 !== undefined) {
+            at2 = Math.max(at, Math.min(opts.splitat2, all.length));
+        }
         if (at > 0) {
             res.write(all.subarray(0, at));
             await sleep(3);
@@ -526,7 +537,14 @@ async function sendStream(ctx, events, errorEvent) {
         if (gone(ctx)) {
             return;
         }
-        res.end(all.subarray(at));
+        if (at2 > at) {
+            res.write(all.subarray(at, at2));
+            await sleep(3);
+            if (gone(ctx)) {
+                return;
+            }
+        }
+        res.end(all.subarray(at2));
         return;
     }
     for (let i = 0; i < events.length; i++) {
@@ -740,7 +758,7 @@ function chatCompletions(ctx, body) {
         return sseData(c);
     };
     const events = [];
-    const pieces = splitPieces(answer.text);
+    const pieces = splitPieces(answer.text, ctx.opts.piece);
     for (let i = 0; i < n; i++) {
         events.push(chunk([{ index: i, delta: { role: 'assistant', content: '', refusal: null },
             logprobs: null, finish_reason: null }]));
@@ -833,7 +851,7 @@ function completions(ctx, body) {
     };
     const events = [];
     for (let index = 0; index < texts.length; index++) {
-        for (const piece of splitPieces(texts[index])) {
+        for (const piece of splitPieces(texts[index], ctx.opts.piece)) {
             events.push(chunk([{ text: piece, index, logprobs: null, finish_reason: null }]));
         }
         events.push(chunk([{ text: '', index, logprobs: null, finish_reason: finishes[index] }]));
@@ -1037,7 +1055,7 @@ function messages(ctx, body) {
         type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' },
     }));
     events.push(sseEvent('ping', { type: 'ping' }));
-    for (const piece of splitPieces(answer.text)) {
+    for (const piece of splitPieces(answer.text, ctx.opts.piece)) {
         events.push(sseEvent('content_block_delta', {
             type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: piece },
         }));

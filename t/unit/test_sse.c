@@ -1046,6 +1046,21 @@ t_cases(void)
                "|\\xc3\\xa9t\\xc3\\xa9|;");
     t_end();
 
+    t_begin("data lines whole in the buffer (the memchr path)");
+    t_case_str("data: a\ndata:b\ndata\ndata: c\n\n", T_DATA_SIZE,
+               "|a\\nb\\n\\nc|;");
+    t_case_str("data: x\rmore\n\n", T_DATA_SIZE, "|x|;");
+    t_case_str("data:data: x\n\n", T_DATA_SIZE, "|data: x|;");
+    t_case_str("data: \n\ndata:\r\n\r\n", T_DATA_SIZE, "||;||;");
+    t_case_str("data: x", T_DATA_SIZE, "|x|F;");
+    t_case_str("data:", T_DATA_SIZE, "||F;");
+    t_case_str("data: [DONE]\ndata: [DONE]\n\n", T_DATA_SIZE,
+               "|[DONE]\\n[DONE]|;");
+    t_case_str("\xef\xbb\xbf" "data: x\n\n", T_DATA_SIZE, "|x|;");
+    t_case_str("data: 0123456789abcdef\n\n", 8, "|01234567|T;");
+    t_case_str("data: 0123\ndata: 4567\n\n", 8, "|0123\\n456|T;");
+    t_end();
+
     t_begin("comments");
     t_case_str(": keep-alive\n\n", T_DATA_SIZE, "");
     t_case_str(":\n:\r\n:\r", T_DATA_SIZE, "");

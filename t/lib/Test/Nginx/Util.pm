@@ -927,9 +927,10 @@ END {
 # The new error.log lines.  With $want (a code ref given the lines), the
 # file is read again until $want says they are all there or $LogWait s
 # have passed: a line nginx writes after the response (the log phase, a
-# closed upstream) may come late on a busy machine.  A check for a line's
-# absence has nothing to wait for, and gets what is there after the
-# usual short sleep.
+# closed upstream) may come late on a busy machine, and a read may catch
+# the last line half written.  A check for a line's absence has nothing
+# to wait for, and gets what is there after the usual short sleep (and
+# the end of a line caught half written).
 sub error_log_data (;$) {
     my $want = shift;
 
@@ -950,7 +951,10 @@ sub error_log_data (;$) {
         $end = tell($in);
         close $in;
 
-        last if !$want || $want->($lines) || time > $deadline;
+        # a line caught half written is waited for too
+        my $partial = @$lines && $lines->[-1] !~ /\n\z/;
+        last if !$partial && (!$want || $want->($lines));
+        last if time > $deadline;
         sleep 0.02;
     }
 
@@ -974,7 +978,9 @@ sub access_log_data (;$) {
         $lines = [<$in>];
         close $in;
 
-        last if !$want || $want->($lines) || time > $deadline;
+        my $partial = @$lines && $lines->[-1] !~ /\n\z/;
+        last if !$partial && (!$want || $want->($lines));
+        last if time > $deadline;
         sleep 0.02;
     }
 

@@ -9,7 +9,8 @@
 #   scripts/demo.sh          start (again)
 #   scripts/demo.sh stop     stop the gateway and the mock
 #
-# AIGW_DEMO_PORT / AIGW_DEMO_MOCK_PORT choose other ports.
+# AIGW_DEMO_PORT / AIGW_DEMO_MOCK_PORT choose other ports, AIGW_DEMO_PREFIX
+# another folder than build/demo (t/003-demo.t runs the tour so).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -17,7 +18,7 @@ so=${AIGW_MODULE:-${AIGW_MODULE_SO:-$root/build/ngx_http_aigw_module.so}}
 nginx=${NGINX_BINARY:-/usr/sbin/nginx}
 port=${AIGW_DEMO_PORT:-8080}
 mport=${AIGW_DEMO_MOCK_PORT:-8081}
-prefix=$root/build/demo
+prefix=${AIGW_DEMO_PREFIX:-$root/build/demo}
 conf=$prefix/conf/nginx.conf
 key=sk-aigw-demo-alice          # examples/keys.json: key_demo_alice
 

@@ -1,34 +1,57 @@
 #!/usr/bin/env bash
-# Starts the gateway on 127.0.0.1:8080 with examples/nginx.conf, in the
-# background, with the bundled mock provider on 127.0.0.1:8081.  Without
-# OPENAI_API_KEY the "openai" provider is pointed at the mock, so that
+# Starts the gateway on 127.0.0.1:8080 with examples/demo.conf, in the
+# background, with the bundled mock provider on 127.0.0.1:8081, and prints
+# a short tour: a chat request with a virtual key, a stream, a fallback, a
+# request without a key, the metrics and the access log.  Without
+# OPENAI_API_KEY the "openai" provider is the mock, so everything answers
+# at once and offline.
 #
-#   curl http://127.0.0.1:8080/v1/chat/completions \
-#        -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}'
+#   scripts/demo.sh          start (again)
+#   scripts/demo.sh stop     stop the gateway and the mock
 #
-# answers at once.  `scripts/demo.sh stop` stops both.
+# AIGW_DEMO_PORT / AIGW_DEMO_MOCK_PORT choose other ports, AIGW_DEMO_PREFIX
+# another folder than build/demo (t/003-demo.t runs the tour so).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 so=${AIGW_MODULE:-${AIGW_MODULE_SO:-$root/build/ngx_http_aigw_module.so}}
 nginx=${NGINX_BINARY:-/usr/sbin/nginx}
-prefix=$root/build/demo
+port=${AIGW_DEMO_PORT:-8080}
+mport=${AIGW_DEMO_MOCK_PORT:-8081}
+prefix=${AIGW_DEMO_PREFIX:-$root/build/demo}
 conf=$prefix/conf/nginx.conf
+key=sk-aigw-demo-alice          # examples/keys.json: key_demo_alice
+
+alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null; }
+
+# stop_pid PIDFILE SIGNAL: the signal, a bounded wait, then SIGKILL
+stop_pid() {
+    local pid
+    pid=$(cat "$1" 2>/dev/null || true)
+    rm -f "$1"
+    case "$pid" in ''|*[!0-9]*) return 0 ;; esac
+    alive "$pid" || return 0
+    kill -"$2" "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do
+        alive "$pid" || return 0
+        sleep 0.1
+    done
+    # a daemon master leads its process group (master and workers)
+    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+}
 
 stop() {
+    # a signal, not "nginx -s quit", which would parse the config again;
+    # nginx removes its pid file itself: keep a copy to wait on
     if [ -f "$prefix/logs/nginx.pid" ]; then
-        # a signal, not "nginx -s quit", which would parse the config again
-        kill -QUIT "$(cat "$prefix/logs/nginx.pid")" 2>/dev/null \
-            || rm -f "$prefix/logs/nginx.pid"
-        for _ in $(seq 50); do
-            [ -f "$prefix/logs/nginx.pid" ] || break
-            sleep 0.1
-        done
+        cp "$prefix/logs/nginx.pid" "$prefix/nginx.pid.stop"
+        stop_pid "$prefix/nginx.pid.stop" QUIT
     fi
-    if [ -f "$prefix/mock.pid" ]; then
-        kill "$(cat "$prefix/mock.pid")" 2>/dev/null || true
-        rm -f "$prefix/mock.pid"
-    fi
+    stop_pid "$prefix/mock.pid" TERM
+}
+
+listening() {
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
 if [ "${1:-}" = stop ]; then
@@ -38,21 +61,35 @@ if [ "${1:-}" = stop ]; then
 fi
 
 [ -f "$so" ] || { echo "no $so: run 'make build' first" >&2; exit 1; }
+command -v node > /dev/null \
+    || { echo "node is missing: run scripts/install-deps.sh" >&2; exit 1; }
 
 stop
-mkdir -p "$prefix/conf" "$prefix/logs"
+for p in "$port" "$mport"; do
+    if listening "$p"; then
+        echo "port $p is taken; set AIGW_DEMO_PORT / AIGW_DEMO_MOCK_PORT" >&2
+        exit 1
+    fi
+done
 
-sed "s|^load_module .*;|load_module $so;|" "$root/examples/nginx.conf" \
-    > "$conf"
+mkdir -p "$prefix/conf" "$prefix/logs"
+rm -f "$prefix/logs/access.json"
+
+sed -e "s|^load_module .*;|load_module $so;|" \
+    -e "s|127\.0\.0\.1:8080|127.0.0.1:$port|" \
+    -e "s|127\.0\.0\.1:8081|127.0.0.1:$mport|" \
+    "$root/examples/demo.conf" > "$conf"
+cp "$root/examples/keys.json" "$prefix/conf/keys.json"
 
 if [ -z "${OPENAI_API_KEY:-}" ]; then
-    echo "no OPENAI_API_KEY: provider \"openai\" is the bundled mock" \
-         "on 127.0.0.1:8081"
+    upstream="the bundled mock provider on 127.0.0.1:$mport"
     export OPENAI_API_KEY=sk-aigw-demo-mock
-    sed -i 's|https://api.openai.com/v1|http://127.0.0.1:8081/v1|' "$conf"
+    sed -i "s|https://api.openai.com/v1|http://127.0.0.1:$mport/v1|" "$conf"
+else
+    upstream="OpenAI (OPENAI_API_KEY)"
 fi
 
-nohup node "$root/examples/mock/aigw-mock.js" --port 8081 \
+nohup node "$root/examples/mock/aigw-mock.js" --port "$mport" \
     > "$prefix/logs/mock.log" 2>&1 < /dev/null &
 echo $! > "$prefix/mock.pid"
 
@@ -60,16 +97,47 @@ for _ in $(seq 50); do
     grep -q listening "$prefix/logs/mock.log" 2>/dev/null && break
     sleep 0.1
 done
+grep -q listening "$prefix/logs/mock.log" 2>/dev/null || {
+    echo "the mock provider did not start:" >&2
+    cat "$prefix/logs/mock.log" >&2
+    stop
+    exit 1
+}
 
-"$nginx" -p "$prefix" -c "$conf" -t -q
+"$nginx" -p "$prefix" -c "$conf" -t -q || { stop; exit 1; }
 "$nginx" -p "$prefix" -c "$conf"
 
+for _ in $(seq 50); do
+    listening "$port" && break
+    sleep 0.1
+done
+
+u=http://127.0.0.1:$port
+msg='"messages":[{"role":"user","content":"hi"}]'
 cat <<EOT
-aigw is listening on 127.0.0.1:8080 (logs in $prefix/logs)
+aigw is listening on $u, in front of $upstream.
+Your virtual key (tenant "demo", user "alice"): $key
 
-  curl http://127.0.0.1:8080/v1/chat/completions \\
-       -H 'Content-Type: application/json' \\
-       -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}'
+A chat request with the key:
+  curl -s $u/v1/chat/completions -H 'Authorization: Bearer $key' \\
+       -d '{"model":"gpt-4o-mini",$msg}'
 
-stop it with: scripts/demo.sh stop
+A stream, event by event:
+  curl -sN $u/v1/chat/completions -H 'Authorization: Bearer $key' \\
+       -d '{"model":"gpt-4o-mini","stream":true,$msg}'
+
+A fallback: route "default" tries gpt-4o-broken (503), then gpt-4o-mini:
+  curl -si $u/v1/chat/completions -H 'Authorization: Bearer $key' \\
+       -d '{"model":"default",$msg}' | grep -i '^x-aigw'
+
+Without a key, OpenAI's 401:
+  curl -s $u/v1/chat/completions -d '{"model":"gpt-4o-mini",$msg}'
+
+Prometheus metrics (and the histograms: drop the grep):
+  curl -s $u/metrics | grep -E '^aigw_(requests|tokens|cost|fallbacks)'
+
+The access log (tenant, model, tokens, cost, time to first token):
+  tail -n 3 $prefix/logs/access.json
+
+Logs in $prefix/logs.  Stop it all with: scripts/demo.sh stop
 EOT

@@ -13,6 +13,12 @@
 #   --port N        TEST_NGINX_SERVER_PORT  (default 1984)
 #
 # All blocks' error logs are appended to DIR/error.log.
+#
+# Every nginx and mock a suite starts must be gone when it ends, also when
+# a test fails or the run is interrupted: after the suites, a process that
+# is still alive and points into DIR (its command line, its environment's
+# AIGW_SUITE_WORKDIR, or a file it holds open) fails the run, and is
+# stopped.  One left by an earlier, killed run is stopped before.
 # Extra prove options: AIGW_PROVE_ARGS="-v".  Extra sanitizer options are
 # appended from AIGW_ASAN_OPTIONS / AIGW_UBSAN_OPTIONS.
 # Exits 77 (ctest's "skipped") when there is no .t file to run.
@@ -76,25 +82,70 @@ preflight="$workdir/preflight"
 sanlogs="$workdir/sanitizer"
 errlog="$workdir/error.log"      # every block's error log, appended
 
-# An nginx left running by an interrupted run would hold our port.
-stop_stale_nginx() {
-    local pidfile pid
-    for pidfile in "$servroot/logs/nginx.pid" "$preflight/nginx.pid"; do
-        [ -f "$pidfile" ] || continue
-        pid=$(cat "$pidfile" 2>/dev/null)
-        case "$pid" in ''|*[!0-9]*) continue ;; esac
-        if grep -q nginx "/proc/$pid/cmdline" 2>/dev/null; then
-            kill "$pid" 2>/dev/null
-            sleep 0.5
-            kill -9 "$pid" 2>/dev/null
-        fi
-        rm -f "$pidfile"
-    done
+# Processes of this work dir: what a suite started and left behind.
+#   suite_procs: "PID COMMAND" lines, none when all is clean
+suite_procs() {
+    AIGW_SCAN_DIR="$workdir" perl -e '
+        my $dir = "$ENV{AIGW_SCAN_DIR}/";
+        my $tag = "AIGW_SUITE_WORKDIR=$ENV{AIGW_SCAN_DIR}";
+        my %skip;    # this scan and the shells it runs in
+        for (my $p = $$; $p > 1; ) {
+            $skip{$p} = 1;
+            open my $s, "<", "/proc/$p/stat" or last;
+            ($p) = <$s> =~ /^\d+ \(.*\) \S+ (\d+) /s or last;
+        }
+        for my $d (glob "/proc/[0-9]*") {
+            my ($pid) = $d =~ /(\d+)$/;
+            next if $skip{$pid};
+            open my $st, "<", "$d/stat" or next;
+            next if <$st> =~ /^\d+ \(.*\) [ZX] /s;   # reaped soon
+            local $/;
+            open my $c, "<", "$d/cmdline" or next;
+            my $cmd = <$c> // "";
+            my $env = "";
+            if (open my $e, "<", "$d/environ") { $env = <$e> // "" }
+            my $ours = index($cmd, $dir) >= 0
+                       || index("\0$env\0", "\0$tag\0") >= 0;
+            if (!$ours && opendir my $fds, "$d/fd") {
+                for (readdir $fds) {
+                    my $t = readlink "$d/fd/$_" // next;
+                    if (index($t, $dir) == 0) { $ours = 1; last }
+                }
+            }
+            next unless $ours;
+            $cmd =~ s/\0+$//;
+            $cmd =~ tr/\0/ /;
+            print "$pid $cmd\n";
+        }'
 }
-stop_stale_nginx
-trap stop_stale_nginx EXIT
+
+# stop_suite_procs WHY: stops them (TERM, then KILL); 1 if there were any
+stop_suite_procs() {
+    local procs i
+    procs=$(suite_procs)
+    # a process on its way out is given a moment
+    for i in 1 2 3 4 5 6 7 8 9 10; do
+        [ -n "$procs" ] || return 0
+        sleep 0.3
+        procs=$(suite_procs)
+    done
+    [ -n "$procs" ] || return 0
+    echo "run-suite: $1:" >&2
+    echo "$procs" | sed 's/^/    /' >&2
+    kill -TERM $(echo "$procs" | cut -d' ' -f1) 2>/dev/null
+    for i in 1 2 3 4 5 6 7 8 9 10; do
+        sleep 0.3
+        procs=$(suite_procs)
+        [ -n "$procs" ] || return 1
+    done
+    kill -KILL $(echo "$procs" | cut -d' ' -f1) 2>/dev/null
+    return 1
+}
+
+stop_suite_procs "processes left by an earlier run, stopped now"
 # Nothing from an earlier run may be mistaken for this run's output.
-rm -rf "$servroot" "$errlog"
+rm -rf "$servroot" "$errlog" "$workdir/tmp"
+mkdir -p "$workdir/tmp"
 
 binary=$nginx
 if [ -n "$libasan" ]; then
@@ -192,13 +243,43 @@ export TEST_NGINX_LOAD_MODULES="$module"
 export TEST_NGINX_SERVROOT="$servroot"
 export TEST_NGINX_SERVER_PORT="$port"
 export TEST_NGINX_ERROR_LOG="$errlog"
+# AigwNginx's prefixes, and the mark by which what the suites start is
+# found when they are done
+export AIGW_TEST_TMPDIR="$workdir/tmp"
+export AIGW_SUITE_WORKDIR="$workdir"
 
 echo "run-suite: ${#files[@]} file(s), module $module," \
     "servroot $servroot, port $port${libasan:+, ASan+UBSan}"
 
+# prove runs as a job of its own process group, so that a signal to us is
+# acted on at once and passed on to it and to the tests (which stop their
+# nginx and mocks on INT, TERM and HUP).
+prove_pid=
+on_signal() {
+    trap - INT TERM HUP
+    echo "run-suite: SIG$1: stopping the suites" >&2
+    [ -n "$prove_pid" ] && kill -"$1" -- -"$prove_pid" 2>/dev/null
+    wait "$prove_pid" 2>/dev/null
+    stop_suite_procs "interrupted: processes the suites left, stopped now"
+    exit "$2"
+}
+trap 'on_signal INT 130' INT
+trap 'on_signal TERM 143' TERM
+trap 'on_signal HUP 129' HUP
+
+set -m
 # shellcheck disable=SC2086
-prove -j1 -I t/lib ${AIGW_PROVE_ARGS:-} "${files[@]}"
+prove -j1 -I t/lib ${AIGW_PROVE_ARGS:-} "${files[@]}" &
+prove_pid=$!
+set +m
+wait "$prove_pid"
 rc=$?
+prove_pid=
+
+if ! stop_suite_procs "FAIL: processes the suites started still run"
+then
+    rc=1
+fi
 
 last_errlog="$errlog"
 [ -s "$errlog" ] || last_errlog="$servroot/logs/error.log"

@@ -12,13 +12,13 @@ env_to_nginx('AIGW_TEST_KEY');
 our $HttpConfig = <<'_EOC_';
     aigw_provider ok http://127.0.0.1:$TEST_NGINX_MOCK_PORT/v1
                   key_env=AIGW_TEST_KEY;
-    aigw_provider slow http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/pace=1500/v1
+    aigw_provider slow http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/pace=3000/v1
                   key_env=AIGW_TEST_KEY;
     aigw_provider cut http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/cut=2/v1
                   key_env=AIGW_TEST_KEY;
     aigw_provider claude http://127.0.0.1:$TEST_NGINX_MOCK_PORT/v1
                   format=anthropic key_env=AIGW_TEST_KEY;
-    aigw_provider claudeslow http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/pace=1500/v1
+    aigw_provider claudeslow http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/pace=3000/v1
                   format=anthropic key_env=AIGW_TEST_KEY;
     aigw_model fast ok:gpt-4o-mini;
     aigw_model slow slow:gpt-4o-mini;
@@ -57,14 +57,14 @@ X-Stream: 1
 
 
 === TEST 2: each event reaches the client before the next is sent
-The provider waits 1.5 s between events; the client gives up after 1 s and
+The provider waits 3 s between events; the client gives up after 2 s and
 must by then hold the first event, and not the last.
 --- http_config eval: $::HttpConfig
 --- config eval: $::Config
 --- request
 POST /v1/chat/completions
 {"model":"slow","stream":true,"messages":[{"role":"user","content":"hi"}]}
---- timeout: 1
+--- timeout: 2
 --- abort
 --- ignore_response
 --- error_log
@@ -80,7 +80,7 @@ HTTP/1.0, so that the part received is the body as it is, unchunked.
 --- request
 POST /v1/chat/completions HTTP/1.0
 {"model":"slow","stream":true,"messages":[{"role":"user","content":"hi"}]}
---- timeout: 1
+--- timeout: 2
 --- abort
 --- response_body_like: ^data: \{"id":"chatcmpl-[^"]+".*"delta":\{"role":"assistant"(?s:(?!\[DONE\]).)*$
 
@@ -107,7 +107,7 @@ Content-Type: text/event-stream; charset=utf-8
 --- request
 POST /v1/messages HTTP/1.0
 {"model":"haikuslow","stream":true,"max_tokens":50,"messages":[{"role":"user","content":"hi"}]}
---- timeout: 1
+--- timeout: 2
 --- abort
 --- response_body_like: ^event: message_start\ndata: \{"type":"message_start"(?s:(?!message_stop).)*$
 

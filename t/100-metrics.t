@@ -14,7 +14,7 @@ use AigwNginx;
 
 use Test::More;
 use Digest::SHA qw(sha256_hex);
-use Time::HiRes qw(sleep);
+use Time::HiRes qw(sleep time);
 
 my $ngx = AigwNginx->new;
 my $dir = $ngx->dir;
@@ -92,6 +92,23 @@ sub metrics {
     return request('GET', '/metrics');
 }
 
+# The metrics once every pattern shows (the log phase, which counts, runs
+# as the answer ends, and may come after the client has it): polled with
+# a bound, so that a busy machine is no reason to fail.  What does not
+# show in time is then reported by the checks themselves.
+sub metrics_with {
+    my (@re) = @_;
+    my $deadline = time + 10;
+    my $m;
+    while (1) {
+        $m = metrics();
+        last if !grep { $m !~ $_ } @re;
+        last if time > $deadline;
+        sleep 0.05;
+    }
+    return $m;
+}
+
 # the sequence: on separate connections, so both workers take part
 chat('sk-acme', 'gpt-4o') for 1 .. 3;
 chat('sk-acme', 'gpt-4o', 1) for 1 .. 2;
@@ -100,12 +117,15 @@ chat('sk-globex', 'bad');
 chat('sk-nobody', 'gpt-4o');
 chat('sk-acme', 'we\\"ird');
 
-# the log phase runs just after the answer is out
-sleep 0.3;
-
-my $m = metrics();
-
 my $l = 'tenant="acme",model="gpt-4o",provider="ok",status="200"';
+my $g = 'tenant="globex",model="gpt-4o",provider="ok",status="200"';
+
+my $m = metrics_with(
+    qr/^aigw_requests_total\{\Q$l\E\} 5$/m,
+    qr/^aigw_requests_total\{\Q$g\E\} 1$/m,
+    qr/^aigw_errors_total\{[^}]*model="bad"[^}]*\} 1$/m,
+    qr/^aigw_errors_total\{[^}]*status="401"[^}]*\} 1$/m,
+    qr/^aigw_requests_total\{[^}]*model="we\\"ird"[^}]*\} 1$/m);
 
 like($m, qr/^aigw_requests_total\{\Q$l\E\} 5$/m,
      'five requests of acme to gpt-4o');
@@ -116,7 +136,6 @@ like($m, qr/^aigw_tokens_total\{\Q$l\E,type="output"\} 35$/m,
 like($m, qr/^aigw_cost_dollars_total\{\Q$l\E\} 0\.000390$/m,
      'five times 78 micro-dollars');
 
-my $g = 'tenant="globex",model="gpt-4o",provider="ok",status="200"';
 like($m, qr/^aigw_requests_total\{\Q$g\E\} 1$/m,
      'the fallback request is counted where it was served');
 like($m, qr/^aigw_fallbacks_total\{\Q$g\E\} 1$/m, 'with one fallback');
@@ -150,16 +169,16 @@ like($m, qr/^# TYPE aigw_requests_total counter$/m, 'TYPE lines');
 # a reload keeps the counters, and a lower max_series applies
 write_conf(8);
 
+my $old = $ngx->workers;
 $ngx->signal('HUP');
-sleep 1.5;
+ok($ngx->reloaded($old, 30), 'the new workers took over');
 
 $m = metrics();
 like($m, qr/^aigw_requests_total\{\Q$l\E\} 5$/m,
      'the counters survive a reload');
 
 chat('sk-acme', 'gpt-4o');
-sleep 0.3;
-$m = metrics();
+$m = metrics_with(qr/^aigw_requests_total\{\Q$l\E\} 6$/m);
 like($m, qr/^aigw_requests_total\{\Q$l\E\} 6$/m, 'and go on counting');
 
 # past the cap: new series are counted as _overflow
@@ -167,14 +186,19 @@ for my $i (1 .. 5) {
     request('POST', '/v1/chat/completions', 'sk-acme',
             qq({"model":"unknown-$i","messages":[]}));
 }
-sleep 0.3;
-$m = metrics();
+$m = metrics_with(qr/^aigw_requests_total\{tenant="_overflow"/m,
+                  qr/^aigw_metrics_series 8$/m);
 
 like($m, qr/^aigw_requests_total\{tenant="_overflow",model="_overflow",provider="_overflow",status="0"\} \d+$/m,
      'new series past max_series are counted as _overflow');
 like($m, qr/^aigw_metrics_series 8$/m, 'the number of series stays at the cap');
 
-my $log = $ngx->error_log;
+my $log;
+for my $wait (0 .. 100) {
+    $log = $ngx->error_log;
+    last if $log =~ /metrics series are capped/;
+    sleep 0.05;
+}
 like($log, qr/aigw: metrics series are capped at 8/, 'the cap is logged once');
 unlike($log, qr/\[(alert|crit)\]/, 'no alerts');
 

@@ -11,16 +11,54 @@ package AigwNginx;
 #                           { Authorization => 'Bearer k' }, $body);
 #   $res->{status}, $res->{headers}, $res->{body}
 #
-# The nginx is stopped (QUIT, then KILL after a bounded wait) when the
-# object goes away.  Loopback only; core Perl only.
+# The nginx is stopped (QUIT, then KILL of its process group after a
+# bounded wait) when the object goes away, at exit (before File::Temp
+# removes the prefix), and on SIGINT, SIGTERM and SIGHUP.  Its master's
+# pid is kept in memory from the start on: the pid file may be gone by
+# the time the object is destroyed.
+#
+# The prefix is a temporary folder under $ENV{AIGW_TEST_TMPDIR} when set
+# (scripts/run-suite.sh points it into its work dir, where it looks for
+# processes left behind), else under the system's.
+#
+#   $ngx->reloaded($workers, $timeout)    # after a HUP: see below
+#
+# Loopback only; core Perl only.
 
 use strict;
 use warnings;
 
+use Config ();
 use File::Temp qw(tempdir);
 use IO::Socket::INET;
 use POSIX qw(WNOHANG);
-use Time::HiRes qw(sleep);
+use Scalar::Util qw(weaken);
+use Time::HiRes qw(sleep time);
+
+# every instance that may have an nginx running, stopped at exit and on
+# a signal by the process that created it (not by a forked child)
+my %live;
+
+sub stop_all {
+    for my $self (grep { defined } values %live) {
+        $self->stop if $self->{owner} == $$;
+    }
+}
+
+END {
+    local $?;
+    stop_all();
+}
+
+for my $sig (qw(INT TERM HUP)) {
+    my $prev = $SIG{$sig};
+    $SIG{$sig} = sub {
+        stop_all();
+        $prev->(@_) if ref $prev eq 'CODE';
+        $SIG{$sig} = 'DEFAULT';
+        kill $sig, $$;
+    };
+}
 
 sub free_port {
     my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1',
@@ -31,16 +69,24 @@ sub free_port {
 
 sub new {
     my ($class) = @_;
-    my $dir = tempdir(CLEANUP => 1);
+    my $tmp = $ENV{AIGW_TEST_TMPDIR};
+    my $dir = tempdir('aigw-nginx.XXXXXX', CLEANUP => 1,
+                      $tmp && -d $tmp ? (DIR => $tmp) : (TMPDIR => 1));
 
     mkdir "$dir/$_" for qw(logs conf);
 
-    return bless {
+    my $self = bless {
         dir    => $dir,
         port   => free_port(),
         nginx  => $ENV{TEST_NGINX_BINARY} || '/usr/sbin/nginx',
         module => (split ' ', ($ENV{TEST_NGINX_LOAD_MODULES} || ''))[0],
+        owner  => $$,
     }, $class;
+
+    $live{"$self"} = $self;
+    weaken($live{"$self"});
+
+    return $self;
 }
 
 sub dir    { $_[0]{dir} }
@@ -62,6 +108,7 @@ sub write_conf {
 # starts nginx; with "daemon off" in the configuration it runs as a child
 sub start {
     my ($self) = @_;
+    delete $self->{stopped};
     my $conf = do {
         open my $fh, '<', "$self->{dir}/conf/nginx.conf" or die;
         local $/;
@@ -71,6 +118,10 @@ sub start {
     if ($conf =~ /^\s*daemon\s+off\s*;/m) {
         my $pid = fork // die "fork: $!";
         if ($pid == 0) {
+            # Linux x86_64: the kernel ends nginx if this process dies
+            # hard (prctl PR_SET_PDEATHSIG, SIGTERM)
+            syscall(157, 1, 15) if $^O eq 'linux'
+                && $Config::Config{archname} =~ /^x86_64/;
             open STDOUT, '>', "$self->{dir}/logs/stdout";
             open STDERR, '>&', \*STDOUT;
             { exec $self->{nginx}, '-p', $self->{dir}, '-c',
@@ -87,8 +138,15 @@ sub start {
         }
     }
 
-    for (1 .. 100) {
-        return 1 if IO::Socket::INET->new(PeerAddr => "127.0.0.1:$self->{port}");
+    # a daemon: its master is known by its pid file, kept from now on
+    my $deadline = time + 10;
+    while (time < $deadline) {
+        if (!$self->{child} && !$self->{master}) {
+            $self->{master} = $self->master_pid;
+        }
+        return 1 if ($self->{child} || $self->{master})
+                    && IO::Socket::INET->new(
+                           PeerAddr => "127.0.0.1:$self->{port}");
         if ($self->{child} && waitpid($self->{child}, WNOHANG)) {
             delete $self->{child};
             last;
@@ -111,8 +169,51 @@ sub master_pid {
 
 sub signal {
     my ($self, $sig) = @_;
-    my $pid = $self->{child} || $self->master_pid or return;
+    my $pid = $self->{child} || $self->{master} || $self->master_pid
+        or return;
     kill $sig, $pid;
+}
+
+# the master's worker processes: { pid => process title }
+sub workers {
+    my ($self) = @_;
+    my $master = $self->{child} || $self->{master} or return {};
+    my %w;
+
+    for my $stat (glob '/proc/[0-9]*/stat') {
+        open my $f, '<', $stat or next;
+        my $line = <$f> // next;
+        # pid (comm) state ppid ...: comm may hold spaces and parentheses
+        my ($pid, $ppid) = $line =~ /^(\d+) \(.*\) \S+ (\d+) /s or next;
+        next unless $ppid == $master;
+        open my $c, '<', "/proc/$pid/cmdline" or next;
+        local $/;
+        (my $title = <$c> // '') =~ s/\0+\z//;
+        $w{$pid} = $title if $title =~ /worker process/;
+    }
+
+    return \%w;
+}
+
+# After a HUP: true once the new workers serve and none of the old ones
+# ($old, from workers() before the signal) accepts connections any more,
+# i.e. each has exited or is "shutting down" (nginx sets that title
+# right before it closes its listening sockets).  False after $timeout
+# seconds (default 10).
+sub reloaded {
+    my ($self, $old, $timeout) = @_;
+    my $deadline = time + ($timeout // 10);
+
+    while (time < $deadline) {
+        my $now = $self->workers;
+        my $new = grep { !exists $old->{$_} } keys %$now;
+        my $busy = grep { exists $now->{$_}
+                          && $now->{$_} !~ /shutting down/ } keys %$old;
+        return 1 if $new && !$busy;
+        sleep 0.05;
+    }
+
+    return 0;
 }
 
 sub error_log {
@@ -150,10 +251,16 @@ sub request {
 sub stop {
     my ($self) = @_;
 
+    return if $self->{stopped};
+
     # waitpid() sets $?, which at exit is the test's exit status
     local $?;
 
-    my $pid = $self->{child} || $self->master_pid or return;
+    my $pid = $self->{child} || $self->{master} || $self->master_pid
+        or return;
+    my $workers = $self->workers;
+
+    $self->{stopped} = 1;
 
     kill 'QUIT', $pid;
     for (1 .. 100) {
@@ -164,14 +271,24 @@ sub stop {
         }
         sleep 0.05;
     }
-    kill 'KILL', $pid if kill 0, $pid;
+    if (kill 0, $pid) {
+        kill 'KILL', $pid;
+        # a daemon leads its own process group, a child does not
+        kill 'KILL', -$pid unless $self->{child};
+        # workers of a master that is gone
+        kill 'KILL', keys %$workers;
+    }
     waitpid($pid, 0) if $self->{child};
     delete $self->{child};
+    delete $self->{master};
 }
 
 sub DESTROY {
     my ($self) = @_;
-    $self->stop unless $self->{stopped}++;
+    delete $live{"$self"};
+    # a forked child's copy leaves the nginx to its creator
+    return unless $self->{owner} == $$;
+    $self->stop;
 }
 
 1;

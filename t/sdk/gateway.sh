@@ -27,13 +27,20 @@ prefix="$(mktemp -d /tmp/aigw-sdk.XXXXXX)"
 mkdir -p "$prefix/logs" "$prefix/conf"
 
 mock_pid=
+master=
 cleanup() {
-    if [ -f "$prefix/logs/nginx.pid" ]; then
-        kill -QUIT "$(cat "$prefix/logs/nginx.pid")" 2>/dev/null || true
-        for _ in $(seq 1 50); do
-            [ -f "$prefix/logs/nginx.pid" ] || break
+    local i
+    [ -n "$master" ] || master="$(cat "$prefix/logs/nginx.pid" 2>/dev/null)"
+    if [ -n "$master" ] && kill -QUIT "$master" 2>/dev/null; then
+        for i in $(seq 1 50); do
+            kill -0 "$master" 2>/dev/null || break
             sleep 0.1
         done
+        # a daemon leads its process group: the master and its workers
+        if kill -0 "$master" 2>/dev/null; then
+            echo "gateway.sh: nginx $master did not quit; killing it" >&2
+            kill -KILL -- "-$master" "$master" 2>/dev/null || true
+        fi
     fi
     if [ -n "$mock_pid" ]; then
         kill "$mock_pid" 2>/dev/null || true
@@ -42,7 +49,9 @@ cleanup() {
     rm -rf "$prefix"
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
 
 free_port() {
     perl -MIO::Socket::INET -e \
@@ -121,9 +130,10 @@ export AIGW_SDK_PROVIDER_KEY=sk-aigw-sdk-provider
 "$nginx" -p "$prefix" -c conf/nginx.conf
 
 for _ in $(seq 1 50); do
-    [ -f "$prefix/logs/nginx.pid" ] && break
+    [ -s "$prefix/logs/nginx.pid" ] && break
     sleep 0.1
 done
+master="$(cat "$prefix/logs/nginx.pid" 2>/dev/null)"
 
 export AIGW_TARGET=gateway
 export AIGW_BASE_URL="http://127.0.0.1:$gport/v1"

@@ -1114,16 +1114,33 @@ sub _check_log_patterns ($$$$$$) {
     }
 }
 
+# A code ref for error_log_data() / access_log_data(): true when every
+# pattern of $pats (those a line must match) matches a line.
+sub _log_has_all ($) {
+    my $pats = shift;
+    return undef if !defined $pats;
+    my @want = grep { defined } @{ _pattern_list($pats) };
+    return undef if !@want;
+    return sub {
+        my $lines = shift;
+        for my $pat (@want) {
+            return 0 if !grep { _line_matches($_, $pat) } @$lines;
+        }
+        return 1;
+    };
+}
+
 sub check_access_log ($$$) {
     my ($block, $dry_run, $rep) = @_;
 
     my $lines;
+    my $want = _log_has_all($block->access_log);
 
     for my $what (qw( access_log no_access_log )) {
         my $pats = $what eq 'access_log' ? $block->access_log
                                          : $block->no_access_log;
         next if !defined $pats;
-        $lines ||= access_log_data();
+        $lines ||= access_log_data($want);
         _check_log_patterns($block, $what, $pats, $lines, $dry_run, $rep);
     }
 }
@@ -1134,6 +1151,7 @@ sub check_error_log ($$$$$) {
     my $name = $block->name;
     my $lines;
     my %warn_level = (alert => 1, crit => 1, emerg => 1);
+    my $want = _log_has_all($block->error_log);
 
     my $grep_pat;
     my $grep_pats = $block->grep_error_log;
@@ -1165,7 +1183,7 @@ sub check_error_log ($$$$$) {
             Test::More::skip("$name - error_log - tests skipped due to "
                              . "$dry_run", 1) if $dry_run;
 
-            $lines ||= error_log_data();
+            $lines ||= error_log_data($want);
 
             my $matched = '';
             for my $line (@{ $lines || [] }) {
@@ -1196,13 +1214,13 @@ sub check_error_log ($$$$$) {
             delete $warn_level{$lvl} if value_contains($pats, "[$lvl");
         }
 
-        $lines ||= error_log_data();
+        $lines ||= error_log_data($want);
         _check_log_patterns($block, $what, $pats, $lines, $dry_run, $rep);
     }
 
     return if $dry_run;
 
-    $lines ||= error_log_data();
+    $lines ||= error_log_data($want);
 
     for my $line (@{ $lines || [] }) {
         for my $lvl (sort keys %warn_level) {

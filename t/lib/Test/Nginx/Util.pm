@@ -83,6 +83,7 @@ our $InSubprocess;
 our $StartWait   = 10;     # s for nginx to write its pid file
 our $ConnectWait = 3;      # s of retries while nginx is running
 our $MockLife    = 300;    # s a mock backend child may live at most
+our $LogWait     = 5;      # s to wait for an expected log line
 
 srand($$ ^ int(time * 1000));
 
@@ -923,33 +924,67 @@ END {
 
 # Logs
 
-sub error_log_data () {
+# The new error.log lines.  With $want (a code ref given the lines), the
+# file is read again until $want says they are all there or $LogWait s
+# have passed: a line nginx writes after the response (the log phase, a
+# closed upstream) may come late on a busy machine, and a read may catch
+# the last line half written.  A check for a line's absence has nothing
+# to wait for, and gets what is there after the usual short sleep (and
+# the end of a line caught half written).
+sub error_log_data (;$) {
+    my $want = shift;
+
     # for what nginx logs in the log phase, after the response
     sleep $TestNginxSleep * 3;
 
-    open my $in, '<', $ErrLogFile or return undef;
+    my $deadline = time + $LogWait;
+    my ($lines, $end);
 
-    if (!$CheckAccumErrLog && $ErrLogFilePos > 0) {
-        seek $in, $ErrLogFilePos, 0;
+    while (1) {
+        open my $in, '<', $ErrLogFile or return undef;
+
+        if (!$CheckAccumErrLog && $ErrLogFilePos > 0) {
+            seek $in, $ErrLogFilePos, 0;
+        }
+
+        $lines = [<$in>];
+        $end = tell($in);
+        close $in;
+
+        # a line caught half written is waited for too
+        my $partial = @$lines && $lines->[-1] !~ /\n\z/;
+        last if !$partial && (!$want || $want->($lines));
+        last if time > $deadline;
+        sleep 0.02;
     }
-
-    my @lines = <$in>;
 
     if (!$CheckAccumErrLog) {
-        $ErrLogFilePos = tell($in);
+        $ErrLogFilePos = $end;
     }
 
-    close $in;
-    return \@lines;
+    return $lines;
 }
 
-sub access_log_data () {
+sub access_log_data (;$) {
+    my $want = shift;
+
     sleep $TestNginxSleep * 3;
 
-    open my $in, '<', $AccLogFile or return undef;
-    my @lines = <$in>;
-    close $in;
-    return \@lines;
+    my $deadline = time + $LogWait;
+    my $lines;
+
+    while (1) {
+        open my $in, '<', $AccLogFile or return undef;
+        $lines = [<$in>];
+        close $in;
+
+        my $partial = @$lines && $lines->[-1] !~ /\n\z/;
+        last if !$partial && (!$want || $want->($lines));
+        last if time > $deadline;
+        sleep 0.02;
+    }
+
+    return $lines;
 }
 
 

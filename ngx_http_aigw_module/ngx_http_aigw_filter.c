@@ -106,6 +106,10 @@ ngx_http_aigw_header_filter(ngx_http_request_t *r)
 
         ctx->rewrite_error = 1;
 
+        if (ngx_http_aigw_quota_headers(r, ctx) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
         ngx_str_set(&r->headers_out.content_type, "application/json");
         r->headers_out.content_type_len = sizeof("application/json") - 1;
         r->headers_out.content_type_lowcase = NULL;
@@ -122,6 +126,10 @@ ngx_http_aigw_header_filter(ngx_http_request_t *r)
 
     if (!ctx->answered) {
         return ngx_http_next_header_filter(r);
+    }
+
+    if (ngx_http_aigw_quota_headers(r, ctx) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     if (r->headers_out.content_type.len >= sizeof("text/event-stream") - 1

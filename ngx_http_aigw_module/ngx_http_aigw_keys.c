@@ -31,6 +31,22 @@ static ngx_int_t ngx_http_aigw_keys_hex(ngx_str_t *hex, u_char *out);
 static void ngx_http_aigw_keys_cleanup(void *data);
 
 
+/* the "limits" of a key, with the names of aigw_limit */
+
+static struct {
+    const char  *name;
+    size_t       offset;
+} ngx_http_aigw_keys_limits[] = {
+    { "rpm", offsetof(ngx_http_aigw_limits_t, rpm) },
+    { "rpd", offsetof(ngx_http_aigw_limits_t, rpd) },
+    { "tpm", offsetof(ngx_http_aigw_limits_t, tpm) },
+    { "tpd", offsetof(ngx_http_aigw_limits_t, tpd) },
+    { "tokens_per_day", offsetof(ngx_http_aigw_limits_t, tpd) },
+    { "concurrency", offsetof(ngx_http_aigw_limits_t, concurrency) },
+    { NULL, 0 }
+};
+
+
 /*
  * Loads a key file when the configuration is read: a JSON array of key
  * entries, or an object with one under "keys".  An error names the entry
@@ -210,7 +226,7 @@ ngx_http_aigw_keys_entry(ngx_conf_t *cf, cJSON *item,
 {
     char        *rv;
     cJSON       *v, *m, *limits;
-    ngx_str_t    hash, s;
+    ngx_str_t    hash, s, period;
     ngx_uint_t   n;
 
     if (!cJSON_IsObject(item)) {
@@ -347,20 +363,16 @@ ngx_http_aigw_keys_entry(ngx_conf_t *cf, cJSON *item,
             return "field \"limits\" must be an object";
         }
 
-        rv = ngx_http_aigw_keys_number(limits, "rpm", &key->rpm);
-        if (rv != NGX_CONF_OK) {
-            return rv;
-        }
-
-        rv = ngx_http_aigw_keys_number(limits, "tpm", &key->tpm);
-        if (rv != NGX_CONF_OK) {
-            return rv;
-        }
-
-        rv = ngx_http_aigw_keys_number(limits, "tokens_per_day",
-                                       &key->tokens_per_day);
-        if (rv != NGX_CONF_OK) {
-            return rv;
+        for (n = 0; ngx_http_aigw_keys_limits[n].name; n++) {
+            rv = ngx_http_aigw_keys_number(limits,
+                                           ngx_http_aigw_keys_limits[n].name,
+                                           (ngx_uint_t *)
+                                           ((char *) &key->limits
+                                            + ngx_http_aigw_keys_limits[n]
+                                              .offset));
+            if (rv != NGX_CONF_OK) {
+                return rv;
+            }
         }
     }
 
@@ -381,29 +393,61 @@ ngx_http_aigw_keys_entry(ngx_conf_t *cf, cJSON *item,
             }
 
             /* rounded to the micro-dollar once, here */
-            key->budget = (ngx_uint_t) (m->valuedouble * 1000000 + 0.5);
+            key->limits.budget = (uint64_t) (m->valuedouble * 1000000 + 0.5);
         }
 
-        rv = ngx_http_aigw_keys_string(cf, v, "period", 0,
-                                       &key->budget_period);
+        rv = ngx_http_aigw_keys_string(cf, v, "period", 0, &period);
         if (rv != NGX_CONF_OK) {
             return "field \"budget.period\" must be a string";
         }
 
-        if (key->budget_period.len
-            && !(key->budget_period.len == 3
-                 && ngx_strncmp(key->budget_period.data, "day", 3) == 0)
-            && !(key->budget_period.len == 5
-                 && ngx_strncmp(key->budget_period.data, "month", 5) == 0)
-            && !(key->budget_period.len == 5
-                 && ngx_strncmp(key->budget_period.data, "total", 5) == 0))
+        key->limits.period = NGX_HTTP_AIGW_PERIOD_MONTH;
+
+        if (period.len
+            && ngx_http_aigw_keys_period(&period, &key->limits.period)
+               != NGX_OK)
         {
-            return "field \"budget.period\" must be \"day\", \"month\" or "
-                   "\"total\"";
+            return "field \"budget.period\" must be \"day\", \"week\", "
+                   "\"month\" or \"total\"";
         }
     }
 
+    v = cJSON_GetObjectItemCaseSensitive(item, "admin");
+
+    if (v && !cJSON_IsNull(v)) {
+        if (!cJSON_IsBool(v)) {
+            return "field \"admin\" must be true or false";
+        }
+
+        key->admin = cJSON_IsTrue(v);
+    }
+
     return NGX_CONF_OK;
+}
+
+
+/* "day", "week", "month", "total" */
+
+ngx_int_t
+ngx_http_aigw_keys_period(ngx_str_t *name, ngx_uint_t *period)
+{
+    ngx_uint_t  i;
+
+    static ngx_str_t  names[] = {
+        ngx_string("day"), ngx_string("week"), ngx_string("month"),
+        ngx_string("total")
+    };
+
+    for (i = 0; i < NGX_HTTP_AIGW_PERIODS; i++) {
+        if (name->len == names[i].len
+            && ngx_strncmp(name->data, names[i].data, name->len) == 0)
+        {
+            *period = i;
+            return NGX_OK;
+        }
+    }
+
+    return NGX_ERROR;
 }
 
 
@@ -470,8 +514,7 @@ ngx_http_aigw_keys_number(cJSON *obj, const char *name, ngx_uint_t *out)
     v = cJSON_GetObjectItemCaseSensitive(obj, name);
 
     if (v == NULL || cJSON_IsNull(v)) {
-        *out = 0;
-        return NGX_CONF_OK;
+        return NGX_CONF_OK;    /* as it was: one limit has two names */
     }
 
     if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > 1e15

@@ -21,6 +21,27 @@ typedef struct {
 } ngx_http_aigw_key_meta_t;
 
 
+/* budget periods, calendar ones in UTC */
+#define NGX_HTTP_AIGW_PERIOD_DAY    0
+#define NGX_HTTP_AIGW_PERIOD_WEEK   1
+#define NGX_HTTP_AIGW_PERIOD_MONTH  2
+#define NGX_HTTP_AIGW_PERIOD_TOTAL  3
+#define NGX_HTTP_AIGW_PERIODS       4
+
+
+/* what a key, a tenant, ... may use; 0 means no limit */
+
+typedef struct {
+    ngx_uint_t                 rpm;        /* requests a minute */
+    ngx_uint_t                 rpd;        /* requests a day */
+    ngx_uint_t                 tpm;        /* tokens a minute */
+    ngx_uint_t                 tpd;        /* tokens a day */
+    ngx_uint_t                 concurrency;
+    uint64_t                   budget;     /* micro-dollars a period */
+    ngx_uint_t                 period;     /* NGX_HTTP_AIGW_PERIOD_* */
+} ngx_http_aigw_limits_t;
+
+
 /* one virtual key; the secret itself is never kept, only its SHA-256 */
 
 typedef struct {
@@ -39,13 +60,9 @@ typedef struct {
 
     time_t                     expires_at; /* 0: never */
     unsigned                   disabled:1;
+    unsigned                   admin:1;    /* may read anyone's usage */
 
-    /* limits and budgets, read by quotas; 0 means none */
-    ngx_uint_t                 rpm;
-    ngx_uint_t                 tpm;
-    ngx_uint_t                 tokens_per_day;
-    ngx_uint_t                 budget;     /* micro-dollars */
-    ngx_str_t                  budget_period;
+    ngx_http_aigw_limits_t     limits;
 } ngx_http_aigw_key_t;
 
 
@@ -75,6 +92,7 @@ ngx_http_aigw_keys_t *ngx_http_aigw_keys_load(ngx_conf_t *cf,
     ngx_str_t *file);
 ngx_http_aigw_key_t *ngx_http_aigw_keys_find(ngx_http_aigw_keys_t *keys,
     u_char *hash);
+ngx_int_t ngx_http_aigw_keys_period(ngx_str_t *name, ngx_uint_t *period);
 ngx_int_t ngx_http_aigw_keys_model_allowed(ngx_http_aigw_key_t *key,
     ngx_str_t *model);
 

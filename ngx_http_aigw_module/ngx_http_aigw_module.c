@@ -50,6 +50,7 @@ static char *ngx_http_aigw_tenant_header(ngx_conf_t *cf, ngx_command_t *cmd,
 #define NGX_HTTP_AIGW_VAR_TTFT            16
 #define NGX_HTTP_AIGW_VAR_LATENCY         17
 #define NGX_HTTP_AIGW_VAR_USAGE_SOURCE    18
+#define NGX_HTTP_AIGW_VAR_QUOTA           19
 
 
 /*
@@ -61,6 +62,7 @@ static ngx_http_handler_pt  ngx_http_aigw_steps[] = {
     ngx_http_aigw_auth_handler,            /* the caller's key */
     ngx_http_aigw_body_handler,            /* the body, read and scanned */
     ngx_http_aigw_route_handler,           /* the model's candidates */
+    ngx_http_aigw_quota_handler,           /* limits, quotas, budgets */
     NULL
 };
 
@@ -221,6 +223,34 @@ static ngx_command_t  ngx_http_aigw_commands[] = {
       offsetof(ngx_http_aigw_loc_conf_t, upstream.buffer_size),
       NULL },
 
+    { ngx_string("aigw_quota_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_aigw_quota_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("aigw_quota"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_aigw_loc_conf_t, quota),
+      NULL },
+
+    { ngx_string("aigw_limit"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_2MORE,
+      ngx_http_aigw_quota_limit,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("aigw_quota_max_tokens"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_aigw_loc_conf_t, quota_max_tokens),
+      NULL },
+
     { ngx_string("aigw_answer_buffer"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_size_slot,
@@ -343,6 +373,9 @@ static ngx_http_variable_t  ngx_http_aigw_vars[] = {
     { ngx_string("aigw_usage_source"), NULL, ngx_http_aigw_variable,
       NGX_HTTP_AIGW_VAR_USAGE_SOURCE, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
+    { ngx_string("aigw_quota"), NULL, ngx_http_aigw_variable,
+      NGX_HTTP_AIGW_VAR_QUOTA, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
     { ngx_string("aigw_meta_"), NULL, ngx_http_aigw_meta_variable,
       0, NGX_HTTP_VAR_NOCACHEABLE|NGX_HTTP_VAR_PREFIX, 0 },
 
@@ -449,6 +482,13 @@ ngx_http_aigw_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
 
         } else if (ctx->usage_source == NGX_HTTP_AIGW_USAGE_ESTIMATED) {
             ngx_str_set(&s, "estimated");
+        }
+
+        break;
+
+    case NGX_HTTP_AIGW_VAR_QUOTA:
+        if (ngx_http_aigw_quota_variable(r, ctx, &s) == NGX_ERROR) {
+            return NGX_ERROR;
         }
 
         break;
@@ -786,7 +826,9 @@ ngx_http_aigw_init_main_conf(ngx_conf_t *cf, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    if (ngx_http_aigw_prices_apply(cf, amcf) != NGX_OK) {
+    if (ngx_http_aigw_prices_apply(cf, amcf) != NGX_OK
+        || ngx_http_aigw_quota_init(cf, amcf) != NGX_CONF_OK)
+    {
         return NGX_CONF_ERROR;
     }
 
@@ -835,6 +877,9 @@ ngx_http_aigw_create_loc_conf(ngx_conf_t *cf)
     alcf->tenant = NGX_CONF_UNSET_PTR;
     alcf->tenant_user = NGX_CONF_UNSET;
     alcf->answer_buffer = NGX_CONF_UNSET_SIZE;
+    alcf->quota = NGX_CONF_UNSET;
+    alcf->limits = NGX_CONF_UNSET_PTR;
+    alcf->quota_max_tokens = NGX_CONF_UNSET_UINT;
 
     return alcf;
 }
@@ -906,6 +951,12 @@ ngx_http_aigw_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_str_value(conf->ssl_trusted_certificate,
                              prev->ssl_trusted_certificate,
                              "/etc/ssl/certs/ca-certificates.crt");
+
+    /* limits hold wherever there are some; a level's own replace */
+    ngx_conf_merge_value(conf->quota, prev->quota, 1);
+    ngx_conf_merge_ptr_value(conf->limits, prev->limits, NULL);
+    ngx_conf_merge_uint_value(conf->quota_max_tokens,
+                              prev->quota_max_tokens, 1024);
 
     if (!conf->pass) {
         return NGX_CONF_OK;

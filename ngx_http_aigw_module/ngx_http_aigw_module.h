@@ -141,6 +141,8 @@ typedef struct {
     ngx_str_t                      prices;     /* a price file */
 
     ngx_shm_zone_t                *metrics_zone;
+    ngx_shm_zone_t                *quota_zone;
+    ngx_uint_t                     quota_used;  /* a limit is set */
     void                          *metrics;
 
     ngx_hash_t                     drop_headers; /* kept from providers */
@@ -168,6 +170,10 @@ typedef struct {
     ngx_flag_t                     tenant_user;
 
     size_t                         answer_buffer;
+
+    ngx_flag_t                     quota;
+    ngx_array_t                   *limits;     /* aigw_limit */
+    ngx_uint_t                     quota_max_tokens;
 } ngx_http_aigw_loc_conf_t;
 
 
@@ -186,6 +192,8 @@ struct ngx_http_aigw_ctx_s {
     ngx_str_t                      client_headers; /* to providers */
     ngx_str_t                      model;      /* as the client asked */
     ngx_str_t                      route_name;
+
+    void                          *quota;      /* quota.c's */
 
     ngx_http_aigw_model_t        **candidates;
     ngx_uint_t                     ncandidates;
@@ -278,6 +286,22 @@ ngx_http_aigw_model_t *ngx_http_aigw_route_find_model(
 ngx_int_t ngx_http_aigw_route_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_aigw_route_models_send(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx);
+
+/* quota.c: step 4, limits, quotas and budgets */
+char *ngx_http_aigw_quota_zone(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_aigw_quota_add_zone(ngx_conf_t *cf,
+    ngx_http_aigw_main_conf_t *amcf, ngx_str_t *name, size_t size);
+char *ngx_http_aigw_quota_limit(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_aigw_quota_init(ngx_conf_t *cf,
+    ngx_http_aigw_main_conf_t *amcf);
+ngx_int_t ngx_http_aigw_quota_handler(ngx_http_request_t *r);
+void ngx_http_aigw_quota_settle(ngx_http_request_t *r);
+ngx_int_t ngx_http_aigw_quota_headers(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
+ngx_int_t ngx_http_aigw_quota_variable(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_str_t *s);
 
 /* provider.c */
 char *ngx_http_aigw_provider(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);

@@ -646,6 +646,10 @@ ngx_http_aigw_upstream_finalize_request(ngx_http_request_t *r, ngx_int_t rc)
         return;
     }
 
+    /* what the answer used is known now: the quota need not wait */
+
+    ngx_http_aigw_quota_settle(r);
+
     if (r->upstream->header_sent) {
         if (ctx->sse_buf && !ctx->sse_done && rc != NGX_OK) {
             ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,

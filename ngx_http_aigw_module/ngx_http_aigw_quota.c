@@ -1,0 +1,804 @@
+
+/*
+ * Copyright (C) aigw authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_aigw_module.h"
+#include "ngx_http_aigw_quota.h"
+
+
+/*
+ * Access step 4: rate limits, token quotas and spend budgets.  A request
+ * reserves what it may use (one request, the tokens of its prompt and
+ * answer, their price) in one critical section over every counter that
+ * applies, so that concurrent requests never pass a limit together; its
+ * end settles the reservation to what was metered.  The counters are
+ * kept by quota_zone.c.
+ */
+
+
+static ngx_uint_t ngx_http_aigw_quota_holds(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_quota_t *q);
+static void ngx_http_aigw_quota_estimate(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_quota_t *q);
+static void ngx_http_aigw_quota_cleanup(void *data);
+static ngx_int_t ngx_http_aigw_quota_refuse(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_quota_t *q);
+static u_char *ngx_http_aigw_quota_rfc3339(u_char *buf, time_t t);
+static ngx_int_t ngx_http_aigw_quota_add_header(ngx_http_request_t *r,
+    ngx_str_t *name, u_char *value, size_t len);
+static char *ngx_http_aigw_quota_parse(ngx_conf_t *cf, ngx_str_t *value,
+    ngx_http_aigw_limits_t *limits);
+
+
+static ngx_str_t  ngx_http_aigw_quota_scopes[] = {
+    ngx_string("key"),
+    ngx_string("tenant"),
+    ngx_string("user"),
+    ngx_string("team"),
+    ngx_string("model"),
+    ngx_string("global")
+};
+
+
+static const char  *ngx_http_aigw_quota_limit_names[] = {
+    "rpm", "rpd", "tpm", "tpd", "concurrency", "budget"
+};
+
+
+static const char  *ngx_http_aigw_quota_limit_words[] = {
+    "requests per minute",
+    "requests per day",
+    "tokens per minute",
+    "tokens per day",
+    "requests in flight",
+    "spend budget"
+};
+
+
+static const char  *ngx_http_aigw_quota_periods[] = {
+    "day", "week", "month", "total"
+};
+
+
+/* aigw_limit SCOPE rpm=N rpd=N tpm=N tpd=N concurrency=N budget=USD/PERIOD; */
+
+char *
+ngx_http_aigw_quota_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_aigw_loc_conf_t *alcf = conf;
+
+    char                       *rv;
+    ngx_str_t                  *value;
+    ngx_uint_t                  i;
+    ngx_http_aigw_limit_t      *l;
+    ngx_http_aigw_main_conf_t  *amcf;
+
+    value = cf->args->elts;
+
+    if (alcf->limits == NGX_CONF_UNSET_PTR) {
+        alcf->limits = ngx_array_create(cf->pool, 2,
+                                        sizeof(ngx_http_aigw_limit_t));
+        if (alcf->limits == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    l = ngx_array_push(alcf->limits);
+    if (l == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(l, sizeof(ngx_http_aigw_limit_t));
+
+    for (i = 0; i < NGX_HTTP_AIGW_SCOPES; i++) {
+        if (value[1].len == ngx_http_aigw_quota_scopes[i].len
+            && ngx_strncmp(value[1].data, ngx_http_aigw_quota_scopes[i].data,
+                           value[1].len)
+               == 0)
+        {
+            break;
+        }
+    }
+
+    if (i == NGX_HTTP_AIGW_SCOPES) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid scope \"%V\", must be \"key\", "
+                           "\"tenant\", \"user\", \"team\", \"model\" or "
+                           "\"global\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    l->scope = i;
+
+    for (i = 2; i < cf->args->nelts; i++) {
+        rv = ngx_http_aigw_quota_parse(cf, &value[i], &l->limits);
+        if (rv != NGX_CONF_OK) {
+            return rv;
+        }
+    }
+
+    amcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_aigw_module);
+    amcf->quota_used = 1;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_aigw_quota_parse(ngx_conf_t *cf, ngx_str_t *value,
+    ngx_http_aigw_limits_t *limits)
+{
+    u_char      *p, *slash;
+    ngx_int_t    n;
+    ngx_str_t    s, period;
+    ngx_uint_t  *field;
+
+    p = (u_char *) ngx_strlchr(value->data, value->data + value->len, '=');
+
+    if (p == NULL) {
+        goto invalid;
+    }
+
+    s.data = p + 1;
+    s.len = value->data + value->len - s.data;
+
+#define ngx_http_aigw_quota_is(name)                                          \
+    ((size_t) (p - value->data) == sizeof(name) - 1                           \
+     && ngx_strncmp(value->data, name, sizeof(name) - 1) == 0)
+
+    if (ngx_http_aigw_quota_is("budget")) {
+
+        /* budget=USD/PERIOD, dollars with up to six decimals */
+
+        slash = (u_char *) ngx_strlchr(s.data, s.data + s.len, '/');
+
+        if (slash) {
+            period.data = slash + 1;
+            period.len = s.data + s.len - period.data;
+            s.len = slash - s.data;
+
+            if (ngx_http_aigw_keys_period(&period, &limits->period)
+                != NGX_OK)
+            {
+                goto invalid;
+            }
+
+        } else {
+            limits->period = NGX_HTTP_AIGW_PERIOD_MONTH;
+        }
+
+        n = ngx_atofp(s.data, s.len, 6);
+
+        if (n == NGX_ERROR || n == 0) {
+            goto invalid;
+        }
+
+        limits->budget = (uint64_t) n;
+
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_http_aigw_quota_is("rpm")) {
+        field = &limits->rpm;
+
+    } else if (ngx_http_aigw_quota_is("rpd")) {
+        field = &limits->rpd;
+
+    } else if (ngx_http_aigw_quota_is("tpm")) {
+        field = &limits->tpm;
+
+    } else if (ngx_http_aigw_quota_is("tpd")) {
+        field = &limits->tpd;
+
+    } else if (ngx_http_aigw_quota_is("concurrency")) {
+        field = &limits->concurrency;
+
+    } else {
+        goto invalid;
+    }
+
+#undef ngx_http_aigw_quota_is
+
+    n = ngx_atoi(s.data, s.len);
+
+    if (n == NGX_ERROR || n == 0) {
+        goto invalid;
+    }
+
+    *field = (ngx_uint_t) n;
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\"", value);
+
+    return NGX_CONF_ERROR;
+}
+
+
+/* aigw_quota on|off: a zone made for the limits when none was named */
+
+char *
+ngx_http_aigw_quota_init(ngx_conf_t *cf, ngx_http_aigw_main_conf_t *amcf)
+{
+    ngx_uint_t            i;
+    ngx_http_aigw_key_t  *k;
+
+    if (amcf->keys) {
+        k = amcf->keys->keys;
+
+        for (i = 0; i < amcf->keys->nkeys; i++) {
+            if (k[i].limits.rpm || k[i].limits.rpd || k[i].limits.tpm
+                || k[i].limits.tpd || k[i].limits.concurrency
+                || k[i].limits.budget)
+            {
+                amcf->quota_used = 1;
+                break;
+            }
+        }
+    }
+
+    if (amcf->quota_used && amcf->quota_zone == NULL) {
+        return ngx_http_aigw_quota_add_zone(cf, amcf,
+                                    &(ngx_str_t) ngx_string("aigw_quota"),
+                                    10 * 1024 * 1024);
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* the step: reserve, or refuse before any provider is called */
+
+ngx_int_t
+ngx_http_aigw_quota_handler(ngx_http_request_t *r)
+{
+    time_t                       now;
+    ngx_int_t                    rc;
+    ngx_uint_t                   i;
+    ngx_pool_cleanup_t          *cln;
+    ngx_http_aigw_ctx_t         *ctx;
+    ngx_http_aigw_quota_t       *q;
+    ngx_http_aigw_loc_conf_t    *alcf;
+    ngx_http_aigw_main_conf_t   *amcf;
+
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_aigw_module);
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_aigw_module);
+    ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
+
+    if (!alcf->quota || amcf->quota_zone == NULL || ctx->model.len == 0) {
+        return NGX_DECLINED;
+    }
+
+    q = ngx_pcalloc(r->pool, sizeof(ngx_http_aigw_quota_t));
+    if (q == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_http_aigw_quota_holds(r, ctx, q) == 0) {
+        return NGX_DECLINED;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    q->zone = amcf->quota_zone->data;
+    q->limit_requests = -1;
+    q->limit_tokens = -1;
+
+    ngx_http_aigw_quota_estimate(r, ctx, q);
+
+    ctx->quota = q;
+
+    now = ngx_time();
+
+    q->second = now;
+    q->day = now / 86400;
+
+    for (i = 0; i < NGX_HTTP_AIGW_PERIODS; i++) {
+        q->period[i] = ngx_http_aigw_quota_period(i, now);
+    }
+
+    rc = ngx_http_aigw_quota_zone_reserve(q, now);
+
+    if (rc == NGX_BUSY) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "aigw: the quota zone is full, request not limited");
+
+        /* never a request refused for the gateway's want of memory */
+        return NGX_DECLINED;
+    }
+
+    if (rc == NGX_DECLINED) {
+        q->refused = 1;
+        return ngx_http_aigw_quota_refuse(r, ctx, q);
+    }
+
+    q->admitted = 1;
+    q->held = 1;
+
+    cln->handler = ngx_http_aigw_quota_cleanup;
+    cln->data = r;
+
+    return NGX_OK;
+}
+
+
+/* the counters that apply, each with its limits */
+
+static ngx_uint_t
+ngx_http_aigw_quota_holds(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
+    ngx_http_aigw_quota_t *q)
+{
+    ngx_str_t                    id;
+    ngx_uint_t                   i, s;
+    ngx_http_aigw_limit_t       *l;
+    ngx_http_aigw_limits_t       lim, *d;
+    ngx_http_aigw_loc_conf_t    *alcf;
+    ngx_http_aigw_quota_hold_t  *h;
+
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_aigw_module);
+
+    l = alcf->limits ? alcf->limits->elts : NULL;
+
+    for (s = 0; s < NGX_HTTP_AIGW_SCOPES; s++) {
+
+        ngx_memzero(&lim, sizeof(ngx_http_aigw_limits_t));
+        ngx_str_null(&id);
+
+        if (s == NGX_HTTP_AIGW_SCOPE_KEY && ctx->key) {
+            lim = ctx->key->limits;
+        }
+
+        /* aigw_limit: for a key, what its own entry leaves unset */
+
+        for (i = 0; l && i < alcf->limits->nelts; i++) {
+            if (l[i].scope != s) {
+                continue;
+            }
+
+            d = &l[i].limits;
+
+            if (lim.rpm == 0) { lim.rpm = d->rpm; }
+            if (lim.rpd == 0) { lim.rpd = d->rpd; }
+            if (lim.tpm == 0) { lim.tpm = d->tpm; }
+            if (lim.tpd == 0) { lim.tpd = d->tpd; }
+            if (lim.concurrency == 0) { lim.concurrency = d->concurrency; }
+
+            if (lim.budget == 0) {
+                lim.budget = d->budget;
+                lim.period = d->period;
+            }
+        }
+
+        if (!(lim.rpm || lim.rpd || lim.tpm || lim.tpd || lim.concurrency
+              || lim.budget))
+        {
+            continue;
+        }
+
+        switch (s) {
+
+        case NGX_HTTP_AIGW_SCOPE_KEY:
+            if (ctx->key) {
+                id = ctx->key->id;
+            }
+            break;
+
+        case NGX_HTTP_AIGW_SCOPE_TENANT:
+            id = ctx->tenant;
+            break;
+
+        case NGX_HTTP_AIGW_SCOPE_USER:
+            if (ctx->key) {
+                id = ctx->key->user;
+            }
+            break;
+
+        case NGX_HTTP_AIGW_SCOPE_TEAM:
+            if (ctx->key) {
+                id = ctx->key->team;
+            }
+            break;
+
+        case NGX_HTTP_AIGW_SCOPE_MODEL:
+            id = ctx->route_name;
+            break;
+
+        default: /* global */
+            ngx_str_set(&id, "*");
+        }
+
+        /* a request without a user has no user's limit */
+
+        if (id.len == 0 || id.len > 65535) {
+            continue;
+        }
+
+        h = &q->hold[q->nhold++];
+        h->scope = s;
+        h->id = id;
+        h->limits = lim;
+    }
+
+    return q->nhold;
+}
+
+
+/*
+ * What the request may use: its prompt, estimated from the scan as the
+ * meter estimates it, and all of the answer it allows; priced at the
+ * dearest of its candidates.
+ */
+
+static void
+ngx_http_aigw_quota_estimate(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
+    ngx_http_aigw_quota_t *q)
+{
+    u_char                    *p;
+    uint64_t                   in, out, price_in, price_out;
+    ngx_uint_t                 i, n;
+    ngx_http_aigw_field_t     *f;
+    ngx_http_aigw_loc_conf_t  *alcf;
+
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_aigw_module);
+
+    in = (ctx->scan.string_bytes + 3) / 4;
+    out = alcf->quota_max_tokens;
+
+    if (ctx->endpoint == NGX_HTTP_AIGW_EP_EMBEDDINGS) {
+        out = 0;
+    }
+
+    for (i = NGX_HTTP_AIGW_F_MAX_TOKENS;
+         i <= NGX_HTTP_AIGW_F_MAX_COMPLETION_TOKENS;
+         i++)
+    {
+        f = &ctx->scan.field[i];
+
+        if (f->key == NULL) {
+            continue;
+        }
+
+        n = 0;
+
+        for (p = f->start; p < f->end && *p >= '0' && *p <= '9'; p++) {
+            if (n < 100000000) {
+                n = n * 10 + (*p - '0');
+            }
+        }
+
+        if (p == f->end && p > f->start) {
+            out = n;
+        }
+    }
+
+    price_in = 0;
+    price_out = 0;
+
+    for (i = 0; i < ctx->ncandidates; i++) {
+        price_in = ngx_max(price_in, ctx->candidates[i]->input_price);
+        price_out = ngx_max(price_out, ctx->candidates[i]->output_price);
+    }
+
+    q->tokens = in + out;
+    q->cost = (in * price_in + out * price_out + 999999) / 1000000;
+}
+
+
+/*
+ * The request's end, however it ended: the reservation becomes what the
+ * meter says was used.  Upstream's end settles at once, before the client
+ * has the last byte; the pool's cleanup settles what ended otherwise.
+ */
+
+static void
+ngx_http_aigw_quota_cleanup(void *data)
+{
+    ngx_http_aigw_quota_settle(data);
+}
+
+
+void
+ngx_http_aigw_quota_settle(ngx_http_request_t *r)
+{
+    int64_t                 dt, dc;
+    uint64_t                used;
+    ngx_http_aigw_ctx_t    *ctx;
+    ngx_http_aigw_quota_t  *q;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
+
+    q = ctx ? ctx->quota : NULL;
+
+    if (q == NULL || !q->held) {
+        return;
+    }
+
+    q->held = 0;
+
+    ngx_http_aigw_meter_finish(r, ctx);
+
+    used = (uint64_t) ctx->prompt_tokens + ctx->completion_tokens;
+
+    dt = (int64_t) used - (int64_t) q->tokens;
+    dc = (int64_t) ctx->cost - (int64_t) q->cost;
+
+    ngx_http_aigw_quota_zone_settle(q, dt, dc, ngx_time());
+
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "aigw: quota settled: %uL tokens for %uL reserved, "
+                   "%L micro-dollars, %ui counters",
+                   used, q->tokens, dc, q->nhold);
+}
+
+
+/* 429, in the client's format; the headers go with it */
+
+static ngx_int_t
+ngx_http_aigw_quota_refuse(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
+    ngx_http_aigw_quota_t *q)
+{
+    u_char                      buf[NGX_INT64_LEN + 4], *p;
+    ngx_str_t                   name, retry;
+    ngx_http_aigw_limits_t     *l;
+    ngx_http_aigw_quota_hold_t *h;
+
+    ngx_str_null(&retry);
+
+    for (h = q->hold; h->scope != q->refused_scope; h++) { /* void */ }
+
+    l = &h->limits;
+
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                  "aigw: %s of %V \"%V\" reached, request refused",
+                  ngx_http_aigw_quota_limit_names[q->refused_limit],
+                  &ngx_http_aigw_quota_scopes[h->scope], &h->id);
+
+    if (q->retry) {
+        p = ngx_sprintf(buf, "%T", q->retry);
+        ngx_str_set(&name, "Retry-After");
+
+        if (ngx_http_aigw_quota_add_header(r, &name, buf, p - buf)
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        retry.len = ngx_sprintf(buf, " Try again in %Ts.", q->retry) - buf;
+        retry.data = buf;
+    }
+
+    if (q->refused_limit == NGX_HTTP_AIGW_LIMIT_BUDGET) {
+        return ngx_http_aigw_error(r, ctx, NGX_HTTP_TOO_MANY_REQUESTS,
+                                   "insufficient_quota",
+                                   "You exceeded the %s spend budget of "
+                                   "%V `%V` ($%uL.%06uL).%V",
+                                   ngx_http_aigw_quota_periods[l->period],
+                                   &ngx_http_aigw_quota_scopes[h->scope],
+                                   &h->id, l->budget / 1000000,
+                                   l->budget % 1000000, &retry);
+    }
+
+    if (q->retry == 0
+        && (q->refused_limit == NGX_HTTP_AIGW_LIMIT_TPM
+            || q->refused_limit == NGX_HTTP_AIGW_LIMIT_TPD))
+    {
+        return ngx_http_aigw_error(r, ctx, NGX_HTTP_TOO_MANY_REQUESTS,
+                                   "rate_limit_exceeded",
+                                   "Request too large for %V `%V`: it may "
+                                   "use %uL tokens, the limit of %s is "
+                                   "%ui.",
+                                   &ngx_http_aigw_quota_scopes[h->scope],
+                                   &h->id, q->tokens,
+                                   ngx_http_aigw_quota_limit_words[
+                                                        q->refused_limit],
+                                   q->refused_limit
+                                   == NGX_HTTP_AIGW_LIMIT_TPM
+                                   ? l->tpm : l->tpd);
+    }
+
+    return ngx_http_aigw_error(r, ctx, NGX_HTTP_TOO_MANY_REQUESTS,
+                               "rate_limit_exceeded",
+                               "Rate limit reached for %V `%V` on %s.%V",
+                               &ngx_http_aigw_quota_scopes[h->scope],
+                               &h->id,
+                               ngx_http_aigw_quota_limit_words[
+                                                        q->refused_limit],
+                               &retry);
+}
+
+
+/*
+ * The header filter's part: OpenAI's x-ratelimit-* headers, or
+ * Anthropic's, for the limits of the gateway, in place of the
+ * provider's own
+ */
+
+ngx_int_t
+ngx_http_aigw_quota_headers(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
+{
+    u_char                 buf[sizeof("2026-01-01T00:00:00Z") + NGX_INT64_LEN];
+    u_char                *p;
+    ngx_str_t              name;
+    ngx_uint_t             i, anthropic;
+    ngx_list_part_t       *part;
+    ngx_table_elt_t       *h;
+    ngx_http_aigw_quota_t  *q;
+
+    q = ctx->quota;
+
+    if (q == NULL || (q->limit_requests == -1 && q->limit_tokens == -1)) {
+        return NGX_OK;
+    }
+
+    part = &r->headers_out.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if ((h[i].key.len > sizeof("x-ratelimit-") - 1
+             && ngx_strncasecmp(h[i].key.data, (u_char *) "x-ratelimit-",
+                                sizeof("x-ratelimit-") - 1)
+                == 0)
+            || (h[i].key.len > sizeof("anthropic-ratelimit-") - 1
+                && ngx_strncasecmp(h[i].key.data,
+                                   (u_char *) "anthropic-ratelimit-",
+                                   sizeof("anthropic-ratelimit-") - 1)
+                   == 0))
+        {
+            h[i].hash = 0;
+        }
+    }
+
+    anthropic = (ctx->format == &ngx_http_aigw_anthropic_format);
+
+#define ngx_http_aigw_quota_header(n, fmt, v)                                 \
+    ngx_str_set(&name, n);                                                    \
+    p = ngx_sprintf(buf, fmt, v);                                             \
+    if (ngx_http_aigw_quota_add_header(r, &name, buf, p - buf) != NGX_OK) {   \
+        return NGX_ERROR;                                                     \
+    }
+
+    if (q->limit_requests != -1 && !anthropic) {
+        ngx_http_aigw_quota_header("x-ratelimit-limit-requests", "%i",
+                                   q->limit_requests);
+        ngx_http_aigw_quota_header("x-ratelimit-remaining-requests", "%i",
+                                   q->remaining_requests);
+        ngx_http_aigw_quota_header("x-ratelimit-reset-requests", "%Ts",
+                                   q->reset_requests);
+    }
+
+    if (q->limit_tokens != -1 && !anthropic) {
+        ngx_http_aigw_quota_header("x-ratelimit-limit-tokens", "%i",
+                                   q->limit_tokens);
+        ngx_http_aigw_quota_header("x-ratelimit-remaining-tokens", "%i",
+                                   q->remaining_tokens);
+        ngx_http_aigw_quota_header("x-ratelimit-reset-tokens", "%Ts",
+                                   q->reset_tokens);
+    }
+
+    if (q->limit_requests != -1 && anthropic) {
+        ngx_http_aigw_quota_header("anthropic-ratelimit-requests-limit", "%i",
+                                   q->limit_requests);
+        ngx_http_aigw_quota_header("anthropic-ratelimit-requests-remaining",
+                                   "%i", q->remaining_requests);
+        p = ngx_http_aigw_quota_rfc3339(buf, q->second + q->reset_requests);
+        ngx_str_set(&name, "anthropic-ratelimit-requests-reset");
+        if (ngx_http_aigw_quota_add_header(r, &name, buf, p - buf)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    if (q->limit_tokens != -1 && anthropic) {
+        ngx_http_aigw_quota_header("anthropic-ratelimit-tokens-limit", "%i",
+                                   q->limit_tokens);
+        ngx_http_aigw_quota_header("anthropic-ratelimit-tokens-remaining",
+                                   "%i", q->remaining_tokens);
+    }
+
+#undef ngx_http_aigw_quota_header
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_aigw_quota_add_header(ngx_http_request_t *r, ngx_str_t *name,
+    u_char *value, size_t len)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->value.data = ngx_pnalloc(r->pool, len);
+    if (h->value.data == NULL) {
+        h->hash = 0;
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(h->value.data, value, len);
+    h->value.len = len;
+    h->key = *name;
+    h->hash = 1;
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+
+    return NGX_OK;
+}
+
+
+/* "2026-01-01T00:00:00Z", as Anthropic's reset headers say a time */
+
+static u_char *
+ngx_http_aigw_quota_rfc3339(u_char *buf, time_t t)
+{
+    ngx_tm_t  tm;
+
+    ngx_gmtime(t, &tm);
+
+    return ngx_sprintf(buf, "%4d-%02d-%02dT%02d:%02d:%02dZ",
+                       tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
+                       tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec);
+}
+
+
+/* $aigw_quota: "admitted", "refused:SCOPE:LIMIT", or not found */
+
+ngx_int_t
+ngx_http_aigw_quota_variable(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
+    ngx_str_t *s)
+{
+    u_char                 *p;
+    ngx_http_aigw_quota_t  *q;
+
+    q = ctx->quota;
+
+    if (q == NULL) {
+        return NGX_DECLINED;
+    }
+
+    if (q->admitted) {
+        ngx_str_set(s, "admitted");
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(r->pool, sizeof("refused::concurrency") + 8);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    s->data = p;
+    s->len = ngx_sprintf(p, "refused:%V:%s",
+                         &ngx_http_aigw_quota_scopes[q->refused_scope],
+                         ngx_http_aigw_quota_limit_names[q->refused_limit])
+             - p;
+
+    return NGX_OK;
+}

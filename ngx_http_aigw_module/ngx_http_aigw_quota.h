@@ -1,0 +1,103 @@
+
+/*
+ * Copyright (C) aigw authors
+ */
+
+
+#ifndef _NGX_HTTP_AIGW_QUOTA_H_INCLUDED_
+#define _NGX_HTTP_AIGW_QUOTA_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+#include "ngx_http_aigw_keys.h"
+
+
+/*
+ * What the quota step (quota.c) and the store of its counters
+ * (quota_zone.c: shared memory) share: a request's reservation.
+ */
+
+
+#define NGX_HTTP_AIGW_SCOPE_KEY          0
+#define NGX_HTTP_AIGW_SCOPE_TENANT       1
+#define NGX_HTTP_AIGW_SCOPE_USER         2
+#define NGX_HTTP_AIGW_SCOPE_TEAM         3
+#define NGX_HTTP_AIGW_SCOPE_MODEL        4
+#define NGX_HTTP_AIGW_SCOPE_GLOBAL       5
+#define NGX_HTTP_AIGW_SCOPES             6
+
+/* what refused a request */
+#define NGX_HTTP_AIGW_LIMIT_RPM          0
+#define NGX_HTTP_AIGW_LIMIT_RPD          1
+#define NGX_HTTP_AIGW_LIMIT_TPM          2
+#define NGX_HTTP_AIGW_LIMIT_TPD          3
+#define NGX_HTTP_AIGW_LIMIT_CONCURRENCY  4
+#define NGX_HTTP_AIGW_LIMIT_BUDGET       5
+
+
+/* aigw_limit SCOPE ...; */
+
+typedef struct {
+    ngx_uint_t                      scope;
+    ngx_http_aigw_limits_t          limits;
+} ngx_http_aigw_limit_t;
+
+
+/* one counter a request holds, with the limits it was checked against */
+
+typedef struct {
+    void                           *node;       /* the store's */
+    ngx_uint_t                      scope;
+    ngx_str_t                       id;
+    ngx_http_aigw_limits_t          limits;
+} ngx_http_aigw_quota_hold_t;
+
+
+typedef struct {
+    void                           *zone;       /* the store's */
+    ngx_http_aigw_quota_hold_t      hold[NGX_HTTP_AIGW_SCOPES];
+    ngx_uint_t                      nhold;
+
+    /* the reservation: when, and how much */
+    time_t                          second;
+    time_t                          day;
+    time_t                          period[NGX_HTTP_AIGW_PERIODS];
+    uint64_t                        tokens;
+    uint64_t                        cost;
+
+    /* what the client is told */
+    ngx_int_t                       limit_requests;   /* -1: none */
+    ngx_int_t                       remaining_requests;
+    time_t                          reset_requests;
+    ngx_int_t                       limit_tokens;
+    ngx_int_t                       remaining_tokens;
+    time_t                          reset_tokens;
+    time_t                          retry;
+
+    ngx_uint_t                      refused_scope;
+    ngx_uint_t                      refused_limit;
+
+    unsigned                        admitted:1;
+    unsigned                        refused:1;
+    unsigned                        held:1;
+} ngx_http_aigw_quota_t;
+
+
+/*
+ * The shared zone: NGX_OK, every counter taken; NGX_DECLINED, refused
+ * (q->refused_*, q->retry), nothing taken; NGX_BUSY, no room for a new
+ * counter.  Either way the q->limit_* and remaining_* numbers are set.
+ */
+ngx_int_t ngx_http_aigw_quota_zone_reserve(ngx_http_aigw_quota_t *q,
+    time_t now);
+void ngx_http_aigw_quota_zone_settle(ngx_http_aigw_quota_t *q,
+    int64_t tokens, int64_t cost, time_t now);
+
+/* the id of a calendar period (UTC) and the seconds until it ends */
+time_t ngx_http_aigw_quota_period(ngx_uint_t period, time_t now);
+time_t ngx_http_aigw_quota_period_end(ngx_uint_t period, time_t now);
+
+
+#endif /* _NGX_HTTP_AIGW_QUOTA_H_INCLUDED_ */

@@ -160,7 +160,14 @@ ngx_http_aigw_openai_event(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     p = ev->data.data;
     last = p + ev->data.len;
 
-    v = ngx_http_aigw_usage_last_value(p, last, "\"usage\"", 7);
+    /* most chunks end so, when usage was asked for: nothing to search */
+
+    if (last - p > 13 && ngx_memcmp(last - 13, "\"usage\":null}", 13) == 0) {
+        v = NULL;
+
+    } else {
+        v = ngx_http_aigw_usage_last_value(p, last, "\"usage\"", 7);
+    }
 
     if (v == NULL || *v != '{') {
         if (ctx->endpoint == NGX_HTTP_AIGW_EP_CHAT) {

@@ -181,6 +181,13 @@ static ngx_command_t  ngx_http_aigw_commands[] = {
       offsetof(ngx_http_aigw_main_conf_t, keepalive_requests),
       NULL },
 
+    { ngx_string("aigw_redis"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_aigw_redis_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_aigw_main_conf_t, redis),
+      NULL },
+
     { ngx_string("aigw_pass"),
       NGX_HTTP_LOC_CONF|NGX_HTTP_LIF_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
       ngx_http_aigw_pass,

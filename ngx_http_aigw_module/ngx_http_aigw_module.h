@@ -16,6 +16,7 @@
 #include "ngx_http_aigw_keys.h"
 #include "ngx_http_aigw_scan.h"
 #include "ngx_http_aigw_usage.h"
+#include "ngx_http_aigw_redis.h"
 
 /* client endpoints, recognized by the end of the URI */
 #define NGX_HTTP_AIGW_EP_UNKNOWN       0
@@ -152,6 +153,8 @@ typedef struct {
     ngx_uint_t                     keepalive_requests;
     ngx_queue_t                    ka_cache;
     ngx_queue_t                    ka_free;
+
+    ngx_http_aigw_redis_t         *redis;      /* aigw_redis */
 } ngx_http_aigw_main_conf_t;
 
 

@@ -67,6 +67,14 @@ static ngx_http_handler_pt  ngx_http_aigw_steps[] = {
 };
 
 
+/* an aigw_usage location knows its caller, and needs nothing else */
+
+static ngx_http_handler_pt  ngx_http_aigw_usage_steps[] = {
+    ngx_http_aigw_auth_handler,
+    NULL
+};
+
+
 /* the wire formats a client may speak */
 
 ngx_http_aigw_format_t  *ngx_http_aigw_formats[] = {
@@ -247,6 +255,13 @@ static ngx_command_t  ngx_http_aigw_commands[] = {
     { ngx_string("aigw_limit"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_2MORE,
       ngx_http_aigw_quota_limit,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("aigw_usage"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_aigw_quota_report,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -691,14 +706,17 @@ static ngx_int_t
 ngx_http_aigw_access_handler(ngx_http_request_t *r)
 {
     ngx_int_t                  rc;
+    ngx_http_handler_pt       *steps;
     ngx_http_aigw_ctx_t       *ctx;
     ngx_http_aigw_loc_conf_t  *alcf;
 
     alcf = ngx_http_get_module_loc_conf(r, ngx_http_aigw_module);
 
-    if (!alcf->pass || r != r->main) {
+    if (!(alcf->pass || alcf->usage) || r != r->main) {
         return NGX_DECLINED;
     }
+
+    steps = alcf->pass ? ngx_http_aigw_steps : ngx_http_aigw_usage_steps;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
 
@@ -709,9 +727,9 @@ ngx_http_aigw_access_handler(ngx_http_request_t *r)
         }
     }
 
-    for ( /* void */ ; ngx_http_aigw_steps[ctx->step]; ctx->step++) {
+    for ( /* void */ ; steps[ctx->step]; ctx->step++) {
 
-        rc = ngx_http_aigw_steps[ctx->step](r);
+        rc = steps[ctx->step](r);
 
         if (rc != NGX_OK && rc != NGX_DECLINED) {
             return rc;

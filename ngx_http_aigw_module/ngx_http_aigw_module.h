@@ -176,6 +176,7 @@ typedef struct {
 
     ngx_flag_t                     quota;
     ngx_array_t                   *limits;     /* aigw_limit */
+    ngx_flag_t                     usage;      /* aigw_usage */
     ngx_uint_t                     quota_max_tokens;
 } ngx_http_aigw_loc_conf_t;
 
@@ -300,6 +301,10 @@ char *ngx_http_aigw_quota_limit(ngx_conf_t *cf, ngx_command_t *cmd,
 char *ngx_http_aigw_quota_init(ngx_conf_t *cf,
     ngx_http_aigw_main_conf_t *amcf);
 ngx_int_t ngx_http_aigw_quota_handler(ngx_http_request_t *r);
+void ngx_http_aigw_quota_limits(ngx_http_aigw_loc_conf_t *alcf,
+    ngx_uint_t scope, ngx_http_aigw_key_t *key, ngx_http_aigw_limits_t *lim);
+char *ngx_http_aigw_quota_report(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 void ngx_http_aigw_quota_settle(ngx_http_request_t *r);
 ngx_int_t ngx_http_aigw_quota_headers(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx);

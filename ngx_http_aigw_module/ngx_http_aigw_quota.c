@@ -36,7 +36,7 @@ static char *ngx_http_aigw_quota_parse(ngx_conf_t *cf, ngx_str_t *value,
     ngx_http_aigw_limits_t *limits);
 
 
-static ngx_str_t  ngx_http_aigw_quota_scopes[] = {
+ngx_str_t  ngx_http_aigw_quota_scopes[] = {
     ngx_string("key"),
     ngx_string("tenant"),
     ngx_string("user"),
@@ -46,7 +46,7 @@ static ngx_str_t  ngx_http_aigw_quota_scopes[] = {
 };
 
 
-static const char  *ngx_http_aigw_quota_limit_names[] = {
+const char  *ngx_http_aigw_quota_limit_names[] = {
     "rpm", "rpd", "tpm", "tpd", "concurrency", "budget"
 };
 
@@ -61,7 +61,7 @@ static const char  *ngx_http_aigw_quota_limit_words[] = {
 };
 
 
-static const char  *ngx_http_aigw_quota_periods[] = {
+const char  *ngx_http_aigw_quota_periods[] = {
     "day", "week", "month", "total"
 };
 
@@ -334,6 +334,52 @@ ngx_http_aigw_quota_handler(ngx_http_request_t *r)
 }
 
 
+/*
+ * The limits of a scope in a location: a key's own, then what aigw_limit
+ * sets for the scope where the key sets nothing
+ */
+
+void
+ngx_http_aigw_quota_limits(ngx_http_aigw_loc_conf_t *alcf, ngx_uint_t scope,
+    ngx_http_aigw_key_t *key, ngx_http_aigw_limits_t *lim)
+{
+    ngx_uint_t               i;
+    ngx_http_aigw_limit_t   *l;
+    ngx_http_aigw_limits_t  *d;
+
+    ngx_memzero(lim, sizeof(ngx_http_aigw_limits_t));
+
+    if (scope == NGX_HTTP_AIGW_SCOPE_KEY && key) {
+        *lim = key->limits;
+    }
+
+    if (alcf->limits == NULL) {
+        return;
+    }
+
+    l = alcf->limits->elts;
+
+    for (i = 0; i < alcf->limits->nelts; i++) {
+        if (l[i].scope != scope) {
+            continue;
+        }
+
+        d = &l[i].limits;
+
+        if (lim->rpm == 0) { lim->rpm = d->rpm; }
+        if (lim->rpd == 0) { lim->rpd = d->rpd; }
+        if (lim->tpm == 0) { lim->tpm = d->tpm; }
+        if (lim->tpd == 0) { lim->tpd = d->tpd; }
+        if (lim->concurrency == 0) { lim->concurrency = d->concurrency; }
+
+        if (lim->budget == 0) {
+            lim->budget = d->budget;
+            lim->period = d->period;
+        }
+    }
+}
+
+
 /* the counters that apply, each with its limits */
 
 static ngx_uint_t
@@ -341,45 +387,16 @@ ngx_http_aigw_quota_holds(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     ngx_http_aigw_quota_t *q)
 {
     ngx_str_t                    id;
-    ngx_uint_t                   i, s;
-    ngx_http_aigw_limit_t       *l;
-    ngx_http_aigw_limits_t       lim, *d;
+    ngx_uint_t                   s;
+    ngx_http_aigw_limits_t       lim;
     ngx_http_aigw_loc_conf_t    *alcf;
     ngx_http_aigw_quota_hold_t  *h;
 
     alcf = ngx_http_get_module_loc_conf(r, ngx_http_aigw_module);
 
-    l = alcf->limits ? alcf->limits->elts : NULL;
-
     for (s = 0; s < NGX_HTTP_AIGW_SCOPES; s++) {
 
-        ngx_memzero(&lim, sizeof(ngx_http_aigw_limits_t));
-        ngx_str_null(&id);
-
-        if (s == NGX_HTTP_AIGW_SCOPE_KEY && ctx->key) {
-            lim = ctx->key->limits;
-        }
-
-        /* aigw_limit: for a key, what its own entry leaves unset */
-
-        for (i = 0; l && i < alcf->limits->nelts; i++) {
-            if (l[i].scope != s) {
-                continue;
-            }
-
-            d = &l[i].limits;
-
-            if (lim.rpm == 0) { lim.rpm = d->rpm; }
-            if (lim.rpd == 0) { lim.rpd = d->rpd; }
-            if (lim.tpm == 0) { lim.tpm = d->tpm; }
-            if (lim.tpd == 0) { lim.tpd = d->tpd; }
-            if (lim.concurrency == 0) { lim.concurrency = d->concurrency; }
-
-            if (lim.budget == 0) {
-                lim.budget = d->budget;
-                lim.period = d->period;
-            }
-        }
+        ngx_http_aigw_quota_limits(alcf, s, ctx->key, &lim);
 
         if (!(lim.rpm || lim.rpd || lim.tpm || lim.tpd || lim.concurrency
               || lim.budget))

@@ -85,6 +85,23 @@ typedef struct {
 } ngx_http_aigw_quota_t;
 
 
+/* what a counter holds now, for a report */
+
+typedef struct {
+    ngx_uint_t                      requests_minute;
+    uint64_t                        tokens_minute;
+    ngx_uint_t                      requests_day;
+    uint64_t                        tokens_day;
+    ngx_uint_t                      inflight;
+    uint64_t                        spend[NGX_HTTP_AIGW_PERIODS];
+} ngx_http_aigw_quota_counts_t;
+
+
+extern ngx_str_t    ngx_http_aigw_quota_scopes[];
+extern const char  *ngx_http_aigw_quota_limit_names[];
+extern const char  *ngx_http_aigw_quota_periods[];
+
+
 /*
  * The shared zone: NGX_OK, every counter taken; NGX_DECLINED, refused
  * (q->refused_*, q->retry), nothing taken; NGX_BUSY, no room for a new
@@ -94,6 +111,10 @@ ngx_int_t ngx_http_aigw_quota_zone_reserve(ngx_http_aigw_quota_t *q,
     time_t now);
 void ngx_http_aigw_quota_zone_settle(ngx_http_aigw_quota_t *q,
     int64_t tokens, int64_t cost, time_t now);
+
+/* a counter's numbers now, all 0 if the zone has none */
+void ngx_http_aigw_quota_zone_read(void *zone, ngx_uint_t scope,
+    ngx_str_t *id, time_t now, ngx_http_aigw_quota_counts_t *counts);
 
 /* the id of a calendar period (UTC) and the seconds until it ends */
 time_t ngx_http_aigw_quota_period(ngx_uint_t period, time_t now);

@@ -71,6 +71,9 @@ static ngx_int_t ngx_http_aigw_quota_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 static void ngx_http_aigw_quota_rbtree_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static ngx_rbtree_node_t *ngx_http_aigw_quota_find(
+    ngx_http_aigw_quota_zone_t *zone, ngx_uint_t scope, ngx_str_t *id,
+    time_t now);
 static ngx_rbtree_node_t *ngx_http_aigw_quota_lookup(
     ngx_http_aigw_quota_zone_t *zone, ngx_uint_t scope, ngx_str_t *id,
     time_t now);
@@ -362,14 +365,50 @@ ngx_http_aigw_quota_zone_settle(ngx_http_aigw_quota_t *q, int64_t dt,
 }
 
 
+/* a counter as it stands, for aigw_usage */
+
+void
+ngx_http_aigw_quota_zone_read(void *data, ngx_uint_t scope, ngx_str_t *id,
+    time_t now, ngx_http_aigw_quota_counts_t *counts)
+{
+    ngx_http_aigw_quota_zone_t *zone = data;
+
+    ngx_uint_t                   p;
+    ngx_rbtree_node_t           *node;
+    ngx_http_aigw_quota_node_t  *qn;
+
+    ngx_memzero(counts, sizeof(ngx_http_aigw_quota_counts_t));
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    node = ngx_http_aigw_quota_find(zone, scope, id, now);
+
+    if (node) {
+        qn = (ngx_http_aigw_quota_node_t *) &node->color;
+
+        counts->requests_minute = qn->requests;
+        counts->tokens_minute = qn->tokens;
+        counts->requests_day = qn->day_requests;
+        counts->tokens_day = qn->day_tokens;
+        counts->inflight = qn->inflight;
+
+        for (p = 0; p < NGX_HTTP_AIGW_PERIODS; p++) {
+            counts->spend[p] = qn->spend[p];
+        }
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+}
+
+
+/* a counter by scope and id, moved to the front of the queue */
+
 static ngx_rbtree_node_t *
-ngx_http_aigw_quota_lookup(ngx_http_aigw_quota_zone_t *zone, ngx_uint_t scope,
+ngx_http_aigw_quota_find(ngx_http_aigw_quota_zone_t *zone, ngx_uint_t scope,
     ngx_str_t *id, time_t now)
 {
-    size_t                       size;
     uint32_t                     hash;
     ngx_int_t                    rc;
-    ngx_queue_t                 *qq;
     ngx_rbtree_node_t           *node, *sentinel;
     ngx_http_aigw_quota_node_t  *qn;
 
@@ -408,6 +447,27 @@ ngx_http_aigw_quota_lookup(ngx_http_aigw_quota_zone_t *zone, ngx_uint_t scope,
         }
 
         node = (rc < 0) ? node->left : node->right;
+    }
+
+    return NULL;
+}
+
+
+/* a counter, made if there is none */
+
+static ngx_rbtree_node_t *
+ngx_http_aigw_quota_lookup(ngx_http_aigw_quota_zone_t *zone, ngx_uint_t scope,
+    ngx_str_t *id, time_t now)
+{
+    size_t                       size;
+    ngx_queue_t                 *qq;
+    ngx_rbtree_node_t           *node;
+    ngx_http_aigw_quota_node_t  *qn;
+
+    node = ngx_http_aigw_quota_find(zone, scope, id, now);
+
+    if (node) {
+        return node;
     }
 
     size = offsetof(ngx_rbtree_node_t, color)
@@ -456,7 +516,7 @@ ngx_http_aigw_quota_lookup(ngx_http_aigw_quota_zone_t *zone, ngx_uint_t scope,
 
     ngx_memzero(qn, offsetof(ngx_http_aigw_quota_node_t, name));
 
-    node->key = hash;
+    node->key = ngx_crc32_short(id->data, id->len) ^ (uint32_t) scope;
     qn->scope = (u_char) scope;
     qn->len = (u_short) id->len;
     ngx_memcpy(qn->name, id->data, id->len);

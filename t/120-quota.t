@@ -40,6 +40,7 @@ my @keys = (
     { id => 'k_claude', tenant => 'acme', limits => { rpm => 1 } },
     { id => 'k_team', tenant => 'teamco', team => 'red' },
     { id => 'k_free', tenant => 'acme' },
+    { id => 'k_admin', tenant => 'ops', admin => JSON::PP::true },
 );
 
 for my $k (@keys) {
@@ -75,6 +76,9 @@ http {
         location /free/v1/ {
             aigw_quota off;
             aigw_pass;
+        }
+        location = /usage {
+            aigw_usage;
         }
     }
 }
@@ -240,6 +244,48 @@ is(chat('k_reload')->{status}, 200, 'rpd=2: second');
 $ngx->signal('HUP');
 sleep 1;
 is(chat('k_reload')->{status}, 429, 'rpd=2: refused after a reload');
+
+# aigw_usage: a key reads its own usage, an admin key anyone's
+
+sub usage {
+    my ($id, $query) = @_;
+    return $ngx->request('GET', '/usage' . ($query // ''),
+                         $id ? { Authorization => "Bearer sk-$id" } : {},
+                         undef);
+}
+
+my $u = usage('k_rpm');
+is($u->{status}, 200, 'usage: its own');
+my $j = eval { JSON::PP->new->decode($u->{body}) } || {};
+is($j->{scope}, 'key', 'usage: scope');
+is($j->{id}, 'k_rpm', 'usage: id');
+is($j->{used}{requests_minute}, 3, 'usage: requests this minute');
+is($j->{limits}{rpm}, 3, 'usage: the limit');
+is($j->{remaining}{requests_minute}, 0, 'usage: none left');
+is($j->{limits}{tpm}, undef, 'usage: no tpm limit is null');
+
+$j = eval { JSON::PP->new->decode(usage('k_budget')->{body}) } || {};
+is($j->{limits}{budget_usd}, '0.001000', 'usage: a budget');
+is($j->{limits}{budget_period}, 'day', 'usage: its period');
+ok($j->{used}{spend_usd}{day} > 0, 'usage: what was spent');
+
+is(usage('k_rpm', '?key=k_tpm')->{status}, 403,
+   'usage: not another key\'s');
+is(usage('k_rpm', '?tenant=acme')->{status}, 403,
+   'usage: not a tenant\'s');
+is(usage(undef)->{status}, 401, 'usage: not without a key');
+
+$u = usage('k_admin', '?key=k_rpm');
+is($u->{status}, 200, 'usage: an admin reads any key');
+like($u->{body}, qr/"requests_minute":3/, 'usage: the same numbers');
+
+$j = eval { JSON::PP->new->decode(usage('k_admin', '?team=red')->{body}) }
+     || {};
+is($j->{limits}{rpm}, 2, 'usage: a team\'s limit by directive');
+is($j->{used}{requests_minute}, 2, 'usage: a team\'s use');
+
+is($ngx->request('POST', '/usage', { Authorization => 'Bearer sk-k_admin' },
+                 '{}')->{status}, 405, 'usage: GET only');
 
 # the log
 

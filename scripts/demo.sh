@@ -139,5 +139,13 @@ Prometheus metrics (and the histograms: drop the grep):
 The access log (tenant, model, tokens, cost, time to first token):
   tail -n 3 $prefix/logs/access.json
 
+A limit: the trial key may send two requests a minute, the third is a 429:
+  for i in 1 2 3; do curl -s -o /dev/null -w '%{http_code} ' \\
+       $u/v1/chat/completions -H 'Authorization: Bearer sk-aigw-demo-trial' \\
+       -d '{"model":"gpt-4o-mini",$msg}'; done; echo
+
+What a key has used and has left:
+  curl -s $u/v1/usage -H 'Authorization: Bearer sk-aigw-demo-trial'
+
 Logs in $prefix/logs.  Stop it all with: scripts/demo.sh stop
 EOT

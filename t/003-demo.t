@@ -46,13 +46,13 @@ my $cont = 0;
 for my $line (split /\n/, $tour) {
     if ($cont) {
         $cmds[-1] .= "\n$line";
-    } elsif ($line =~ /^  (curl|tail) /) {
+    } elsif ($line =~ /^  (curl|tail|for) /) {
         push @cmds, $line;
     }
     $cont = $line =~ /\\$/;
 }
 
-is(scalar @cmds, 6, 'the tour has six commands');
+is(scalar @cmds, 8, 'the tour has eight commands');
 
 my @want = (
     [ 'chat', qr/"object":"chat\.completion".*"usage":/s ],
@@ -63,6 +63,8 @@ my @want = (
     [ 'log', qr/"tenant":"demo".*"model":"gpt-4o-mini"
                 .*"completion_tokens":"[1-9]\d*".*"cost_usd":"0\.\d+"
                 .*"ttft_s":"\d/x ],
+    [ 'limit', qr/^200 200 429 $/ ],
+    [ 'usage', qr/^\{"object":"aigw\.usage","scope":"key","id":"key_demo_trial".*"requests_minute":2.*"rpm":2/ ],
 );
 
 for my $i (0 .. $#want) {

@@ -9,7 +9,7 @@
 #
 #   -n REQUESTS  requests counted per case (default 2000, at most 100000)
 #   -s STREAMS   requests counted per long-stream case (default 10)
-#   -c CASES     which of "json-aigw json-plain sse-aigw sse-plain
+#   -c CASES     which of "json-aigw json-plain json-quota sse-aigw sse-plain
 #                stream-aigw stream-plain streamu-aigw streamu-plain"
 #                (default all; a comma or space separated list).  stream:
 #                500 events, one a read, from aigw-mock.js, the client
@@ -66,7 +66,7 @@ CASES=$(echo ${CASES//,/ })
 NODE_MOCK=
 for c in $CASES; do
     case $c in
-        json-aigw|json-plain|sse-aigw|sse-plain) ;;
+        json-aigw|json-plain|json-quota|sse-aigw|sse-plain) ;;
         stream-aigw|stream-plain|streamu-aigw|streamu-plain)
             NODE_MOCK=1 ;;
         *) bench_die "unknown case '$c'" ;;
@@ -311,6 +311,15 @@ for kind in json sse stream streamu; do
         "$( [ -n "$p" ] && [ -n "$a" ] \
             && awk -v a="$a" -v p="$p" 'BEGIN { printf "%.3f", a / p }')"
 done
+
+# the quota step: limits of the key and its tenant in the shared zone
+if [ -n "${IR[json-quota]:-}" ] && [ -n "${IR[json-aigw]:-}" ]; then
+    echo
+    printf 'json with limits (key and tenant, shared zone): %d Ir/request,' \
+        "${IR[json-quota]}"
+    printf ' %+d over aigw_pass without limits\n' \
+        $(( IR[json-quota] - IR[json-aigw] ))
+fi
 
 # the long stream: the difference per event (events: the data lines the
 # client got from the plain proxy)

@@ -235,6 +235,13 @@ EOF
     sed 's/,"stream_options":{"include_usage":true}//' \
         "$dir/body-streamu.json" > "$dir/body-stream.json"
 
+    # the virtual key of the headers below: aigw authenticates every
+    # request, as it does in production
+    cat > "$dir/keys.json" <<'EOF'
+{"keys":[{"id":"bench","tenant":"bench","user":"u42",
+  "hash":"fb60bd289b4f3d4b2c1dd8a8c0ef39d041d3f4b3d1d66a5c6e7b6e0d9ca7d739"}]}
+EOF
+
     cat > "$dir/headers" <<'EOF'
 Content-Type: application/json
 Accept: application/json
@@ -410,6 +417,8 @@ EOF
     }
 
     # --- (b) aigw ---
+    aigw_keys  $BENCH_TMP/keys.json;
+
     aigw_provider  mockjson  http://127.0.0.1:$mock/json/v1  format=openai;
     aigw_provider  mocksse   http://127.0.0.1:$mock/sse/v1   format=openai;
 
@@ -451,6 +460,14 @@ $stream_locations        location /aigw/json/v1/ {
 
         location /aigw/sse/v1/ {
             aigw_pass  bench-sse;
+        }
+
+        # (c) aigw with limits that never refuse: the quota step's cost
+        location /quota/json/v1/ {
+            aigw_limit  key     rpm=100000000 tpm=100000000000
+                                budget=1000000/month;
+            aigw_limit  tenant  rpm=100000000 concurrency=100000;
+            aigw_pass  bench-json;
         }
     }
 EOF

@@ -30,6 +30,8 @@ static void ngx_http_aigw_quota_cleanup(void *data);
 static ngx_int_t ngx_http_aigw_quota_refuse(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_quota_t *q);
 static u_char *ngx_http_aigw_quota_rfc3339(u_char *buf, time_t t);
+static ngx_int_t ngx_http_aigw_quota_number(ngx_http_request_t *r,
+    ngx_str_t *name, u_char **pp, ngx_uint_t v, ngx_uint_t seconds);
 static ngx_int_t ngx_http_aigw_quota_add_header(ngx_http_request_t *r,
     ngx_str_t *name, u_char *value, size_t len);
 static char *ngx_http_aigw_quota_parse(ngx_conf_t *cf, ngx_str_t *value,
@@ -263,7 +265,6 @@ ngx_http_aigw_quota_handler(ngx_http_request_t *r)
 {
     time_t                       now;
     ngx_int_t                    rc;
-    ngx_uint_t                   i;
     ngx_pool_cleanup_t          *cln;
     ngx_http_aigw_ctx_t         *ctx;
     ngx_http_aigw_quota_t       *q;
@@ -304,10 +305,6 @@ ngx_http_aigw_quota_handler(ngx_http_request_t *r)
 
     q->second = now;
     q->day = now / 86400;
-
-    for (i = 0; i < NGX_HTTP_AIGW_PERIODS; i++) {
-        q->period[i] = ngx_http_aigw_quota_period(i, now);
-    }
 
     rc = ngx_http_aigw_quota_zone_reserve(q, now);
 
@@ -583,10 +580,15 @@ ngx_http_aigw_quota_refuse(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
                   &ngx_http_aigw_quota_scopes[h->scope], &h->id);
 
     if (q->retry) {
-        p = ngx_sprintf(buf, "%T", q->retry);
+        p = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
+        if (p == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
         ngx_str_set(&name, "Retry-After");
 
-        if (ngx_http_aigw_quota_add_header(r, &name, buf, p - buf)
+        if (ngx_http_aigw_quota_add_header(r, &name, p,
+                                           ngx_sprintf(p, "%T", q->retry) - p)
             != NGX_OK)
         {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -645,13 +647,26 @@ ngx_http_aigw_quota_refuse(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
 ngx_int_t
 ngx_http_aigw_quota_headers(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
 {
-    u_char                 buf[sizeof("2026-01-01T00:00:00Z") + NGX_INT64_LEN];
-    u_char                *p;
-    ngx_str_t              name;
-    ngx_uint_t             i, anthropic;
-    ngx_list_part_t       *part;
-    ngx_table_elt_t       *h;
+    u_char                 *p, *v;
+    ngx_str_t              *n;
+    ngx_uint_t              i, anthropic;
+    ngx_list_part_t        *part;
+    ngx_table_elt_t        *h;
     ngx_http_aigw_quota_t  *q;
+
+    static ngx_str_t  names[] = {
+        ngx_string("x-ratelimit-limit-requests"),
+        ngx_string("x-ratelimit-remaining-requests"),
+        ngx_string("x-ratelimit-reset-requests"),
+        ngx_string("x-ratelimit-limit-tokens"),
+        ngx_string("x-ratelimit-remaining-tokens"),
+        ngx_string("x-ratelimit-reset-tokens"),
+        ngx_string("anthropic-ratelimit-requests-limit"),
+        ngx_string("anthropic-ratelimit-requests-remaining"),
+        ngx_string("anthropic-ratelimit-requests-reset"),
+        ngx_string("anthropic-ratelimit-tokens-limit"),
+        ngx_string("anthropic-ratelimit-tokens-remaining")
+    };
 
     q = ctx->quota;
 
@@ -690,57 +705,98 @@ ngx_http_aigw_quota_headers(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
 
     anthropic = (ctx->format == &ngx_http_aigw_anthropic_format);
 
-#define ngx_http_aigw_quota_header(n, fmt, v)                                 \
-    ngx_str_set(&name, n);                                                    \
-    p = ngx_sprintf(buf, fmt, v);                                             \
-    if (ngx_http_aigw_quota_add_header(r, &name, buf, p - buf) != NGX_OK) {   \
-        return NGX_ERROR;                                                     \
+    /* the values in one piece of memory, numbers written by hand */
+
+    p = ngx_pnalloc(r->pool, 6 * (NGX_INT64_LEN + 1)
+                             + sizeof("2026-01-01T00:00:00Z"));
+    if (p == NULL) {
+        return NGX_ERROR;
     }
 
-    if (q->limit_requests != -1 && !anthropic) {
-        ngx_http_aigw_quota_header("x-ratelimit-limit-requests", "%i",
-                                   q->limit_requests);
-        ngx_http_aigw_quota_header("x-ratelimit-remaining-requests", "%i",
-                                   q->remaining_requests);
-        ngx_http_aigw_quota_header("x-ratelimit-reset-requests", "%Ts",
-                                   q->reset_requests);
-    }
+    if (q->limit_requests != -1) {
+        n = anthropic ? &names[6] : &names[0];
 
-    if (q->limit_tokens != -1 && !anthropic) {
-        ngx_http_aigw_quota_header("x-ratelimit-limit-tokens", "%i",
-                                   q->limit_tokens);
-        ngx_http_aigw_quota_header("x-ratelimit-remaining-tokens", "%i",
-                                   q->remaining_tokens);
-        ngx_http_aigw_quota_header("x-ratelimit-reset-tokens", "%Ts",
-                                   q->reset_tokens);
-    }
+        if (ngx_http_aigw_quota_number(r, &n[0], &p, q->limit_requests, 0)
+            != NGX_OK
+            || ngx_http_aigw_quota_number(r, &n[1], &p,
+                                          q->remaining_requests, 0)
+               != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
 
-    if (q->limit_requests != -1 && anthropic) {
-        ngx_http_aigw_quota_header("anthropic-ratelimit-requests-limit", "%i",
-                                   q->limit_requests);
-        ngx_http_aigw_quota_header("anthropic-ratelimit-requests-remaining",
-                                   "%i", q->remaining_requests);
-        p = ngx_http_aigw_quota_rfc3339(buf, q->second + q->reset_requests);
-        ngx_str_set(&name, "anthropic-ratelimit-requests-reset");
-        if (ngx_http_aigw_quota_add_header(r, &name, buf, p - buf)
-            != NGX_OK)
+        if (anthropic) {
+            v = p;
+            p = ngx_http_aigw_quota_rfc3339(p, q->second + q->reset_requests);
+
+            if (ngx_http_aigw_quota_add_header(r, &n[2], v, p - v)
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+        } else if (ngx_http_aigw_quota_number(r, &n[2], &p,
+                                              q->reset_requests, 1)
+                   != NGX_OK)
         {
             return NGX_ERROR;
         }
     }
 
-    if (q->limit_tokens != -1 && anthropic) {
-        ngx_http_aigw_quota_header("anthropic-ratelimit-tokens-limit", "%i",
-                                   q->limit_tokens);
-        ngx_http_aigw_quota_header("anthropic-ratelimit-tokens-remaining",
-                                   "%i", q->remaining_tokens);
-    }
+    if (q->limit_tokens != -1) {
+        n = anthropic ? &names[9] : &names[3];
 
-#undef ngx_http_aigw_quota_header
+        if (ngx_http_aigw_quota_number(r, &n[0], &p, q->limit_tokens, 0)
+            != NGX_OK
+            || ngx_http_aigw_quota_number(r, &n[1], &p,
+                                          q->remaining_tokens, 0)
+               != NGX_OK
+            || (!anthropic
+                && ngx_http_aigw_quota_number(r, &n[2], &p,
+                                              q->reset_tokens, 1)
+                   != NGX_OK))
+        {
+            return NGX_ERROR;
+        }
+    }
 
     return NGX_OK;
 }
 
+
+/* a header whose value is a number, "s" after it for seconds */
+
+static ngx_int_t
+ngx_http_aigw_quota_number(ngx_http_request_t *r, ngx_str_t *name,
+    u_char **pp, ngx_uint_t v, ngx_uint_t seconds)
+{
+    u_char  *p, *start, digits[NGX_INT64_LEN];
+    size_t   n;
+
+    n = 0;
+
+    do {
+        digits[n++] = (u_char) ('0' + v % 10);
+        v /= 10;
+    } while (v);
+
+    start = *pp;
+
+    for (p = start; n; p++) {
+        *p = digits[--n];
+    }
+
+    if (seconds) {
+        *p++ = 's';
+    }
+
+    *pp = p;
+
+    return ngx_http_aigw_quota_add_header(r, name, start, p - start);
+}
+
+
+/* a header whose name and value live as long as the request */
 
 static ngx_int_t
 ngx_http_aigw_quota_add_header(ngx_http_request_t *r, ngx_str_t *name,
@@ -753,13 +809,7 @@ ngx_http_aigw_quota_add_header(ngx_http_request_t *r, ngx_str_t *name,
         return NGX_ERROR;
     }
 
-    h->value.data = ngx_pnalloc(r->pool, len);
-    if (h->value.data == NULL) {
-        h->hash = 0;
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(h->value.data, value, len);
+    h->value.data = value;
     h->value.len = len;
     h->key = *name;
     h->hash = 1;

@@ -85,6 +85,8 @@ static void ngx_http_aigw_quota_take(ngx_http_aigw_quota_t *q,
     ngx_http_aigw_quota_node_t *qn);
 static void ngx_http_aigw_quota_tell(ngx_http_aigw_quota_t *q,
     ngx_http_aigw_quota_hold_t *h, time_t now);
+static time_t ngx_http_aigw_quota_newest(ngx_http_aigw_quota_node_t *qn,
+    ngx_uint_t tokens, time_t now);
 static time_t ngx_http_aigw_quota_minute_reset(
     ngx_http_aigw_quota_node_t *qn, ngx_uint_t tokens, uint64_t need,
     time_t now);
@@ -290,6 +292,7 @@ ngx_http_aigw_quota_zone_reserve(ngx_http_aigw_quota_t *q, time_t now)
     for (i = 0; i < q->nhold; i++) {
         if (ngx_http_aigw_quota_check(q, &q->hold[i], now) != NGX_OK) {
             q->refused_scope = q->hold[i].scope;
+            q->refused = 1;
             rc = NGX_DECLINED;
             break;
         }
@@ -556,18 +559,20 @@ ngx_http_aigw_quota_advance(ngx_http_aigw_quota_node_t *qn, time_t now)
         }
     }
 
+    /* a week or a month ends only where a day does */
+
     if (qn->day != now / 86400) {
         qn->day = now / 86400;
         qn->day_requests = 0;
         qn->day_tokens = 0;
-    }
 
-    for (i = 0; i < NGX_HTTP_AIGW_PERIODS; i++) {
-        id = ngx_http_aigw_quota_period(i, now);
+        for (i = 0; i < NGX_HTTP_AIGW_PERIODS; i++) {
+            id = ngx_http_aigw_quota_period(i, now);
 
-        if (qn->period[i] != id) {
-            qn->period[i] = id;
-            qn->spend[i] = 0;
+            if (qn->period[i] != id) {
+                qn->period[i] = id;
+                qn->spend[i] = 0;
+            }
         }
     }
 }
@@ -647,8 +652,11 @@ ngx_http_aigw_quota_take(ngx_http_aigw_quota_t *q,
     qn->day_requests++;
     qn->day_tokens += q->tokens;
 
+    /* the periods are the same in every counter, advanced to now */
+
     for (p = 0; p < NGX_HTTP_AIGW_PERIODS; p++) {
         qn->spend[p] += q->cost;
+        q->period[p] = qn->period[p];
     }
 
     qn->inflight++;
@@ -671,6 +679,11 @@ ngx_http_aigw_quota_tell(ngx_http_aigw_quota_t *q,
     qn = (ngx_http_aigw_quota_node_t *)
              &((ngx_rbtree_node_t *) h->node)->color;
 
+    /*
+     * "reset": when the window is empty again, 60 s after its newest
+     * request; a refused request was told when it would fit instead
+     */
+
     if (h->limits.rpm) {
         left = (ngx_int_t) h->limits.rpm - (ngx_int_t) qn->requests;
         left = ngx_max(left, 0);
@@ -679,8 +692,9 @@ ngx_http_aigw_quota_tell(ngx_http_aigw_quota_t *q,
             q->limit_requests = h->limits.rpm;
             q->remaining_requests = left;
             q->reset_requests = qn->requests
-                                ? ngx_http_aigw_quota_minute_reset(qn, 0, 1,
-                                                                   now)
+                                ? NGX_HTTP_AIGW_QUOTA_SLOTS
+                                  - (now - ngx_http_aigw_quota_newest(qn,
+                                                                      0, now))
                                 : 0;
         }
     }
@@ -693,12 +707,42 @@ ngx_http_aigw_quota_tell(ngx_http_aigw_quota_t *q,
             q->limit_tokens = h->limits.tpm;
             q->remaining_tokens = left;
             q->reset_tokens = qn->tokens
-                              ? ngx_http_aigw_quota_minute_reset(qn, 1,
-                                                                 qn->tokens,
-                                                                 now)
+                              ? NGX_HTTP_AIGW_QUOTA_SLOTS
+                                - (now - ngx_http_aigw_quota_newest(qn, 1,
+                                                                    now))
                               : 0;
         }
     }
+
+    if (q->refused && q->refused_scope == h->scope) {
+        if (q->refused_limit == NGX_HTTP_AIGW_LIMIT_RPM) {
+            q->reset_requests = q->retry;
+
+        } else if (q->refused_limit == NGX_HTTP_AIGW_LIMIT_TPM && q->retry) {
+            q->reset_tokens = q->retry;
+        }
+    }
+}
+
+
+/* the second of the newest slot that holds something: now, most often */
+
+static time_t
+ngx_http_aigw_quota_newest(ngx_http_aigw_quota_node_t *qn,
+    ngx_uint_t tokens, time_t now)
+{
+    time_t      s;
+    ngx_uint_t  i;
+
+    for (s = now; s > now - NGX_HTTP_AIGW_QUOTA_SLOTS; s--) {
+        i = s % NGX_HTTP_AIGW_QUOTA_SLOTS;
+
+        if (tokens ? qn->slot_tokens[i] != 0 : qn->slot_requests[i] != 0) {
+            return s;
+        }
+    }
+
+    return now;
 }
 
 

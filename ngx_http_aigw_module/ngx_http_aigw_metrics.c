@@ -830,7 +830,9 @@ ngx_http_aigw_metrics_handler(ngx_http_request_t *r)
     root = mt->sh->rbtree.root;
     sentinel = mt->sh->rbtree.sentinel;
 
-    size = 4096 + NGX_HTTP_AIGW_METRICS_LINES * (192 + 3 * 2 * 9);
+    /* room for the quotas' 37 lines too */
+    size = 4096 + NGX_HTTP_AIGW_METRICS_LINES * (192 + 3 * 2 * 9)
+           + 37 * 128;
 
     if (root != sentinel) {
         for (node = ngx_rbtree_min(root, sentinel);
@@ -882,6 +884,13 @@ ngx_http_aigw_metrics_handler(ngx_http_request_t *r)
                     mt->sh->nseries, mt->max_series);
 
     ngx_shmtx_unlock(&mt->shpool->mutex);
+
+    /* the quotas' decisions, kept in their own zone */
+
+    if (amcf->quota_zone) {
+        p = ngx_http_aigw_quota_zone_metrics(amcf->quota_zone->data, p,
+                                             b->end);
+    }
 
     b->last = p;
     b->last_buf = (r == r->main);

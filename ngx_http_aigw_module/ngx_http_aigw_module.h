@@ -306,6 +306,8 @@ void ngx_http_aigw_quota_limits(ngx_http_aigw_loc_conf_t *alcf,
 char *ngx_http_aigw_quota_report(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 void ngx_http_aigw_quota_settle(ngx_http_request_t *r);
+u_char *ngx_http_aigw_quota_zone_metrics(void *zone, u_char *p,
+    u_char *last);
 ngx_int_t ngx_http_aigw_quota_headers(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx);
 ngx_int_t ngx_http_aigw_quota_variable(ngx_http_request_t *r,

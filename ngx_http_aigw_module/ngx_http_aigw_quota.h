@@ -35,6 +35,7 @@
 #define NGX_HTTP_AIGW_LIMIT_TPD          3
 #define NGX_HTTP_AIGW_LIMIT_CONCURRENCY  4
 #define NGX_HTTP_AIGW_LIMIT_BUDGET       5
+#define NGX_HTTP_AIGW_LIMITS             6
 
 
 /* aigw_limit SCOPE ...; */

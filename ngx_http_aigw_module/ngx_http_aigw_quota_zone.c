@@ -58,6 +58,11 @@ typedef struct {
     ngx_rbtree_t                    rbtree;
     ngx_rbtree_node_t               sentinel;
     ngx_queue_t                     queue;      /* least used last */
+
+    /* decisions, for the metrics */
+    ngx_uint_t                      admitted;
+    ngx_uint_t                      refused[NGX_HTTP_AIGW_SCOPES]
+                                           [NGX_HTTP_AIGW_LIMITS];
 } ngx_http_aigw_quota_sh_t;
 
 
@@ -191,7 +196,8 @@ ngx_http_aigw_quota_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         return NGX_OK;
     }
 
-    zone->sh = ngx_slab_alloc(zone->shpool, sizeof(ngx_http_aigw_quota_sh_t));
+    zone->sh = ngx_slab_calloc(zone->shpool,
+                               sizeof(ngx_http_aigw_quota_sh_t));
     if (zone->sh == NULL) {
         return NGX_ERROR;
     }
@@ -299,6 +305,13 @@ ngx_http_aigw_quota_zone_reserve(ngx_http_aigw_quota_t *q, time_t now)
     }
 
     if (rc == NGX_OK) {
+        zone->sh->admitted++;
+
+    } else {
+        zone->sh->refused[q->refused_scope][q->refused_limit]++;
+    }
+
+    if (rc == NGX_OK) {
         for (i = 0; i < q->nhold; i++) {
             node = q->hold[i].node;
             ngx_http_aigw_quota_take(q, (ngx_http_aigw_quota_node_t *)
@@ -365,6 +378,44 @@ ngx_http_aigw_quota_zone_settle(ngx_http_aigw_quota_t *q, int64_t dt,
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
 #undef ngx_http_aigw_quota_add
+}
+
+
+/* the decisions, for aigw_metrics: a refusal once it happened */
+
+u_char *
+ngx_http_aigw_quota_zone_metrics(void *data, u_char *p, u_char *last)
+{
+    ngx_http_aigw_quota_zone_t *zone = data;
+
+    ngx_uint_t  s, l;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    p = ngx_slprintf(p, last, "# HELP aigw_quota_decisions_total Requests "
+                     "admitted by the limits, and refused by each.\n"
+                     "# TYPE aigw_quota_decisions_total counter\n"
+                     "aigw_quota_decisions_total{decision=\"admitted\"} "
+                     "%ui\n", zone->sh->admitted);
+
+    for (s = 0; s < NGX_HTTP_AIGW_SCOPES; s++) {
+        for (l = 0; l < NGX_HTTP_AIGW_LIMITS; l++) {
+            if (zone->sh->refused[s][l] == 0) {
+                continue;
+            }
+
+            p = ngx_slprintf(p, last, "aigw_quota_decisions_total{"
+                             "decision=\"refused\",scope=\"%V\","
+                             "limit=\"%s\"} %ui\n",
+                             &ngx_http_aigw_quota_scopes[s],
+                             ngx_http_aigw_quota_limit_names[l],
+                             zone->sh->refused[s][l]);
+        }
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    return p;
 }
 
 

@@ -80,6 +80,9 @@ http {
         location = /usage {
             aigw_usage;
         }
+        location = /metrics {
+            aigw_metrics;
+        }
     }
 }
 EOC
@@ -286,6 +289,18 @@ is($j->{used}{requests_minute}, 2, 'usage: a team\'s use');
 
 is($ngx->request('POST', '/usage', { Authorization => 'Bearer sk-k_admin' },
                  '{}')->{status}, 405, 'usage: GET only');
+
+# the metrics count the decisions
+
+my $mt = $ngx->request('GET', '/metrics', {}, undef)->{body};
+like($mt, qr/^aigw_quota_decisions_total\{decision="admitted"\} [1-9]\d*$/m,
+     'metrics: admissions');
+like($mt, qr/^aigw_quota_decisions_total\{decision="refused",scope="key",limit="rpm"\} \d+$/m,
+     'metrics: refusals by scope and limit');
+like($mt, qr/^aigw_quota_decisions_total\{decision="refused",scope="key",limit="budget"\} 1$/m,
+     'metrics: a budget refusal');
+like($mt, qr/^aigw_quota_decisions_total\{decision="refused",scope="team",limit="rpm"\} 1$/m,
+     'metrics: a team refusal');
 
 # the log
 

@@ -122,6 +122,15 @@ anthropic_faults=(
     echo "    listen 127.0.0.1:$gport;"
     echo "    aigw_read_timeout 5s;"
     echo "    location /v1/ { aigw_pass; }"
+    # the gateway's own limits: one request a minute of each tenant
+    echo "    location /limited/openai/v1/ {"
+    echo "      aigw_tenant sdk-openai; aigw_limit tenant rpm=1 tpm=100000;"
+    echo "      aigw_pass;"
+    echo "    }"
+    echo "    location /limited/anthropic/v1/ {"
+    echo "      aigw_tenant sdk-anthropic; aigw_limit tenant rpm=1 tpm=100000;"
+    echo "      aigw_pass;"
+    echo "    }"
     echo "  }"
     echo "}"
 } > "$prefix/conf/nginx.conf"
@@ -139,6 +148,8 @@ export AIGW_TARGET=gateway
 export AIGW_BASE_URL="http://127.0.0.1:$gport/v1"
 export AIGW_ANTHROPIC_BASE_URL="http://127.0.0.1:$gport"
 export AIGW_API_KEY=sk-client-key-never-forwarded
+export AIGW_LIMITED_BASE_URL="http://127.0.0.1:$gport/limited/openai/v1"
+export AIGW_LIMITED_ANTHROPIC_BASE_URL="http://127.0.0.1:$gport/limited/anthropic"
 for f in "${openai_faults[@]}"; do
     set -- $f
     export "AIGW_FAULT_MODEL_$1=broken-$1"

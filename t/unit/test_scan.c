@@ -119,6 +119,15 @@ static t_expect_t  t_expects[] = {
       F(MODEL) | F(MESSAGES) | F(STREAM) | F(STREAM_OPTIONS)
       | F(INCLUDE_USAGE) | F(USER) },
 
+    { "bench_request.json", 2,
+      "You are a helpful assistant. Answer briefly and precisely.",
+      "Summarise in two sentences why keep-alive connections reduce "
+      "latency for HTTP APIs, and name one trade-off.",
+      F(MODEL) | F(MESSAGES) | F(MAX_TOKENS) | F(USER) },
+
+    /* an answer: no text spans, "usage" found */
+    { "bench_answer.json", 0, NULL, NULL, F(MODEL) | F(USAGE) },
+
     { NULL, 0, NULL, NULL, 0 }
 };
 

@@ -80,6 +80,15 @@ typedef struct {
 } ngx_http_aigw_scan_key_t;
 
 
+/* the top-level keys, kept for the duplicate check */
+typedef struct {
+    ngx_http_aigw_scan_key_t    keys[NGX_HTTP_AIGW_SCAN_KEYS];
+    ngx_uint_t                  nkeys;
+    uint64_t                    lens;     /* a bit per length, modulo 64 */
+    u_char                     *dup;      /* the first key seen twice */
+} ngx_http_aigw_scan_top_t;
+
+
 /* a string's end, returned in two registers */
 typedef struct {
     u_char                     *end;      /* the closing quote, or where */
@@ -109,6 +118,8 @@ static ngx_http_aigw_scan_str_t ngx_http_aigw_scan_escapes(
     ngx_http_aigw_scan_t *s, u_char *p, u_char *last, u_char *vend);
 static ngx_inline u_char *ngx_http_aigw_scan_number(u_char *p,
     u_char *last);
+static ngx_uint_t ngx_http_aigw_scan_top(ngx_http_aigw_scan_t *s,
+    ngx_http_aigw_scan_top_t *top, u_char *quote, u_char *end, size_t saved);
 static ngx_uint_t ngx_http_aigw_scan_field(u_char *p, u_char *last,
     size_t len, ngx_uint_t escaped);
 static ngx_uint_t ngx_http_aigw_scan_is(u_char *p, u_char *last, size_t len,
@@ -144,6 +155,27 @@ static ngx_str_t  ngx_http_aigw_scan_fields[] = {
     ngx_string("usage")
 };
 
+/* what a top-level field's value is, by field */
+static u_char  ngx_http_aigw_scan_vflags[] = {
+    NGX_HTTP_AIGW_V_NO_COUNT,                               /* model */
+    0,
+    NGX_HTTP_AIGW_V_OPTIONS,                                /* stream_options */
+    0,
+    NGX_HTTP_AIGW_V_METADATA,                               /* metadata */
+    0,
+    0,
+    0,
+    NGX_HTTP_AIGW_V_TEXT|NGX_HTTP_AIGW_V_TEXT_ARRAY
+    |NGX_HTTP_AIGW_V_TREE,                                  /* messages */
+    NGX_HTTP_AIGW_V_TEXT|NGX_HTTP_AIGW_V_TEXT_ARRAY
+    |NGX_HTTP_AIGW_V_TREE,                                  /* input */
+    NGX_HTTP_AIGW_V_TEXT|NGX_HTTP_AIGW_V_TEXT_ARRAY
+    |NGX_HTTP_AIGW_V_TREE,                                  /* system */
+    NGX_HTTP_AIGW_V_TEXT|NGX_HTTP_AIGW_V_TEXT_ARRAY
+    |NGX_HTTP_AIGW_V_TREE,                                  /* prompt */
+    0
+};
+
 static ngx_str_t  ngx_http_aigw_scan_include_usage =
     ngx_string("include_usage");
 static ngx_str_t  ngx_http_aigw_scan_user_id = ngx_string("user_id");
@@ -163,14 +195,11 @@ static ngx_str_t  ngx_http_aigw_scan_text = ngx_string("text");
 ngx_int_t
 ngx_http_aigw_scan(ngx_http_aigw_scan_t *s, u_char *p, u_char *last)
 {
-    u_char                     *body, *q, *dup, *vend;
+    u_char                     *body, *q, *vend;
     size_t                      len;
-    uint64_t                    lens;
-    ngx_uint_t                  depth, vflags, vfield, lflags, nkeys,
-                                escaped;
+    ngx_uint_t                  depth, vflags, vfield, lflags;
     ngx_http_aigw_scan_str_t    str;
-    ngx_http_aigw_scan_key_t   *k;
-    ngx_http_aigw_scan_key_t    keys[NGX_HTTP_AIGW_SCAN_KEYS];
+    ngx_http_aigw_scan_top_t    top;
     u_char                      flags[NGX_HTTP_AIGW_SCAN_DEPTH];
     u_char                      fields[NGX_HTTP_AIGW_SCAN_DEPTH];
 
@@ -198,11 +227,9 @@ ngx_http_aigw_scan(ngx_http_aigw_scan_t *s, u_char *p, u_char *last)
     vflags = 0;
     vfield = NGX_HTTP_AIGW_SCAN_NONE;
     lflags = 0;
-    nkeys = 0;
-
-    /* a bit per unescaped length of the top-level keys seen, modulo 64 */
-    lens = 0;
-    dup = NULL;
+    top.nkeys = 0;
+    top.lens = 0;
+    top.dup = NULL;
 
     /* the top-level object is a value */
 
@@ -216,9 +243,9 @@ value:
         s->field[vfield].start = p;
     }
 
-    switch (*p) {
+    /* strings first: most values are */
 
-    case '"':
+    if (*p == '"') {
         q = ++p;
         str = ngx_http_aigw_scan_quote(s, p, last, vend);
         p = str.end;
@@ -243,7 +270,10 @@ value:
         }
 
         p++;
-        break;
+        goto scalar;
+    }
+
+    switch (*p) {
 
     case '{':
     case '[':
@@ -329,6 +359,8 @@ value:
         break;
     }
 
+scalar:
+
     /* a scalar value ends here */
 
     if (vfield != NGX_HTTP_AIGW_SCAN_NONE) {
@@ -400,12 +432,14 @@ key:
     }
 
     /*
-     * The members of an object whose keys do not matter, or in a text
-     * tree only "content" and "text" do: string and number values are
-     * taken here, anything else where any value is.
+     * The members of an object, but in stream_options, metadata and
+     * model: keys are looked at only at the top level and in a text tree;
+     * string, number and literal values are taken here, anything else
+     * (and whatever is not as expected) where any value is.
      */
 
     while (p < last && *p == '"') {
+
         q = p++;
         str = ngx_http_aigw_scan_quote(s, p, last, vend);
         p = str.end;
@@ -452,6 +486,12 @@ key:
 
             p = q;
 
+        } else if (last - p >= 4
+                   && (ngx_http_aigw_scan_name(p, "null")
+                       || ngx_http_aigw_scan_name(p, "true")))
+        {
+            p += 4;
+
         } else {
             goto value;
         }
@@ -491,7 +531,6 @@ any_key:
     }
 
     len = (p - q - 1) - str.saved;
-    escaped = (str.saved != 0);
 
     /* where the value stands decides what it is */
 
@@ -528,7 +567,7 @@ any_key:
 
 top:
 
-    if (nkeys == NGX_HTTP_AIGW_SCAN_KEYS) {
+    if (top.nkeys == NGX_HTTP_AIGW_SCAN_KEYS) {
         s->reason = "too many top-level keys";
         goto failed;
     }
@@ -541,56 +580,9 @@ top:
         goto failed;
     }
 
-    len = (p - q - 1) - str.saved;
-    escaped = (str.saved != 0);
-
-    /* top-level keys are kept for the duplicate check */
-
-    k = &keys[nkeys++];
-    k->quote = q;
-    k->end = p;
-    k->len = len;
-    k->escaped = escaped;
-
-    if ((lens & ((uint64_t) 1 << (len & 63))) && dup == NULL
-        && ngx_http_aigw_scan_dup(keys, nkeys))
-    {
-        dup = q;
-    }
-
-    lens |= (uint64_t) 1 << (len & 63);
-
-    vflags = 0;
-    vfield = ngx_http_aigw_scan_field(q + 1, p, len, escaped);
-
-    switch (vfield) {
-
-    case NGX_HTTP_AIGW_SCAN_NONE:
-        goto colon;
-
-    case NGX_HTTP_AIGW_F_MESSAGES:
-    case NGX_HTTP_AIGW_F_INPUT:
-    case NGX_HTTP_AIGW_F_SYSTEM:
-    case NGX_HTTP_AIGW_F_PROMPT:
-        vflags = NGX_HTTP_AIGW_V_TEXT
-                 | NGX_HTTP_AIGW_V_TEXT_ARRAY
-                 | NGX_HTTP_AIGW_V_TREE;
-        break;
-
-    case NGX_HTTP_AIGW_F_MODEL:
-        vflags = NGX_HTTP_AIGW_V_NO_COUNT;
-        break;
-
-    case NGX_HTTP_AIGW_F_STREAM_OPTIONS:
-        vflags = NGX_HTTP_AIGW_V_OPTIONS;
-        break;
-
-    case NGX_HTTP_AIGW_F_METADATA:
-        vflags = NGX_HTTP_AIGW_V_METADATA;
-        break;
-    }
-
-    s->field[vfield].key = q;
+    vfield = ngx_http_aigw_scan_top(s, &top, q, p, str.saved);
+    vflags = (vfield == NGX_HTTP_AIGW_SCAN_NONE)
+             ? 0 : ngx_http_aigw_scan_vflags[vfield];
 
 colon:
 
@@ -626,8 +618,8 @@ done:
         goto failed;
     }
 
-    if (dup) {
-        s->error = dup - body;
+    if (top.dup) {
+        s->error = top.dup - body;
         s->reason = "duplicate key";
         return NGX_DECLINED;
     }
@@ -925,6 +917,48 @@ ngx_http_aigw_scan_number(u_char *p, u_char *last)
 
 
 /*
+ * A top-level key, [quote, end] with its quotes: kept, checked against
+ * those before it, and its field, if any, recorded and returned.
+ */
+
+static ngx_uint_t
+ngx_http_aigw_scan_top(ngx_http_aigw_scan_t *s, ngx_http_aigw_scan_top_t *top,
+    u_char *quote, u_char *end, size_t saved)
+{
+    size_t                     len;
+    uint64_t                   bit;
+    ngx_uint_t                 f;
+    ngx_http_aigw_scan_key_t  *k;
+
+    len = (end - quote - 1) - saved;
+
+    k = &top->keys[top->nkeys++];
+    k->quote = quote;
+    k->end = end;
+    k->len = len;
+    k->escaped = (saved != 0);
+
+    bit = (uint64_t) 1 << (len & 63);
+
+    if ((top->lens & bit) && top->dup == NULL
+        && ngx_http_aigw_scan_dup(top->keys, top->nkeys))
+    {
+        top->dup = quote;
+    }
+
+    top->lens |= bit;
+
+    f = ngx_http_aigw_scan_field(quote + 1, end, len, saved != 0);
+
+    if (f != NGX_HTTP_AIGW_SCAN_NONE) {
+        s->field[f].key = quote;
+    }
+
+    return f;
+}
+
+
+/*
  * The top-level field a key [p, last) names: by its length and a byte,
  * then one compare, which the compiler inlines.
  */
@@ -1057,7 +1091,8 @@ ngx_http_aigw_scan_field(u_char *p, u_char *last, size_t len,
 }
 
 
-/* 1 if a key [p, last), saved bytes shorter unescaped, is "content" or "text" */
+/* 1 if a key [p, last), saved bytes shorter unescaped, is "content" or
+ * "text" */
 
 static ngx_inline ngx_uint_t
 ngx_http_aigw_scan_text_key(u_char *p, u_char *last, size_t saved)

@@ -432,15 +432,44 @@ key:
     }
 
     /*
-     * The members of an object, but in stream_options, metadata and
-     * model: keys are looked at only at the top level and in a text tree;
-     * string, number and literal values are taken here, anything else
-     * (and whatever is not as expected) where any value is.
+     * The members of any object but the top-level one, stream_options,
+     * metadata and what "model" holds: keys matter only in a text tree,
+     * and string, number and literal values are taken here; anything
+     * else, and whatever is not as expected, where any value is.
      */
 
-    while (p < last && *p == '"') {
+member:
 
-        q = p++;
+    if (p == last || *p != '"') {
+        goto any_key;
+    }
+
+    q = p++;
+    str = ngx_http_aigw_scan_quote(s, p, last, vend);
+    p = str.end;
+
+    if (str.saved == NGX_HTTP_AIGW_SCAN_FAILED) {
+        goto failed;
+    }
+
+    vflags = lflags & NGX_HTTP_AIGW_V_INHERIT;
+    vfield = NGX_HTTP_AIGW_SCAN_NONE;
+
+    if ((lflags & NGX_HTTP_AIGW_V_TREE)
+        && ngx_http_aigw_scan_text_key(q + 1, p, str.saved))
+    {
+        vflags |= NGX_HTTP_AIGW_V_TEXT|NGX_HTTP_AIGW_V_TEXT_ARRAY;
+        goto colon;
+    }
+
+    if (last - p < 3 || p[1] != ':') {
+        goto colon;
+    }
+
+    p += 2;
+
+    if (*p == '"') {
+        q = ++p;
         str = ngx_http_aigw_scan_quote(s, p, last, vend);
         p = str.end;
 
@@ -448,60 +477,35 @@ key:
             goto failed;
         }
 
-        vflags = lflags & NGX_HTTP_AIGW_V_INHERIT;
-        vfield = NGX_HTTP_AIGW_SCAN_NONE;
-
-        if ((lflags & NGX_HTTP_AIGW_V_TREE)
-            && ngx_http_aigw_scan_text_key(q + 1, p, str.saved))
-        {
-            vflags |= NGX_HTTP_AIGW_V_TEXT|NGX_HTTP_AIGW_V_TEXT_ARRAY;
-            goto colon;
-        }
-
-        if (last - p < 3 || p[1] != ':') {
-            goto colon;
-        }
-
-        p += 2;
-
-        if (*p == '"') {
-            q = ++p;
-            str = ngx_http_aigw_scan_quote(s, p, last, vend);
-            p = str.end;
-
-            if (str.saved == NGX_HTTP_AIGW_SCAN_FAILED) {
-                goto failed;
-            }
-
-            s->string_bytes += (p - q) - str.saved;
-            p++;
-
-        } else if ((u_char) (*p - '0') < 10 || *p == '-') {
-            q = ngx_http_aigw_scan_number(p, last);
-
-            if (q == NULL) {
-                s->reason = "invalid value";
-                goto failed;
-            }
-
-            p = q;
-
-        } else if (last - p >= 4
-                   && (ngx_http_aigw_scan_name(p, "null")
-                       || ngx_http_aigw_scan_name(p, "true")))
-        {
-            p += 4;
-
-        } else {
-            goto value;
-        }
-
-        if (p == last || *p != ',') {
-            goto next;
-        }
-
+        s->string_bytes += (p - q) - str.saved;
         p++;
+
+    } else if ((u_char) (*p - '0') < 10 || *p == '-') {
+        q = ngx_http_aigw_scan_number(p, last);
+
+        if (q == NULL) {
+            s->reason = "invalid value";
+            goto failed;
+        }
+
+        p = q;
+
+    } else if (last - p >= 4
+               && (ngx_http_aigw_scan_name(p, "null")
+                   || ngx_http_aigw_scan_name(p, "true")))
+    {
+        p += 4;
+
+    } else {
+        goto value;
     }
+
+    if (p == last || *p != ',') {
+        goto next;
+    }
+
+    p++;
+    goto member;
 
 any_key:
 
@@ -1091,8 +1095,10 @@ ngx_http_aigw_scan_field(u_char *p, u_char *last, size_t len,
 }
 
 
-/* 1 if a key [p, last), saved bytes shorter unescaped, is "content" or
- * "text" */
+/*
+ * 1 if a key [p, last), saved bytes shorter unescaped, is "content" or
+ * "text"
+ */
 
 static ngx_inline ngx_uint_t
 ngx_http_aigw_scan_text_key(u_char *p, u_char *last, size_t saved)

@@ -39,8 +39,9 @@
 /*
  * The plain run of a string is scanned 16 bytes at a time: with SSE2
  * intrinsics on x86-64, else with the vector extensions of gcc and clang
- * (NEON on arm64).  The byte loop after it is the portable fallback and
- * takes the last bytes of a body.
+ * (NEON on arm64), the last bytes of a body in the 16 that end it.  The
+ * byte loop is the portable fallback, and takes bodies of less than 16
+ * bytes.
  */
 #if (defined __SSE2__)
 #define NGX_HTTP_AIGW_SCAN_SSE2      1

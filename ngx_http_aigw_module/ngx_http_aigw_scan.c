@@ -8,6 +8,10 @@
 #include <ngx_core.h>
 #include "ngx_http_aigw_scan.h"
 
+#if (defined __SSE2__)
+#include <emmintrin.h>
+#endif
+
 
 /*
  * Only macros and inline code from the nginx headers are used here, never
@@ -17,6 +21,7 @@
 
 
 #define NGX_HTTP_AIGW_SCAN_NONE      0xff
+#define NGX_HTTP_AIGW_SCAN_FAILED    ((size_t) -1)
 
 /* what a value is to the gateway, decided by where it stands */
 #define NGX_HTTP_AIGW_V_TEXT         0x01  /* a string here is text */
@@ -26,16 +31,22 @@
 #define NGX_HTTP_AIGW_V_OPTIONS      0x10  /* stream_options */
 #define NGX_HTTP_AIGW_V_METADATA     0x20  /* metadata */
 #define NGX_HTTP_AIGW_V_OBJECT       0x40  /* a level: object, not array */
+#define NGX_HTTP_AIGW_V_TOP          0x80  /* a level: the top-level object */
 
 #define NGX_HTTP_AIGW_V_INHERIT                                              \
     (NGX_HTTP_AIGW_V_TREE|NGX_HTTP_AIGW_V_NO_COUNT)
 
 /*
- * With gcc and clang, the plain run in a string is scanned 16 bytes at a
- * time with their vector extensions (SSE2 on x86-64, NEON on arm64): no
- * intrinsics, and the byte loop after it is the portable fallback.
+ * The plain run of a string is scanned 16 bytes at a time: with SSE2
+ * intrinsics on x86-64, else with the vector extensions of gcc and clang
+ * (NEON on arm64), the last bytes of a body in the 16 that end it.  The
+ * byte loop is the portable fallback, and takes bodies of less than 16
+ * bytes.
  */
-#if (NGX_HAVE_LITTLE_ENDIAN && defined __GNUC__)
+#if (defined __SSE2__)
+#define NGX_HTTP_AIGW_SCAN_SSE2      1
+
+#elif (NGX_HAVE_LITTLE_ENDIAN && defined __GNUC__)
 #define NGX_HTTP_AIGW_SCAN_VECTOR    1
 typedef u_char  ngx_http_aigw_scan_vec_t __attribute__((vector_size(16)));
 typedef char    ngx_http_aigw_scan_mask_t __attribute__((vector_size(16)));
@@ -44,14 +55,48 @@ typedef char    ngx_http_aigw_scan_mask_t __attribute__((vector_size(16)));
     (((v) == '"') | ((v) == '\\') | ((v) < 0x20))
 #endif
 
+#if (NGX_HTTP_AIGW_SCAN_SSE2 || NGX_HTTP_AIGW_SCAN_VECTOR)
+#define ngx_http_aigw_scan_ctz(m)    ((ngx_uint_t) (u_int) __builtin_ctz(m))
+#endif
+
+
+/* whitespace may stand before any token, and is rare in bodies */
+#define ngx_http_aigw_scan_skip(p, last)                                     \
+    while (p < last && *p <= ' '                                             \
+           && (*p == ' ' || *p == '\t' || *p == LF || *p == CR))             \
+    {                                                                        \
+        p++;                                                                 \
+    }
+
+/* an unescaped key's bytes against a name, inlined by the compiler */
+#define ngx_http_aigw_scan_name(p, name)                                     \
+    (ngx_memcmp(p, name, sizeof(name) - 1) == 0)
+
 
 typedef struct {
     u_char                     *quote;
-    u_char                     *start;
     u_char                     *end;
     size_t                      len;      /* unescaped */
     ngx_uint_t                  escaped;
 } ngx_http_aigw_scan_key_t;
+
+
+/* the top-level keys, kept for the duplicate check */
+typedef struct {
+    ngx_http_aigw_scan_key_t    keys[NGX_HTTP_AIGW_SCAN_KEYS];
+    ngx_uint_t                  nkeys;
+    uint64_t                    lens;     /* a bit per length, modulo 64 */
+    u_char                     *dup;      /* the first key seen twice */
+} ngx_http_aigw_scan_top_t;
+
+
+/* a string's end, returned in two registers */
+typedef struct {
+    u_char                     *end;      /* the closing quote, or where */
+                                          /* the error is */
+    size_t                      saved;    /* how much shorter unescaped, */
+                                          /* or NGX_HTTP_AIGW_SCAN_FAILED */
+} ngx_http_aigw_scan_str_t;
 
 
 typedef struct {
@@ -63,12 +108,27 @@ typedef struct {
 } ngx_http_aigw_scan_iter_t;
 
 
-static ngx_int_t ngx_http_aigw_scan_string(ngx_http_aigw_scan_t *s,
-    u_char **pp, u_char *last, size_t *len, ngx_uint_t *escaped);
-static u_char *ngx_http_aigw_scan_number(u_char *p, u_char *last);
-static ngx_uint_t ngx_http_aigw_scan_field(ngx_http_aigw_scan_key_t *k);
-static ngx_uint_t ngx_http_aigw_scan_is(ngx_http_aigw_scan_key_t *k,
+static ngx_inline ngx_http_aigw_scan_str_t ngx_http_aigw_scan_quote(
+    ngx_http_aigw_scan_t *s, u_char *p, u_char *last, u_char *vend);
+static ngx_inline u_char *ngx_http_aigw_scan_stop(ngx_http_aigw_scan_t *s,
+    u_char *p, u_char *last, u_char *vend);
+#if (NGX_HTTP_AIGW_SCAN_SSE2 || NGX_HTTP_AIGW_SCAN_VECTOR)
+static ngx_inline ngx_uint_t ngx_http_aigw_scan_mask(u_char *p);
+#endif
+static ngx_http_aigw_scan_str_t ngx_http_aigw_scan_escapes(
+    ngx_http_aigw_scan_t *s, u_char *p, u_char *last, u_char *vend);
+static ngx_inline u_char *ngx_http_aigw_scan_number(u_char *p,
+    u_char *last);
+static ngx_uint_t ngx_http_aigw_scan_top(ngx_http_aigw_scan_t *s,
+    ngx_http_aigw_scan_top_t *top, u_char *quote, u_char *end, size_t saved);
+static ngx_uint_t ngx_http_aigw_scan_field(u_char *p, u_char *last,
+    size_t len, ngx_uint_t escaped);
+static ngx_uint_t ngx_http_aigw_scan_is(u_char *p, u_char *last, size_t len,
     ngx_str_t *name);
+static ngx_inline ngx_uint_t ngx_http_aigw_scan_text_key(u_char *p,
+    u_char *last, size_t saved);
+static ngx_uint_t ngx_http_aigw_scan_dup(ngx_http_aigw_scan_key_t *keys,
+    ngx_uint_t n);
 static ngx_uint_t ngx_http_aigw_scan_same(ngx_http_aigw_scan_key_t *a,
     ngx_http_aigw_scan_key_t *b);
 static ngx_int_t ngx_http_aigw_scan_hex4(u_char *p);
@@ -96,6 +156,27 @@ static ngx_str_t  ngx_http_aigw_scan_fields[] = {
     ngx_string("usage")
 };
 
+/* what a top-level field's value is, by field */
+static u_char  ngx_http_aigw_scan_vflags[] = {
+    NGX_HTTP_AIGW_V_NO_COUNT,                               /* model */
+    0,
+    NGX_HTTP_AIGW_V_OPTIONS,                                /* stream_options */
+    0,
+    NGX_HTTP_AIGW_V_METADATA,                               /* metadata */
+    0,
+    0,
+    0,
+    NGX_HTTP_AIGW_V_TEXT|NGX_HTTP_AIGW_V_TEXT_ARRAY
+    |NGX_HTTP_AIGW_V_TREE,                                  /* messages */
+    NGX_HTTP_AIGW_V_TEXT|NGX_HTTP_AIGW_V_TEXT_ARRAY
+    |NGX_HTTP_AIGW_V_TREE,                                  /* input */
+    NGX_HTTP_AIGW_V_TEXT|NGX_HTTP_AIGW_V_TEXT_ARRAY
+    |NGX_HTTP_AIGW_V_TREE,                                  /* system */
+    NGX_HTTP_AIGW_V_TEXT|NGX_HTTP_AIGW_V_TEXT_ARRAY
+    |NGX_HTTP_AIGW_V_TREE,                                  /* prompt */
+    0
+};
+
 static ngx_str_t  ngx_http_aigw_scan_include_usage =
     ngx_string("include_usage");
 static ngx_str_t  ngx_http_aigw_scan_user_id = ngx_string("user_id");
@@ -103,39 +184,38 @@ static ngx_str_t  ngx_http_aigw_scan_content = ngx_string("content");
 static ngx_str_t  ngx_http_aigw_scan_text = ngx_string("text");
 
 
+/*
+ * One pass, token by token: each place in the grammar goes straight to
+ * what may follow it, and tests for that byte first, so that most tokens
+ * cost a compare or two besides their own bytes; whitespace is skipped
+ * only when the byte is not the one expected.  Strings are first scanned
+ * to their first quote, backslash or control byte; only a string that
+ * stops at a backslash or a control byte takes the slow path.
+ */
+
 ngx_int_t
 ngx_http_aigw_scan(ngx_http_aigw_scan_t *s, u_char *p, u_char *last)
 {
-    u_char                     *body, *q;
+    u_char                     *body, *q, *vend;
     size_t                      len;
-    ngx_uint_t                  depth, vflags, vfield, lflags, f, nkeys,
-                                escaped, i, j;
-    ngx_http_aigw_scan_key_t   *k, key;
-    ngx_http_aigw_scan_key_t    keys[NGX_HTTP_AIGW_SCAN_KEYS];
+    ngx_uint_t                  depth, vflags, vfield, lflags;
+    ngx_http_aigw_scan_str_t    str;
+    ngx_http_aigw_scan_top_t    top;
     u_char                      flags[NGX_HTTP_AIGW_SCAN_DEPTH];
     u_char                      fields[NGX_HTTP_AIGW_SCAN_DEPTH];
-    enum {
-        sw_value = 0,
-        sw_value_or_close,
-        sw_key,
-        sw_key_or_close,
-        sw_colon,
-        sw_next
-    } state;
 
     ngx_memzero(s->field, sizeof(s->field));
     s->open = NULL;
     s->close = NULL;
-    s->ntext = 0;
-    s->string_bytes = 0;
     s->error = 0;
     s->reason = NULL;
 
     body = p;
+    vend = (last - p >= 16) ? last - 15 : p;
+    s->ntext = 0;
+    s->string_bytes = 0;
 
-    while (p < last && (*p == ' ' || *p == '\t' || *p == LF || *p == CR)) {
-        p++;
-    }
+    ngx_http_aigw_scan_skip(p, last);
 
     if (p == last || *p != '{') {
         s->reason = "not a JSON object";
@@ -144,343 +224,416 @@ ngx_http_aigw_scan(ngx_http_aigw_scan_t *s, u_char *p, u_char *last)
 
     s->open = p;
 
-    state = sw_value;
     depth = 0;
     vflags = 0;
     vfield = NGX_HTTP_AIGW_SCAN_NONE;
     lflags = 0;
-    nkeys = 0;
+    top.nkeys = 0;
+    top.lens = 0;
+    top.dup = NULL;
 
-    for ( ;; ) {
+    /* the top-level object is a value */
 
-        /* whitespace may stand before any token, and is rare in bodies */
+value:
 
-        while (p < last && *p <= ' ') {
-            if (*p != ' ' && *p != '\t' && *p != LF && *p != CR) {
-                break;
+    if (p == last) {
+        goto end;
+    }
+
+    if (vfield != NGX_HTTP_AIGW_SCAN_NONE) {
+        s->field[vfield].start = p;
+    }
+
+    /* strings first: most values are */
+
+    if (*p == '"') {
+        q = ++p;
+        str = ngx_http_aigw_scan_quote(s, p, last, vend);
+        p = str.end;
+
+        if (str.saved == NGX_HTTP_AIGW_SCAN_FAILED) {
+            goto failed;
+        }
+
+        len = (p - q) - str.saved;
+
+        if (vflags & NGX_HTTP_AIGW_V_TEXT) {
+            if (s->ntext < s->text_size) {
+                s->text[s->ntext].start = q;
+                s->text[s->ntext].end = p;
             }
 
-            p++;
+            s->ntext++;
         }
+
+        if (!(vflags & NGX_HTTP_AIGW_V_NO_COUNT)) {
+            s->string_bytes += len;
+        }
+
+        p++;
+        goto scalar;
+    }
+
+    switch (*p) {
+
+    case '{':
+    case '[':
+        if (depth == NGX_HTTP_AIGW_SCAN_DEPTH) {
+            s->reason = "nested too deeply";
+            goto failed;
+        }
+
+        fields[depth] = (u_char) vfield;
+
+        if (*p++ == '{') {
+            lflags = (vflags & ~(NGX_HTTP_AIGW_V_TEXT
+                                 |NGX_HTTP_AIGW_V_TEXT_ARRAY))
+                     | NGX_HTTP_AIGW_V_OBJECT;
+
+            if (depth == 0) {
+                lflags |= NGX_HTTP_AIGW_V_TOP;
+            }
+
+            flags[depth++] = (u_char) lflags;
+
+            ngx_http_aigw_scan_skip(p, last);
+
+            if (p < last && *p == '}') {
+                goto close;
+            }
+
+            goto key;
+        }
+
+        lflags = vflags & ~(NGX_HTTP_AIGW_V_TEXT|NGX_HTTP_AIGW_V_OPTIONS
+                            |NGX_HTTP_AIGW_V_METADATA);
+        flags[depth++] = (u_char) lflags;
+
+        ngx_http_aigw_scan_skip(p, last);
+
+        if (p < last && *p == ']') {
+            goto close;
+        }
+
+        goto element;
+
+    case 't':
+        if (last - p < 4 || !ngx_http_aigw_scan_name(p, "true")) {
+            s->reason = "invalid literal";
+            goto failed;
+        }
+
+        p += 4;
+        break;
+
+    case 'f':
+        if (last - p < 5 || !ngx_http_aigw_scan_name(p, "false")) {
+            s->reason = "invalid literal";
+            goto failed;
+        }
+
+        p += 5;
+        break;
+
+    case 'n':
+        if (last - p < 4 || !ngx_http_aigw_scan_name(p, "null")) {
+            s->reason = "invalid literal";
+            goto failed;
+        }
+
+        p += 4;
+        break;
+
+    case ' ': case '\t': case LF: case CR:
+        p++;
+        goto value;
+
+    default:
+        q = ngx_http_aigw_scan_number(p, last);
+
+        if (q == NULL) {
+            s->reason = "invalid value";
+            goto failed;
+        }
+
+        p = q;
+        break;
+    }
+
+scalar:
+
+    /* a scalar value ends here */
+
+    if (vfield != NGX_HTTP_AIGW_SCAN_NONE) {
+        s->field[vfield].end = p;
+    }
+
+next:
+
+    if (p < last && *p == ',') {
+        goto comma;
+    }
+
+    ngx_http_aigw_scan_skip(p, last);
+
+    if (p == last) {
+        goto end;
+    }
+
+    if (*p == ((lflags & NGX_HTTP_AIGW_V_OBJECT) ? '}' : ']')) {
+        goto close;
+    }
+
+    if (*p != ',') {
+        s->reason = "expected a comma or a closing bracket";
+        goto failed;
+    }
+
+comma:
+
+    p++;
+
+    if (lflags & NGX_HTTP_AIGW_V_OBJECT) {
+        goto key;
+    }
+
+element:
+
+    vflags = lflags & NGX_HTTP_AIGW_V_INHERIT;
+
+    if (lflags & NGX_HTTP_AIGW_V_TEXT_ARRAY) {
+        vflags |= NGX_HTTP_AIGW_V_TEXT;
+    }
+
+    vfield = NGX_HTTP_AIGW_SCAN_NONE;
+    goto value;
+
+close:
+
+    depth--;
+
+    if (fields[depth] != NGX_HTTP_AIGW_SCAN_NONE) {
+        s->field[fields[depth]].end = p + 1;
+    }
+
+    if (depth == 0) {
+        goto done;
+    }
+
+    lflags = flags[depth - 1];
+    p++;
+    goto next;
+
+key:
+
+    if (lflags & (NGX_HTTP_AIGW_V_TOP|NGX_HTTP_AIGW_V_OPTIONS
+                  |NGX_HTTP_AIGW_V_METADATA|NGX_HTTP_AIGW_V_NO_COUNT))
+    {
+        goto any_key;
+    }
+
+    /*
+     * The members of any object but the top-level one, stream_options,
+     * metadata and what "model" holds: keys matter only in a text tree,
+     * and string, number and literal values are taken here; anything
+     * else, and whatever is not as expected, where any value is.
+     */
+
+member:
+
+    if (p == last || *p != '"') {
+        goto any_key;
+    }
+
+    q = p++;
+    str = ngx_http_aigw_scan_quote(s, p, last, vend);
+    p = str.end;
+
+    if (str.saved == NGX_HTTP_AIGW_SCAN_FAILED) {
+        goto failed;
+    }
+
+    vflags = lflags & NGX_HTTP_AIGW_V_INHERIT;
+    vfield = NGX_HTTP_AIGW_SCAN_NONE;
+
+    if ((lflags & NGX_HTTP_AIGW_V_TREE)
+        && ngx_http_aigw_scan_text_key(q + 1, p, str.saved))
+    {
+        vflags |= NGX_HTTP_AIGW_V_TEXT|NGX_HTTP_AIGW_V_TEXT_ARRAY;
+        goto colon;
+    }
+
+    if (last - p < 3 || p[1] != ':') {
+        goto colon;
+    }
+
+    p += 2;
+
+    if (*p == '"') {
+        q = ++p;
+        str = ngx_http_aigw_scan_quote(s, p, last, vend);
+        p = str.end;
+
+        if (str.saved == NGX_HTTP_AIGW_SCAN_FAILED) {
+            goto failed;
+        }
+
+        s->string_bytes += (p - q) - str.saved;
+        p++;
+
+    } else if ((u_char) (*p - '0') < 10 || *p == '-') {
+        q = ngx_http_aigw_scan_number(p, last);
+
+        if (q == NULL) {
+            s->reason = "invalid value";
+            goto failed;
+        }
+
+        p = q;
+
+    } else if (last - p >= 4
+               && (ngx_http_aigw_scan_name(p, "null")
+                   || ngx_http_aigw_scan_name(p, "true")))
+    {
+        p += 4;
+
+    } else {
+        goto value;
+    }
+
+    if (p == last || *p != ',') {
+        goto next;
+    }
+
+    p++;
+    goto member;
+
+any_key:
+
+    if (p == last || *p != '"') {
+        ngx_http_aigw_scan_skip(p, last);
 
         if (p == last) {
-            s->reason = "unexpected end of body";
+            goto end;
+        }
+
+        if (*p != '"') {
+            s->reason = "expected a key";
             goto failed;
         }
-
-        switch (state) {
-
-        case sw_key_or_close:
-            if (*p == '}') {
-                goto close;
-            }
-
-            /* fall through */
-
-        case sw_key:
-            if (*p != '"') {
-                s->reason = "expected a key";
-                goto failed;
-            }
-
-            if (depth == 1) {
-                if (nkeys == NGX_HTTP_AIGW_SCAN_KEYS) {
-                    s->reason = "too many top-level keys";
-                    goto failed;
-                }
-
-                /* top-level keys are kept for the duplicate check */
-                k = &keys[nkeys++];
-
-            } else {
-                k = &key;
-            }
-
-            k->quote = p;
-            k->start = ++p;
-
-            if (ngx_http_aigw_scan_string(s, &p, last, &k->len, &k->escaped)
-                != NGX_OK)
-            {
-                goto failed;
-            }
-
-            k->end = p++;
-
-            /* where the value stands decides what it is */
-
-            vflags = lflags & NGX_HTTP_AIGW_V_INHERIT;
-            vfield = NGX_HTTP_AIGW_SCAN_NONE;
-
-            if (depth == 1) {
-                f = ngx_http_aigw_scan_field(k);
-
-                switch (f) {
-
-                case NGX_HTTP_AIGW_SCAN_NONE:
-                    break;
-
-                case NGX_HTTP_AIGW_F_MESSAGES:
-                case NGX_HTTP_AIGW_F_INPUT:
-                case NGX_HTTP_AIGW_F_SYSTEM:
-                case NGX_HTTP_AIGW_F_PROMPT:
-                    vflags |= NGX_HTTP_AIGW_V_TEXT
-                              | NGX_HTTP_AIGW_V_TEXT_ARRAY
-                              | NGX_HTTP_AIGW_V_TREE;
-                    break;
-
-                case NGX_HTTP_AIGW_F_MODEL:
-                    vflags |= NGX_HTTP_AIGW_V_NO_COUNT;
-                    break;
-
-                case NGX_HTTP_AIGW_F_STREAM_OPTIONS:
-                    vflags |= NGX_HTTP_AIGW_V_OPTIONS;
-                    break;
-
-                case NGX_HTTP_AIGW_F_METADATA:
-                    vflags |= NGX_HTTP_AIGW_V_METADATA;
-                    break;
-                }
-
-                if (f != NGX_HTTP_AIGW_SCAN_NONE) {
-                    s->field[f].key = k->quote;
-                    vfield = f;
-                }
-
-            } else if (lflags & NGX_HTTP_AIGW_V_TREE) {
-                if (ngx_http_aigw_scan_is(k, &ngx_http_aigw_scan_content)
-                    || ngx_http_aigw_scan_is(k, &ngx_http_aigw_scan_text))
-                {
-                    vflags |= NGX_HTTP_AIGW_V_TEXT
-                              | NGX_HTTP_AIGW_V_TEXT_ARRAY;
-                }
-
-            } else if ((lflags & NGX_HTTP_AIGW_V_OPTIONS)
-                       && ngx_http_aigw_scan_is(k,
-                                        &ngx_http_aigw_scan_include_usage))
-            {
-                vfield = NGX_HTTP_AIGW_F_INCLUDE_USAGE;
-                s->field[vfield].key = k->quote;
-
-            } else if ((lflags & NGX_HTTP_AIGW_V_METADATA)
-                       && ngx_http_aigw_scan_is(k, &ngx_http_aigw_scan_user_id))
-            {
-                vfield = NGX_HTTP_AIGW_F_USER_ID;
-                s->field[vfield].key = k->quote;
-            }
-
-            state = sw_colon;
-            continue;
-
-        case sw_colon:
-            if (*p != ':') {
-                s->reason = "expected a colon";
-                goto failed;
-            }
-
-            p++;
-            state = sw_value;
-            continue;
-
-        case sw_next:
-            if (*p == ',') {
-                p++;
-
-                if (lflags & NGX_HTTP_AIGW_V_OBJECT) {
-                    state = sw_key;
-                    continue;
-                }
-
-                state = sw_value;
-                goto element;
-            }
-
-            if (*p == ((lflags & NGX_HTTP_AIGW_V_OBJECT) ? '}' : ']')) {
-                goto close;
-            }
-
-            s->reason = "expected a comma or a closing bracket";
-            goto failed;
-
-        case sw_value_or_close:
-            if (*p == ']') {
-                goto close;
-            }
-
-            /* fall through */
-
-        case sw_value:
-            break;
-        }
-
-        /* a value: p is at its first byte */
-
-        if (vfield != NGX_HTTP_AIGW_SCAN_NONE) {
-            s->field[vfield].start = p;
-        }
-
-        switch (*p) {
-
-        case '{':
-        case '[':
-            if (depth == NGX_HTTP_AIGW_SCAN_DEPTH) {
-                s->reason = "nested too deeply";
-                goto failed;
-            }
-
-            if (*p == '{') {
-                lflags = (vflags & ~NGX_HTTP_AIGW_V_TEXT_ARRAY)
-                         | NGX_HTTP_AIGW_V_OBJECT;
-                state = sw_key_or_close;
-
-            } else {
-                lflags = vflags & ~(NGX_HTTP_AIGW_V_OPTIONS
-                                    |NGX_HTTP_AIGW_V_METADATA);
-                state = sw_value_or_close;
-            }
-
-            lflags &= ~NGX_HTTP_AIGW_V_TEXT;
-            flags[depth] = (u_char) lflags;
-            fields[depth] = (u_char) vfield;
-            depth++;
-            p++;
-
-            if (state == sw_value_or_close) {
-                goto element;
-            }
-
-            continue;
-
-        case '"':
-            q = ++p;
-
-            if (ngx_http_aigw_scan_string(s, &p, last, &len, &escaped)
-                != NGX_OK)
-            {
-                goto failed;
-            }
-
-            if (vflags & NGX_HTTP_AIGW_V_TEXT) {
-                if (s->ntext < s->text_size) {
-                    s->text[s->ntext].start = q;
-                    s->text[s->ntext].end = p;
-                }
-
-                s->ntext++;
-            }
-
-            if (!(vflags & NGX_HTTP_AIGW_V_NO_COUNT)) {
-                s->string_bytes += len;
-            }
-
-            p++;
-            break;
-
-        case 't':
-            if (last - p < 4 || ngx_strncmp(p, "true", 4) != 0) {
-                s->reason = "invalid literal";
-                goto failed;
-            }
-
-            p += 4;
-            break;
-
-        case 'f':
-            if (last - p < 5 || ngx_strncmp(p, "false", 5) != 0) {
-                s->reason = "invalid literal";
-                goto failed;
-            }
-
-            p += 5;
-            break;
-
-        case 'n':
-            if (last - p < 4 || ngx_strncmp(p, "null", 4) != 0) {
-                s->reason = "invalid literal";
-                goto failed;
-            }
-
-            p += 4;
-            break;
-
-        default:
-            q = ngx_http_aigw_scan_number(p, last);
-
-            if (q == NULL) {
-                s->reason = "invalid value";
-                goto failed;
-            }
-
-            p = q;
-            break;
-        }
-
-        /* a scalar value ends here */
-
-        if (vfield != NGX_HTTP_AIGW_SCAN_NONE) {
-            s->field[vfield].end = p;
-        }
-
-        state = sw_next;
-        continue;
-
-    close:
-
-        depth--;
-
-        if (fields[depth] != NGX_HTTP_AIGW_SCAN_NONE) {
-            s->field[fields[depth]].end = p + 1;
-        }
-
-        if (depth == 0) {
-            break;
-        }
-
-        lflags = flags[depth - 1];
-        p++;
-        state = sw_next;
-        continue;
-
-    element:
-
-        vflags = lflags & NGX_HTTP_AIGW_V_INHERIT;
-
-        if (lflags & NGX_HTTP_AIGW_V_TEXT_ARRAY) {
-            vflags |= NGX_HTTP_AIGW_V_TEXT;
-        }
-
-        vfield = NGX_HTTP_AIGW_SCAN_NONE;
     }
+
+    if (lflags & NGX_HTTP_AIGW_V_TOP) {
+        goto top;
+    }
+
+    q = p++;
+    str = ngx_http_aigw_scan_quote(s, p, last, vend);
+    p = str.end;
+
+    if (str.saved == NGX_HTTP_AIGW_SCAN_FAILED) {
+        goto failed;
+    }
+
+    len = (p - q - 1) - str.saved;
+
+    /* where the value stands decides what it is */
+
+    vflags = lflags & NGX_HTTP_AIGW_V_INHERIT;
+    vfield = NGX_HTTP_AIGW_SCAN_NONE;
+
+    if (!(lflags & (NGX_HTTP_AIGW_V_TREE|NGX_HTTP_AIGW_V_OPTIONS
+                    |NGX_HTTP_AIGW_V_METADATA)))
+    {
+        goto colon;
+    }
+
+    if (lflags & NGX_HTTP_AIGW_V_TREE) {
+        if (ngx_http_aigw_scan_text_key(q + 1, p, str.saved)) {
+            vflags |= NGX_HTTP_AIGW_V_TEXT|NGX_HTTP_AIGW_V_TEXT_ARRAY;
+        }
+
+    } else if ((lflags & NGX_HTTP_AIGW_V_OPTIONS)
+               && ngx_http_aigw_scan_is(q + 1, p, len,
+                                        &ngx_http_aigw_scan_include_usage))
+    {
+        vfield = NGX_HTTP_AIGW_F_INCLUDE_USAGE;
+        s->field[vfield].key = q;
+
+    } else if ((lflags & NGX_HTTP_AIGW_V_METADATA)
+               && ngx_http_aigw_scan_is(q + 1, p, len,
+                                        &ngx_http_aigw_scan_user_id))
+    {
+        vfield = NGX_HTTP_AIGW_F_USER_ID;
+        s->field[vfield].key = q;
+    }
+
+    goto colon;
+
+top:
+
+    if (top.nkeys == NGX_HTTP_AIGW_SCAN_KEYS) {
+        s->reason = "too many top-level keys";
+        goto failed;
+    }
+
+    q = p++;
+    str = ngx_http_aigw_scan_quote(s, p, last, vend);
+    p = str.end;
+
+    if (str.saved == NGX_HTTP_AIGW_SCAN_FAILED) {
+        goto failed;
+    }
+
+    vfield = ngx_http_aigw_scan_top(s, &top, q, p, str.saved);
+    vflags = (vfield == NGX_HTTP_AIGW_SCAN_NONE)
+             ? 0 : ngx_http_aigw_scan_vflags[vfield];
+
+colon:
+
+    p++;
+
+    if (p < last && *p == ':') {
+        p++;
+        goto value;
+    }
+
+    ngx_http_aigw_scan_skip(p, last);
+
+    if (p == last) {
+        goto end;
+    }
+
+    if (*p != ':') {
+        s->reason = "expected a colon";
+        goto failed;
+    }
+
+    p++;
+    goto value;
+
+done:
 
     s->close = p++;
 
-    while (p < last && (*p == ' ' || *p == '\t' || *p == LF || *p == CR)) {
-        p++;
-    }
+    ngx_http_aigw_scan_skip(p, last);
 
     if (p != last) {
         s->reason = "data after the object";
         goto failed;
     }
 
-    /*
-     * Duplicate keys: every pair, once the body is known to be JSON.  The
-     * unescaped lengths sort out nearly all pairs at once.
-     */
-
-    for (j = 1; j < nkeys; j++) {
-        for (i = 0; i < j; i++) {
-            if (keys[i].len == keys[j].len
-                && ngx_http_aigw_scan_same(&keys[i], &keys[j]))
-            {
-                s->error = keys[j].quote - body;
-                s->reason = "duplicate key";
-                return NGX_DECLINED;
-            }
-        }
+    if (top.dup) {
+        s->error = top.dup - body;
+        s->reason = "duplicate key";
+        return NGX_DECLINED;
     }
 
     return NGX_OK;
+
+end:
+
+    s->reason = "unexpected end of body";
 
 failed:
 
@@ -491,67 +644,154 @@ failed:
 
 
 /*
- * A string's content, *pp just past the opening quote; on NGX_OK *pp is at
- * the closing quote and *len is the unescaped UTF-8 length.
+ * The closing quote of a string whose content starts at p, and how much
+ * shorter the content is unescaped.  Most strings end without an escape
+ * and away from the body's last 16 bytes; the rest is
+ * ngx_http_aigw_scan_escapes()'s.
+ * On an error: s->reason, saved is NGX_HTTP_AIGW_SCAN_FAILED and end is
+ * the error's place.
  */
 
-static ngx_int_t
-ngx_http_aigw_scan_string(ngx_http_aigw_scan_t *s, u_char **pp,
-    u_char *last, size_t *len, ngx_uint_t *escaped)
+static ngx_inline ngx_http_aigw_scan_str_t
+ngx_http_aigw_scan_quote(ngx_http_aigw_scan_t *s, u_char *p, u_char *last,
+    u_char *vend)
 {
-    u_char                     *p, *start;
-    size_t                      saved;
-    ngx_int_t                   cp;
-#if (NGX_HTTP_AIGW_SCAN_VECTOR)
-    size_t                      n;
+#if (NGX_HTTP_AIGW_SCAN_SSE2 || NGX_HTTP_AIGW_SCAN_VECTOR)
+    ngx_uint_t                m;
+    ngx_http_aigw_scan_str_t  str;
+
+    while (p < vend) {
+        m = ngx_http_aigw_scan_mask(p);
+
+        if (m) {
+            p += ngx_http_aigw_scan_ctz(m);
+
+            if (*p == '"') {
+                str.end = p;
+                str.saved = 0;
+                return str;
+            }
+
+            break;
+        }
+
+        p += 16;
+    }
+#endif
+
+    return ngx_http_aigw_scan_escapes(s, p, last, vend);
+}
+
+
+/*
+ * The first quote, backslash or control byte from p on, or last.  Blocks
+ * of 16 bytes are read at p while p < vend (last - 15, or the body's start
+ * when it is shorter than 16 bytes); the bytes after them, from the 16
+ * that end the body, when these lie after the top-level '{'.
+ */
+
+static ngx_inline u_char *
+ngx_http_aigw_scan_stop(ngx_http_aigw_scan_t *s, u_char *p, u_char *last,
+    u_char *vend)
+{
+#if (NGX_HTTP_AIGW_SCAN_SSE2 || NGX_HTTP_AIGW_SCAN_VECTOR)
+    ngx_uint_t  m;
+
+    while (p < vend) {
+        m = ngx_http_aigw_scan_mask(p);
+
+        if (m) {
+            return p + ngx_http_aigw_scan_ctz(m);
+        }
+
+        p += 16;
+    }
+
+    if (p < last && last - s->open >= 16) {
+        m = ngx_http_aigw_scan_mask(last - 16) >> (16 - (last - p));
+
+        return m ? p + ngx_http_aigw_scan_ctz(m) : last;
+    }
+#endif
+
+    while (p < last && *p != '"' && *p != '\\' && *p >= 0x20) {
+        p++;
+    }
+
+    return p;
+}
+
+
+#if (NGX_HTTP_AIGW_SCAN_SSE2)
+
+/* a bit per quote, backslash or control byte of the 16 at p */
+
+static ngx_inline ngx_uint_t
+ngx_http_aigw_scan_mask(u_char *p)
+{
+    __m128i  v;
+
+    v = _mm_loadu_si128((const __m128i *) p);
+
+    return (ngx_uint_t) _mm_movemask_epi8(
+               _mm_or_si128(
+                   _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
+                                _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))),
+                   _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v)));
+}
+
+#elif (NGX_HTTP_AIGW_SCAN_VECTOR)
+
+/* the same with the vector extensions: bytes 0xff, then a bit each */
+
+static ngx_inline ngx_uint_t
+ngx_http_aigw_scan_mask(u_char *p)
+{
     uint64_t                    m[2];
     ngx_http_aigw_scan_vec_t    v;
     ngx_http_aigw_scan_mask_t   mask;
+
+    ngx_memcpy(&v, p, 16);
+
+    mask = ngx_http_aigw_scan_stops(v);
+
+    ngx_memcpy(m, &mask, 16);
+
+    /* byte i keeps bit i % 8; the sum of the bytes lands in the top one */
+
+    m[0] &= 0x8040201008040201ULL;
+    m[1] &= 0x8040201008040201ULL;
+
+    return (ngx_uint_t) ((m[0] * 0x0101010101010101ULL) >> 56)
+           | (ngx_uint_t) ((m[1] * 0x0101010101010101ULL) >> 56) << 8;
+}
+
 #endif
 
-    p = *pp;
-    start = p;
-    saved = 0;
+
+/*
+ * The rest of a string from p on, as ngx_http_aigw_scan_quote() returns
+ * it: long strings, strings near the body's end, escapes and errors.
+ */
+
+static ngx_http_aigw_scan_str_t
+ngx_http_aigw_scan_escapes(ngx_http_aigw_scan_t *s, u_char *p, u_char *last,
+    u_char *vend)
+{
+    size_t                    n;
+    ngx_int_t                 cp;
+    ngx_http_aigw_scan_str_t  str;
+
+    n = 0;
+
+    p = ngx_http_aigw_scan_stop(s, p, last, vend);
 
     for ( ;; ) {
-
-#if (NGX_HTTP_AIGW_SCAN_VECTOR)
-
-        /*
-         * Sixteen bytes at a time while none is a quote, a backslash or a
-         * control byte; then the first such byte is the lowest bit set.
-         */
-
-        for (n = (last - p) / 16; n; n--) {
-            ngx_memcpy(&v, p, 16);
-
-            mask = ngx_http_aigw_scan_stops(v);
-
-            ngx_memcpy(m, &mask, 16);
-
-            if (m[0] | m[1]) {
-                p += m[0] ? (size_t) __builtin_ctzll(m[0]) / 8
-                          : 8 + (size_t) __builtin_ctzll(m[1]) / 8;
-                goto stop;
-            }
-
-            p += 16;
-        }
-
-#endif
-
-        while (p < last && *p != '"' && *p != '\\' && *p >= 0x20) {
-            p++;
-        }
 
         if (p == last) {
             s->reason = "unexpected end of body";
             goto failed;
         }
-
-#if (NGX_HTTP_AIGW_SCAN_VECTOR)
-    stop:
-#endif
 
         if (*p == '"') {
             break;
@@ -572,9 +812,9 @@ ngx_http_aigw_scan_string(ngx_http_aigw_scan_t *s, u_char **pp,
 
         case '"': case '\\': case '/':
         case 'b': case 'f': case 'n': case 'r': case 't':
-            saved++;
+            n++;
             p += 2;
-            continue;
+            goto plain;
 
         case 'u':
             break;
@@ -600,26 +840,30 @@ ngx_http_aigw_scan_string(ngx_http_aigw_scan_t *s, u_char **pp,
         /* 6 bytes become 1 to 3; a surrogate pair, 12 become 4 */
 
         if (ngx_http_aigw_scan_pair(p, last, cp)) {
-            saved += 8;
+            n += 8;
             p += 12;
-            continue;
+            goto plain;
         }
 
-        saved += (cp < 0x80) ? 5 : (cp < 0x800) ? 4 : 3;
+        n += (cp < 0x80) ? 5 : (cp < 0x800) ? 4 : 3;
         p += 6;
+
+    plain:
+
+        p = ngx_http_aigw_scan_stop(s, p, last, vend);
     }
 
-    *escaped = (saved != 0);
-    *len = (p - start) - saved;
-    *pp = p;
+    str.end = p;
+    str.saved = n;
 
-    return NGX_OK;
+    return str;
 
 failed:
 
-    *pp = p;
+    str.end = p;
+    str.saved = NGX_HTTP_AIGW_SCAN_FAILED;
 
-    return NGX_ERROR;
+    return str;
 }
 
 
@@ -628,7 +872,7 @@ failed:
  * p does not start one.
  */
 
-static u_char *
+static ngx_inline u_char *
 ngx_http_aigw_scan_number(u_char *p, u_char *last)
 {
     if (*p == '-') {
@@ -640,72 +884,278 @@ ngx_http_aigw_scan_number(u_char *p, u_char *last)
     if (*p == '0') {
         p++;
 
-    } else if (*p >= '1' && *p <= '9') {
+    } else if ((u_char) (*p - '1') < 9) {
         do {
             p++;
-        } while (p < last && *p >= '0' && *p <= '9');
+        } while (p < last && (u_char) (*p - '0') < 10);
 
     } else {
         return NULL;
     }
 
     if (p < last && *p == '.') {
-        if (++p == last || *p < '0' || *p > '9') {
+        if (++p == last || (u_char) (*p - '0') >= 10) {
             return NULL;
         }
 
         do {
             p++;
-        } while (p < last && *p >= '0' && *p <= '9');
+        } while (p < last && (u_char) (*p - '0') < 10);
     }
 
-    if (p < last && (*p == 'e' || *p == 'E')) {
+    if (p < last && (*p | 0x20) == 'e') {
         if (++p < last && (*p == '+' || *p == '-')) {
             p++;
         }
 
-        if (p == last || *p < '0' || *p > '9') {
+        if (p == last || (u_char) (*p - '0') >= 10) {
             return NULL;
         }
 
         do {
             p++;
-        } while (p < last && *p >= '0' && *p <= '9');
+        } while (p < last && (u_char) (*p - '0') < 10);
     }
 
     return p;
 }
 
 
+/*
+ * A top-level key, [quote, end] with its quotes: kept, checked against
+ * those before it, and its field, if any, recorded and returned.
+ */
+
 static ngx_uint_t
-ngx_http_aigw_scan_field(ngx_http_aigw_scan_key_t *k)
+ngx_http_aigw_scan_top(ngx_http_aigw_scan_t *s, ngx_http_aigw_scan_top_t *top,
+    u_char *quote, u_char *end, size_t saved)
+{
+    size_t                     len;
+    uint64_t                   bit;
+    ngx_uint_t                 f;
+    ngx_http_aigw_scan_key_t  *k;
+
+    len = (end - quote - 1) - saved;
+
+    k = &top->keys[top->nkeys++];
+    k->quote = quote;
+    k->end = end;
+    k->len = len;
+    k->escaped = (saved != 0);
+
+    bit = (uint64_t) 1 << (len & 63);
+
+    if ((top->lens & bit) && top->dup == NULL
+        && ngx_http_aigw_scan_dup(top->keys, top->nkeys))
+    {
+        top->dup = quote;
+    }
+
+    top->lens |= bit;
+
+    f = ngx_http_aigw_scan_field(quote + 1, end, len, saved != 0);
+
+    if (f != NGX_HTTP_AIGW_SCAN_NONE) {
+        s->field[f].key = quote;
+    }
+
+    return f;
+}
+
+
+/*
+ * The top-level field a key [p, last) names: by its length and a byte,
+ * then one compare, which the compiler inlines.
+ */
+
+static ngx_uint_t
+ngx_http_aigw_scan_field(u_char *p, u_char *last, size_t len,
+    ngx_uint_t escaped)
 {
     ngx_uint_t  f;
 
-    for (f = 0; f < sizeof(ngx_http_aigw_scan_fields) / sizeof(ngx_str_t);
-         f++)
-    {
-        if (ngx_http_aigw_scan_is(k, &ngx_http_aigw_scan_fields[f])) {
-            return f;
+    if (escaped) {
+        for (f = 0;
+             f < sizeof(ngx_http_aigw_scan_fields) / sizeof(ngx_str_t);
+             f++)
+        {
+            if (ngx_http_aigw_scan_is(p, last, len,
+                                      &ngx_http_aigw_scan_fields[f]))
+            {
+                return f;
+            }
         }
+
+        return NGX_HTTP_AIGW_SCAN_NONE;
+    }
+
+    switch (len) {
+
+    case 4:
+        if (ngx_http_aigw_scan_name(p, "user")) {
+            return NGX_HTTP_AIGW_F_USER;
+        }
+
+        break;
+
+    case 5:
+        switch (p[0]) {
+
+        case 'm':
+            if (ngx_http_aigw_scan_name(p, "model")) {
+                return NGX_HTTP_AIGW_F_MODEL;
+            }
+
+            break;
+
+        case 'i':
+            if (ngx_http_aigw_scan_name(p, "input")) {
+                return NGX_HTTP_AIGW_F_INPUT;
+            }
+
+            break;
+
+        case 't':
+            if (ngx_http_aigw_scan_name(p, "tools")) {
+                return NGX_HTTP_AIGW_F_TOOLS;
+            }
+
+            break;
+
+        case 'u':
+            if (ngx_http_aigw_scan_name(p, "usage")) {
+                return NGX_HTTP_AIGW_F_USAGE;
+            }
+
+            break;
+        }
+
+        break;
+
+    case 6:
+        switch (p[1]) {
+
+        case 't':
+            if (ngx_http_aigw_scan_name(p, "stream")) {
+                return NGX_HTTP_AIGW_F_STREAM;
+            }
+
+            break;
+
+        case 'y':
+            if (ngx_http_aigw_scan_name(p, "system")) {
+                return NGX_HTTP_AIGW_F_SYSTEM;
+            }
+
+            break;
+
+        case 'r':
+            if (ngx_http_aigw_scan_name(p, "prompt")) {
+                return NGX_HTTP_AIGW_F_PROMPT;
+            }
+
+            break;
+        }
+
+        break;
+
+    case 8:
+        if (ngx_http_aigw_scan_name(p, "messages")) {
+            return NGX_HTTP_AIGW_F_MESSAGES;
+        }
+
+        if (ngx_http_aigw_scan_name(p, "metadata")) {
+            return NGX_HTTP_AIGW_F_METADATA;
+        }
+
+        break;
+
+    case 10:
+        if (ngx_http_aigw_scan_name(p, "max_tokens")) {
+            return NGX_HTTP_AIGW_F_MAX_TOKENS;
+        }
+
+        break;
+
+    case 14:
+        if (ngx_http_aigw_scan_name(p, "stream_options")) {
+            return NGX_HTTP_AIGW_F_STREAM_OPTIONS;
+        }
+
+        break;
+
+    case 21:
+        if (ngx_http_aigw_scan_name(p, "max_completion_tokens")) {
+            return NGX_HTTP_AIGW_F_MAX_COMPLETION_TOKENS;
+        }
+
+        break;
     }
 
     return NGX_HTTP_AIGW_SCAN_NONE;
 }
 
 
-static ngx_uint_t
-ngx_http_aigw_scan_is(ngx_http_aigw_scan_key_t *k, ngx_str_t *name)
+/*
+ * 1 if a key [p, last), saved bytes shorter unescaped, is "content" or
+ * "text"
+ */
+
+static ngx_inline ngx_uint_t
+ngx_http_aigw_scan_text_key(u_char *p, u_char *last, size_t saved)
 {
-    if (k->len != name->len) {
+    size_t  len;
+
+    len = (last - p) - saved;
+
+    if (saved) {
+        return ngx_http_aigw_scan_is(p, last, len, &ngx_http_aigw_scan_content)
+               || ngx_http_aigw_scan_is(p, last, len, &ngx_http_aigw_scan_text);
+    }
+
+    return (len == 7 && ngx_http_aigw_scan_name(p, "content"))
+           || (len == 4 && ngx_http_aigw_scan_name(p, "text"));
+}
+
+
+/* 1 if a key [p, last) of unescaped length len is name */
+
+static ngx_uint_t
+ngx_http_aigw_scan_is(u_char *p, u_char *last, size_t len, ngx_str_t *name)
+{
+    if (len != name->len) {
         return 0;
     }
 
-    if (!k->escaped) {
-        return ngx_memcmp(k->start, name->data, name->len) == 0;
+    if ((size_t) (last - p) == len) {
+        return ngx_memcmp(p, name->data, len) == 0;
     }
 
-    return ngx_http_aigw_scan_equal(k->start, k->end, name->data, name->len);
+    return ngx_http_aigw_scan_equal(p, last, name->data, len);
+}
+
+
+/*
+ * 1 if the last of n top-level keys repeats one before it.  Called only
+ * when one before it has the same length modulo 64, which sorts out
+ * nearly all keys at once.
+ */
+
+static ngx_uint_t
+ngx_http_aigw_scan_dup(ngx_http_aigw_scan_key_t *keys, ngx_uint_t n)
+{
+    ngx_uint_t                 i;
+    ngx_http_aigw_scan_key_t  *k;
+
+    k = &keys[n - 1];
+
+    for (i = 0; i < n - 1; i++) {
+        if (keys[i].len == k->len && ngx_http_aigw_scan_same(&keys[i], k)) {
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 
@@ -713,19 +1163,26 @@ static ngx_uint_t
 ngx_http_aigw_scan_same(ngx_http_aigw_scan_key_t *a,
     ngx_http_aigw_scan_key_t *b)
 {
+    size_t                     i;
     ngx_int_t                  c;
     ngx_http_aigw_scan_iter_t  ia, ib;
 
     if (!a->escaped && !b->escaped) {
-        return ngx_memcmp(a->start, b->start, a->len) == 0;
+        for (i = 1; i <= a->len; i++) {
+            if (a->quote[i] != b->quote[i]) {
+                return 0;
+            }
+        }
+
+        return 1;
     }
 
     ngx_memzero(&ia, sizeof(ngx_http_aigw_scan_iter_t));
     ngx_memzero(&ib, sizeof(ngx_http_aigw_scan_iter_t));
 
-    ia.p = a->start;
+    ia.p = a->quote + 1;
     ia.last = a->end;
-    ib.p = b->start;
+    ib.p = b->quote + 1;
     ib.last = b->end;
 
     do {

@@ -8,11 +8,14 @@
  * libFuzzer harness of the request body scanner (t/fuzz/run.sh builds and
  * runs it).  It must never crash nor read past the body; when the body is
  * JSON, every recorded span lies inside it, in order, and unescaping never
- * writes more than it reads.
+ * writes more than it reads.  And it must give what the reference scanner
+ * (scan_ref.c) gives: the same result, error offset and reason, fields,
+ * text spans and string_bytes.
  */
 
 
 #include "../../ngx_http_aigw_module/ngx_http_aigw_scan.c"
+#include "scan_ref.c"
 
 
 #define F_TEXTS  8
@@ -24,6 +27,60 @@ f_assert(int ok, const char *what)
     if (!ok) {
         fprintf(stderr, "fuzz_scan: %s\n", what);
         abort();
+    }
+}
+
+
+/* the scan's result against the reference's, on the same body */
+
+static void
+f_same(ngx_int_t rc, ngx_http_aigw_scan_t *s, u_char *buf, u_char *last)
+{
+    ngx_int_t              rrc;
+    ngx_uint_t             i, n;
+    ngx_http_aigw_span_t   spans[F_TEXTS];
+    ngx_http_aigw_scan_t   r;
+
+    memset(&r, 0x5a, sizeof(r));
+    r.text = spans;
+    r.text_size = F_TEXTS;
+
+    rrc = ngx_http_aigw_ref_scan(&r, buf, last);
+
+    f_assert(rc == rrc, "not the reference's result");
+
+    f_assert(s->error == r.error
+             && (s->reason == r.reason
+                 || (s->reason && r.reason
+                     && strcmp(s->reason, r.reason) == 0)),
+             "not the reference's error");
+
+    if (rc == NGX_ERROR) {
+        return;
+    }
+
+    f_assert(s->open == r.open && s->close == r.close,
+             "not the reference's open or close");
+
+    for (i = 0; i < NGX_HTTP_AIGW_F_N; i++) {
+        f_assert(s->field[i].key == r.field[i].key, "not the reference's key");
+
+        if (r.field[i].key) {
+            f_assert(s->field[i].start == r.field[i].start
+                     && s->field[i].end == r.field[i].end,
+                     "not the reference's field");
+        }
+    }
+
+    f_assert(s->ntext == r.ntext && s->string_bytes == r.string_bytes,
+             "not the reference's ntext or string_bytes");
+
+    n = ngx_min(r.ntext, r.text_size);
+
+    for (i = 0; i < n; i++) {
+        f_assert(s->text[i].start == spans[i].start
+                 && s->text[i].end == spans[i].end,
+                 "not the reference's text span");
     }
 }
 
@@ -76,6 +133,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     f_assert(rc == NGX_OK || rc == NGX_DECLINED || rc == NGX_ERROR,
              "unknown rc");
+
+    f_same(rc, &s, buf, last);
 
     if (rc == NGX_ERROR) {
         f_assert(s.reason != NULL && s.error <= size, "error out of range");

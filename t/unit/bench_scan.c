@@ -9,6 +9,8 @@
  * test; see t/unit/README.md):
  *
  *     bench_scan t/data/json/conversation_50k.json 20
+ *     bench_scan t/data/json/bench_request.json 2000
+ *     bench_scan t/data/json/bench_answer.json 1000
  */
 
 

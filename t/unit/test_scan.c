@@ -13,11 +13,13 @@
  *
  * Every body is copied to a buffer of its exact size, so AddressSanitizer
  * sees any read past its end.  cJSON, which the gateway used before, is the
- * oracle for the string byte count.
+ * oracle for the string byte count; and every scan is run again through
+ * the reference scanner (t/fuzz/scan_ref.c), which must give the same.
  */
 
 
 #include "../../ngx_http_aigw_module/ngx_http_aigw_scan.c"
+#include "../fuzz/scan_ref.c"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -70,6 +72,7 @@ typedef struct {
 } t_expect_t;
 
 
+static ngx_uint_t  t_reference = 1;
 static ngx_uint_t  t_passed;
 static ngx_uint_t  t_failed;
 static ngx_uint_t  t_group_passed;
@@ -118,6 +121,15 @@ static t_expect_t  t_expects[] = {
     { "conversation_50k.json", 0, "You are a helpful assistant.", NULL,
       F(MODEL) | F(MESSAGES) | F(STREAM) | F(STREAM_OPTIONS)
       | F(INCLUDE_USAGE) | F(USER) },
+
+    { "bench_request.json", 2,
+      "You are a helpful assistant. Answer briefly and precisely.",
+      "Summarise in two sentences why keep-alive connections reduce "
+      "latency for HTTP APIs, and name one trade-off.",
+      F(MODEL) | F(MESSAGES) | F(MAX_TOKENS) | F(USER) },
+
+    /* an answer: no text spans, "usage" found */
+    { "bench_answer.json", 0, NULL, NULL, F(MODEL) | F(USAGE) },
 
     { NULL, 0, NULL, NULL, 0 }
 };
@@ -447,6 +459,55 @@ t_rand(uint64_t *seed)
 }
 
 
+/* the same scan by the reference scanner must give the same */
+
+static void
+t_against_ref(t_run_t *r)
+{
+    ngx_int_t              rc;
+    ngx_uint_t             i, n, same;
+    ngx_http_aigw_span_t   text[T_TEXTS];
+    ngx_http_aigw_scan_t   s;
+
+    memset(&s, 0x5a, sizeof(s));
+    s.text = r->s.text ? text : NULL;
+    s.text_size = r->s.text_size;
+
+    rc = ngx_http_aigw_ref_scan(&s, r->buf, r->buf + r->n);
+
+    same = (rc == r->rc && s.error == r->s.error
+            && (s.reason == r->s.reason
+                || (s.reason && r->s.reason
+                    && strcmp(s.reason, r->s.reason) == 0)));
+
+    if (same && rc != NGX_ERROR) {
+        same = (s.open == r->s.open && s.close == r->s.close
+                && s.ntext == r->s.ntext
+                && s.string_bytes == r->s.string_bytes);
+
+        for (i = 0; same && i < NGX_HTTP_AIGW_F_N; i++) {
+            same = (s.field[i].key == r->s.field[i].key
+                    && (s.field[i].key == NULL
+                        || (s.field[i].start == r->s.field[i].start
+                            && s.field[i].end == r->s.field[i].end)));
+        }
+
+        n = ngx_min(s.ntext, s.text_size);
+
+        for (i = 0; same && i < n; i++) {
+            same = (s.text[i].start == r->s.text[i].start
+                    && s.text[i].end == r->s.text[i].end);
+        }
+    }
+
+    t_check(same, "not as the reference scanner: \"%.*s\" (rc %ld/%ld, "
+            "%s/%s at %lu/%lu)", (int) ngx_min(r->n, 60), r->buf,
+            (long) r->rc, (long) rc, r->s.reason ? r->s.reason : "-",
+            s.reason ? s.reason : "-", (unsigned long) r->s.error,
+            (unsigned long) s.error);
+}
+
+
 /* scans a copy of exactly n bytes; t_done() frees it */
 
 static void
@@ -460,6 +521,10 @@ t_run(t_run_t *r, const u_char *body, size_t n, size_t text_size)
     r->s.text_size = text_size;
 
     r->rc = ngx_http_aigw_scan(&r->s, r->buf, r->buf + n);
+
+    if (t_reference) {
+        t_against_ref(r);
+    }
 }
 
 
@@ -1457,6 +1522,7 @@ t_speed(const char *dir)
     s = t_read(dir, "conversation_50k.json", &n);
 
     if (t_check(s != NULL, "no conversation_50k.json")) {
+        t_reference = 0;
         t = t_now();
 
         for (i = 0; i < 200; i++) {
@@ -1466,6 +1532,7 @@ t_speed(const char *dir)
         }
 
         t = t_now() - t;
+        t_reference = 1;
 
         printf("#   conversation_50k.json: 200 scans, %.0f MB/s\n",
                t > 0 ? (200.0 * n / 1048576.0) / t : 0.0);

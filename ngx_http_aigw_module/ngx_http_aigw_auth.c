@@ -17,6 +17,7 @@ static ngx_int_t ngx_http_aigw_auth_credential(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_str_t *secret);
 #if (OPENSSL_VERSION_NUMBER >= 0x30000000L)
 static void ngx_http_aigw_auth_cleanup(void *data);
+static void ngx_http_aigw_auth_ctx_cleanup(void *data);
 #endif
 
 
@@ -73,6 +74,26 @@ ngx_http_aigw_auth_keys(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     amcf->sha256 = (EVP_MD *) EVP_sha256();
 
 #endif
+
+    /*
+     * one digest context, reused by every request of a worker (each
+     * worker has its copy): EVP_Digest() allocates and frees one a call
+     */
+
+    amcf->sha256_ctx = EVP_MD_CTX_new();
+    if (amcf->sha256_ctx == NULL) {
+        ngx_ssl_error(NGX_LOG_EMERG, cf->log, 0, "EVP_MD_CTX_new() failed");
+        return NGX_CONF_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        EVP_MD_CTX_free(amcf->sha256_ctx);
+        return NGX_CONF_ERROR;
+    }
+
+    cln->handler = ngx_http_aigw_auth_ctx_cleanup;
+    cln->data = amcf->sha256_ctx;
 
     return NGX_CONF_OK;
 }
@@ -134,8 +155,9 @@ ngx_http_aigw_auth_handler(ngx_http_request_t *r)
 
     amcf = ngx_http_get_module_main_conf(r, ngx_http_aigw_module);
 
-    if (EVP_Digest(secret.data, secret.len, hash, &len, amcf->sha256, NULL)
-        != 1)
+    if (EVP_DigestInit_ex(amcf->sha256_ctx, amcf->sha256, NULL) != 1
+        || EVP_DigestUpdate(amcf->sha256_ctx, secret.data, secret.len) != 1
+        || EVP_DigestFinal_ex(amcf->sha256_ctx, hash, &len) != 1)
     {
         ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
                       "aigw: SHA-256 failed");
@@ -251,4 +273,11 @@ ngx_http_aigw_auth_credential(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     }
 
     return NGX_OK;
+}
+
+
+static void
+ngx_http_aigw_auth_ctx_cleanup(void *data)
+{
+    EVP_MD_CTX_free(data);
 }

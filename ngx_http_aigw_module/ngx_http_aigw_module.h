@@ -138,6 +138,7 @@ typedef struct {
 
     ngx_http_aigw_keys_t          *keys;
     EVP_MD                        *sha256;
+    EVP_MD_CTX                    *sha256_ctx;
 
     ngx_str_t                      prices;     /* a price file */
 

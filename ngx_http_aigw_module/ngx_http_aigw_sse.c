@@ -27,6 +27,9 @@ static void ngx_http_aigw_sse_value(ngx_http_aigw_sse_parser_t *p, u_char *s,
     size_t n);
 static void ngx_http_aigw_sse_data(ngx_http_aigw_sse_parser_t *p, u_char *s,
     size_t n);
+static void ngx_http_aigw_sse_done_match(ngx_http_aigw_sse_parser_t *p,
+    u_char *s, size_t n);
+static void ngx_http_aigw_sse_keep(ngx_http_aigw_sse_parser_t *p);
 static ngx_int_t ngx_http_aigw_sse_dispatch(ngx_http_aigw_sse_parser_t *p,
     ngx_http_aigw_sse_event_t *ev);
 
@@ -51,7 +54,8 @@ ngx_int_t
 ngx_http_aigw_sse_parse(ngx_http_aigw_sse_parser_t *p, u_char **pos,
     u_char *last, ngx_http_aigw_sse_event_t *ev)
 {
-    u_char  ch, *s, *e;
+    u_char      ch, *s, *e;
+    ngx_uint_t  first;
     enum {
         sw_start = 0,
         sw_bom1,
@@ -148,6 +152,8 @@ ngx_http_aigw_sse_parse(ngx_http_aigw_sse_parser_t *p, u_char **pos,
             if (ch == 'd' && last - s > 5
                 && s[1] == 'a' && s[2] == 't' && s[3] == 'a' && s[4] == ':')
             {
+                first = !p->has_data;
+
                 /* as ngx_http_aigw_sse_field() does for "data" */
                 if (p->has_data) {
                     ngx_http_aigw_sse_data(p, (u_char *) "\n", 1);
@@ -164,7 +170,19 @@ ngx_http_aigw_sse_parse(ngx_http_aigw_sse_parser_t *p, u_char **pos,
 
                 e = ngx_http_aigw_sse_eol(p, s, last);
 
-                ngx_http_aigw_sse_data(p, s, e - s);
+                /*
+                 * the event's first data line, whole here: left where it
+                 * is, copied only if the event goes on past this buffer
+                 */
+
+                if (first && e != last && (size_t) (e - s) <= p->size) {
+                    ngx_http_aigw_sse_done_match(p, s, e - s);
+                    p->direct = s;
+                    p->direct_len = e - s;
+
+                } else {
+                    ngx_http_aigw_sse_data(p, s, e - s);
+                }
 
                 if (e == last) {
                     state = sw_value;
@@ -244,6 +262,12 @@ ngx_http_aigw_sse_parse(ngx_http_aigw_sse_parser_t *p, u_char **pos,
     }
 
 again:
+
+    /* the buffer goes away: a data line left in it is kept now */
+
+    if (p->direct) {
+        ngx_http_aigw_sse_keep(p);
+    }
 
     p->state = state;
     *pos = last;
@@ -371,18 +395,11 @@ ngx_http_aigw_sse_data(ngx_http_aigw_sse_parser_t *p, u_char *s, size_t n)
 {
     size_t  room;
 
-    /* "[DONE]" is matched on the data as sent, whatever the storage size */
-
-    if (p->maybe_done) {
-        if (n > sizeof(ngx_http_aigw_sse_done) - 1 - p->done_len
-            || ngx_memcmp(s, ngx_http_aigw_sse_done + p->done_len, n) != 0)
-        {
-            p->maybe_done = 0;
-
-        } else {
-            p->done_len += n;
-        }
+    if (p->direct) {
+        ngx_http_aigw_sse_keep(p);
     }
+
+    ngx_http_aigw_sse_done_match(p, s, n);
 
     room = p->size - p->len;
 
@@ -398,6 +415,39 @@ ngx_http_aigw_sse_data(ngx_http_aigw_sse_parser_t *p, u_char *s, size_t n)
 }
 
 
+/* "[DONE]" is matched on the data as sent, whatever the storage size */
+
+static void
+ngx_http_aigw_sse_done_match(ngx_http_aigw_sse_parser_t *p, u_char *s,
+    size_t n)
+{
+    if (p->maybe_done) {
+        if (n > sizeof(ngx_http_aigw_sse_done) - 1 - p->done_len
+            || ngx_memcmp(s, ngx_http_aigw_sse_done + p->done_len, n) != 0)
+        {
+            p->maybe_done = 0;
+
+        } else {
+            p->done_len += n;
+        }
+    }
+}
+
+
+/* the data line left in the caller's buffer, into the storage it fits */
+
+static void
+ngx_http_aigw_sse_keep(ngx_http_aigw_sse_parser_t *p)
+{
+    if (p->direct_len) {
+        ngx_memcpy(p->data, p->direct, p->direct_len);
+    }
+
+    p->len = p->direct_len;
+    p->direct = NULL;
+}
+
+
 static ngx_int_t
 ngx_http_aigw_sse_dispatch(ngx_http_aigw_sse_parser_t *p,
     ngx_http_aigw_sse_event_t *ev)
@@ -409,8 +459,14 @@ ngx_http_aigw_sse_dispatch(ngx_http_aigw_sse_parser_t *p,
     if (p->has_data) {
         ev->event.data = p->event;
         ev->event.len = p->event_len;
-        ev->data.data = p->data;
-        ev->data.len = p->len;
+        if (p->direct) {
+            ev->data.data = p->direct;
+            ev->data.len = p->direct_len;
+
+        } else {
+            ev->data.data = p->data;
+            ev->data.len = p->len;
+        }
         ev->done = (p->maybe_done
                     && p->done_len == sizeof(ngx_http_aigw_sse_done) - 1);
         ev->truncated = (p->data_truncated || p->event_truncated);
@@ -424,6 +480,7 @@ ngx_http_aigw_sse_dispatch(ngx_http_aigw_sse_parser_t *p,
     /* the bytes stay in place for *ev until the next call */
 
     p->len = 0;
+    p->direct = NULL;
     p->event_len = 0;
     p->done_len = 0;
     p->has_data = 0;

@@ -49,6 +49,10 @@ typedef struct {
     size_t                size;
     size_t                len;
 
+    /* or its one data line, where it is in the buffer being parsed */
+    u_char               *direct;
+    size_t                direct_len;
+
     u_char                event[NGX_HTTP_AIGW_SSE_EVENT_LEN];
     size_t                event_len;
 
@@ -73,7 +77,9 @@ void ngx_http_aigw_sse_init(ngx_http_aigw_sse_parser_t *p, u_char *buf,
 
 /*
  * NGX_OK: one event complete, *ev filled (pointing into the parser's
- * storage, valid until the next call), *pos advanced past the bytes used;
+ * storage or, for an event whose one data line is whole in [*pos, last),
+ * into that buffer; valid until the next call), *pos advanced past the
+ * bytes used;
  * NGX_AGAIN: all of [*pos, last) consumed, no event complete yet.
  *
  * After NGX_OK, *pos is just past the blank line that ended the event,

@@ -19,6 +19,7 @@
 
 
 #include "../../ngx_http_aigw_module/ngx_http_aigw_scan.c"
+#include "t_unit.h"
 #include "../fuzz/scan_ref.c"
 
 #include <cjson/cJSON.h>
@@ -27,7 +28,6 @@
 
 
 #define T_TEXTS         64
-#define T_MAX_FAILURES  20
 
 #define T(s)            (u_char *) s, sizeof(s) - 1
 
@@ -73,11 +73,6 @@ typedef struct {
 
 
 static ngx_uint_t  t_reference = 1;
-static ngx_uint_t  t_passed;
-static ngx_uint_t  t_failed;
-static ngx_uint_t  t_group_passed;
-static ngx_uint_t  t_group_failed;
-static const char *t_group;
 
 
 #define F(x)  (1 << NGX_HTTP_AIGW_F_##x)
@@ -362,101 +357,6 @@ static t_unescape_t  t_unescapes[] = {
     { T("x\xc3\xa9\\u00e9"), T("x\xc3\xa9\xc3\xa9") },
     { NULL, 0, NULL, 0 }
 };
-
-
-static void
-t_begin(const char *group)
-{
-    t_group = group;
-    t_group_passed = 0;
-    t_group_failed = 0;
-}
-
-
-static void
-t_end(void)
-{
-    printf("%s - %s: %lu checks",
-           t_group_failed ? "not ok" : "ok", t_group,
-           (unsigned long) (t_group_passed + t_group_failed));
-
-    if (t_group_failed) {
-        printf(", %lu failed", (unsigned long) t_group_failed);
-    }
-
-    printf("\n");
-}
-
-
-static int
-t_check(int ok, const char *fmt, ...)
-{
-    va_list  args;
-
-    if (ok) {
-        t_passed++;
-        t_group_passed++;
-        return 1;
-    }
-
-    t_failed++;
-    t_group_failed++;
-
-    if (t_failed <= T_MAX_FAILURES) {
-        printf("#   %s: ", t_group);
-        va_start(args, fmt);
-        vprintf(fmt, args);
-        va_end(args);
-        printf("\n");
-    }
-
-    return 0;
-}
-
-
-static void *
-t_alloc(size_t n)
-{
-    void  *p;
-
-    p = malloc(n ? n : 1);
-    if (p == NULL) {
-        fprintf(stderr, "out of memory\n");
-        exit(2);
-    }
-
-    return p;
-}
-
-
-static u_char *
-t_dup(const u_char *s, size_t n)
-{
-    u_char  *p;
-
-    p = t_alloc(n);
-
-    if (n) {
-        memcpy(p, s, n);
-    }
-
-    return p;
-}
-
-
-static ngx_uint_t
-t_rand(uint64_t *seed)
-{
-    /* splitmix64: the same numbers on every platform, unlike rand() */
-
-    uint64_t  z;
-
-    z = (*seed += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-
-    return (ngx_uint_t) (z ^ (z >> 31));
-}
 
 
 /* the same scan by the reference scanner must give the same */

@@ -18,6 +18,7 @@
 
 
 #include "../../ngx_http_aigw_module/ngx_http_aigw_sse.c"
+#include "t_unit.h"
 
 #include <dirent.h>
 #include <time.h>
@@ -25,7 +26,6 @@
 
 #define T_DATA_SIZE     65536
 #define T_EVENT_LEN     NGX_HTTP_AIGW_SSE_EVENT_LEN
-#define T_MAX_FAILURES  20
 
 
 typedef struct {
@@ -77,11 +77,6 @@ typedef struct {
 } t_expect_t;
 
 
-static ngx_uint_t  t_passed;
-static ngx_uint_t  t_failed;
-static ngx_uint_t  t_group_passed;
-static ngx_uint_t  t_group_failed;
-static const char *t_group;
 
 
 /* every fixture below must exist; the rest are still checked generically */
@@ -181,86 +176,6 @@ static const char  *t_pairs[][2] = {
 
 
 static void
-t_begin(const char *group)
-{
-    t_group = group;
-    t_group_passed = 0;
-    t_group_failed = 0;
-}
-
-
-static void
-t_end(void)
-{
-    printf("%s - %s: %lu checks",
-           t_group_failed ? "not ok" : "ok", t_group,
-           (unsigned long) (t_group_passed + t_group_failed));
-
-    if (t_group_failed) {
-        printf(", %lu failed", (unsigned long) t_group_failed);
-    }
-
-    printf("\n");
-}
-
-
-static int
-t_check(int ok, const char *fmt, ...)
-{
-    va_list  args;
-
-    if (ok) {
-        t_passed++;
-        t_group_passed++;
-        return 1;
-    }
-
-    t_failed++;
-    t_group_failed++;
-
-    if (t_failed <= T_MAX_FAILURES) {
-        printf("#   %s: ", t_group);
-        va_start(args, fmt);
-        vprintf(fmt, args);
-        va_end(args);
-        printf("\n");
-    }
-
-    return 0;
-}
-
-
-static void *
-t_alloc(size_t n)
-{
-    void  *p;
-
-    p = malloc(n ? n : 1);
-    if (p == NULL) {
-        fprintf(stderr, "out of memory\n");
-        exit(2);
-    }
-
-    return p;
-}
-
-
-static u_char *
-t_dup(const u_char *s, size_t n)
-{
-    u_char  *p;
-
-    p = t_alloc(n);
-
-    if (n) {
-        memcpy(p, s, n);
-    }
-
-    return p;
-}
-
-
-static void
 t_add(t_result_t *r, const u_char *event, size_t event_len,
     const u_char *data, size_t data_len, unsigned done, unsigned truncated,
     unsigned finish)
@@ -299,21 +214,6 @@ t_free(t_result_t *r)
 
     free(r->events);
     ngx_memzero(r, sizeof(t_result_t));
-}
-
-
-static ngx_uint_t
-t_rand(uint64_t *seed)
-{
-    /* splitmix64: the same numbers on every platform, unlike rand() */
-
-    uint64_t  z;
-
-    z = (*seed += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-
-    return (ngx_uint_t) (z ^ (z >> 31));
 }
 
 

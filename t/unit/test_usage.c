@@ -17,29 +17,18 @@
 
 
 #include "../../ngx_http_aigw_module/ngx_http_aigw_usage.c"
-
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
+#include "t_unit.h"
 
 
 #define T_UNSET  NGX_HTTP_AIGW_USAGE_UNSET
 
 
-static ngx_uint_t  t_passed;
-static ngx_uint_t  t_failed;
-
+/* a check named by what it checks and the input it read */
 
 static void
-t_check(int ok, const char *what, const char *input)
+t_is(int ok, const char *what, const char *input)
 {
-    if (ok) {
-        t_passed++;
-        return;
-    }
-
-    t_failed++;
-    fprintf(stderr, "FAIL: %s: %s\n", what, input);
+    (void) t_check(ok, "%s: %s", what, input);
 }
 
 
@@ -48,16 +37,7 @@ t_check(int ok, const char *what, const char *input)
 static u_char *
 t_exact(const char *s, size_t len)
 {
-    u_char  *p;
-
-    p = malloc(len ? len : 1);
-    if (p == NULL) {
-        abort();
-    }
-
-    memcpy(p, s, len);
-
-    return p;
+    return t_dup((const u_char *) s, len);
 }
 
 
@@ -153,11 +133,11 @@ t_usage(void)
         p = t_exact(c->text, len);
 
         rc = ngx_http_aigw_usage_read(&u, p, p + len);
-        t_check(rc == c->rc, "usage_read rc", c->text);
+        t_is(rc == c->rc, "usage_read rc", c->text);
 
         if (rc == NGX_OK && c->rc == NGX_OK) {
             for (i = 0; i < NGX_HTTP_AIGW_U_N; i++) {
-                t_check(u.n[i] == c->n[i], "usage_read count", c->text);
+                t_is(u.n[i] == c->n[i], "usage_read count", c->text);
             }
         }
 
@@ -176,7 +156,7 @@ t_usage(void)
 
             rc = ngx_http_aigw_usage_read(&u, p, p + cut);
 
-            t_check((rc == NGX_OK) == (cut >= end),
+            t_is((rc == NGX_OK) == (cut >= end),
                     "a prefix read as whole, or more as cut", c->text);
 
             free(p);
@@ -197,16 +177,16 @@ t_values(void)
     p = t_exact(s, len);
 
     v = ngx_http_aigw_usage_value(p, p + len, "\"usage\"", 7);
-    t_check(v != NULL && *v == '{', "value past an escaped lookalike", s);
+    t_is(v != NULL && *v == '{', "value past an escaped lookalike", s);
 
     v = ngx_http_aigw_usage_last_value(p, p + len, "\"usage\"", 7);
-    t_check(v != NULL && *v == '{', "last value", s);
+    t_is(v != NULL && *v == '{', "last value", s);
 
     v = ngx_http_aigw_usage_value(p, p + len, "\"b\"", 3);
-    t_check(v != NULL && *v == '2', "value of the last key", s);
+    t_is(v != NULL && *v == '2', "value of the last key", s);
 
     v = ngx_http_aigw_usage_value(p, p + len, "\"nope\"", 6);
-    t_check(v == NULL, "no such key", s);
+    t_is(v == NULL, "no such key", s);
 
     free(p);
 
@@ -216,11 +196,11 @@ t_values(void)
     len = strlen(s);
     p = t_exact(s, len);
 
-    t_check(ngx_http_aigw_usage_value(p, p + len, "\"usage\"", 7) == NULL,
+    t_is(ngx_http_aigw_usage_value(p, p + len, "\"usage\"", 7) == NULL,
             "a key without a value", s);
-    t_check(ngx_http_aigw_usage_last_value(p, p + len, "\"usage\"", 7)
+    t_is(ngx_http_aigw_usage_last_value(p, p + len, "\"usage\"", 7)
             == NULL, "a key without a value, from the end", s);
-    t_check(ngx_http_aigw_usage_last_value(p, p + 3, "\"usage\"", 7)
+    t_is(ngx_http_aigw_usage_last_value(p, p + 3, "\"usage\"", 7)
             == NULL, "text shorter than the key", s);
 
     free(p);
@@ -238,7 +218,7 @@ t_text_bytes(void)
     len = strlen(s);
     p = t_exact(s, len);
     n = ngx_http_aigw_usage_text_bytes(p, p + len, "\"content\"", 9);
-    t_check(n == 8, "text bytes, an escape counted once", s);
+    t_is(n == 8, "text bytes, an escape counted once", s);
     free(p);
 
     /*
@@ -250,21 +230,21 @@ t_text_bytes(void)
     len = strlen(s);
     p = t_exact(s, len);
     n = ngx_http_aigw_usage_text_bytes(p, p + len, "\"content\"", 9);
-    t_check(n == 3, "text bytes of a value cut after a backslash", s);
+    t_is(n == 3, "text bytes of a value cut after a backslash", s);
     free(p);
 
     s = "{\"content\":\"abc";
     len = strlen(s);
     p = t_exact(s, len);
     n = ngx_http_aigw_usage_text_bytes(p, p + len, "\"content\"", 9);
-    t_check(n == 3, "text bytes of a value cut", s);
+    t_is(n == 3, "text bytes of a value cut", s);
     free(p);
 
     s = "{\"content\":null,\"content\":\"xy\"}";
     len = strlen(s);
     p = t_exact(s, len);
     n = ngx_http_aigw_usage_text_bytes(p, p + len, "\"content\"", 9);
-    t_check(n == 2, "text bytes, a null value skipped", s);
+    t_is(n == 2, "text bytes, a null value skipped", s);
     free(p);
 }
 
@@ -272,11 +252,19 @@ t_text_bytes(void)
 int
 main(int argc, char **argv)
 {
+    t_begin("usage objects, every prefix");
     t_usage();
-    t_values();
-    t_text_bytes();
+    t_end();
 
-    printf("test_usage: %lu passed, %lu failed\n",
+    t_begin("values by key");
+    t_values();
+    t_end();
+
+    t_begin("bytes of text");
+    t_text_bytes();
+    t_end();
+
+    printf("%lu passed, %lu failed\n",
            (unsigned long) t_passed, (unsigned long) t_failed);
 
     return t_failed ? 1 : 0;

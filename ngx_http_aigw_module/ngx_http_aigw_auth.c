@@ -119,7 +119,8 @@ ngx_http_aigw_auth_cleanup(void *data)
 ngx_int_t
 ngx_http_aigw_auth_handler(ngx_http_request_t *r)
 {
-    u_char                      hash[EVP_MAX_MD_SIZE];
+    u_char                      hash[EVP_MAX_MD_SIZE], c;
+    size_t                      i;
     ngx_int_t                   rc;
     ngx_str_t                   secret;
     unsigned int                len;
@@ -140,6 +141,26 @@ ngx_http_aigw_auth_handler(ngx_http_request_t *r)
                != NGX_OK)
         {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        /*
+         * It may come from the client, through a variable, and goes
+         * into a header line to the provider and into logs
+         */
+
+        for (i = 0; i < ctx->tenant.len; i++) {
+            c = ctx->tenant.data[i];
+
+            if (c < 0x20 || c == 0x7f) {
+                ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                              "aigw: the tenant has a control character "
+                              "at byte %uz", i);
+                ngx_str_null(&ctx->tenant);
+                return ngx_http_aigw_error(r, ctx, NGX_HTTP_BAD_REQUEST,
+                                           "invalid_tenant",
+                                           "The tenant of the request is "
+                                           "not a valid header value.");
+            }
         }
 
         return NGX_DECLINED;

@@ -24,6 +24,20 @@
 static void ngx_http_aigw_body_post(ngx_http_request_t *r);
 static ngx_int_t ngx_http_aigw_body_scan(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx);
+static ngx_int_t ngx_http_aigw_body_check(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
+static ngx_int_t ngx_http_aigw_body_messages(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_field_t *f);
+static ngx_int_t ngx_http_aigw_body_input(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, const char *name, ngx_http_aigw_field_t *f);
+static ngx_int_t ngx_http_aigw_body_text(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
+static ngx_int_t ngx_http_aigw_body_refuse(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, const char *code, const char *fmt, ...);
+static const char *ngx_http_aigw_body_type(u_char c);
+static u_char *ngx_http_aigw_body_next(u_char *p, u_char *last);
+static u_char *ngx_http_aigw_body_skip(u_char *p, u_char *last);
+static u_char *ngx_http_aigw_body_utf8(u_char *p, u_char *last);
 static ngx_int_t ngx_http_aigw_body_collect(ngx_http_request_t *r,
     ngx_str_t *body);
 static ngx_int_t ngx_http_aigw_body_json_string(ngx_pool_t *pool,
@@ -187,6 +201,17 @@ ngx_http_aigw_body_scan(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
 
         n = body.data + body.len - p;
 
+        if (s->reason && ngx_strcmp(s->reason, "nested too deeply") == 0) {
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "aigw: request body is nested too deeply, "
+                          "at byte %uz", s->error);
+            return ngx_http_aigw_error(r, ctx, NGX_HTTP_BAD_REQUEST,
+                                       "invalid_json",
+                                       "The request body is nested too "
+                                       "deeply (more than %d levels).",
+                                       NGX_HTTP_AIGW_SCAN_DEPTH);
+        }
+
         if (n == 0 || !(*p == '[' || *p == '"' || *p == '-'
               || (*p >= '0' && *p <= '9')
               || (n >= 4 && ngx_strncmp(p, "true", 4) == 0)
@@ -268,7 +293,484 @@ ngx_http_aigw_body_scan(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
                                    "Embeddings cannot be streamed.");
     }
 
+    return ngx_http_aigw_body_check(r, ctx);
+}
+
+
+/*
+ * What the gateway refuses itself, before any provider is called: the
+ * fields it and the providers read, of the wrong type or missing, and
+ * text a policy step would read that is not text (a NUL, invalid
+ * UTF-8).  Returns NGX_OK, or 400 with the error recorded and logged.
+ */
+
+static ngx_int_t
+ngx_http_aigw_body_check(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
+{
+    u_char                 *p;
+    ngx_int_t               rc;
+    ngx_uint_t              i;
+    ngx_http_aigw_field_t  *f;
+
+    static ngx_uint_t  counts[] = {
+        NGX_HTTP_AIGW_F_MAX_TOKENS, NGX_HTTP_AIGW_F_MAX_COMPLETION_TOKENS
+    };
+
+    static const char  *names[] = {
+        "max_tokens", "max_completion_tokens"
+    };
+
+    for (i = 0; i < 2; i++) {
+        f = &ctx->scan.field[counts[i]];
+
+        if (f->key == NULL || *f->start == 'n') {
+            continue;
+        }
+
+        /* a number of digits only, no sign, fraction or exponent */
+
+        for (p = f->start; p < f->end; p++) {
+            if (*p < '0' || *p > '9') {
+                break;
+            }
+        }
+
+        if (p == f->start || p != f->end) {
+            return ngx_http_aigw_body_refuse(r, ctx, "invalid_type",
+                                             "Invalid type for '%s': "
+                                             "expected a non-negative "
+                                             "integer.", names[i]);
+        }
+    }
+
+    switch (ctx->endpoint) {
+
+    case NGX_HTTP_AIGW_EP_CHAT:
+    case NGX_HTTP_AIGW_EP_MESSAGES:
+        rc = ngx_http_aigw_body_messages(r, ctx,
+                                   &ctx->scan.field[NGX_HTTP_AIGW_F_MESSAGES]);
+        break;
+
+    case NGX_HTTP_AIGW_EP_EMBEDDINGS:
+        rc = ngx_http_aigw_body_input(r, ctx, "input",
+                                      &ctx->scan.field[NGX_HTTP_AIGW_F_INPUT]);
+        break;
+
+    case NGX_HTTP_AIGW_EP_COMPLETIONS:
+        rc = ngx_http_aigw_body_input(r, ctx, "prompt",
+                                     &ctx->scan.field[NGX_HTTP_AIGW_F_PROMPT]);
+        break;
+
+    default:
+        rc = NGX_OK;
+    }
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    return ngx_http_aigw_body_text(r, ctx);
+}
+
+
+/* "messages": an array of objects, each with a string "role" */
+
+static ngx_int_t
+ngx_http_aigw_body_messages(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
+    ngx_http_aigw_field_t *f)
+{
+    u_char      *p, *last, *q, *end, *key, *role;
+    ngx_uint_t   i;
+
+    if (f->key == NULL) {
+        return ngx_http_aigw_body_refuse(r, ctx, "missing_required_parameter",
+                                         "Missing required parameter: "
+                                         "'messages'.");
+    }
+
+    if (*f->start != '[') {
+        return ngx_http_aigw_body_refuse(r, ctx, "invalid_type",
+                                         "Invalid type for 'messages': "
+                                         "expected an array of objects, "
+                                         "but got %s instead.",
+                                         ngx_http_aigw_body_type(*f->start));
+    }
+
+    p = f->start + 1;
+    last = f->end - 1;
+
+    for (i = 0; /* void */ ; i++) {
+        p = ngx_http_aigw_body_next(p, last);
+
+        if (p == last) {
+            return NGX_OK;
+        }
+
+        if (*p != '{') {
+            return ngx_http_aigw_body_refuse(r, ctx, "invalid_type",
+                                             "Invalid type for "
+                                             "'messages[%ui]': expected an "
+                                             "object, but got %s instead.",
+                                             i, ngx_http_aigw_body_type(*p));
+        }
+
+        end = ngx_http_aigw_body_skip(p, last);
+        role = NULL;
+
+        /* the members: a key, its value; the last "role" counts */
+
+        for (q = p + 1; /* void */ ; /* void */ ) {
+            q = ngx_http_aigw_body_next(q, end - 1);
+
+            if (q >= end - 1) {
+                break;
+            }
+
+            key = q;
+            q = ngx_http_aigw_body_skip(q, end - 1);
+
+            if (ngx_http_aigw_scan_equal(key + 1, q - 1, (u_char *) "role",
+                                         sizeof("role") - 1))
+            {
+                role = ngx_http_aigw_body_next(q, end - 1);
+            }
+
+            q = ngx_http_aigw_body_next(q, end - 1);
+
+            q = ngx_http_aigw_body_skip(q, end - 1);
+        }
+
+        if (role == NULL) {
+            return ngx_http_aigw_body_refuse(r, ctx,
+                                             "missing_required_parameter",
+                                             "Missing required parameter: "
+                                             "'messages[%ui].role'.", i);
+        }
+
+        if (*role != '"') {
+            return ngx_http_aigw_body_refuse(r, ctx, "invalid_type",
+                                             "Invalid type for "
+                                             "'messages[%ui].role': expected "
+                                             "a string, but got %s instead.",
+                                             i, ngx_http_aigw_body_type(*role));
+        }
+
+        p = end;
+    }
+}
+
+
+/*
+ * "input" of embeddings, "prompt" of completions: a string, or an array
+ * of strings, of token numbers, or of arrays of token numbers
+ */
+
+static ngx_int_t
+ngx_http_aigw_body_input(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
+    const char *name, ngx_http_aigw_field_t *f)
+{
+    u_char      *p, *last, *q, *end;
+    ngx_uint_t   i;
+
+    if (f->key == NULL) {
+        return ngx_http_aigw_body_refuse(r, ctx, "missing_required_parameter",
+                                         "Missing required parameter: "
+                                         "'%s'.", name);
+    }
+
+    if (*f->start == '"') {
+        return NGX_OK;
+    }
+
+    if (*f->start != '[') {
+        goto invalid;
+    }
+
+    p = f->start + 1;
+    last = f->end - 1;
+
+    for (i = 0; /* void */ ; i++) {
+        p = ngx_http_aigw_body_next(p, last);
+
+        if (p == last) {
+            return NGX_OK;
+        }
+
+        end = ngx_http_aigw_body_skip(p, last);
+
+        if (*p == '[') {
+            for (q = ngx_http_aigw_body_next(p + 1, end - 1);
+                 q < end - 1;
+                 q = ngx_http_aigw_body_next(q, end - 1))
+            {
+                if (*q != '-' && (*q < '0' || *q > '9')) {
+                    goto invalid;
+                }
+
+                q = ngx_http_aigw_body_skip(q, end - 1);
+            }
+
+        } else if (*p != '"' && *p != '-' && (*p < '0' || *p > '9')) {
+            goto invalid;
+        }
+
+        p = end;
+    }
+
+invalid:
+
+    return ngx_http_aigw_body_refuse(r, ctx, "invalid_type",
+                                     "Invalid type for '%s': expected a "
+                                     "string, an array of strings, an "
+                                     "array of tokens or an array of token "
+                                     "arrays.", name);
+}
+
+
+/*
+ * The text spans a policy step reads: no NUL, raw or escaped (C string
+ * functions, PCRE patterns and logs would see less than the provider),
+ * and valid UTF-8 (PCRE2 in UTF mode refuses anything else).  Escapes
+ * are ASCII; a lone surrogate unescapes to U+FFFD.
+ */
+
+static ngx_int_t
+ngx_http_aigw_body_text(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
+{
+    u_char                 *p, *last;
+    ngx_uint_t              i, k;
+    const char             *name, *why;
+    ngx_http_aigw_span_t   *t;
+    ngx_http_aigw_field_t  *f;
+
+    static ngx_uint_t  fields[] = {
+        NGX_HTTP_AIGW_F_MESSAGES, NGX_HTTP_AIGW_F_INPUT,
+        NGX_HTTP_AIGW_F_PROMPT, NGX_HTTP_AIGW_F_SYSTEM
+    };
+
+    static const char  *names[] = {
+        "messages", "input", "prompt", "system"
+    };
+
+    for (i = 0; i < ctx->scan.ntext && i < ctx->scan.text_size; i++) {
+        t = &ctx->scan.text[i];
+        why = NULL;
+
+        for (p = t->start, last = t->end; p < last; /* void */ ) {
+
+            if (*p == '\\') {
+                if (last - p >= 6 && ngx_strncmp(p + 1, "u0000", 5) == 0) {
+                    why = "a NUL character";
+                    break;
+                }
+
+                p += 2;
+                continue;
+            }
+
+            if (*p < 0x80) {
+                p++;
+                continue;
+            }
+
+            p = ngx_http_aigw_body_utf8(p, last);
+
+            if (p == NULL) {
+                why = "invalid UTF-8";
+                break;
+            }
+        }
+
+        if (why == NULL) {
+            continue;
+        }
+
+        name = "messages";
+
+        for (k = 0; k < 4; k++) {
+            f = &ctx->scan.field[fields[k]];
+
+            if (f->key && t->start >= f->start && t->end <= f->end) {
+                name = names[k];
+                break;
+            }
+        }
+
+        return ngx_http_aigw_body_refuse(r, ctx, "invalid_value",
+                                         "Invalid value for '%s': its text "
+                                         "has %s.", name, why);
+    }
+
     return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_aigw_body_refuse(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
+    const char *code, const char *fmt, ...)
+{
+    u_char   *p;
+    va_list   args;
+    u_char    msg[NGX_MAX_ERROR_STR];
+
+    va_start(args, fmt);
+    p = ngx_vslprintf(msg, msg + sizeof(msg), fmt, args);
+    va_end(args);
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "aigw: request refused: %*s", (size_t) (p - msg), msg);
+
+    return ngx_http_aigw_error(r, ctx, NGX_HTTP_BAD_REQUEST, code, "%*s",
+                               (size_t) (p - msg), msg);
+}
+
+
+static const char *
+ngx_http_aigw_body_type(u_char c)
+{
+    switch (c) {
+    case '"':
+        return "a string";
+    case '{':
+        return "an object";
+    case '[':
+        return "an array";
+    case 't':
+    case 'f':
+        return "a boolean";
+    case 'n':
+        return "null";
+    default:
+        return "a number";
+    }
+}
+
+
+/*
+ * A small walker over a span the scan has validated already: it needs
+ * to tell strings from the rest and count brackets only, and is bounded
+ * by last all the same.  next() goes past white space and the commas
+ * and colons between values, skip() past one value.
+ */
+
+static u_char *
+ngx_http_aigw_body_next(u_char *p, u_char *last)
+{
+    while (p < last && (*p == ' ' || *p == '\t' || *p == CR || *p == LF
+                        || *p == ',' || *p == ':'))
+    {
+        p++;
+    }
+
+    return p;
+}
+
+
+static u_char *
+ngx_http_aigw_body_skip(u_char *p, u_char *last)
+{
+    ngx_uint_t  depth;
+
+    depth = 0;
+
+    while (p < last) {
+
+        switch (*p) {
+
+        case '"':
+            for (p++; p < last && *p != '"'; p++) {
+                if (*p == '\\') {
+                    p++;
+                }
+            }
+
+            p++;
+            break;
+
+        case '{':
+        case '[':
+            depth++;
+            p++;
+            continue;
+
+        case '}':
+        case ']':
+            depth--;
+            p++;
+            break;
+
+        case ' ': case '\t': case CR: case LF: case ',': case ':':
+            p++;
+            continue;
+
+        default:
+            /* a number or a literal */
+            while (p < last && *p != ',' && *p != '}' && *p != ']'
+                   && *p != ' ' && *p != '\t' && *p != CR && *p != LF)
+            {
+                p++;
+            }
+        }
+
+        if (depth == 0) {
+            break;
+        }
+    }
+
+    return p < last ? p : last;
+}
+
+
+/*
+ * One UTF-8 sequence at p, by RFC 3629: no overlong forms, no surrogates,
+ * nothing past U+10FFFF.  Returns its end, or NULL.
+ */
+
+static u_char *
+ngx_http_aigw_body_utf8(u_char *p, u_char *last)
+{
+    u_char      c;
+    uint32_t    cp, min;
+    ngx_uint_t  n;
+
+    c = *p++;
+
+    if (c >= 0xc2 && c <= 0xdf) {
+        n = 1;
+        cp = c & 0x1f;
+        min = 0x80;
+
+    } else if (c >= 0xe0 && c <= 0xef) {
+        n = 2;
+        cp = c & 0x0f;
+        min = 0x800;
+
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 3;
+        cp = c & 0x07;
+        min = 0x10000;
+
+    } else {
+        return NULL;
+    }
+
+    if ((size_t) (last - p) < n) {
+        return NULL;
+    }
+
+    while (n--) {
+        if ((*p & 0xc0) != 0x80) {
+            return NULL;
+        }
+
+        cp = (cp << 6) | (*p++ & 0x3f);
+    }
+
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
+        return NULL;
+    }
+
+    return p;
 }
 
 
@@ -310,7 +812,13 @@ ngx_http_aigw_body_collect(ngx_http_request_t *r, ngx_str_t *body)
         b = cl->buf;
 
         if (!b->in_file) {
-            p = ngx_cpymem(p, b->pos, b->last - b->pos);
+
+            /* a chunked body may end in an empty buffer, pos NULL */
+
+            if (b->last != b->pos) {
+                p = ngx_cpymem(p, b->pos, b->last - b->pos);
+            }
+
             continue;
         }
 

@@ -23,6 +23,7 @@ static char *ngx_http_aigw_keys_entry(ngx_conf_t *cf, cJSON *item,
     ngx_http_aigw_key_t *key);
 static char *ngx_http_aigw_keys_string(ngx_conf_t *cf, cJSON *obj,
     const char *name, ngx_uint_t required, ngx_str_t *out);
+static ngx_uint_t ngx_http_aigw_keys_control(u_char *p);
 static char *ngx_http_aigw_keys_number(cJSON *obj, const char *name,
     ngx_uint_t *out);
 static char *ngx_http_aigw_keys_time(cJSON *obj, const char *name,
@@ -334,6 +335,14 @@ ngx_http_aigw_keys_entry(ngx_conf_t *cf, cJSON *item,
             s.data = (u_char *) m->string;
             s.len = ngx_strlen(m->string);
 
+            /* names and values go into variables, headers and logs */
+
+            if (ngx_http_aigw_keys_control((u_char *) m->string)
+                || ngx_http_aigw_keys_control((u_char *) m->valuestring))
+            {
+                return "field \"metadata\" has a control character";
+            }
+
             /* $aigw_meta_<name> is looked up by lowercase name */
 
             key->meta[n].name.data = ngx_pnalloc(cf->pool, s.len);
@@ -455,7 +464,6 @@ static char *
 ngx_http_aigw_keys_string(ngx_conf_t *cf, cJSON *obj, const char *name,
     ngx_uint_t required, ngx_str_t *out)
 {
-    u_char     *p;
     cJSON      *v;
     ngx_str_t   s;
 
@@ -485,12 +493,10 @@ ngx_http_aigw_keys_string(ngx_conf_t *cf, cJSON *obj, const char *name,
 
     /* these values go into headers and logs */
 
-    for (p = s.data; p < s.data + s.len; p++) {
-        if (*p < 0x20 || *p == 0x7f) {
-            ngx_snprintf((u_char *) buf, sizeof(buf),
-                         "field \"%s\" has a control character%Z", name);
-            return buf;
-        }
+    if (ngx_http_aigw_keys_control(s.data)) {
+        ngx_snprintf((u_char *) buf, sizeof(buf),
+                     "field \"%s\" has a control character%Z", name);
+        return buf;
     }
 
     out->len = s.len;
@@ -501,6 +507,21 @@ ngx_http_aigw_keys_string(ngx_conf_t *cf, cJSON *obj, const char *name,
     }
 
     return NGX_CONF_OK;
+}
+
+
+/* 1 if a C string has a control character (cJSON's hold no NUL) */
+
+static ngx_uint_t
+ngx_http_aigw_keys_control(u_char *p)
+{
+    for ( /* void */ ; *p; p++) {
+        if (*p < 0x20 || *p == 0x7f) {
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 
@@ -548,8 +569,13 @@ ngx_http_aigw_keys_time(cJSON *obj, const char *name, time_t *out)
         return NGX_CONF_OK;
     }
 
+    /*
+     * 0 means "never": a time that rounds down to the epoch itself (0.5,
+     * "1970-01-01T00:00:00Z") is one second later, long past all the same
+     */
+
     if (cJSON_IsNumber(v) && v->valuedouble > 0 && v->valuedouble < 1e11) {
-        *out = (time_t) v->valuedouble;
+        *out = ngx_max((time_t) v->valuedouble, 1);
         return NGX_CONF_OK;
     }
 
@@ -594,6 +620,10 @@ ngx_http_aigw_keys_time(cJSON *obj, const char *name, time_t *out)
 
     *out = (time_t) (era * 146097 + doe - 719468) * 86400
            + hour * 3600 + min * 60 + sec;
+
+    if (*out == 0) {
+        *out = 1;
+    }
 
     return NGX_CONF_OK;
 

@@ -19,6 +19,13 @@
 
 
 #define NGX_HTTP_AIGW_METER_TAIL  16384
+#define NGX_HTTP_AIGW_METER_MAX   ((uint64_t) -1)
+
+
+static uint64_t ngx_http_aigw_meter_mul(uint64_t a, uint64_t b,
+    ngx_uint_t *overflow);
+static uint64_t ngx_http_aigw_meter_add(uint64_t a, uint64_t b,
+    ngx_uint_t *overflow);
 
 
 /* a JSON answer: its tail is kept, "usage" is near its end */
@@ -161,9 +168,7 @@ ngx_http_aigw_meter_usage(ngx_http_aigw_ctx_t *ctx, u_char *p, u_char *last,
 void
 ngx_http_aigw_meter_finish(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
 {
-    uint64_t                cost;
-    ngx_uint_t              uncached;
-    ngx_http_aigw_model_t  *m;
+    ngx_uint_t  overflow;
 
     if (ctx->metered || ctx->attempts == 0) {
         return;
@@ -180,19 +185,82 @@ ngx_http_aigw_meter_finish(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
         ctx->cached_tokens = 0;
     }
 
+    overflow = 0;
+
+    ctx->cost = ngx_http_aigw_meter_cost(ctx, &overflow);
+
+    if (overflow) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "aigw: the cost of %ui prompt, %ui cached and %ui "
+                      "completion tokens of \"%V\" does not fit in 64 "
+                      "bits, counted as %uL micro-dollars",
+                      ctx->prompt_tokens, ctx->cached_tokens,
+                      ctx->completion_tokens,
+                      &ctx->candidates[ctx->last]->name, ctx->cost);
+    }
+}
+
+
+/*
+ * The cost of the tokens counted so far, in micro-dollars, rounded.
+ * Prices are micro-dollars per million tokens, integers throughout; a
+ * sum past 2^64 (counts a provider says near 2^32, large prices) stays
+ * at 2^64 - 1 and sets *overflow.
+ */
+
+uint64_t
+ngx_http_aigw_meter_cost(ngx_http_aigw_ctx_t *ctx, ngx_uint_t *overflow)
+{
+    uint64_t                cost, uncached;
+    ngx_http_aigw_model_t  *m;
+
+    if (ctx->attempts == 0) {
+        return 0;
+    }
+
     m = ctx->candidates[ctx->last];
 
     uncached = ctx->prompt_tokens > ctx->cached_tokens
                ? ctx->prompt_tokens - ctx->cached_tokens : 0;
 
-    /* prices are micro-dollars per million tokens: integers throughout */
+    cost = ngx_http_aigw_meter_add(
+               ngx_http_aigw_meter_mul(uncached, m->input_price, overflow),
+               ngx_http_aigw_meter_mul(ctx->cached_tokens,
+                                       m->cached_price ? m->cached_price
+                                                       : m->input_price,
+                                       overflow),
+               overflow);
 
-    cost = (uint64_t) uncached * m->input_price
-           + (uint64_t) ctx->cached_tokens
-             * (m->cached_price ? m->cached_price : m->input_price)
-           + (uint64_t) ctx->completion_tokens * m->output_price;
+    cost = ngx_http_aigw_meter_add(cost,
+               ngx_http_aigw_meter_mul(ctx->completion_tokens,
+                                       m->output_price, overflow),
+               overflow);
 
-    ctx->cost = (cost + 500000) / 1000000;
+    return cost / 1000000 + (cost % 1000000 >= 500000);
+}
+
+
+static uint64_t
+ngx_http_aigw_meter_mul(uint64_t a, uint64_t b, ngx_uint_t *overflow)
+{
+    if (b && a > NGX_HTTP_AIGW_METER_MAX / b) {
+        *overflow = 1;
+        return NGX_HTTP_AIGW_METER_MAX;
+    }
+
+    return a * b;
+}
+
+
+static uint64_t
+ngx_http_aigw_meter_add(uint64_t a, uint64_t b, ngx_uint_t *overflow)
+{
+    if (a > NGX_HTTP_AIGW_METER_MAX - b) {
+        *overflow = 1;
+        return NGX_HTTP_AIGW_METER_MAX;
+    }
+
+    return a + b;
 }
 
 

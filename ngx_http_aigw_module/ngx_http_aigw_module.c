@@ -23,6 +23,7 @@ static char *ngx_http_aigw_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 static ngx_int_t ngx_http_aigw_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_uint_t ngx_http_aigw_answer_done(ngx_http_request_t *r);
 static u_char *ngx_http_aigw_number(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, uintptr_t data, u_char *p);
 static ngx_int_t ngx_http_aigw_meta_variable(ngx_http_request_t *r,
@@ -497,7 +498,9 @@ ngx_http_aigw_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
         break;
 
     case NGX_HTTP_AIGW_VAR_USAGE_SOURCE:
-        ngx_http_aigw_meter_finish(r, ctx);
+        if (ngx_http_aigw_answer_done(r)) {
+            ngx_http_aigw_meter_finish(r, ctx);
+        }
 
         if (ctx->usage_source == NGX_HTTP_AIGW_USAGE_PROVIDER) {
             ngx_str_set(&s, "provider");
@@ -541,15 +544,21 @@ ngx_http_aigw_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
 }
 
 
-/* the numeric variables; tokens and cost once the answer is read */
+/*
+ * The numeric variables.  Tokens and cost are settled once upstream is
+ * done with the answer; read before (add_header ... always), they are
+ * what is known so far, and settle nothing.
+ */
 
 static u_char *
 ngx_http_aigw_number(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     uintptr_t data, u_char *p)
 {
+    uint64_t    cost;
+    ngx_uint_t  overflow;
     ngx_msec_t  ms;
 
-    if (data >= NGX_HTTP_AIGW_VAR_PROMPT) {
+    if (data >= NGX_HTTP_AIGW_VAR_PROMPT && ngx_http_aigw_answer_done(r)) {
         ngx_http_aigw_meter_finish(r, ctx);
     }
 
@@ -572,8 +581,11 @@ ngx_http_aigw_number(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
         return ngx_sprintf(p, "%ui", ctx->reasoning_tokens);
 
     case NGX_HTTP_AIGW_VAR_COST:
-        return ngx_sprintf(p, "%uL.%06uL", ctx->cost / 1000000,
-                           ctx->cost % 1000000);
+        overflow = 0;
+        cost = ctx->metered ? ctx->cost
+                            : ngx_http_aigw_meter_cost(ctx, &overflow);
+
+        return ngx_sprintf(p, "%uL.%06uL", cost / 1000000, cost % 1000000);
 
     case NGX_HTTP_AIGW_VAR_TTFT:
     case NGX_HTTP_AIGW_VAR_LATENCY:
@@ -586,6 +598,15 @@ ngx_http_aigw_number(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     default: /* NGX_HTTP_AIGW_VAR_ATTEMPTS */
         return ngx_sprintf(p, "%ui", ctx->attempts);
     }
+}
+
+
+/* upstream has finalized (it clears u->cleanup then), or never began */
+
+static ngx_uint_t
+ngx_http_aigw_answer_done(ngx_http_request_t *r)
+{
+    return r->upstream == NULL || r->upstream->cleanup == NULL;
 }
 
 

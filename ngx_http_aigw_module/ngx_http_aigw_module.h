@@ -385,6 +385,8 @@ void ngx_http_aigw_meter_estimate(ngx_http_aigw_ctx_t *ctx, u_char *p,
     u_char *last, const char *key, size_t len);
 void ngx_http_aigw_meter_finish(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx);
+uint64_t ngx_http_aigw_meter_cost(ngx_http_aigw_ctx_t *ctx,
+    ngx_uint_t *overflow);
 
 /* filter.c */
 ngx_int_t ngx_http_aigw_filter_init(ngx_conf_t *cf);

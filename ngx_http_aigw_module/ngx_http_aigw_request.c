@@ -342,6 +342,10 @@ ngx_http_aigw_request_skip(ngx_hash_t *drop, ngx_table_elt_t *h,
 
     /* headers the client named in "Connection" are hop-by-hop too */
 
+    if (connection->len == 0) {
+        return 0;    /* and NULL + 0 is undefined */
+    }
+
     p = connection->data;
     last = p + connection->len;
 

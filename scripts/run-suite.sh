@@ -12,7 +12,10 @@
 #   --workdir DIR   servroot and sanitizer logs go here (default build/t-<name>)
 #   --port N        TEST_NGINX_SERVER_PORT  (default 1984)
 #
-# All blocks' error logs are appended to DIR/error.log.
+# All blocks' error logs are appended to DIR/error.log.  Every answer,
+# log and provider request is recorded in DIR/secrets, and after the
+# suites scripts/check-secrets.pl fails the run if any of them holds a
+# key of t/data/secrets.txt (a provider's key may reach the provider).
 #
 # Every nginx and mock a suite starts must be gone when it ends, also when
 # a test fails or the run is interrupted: after the suites, a process that
@@ -144,8 +147,8 @@ stop_suite_procs() {
 
 stop_suite_procs "processes left by an earlier run, stopped now"
 # Nothing from an earlier run may be mistaken for this run's output.
-rm -rf "$servroot" "$errlog" "$workdir/tmp"
-mkdir -p "$workdir/tmp"
+rm -rf "$servroot" "$errlog" "$workdir/tmp" "$workdir/secrets"
+mkdir -p "$workdir/tmp" "$workdir/secrets"
 
 binary=$nginx
 if [ -n "$libasan" ]; then
@@ -247,6 +250,8 @@ export TEST_NGINX_ERROR_LOG="$errlog"
 # found when they are done
 export AIGW_TEST_TMPDIR="$workdir/tmp"
 export AIGW_SUITE_WORKDIR="$workdir"
+# every answer, log and provider request of the run, for the secrets check
+export AIGW_SECRETS_DIR="$workdir/secrets"
 
 echo "run-suite: ${#files[@]} file(s), module $module," \
     "servroot $servroot, port $port${libasan:+, ASan+UBSan}"
@@ -285,6 +290,14 @@ last_errlog="$errlog"
 [ -s "$errlog" ] || last_errlog="$servroot/logs/error.log"
 if ! sanitizer_reports "$last_errlog" "$servroot/logs/nginx.stderr"; then
     echo "run-suite: FAIL: ASan/UBSan reported errors (see above)" >&2
+    rc=1
+fi
+
+# Secrets never leak: no key of t/data/secrets.txt in any log line, answer
+# or metric of the run, nor in a provider request but a provider's own key.
+if ! perl scripts/check-secrets.pl t/data/secrets.txt "$AIGW_SECRETS_DIR" \
+        "$errlog" "$servroot"/logs/*.log; then
+    echo "run-suite: FAIL: a secret leaked (see above)" >&2
     rc=1
 fi
 exit $rc

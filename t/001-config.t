@@ -156,6 +156,10 @@ ok(!$ok, 'two keys are refused');
         'badexp.json' => '[{"id":"k1","hash":"' . $h . '","tenant":"t",'
                          . '"expires_at":"tomorrow"}]',
         'ctl.json' => '[{"id":"k1","hash":"' . $h . '","tenant":"a\\r\\nX: y"}]',
+        'metactl.json' => '[{"id":"k1","hash":"' . $h . '","tenant":"t",'
+                          . '"metadata":{"a":"b\\r\\nX: y"}}]',
+        'metaname.json' => '[{"id":"k1","hash":"' . $h . '","tenant":"t",'
+                           . '"metadata":{"a\\u0001":"b"}}]',
         'good.json' => '[{"id":"k1","hash":"' . $h . '","tenant":"t",'
                        . '"limits":{"rpm":60},"budget":{"usd":5.5,'
                        . '"period":"day"},"metadata":{"a":"b"},'
@@ -207,6 +211,14 @@ ok(!$ok, 'two keys are refused');
     ($ok, $out) = nginx_t("$p\naigw_keys $dir/ctl.json;", %key);
     like($out, qr/field "tenant" has a control character/,
          'a control character in a tenant');
+
+    ($ok, $out) = nginx_t("$p\naigw_keys $dir/metactl.json;", %key);
+    like($out, qr/entry 1 \(id "k1"\): field "metadata" has a control char/,
+         'a control character in a metadata value');
+
+    ($ok, $out) = nginx_t("$p\naigw_keys $dir/metaname.json;", %key);
+    like($out, qr/field "metadata" has a control character/,
+         'a control character in a metadata name');
 
     open my $pf, '>', "$dir/prices-bad.json" or die;
     print $pf '{"x": {"input_cost_per_token": "cheap"}}';

@@ -224,7 +224,7 @@ aigw: provider "badjson" answered 200 with a JSON object cut short
 --- config eval: $::Config
 --- request
 POST /v1/chat/completions
-{"model":"sk-provider-secret","messages":[]}
+{"model":"no-such-model","messages":[]}
 --- more_headers
 Authorization: Bearer sk-client-secret
 --- error_code: 404

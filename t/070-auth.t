@@ -27,6 +27,10 @@ my @keys = (
       tenant => 'globex', expires_at => '2099-12-31T23:59:59Z' },
     { id => 'key_epoch', secret => 'sk-aigw-test-epoch',
       tenant => 'globex', expires_at => 1000 },
+    { id => 'key_half', secret => 'sk-aigw-test-half',
+      tenant => 'globex', expires_at => 0.5 },
+    { id => 'key_1970', secret => 'sk-aigw-test-1970',
+      tenant => 'globex', expires_at => '1970-01-01T00:00:00Z' },
     { id => 'key_utf8', secret => "sk-aigw-\xd0\xba\xd0\xbb\xd1\x8e\xd1\x87",
       tenant => 'initech' },
 );
@@ -479,3 +483,76 @@ Authorization: Token abc
 --- error_code: 401
 --- error_log
 aigw: "Authorization" is not a bearer token
+
+
+
+=== TEST 21: an expiry at the epoch itself is past, not "never" (0.5)
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request
+POST /v1/chat/completions
+{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}
+--- more_headers
+Authorization: Bearer sk-aigw-test-half
+--- error_code: 403
+--- error_log
+aigw: API key "key_half" has expired
+
+
+
+=== TEST 22: an expiry at the epoch itself is past, not "never" (1970)
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request
+POST /v1/chat/completions
+{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}
+--- more_headers
+Authorization: Bearer sk-aigw-test-1970
+--- error_code: 403
+--- error_log
+aigw: API key "key_1970" has expired
+
+
+
+=== TEST 23: a tenant that cannot be a header value is refused
+The tenant comes from the URI, decoded: CR and LF in it.
+--- http_config eval: $::HttpConfig
+--- config
+    location ~ ^/t/(?<team>[^/]+)/v1/ {
+        aigw_auth off;
+        aigw_tenant $team;
+        aigw_pass;
+    }
+--- request
+POST /t/a%0D%0AX-Evil:%201/v1/chat/completions
+{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}
+--- error_code: 400
+--- response_body chomp
+{"error":{"message":"The tenant of the request is not a valid header value.","type":"invalid_request_error","param":null,"code":"invalid_tenant"}}
+--- error_log
+aigw: the tenant has a control character at byte 1
+
+
+
+=== TEST 24: a tenant with a tab is refused, before any provider
+--- http_config eval: $::HttpConfig
+--- config
+    location ~ ^/t/(?<team>[^/]+)/v1/ {
+        aigw_auth off;
+        aigw_tenant $team;
+        aigw_pass;
+    }
+    location /_mock/ {
+        proxy_pass http://127.0.0.1:$TEST_NGINX_MOCK_PORT;
+    }
+--- request eval
+["GET /_mock/reset",
+"POST /t/tab%09/v1/chat/completions
+{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
+"GET /_mock/stats",
+"POST /t/fine/v1/chat/completions
+{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}"]
+--- error_code eval
+[200, 400, 200, 200]
+--- response_body_like eval
+[qr/./, qr/invalid_tenant/, qr/"requests": *0/, qr/Mock answer/]

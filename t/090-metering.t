@@ -309,3 +309,72 @@ POST /v1/chat/completions
 {"model":"own","messages":[{"role":"user","content":"hello there"}]}
 --- access_log
 p=3 c=7 cost=0.000007
+
+
+
+=== TEST 18: variables read at header time settle nothing (JSON)
+add_header reads them before the answer's body has passed: they show
+what is known so far, and the access log gets the whole request.
+--- http_config eval: $::HttpConfig
+--- config
+    location /v1/ {
+        access_log logs/access.log meter;
+        add_header X-Latency $aigw_latency always;
+        add_header X-Tokens $aigw_total_tokens always;
+        add_header X-Cost $aigw_cost always;
+        add_header X-Source $aigw_usage_source always;
+        aigw_pass;
+    }
+--- request
+POST /v1/chat/completions
+{"model":"gpt-4o","messages":[{"role":"user","content":"hello there"}]}
+--- response_headers_like
+X-Latency: \d+\.\d{3}
+X-Cost: 0\.\d{6}
+--- response_body_like: "usage":\{"prompt_tokens":3,"completion_tokens":7
+--- access_log eval
+qr/^p=3 c=7 t=10 k=0 r=0 src=provider cost=0\.000078 stream=0 /
+
+
+
+=== TEST 19: variables read at header time settle nothing (stream)
+--- http_config eval: $::HttpConfig
+--- config
+    location /v1/ {
+        access_log logs/access.log meter;
+        add_header X-Latency $aigw_latency always;
+        add_header X-Cost $aigw_cost always;
+        add_header X-Source $aigw_usage_source always;
+        aigw_pass;
+    }
+--- request
+POST /v1/chat/completions
+{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hello there"}]}
+--- response_headers
+X-Cost: 0.000000
+--- response_body_like: data: \[DONE\]
+--- access_log eval
+qr/^p=3 c=7 t=10 k=0 r=0 src=provider cost=0\.000078 stream=1 /
+
+
+
+=== TEST 20: a cost past 2^64 micro-dollars saturates, and is logged
+10^8 reasoning tokens at $9,999,999 a million.
+--- config
+    location /v1/ {
+        access_log logs/access.log meter;
+        aigw_pass;
+    }
+--- http_config eval
+$::HttpConfig . '
+    aigw_model dear ok:gpt-4o input=9999999 output=9999999;
+'
+--- request
+POST /v1/chat/completions
+{"model":"dear","messages":[{"role":"user","content":"hello there"}]}
+--- more_headers
+x-mock: reasoning=100000000
+--- access_log eval
+qr/^p=3 c=100000007 t=100000010 k=0 r=100000000 src=provider cost=18446744\.073710 /
+--- error_log eval
+qr/\[warn\].*aigw: the cost of 3 prompt, 0 cached and 100000007 completion tokens of "dear" does not fit in 64 bits/

@@ -17,6 +17,7 @@ const cluster = require('node:cluster');
 const http = require('node:http');
 const crypto = require('node:crypto');
 const zlib = require('node:zlib');
+const fs = require('node:fs');
 
 /* ------------------------------------------------------------------ limits */
 
@@ -186,6 +187,7 @@ const timers = new Set();
 let connectionSeq = 0;
 let shuttingDown = false;
 let verbose = false;
+let recordFile = null;      /* --record: every API request, a JSON line */
 
 function resetState() {
     state.last = null;
@@ -1146,6 +1148,9 @@ function record(req, body) {
         connection: sock.aigwId,
         time: new Date().toISOString(),
     };
+    if (recordFile) {
+        fs.appendFileSync(recordFile, JSON.stringify(state.last) + '\n');
+    }
 }
 
 async function handleApi(req, res, rawPath) {
@@ -1275,7 +1280,7 @@ function onRequest(req, res) {
 
 function printUsage(code) {
     process.stdout.write('usage: node aigw-mock.js [--port 8081] [--host 127.0.0.1] [--workers N]\n'
-        + '                         [--verbose] [--exit-on-stdin-eof]\n');
+        + '                         [--verbose] [--exit-on-stdin-eof] [--record FILE]\n');
     process.exit(code);
 }
 
@@ -1317,6 +1322,8 @@ function parseArgs(argv) {
             args.workers = Number(w);
         } else if (a === '--verbose' || a === '-v') {
             args.verbose = true;
+        } else if (a === '--record') {
+            args.record = value();
         } else if (a === '--exit-on-stdin-eof') {
             args.stdinEof = true;
         } else if (a === '--help' || a === '-h') {
@@ -1356,6 +1363,7 @@ function onStopRequest(args, stop) {
 /* One HTTP server: the whole mock, or one cluster worker. */
 function serve(args, announce) {
     verbose = args.verbose;
+    recordFile = args.record || null;
 
     const server = http.createServer({ noDelay: true }, onRequest);
     server.keepAliveTimeout = 65000;

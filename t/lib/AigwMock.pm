@@ -16,7 +16,8 @@ package AigwMock;
 # On request: mock_port(), mock_url().
 #
 # Environment: AIGW_MOCK_NODE (node binary, default "node"),
-# AIGW_MOCK_VERBOSE=1 (the mock logs every request to stderr).
+# AIGW_MOCK_VERBOSE=1 (the mock logs every request to stderr),
+# AIGW_SECRETS_DIR (the mock appends every API request it gets there).
 #
 # Core Perl only (JSON::PP, IO::Socket::INET).
 
@@ -134,6 +135,9 @@ sub _spawn {
     my @cmd = ($node, $SCRIPT, '--port', $port, '--host', '127.0.0.1',
                '--exit-on-stdin-eof');
     push @cmd, '--verbose' if $ENV{AIGW_MOCK_VERBOSE};
+    # every request the mock gets, for the run's secrets check
+    push @cmd, '--record', "$ENV{AIGW_SECRETS_DIR}/mock.$$.jsonl"
+        if $ENV{AIGW_SECRETS_DIR};
 
     pipe(my $r, my $w) or die "AigwMock: pipe: $!\n";
     my $pid = fork;

@@ -241,6 +241,14 @@ sub request {
 
     local $/;
     my $raw = <$s> // '';
+
+    # every answer of the run, for the secrets check of run-suite.sh
+    if ($ENV{AIGW_SECRETS_DIR}
+        && open my $rec, '>>', "$ENV{AIGW_SECRETS_DIR}/responses.$$")
+    {
+        print $rec "=== AigwNginx\n>>> $method $path HTTP/1.0\n$raw\n";
+        close $rec;
+    }
     my ($head, $rest) = split /\r\n\r\n/, $raw, 2;
     my ($status) = ($head // '') =~ m{^HTTP/1\.\d (\d+)};
 
@@ -281,6 +289,17 @@ sub stop {
     waitpid($pid, 0) if $self->{child};
     delete $self->{child};
     delete $self->{master};
+
+    # its logs outlive its directory, for the secrets check of run-suite.sh
+    if (my $dir = $ENV{AIGW_SECRETS_DIR}) {
+        for my $log (glob "$self->{dir}/logs/*.log") {
+            open my $in, '<', $log or next;
+            open my $out, '>>', "$dir/logs.$$" or last;
+            local $/;
+            print $out "=== $log\n", <$in> // '';
+            close $out;
+        }
+    }
 }
 
 sub DESTROY {

@@ -1266,6 +1266,17 @@ sub run_test_helper ($$$) {
             ($raw_resp, $head_req) = send_request($one_req,
                                          $block->raw_request_middle_delay,
                                          $timeout, $block);
+
+            # every answer of the run, for the secrets check of
+            # run-suite.sh, after its request line
+            if ($ENV{AIGW_SECRETS_DIR}
+                && open my $rec, '>>', "$ENV{AIGW_SECRETS_DIR}/responses.$$")
+            {
+                my ($line) = (join '', map { $_->{value} } @$one_req)
+                             =~ /^\s*([^\r\n]*)/;
+                print $rec "=== $name\n>>> $line\n", $raw_resp // '', "\n";
+                close $rec;
+            }
         }
 
         if ($block->pipelined_requests) {

@@ -1487,6 +1487,16 @@ sub run_test ($) {
             close $out;
         }
     }
+
+    # and every log a block wrote, for the secrets check of run-suite.sh
+    if (my $dir = $ENV{AIGW_SECRETS_DIR}) {
+        for my $log (glob "$LogDir/*.log") {
+            next if $log eq $ErrLogFile || !-s $log;
+            open my $out, '>>', "$dir/logs.$$" or last;
+            print $out "=== $name: $log\n", read_file_text($log);
+            close $out;
+        }
+    }
 }
 
 # nginx must refuse to start: one status check (and the error-log

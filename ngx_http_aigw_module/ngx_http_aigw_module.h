@@ -144,6 +144,7 @@ typedef struct {
     ngx_shm_zone_t                *metrics_zone;
     ngx_shm_zone_t                *quota_zone;
     ngx_uint_t                     quota_used;  /* a limit is set */
+    void                          *quota_redis; /* quota_redis.c's */
     void                          *metrics;
 
     ngx_hash_t                     drop_headers; /* kept from providers */
@@ -177,6 +178,8 @@ typedef struct {
     ngx_flag_t                     quota;
     ngx_array_t                   *limits;     /* aigw_limit */
     ngx_uint_t                     quota_max_tokens;
+    ngx_uint_t                     quota_store;
+    ngx_uint_t                     quota_redis_down;
 } ngx_http_aigw_loc_conf_t;
 
 
@@ -300,6 +303,8 @@ char *ngx_http_aigw_quota_limit(ngx_conf_t *cf, ngx_command_t *cmd,
 char *ngx_http_aigw_quota_init(ngx_conf_t *cf,
     ngx_http_aigw_main_conf_t *amcf);
 ngx_int_t ngx_http_aigw_quota_handler(ngx_http_request_t *r);
+char *ngx_http_aigw_quota_redis_init(ngx_conf_t *cf,
+    ngx_http_aigw_main_conf_t *amcf);
 void ngx_http_aigw_quota_settle(ngx_http_request_t *r);
 ngx_int_t ngx_http_aigw_quota_headers(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx);

@@ -207,8 +207,8 @@ static const char  *ngx_http_aigw_quota_redis_scopes[] = {
 
 /*
  * KEYS: a counter a hold.  ARGV: tokens, cost (micro-dollars), and for
- * each hold concurrency, rpm, tpm, rpd, tpd, budget, its period (0:
- * none).  Returns admitted (1 or 0), Redis's second, the refused hold
+ * each hold "concurrency rpm tpm rpd tpd budget period" (0: none).
+ * Returns admitted (1 or 0), Redis's second, the refused hold
  * (from 0, or -1), the limit, Retry-After, and the x-ratelimit-*
  * numbers: limit, remaining and reset of requests, then of tokens (-1:
  * no such limit).
@@ -241,7 +241,9 @@ NGX_HTTP_AIGW_QUOTA_LUA_COMMON
 "for k = 1, #KEYS do\n"
 "  cs[k] = load(KEYS[k])\n"
 "  lim[k] = {}\n"
-"  for i = 1, 7 do lim[k][i] = tonumber(ARGV[2 + (k - 1) * 7 + i]) end\n"
+"  for n in string.gmatch(ARGV[2 + k], '%d+') do\n"
+"    lim[k][#lim[k] + 1] = tonumber(n)\n"
+"  end\n"
 "  if refused == -1 then\n"
 "    limit, retry = check(cs[k], lim[k])\n"
 "    if limit ~= -1 then refused = k - 1 end\n"
@@ -284,18 +286,20 @@ NGX_HTTP_AIGW_QUOTA_LUA_COMMON
 
 
 /*
- * KEYS: the counters of a reservation.  ARGV: its second, the tokens
- * and cost to add (less than 0: given back), the requests to add (a
- * request admitted while Redis was down), and 1 if it is released from
- * the requests in flight.  Applied to the slot, day and periods of that
- * second, if they still count.
+ * KEYS: the counters of a reservation.  ARGV: "second tokens cost
+ * requests release": its second, the tokens and cost to add (less than
+ * 0: given back), the requests to add (a request admitted while Redis
+ * was down), and 1 if it is released from the requests in flight.
+ * Applied to the slot, day and periods of that second, if they still
+ * count.
  */
 
 static ngx_str_t  ngx_http_aigw_quota_redis_settle_lua = ngx_string(
 NGX_HTTP_AIGW_QUOTA_LUA_COMMON
-"local second = math.min(tonumber(ARGV[1]), now)\n"
-"local dt, dc = tonumber(ARGV[2]), tonumber(ARGV[3])\n"
-"local dr, release = tonumber(ARGV[4]), tonumber(ARGV[5])\n"
+"local a = {}\n"
+"for n in string.gmatch(ARGV[1], '%-?%d+') do a[#a + 1] = tonumber(n) end\n"
+"local second, dt, dc, dr, release = math.min(a[1], now), a[2], a[3],\n"
+"                                    a[4], a[5]\n"
 "local function add(v, d) return math.max(v + d, 0) end\n"
 "for k = 1, #KEYS do\n"
 "  local c = load(KEYS[k])\n"
@@ -383,9 +387,10 @@ ngx_http_aigw_quota_redis_reserve(ngx_http_aigw_quota_t *q, ngx_pool_t *pool,
 
     qr = q->zone;
 
-    argc = q->nhold + 2 + q->nhold * NGX_HTTP_AIGW_QUOTA_ARGS;
+    argc = q->nhold + 2 + q->nhold;
 
-    len = (2 + q->nhold * NGX_HTTP_AIGW_QUOTA_ARGS) * NGX_INT64_LEN;
+    len = 2 * NGX_INT64_LEN
+          + q->nhold * NGX_HTTP_AIGW_QUOTA_ARGS * (NGX_INT64_LEN + 1);
 
     for (i = 0; i < q->nhold; i++) {
         len += sizeof("aigw:q:tenant:") - 1 + q->hold[i].id.len;
@@ -415,20 +420,21 @@ ngx_http_aigw_quota_redis_reserve(ngx_http_aigw_quota_t *q, ngx_pool_t *pool,
     ngx_http_aigw_quota_arg(q->tokens);
     ngx_http_aigw_quota_arg(q->cost);
 
+#undef ngx_http_aigw_quota_arg
+
+    /* a hold's limits in one argument: hiredis formats each one slowly */
+
     for (i = 0; i < q->nhold; i++) {
         h = &q->hold[i];
         l = &h->limits;
 
-        ngx_http_aigw_quota_arg(l->concurrency);
-        ngx_http_aigw_quota_arg(l->rpm);
-        ngx_http_aigw_quota_arg(l->tpm);
-        ngx_http_aigw_quota_arg(l->rpd);
-        ngx_http_aigw_quota_arg(l->tpd);
-        ngx_http_aigw_quota_arg(l->budget);
-        ngx_http_aigw_quota_arg(l->period);
+        a->data = p;
+        p = ngx_sprintf(p, "%ui %ui %ui %ui %ui %uL %ui",
+                        l->concurrency, l->rpm, l->tpm, l->rpd, l->tpd,
+                        (uint64_t) l->budget, l->period);
+        a->len = p - a->data;
+        a++;
     }
-
-#undef ngx_http_aigw_quota_arg
 
     rc = ngx_http_aigw_redis_eval(qr->redis, qr->reserve, q->nhold, argc,
                                   argv, ngx_http_aigw_quota_redis_reply, q,
@@ -557,8 +563,8 @@ ngx_http_aigw_quota_redis_settle(ngx_http_aigw_quota_t *q, int64_t dt,
 
     qr = q->zone;
 
-    argc = q->nhold + 5;
-    len = 5 * NGX_INT64_LEN;
+    argc = q->nhold + 1;
+    len = 5 * (NGX_INT64_LEN + 1);
 
     for (i = 0; i < q->nhold; i++) {
         len += sizeof("aigw:q:tenant:") - 1 + q->hold[i].id.len;
@@ -588,25 +594,10 @@ ngx_http_aigw_quota_redis_settle(ngx_http_aigw_quota_t *q, int64_t dt,
     /* without a reservation: the request and all it used, when it was */
     second = q->uncounted ? ngx_time() : q->second;
 
-    a[0].data = p;
-    p = ngx_sprintf(p, "%T", second);
-    a[0].len = p - a[0].data;
-
-    a[1].data = p;
-    p = ngx_sprintf(p, "%L", dt);
-    a[1].len = p - a[1].data;
-
-    a[2].data = p;
-    p = ngx_sprintf(p, "%L", dc);
-    a[2].len = p - a[2].data;
-
-    ngx_str_set(&a[3], "0");
-    ngx_str_set(&a[4], "1");
-
-    if (q->uncounted) {
-        ngx_str_set(&a[3], "1");
-        ngx_str_set(&a[4], "0");
-    }
+    a->data = p;
+    p = ngx_sprintf(p, "%T %L %L %s", second, dt, dc,
+                    q->uncounted ? "1 0" : "0 1");
+    a->len = p - a->data;
 
     if (ngx_http_aigw_quota_redis_send(pd, log) == NGX_DECLINED) {
         ngx_http_aigw_quota_redis_keep(pd);

@@ -9,6 +9,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_aigw_module.h"
+#include "ngx_http_aigw_quota.h"
 
 
 static ngx_int_t ngx_http_aigw_add_variables(ngx_conf_t *cf);
@@ -87,6 +88,20 @@ ngx_http_aigw_format_t  *ngx_http_aigw_formats[] = {
 
 static ngx_conf_num_bounds_t  ngx_http_aigw_keepalive_bounds = {
     ngx_conf_check_num_bounds, 0, 65535
+};
+
+
+static ngx_conf_enum_t  ngx_http_aigw_quota_stores[] = {
+    { ngx_string("zone"), NGX_HTTP_AIGW_QUOTA_ZONE },
+    { ngx_string("redis"), NGX_HTTP_AIGW_QUOTA_REDIS },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_conf_enum_t  ngx_http_aigw_quota_redis_down[] = {
+    { ngx_string("fail_open"), NGX_HTTP_AIGW_QUOTA_FAIL_OPEN },
+    { ngx_string("fail_closed"), NGX_HTTP_AIGW_QUOTA_FAIL_CLOSED },
+    { ngx_null_string, 0 }
 };
 
 
@@ -273,6 +288,20 @@ static ngx_command_t  ngx_http_aigw_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_aigw_loc_conf_t, quota_max_tokens),
       NULL },
+
+    { ngx_string("aigw_quota_store"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_aigw_loc_conf_t, quota_store),
+      &ngx_http_aigw_quota_stores },
+
+    { ngx_string("aigw_quota_redis_down"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_aigw_loc_conf_t, quota_redis_down),
+      &ngx_http_aigw_quota_redis_down },
 
     { ngx_string("aigw_answer_buffer"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
@@ -926,6 +955,8 @@ ngx_http_aigw_create_loc_conf(ngx_conf_t *cf)
     alcf->quota = NGX_CONF_UNSET;
     alcf->limits = NGX_CONF_UNSET_PTR;
     alcf->quota_max_tokens = NGX_CONF_UNSET_UINT;
+    alcf->quota_store = NGX_CONF_UNSET_UINT;
+    alcf->quota_redis_down = NGX_CONF_UNSET_UINT;
 
     return alcf;
 }
@@ -1003,6 +1034,16 @@ ngx_http_aigw_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_ptr_value(conf->limits, prev->limits, NULL);
     ngx_conf_merge_uint_value(conf->quota_max_tokens,
                               prev->quota_max_tokens, 1024);
+    ngx_conf_merge_uint_value(conf->quota_store, prev->quota_store,
+                              NGX_HTTP_AIGW_QUOTA_ZONE);
+    ngx_conf_merge_uint_value(conf->quota_redis_down, prev->quota_redis_down,
+                              NGX_HTTP_AIGW_QUOTA_FAIL_OPEN);
+
+    if (conf->quota_store == NGX_HTTP_AIGW_QUOTA_REDIS
+        && ngx_http_aigw_quota_redis_init(cf, amcf) != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
 
     if (!conf->pass) {
         return NGX_CONF_OK;

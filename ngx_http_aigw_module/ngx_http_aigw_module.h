@@ -145,6 +145,7 @@ typedef struct {
     ngx_shm_zone_t                *metrics_zone;
     ngx_shm_zone_t                *quota_zone;
     ngx_uint_t                     quota_used;  /* a limit is set */
+    void                          *quota_redis; /* quota_redis.c's */
     void                          *metrics;
 
     ngx_hash_t                     drop_headers; /* kept from providers */
@@ -179,6 +180,8 @@ typedef struct {
     ngx_array_t                   *limits;     /* aigw_limit */
     ngx_flag_t                     usage;      /* aigw_usage */
     ngx_uint_t                     quota_max_tokens;
+    ngx_uint_t                     quota_store;
+    ngx_uint_t                     quota_redis_down;
 } ngx_http_aigw_loc_conf_t;
 
 
@@ -306,6 +309,8 @@ void ngx_http_aigw_quota_limits(ngx_http_aigw_loc_conf_t *alcf,
     ngx_uint_t scope, ngx_http_aigw_key_t *key, ngx_http_aigw_limits_t *lim);
 char *ngx_http_aigw_quota_report(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+char *ngx_http_aigw_quota_redis_init(ngx_conf_t *cf,
+    ngx_http_aigw_main_conf_t *amcf);
 void ngx_http_aigw_quota_settle(ngx_http_request_t *r);
 u_char *ngx_http_aigw_quota_zone_metrics(void *zone, u_char *p,
     u_char *last);

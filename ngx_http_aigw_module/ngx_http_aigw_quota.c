@@ -18,13 +18,16 @@
  * answer, their price) in one critical section over every counter that
  * applies, so that concurrent requests never pass a limit together; its
  * end settles the reservation to what was metered.  The counters are
- * kept by quota_zone.c.
+ * kept by quota_zone.c, or by quota_redis.c in Redis for many nodes.
  */
 
 
 static ngx_uint_t ngx_http_aigw_quota_holds(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_quota_t *q);
 static void ngx_http_aigw_quota_estimate(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_quota_t *q);
+static void ngx_http_aigw_quota_reply(ngx_http_aigw_quota_t *q);
+static ngx_int_t ngx_http_aigw_quota_decide(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_quota_t *q);
 static void ngx_http_aigw_quota_cleanup(void *data);
 static ngx_int_t ngx_http_aigw_quota_refuse(ngx_http_request_t *r,
@@ -258,7 +261,11 @@ ngx_http_aigw_quota_init(ngx_conf_t *cf, ngx_http_aigw_main_conf_t *amcf)
 }
 
 
-/* the step: reserve, or refuse before any provider is called */
+/*
+ * The step: reserve, or refuse before any provider is called.  With the
+ * counters in Redis it is run twice: the first time sends the script and
+ * waits (NGX_DONE), the second decides on its answer.
+ */
 
 ngx_int_t
 ngx_http_aigw_quota_handler(ngx_http_request_t *r)
@@ -279,6 +286,13 @@ ngx_http_aigw_quota_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
+    q = ctx->quota;
+
+    if (q) {
+        /* Redis answered, or could not */
+        return q->waiting ? NGX_DONE : ngx_http_aigw_quota_decide(r, ctx, q);
+    }
+
     q = ngx_pcalloc(r->pool, sizeof(ngx_http_aigw_quota_t));
     if (q == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -293,7 +307,6 @@ ngx_http_aigw_quota_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    q->zone = amcf->quota_zone->data;
     q->limit_requests = -1;
     q->limit_tokens = -1;
 
@@ -301,31 +314,120 @@ ngx_http_aigw_quota_handler(ngx_http_request_t *r)
 
     ctx->quota = q;
 
+    cln->handler = ngx_http_aigw_quota_cleanup;
+    cln->data = r;
+
+    if (alcf->quota_store == NGX_HTTP_AIGW_QUOTA_REDIS) {
+        q->zone = amcf->quota_redis;
+        q->redis = 1;
+        q->done = ngx_http_aigw_quota_reply;
+        q->data = r;
+
+        rc = ngx_http_aigw_quota_redis_reserve(q, r->pool,
+                                               r->connection->log);
+
+        if (rc == NGX_ERROR) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (rc == NGX_DECLINED) {
+            q->rc = NGX_ERROR;
+            return ngx_http_aigw_quota_decide(r, ctx, q);
+        }
+
+        q->waiting = 1;
+        r->main->count++;
+
+        return NGX_DONE;
+    }
+
+    q->zone = amcf->quota_zone->data;
+
     now = ngx_time();
 
     q->second = now;
     q->day = now / 86400;
 
-    rc = ngx_http_aigw_quota_zone_reserve(q, now);
+    q->rc = ngx_http_aigw_quota_zone_reserve(q, now);
 
-    if (rc == NGX_BUSY) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "aigw: the quota zone is full, request not limited");
+    return ngx_http_aigw_quota_decide(r, ctx, q);
+}
 
-        /* never a request refused for the gateway's want of memory */
-        return NGX_DECLINED;
+
+/* Redis's answer: the phases go on where the step waited */
+
+static void
+ngx_http_aigw_quota_reply(ngx_http_aigw_quota_t *q)
+{
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = q->data;
+    c = r->connection;
+
+    q->waiting = 0;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                   "aigw: quota from Redis: %i", q->rc);
+
+    r->write_event_handler = ngx_http_core_run_phases;
+    ngx_http_core_run_phases(r);
+
+    /* the reference the wait took */
+    ngx_http_finalize_request(r, NGX_DONE);
+
+    ngx_http_run_posted_requests(c);
+}
+
+
+static ngx_int_t
+ngx_http_aigw_quota_decide(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
+    ngx_http_aigw_quota_t *q)
+{
+    u_char                     *p;
+    ngx_str_t                   name;
+    ngx_http_aigw_loc_conf_t   *alcf;
+
+    if (q->rc == NGX_OK) {
+        q->admitted = 1;
+        q->held = 1;
+        return NGX_OK;
     }
 
-    if (rc == NGX_DECLINED) {
+    if (q->rc == NGX_DECLINED) {
         q->refused = 1;
         return ngx_http_aigw_quota_refuse(r, ctx, q);
     }
 
-    q->admitted = 1;
-    q->held = 1;
+    if (!q->redis) {
+        /* NGX_BUSY: never a request refused for the gateway's memory */
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "aigw: the quota zone is full, request not limited");
+        return NGX_DECLINED;
+    }
 
-    cln->handler = ngx_http_aigw_quota_cleanup;
-    cln->data = r;
+    /* Redis is down, hung, or failed: the policy of the location */
+
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_aigw_module);
+
+    if (alcf->quota_redis_down == NGX_HTTP_AIGW_QUOTA_FAIL_CLOSED) {
+        p = (u_char *) "1";
+        ngx_str_set(&name, "Retry-After");
+
+        if (ngx_http_aigw_quota_add_header(r, &name, p, 1) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_http_aigw_error(r, ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                   "quota_unavailable",
+                                   "Quotas cannot be checked now. "
+                                   "Try again in 1s.");
+    }
+
+    /* admitted unchecked; what it uses is counted when it ends */
+
+    q->admitted = 1;
+    q->uncounted = 1;
 
     return NGX_OK;
 }
@@ -519,7 +621,20 @@ ngx_http_aigw_quota_estimate(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
 static void
 ngx_http_aigw_quota_cleanup(void *data)
 {
-    ngx_http_aigw_quota_settle(data);
+    ngx_http_request_t *r = data;
+
+    ngx_http_aigw_ctx_t    *ctx;
+    ngx_http_aigw_quota_t  *q;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
+    q = ctx->quota;
+
+    if (q->cmd) {
+        /* gone while Redis was asked: the answer finds no one */
+        ngx_http_aigw_quota_redis_cancel(q);
+    }
+
+    ngx_http_aigw_quota_settle(r);
 }
 
 
@@ -535,20 +650,34 @@ ngx_http_aigw_quota_settle(ngx_http_request_t *r)
 
     q = ctx ? ctx->quota : NULL;
 
-    if (q == NULL || !q->held) {
+    if (q == NULL || !(q->held || q->uncounted)) {
         return;
     }
-
-    q->held = 0;
 
     ngx_http_aigw_meter_finish(r, ctx);
 
     used = (uint64_t) ctx->prompt_tokens + ctx->completion_tokens;
 
+    if (q->uncounted) {
+        /* admitted while Redis was down: all it used, when it is back */
+        ngx_http_aigw_quota_redis_settle(q, (int64_t) used,
+                                         (int64_t) ctx->cost,
+                                         r->connection->log);
+        q->uncounted = 0;
+        return;
+    }
+
+    q->held = 0;
+
     dt = (int64_t) used - (int64_t) q->tokens;
     dc = (int64_t) ctx->cost - (int64_t) q->cost;
 
-    ngx_http_aigw_quota_zone_settle(q, dt, dc, ngx_time());
+    if (q->redis) {
+        ngx_http_aigw_quota_redis_settle(q, dt, dc, r->connection->log);
+
+    } else {
+        ngx_http_aigw_quota_zone_settle(q, dt, dc, ngx_time());
+    }
 
     ngx_log_debug4(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "aigw: quota settled: %uL tokens for %uL reserved, "

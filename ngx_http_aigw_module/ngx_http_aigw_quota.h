@@ -15,8 +15,9 @@
 
 
 /*
- * What the quota step (quota.c) and the store of its counters
- * (quota_zone.c: shared memory) share: a request's reservation.
+ * What the quota step (quota.c) and the stores of its counters
+ * (quota_zone.c: shared memory; quota_redis.c: Redis, for many nodes)
+ * share: a request's reservation.
  */
 
 
@@ -37,6 +38,12 @@
 #define NGX_HTTP_AIGW_LIMIT_BUDGET       5
 #define NGX_HTTP_AIGW_LIMITS             6
 
+/* aigw_quota_store, aigw_quota_redis_down */
+#define NGX_HTTP_AIGW_QUOTA_ZONE         0
+#define NGX_HTTP_AIGW_QUOTA_REDIS        1
+#define NGX_HTTP_AIGW_QUOTA_FAIL_OPEN    0
+#define NGX_HTTP_AIGW_QUOTA_FAIL_CLOSED  1
+
 
 /* aigw_limit SCOPE ...; */
 
@@ -56,7 +63,13 @@ typedef struct {
 } ngx_http_aigw_quota_hold_t;
 
 
-typedef struct {
+typedef struct ngx_http_aigw_quota_s  ngx_http_aigw_quota_t;
+
+/* Redis answered, or could not: q->rc says which */
+typedef void (*ngx_http_aigw_quota_done_pt)(ngx_http_aigw_quota_t *q);
+
+
+struct ngx_http_aigw_quota_s {
     void                           *zone;       /* the store's */
     ngx_http_aigw_quota_hold_t      hold[NGX_HTTP_AIGW_SCOPES];
     ngx_uint_t                      nhold;
@@ -80,10 +93,19 @@ typedef struct {
     ngx_uint_t                      refused_scope;
     ngx_uint_t                      refused_limit;
 
+    /* Redis: the command waited for, and what came of it */
+    void                           *cmd;
+    ngx_http_aigw_quota_done_pt     done;
+    void                           *data;
+    ngx_int_t                       rc;
+
     unsigned                        admitted:1;
     unsigned                        refused:1;
     unsigned                        held:1;
-} ngx_http_aigw_quota_t;
+    unsigned                        redis:1;
+    unsigned                        waiting:1;
+    unsigned                        uncounted:1; /* Redis was down */
+};
 
 
 /* what a counter holds now, for a report */
@@ -116,6 +138,24 @@ void ngx_http_aigw_quota_zone_settle(ngx_http_aigw_quota_t *q,
 /* a counter's numbers now, all 0 if the zone has none */
 void ngx_http_aigw_quota_zone_read(void *zone, ngx_uint_t scope,
     ngx_str_t *id, time_t now, ngx_http_aigw_quota_counts_t *counts);
+
+/*
+ * Redis: NGX_AGAIN, the script is sent and q->done(q) will be called
+ * with q->rc as above, or NGX_ERROR (Redis failed) or NGX_ETIMEDOUT;
+ * NGX_DECLINED, Redis cannot be reached now; NGX_ERROR, no memory.
+ * Cancel a command still waited for (q->cmd) when the request goes.
+ */
+ngx_int_t ngx_http_aigw_quota_redis_reserve(ngx_http_aigw_quota_t *q,
+    ngx_pool_t *pool, ngx_log_t *log);
+void ngx_http_aigw_quota_redis_cancel(ngx_http_aigw_quota_t *q);
+
+/*
+ * Fire and forget; kept in the worker's queue and sent again later when
+ * Redis cannot be reached.  Without a reservation (q->uncounted) the
+ * request, its tokens and cost are added as they were used.
+ */
+void ngx_http_aigw_quota_redis_settle(ngx_http_aigw_quota_t *q,
+    int64_t tokens, int64_t cost, ngx_log_t *log);
 
 /* the id of a calendar period (UTC) and the seconds until it ends */
 time_t ngx_http_aigw_quota_period(ngx_uint_t period, time_t now);

@@ -660,7 +660,7 @@ ngx_http_aigw_metrics_extra_value(ngx_http_aigw_ctx_t *ctx,
 
         for (i = 0; i < ctx->key->nmeta; i++) {
             if (meta[i].name.len == l->name.len
-                && ngx_strncmp(meta[i].name.data, l->name.data,
+                && ngx_strncasecmp(meta[i].name.data, l->name.data,
                                l->name.len)
                    == 0)
             {

@@ -1479,7 +1479,7 @@ ngx_http_aigw_report_handler(ngx_http_request_t *r)
         size += names[j]->len;
     }
 
-    size += nitems * (256 + (size - 512)) + 6 * klen;
+    size += nitems * (320 + (size - 512)) + 6 * klen;
 
     p = ngx_pnalloc(r->pool, size);
     if (p == NULL) {

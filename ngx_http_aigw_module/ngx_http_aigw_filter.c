@@ -90,6 +90,10 @@ ngx_http_aigw_header_filter(ngx_http_request_t *r)
         }
     }
 
+    if (ngx_http_aigw_trace_header(r, ctx) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     /*
      * nginx's own error page for a request of the gateway (a 413 of the
      * body reader, a 502 when no provider answered, ...) becomes an error

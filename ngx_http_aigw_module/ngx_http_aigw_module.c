@@ -53,6 +53,9 @@ static char *ngx_http_aigw_tenant_header(ngx_conf_t *cf, ngx_command_t *cmd,
 #define NGX_HTTP_AIGW_VAR_LATENCY         17
 #define NGX_HTTP_AIGW_VAR_USAGE_SOURCE    18
 #define NGX_HTTP_AIGW_VAR_QUOTA           19
+#define NGX_HTTP_AIGW_VAR_ENDPOINT        20
+#define NGX_HTTP_AIGW_VAR_REQUEST_ID      21
+#define NGX_HTTP_AIGW_VAR_PROVIDER_ID     22
 
 
 /*
@@ -180,6 +183,13 @@ static ngx_command_t  ngx_http_aigw_commands[] = {
     { ngx_string("aigw_metrics"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_aigw_metrics,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("aigw_report"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_aigw_report,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -428,6 +438,15 @@ static ngx_http_variable_t  ngx_http_aigw_vars[] = {
     { ngx_string("aigw_quota"), NULL, ngx_http_aigw_variable,
       NGX_HTTP_AIGW_VAR_QUOTA, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
+    { ngx_string("aigw_endpoint"), NULL, ngx_http_aigw_variable,
+      NGX_HTTP_AIGW_VAR_ENDPOINT, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("aigw_request_id"), NULL, ngx_http_aigw_variable,
+      NGX_HTTP_AIGW_VAR_REQUEST_ID, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("aigw_provider_request_id"), NULL, ngx_http_aigw_variable,
+      NGX_HTTP_AIGW_VAR_PROVIDER_ID, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
     { ngx_string("aigw_meta_"), NULL, ngx_http_aigw_meta_variable,
       0, NGX_HTTP_VAR_NOCACHEABLE|NGX_HTTP_VAR_PREFIX, 0 },
 
@@ -545,6 +564,18 @@ ngx_http_aigw_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
             return NGX_ERROR;
         }
 
+        break;
+
+    case NGX_HTTP_AIGW_VAR_ENDPOINT:
+        s = *ngx_http_aigw_endpoint_name(ctx->endpoint);
+        break;
+
+    case NGX_HTTP_AIGW_VAR_REQUEST_ID:
+        s = ctx->request_id;
+        break;
+
+    case NGX_HTTP_AIGW_VAR_PROVIDER_ID:
+        ngx_http_aigw_trace_provider_id(r, &s);
         break;
 
     default: /* numbers */
@@ -701,7 +732,31 @@ ngx_http_aigw_ctx_create(ngx_http_request_t *r)
 
     ngx_http_aigw_endpoint(r, ctx);
 
+    if (ngx_http_aigw_trace_init(r, ctx) != NGX_OK) {
+        return NULL;
+    }
+
     return ctx;
+}
+
+
+/* the endpoint's name in $aigw_endpoint, metrics and reports */
+
+ngx_str_t *
+ngx_http_aigw_endpoint_name(ngx_uint_t endpoint)
+{
+    static ngx_str_t  names[] = {
+        ngx_null_string,                   /* NGX_HTTP_AIGW_EP_UNKNOWN */
+        ngx_string("chat.completions"),
+        ngx_string("completions"),
+        ngx_string("embeddings"),
+        ngx_string("messages"),
+        ngx_string("models"),
+        ngx_string("models")               /* a model's own page */
+    };
+
+    return &names[endpoint < sizeof(names) / sizeof(ngx_str_t)
+                  ? endpoint : NGX_HTTP_AIGW_EP_UNKNOWN];
 }
 
 
@@ -896,7 +951,8 @@ ngx_http_aigw_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_uint_value(amcf->keepalive_requests, 1000);
 
     if (ngx_http_aigw_keepalive_init(cf, amcf) != NGX_OK
-        || ngx_http_aigw_request_init(cf, amcf) != NGX_OK)
+        || ngx_http_aigw_request_init(cf, amcf) != NGX_OK
+        || ngx_http_aigw_trace_conf(cf, amcf) != NGX_OK)
     {
         return NGX_CONF_ERROR;
     }

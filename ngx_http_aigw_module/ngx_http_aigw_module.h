@@ -157,6 +157,8 @@ typedef struct {
     ngx_queue_t                    ka_free;
 
     ngx_http_aigw_redis_t         *redis;      /* aigw_redis */
+
+    ngx_int_t                      request_id_var; /* $request_id */
 } ngx_http_aigw_main_conf_t;
 
 
@@ -222,6 +224,8 @@ struct ngx_http_aigw_ctx_s {
     ngx_str_t                      error_message;
     ngx_str_t                      error_body; /* replaces nginx's page */
 
+    ngx_str_t                      request_id; /* trace.c's */
+
     /* metering */
     ngx_uint_t                     prompt_tokens;
     ngx_uint_t                     completion_tokens;
@@ -255,11 +259,13 @@ struct ngx_http_aigw_ctx_s {
     unsigned                       body_wait:1;
     unsigned                       answer_held:1;
     unsigned                       answer_metered:1;
+    unsigned                       request_id_sent:1;
 };
 
 
 /* module.c */
 ngx_http_aigw_ctx_t *ngx_http_aigw_ctx_create(ngx_http_request_t *r);
+ngx_str_t *ngx_http_aigw_endpoint_name(ngx_uint_t endpoint);
 
 /*
  * The access phase: one step a file, run in order by module.c.  A step
@@ -378,6 +384,16 @@ char *ngx_http_aigw_metrics_add_zone(ngx_conf_t *cf,
     size_t size);
 char *ngx_http_aigw_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 ngx_int_t ngx_http_aigw_metrics_log_handler(ngx_http_request_t *r);
+char *ngx_http_aigw_report(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+
+/* trace.c: the request id, end to end; the provider's */
+ngx_int_t ngx_http_aigw_trace_conf(ngx_conf_t *cf,
+    ngx_http_aigw_main_conf_t *amcf);
+ngx_int_t ngx_http_aigw_trace_init(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
+ngx_int_t ngx_http_aigw_trace_header(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
+void ngx_http_aigw_trace_provider_id(ngx_http_request_t *r, ngx_str_t *id);
 
 /* meter.c: usage read from answers and events, estimates, cost */
 ngx_int_t ngx_http_aigw_meter_json(ngx_http_request_t *r,

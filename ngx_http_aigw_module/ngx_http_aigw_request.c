@@ -44,6 +44,7 @@ static ngx_str_t  ngx_http_aigw_request_drop[] = {
     ngx_string("openai-organization"),
     ngx_string("openai-project"),
     ngx_string("anthropic-version"),
+    ngx_string("x-request-id"),
     ngx_null_string
 };
 
@@ -127,6 +128,7 @@ ngx_http_aigw_request_build(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
           + alcf->tenant_header.len + sizeof(": " CRLF) - 1 + ctx->tenant.len
           + sizeof("Content-Type: application/json" CRLF) - 1
           + sizeof("Content-Length: " CRLF) - 1 + NGX_SIZE_T_LEN
+          + sizeof("X-Request-Id: " CRLF) - 1 + ctx->request_id.len
           + sizeof(CRLF) - 1;
 
     if (ctx->client_headers.data == NULL
@@ -170,6 +172,12 @@ ngx_http_aigw_request_build(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
 
     p = ngx_sprintf(p, "Content-Type: application/json" CRLF
                     "Content-Length: %uz" CRLF, body_len);
+
+    /* the request's id, the client's own when it was sane (trace.c) */
+
+    if (ctx->request_id.len) {
+        p = ngx_sprintf(p, "X-Request-Id: %V" CRLF, &ctx->request_id);
+    }
 
     p = ngx_cpymem(p, ctx->client_headers.data, ctx->client_headers.len);
 

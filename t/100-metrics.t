@@ -117,8 +117,8 @@ chat('sk-globex', 'bad');
 chat('sk-nobody', 'gpt-4o');
 chat('sk-acme', 'we\\"ird');
 
-my $l = 'tenant="acme",model="gpt-4o",provider="ok",status="200"';
-my $g = 'tenant="globex",model="gpt-4o",provider="ok",status="200"';
+my $l = 'tenant="acme",model="gpt-4o",provider="ok",endpoint="chat.completions",status="200"';
+my $g = 'tenant="globex",model="gpt-4o",provider="ok",endpoint="chat.completions",status="200"';
 
 my $m = metrics_with(
     qr/^aigw_requests_total\{\Q$l\E\} 5$/m,
@@ -140,11 +140,11 @@ like($m, qr/^aigw_requests_total\{\Q$g\E\} 1$/m,
      'the fallback request is counted where it was served');
 like($m, qr/^aigw_fallbacks_total\{\Q$g\E\} 1$/m, 'with one fallback');
 
-like($m, qr/^aigw_errors_total\{tenant="globex",model="bad",provider="s500",status="500",kind="provider_5xx"\} 1$/m,
+like($m, qr/^aigw_errors_total\{tenant="globex",model="bad",provider="s500",endpoint="chat.completions",status="500",kind="provider_5xx"\} 1$/m,
      'a provider 500 is an error of its kind');
-like($m, qr/^aigw_errors_total\{tenant="",model="",provider="",status="401",kind="auth"\} 1$/m,
+like($m, qr/^aigw_errors_total\{tenant="",model="",provider="",endpoint="chat.completions",status="401",kind="auth"\} 1$/m,
      'an unknown key is an auth error');
-like($m, qr/^aigw_requests_total\{tenant="acme",model="we\\"ird",provider="ok",status="200"\} 1$/m,
+like($m, qr/^aigw_requests_total\{tenant="acme",model="we\\"ird",provider="ok",endpoint="chat.completions",status="200"\} 1$/m,
      'label values are escaped');
 
 like($m, qr/^aigw_request_duration_seconds_count\{\Q$l\E\} 5$/m,
@@ -189,7 +189,7 @@ for my $i (1 .. 5) {
 $m = metrics_with(qr/^aigw_requests_total\{tenant="_overflow"/m,
                   qr/^aigw_metrics_series 8$/m);
 
-like($m, qr/^aigw_requests_total\{tenant="_overflow",model="_overflow",provider="_overflow",status="0"\} \d+$/m,
+like($m, qr/^aigw_requests_total\{tenant="_overflow",model="_overflow",provider="_overflow",endpoint="_overflow",status="0"\} \d+$/m,
      'new series past max_series are counted as _overflow');
 like($m, qr/^aigw_metrics_series 8$/m, 'the number of series stays at the cap');
 

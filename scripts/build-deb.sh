@@ -29,10 +29,10 @@ name=$(dpkg-parsechangelog -S Source)
 version=$(dpkg-parsechangelog -S Version)
 arch=$(dpkg-architecture -qDEB_HOST_ARCH)
 pkg=libnginx-mod-http-aigw
-src="$out/src/$name-$version"
 
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
+src="$out/src/$name-$version"
 rm -rf "$out/src" "$out/${pkg}"_*.deb "$out/${pkg}"-dbgsym_*
 mkdir -p "$src"
 

@@ -3,6 +3,8 @@
 #   make build   install missing packages, configure, build both module variants
 #   make test    build, then run every suite through ctest
 #   make demo    build, then scripts/demo.sh
+#   make deb     build libnginx-mod-http-aigw_<version>_<arch>.deb from
+#                debian/ (dpkg-buildpackage, dh_nginx) into $(BUILD_DIR)/deb
 #   make clean   remove the build folder and test servroots
 #
 # Knobs: BUILD_DIR=build  CMAKE_ARGS='-DNGINX_SRC=/path/to/nginx'
@@ -15,7 +17,7 @@ BUILD_DIR  ?= build
 CMAKE_ARGS ?=
 CTEST_ARGS ?= -j2
 
-.PHONY: all deps configure build test demo clean
+.PHONY: all deps configure build test demo deb clean
 
 all: build
 
@@ -39,6 +41,9 @@ demo: build
 	@test -f scripts/demo.sh || { echo "scripts/demo.sh not written yet" >&2; exit 1; }
 	@AIGW_MODULE=$(abspath $(BUILD_DIR))/ngx_http_aigw_module.so \
 		bash scripts/demo.sh
+
+deb: deps
+	@bash scripts/build-deb.sh $(BUILD_DIR)/deb
 
 clean:
 	rm -rf $(BUILD_DIR) t/servroot*

@@ -6,13 +6,17 @@
 #
 #   ngx-module.sh configure SRC TREE ADDON CC "CC_OPT" "LD_OPT"
 #   ngx-module.sh build     TREE ADDON OUT
+#   ngx-module.sh binary    TREE OUT
 #
 # SRC    an nginx source tree: Debian's nginx-dev (/usr/share/nginx/src,
 #        with ./configure and conf_flags) or an upstream checkout/archive of
 #        nginx/nginx (auto/configure).
 # TREE   where the private copy goes (wiped on every configure).
 # ADDON  the aigw repository (the directory holding `config`).
-# OUT    where the built .so is copied.
+# OUT    where the built .so (build) or nginx binary (binary) is copied.
+#
+# `binary` builds nginx itself from a configured tree (objs/nginx): the
+# binary the suites run in when the tree is not Debian's nginx-dev.
 #
 # Set VERBOSE=1 to see nginx's configure and compiler command lines.
 
@@ -141,8 +145,25 @@ cmd_build() {
     mv -f "$out.tmp" "$out"
 }
 
+cmd_binary() {
+    [ $# -eq 2 ] || die "usage: binary TREE OUT"
+    local tree=$1 out=$2
+
+    [ -f "$tree/objs/Makefile" ] || die "$tree is not configured"
+
+    echo "-- aigw: building nginx in $tree"
+    (cd "$tree" && run_logged "$tree/binary.log" \
+        make -j"$jobs" -f objs/Makefile binary) \
+        || die "nginx build failed (log: $tree/binary.log)"
+
+    mkdir -p "$(dirname "$out")"
+    cp "$tree/objs/nginx" "$out.tmp"
+    mv -f "$out.tmp" "$out"
+}
+
 case "${1:-}" in
     configure) shift; cmd_configure "$@" ;;
     build)     shift; cmd_build "$@" ;;
-    *)         die "usage: $0 configure|build ..." ;;
+    binary)    shift; cmd_binary "$@" ;;
+    *)         die "usage: $0 configure|build|binary ..." ;;
 esac

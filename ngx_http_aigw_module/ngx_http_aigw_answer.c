@@ -38,6 +38,10 @@ static ngx_int_t ngx_http_aigw_answer_grow(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, size_t size);
 static ngx_int_t ngx_http_aigw_answer_check(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, u_char *p, u_char *last);
+#if (nginx_version >= 1023000)
+static ngx_table_elt_t *ngx_http_aigw_answer_encoding(
+    ngx_http_upstream_t *u);
+#endif
 
 
 /*
@@ -53,6 +57,7 @@ ngx_http_aigw_answer_hold(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
     off_t                      len;
     size_t                     size;
     ngx_str_t                 *type;
+    ngx_table_elt_t           *enc;
     ngx_http_upstream_t       *u;
     ngx_http_aigw_loc_conf_t  *alcf;
 
@@ -88,10 +93,16 @@ ngx_http_aigw_answer_hold(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
 
     /* a compressed body is not read by the gateway; it passes unchecked */
 
-    if (u->headers_in.content_encoding
-        && !(u->headers_in.content_encoding->value.len == 8
-             && ngx_strncasecmp(u->headers_in.content_encoding->value.data,
-                                (u_char *) "identity", 8)
+#if (nginx_version >= 1023000)
+    /* nginx 1.23.0 no longer sets u->headers_in.content_encoding */
+    enc = ngx_http_aigw_answer_encoding(u);
+#else
+    enc = u->headers_in.content_encoding;
+#endif
+
+    if (enc
+        && !(enc->value.len == 8
+             && ngx_strncasecmp(enc->value.data, (u_char *) "identity", 8)
                 == 0))
     {
         return NGX_OK;
@@ -253,7 +264,12 @@ ngx_http_aigw_answer_chunked(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
 
     for ( ;; ) {
 
+#if (nginx_version >= 1027002)
+        /* nginx 1.27.2 added keep_trailers; trailers are skipped here */
+        rc = ngx_http_parse_chunked(r, in, &ctx->chunked, 0);
+#else
         rc = ngx_http_parse_chunked(r, in, &ctx->chunked);
+#endif
 
         if (rc == NGX_OK) {
 
@@ -525,3 +541,36 @@ ngx_http_aigw_answer_failed(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
                   (size_t) (b->last - b->pos),
                   r->upstream->headers_in.content_length_n);
 }
+
+
+#if (nginx_version >= 1023000)
+
+/* the provider's first Content-Encoding, as u->headers_in had it before */
+
+static ngx_table_elt_t *
+ngx_http_aigw_answer_encoding(ngx_http_upstream_t *u)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    for (part = &u->headers_in.headers.part; part; part = part->next) {
+        h = part->elts;
+
+        for (i = 0; i < part->nelts; i++) {
+            if (h[i].hash != 0
+                && h[i].key.len == sizeof("Content-Encoding") - 1
+                && ngx_strncasecmp(h[i].key.data,
+                                   (u_char *) "Content-Encoding",
+                                   sizeof("Content-Encoding") - 1)
+                   == 0)
+            {
+                return &h[i];
+            }
+        }
+    }
+
+    return NULL;
+}
+
+#endif

@@ -564,7 +564,12 @@ ngx_http_aigw_upstream_chunked_filter(void *data, ssize_t bytes)
 
     for ( ;; ) {
 
+#if (nginx_version >= 1027002)
+        /* nginx 1.27.2 added keep_trailers; trailers are skipped here */
+        rc = ngx_http_parse_chunked(r, buf, &ctx->chunked, 0);
+#else
         rc = ngx_http_parse_chunked(r, buf, &ctx->chunked);
+#endif
 
         if (rc == NGX_OK) {
 

@@ -15,7 +15,10 @@ pkgs=(
     cmake
     pkg-config
     nginx               # /usr/sbin/nginx: the binary the suites load into
-    nginx-dev           # /usr/share/nginx/src: headers + configure
+    nginx-dev           # /usr/share/nginx/src: headers + configure;
+                        # dh_nginx and dh-sequence-nginx for `make deb`
+    debhelper           # make deb (and the ctest 'deb'): dh; both come
+    dpkg-dev            # with nginx-dev anyway, so they cost nothing
     libssl-dev
     libpcre2-dev
     libcjson-dev

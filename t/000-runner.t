@@ -98,7 +98,10 @@ X-B: two
 --- config
     location = /echo {
         proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        # the defaults before nginx 1.29.7 (1.1, no Connection header)
+        proxy_http_version 1.0;
         proxy_set_header Host mock;
+        proxy_set_header Connection close;
     }
 --- request
 POST /echo
@@ -141,6 +144,7 @@ hello world
 --- config
     location = /code {
         proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        proxy_http_version 1.0;     # the default before nginx 1.29.7
     }
 --- request
 GET /code?x=1

@@ -518,3 +518,41 @@ POST /v1/chat/completions
 --- error_code: 502
 --- error_log
 aigw: provider "raw" answered 200 with an empty body
+
+
+
+=== TEST 26: a compressed answer passes unchecked (lowercase header name)
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request
+POST /v1/chat/completions
+{"model":"mraw","messages":[{"role":"user","content":"hi"}]}
+--- tcp_listen: $TEST_NGINX_RAND_PORT_1
+--- tcp_reply eval
+"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+. "content-encoding: br\r\nContent-Length: 6\r\nConnection: close\r\n\r\n"
+. "\x1f\x8bnot\n"
+--- error_code: 200
+--- response_headers
+Content-Encoding: br
+--- response_body eval
+"\x1f\x8bnot\n"
+--- no_error_log
+is not a JSON object
+
+
+
+=== TEST 27: Content-Encoding: identity is checked like no encoding
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request
+POST /v1/chat/completions
+{"model":"mraw","messages":[{"role":"user","content":"hi"}]}
+--- tcp_listen: $TEST_NGINX_RAND_PORT_1
+--- tcp_reply eval
+"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+. "Content-Encoding: identity\r\nContent-Length: 4\r\n"
+. "Connection: close\r\n\r\nnot\n"
+--- error_code: 502
+--- error_log
+aigw: provider "raw" answered 200 with a body that is not a JSON object

@@ -43,7 +43,7 @@
 #define NGX_HTTP_AIGW_V_TOKENS       0x0400  /* an array in "input" */
 #define NGX_HTTP_AIGW_V_MESSAGE      0x0800  /* an element of "messages" */
 #define NGX_HTTP_AIGW_V_ITEM         0x1000  /* an element of "input" */
-#define NGX_HTTP_AIGW_V_TOKEN        0x2000  /* an element of a tokens */
+#define NGX_HTTP_AIGW_V_TOKEN        0x2000  /* a token array's element */
 #define NGX_HTTP_AIGW_V_ROLE         0x4000  /* a message's "role" */
 #define NGX_HTTP_AIGW_V_IN_MESSAGE   0x8000  /* a level: a message */
 

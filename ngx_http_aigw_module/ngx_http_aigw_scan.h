@@ -85,8 +85,8 @@ typedef struct {
     ngx_uint_t                  index;  /* the element's, from 0 */
     u_char                     *value;  /* the first byte of the value */
                                         /* of a wrong type: the element, */
-                                        /* a token's, or the role's; */
-                                        /* the message's '{' if no role */
+                                        /* a token, or the role; NULL */
+                                        /* if the role is missing */
 } ngx_http_aigw_shape_t;
 
 

@@ -27,17 +27,15 @@ static ngx_int_t ngx_http_aigw_body_scan(ngx_http_request_t *r,
 static ngx_int_t ngx_http_aigw_body_check(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx);
 static ngx_int_t ngx_http_aigw_body_messages(ngx_http_request_t *r,
-    ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_field_t *f);
+    ngx_http_aigw_ctx_t *ctx);
 static ngx_int_t ngx_http_aigw_body_input(ngx_http_request_t *r,
-    ngx_http_aigw_ctx_t *ctx, const char *name, ngx_http_aigw_field_t *f);
+    ngx_http_aigw_ctx_t *ctx, const char *name, ngx_http_aigw_field_t *f,
+    ngx_http_aigw_shape_t *shape);
 static ngx_int_t ngx_http_aigw_body_text(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx);
 static ngx_int_t ngx_http_aigw_body_refuse(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, const char *code, const char *fmt, ...);
 static const char *ngx_http_aigw_body_type(u_char c);
-static u_char *ngx_http_aigw_body_next(u_char *p, u_char *last);
-static u_char *ngx_http_aigw_body_skip(u_char *p, u_char *last);
-static u_char *ngx_http_aigw_body_utf8(u_char *p, u_char *last);
 static ngx_int_t ngx_http_aigw_body_collect(ngx_http_request_t *r,
     ngx_str_t *body);
 static ngx_int_t ngx_http_aigw_body_json_string(ngx_pool_t *pool,
@@ -347,18 +345,19 @@ ngx_http_aigw_body_check(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
 
     case NGX_HTTP_AIGW_EP_CHAT:
     case NGX_HTTP_AIGW_EP_MESSAGES:
-        rc = ngx_http_aigw_body_messages(r, ctx,
-                                   &ctx->scan.field[NGX_HTTP_AIGW_F_MESSAGES]);
+        rc = ngx_http_aigw_body_messages(r, ctx);
         break;
 
     case NGX_HTTP_AIGW_EP_EMBEDDINGS:
         rc = ngx_http_aigw_body_input(r, ctx, "input",
-                                      &ctx->scan.field[NGX_HTTP_AIGW_F_INPUT]);
+                                      &ctx->scan.field[NGX_HTTP_AIGW_F_INPUT],
+                                      &ctx->scan.input);
         break;
 
     case NGX_HTTP_AIGW_EP_COMPLETIONS:
         rc = ngx_http_aigw_body_input(r, ctx, "prompt",
-                                     &ctx->scan.field[NGX_HTTP_AIGW_F_PROMPT]);
+                                      &ctx->scan.field[NGX_HTTP_AIGW_F_PROMPT],
+                                      &ctx->scan.prompt);
         break;
 
     default:
@@ -373,14 +372,20 @@ ngx_http_aigw_body_check(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
 }
 
 
-/* "messages": an array of objects, each with a string "role" */
+/*
+ * "messages": an array of objects, each with a string "role"; the scan
+ * has looked at its elements (ctx->scan.messages)
+ */
 
 static ngx_int_t
-ngx_http_aigw_body_messages(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
-    ngx_http_aigw_field_t *f)
+ngx_http_aigw_body_messages(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
 {
-    u_char      *p, *last, *q, *end, *key, *role;
-    ngx_uint_t   i;
+    const char             *type;
+    ngx_http_aigw_field_t  *f;
+    ngx_http_aigw_shape_t  *shape;
+
+    f = &ctx->scan.field[NGX_HTTP_AIGW_F_MESSAGES];
+    shape = &ctx->scan.messages;
 
     if (f->key == NULL) {
         return ngx_http_aigw_body_refuse(r, ctx, "missing_required_parameter",
@@ -396,128 +401,58 @@ ngx_http_aigw_body_messages(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
                                          ngx_http_aigw_body_type(*f->start));
     }
 
-    p = f->start + 1;
-    last = f->end - 1;
+    type = shape->value ? ngx_http_aigw_body_type(*shape->value) : NULL;
 
-    for (i = 0; /* void */ ; i++) {
-        p = ngx_http_aigw_body_next(p, last);
+    switch (shape->error) {
 
-        if (p == last) {
-            return NGX_OK;
-        }
+    case NGX_HTTP_AIGW_SHAPE_TYPE:
+        return ngx_http_aigw_body_refuse(r, ctx, "invalid_type",
+                                         "Invalid type for "
+                                         "'messages[%ui]': expected an "
+                                         "object, but got %s instead.",
+                                         shape->index, type);
 
-        if (*p != '{') {
-            return ngx_http_aigw_body_refuse(r, ctx, "invalid_type",
-                                             "Invalid type for "
-                                             "'messages[%ui]': expected an "
-                                             "object, but got %s instead.",
-                                             i, ngx_http_aigw_body_type(*p));
-        }
+    case NGX_HTTP_AIGW_SHAPE_NO_ROLE:
+        return ngx_http_aigw_body_refuse(r, ctx,
+                                         "missing_required_parameter",
+                                         "Missing required parameter: "
+                                         "'messages[%ui].role'.",
+                                         shape->index);
 
-        end = ngx_http_aigw_body_skip(p, last);
-        role = NULL;
+    case NGX_HTTP_AIGW_SHAPE_ROLE_TYPE:
+        return ngx_http_aigw_body_refuse(r, ctx, "invalid_type",
+                                         "Invalid type for "
+                                         "'messages[%ui].role': expected "
+                                         "a string, but got %s instead.",
+                                         shape->index, type);
 
-        /* the members: a key, its value; the last "role" counts */
-
-        for (q = p + 1; /* void */ ; /* void */ ) {
-            q = ngx_http_aigw_body_next(q, end - 1);
-
-            if (q >= end - 1) {
-                break;
-            }
-
-            key = q;
-            q = ngx_http_aigw_body_skip(q, end - 1);
-
-            if (ngx_http_aigw_scan_equal(key + 1, q - 1, (u_char *) "role",
-                                         sizeof("role") - 1))
-            {
-                role = ngx_http_aigw_body_next(q, end - 1);
-            }
-
-            q = ngx_http_aigw_body_next(q, end - 1);
-
-            q = ngx_http_aigw_body_skip(q, end - 1);
-        }
-
-        if (role == NULL) {
-            return ngx_http_aigw_body_refuse(r, ctx,
-                                             "missing_required_parameter",
-                                             "Missing required parameter: "
-                                             "'messages[%ui].role'.", i);
-        }
-
-        if (*role != '"') {
-            return ngx_http_aigw_body_refuse(r, ctx, "invalid_type",
-                                             "Invalid type for "
-                                             "'messages[%ui].role': expected "
-                                             "a string, but got %s instead.",
-                                             i, ngx_http_aigw_body_type(*role));
-        }
-
-        p = end;
+    default:
+        return NGX_OK;
     }
 }
 
 
 /*
  * "input" of embeddings, "prompt" of completions: a string, or an array
- * of strings, of token numbers, or of arrays of token numbers
+ * of strings, of token numbers, or of arrays of token numbers; the scan
+ * has looked at the array's elements (shape)
  */
 
 static ngx_int_t
 ngx_http_aigw_body_input(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
-    const char *name, ngx_http_aigw_field_t *f)
+    const char *name, ngx_http_aigw_field_t *f, ngx_http_aigw_shape_t *shape)
 {
-    u_char      *p, *last, *q, *end;
-    ngx_uint_t   i;
-
     if (f->key == NULL) {
         return ngx_http_aigw_body_refuse(r, ctx, "missing_required_parameter",
                                          "Missing required parameter: "
                                          "'%s'.", name);
     }
 
-    if (*f->start == '"') {
+    if (*f->start == '"'
+        || (*f->start == '[' && shape->error == NGX_HTTP_AIGW_SHAPE_OK))
+    {
         return NGX_OK;
     }
-
-    if (*f->start != '[') {
-        goto invalid;
-    }
-
-    p = f->start + 1;
-    last = f->end - 1;
-
-    for (i = 0; /* void */ ; i++) {
-        p = ngx_http_aigw_body_next(p, last);
-
-        if (p == last) {
-            return NGX_OK;
-        }
-
-        end = ngx_http_aigw_body_skip(p, last);
-
-        if (*p == '[') {
-            for (q = ngx_http_aigw_body_next(p + 1, end - 1);
-                 q < end - 1;
-                 q = ngx_http_aigw_body_next(q, end - 1))
-            {
-                if (*q != '-' && (*q < '0' || *q > '9')) {
-                    goto invalid;
-                }
-
-                q = ngx_http_aigw_body_skip(q, end - 1);
-            }
-
-        } else if (*p != '"' && *p != '-' && (*p < '0' || *p > '9')) {
-            goto invalid;
-        }
-
-        p = end;
-    }
-
-invalid:
 
     return ngx_http_aigw_body_refuse(r, ctx, "invalid_type",
                                      "Invalid type for '%s': expected a "
@@ -530,78 +465,39 @@ invalid:
 /*
  * The text spans a policy step reads: no NUL, raw or escaped (C string
  * functions, PCRE patterns and logs would see less than the provider),
- * and valid UTF-8 (PCRE2 in UTF mode refuses anything else).  Escapes
- * are ASCII; a lone surrogate unescapes to U+FFFD.
+ * and valid UTF-8 (PCRE2 in UTF mode refuses anything else).  The scan
+ * has checked them (ctx->scan.text_error); a raw NUL is not JSON.
  */
 
 static ngx_int_t
 ngx_http_aigw_body_text(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
 {
-    u_char                 *p, *last;
-    ngx_uint_t              i, k;
-    const char             *name, *why;
-    ngx_http_aigw_span_t   *t;
-    ngx_http_aigw_field_t  *f;
+    const char  *name;
 
-    static ngx_uint_t  fields[] = {
-        NGX_HTTP_AIGW_F_MESSAGES, NGX_HTTP_AIGW_F_INPUT,
-        NGX_HTTP_AIGW_F_PROMPT, NGX_HTTP_AIGW_F_SYSTEM
-    };
-
-    static const char  *names[] = {
-        "messages", "input", "prompt", "system"
-    };
-
-    for (i = 0; i < ctx->scan.ntext && i < ctx->scan.text_size; i++) {
-        t = &ctx->scan.text[i];
-        why = NULL;
-
-        for (p = t->start, last = t->end; p < last; /* void */ ) {
-
-            if (*p == '\\') {
-                if (last - p >= 6 && ngx_strncmp(p + 1, "u0000", 5) == 0) {
-                    why = "a NUL character";
-                    break;
-                }
-
-                p += 2;
-                continue;
-            }
-
-            if (*p < 0x80) {
-                p++;
-                continue;
-            }
-
-            p = ngx_http_aigw_body_utf8(p, last);
-
-            if (p == NULL) {
-                why = "invalid UTF-8";
-                break;
-            }
-        }
-
-        if (why == NULL) {
-            continue;
-        }
-
-        name = "messages";
-
-        for (k = 0; k < 4; k++) {
-            f = &ctx->scan.field[fields[k]];
-
-            if (f->key && t->start >= f->start && t->end <= f->end) {
-                name = names[k];
-                break;
-            }
-        }
-
-        return ngx_http_aigw_body_refuse(r, ctx, "invalid_value",
-                                         "Invalid value for '%s': its text "
-                                         "has %s.", name, why);
+    if (ctx->scan.text_error == NGX_HTTP_AIGW_TEXT_OK) {
+        return NGX_OK;
     }
 
-    return NGX_OK;
+    switch (ctx->scan.text_field) {
+    case NGX_HTTP_AIGW_F_INPUT:
+        name = "input";
+        break;
+    case NGX_HTTP_AIGW_F_PROMPT:
+        name = "prompt";
+        break;
+    case NGX_HTTP_AIGW_F_SYSTEM:
+        name = "system";
+        break;
+    default:
+        name = "messages";
+    }
+
+    return ngx_http_aigw_body_refuse(r, ctx, "invalid_value",
+                                     "Invalid value for '%s': its text "
+                                     "has %s.", name,
+                                     (ctx->scan.text_error
+                                      == NGX_HTTP_AIGW_TEXT_NUL)
+                                     ? "a NUL character" : "invalid UTF-8");
 }
 
 
@@ -643,134 +539,6 @@ ngx_http_aigw_body_type(u_char c)
     default:
         return "a number";
     }
-}
-
-
-/*
- * A small walker over a span the scan has validated already: it needs
- * to tell strings from the rest and count brackets only, and is bounded
- * by last all the same.  next() goes past white space and the commas
- * and colons between values, skip() past one value.
- */
-
-static u_char *
-ngx_http_aigw_body_next(u_char *p, u_char *last)
-{
-    while (p < last && (*p == ' ' || *p == '\t' || *p == CR || *p == LF
-                        || *p == ',' || *p == ':'))
-    {
-        p++;
-    }
-
-    return p;
-}
-
-
-static u_char *
-ngx_http_aigw_body_skip(u_char *p, u_char *last)
-{
-    ngx_uint_t  depth;
-
-    depth = 0;
-
-    while (p < last) {
-
-        switch (*p) {
-
-        case '"':
-            for (p++; p < last && *p != '"'; p++) {
-                if (*p == '\\') {
-                    p++;
-                }
-            }
-
-            p++;
-            break;
-
-        case '{':
-        case '[':
-            depth++;
-            p++;
-            continue;
-
-        case '}':
-        case ']':
-            depth--;
-            p++;
-            break;
-
-        case ' ': case '\t': case CR: case LF: case ',': case ':':
-            p++;
-            continue;
-
-        default:
-            /* a number or a literal */
-            while (p < last && *p != ',' && *p != '}' && *p != ']'
-                   && *p != ' ' && *p != '\t' && *p != CR && *p != LF)
-            {
-                p++;
-            }
-        }
-
-        if (depth == 0) {
-            break;
-        }
-    }
-
-    return p < last ? p : last;
-}
-
-
-/*
- * One UTF-8 sequence at p, by RFC 3629: no overlong forms, no surrogates,
- * nothing past U+10FFFF.  Returns its end, or NULL.
- */
-
-static u_char *
-ngx_http_aigw_body_utf8(u_char *p, u_char *last)
-{
-    u_char      c;
-    uint32_t    cp, min;
-    ngx_uint_t  n;
-
-    c = *p++;
-
-    if (c >= 0xc2 && c <= 0xdf) {
-        n = 1;
-        cp = c & 0x1f;
-        min = 0x80;
-
-    } else if (c >= 0xe0 && c <= 0xef) {
-        n = 2;
-        cp = c & 0x0f;
-        min = 0x800;
-
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 3;
-        cp = c & 0x07;
-        min = 0x10000;
-
-    } else {
-        return NULL;
-    }
-
-    if ((size_t) (last - p) < n) {
-        return NULL;
-    }
-
-    while (n--) {
-        if ((*p & 0xc0) != 0x80) {
-            return NULL;
-        }
-
-        cp = (cp << 6) | (*p++ & 0x3f);
-    }
-
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
-        return NULL;
-    }
-
-    return p;
 }
 
 

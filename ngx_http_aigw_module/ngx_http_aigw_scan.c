@@ -33,6 +33,27 @@
 #define NGX_HTTP_AIGW_V_OBJECT       0x40  /* a level: object, not array */
 #define NGX_HTTP_AIGW_V_TOP          0x80  /* a level: the top-level object */
 
+/*
+ * The checks of "messages", "input" and "prompt": the top-level value,
+ * then its array; an element of it (the level's bit << 3), a message
+ * object, a token array and a role.
+ */
+#define NGX_HTTP_AIGW_V_MESSAGES     0x0100  /* "messages" */
+#define NGX_HTTP_AIGW_V_INPUT        0x0200  /* "input", "prompt" */
+#define NGX_HTTP_AIGW_V_TOKENS       0x0400  /* an array in "input" */
+#define NGX_HTTP_AIGW_V_MESSAGE      0x0800  /* an element of "messages" */
+#define NGX_HTTP_AIGW_V_ITEM         0x1000  /* an element of "input" */
+#define NGX_HTTP_AIGW_V_TOKEN        0x2000  /* a token array's element */
+#define NGX_HTTP_AIGW_V_ROLE         0x4000  /* a message's "role" */
+#define NGX_HTTP_AIGW_V_IN_MESSAGE   0x8000  /* a level: a message */
+
+#define NGX_HTTP_AIGW_V_ELEMENTS                                             \
+    (NGX_HTTP_AIGW_V_MESSAGES|NGX_HTTP_AIGW_V_INPUT|NGX_HTTP_AIGW_V_TOKENS)
+
+#define NGX_HTTP_AIGW_V_CHECK                                                \
+    (NGX_HTTP_AIGW_V_MESSAGE|NGX_HTTP_AIGW_V_ITEM|NGX_HTTP_AIGW_V_TOKEN      \
+     |NGX_HTTP_AIGW_V_ROLE)
+
 #define NGX_HTTP_AIGW_V_INHERIT                                              \
     (NGX_HTTP_AIGW_V_TREE|NGX_HTTP_AIGW_V_NO_COUNT)
 
@@ -53,6 +74,10 @@ typedef char    ngx_http_aigw_scan_mask_t __attribute__((vector_size(16)));
 
 #define ngx_http_aigw_scan_stops(v)                                          \
     (((v) == '"') | ((v) == '\\') | ((v) < 0x20))
+
+/* in text, a byte past ASCII stops too, to be checked as UTF-8 */
+#define ngx_http_aigw_scan_text_stops(v)                                     \
+    (((v) == '"') | ((v) == '\\') | ((v) < 0x20) | ((v) >= 0x80))
 #endif
 
 #if (NGX_HTTP_AIGW_SCAN_SSE2 || NGX_HTTP_AIGW_SCAN_VECTOR)
@@ -109,14 +134,21 @@ typedef struct {
 
 
 static ngx_inline ngx_http_aigw_scan_str_t ngx_http_aigw_scan_quote(
-    ngx_http_aigw_scan_t *s, u_char *p, u_char *last, u_char *vend);
+    ngx_http_aigw_scan_t *s, u_char *p, u_char *last, u_char *vend,
+    ngx_uint_t text);
 static ngx_inline u_char *ngx_http_aigw_scan_stop(ngx_http_aigw_scan_t *s,
-    u_char *p, u_char *last, u_char *vend);
+    u_char *p, u_char *last, u_char *vend, ngx_uint_t text);
 #if (NGX_HTTP_AIGW_SCAN_SSE2 || NGX_HTTP_AIGW_SCAN_VECTOR)
-static ngx_inline ngx_uint_t ngx_http_aigw_scan_mask(u_char *p);
+static ngx_inline ngx_uint_t ngx_http_aigw_scan_mask(u_char *p,
+    ngx_uint_t text);
 #endif
 static ngx_http_aigw_scan_str_t ngx_http_aigw_scan_escapes(
-    ngx_http_aigw_scan_t *s, u_char *p, u_char *last, u_char *vend);
+    ngx_http_aigw_scan_t *s, u_char *p, u_char *last, u_char *vend,
+    ngx_uint_t text);
+static u_char *ngx_http_aigw_scan_utf8(u_char *p, u_char *last);
+static void ngx_http_aigw_scan_wrong(ngx_http_aigw_shape_t *shape,
+    ngx_uint_t error, ngx_uint_t index, u_char *value);
+static ngx_uint_t ngx_http_aigw_scan_in(ngx_http_aigw_scan_t *s, u_char *p);
 static ngx_inline u_char *ngx_http_aigw_scan_number(u_char *p,
     u_char *last);
 static ngx_uint_t ngx_http_aigw_scan_top(ngx_http_aigw_scan_t *s,
@@ -157,7 +189,7 @@ static ngx_str_t  ngx_http_aigw_scan_fields[] = {
 };
 
 /* what a top-level field's value is, by field */
-static u_char  ngx_http_aigw_scan_vflags[] = {
+static uint16_t  ngx_http_aigw_scan_vflags[] = {
     NGX_HTTP_AIGW_V_NO_COUNT,                               /* model */
     0,
     NGX_HTTP_AIGW_V_OPTIONS,                                /* stream_options */
@@ -167,13 +199,13 @@ static u_char  ngx_http_aigw_scan_vflags[] = {
     0,
     0,
     NGX_HTTP_AIGW_V_TEXT|NGX_HTTP_AIGW_V_TEXT_ARRAY
-    |NGX_HTTP_AIGW_V_TREE,                                  /* messages */
+    |NGX_HTTP_AIGW_V_TREE|NGX_HTTP_AIGW_V_MESSAGES,         /* messages */
     NGX_HTTP_AIGW_V_TEXT|NGX_HTTP_AIGW_V_TEXT_ARRAY
-    |NGX_HTTP_AIGW_V_TREE,                                  /* input */
+    |NGX_HTTP_AIGW_V_TREE|NGX_HTTP_AIGW_V_INPUT,            /* input */
     NGX_HTTP_AIGW_V_TEXT|NGX_HTTP_AIGW_V_TEXT_ARRAY
     |NGX_HTTP_AIGW_V_TREE,                                  /* system */
     NGX_HTTP_AIGW_V_TEXT|NGX_HTTP_AIGW_V_TEXT_ARRAY
-    |NGX_HTTP_AIGW_V_TREE,                                  /* prompt */
+    |NGX_HTTP_AIGW_V_TREE|NGX_HTTP_AIGW_V_INPUT,            /* prompt */
     0
 };
 
@@ -182,6 +214,7 @@ static ngx_str_t  ngx_http_aigw_scan_include_usage =
 static ngx_str_t  ngx_http_aigw_scan_user_id = ngx_string("user_id");
 static ngx_str_t  ngx_http_aigw_scan_content = ngx_string("content");
 static ngx_str_t  ngx_http_aigw_scan_text = ngx_string("text");
+static ngx_str_t  ngx_http_aigw_scan_role = ngx_string("role");
 
 
 /*
@@ -191,17 +224,24 @@ static ngx_str_t  ngx_http_aigw_scan_text = ngx_string("text");
  * only when the byte is not the one expected.  Strings are first scanned
  * to their first quote, backslash or control byte; only a string that
  * stops at a backslash or a control byte takes the slow path.
+ *
+ * On the way, what the body step checks: the elements of "messages",
+ * "input" and "prompt", looked at where a value starts when the value's
+ * flags say so (NGX_HTTP_AIGW_V_CHECK), a message's role when its object
+ * closes; and text strings are scanned to a byte past ASCII too, which
+ * the slow path checks as UTF-8, as it checks escapes for \u0000.
  */
 
 ngx_int_t
 ngx_http_aigw_scan(ngx_http_aigw_scan_t *s, u_char *p, u_char *last)
 {
-    u_char                     *body, *q, *vend;
+    u_char                     *body, *q, *vend, *role;
     size_t                      len;
-    ngx_uint_t                  depth, vflags, vfield, lflags;
+    ngx_uint_t                  depth, vflags, vfield, lflags, index;
     ngx_http_aigw_scan_str_t    str;
     ngx_http_aigw_scan_top_t    top;
-    u_char                      flags[NGX_HTTP_AIGW_SCAN_DEPTH];
+    ngx_http_aigw_shape_t      *shape;
+    uint16_t                    flags[NGX_HTTP_AIGW_SCAN_DEPTH];
     u_char                      fields[NGX_HTTP_AIGW_SCAN_DEPTH];
 
     ngx_memzero(s->field, sizeof(s->field));
@@ -209,6 +249,13 @@ ngx_http_aigw_scan(ngx_http_aigw_scan_t *s, u_char *p, u_char *last)
     s->close = NULL;
     s->error = 0;
     s->reason = NULL;
+
+    ngx_memzero(&s->messages, sizeof(ngx_http_aigw_shape_t));
+    ngx_memzero(&s->input, sizeof(ngx_http_aigw_shape_t));
+    ngx_memzero(&s->prompt, sizeof(ngx_http_aigw_shape_t));
+    s->text_error = NGX_HTTP_AIGW_TEXT_OK;
+    s->text_field = NGX_HTTP_AIGW_F_MESSAGES;
+    s->text_at = NULL;
 
     body = p;
     vend = (last - p >= 16) ? last - 15 : p;
@@ -232,6 +279,10 @@ ngx_http_aigw_scan(ngx_http_aigw_scan_t *s, u_char *p, u_char *last)
     top.lens = 0;
     top.dup = NULL;
 
+    shape = &s->messages;
+    index = 0;
+    role = NULL;
+
     /* the top-level object is a value */
 
 value:
@@ -244,11 +295,63 @@ value:
         s->field[vfield].start = p;
     }
 
+    if (vflags & NGX_HTTP_AIGW_V_CHECK) {
+
+        /* an element of "messages", "input" or "prompt", or a role */
+
+        if (*p == ' ' || *p == '\t' || *p == LF || *p == CR) {
+            p++;
+            goto value;
+        }
+
+        if (vflags & NGX_HTTP_AIGW_V_MESSAGE) {
+            if (*p == '{') {
+                vflags |= NGX_HTTP_AIGW_V_IN_MESSAGE;
+                role = NULL;
+
+            } else {
+                ngx_http_aigw_scan_wrong(shape, NGX_HTTP_AIGW_SHAPE_TYPE,
+                                         index, p);
+            }
+
+            index++;
+
+        } else if (vflags & NGX_HTTP_AIGW_V_ITEM) {
+            if (*p == '[') {
+                vflags |= NGX_HTTP_AIGW_V_TOKENS;
+
+            } else if (*p != '"' && *p != '-' && (u_char) (*p - '0') >= 10) {
+                ngx_http_aigw_scan_wrong(shape, NGX_HTTP_AIGW_SHAPE_TYPE,
+                                         index, p);
+            }
+
+            index++;
+
+        } else if (vflags & NGX_HTTP_AIGW_V_TOKEN) {
+            if (*p != '-' && (u_char) (*p - '0') >= 10) {
+                ngx_http_aigw_scan_wrong(shape, NGX_HTTP_AIGW_SHAPE_TYPE,
+                                         index - 1, p);
+            }
+
+        } else {
+            role = p;
+        }
+
+        vflags &= ~NGX_HTTP_AIGW_V_CHECK;
+    }
+
     /* strings first: most values are */
 
     if (*p == '"') {
         q = ++p;
-        str = ngx_http_aigw_scan_quote(s, p, last, vend);
+
+        if (vflags & NGX_HTTP_AIGW_V_TEXT) {
+            str = ngx_http_aigw_scan_quote(s, p, last, vend, 1);
+
+        } else {
+            str = ngx_http_aigw_scan_quote(s, p, last, vend, 0);
+        }
+
         p = str.end;
 
         if (str.saved == NGX_HTTP_AIGW_SCAN_FAILED) {
@@ -287,14 +390,16 @@ value:
 
         if (*p++ == '{') {
             lflags = (vflags & ~(NGX_HTTP_AIGW_V_TEXT
-                                 |NGX_HTTP_AIGW_V_TEXT_ARRAY))
+                                 |NGX_HTTP_AIGW_V_TEXT_ARRAY
+                                 |NGX_HTTP_AIGW_V_MESSAGES
+                                 |NGX_HTTP_AIGW_V_INPUT))
                      | NGX_HTTP_AIGW_V_OBJECT;
 
             if (depth == 0) {
                 lflags |= NGX_HTTP_AIGW_V_TOP;
             }
 
-            flags[depth++] = (u_char) lflags;
+            flags[depth++] = (uint16_t) lflags;
 
             ngx_http_aigw_scan_skip(p, last);
 
@@ -307,7 +412,14 @@ value:
 
         lflags = vflags & ~(NGX_HTTP_AIGW_V_TEXT|NGX_HTTP_AIGW_V_OPTIONS
                             |NGX_HTTP_AIGW_V_METADATA);
-        flags[depth++] = (u_char) lflags;
+        flags[depth++] = (uint16_t) lflags;
+
+        if (vflags & (NGX_HTTP_AIGW_V_MESSAGES|NGX_HTTP_AIGW_V_INPUT)) {
+            shape = (vfield == NGX_HTTP_AIGW_F_MESSAGES) ? &s->messages
+                    : (vfield == NGX_HTTP_AIGW_F_INPUT) ? &s->input
+                    : &s->prompt;
+            index = 0;
+        }
 
         ngx_http_aigw_scan_skip(p, last);
 
@@ -405,6 +517,9 @@ element:
         vflags |= NGX_HTTP_AIGW_V_TEXT;
     }
 
+    /* the elements of "messages", "input" and of its token arrays */
+    vflags |= (lflags & NGX_HTTP_AIGW_V_ELEMENTS) << 3;
+
     vfield = NGX_HTTP_AIGW_SCAN_NONE;
     goto value;
 
@@ -414,6 +529,17 @@ close:
 
     if (fields[depth] != NGX_HTTP_AIGW_SCAN_NONE) {
         s->field[fields[depth]].end = p + 1;
+    }
+
+    if (flags[depth] & NGX_HTTP_AIGW_V_IN_MESSAGE) {
+        if (role == NULL) {
+            ngx_http_aigw_scan_wrong(shape, NGX_HTTP_AIGW_SHAPE_NO_ROLE,
+                                     index - 1, NULL);
+
+        } else if (*role != '"') {
+            ngx_http_aigw_scan_wrong(shape, NGX_HTTP_AIGW_SHAPE_ROLE_TYPE,
+                                     index - 1, role);
+        }
     }
 
     if (depth == 0) {
@@ -427,14 +553,16 @@ close:
 key:
 
     if (lflags & (NGX_HTTP_AIGW_V_TOP|NGX_HTTP_AIGW_V_OPTIONS
-                  |NGX_HTTP_AIGW_V_METADATA|NGX_HTTP_AIGW_V_NO_COUNT))
+                  |NGX_HTTP_AIGW_V_METADATA|NGX_HTTP_AIGW_V_NO_COUNT
+                  |NGX_HTTP_AIGW_V_IN_MESSAGE))
     {
         goto any_key;
     }
 
     /*
      * The members of any object but the top-level one, stream_options,
-     * metadata and what "model" holds: keys matter only in a text tree,
+     * metadata, a message and what "model" holds: keys matter only in a
+     * text tree,
      * and string, number and literal values are taken here; anything
      * else, and whatever is not as expected, where any value is.
      */
@@ -446,7 +574,7 @@ member:
     }
 
     q = p++;
-    str = ngx_http_aigw_scan_quote(s, p, last, vend);
+    str = ngx_http_aigw_scan_quote(s, p, last, vend, 0);
     p = str.end;
 
     if (str.saved == NGX_HTTP_AIGW_SCAN_FAILED) {
@@ -471,7 +599,7 @@ member:
 
     if (*p == '"') {
         q = ++p;
-        str = ngx_http_aigw_scan_quote(s, p, last, vend);
+        str = ngx_http_aigw_scan_quote(s, p, last, vend, 0);
         p = str.end;
 
         if (str.saved == NGX_HTTP_AIGW_SCAN_FAILED) {
@@ -528,7 +656,7 @@ any_key:
     }
 
     q = p++;
-    str = ngx_http_aigw_scan_quote(s, p, last, vend);
+    str = ngx_http_aigw_scan_quote(s, p, last, vend, 0);
     p = str.end;
 
     if (str.saved == NGX_HTTP_AIGW_SCAN_FAILED) {
@@ -551,6 +679,12 @@ any_key:
     if (lflags & NGX_HTTP_AIGW_V_TREE) {
         if (ngx_http_aigw_scan_text_key(q + 1, p, str.saved)) {
             vflags |= NGX_HTTP_AIGW_V_TEXT|NGX_HTTP_AIGW_V_TEXT_ARRAY;
+
+        } else if ((lflags & NGX_HTTP_AIGW_V_IN_MESSAGE)
+                   && ngx_http_aigw_scan_is(q + 1, p, len,
+                                            &ngx_http_aigw_scan_role))
+        {
+            vflags |= NGX_HTTP_AIGW_V_ROLE;
         }
 
     } else if ((lflags & NGX_HTTP_AIGW_V_OPTIONS)
@@ -578,7 +712,7 @@ top:
     }
 
     q = p++;
-    str = ngx_http_aigw_scan_quote(s, p, last, vend);
+    str = ngx_http_aigw_scan_quote(s, p, last, vend, 0);
     p = str.end;
 
     if (str.saved == NGX_HTTP_AIGW_SCAN_FAILED) {
@@ -623,6 +757,10 @@ done:
         goto failed;
     }
 
+    if (s->text_error) {
+        s->text_field = ngx_http_aigw_scan_in(s, s->text_at);
+    }
+
     if (top.dup) {
         s->error = top.dup - body;
         s->reason = "duplicate key";
@@ -647,21 +785,22 @@ failed:
  * The closing quote of a string whose content starts at p, and how much
  * shorter the content is unescaped.  Most strings end without an escape
  * and away from the body's last 16 bytes; the rest is
- * ngx_http_aigw_scan_escapes()'s.
+ * ngx_http_aigw_scan_escapes()'s, and in text (a constant, text is 1), a
+ * byte past ASCII is too.
  * On an error: s->reason, saved is NGX_HTTP_AIGW_SCAN_FAILED and end is
  * the error's place.
  */
 
 static ngx_inline ngx_http_aigw_scan_str_t
 ngx_http_aigw_scan_quote(ngx_http_aigw_scan_t *s, u_char *p, u_char *last,
-    u_char *vend)
+    u_char *vend, ngx_uint_t text)
 {
 #if (NGX_HTTP_AIGW_SCAN_SSE2 || NGX_HTTP_AIGW_SCAN_VECTOR)
     ngx_uint_t                m;
     ngx_http_aigw_scan_str_t  str;
 
     while (p < vend) {
-        m = ngx_http_aigw_scan_mask(p);
+        m = ngx_http_aigw_scan_mask(p, text);
 
         if (m) {
             p += ngx_http_aigw_scan_ctz(m);
@@ -679,12 +818,13 @@ ngx_http_aigw_scan_quote(ngx_http_aigw_scan_t *s, u_char *p, u_char *last,
     }
 #endif
 
-    return ngx_http_aigw_scan_escapes(s, p, last, vend);
+    return ngx_http_aigw_scan_escapes(s, p, last, vend, text);
 }
 
 
 /*
- * The first quote, backslash or control byte from p on, or last.  Blocks
+ * The first quote, backslash or control byte from p on, or last, and in
+ * text the first byte past ASCII too.  Blocks
  * of 16 bytes are read at p while p < vend (last - 15, or the body's start
  * when it is shorter than 16 bytes); the bytes after them, from the 16
  * that end the body, when these lie after the top-level '{'.
@@ -692,13 +832,13 @@ ngx_http_aigw_scan_quote(ngx_http_aigw_scan_t *s, u_char *p, u_char *last,
 
 static ngx_inline u_char *
 ngx_http_aigw_scan_stop(ngx_http_aigw_scan_t *s, u_char *p, u_char *last,
-    u_char *vend)
+    u_char *vend, ngx_uint_t text)
 {
 #if (NGX_HTTP_AIGW_SCAN_SSE2 || NGX_HTTP_AIGW_SCAN_VECTOR)
     ngx_uint_t  m;
 
     while (p < vend) {
-        m = ngx_http_aigw_scan_mask(p);
+        m = ngx_http_aigw_scan_mask(p, text);
 
         if (m) {
             return p + ngx_http_aigw_scan_ctz(m);
@@ -708,13 +848,15 @@ ngx_http_aigw_scan_stop(ngx_http_aigw_scan_t *s, u_char *p, u_char *last,
     }
 
     if (p < last && last - s->open >= 16) {
-        m = ngx_http_aigw_scan_mask(last - 16) >> (16 - (last - p));
+        m = ngx_http_aigw_scan_mask(last - 16, text) >> (16 - (last - p));
 
         return m ? p + ngx_http_aigw_scan_ctz(m) : last;
     }
 #endif
 
-    while (p < last && *p != '"' && *p != '\\' && *p >= 0x20) {
+    while (p < last && *p != '"' && *p != '\\' && *p >= 0x20
+           && (!text || *p < 0x80))
+    {
         p++;
     }
 
@@ -724,20 +866,29 @@ ngx_http_aigw_scan_stop(ngx_http_aigw_scan_t *s, u_char *p, u_char *last,
 
 #if (NGX_HTTP_AIGW_SCAN_SSE2)
 
-/* a bit per quote, backslash or control byte of the 16 at p */
+/*
+ * A bit per quote, backslash or control byte of the 16 at p; in text, per
+ * byte past ASCII too: signed, these are below 0x20 with the controls.
+ */
 
 static ngx_inline ngx_uint_t
-ngx_http_aigw_scan_mask(u_char *p)
+ngx_http_aigw_scan_mask(u_char *p, ngx_uint_t text)
 {
-    __m128i  v;
+    __m128i  v, q;
 
     v = _mm_loadu_si128((const __m128i *) p);
 
+    q = _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
+                     _mm_cmpeq_epi8(v, _mm_set1_epi8('\\')));
+
+    if (text) {
+        return (ngx_uint_t) _mm_movemask_epi8(
+                   _mm_or_si128(q, _mm_cmplt_epi8(v, _mm_set1_epi8(0x20))));
+    }
+
     return (ngx_uint_t) _mm_movemask_epi8(
-               _mm_or_si128(
-                   _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
-                                _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))),
-                   _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v)));
+               _mm_or_si128(q, _mm_cmpeq_epi8(
+                                   _mm_min_epu8(v, _mm_set1_epi8(0x1f)), v)));
 }
 
 #elif (NGX_HTTP_AIGW_SCAN_VECTOR)
@@ -745,7 +896,7 @@ ngx_http_aigw_scan_mask(u_char *p)
 /* the same with the vector extensions: bytes 0xff, then a bit each */
 
 static ngx_inline ngx_uint_t
-ngx_http_aigw_scan_mask(u_char *p)
+ngx_http_aigw_scan_mask(u_char *p, ngx_uint_t text)
 {
     uint64_t                    m[2];
     ngx_http_aigw_scan_vec_t    v;
@@ -753,7 +904,12 @@ ngx_http_aigw_scan_mask(u_char *p)
 
     ngx_memcpy(&v, p, 16);
 
-    mask = ngx_http_aigw_scan_stops(v);
+    if (text) {
+        mask = ngx_http_aigw_scan_text_stops(v);
+
+    } else {
+        mask = ngx_http_aigw_scan_stops(v);
+    }
 
     ngx_memcpy(m, &mask, 16);
 
@@ -771,20 +927,22 @@ ngx_http_aigw_scan_mask(u_char *p)
 
 /*
  * The rest of a string from p on, as ngx_http_aigw_scan_quote() returns
- * it: long strings, strings near the body's end, escapes and errors.
+ * it: long strings, strings near the body's end, escapes and errors; and
+ * in text, UTF-8 and \u0000 checked, the first failure recorded.
  */
 
 static ngx_http_aigw_scan_str_t
 ngx_http_aigw_scan_escapes(ngx_http_aigw_scan_t *s, u_char *p, u_char *last,
-    u_char *vend)
+    u_char *vend, ngx_uint_t text)
 {
+    u_char                   *q;
     size_t                    n;
     ngx_int_t                 cp;
     ngx_http_aigw_scan_str_t  str;
 
     n = 0;
 
-    p = ngx_http_aigw_scan_stop(s, p, last, vend);
+    p = ngx_http_aigw_scan_stop(s, p, last, vend, text);
 
     for ( ;; ) {
 
@@ -795,6 +953,29 @@ ngx_http_aigw_scan_escapes(ngx_http_aigw_scan_t *s, u_char *p, u_char *last,
 
         if (*p == '"') {
             break;
+        }
+
+        if (*p >= 0x80) {
+
+            /* in text only: a run of UTF-8 sequences */
+
+            do {
+                q = ngx_http_aigw_scan_utf8(p, last);
+
+                if (q == NULL) {
+                    if (s->text_error == NGX_HTTP_AIGW_TEXT_OK) {
+                        s->text_error = NGX_HTTP_AIGW_TEXT_UTF8;
+                        s->text_at = p;
+                    }
+
+                    q = p + 1;
+                }
+
+                p = q;
+
+            } while (p < last && *p >= 0x80);
+
+            goto plain;
         }
 
         if (*p != '\\') {
@@ -837,6 +1018,11 @@ ngx_http_aigw_scan_escapes(ngx_http_aigw_scan_t *s, u_char *p, u_char *last,
             goto failed;
         }
 
+        if (cp == 0 && text && s->text_error == NGX_HTTP_AIGW_TEXT_OK) {
+            s->text_error = NGX_HTTP_AIGW_TEXT_NUL;
+            s->text_at = p;
+        }
+
         /* 6 bytes become 1 to 3; a surrogate pair, 12 become 4 */
 
         if (ngx_http_aigw_scan_pair(p, last, cp)) {
@@ -850,7 +1036,7 @@ ngx_http_aigw_scan_escapes(ngx_http_aigw_scan_t *s, u_char *p, u_char *last,
 
     plain:
 
-        p = ngx_http_aigw_scan_stop(s, p, last, vend);
+        p = ngx_http_aigw_scan_stop(s, p, last, vend, text);
     }
 
     str.end = p;
@@ -864,6 +1050,98 @@ failed:
     str.saved = NGX_HTTP_AIGW_SCAN_FAILED;
 
     return str;
+}
+
+
+/*
+ * One UTF-8 sequence at p, by RFC 3629: no overlong forms, no surrogates,
+ * nothing past U+10FFFF.  Returns its end, or NULL.
+ */
+
+static u_char *
+ngx_http_aigw_scan_utf8(u_char *p, u_char *last)
+{
+    u_char      c;
+    uint32_t    cp, min;
+    ngx_uint_t  n;
+
+    c = *p++;
+
+    if (c >= 0xc2 && c <= 0xdf) {
+        n = 1;
+        cp = c & 0x1f;
+        min = 0x80;
+
+    } else if (c >= 0xe0 && c <= 0xef) {
+        n = 2;
+        cp = c & 0x0f;
+        min = 0x800;
+
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 3;
+        cp = c & 0x07;
+        min = 0x10000;
+
+    } else {
+        return NULL;
+    }
+
+    if ((size_t) (last - p) < n) {
+        return NULL;
+    }
+
+    while (n--) {
+        if ((*p & 0xc0) != 0x80) {
+            return NULL;
+        }
+
+        cp = (cp << 6) | (*p++ & 0x3f);
+    }
+
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
+        return NULL;
+    }
+
+    return p;
+}
+
+
+/* the first thing wrong in an array of "messages", "input" or "prompt" */
+
+static void
+ngx_http_aigw_scan_wrong(ngx_http_aigw_shape_t *shape, ngx_uint_t error,
+    ngx_uint_t index, u_char *value)
+{
+    if (shape->error == NGX_HTTP_AIGW_SHAPE_OK) {
+        shape->error = error;
+        shape->index = index;
+        shape->value = value;
+    }
+}
+
+
+/* the text field that p is in: "messages" if none else */
+
+static ngx_uint_t
+ngx_http_aigw_scan_in(ngx_http_aigw_scan_t *s, u_char *p)
+{
+    ngx_uint_t              i;
+    ngx_http_aigw_field_t  *f;
+
+    static ngx_uint_t  fields[] = {
+        NGX_HTTP_AIGW_F_MESSAGES, NGX_HTTP_AIGW_F_INPUT,
+        NGX_HTTP_AIGW_F_PROMPT, NGX_HTTP_AIGW_F_SYSTEM
+    };
+
+    for (i = 0; i < 4; i++) {
+        f = &s->field[fields[i]];
+
+        if (f->key && p >= f->start && p < f->end) {
+            return fields[i];
+        }
+    }
+
+    return NGX_HTTP_AIGW_F_MESSAGES;
 }
 
 

@@ -62,6 +62,34 @@ typedef struct {
 } ngx_http_aigw_span_t;
 
 
+/* what is wrong with "messages", "input" or "prompt", if anything */
+#define NGX_HTTP_AIGW_SHAPE_OK         0
+#define NGX_HTTP_AIGW_SHAPE_TYPE       1  /* an element of a wrong type */
+#define NGX_HTTP_AIGW_SHAPE_NO_ROLE    2  /* a message without "role" */
+#define NGX_HTTP_AIGW_SHAPE_ROLE_TYPE  3  /* a "role" not a string */
+
+/* what is wrong with the text, if anything */
+#define NGX_HTTP_AIGW_TEXT_OK          0
+#define NGX_HTTP_AIGW_TEXT_NUL         1  /* a \u0000 escape */
+#define NGX_HTTP_AIGW_TEXT_UTF8        2  /* invalid UTF-8 (RFC 3629) */
+
+
+/*
+ * The first element that is not as it should be in a top-level array:
+ * of "messages", an object with a "role" key (the last one counts)
+ * whose value is a string; of "input" or "prompt", a string, a number
+ * (a token) or an array of numbers.
+ */
+typedef struct {
+    ngx_uint_t                  error;  /* NGX_HTTP_AIGW_SHAPE_ */
+    ngx_uint_t                  index;  /* the element's, from 0 */
+    u_char                     *value;  /* the first byte of the value */
+                                        /* of a wrong type: the element, */
+                                        /* a token, or the role; NULL */
+                                        /* if the role is missing */
+} ngx_http_aigw_shape_t;
+
+
 typedef struct {
     ngx_http_aigw_field_t       field[NGX_HTTP_AIGW_F_N];
 
@@ -82,6 +110,23 @@ typedef struct {
 
     /* unescaped UTF-8 bytes of all string values but "model"'s */
     size_t                      string_bytes;
+
+    /*
+     * Checks of what the gateway reads, made on the way, valid after
+     * NGX_OK.  The shapes are checked only when the field's value is an
+     * array.  text_error is the first \u0000 escape or invalid UTF-8
+     * sequence in text content (all of it, stored or not), in body
+     * order; text_at is where it starts, and text_field the top-level
+     * field it is in (NGX_HTTP_AIGW_F_MESSAGES, _INPUT, _PROMPT or
+     * _SYSTEM).  Other strings' bytes are not checked.
+     */
+    ngx_http_aigw_shape_t       messages;
+    ngx_http_aigw_shape_t       input;
+    ngx_http_aigw_shape_t       prompt;
+
+    ngx_uint_t                  text_error;  /* NGX_HTTP_AIGW_TEXT_ */
+    ngx_uint_t                  text_field;
+    u_char                     *text_at;
 
     /* after an error: where (offset in the body) and why */
     size_t                      error;

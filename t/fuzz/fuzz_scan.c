@@ -21,6 +21,10 @@
 #define F_TEXTS  8
 
 
+static void f_shape(ngx_http_aigw_shape_t *a, ngx_http_aigw_shape_t *b,
+    const char *what);
+
+
 static void
 f_assert(int ok, const char *what)
 {
@@ -81,6 +85,48 @@ f_same(ngx_int_t rc, ngx_http_aigw_scan_t *s, u_char *buf, u_char *last)
         f_assert(s->text[i].start == spans[i].start
                  && s->text[i].end == spans[i].end,
                  "not the reference's text span");
+    }
+
+    if (rc != NGX_OK) {
+        return;
+    }
+
+    /* the checks: as the body step's old walkers, over all text spans */
+
+    r.text = malloc((r.ntext + 1) * sizeof(ngx_http_aigw_span_t));
+    f_assert(r.text != NULL, "out of memory");
+    r.text_size = r.ntext;
+
+    f_assert(ngx_http_aigw_ref_scan(&r, buf, last) == NGX_OK,
+             "the reference's second scan");
+
+    ngx_http_aigw_ref_check(&r);
+
+    f_shape(&s->messages, &r.messages, "messages");
+    f_shape(&s->input, &r.input, "input");
+    f_shape(&s->prompt, &r.prompt, "prompt");
+
+    f_assert(s->text_error == r.text_error
+             && (r.text_error == NGX_HTTP_AIGW_TEXT_OK
+                 || (s->text_at == r.text_at
+                     && s->text_field == r.text_field)),
+             "not the old walkers' text check");
+
+    free(r.text);
+}
+
+
+static void
+f_shape(ngx_http_aigw_shape_t *a, ngx_http_aigw_shape_t *b, const char *what)
+{
+    if (a->error != b->error
+        || (b->error != NGX_HTTP_AIGW_SHAPE_OK
+            && (a->index != b->index || a->value != b->value)))
+    {
+        fprintf(stderr, "fuzz_scan: %s: not the old walkers' check "
+                "(%lu/%lu)\n", what, (unsigned long) a->error,
+                (unsigned long) b->error);
+        abort();
     }
 }
 

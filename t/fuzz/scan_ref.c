@@ -10,7 +10,9 @@
  * t/fuzz/fuzz_scan.c and t/unit/test_scan.c hold the scanner to (the same
  * result, error offset and reason, fields, text spans and string_bytes).
  * Include it after ngx_http_aigw_scan.c.  Not to be edited but to be
- * replaced, whole, when the scanner's results change on purpose.
+ * replaced, whole, when the scanner's results change on purpose.  At its
+ * end, the body step's walkers that the scan's checks replaced, kept as
+ * their reference (ngx_http_aigw_ref_check()).
  */
 
 
@@ -938,4 +940,319 @@ ngx_http_aigw_ref_scan_byte(ngx_http_aigw_ref_scan_iter_t *it)
     }
 
     return it->buf[it->i++];
+}
+
+
+/*
+ * The body step's input checks as they were before the scan made them
+ * (commit e4dce8b, ngx_http_aigw_body.c): a walker over the spans of a
+ * scan that returned NGX_OK, the reference for the scan's messages,
+ * input, prompt and text_* members.  text must hold all ntext spans.
+ */
+
+
+static void ngx_http_aigw_ref_check_shape(ngx_http_aigw_field_t *f,
+    ngx_http_aigw_shape_t *shape, ngx_uint_t messages);
+static void ngx_http_aigw_ref_check_text(ngx_http_aigw_scan_t *s);
+static void ngx_http_aigw_ref_wrong(ngx_http_aigw_shape_t *shape,
+    ngx_uint_t error, ngx_uint_t index, u_char *value);
+static u_char *ngx_http_aigw_ref_next(u_char *p, u_char *last);
+static u_char *ngx_http_aigw_ref_skip(u_char *p, u_char *last);
+static u_char *ngx_http_aigw_ref_utf8(u_char *p, u_char *last);
+
+
+static void
+ngx_http_aigw_ref_check(ngx_http_aigw_scan_t *s)
+{
+    ngx_http_aigw_ref_check_shape(&s->field[NGX_HTTP_AIGW_F_MESSAGES],
+                                  &s->messages, 1);
+    ngx_http_aigw_ref_check_shape(&s->field[NGX_HTTP_AIGW_F_INPUT],
+                                  &s->input, 0);
+    ngx_http_aigw_ref_check_shape(&s->field[NGX_HTTP_AIGW_F_PROMPT],
+                                  &s->prompt, 0);
+    ngx_http_aigw_ref_check_text(s);
+}
+
+
+static void
+ngx_http_aigw_ref_check_shape(ngx_http_aigw_field_t *f,
+    ngx_http_aigw_shape_t *shape, ngx_uint_t messages)
+{
+    u_char      *p, *last, *q, *end, *key, *role;
+    ngx_uint_t   i;
+
+    ngx_memzero(shape, sizeof(ngx_http_aigw_shape_t));
+
+    if (f->key == NULL || *f->start != '[') {
+        return;
+    }
+
+    p = f->start + 1;
+    last = f->end - 1;
+
+    for (i = 0; /* void */ ; i++) {
+        p = ngx_http_aigw_ref_next(p, last);
+
+        if (p == last) {
+            return;
+        }
+
+        end = ngx_http_aigw_ref_skip(p, last);
+
+        if (!messages) {
+            if (*p == '[') {
+                for (q = ngx_http_aigw_ref_next(p + 1, end - 1);
+                     q < end - 1;
+                     q = ngx_http_aigw_ref_next(q, end - 1))
+                {
+                    if (*q != '-' && (*q < '0' || *q > '9')) {
+                        ngx_http_aigw_ref_wrong(shape,
+                                                NGX_HTTP_AIGW_SHAPE_TYPE,
+                                                i, q);
+                        return;
+                    }
+
+                    q = ngx_http_aigw_ref_skip(q, end - 1);
+                }
+
+            } else if (*p != '"' && *p != '-' && (*p < '0' || *p > '9')) {
+                ngx_http_aigw_ref_wrong(shape, NGX_HTTP_AIGW_SHAPE_TYPE, i, p);
+                return;
+            }
+
+            p = end;
+            continue;
+        }
+
+        if (*p != '{') {
+            ngx_http_aigw_ref_wrong(shape, NGX_HTTP_AIGW_SHAPE_TYPE, i, p);
+            return;
+        }
+
+        role = NULL;
+
+        for (q = p + 1; /* void */ ; /* void */ ) {
+            q = ngx_http_aigw_ref_next(q, end - 1);
+
+            if (q >= end - 1) {
+                break;
+            }
+
+            key = q;
+            q = ngx_http_aigw_ref_skip(q, end - 1);
+
+            if (ngx_http_aigw_ref_scan_equal(key + 1, q - 1,
+                                             (u_char *) "role", 4))
+            {
+                role = ngx_http_aigw_ref_next(q, end - 1);
+            }
+
+            q = ngx_http_aigw_ref_next(q, end - 1);
+            q = ngx_http_aigw_ref_skip(q, end - 1);
+        }
+
+        if (role == NULL) {
+            ngx_http_aigw_ref_wrong(shape, NGX_HTTP_AIGW_SHAPE_NO_ROLE, i,
+                                    NULL);
+            return;
+        }
+
+        if (*role != '"') {
+            ngx_http_aigw_ref_wrong(shape, NGX_HTTP_AIGW_SHAPE_ROLE_TYPE, i,
+                                    role);
+            return;
+        }
+
+        p = end;
+    }
+}
+
+
+static void
+ngx_http_aigw_ref_check_text(ngx_http_aigw_scan_t *s)
+{
+    u_char                 *p, *last;
+    ngx_uint_t              i, k;
+    ngx_http_aigw_span_t   *t;
+    ngx_http_aigw_field_t  *f;
+
+    static ngx_uint_t  fields[] = {
+        NGX_HTTP_AIGW_F_MESSAGES, NGX_HTTP_AIGW_F_INPUT,
+        NGX_HTTP_AIGW_F_PROMPT, NGX_HTTP_AIGW_F_SYSTEM
+    };
+
+    s->text_error = NGX_HTTP_AIGW_TEXT_OK;
+    s->text_field = NGX_HTTP_AIGW_F_MESSAGES;
+    s->text_at = NULL;
+
+    for (i = 0; i < s->ntext; i++) {
+        t = &s->text[i];
+
+        for (p = t->start, last = t->end; p < last; /* void */ ) {
+
+            if (*p == '\\') {
+                if (last - p >= 6 && ngx_strncmp(p + 1, "u0000", 5) == 0) {
+                    s->text_error = NGX_HTTP_AIGW_TEXT_NUL;
+                    break;
+                }
+
+                p += 2;
+                continue;
+            }
+
+            if (*p < 0x80) {
+                p++;
+                continue;
+            }
+
+            if (ngx_http_aigw_ref_utf8(p, last) == NULL) {
+                s->text_error = NGX_HTTP_AIGW_TEXT_UTF8;
+                break;
+            }
+
+            p = ngx_http_aigw_ref_utf8(p, last);
+        }
+
+        if (s->text_error == NGX_HTTP_AIGW_TEXT_OK) {
+            continue;
+        }
+
+        s->text_at = p;
+
+        for (k = 0; k < 4; k++) {
+            f = &s->field[fields[k]];
+
+            if (f->key && t->start >= f->start && t->end <= f->end) {
+                s->text_field = fields[k];
+                break;
+            }
+        }
+
+        return;
+    }
+}
+
+
+static void
+ngx_http_aigw_ref_wrong(ngx_http_aigw_shape_t *shape, ngx_uint_t error,
+    ngx_uint_t index, u_char *value)
+{
+    shape->error = error;
+    shape->index = index;
+    shape->value = value;
+}
+
+
+static u_char *
+ngx_http_aigw_ref_next(u_char *p, u_char *last)
+{
+    while (p < last && (*p == ' ' || *p == '\t' || *p == CR || *p == LF
+                        || *p == ',' || *p == ':'))
+    {
+        p++;
+    }
+
+    return p;
+}
+
+
+static u_char *
+ngx_http_aigw_ref_skip(u_char *p, u_char *last)
+{
+    ngx_uint_t  depth;
+
+    depth = 0;
+
+    while (p < last) {
+
+        switch (*p) {
+
+        case '"':
+            for (p++; p < last && *p != '"'; p++) {
+                if (*p == '\\') {
+                    p++;
+                }
+            }
+
+            p++;
+            break;
+
+        case '{':
+        case '[':
+            depth++;
+            p++;
+            continue;
+
+        case '}':
+        case ']':
+            depth--;
+            p++;
+            break;
+
+        case ' ': case '\t': case CR: case LF: case ',': case ':':
+            p++;
+            continue;
+
+        default:
+            while (p < last && *p != ',' && *p != '}' && *p != ']'
+                   && *p != ' ' && *p != '\t' && *p != CR && *p != LF)
+            {
+                p++;
+            }
+        }
+
+        if (depth == 0) {
+            break;
+        }
+    }
+
+    return p < last ? p : last;
+}
+
+
+static u_char *
+ngx_http_aigw_ref_utf8(u_char *p, u_char *last)
+{
+    u_char      c;
+    uint32_t    cp, min;
+    ngx_uint_t  n;
+
+    c = *p++;
+
+    if (c >= 0xc2 && c <= 0xdf) {
+        n = 1;
+        cp = c & 0x1f;
+        min = 0x80;
+
+    } else if (c >= 0xe0 && c <= 0xef) {
+        n = 2;
+        cp = c & 0x0f;
+        min = 0x800;
+
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 3;
+        cp = c & 0x07;
+        min = 0x10000;
+
+    } else {
+        return NULL;
+    }
+
+    if ((size_t) (last - p) < n) {
+        return NULL;
+    }
+
+    while (n--) {
+        if ((*p & 0xc0) != 0x80) {
+            return NULL;
+        }
+
+        cp = (cp << 6) | (*p++ & 0x3f);
+    }
+
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
+        return NULL;
+    }
+
+    return p;
 }

@@ -72,6 +72,20 @@ typedef struct {
 } t_expect_t;
 
 
+/* the scan's checks: what it finds in "messages", "input", text */
+typedef struct {
+    u_char                     *body;
+    size_t                      len;
+    ngx_uint_t                  messages;   /* NGX_HTTP_AIGW_SHAPE_ */
+    ngx_uint_t                  index;
+    u_char                      value;      /* its first byte, 0: NULL */
+    ngx_uint_t                  input;
+    ngx_uint_t                  prompt;
+    ngx_uint_t                  text;       /* NGX_HTTP_AIGW_TEXT_ */
+    ngx_uint_t                  field;      /* of the text's failure */
+} t_check_t;
+
+
 static ngx_uint_t  t_reference = 1;
 
 
@@ -359,6 +373,162 @@ static t_unescape_t  t_unescapes[] = {
 };
 
 
+#define SH(x)   NGX_HTTP_AIGW_SHAPE_##x
+#define TX(x)   NGX_HTTP_AIGW_TEXT_##x
+#define FM      NGX_HTTP_AIGW_F_MESSAGES
+#define FI      NGX_HTTP_AIGW_F_INPUT
+#define FP      NGX_HTTP_AIGW_F_PROMPT
+#define FS      NGX_HTTP_AIGW_F_SYSTEM
+
+static t_check_t  t_checks_table[] = {
+
+    /* messages */
+    { T("{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}"),
+      SH(OK), 0, 0, SH(OK), SH(OK), TX(OK), FM },
+    { T("{\"messages\":[]}"), SH(OK), 0, 0, SH(OK), SH(OK), TX(OK), FM },
+    { T("{\"messages\":[{\"role\":\"user\"},\"x\"]}"),
+      SH(TYPE), 1, '"', SH(OK), SH(OK), TX(OK), FM },
+    { T("{\"messages\":[1]}"), SH(TYPE), 0, '1', SH(OK), SH(OK), TX(OK), FM },
+    { T("{\"messages\":[-1]}"), SH(TYPE), 0, '-', SH(OK), SH(OK), TX(OK), FM },
+    { T("{\"messages\":[null]}"),
+      SH(TYPE), 0, 'n', SH(OK), SH(OK), TX(OK), FM },
+    { T("{\"messages\":[true]}"),
+      SH(TYPE), 0, 't', SH(OK), SH(OK), TX(OK), FM },
+    { T("{\"messages\":[[{\"role\":\"u\"}]]}"),
+      SH(TYPE), 0, '[', SH(OK), SH(OK), TX(OK), FM },
+    { T("{\"messages\":[{\"content\":\"x\"}]}"),
+      SH(NO_ROLE), 0, 0, SH(OK), SH(OK), TX(OK), FM },
+    { T("{\"messages\":[{}]}"),
+      SH(NO_ROLE), 0, 0, SH(OK), SH(OK), TX(OK), FM },
+    { T("{\"messages\":[ { } ]}"),
+      SH(NO_ROLE), 0, 0, SH(OK), SH(OK), TX(OK), FM },
+    { T("{\"messages\":[{\"role\":\"a\"},{\"role\":1}]}"),
+      SH(ROLE_TYPE), 1, '1', SH(OK), SH(OK), TX(OK), FM },
+    { T("{\"messages\":[{\"role\":\"a\",\"role\":null}]}"),
+      SH(ROLE_TYPE), 0, 'n', SH(OK), SH(OK), TX(OK), FM },
+    { T("{\"messages\":[{\"role\":null,\"role\":\"a\"}]}"),
+      SH(OK), 0, 0, SH(OK), SH(OK), TX(OK), FM },
+    { T("{\"messages\":[{\"role\" :  false }]}"),
+      SH(ROLE_TYPE), 0, 'f', SH(OK), SH(OK), TX(OK), FM },
+    { T("{\"messages\":[{\"role\":[\"a\"]}]}"),
+      SH(ROLE_TYPE), 0, '[', SH(OK), SH(OK), TX(OK), FM },
+    { T("{\"messages\":[{\"role\":{}}]}"),
+      SH(ROLE_TYPE), 0, '{', SH(OK), SH(OK), TX(OK), FM },
+    { T("{\"messages\":[{\"r\\u006fle\":\"a\"}]}"),
+      SH(OK), 0, 0, SH(OK), SH(OK), TX(OK), FM },
+    { T("{\"messages\":[{\"Role\":\"a\",\"role \":\"b\"}]}"),
+      SH(NO_ROLE), 0, 0, SH(OK), SH(OK), TX(OK), FM },
+    { T("{\"messages\":[{\"content\":{\"role\":1},\"role\":\"u\"}]}"),
+      SH(OK), 0, 0, SH(OK), SH(OK), TX(OK), FM },
+    { T("{\"messages\":[{\"content\":[{\"role\":\"u\"}]}]}"),
+      SH(NO_ROLE), 0, 0, SH(OK), SH(OK), TX(OK), FM },
+    { T("{\"messages\":[ {\"role\" : \"u\"} , 5 ]}"),
+      SH(TYPE), 1, '5', SH(OK), SH(OK), TX(OK), FM },
+    { T("{\"messages\":[{\"role\":\"u\"},{\"x\":1},3]}"),
+      SH(NO_ROLE), 1, 0, SH(OK), SH(OK), TX(OK), FM },
+    { T("{\"messages\":{\"role\":1}}"),
+      SH(OK), 0, 0, SH(OK), SH(OK), TX(OK), FM },
+    { T("{\"messages\":\"x\",\"system\":[1]}"),
+      SH(OK), 0, 0, SH(OK), SH(OK), TX(OK), FM },
+    { T("{\"tools\":[1,{}],\"metadata\":{\"messages\":[1]}}"),
+      SH(OK), 0, 0, SH(OK), SH(OK), TX(OK), FM },
+
+    /* input and prompt */
+    { T("{\"input\":\"x\",\"prompt\":\"y\"}"),
+      SH(OK), 0, 0, SH(OK), SH(OK), TX(OK), FM },
+    { T("{\"input\":[\"a\",1,-2,0.5,[1,2],[],[-1e3]]}"),
+      SH(OK), 0, 0, SH(OK), SH(OK), TX(OK), FM },
+    { T("{\"input\":[{\"a\":1}]}"),
+      SH(OK), 0, 0, SH(TYPE), SH(OK), TX(OK), FM },
+    { T("{\"input\":[\"a\",[1,\"x\"]]}"),
+      SH(OK), 0, 0, SH(TYPE), SH(OK), TX(OK), FM },
+    { T("{\"input\":[[[1]]]}"), SH(OK), 0, 0, SH(TYPE), SH(OK), TX(OK), FM },
+    { T("{\"input\":[[null]]}"),
+      SH(OK), 0, 0, SH(TYPE), SH(OK), TX(OK), FM },
+    { T("{\"prompt\":[null]}"), SH(OK), 0, 0, SH(OK), SH(TYPE), TX(OK), FM },
+    { T("{\"prompt\":[\"a\", true]}"),
+      SH(OK), 0, 0, SH(OK), SH(TYPE), TX(OK), FM },
+    { T("{\"input\":[ [ 1 , 2 ] , false ]}"),
+      SH(OK), 0, 0, SH(TYPE), SH(OK), TX(OK), FM },
+    { T("{\"input\":{\"a\":[{}]},\"prompt\":1}"),
+      SH(OK), 0, 0, SH(OK), SH(OK), TX(OK), FM },
+    { T("{\"messages\":[{\"role\":\"u\",\"content\":[{}]}],"
+        "\"input\":[[\"x\"]],\"prompt\":[{}]}"),
+      SH(OK), 0, 0, SH(TYPE), SH(TYPE), TX(OK), FM },
+
+    /* text: \u0000 */
+    { T("{\"messages\":[{\"role\":\"u\",\"content\":\"a\\u0000b\"}]}"),
+      SH(OK), 0, 0, SH(OK), SH(OK), TX(NUL), FM },
+    { T("{\"system\":\"\\u0000\"}"), SH(OK), 0, 0, SH(OK), SH(OK), TX(NUL),
+      FS },
+    { T("{\"input\":[\"ok\",\"x\\u0000\"]}"),
+      SH(OK), 0, 0, SH(OK), SH(OK), TX(NUL), FI },
+    { T("{\"prompt\":[\"\\n\\u0000\"]}"),
+      SH(OK), 0, 0, SH(OK), SH(OK), TX(NUL), FP },
+    { T("{\"system\":\"\\ud800\\u0000\"}"),
+      SH(OK), 0, 0, SH(OK), SH(OK), TX(NUL), FS },
+    { T("{\"system\":\"\\\\u0000\\u0001\\u0100\"}"),
+      SH(OK), 0, 0, SH(OK), SH(OK), TX(OK), FM },
+    { T("{\"system\":[{\"text\":\"\\u0000\"}]}"),
+      SH(OK), 0, 0, SH(OK), SH(OK), TX(NUL), FS },
+
+    /* text: UTF-8 */
+    { T("{\"prompt\":\"\xff\"}"), SH(OK), 0, 0, SH(OK), SH(OK), TX(UTF8),
+      FP },
+    { T("{\"messages\":[{\"role\":\"u\",\"content\":[{\"type\":\"text\","
+        "\"text\":\"\xc3(\"}]}]}"),
+      SH(OK), 0, 0, SH(OK), SH(OK), TX(UTF8), FM },
+    { T("{\"system\":\"\xc0\x80\"}"), SH(OK), 0, 0, SH(OK), SH(OK),
+      TX(UTF8), FS },
+    { T("{\"system\":\"\xc1\xbf\"}"), SH(OK), 0, 0, SH(OK), SH(OK),
+      TX(UTF8), FS },
+    { T("{\"system\":\"\xe0\x80\x80\"}"), SH(OK), 0, 0, SH(OK), SH(OK),
+      TX(UTF8), FS },
+    { T("{\"system\":\"\xe0\x9f\xbf\"}"), SH(OK), 0, 0, SH(OK), SH(OK),
+      TX(UTF8), FS },
+    { T("{\"system\":\"\xf0\x8f\xbf\xbf\"}"), SH(OK), 0, 0, SH(OK), SH(OK),
+      TX(UTF8), FS },
+    { T("{\"system\":\"\xed\xa0\x80\"}"), SH(OK), 0, 0, SH(OK), SH(OK),
+      TX(UTF8), FS },
+    { T("{\"system\":\"\xed\xbf\xbf\"}"), SH(OK), 0, 0, SH(OK), SH(OK),
+      TX(UTF8), FS },
+    { T("{\"system\":\"\xf4\x90\x80\x80\"}"), SH(OK), 0, 0, SH(OK), SH(OK),
+      TX(UTF8), FS },
+    { T("{\"system\":\"\xf5\x80\x80\x80\"}"), SH(OK), 0, 0, SH(OK), SH(OK),
+      TX(UTF8), FS },
+    { T("{\"system\":\"\x80\"}"), SH(OK), 0, 0, SH(OK), SH(OK), TX(UTF8),
+      FS },
+    { T("{\"system\":\"a\xe2\x82\"}"), SH(OK), 0, 0, SH(OK), SH(OK),
+      TX(UTF8), FS },
+    { T("{\"system\":\"\xf0\x9f\x98\\n\"}"), SH(OK), 0, 0, SH(OK), SH(OK),
+      TX(UTF8), FS },
+    { T("{\"system\":\"\\u00e9\xc3\"}"), SH(OK), 0, 0, SH(OK), SH(OK),
+      TX(UTF8), FS },
+    { T("{\"input\":[\"\xc3\xa9\",\"\xe9\"]}"), SH(OK), 0, 0, SH(OK), SH(OK),
+      TX(UTF8), FI },
+    { T("{\"system\":\"\xc2\x80\xdf\xbf\xe0\xa0\x80\xed\x9f\xbf\xee\x80\x80"
+        "\xef\xbf\xbf\xf0\x90\x80\x80\xf4\x8f\xbf\xbf\xe2\x82\xac\"}"),
+      SH(OK), 0, 0, SH(OK), SH(OK), TX(OK), FM },
+
+    /* the first failure in body order; other strings are not text */
+    { T("{\"system\":\"\xff\",\"messages\":[{\"role\":\"u\","
+        "\"content\":\"\\u0000\"}]}"),
+      SH(OK), 0, 0, SH(OK), SH(OK), TX(UTF8), FS },
+    { T("{\"messages\":[{\"role\":\"u\",\"content\":\"\\u0000\xff\"}],"
+        "\"system\":\"\xff\"}"),
+      SH(OK), 0, 0, SH(OK), SH(OK), TX(NUL), FM },
+    { T("{\"metadata\":{\"x\":\"\xff\\u0000\"},\"model\":\"\xff\","
+        "\"messages\":[{\"role\":\"\xff\\u0000\",\"name\":\"\xc0\","
+        "\"content\":\"ok\",\"tool_calls\":[{\"x\":\"\xff\"}]}],"
+        "\"tools\":[\"\\u0000\"]}"),
+      SH(OK), 0, 0, SH(OK), SH(OK), TX(OK), FM },
+    { T("{\"messages\":[1,{\"content\":\"\xff\"}]}"),
+      SH(TYPE), 0, '1', SH(OK), SH(OK), TX(UTF8), FM },
+
+    { NULL, 0, 0, 0, 0, 0, 0, 0, 0 }
+};
+
+
 /* the same scan by the reference scanner must give the same */
 
 static void
@@ -408,6 +578,66 @@ t_against_ref(t_run_t *r)
 }
 
 
+/*
+ * The checks, after NGX_OK: as the body step's old walkers find them over
+ * all the text spans, stored or not
+ */
+
+static int
+t_shape_same(ngx_http_aigw_shape_t *a, ngx_http_aigw_shape_t *b)
+{
+    return a->error == b->error
+           && (a->error == NGX_HTTP_AIGW_SHAPE_OK
+               || (a->index == b->index && a->value == b->value));
+}
+
+
+static void
+t_against_checks(t_run_t *r)
+{
+    int                    same;
+    ngx_int_t              rc;
+    ngx_http_aigw_scan_t   s;
+
+    if (r->rc != NGX_OK) {
+        return;
+    }
+
+    memset(&s, 0x5a, sizeof(s));
+    s.text = calloc(r->s.ntext + 1, sizeof(ngx_http_aigw_span_t));
+    s.text_size = r->s.ntext;
+
+    rc = ngx_http_aigw_ref_scan(&s, r->buf, r->buf + r->n);
+
+    if (rc == NGX_OK) {
+        ngx_http_aigw_ref_check(&s);
+    }
+
+    same = (rc == NGX_OK
+            && t_shape_same(&s.messages, &r->s.messages)
+            && t_shape_same(&s.input, &r->s.input)
+            && t_shape_same(&s.prompt, &r->s.prompt)
+            && s.text_error == r->s.text_error
+            && (s.text_error == NGX_HTTP_AIGW_TEXT_OK
+                || (s.text_at == r->s.text_at
+                    && s.text_field == r->s.text_field)));
+
+    t_check(same, "checks not as the old walkers: \"%.*s\" (messages "
+            "%lu/%lu at %lu/%lu, input %lu/%lu, prompt %lu/%lu, text "
+            "%lu/%lu)", (int) ngx_min(r->n, 60), r->buf,
+            (unsigned long) r->s.messages.error,
+            (unsigned long) s.messages.error,
+            (unsigned long) r->s.messages.index,
+            (unsigned long) s.messages.index,
+            (unsigned long) r->s.input.error, (unsigned long) s.input.error,
+            (unsigned long) r->s.prompt.error,
+            (unsigned long) s.prompt.error,
+            (unsigned long) r->s.text_error, (unsigned long) s.text_error);
+
+    free(s.text);
+}
+
+
 /* scans a copy of exactly n bytes; t_done() frees it */
 
 static void
@@ -424,6 +654,7 @@ t_run(t_run_t *r, const u_char *body, size_t n, size_t text_size)
 
     if (t_reference) {
         t_against_ref(r);
+        t_against_checks(r);
     }
 }
 
@@ -906,6 +1137,73 @@ t_text(void)
     t_check(r.rc == NGX_OK && r.s.ntext == 2, "no storage: %lu spans",
             (unsigned long) r.s.ntext);
     t_done(&r);
+
+    t_end();
+}
+
+
+static void t_prefixes(const char *what, const u_char *s, size_t n,
+    size_t close);
+
+
+static void
+t_checks(void)
+{
+    u_char      *body;
+    size_t       pad, n;
+    t_run_t      r;
+    t_check_t   *c;
+    ngx_uint_t   text_size;
+
+    t_begin("checks: messages, input, prompt, text");
+
+    for (c = t_checks_table; c->body; c++) {
+
+        /*
+         * whole, after 0 to 40 spaces (the byte loop, the vector loop and
+         * the body's last 16 bytes each meet the checks), with and
+         * without room for the spans; then every prefix
+         */
+
+        for (pad = 0; pad <= 40; pad++) {
+            for (text_size = 0; text_size <= T_TEXTS; text_size += T_TEXTS) {
+                n = pad + c->len;
+                body = malloc(n);
+                memset(body, ' ', pad);
+                memcpy(body + pad, c->body, c->len);
+
+                t_run(&r, body, n, text_size);
+                free(body);
+
+                t_check(r.rc == NGX_OK
+                        && r.s.messages.error == c->messages
+                        && (c->messages == NGX_HTTP_AIGW_SHAPE_OK
+                            || (r.s.messages.index == c->index
+                                && (c->value
+                                    ? r.s.messages.value != NULL
+                                      && *r.s.messages.value == c->value
+                                    : r.s.messages.value == NULL)))
+                        && r.s.input.error == c->input
+                        && r.s.prompt.error == c->prompt
+                        && r.s.text_error == c->text
+                        && (c->text == NGX_HTTP_AIGW_TEXT_OK
+                            || r.s.text_field == c->field),
+                        "%.*s (pad %lu): rc %ld, messages %lu [%lu], input "
+                        "%lu, prompt %lu, text %lu in %lu", (int) c->len,
+                        c->body, (unsigned long) pad, (long) r.rc,
+                        (unsigned long) r.s.messages.error,
+                        (unsigned long) r.s.messages.index,
+                        (unsigned long) r.s.input.error,
+                        (unsigned long) r.s.prompt.error,
+                        (unsigned long) r.s.text_error,
+                        (unsigned long) r.s.text_field);
+
+                t_done(&r);
+            }
+        }
+
+        t_prefixes((char *) c->body, c->body, c->len, c->len - 1);
+    }
 
     t_end();
 }
@@ -1460,6 +1758,7 @@ main(int argc, char **argv)
     t_duplicates();
     t_depth();
     t_text();
+    t_checks();
     t_bytes();
     t_unescape();
     t_fixtures(argv[1]);

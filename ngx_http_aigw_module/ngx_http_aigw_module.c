@@ -951,8 +951,7 @@ ngx_http_aigw_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_uint_value(amcf->keepalive_requests, 1000);
 
     if (ngx_http_aigw_keepalive_init(cf, amcf) != NGX_OK
-        || ngx_http_aigw_request_init(cf, amcf) != NGX_OK
-        || ngx_http_aigw_trace_conf(cf, amcf) != NGX_OK)
+        || ngx_http_aigw_request_init(cf, amcf) != NGX_OK)
     {
         return NGX_CONF_ERROR;
     }

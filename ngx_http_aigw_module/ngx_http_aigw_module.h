@@ -158,7 +158,7 @@ typedef struct {
 
     ngx_http_aigw_redis_t         *redis;      /* aigw_redis */
 
-    ngx_int_t                      request_id_var; /* $request_id */
+    uint64_t                       request_seq; /* the worker's ids */
 } ngx_http_aigw_main_conf_t;
 
 
@@ -387,8 +387,6 @@ ngx_int_t ngx_http_aigw_metrics_log_handler(ngx_http_request_t *r);
 char *ngx_http_aigw_report(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 
 /* trace.c: the request id, end to end; the provider's */
-ngx_int_t ngx_http_aigw_trace_conf(ngx_conf_t *cf,
-    ngx_http_aigw_main_conf_t *amcf);
 ngx_int_t ngx_http_aigw_trace_init(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx);
 ngx_int_t ngx_http_aigw_trace_header(ngx_http_request_t *r,

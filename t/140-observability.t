@@ -1,7 +1,7 @@
 # Observability: the endpoint of every request in $aigw_endpoint and the
 # metrics' "endpoint" label; extra labels from the key (user, team, a
 # metadata tag) under the series cap; one request id end to end (the
-# client's when sane, else nginx's $request_id) at the provider, in the
+# client's when sane, else one the gateway makes) at the provider, in the
 # answer, errors included, in $aigw_request_id and the error log lines;
 # the provider's own id in $aigw_provider_request_id; aigw_report's sums
 # by any label, equal to the metrics.  Plain Test::More: two nginx

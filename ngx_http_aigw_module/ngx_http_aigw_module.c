@@ -52,6 +52,7 @@ static char *ngx_http_aigw_tenant_header(ngx_conf_t *cf, ngx_command_t *cmd,
 #define NGX_HTTP_AIGW_VAR_LATENCY         17
 #define NGX_HTTP_AIGW_VAR_USAGE_SOURCE    18
 #define NGX_HTTP_AIGW_VAR_QUOTA           19
+#define NGX_HTTP_AIGW_VAR_PII             20
 
 
 /*
@@ -63,6 +64,7 @@ static ngx_http_handler_pt  ngx_http_aigw_steps[] = {
     ngx_http_aigw_auth_handler,            /* the caller's key */
     ngx_http_aigw_body_handler,            /* the body, read and scanned */
     ngx_http_aigw_route_handler,           /* the model's candidates */
+    ngx_http_aigw_pii_handler,             /* personal data, secrets */
     ngx_http_aigw_quota_handler,           /* limits, quotas, budgets */
     NULL
 };
@@ -274,6 +276,20 @@ static ngx_command_t  ngx_http_aigw_commands[] = {
       offsetof(ngx_http_aigw_loc_conf_t, quota_max_tokens),
       NULL },
 
+    { ngx_string("aigw_pii"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_aigw_pii,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("aigw_pii_pattern"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
+      ngx_http_aigw_pii_pattern,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("aigw_answer_buffer"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_size_slot,
@@ -399,6 +415,9 @@ static ngx_http_variable_t  ngx_http_aigw_vars[] = {
     { ngx_string("aigw_quota"), NULL, ngx_http_aigw_variable,
       NGX_HTTP_AIGW_VAR_QUOTA, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
+    { ngx_string("aigw_pii"), NULL, ngx_http_aigw_variable,
+      NGX_HTTP_AIGW_VAR_PII, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
     { ngx_string("aigw_meta_"), NULL, ngx_http_aigw_meta_variable,
       0, NGX_HTTP_VAR_NOCACHEABLE|NGX_HTTP_VAR_PREFIX, 0 },
 
@@ -513,6 +532,13 @@ ngx_http_aigw_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
 
     case NGX_HTTP_AIGW_VAR_QUOTA:
         if (ngx_http_aigw_quota_variable(r, ctx, &s) == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        break;
+
+    case NGX_HTTP_AIGW_VAR_PII:
+        if (ngx_http_aigw_pii_variable(r, ctx, &s) == NGX_ERROR) {
             return NGX_ERROR;
         }
 
@@ -1003,6 +1029,10 @@ ngx_http_aigw_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_ptr_value(conf->limits, prev->limits, NULL);
     ngx_conf_merge_uint_value(conf->quota_max_tokens,
                               prev->quota_max_tokens, 1024);
+
+    if (ngx_http_aigw_pii_merge(cf, prev, conf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
 
     if (!conf->pass) {
         return NGX_CONF_OK;

@@ -152,6 +152,12 @@ ngx_http_aigw_pii_main(ngx_conf_t *cf)
         d->label.len = ngx_strlen(b->label);
         d->anchor = b->anchor;
         d->check = b->check;
+        d->digit = b->digit;
+
+        if (b->need) {
+            d->need.data = (u_char *) b->need;
+            d->need.len = ngx_strlen(b->need);
+        }
 
         pattern.data = (u_char *) b->pattern;
         pattern.len = ngx_strlen(b->pattern);
@@ -358,6 +364,7 @@ ngx_http_aigw_pii_pattern(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     d->name = value[1];
     d->custom = 1;
+    d->digit = -1;
 
     d->label.len = value[1].len;
     d->label.data = ngx_pnalloc(cf->pool, value[1].len);

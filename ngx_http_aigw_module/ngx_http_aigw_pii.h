@@ -47,6 +47,8 @@ typedef struct {
     const char                    *label;    /* "EMAIL", in placeholders */
     const char                    *pattern;  /* PCRE2 */
     u_char                         anchor;   /* see ngx_http_aigw_pii_t */
+    const char                    *need;
+    ngx_int_t                      digit;    /* see ngx_http_aigw_pii_t */
     ngx_http_aigw_pii_check_pt     check;
 } ngx_http_aigw_pii_builtin_t;
 
@@ -63,6 +65,17 @@ typedef struct {
      * before "@", an IPv6 address from its first group before ":".
      */
     u_char                         anchor;
+
+    /* what every match starts with: searched from its first one */
+    ngx_str_t                      need;
+
+    /*
+     * Every match has a digit at most this many bytes into it: searched
+     * from the first digit of a text, and not in a text without one.
+     * -1: not so.
+     */
+    ngx_int_t                      digit;
+
     ngx_http_aigw_pii_check_pt     check;
     ngx_uint_t                     custom;    /* 1: may match any byte */
     ngx_uint_t                     slot;      /* its counters */

@@ -46,56 +46,56 @@ ngx_http_aigw_pii_builtin_t  ngx_http_aigw_pii_builtins[] = {
     { "private_key", "PRIVATE_KEY",
       "(?s)-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----"
       "(?:.*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----|.*)",
-      0, NULL },
+      0, "-----BEGIN ", -1, NULL },
 
     { "aws_key", "AWS_KEY",
       NGX_HTTP_AIGW_PII_AFTER("0-9A-Za-z")
       "(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}(?![0-9A-Za-z])",
-      0, NULL },
+      0, NULL, -1, NULL },
 
     { "api_key", "API_KEY",
       NGX_HTTP_AIGW_PII_AFTER("0-9A-Za-z_-")
       "sk-(?:ant-[a-z]+[0-9]{2}-|proj-|svcacct-|admin-)?"
       "[A-Za-z0-9_-]{20,}",
-      0, NULL },
+      0, NULL, -1, NULL },
 
     { "github_token", "GITHUB_TOKEN",
       NGX_HTTP_AIGW_PII_AFTER("0-9A-Za-z_")
       "(?:gh[pousr]_[A-Za-z0-9]{36,251}|github_pat_[A-Za-z0-9_]{22,244})"
       "(?![A-Za-z0-9_])",
-      0, NULL },
+      0, NULL, -1, NULL },
 
     { "jwt", "JWT",
       NGX_HTTP_AIGW_PII_AFTER("0-9A-Za-z_-")
       "eyJ[A-Za-z0-9_-]{4,}\\.eyJ[A-Za-z0-9_-]{4,}\\.[A-Za-z0-9_-]*",
-      0, NULL },
+      0, NULL, -1, NULL },
 
     { "bearer", "BEARER",
       NGX_HTTP_AIGW_PII_AFTER("0-9A-Za-z")
       "(?i:bearer) +(?:[A-Za-z0-9._~+-]|\\\\/){16,}=*",
-      0, NULL },
+      0, NULL, -1, NULL },
 
     { "email", "EMAIL",
       "\\G[A-Za-z0-9._%+-]{1,64}@"
       "(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]{2,24}"
       "(?![A-Za-z0-9_-]|\\.[A-Za-z0-9])",
-      '@', NULL },
+      '@', NULL, -1, NULL },
 
     { "card", "CARD",
       NGX_HTTP_AIGW_PII_AFTER("0-9A-Za-z.-")
       "[0-9](?:[ -]?[0-9]){12,18}(?![0-9]|[ -][0-9])",
-      0, ngx_http_aigw_pii_card },
+      0, NULL, 0, ngx_http_aigw_pii_card },
 
     { "iban", "IBAN",
       NGX_HTTP_AIGW_PII_AFTER("0-9A-Za-z")
       "[A-Z]{2}[0-9]{2}(?: ?[0-9A-Z]){11,30}(?![0-9A-Za-z])",
-      0, ngx_http_aigw_pii_mod97 },
+      0, NULL, 2, ngx_http_aigw_pii_mod97 },
 
     { "ssn", "SSN",
       NGX_HTTP_AIGW_PII_AFTER("0-9A-Za-z-")
       "(?!000|666|9[0-9]{2})[0-9]{3}-(?!00)[0-9]{2}-(?!0000)[0-9]{4}"
       "(?![0-9A-Za-z]|-[0-9])",
-      0, NULL },
+      0, NULL, 0, NULL },
 
     { "phone", "PHONE",
       NGX_HTTP_AIGW_PII_AFTER("0-9A-Za-z+")
@@ -103,14 +103,14 @@ ngx_http_aigw_pii_builtin_t  ngx_http_aigw_pii_builtins[] = {
       "|\\([0-9]{3}\\)[ .-]?[0-9]{3}[ .-][0-9]{4}"
       "|[0-9]{3}[.-][0-9]{3}[.-][0-9]{4})"
       "(?![0-9]|[.-][0-9])",
-      0, ngx_http_aigw_pii_phone },
+      0, NULL, 1, ngx_http_aigw_pii_phone },
 
     { "ipv4", "IPV4",
       NGX_HTTP_AIGW_PII_AFTER("0-9A-Za-z.")
       "(?:(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\\.){3}"
       "(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
       "(?![0-9]|\\.[0-9])",
-      0, NULL },
+      0, NULL, 0, NULL },
 
     { "ipv6", "IPV6",
       "\\G(?:(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}"
@@ -123,9 +123,9 @@ ngx_http_aigw_pii_builtin_t  ngx_http_aigw_pii_builtins[] = {
       "|[0-9A-Fa-f]{1,4}:(?::[0-9A-Fa-f]{1,4}){1,6}"
       "|::(?:[0-9A-Fa-f]{1,4}:){0,5}[0-9A-Fa-f]{1,4})"
       "(?![0-9A-Za-z_:]|\\.[0-9])",
-      ':', NULL },
+      ':', NULL, -1, NULL },
 
-    { NULL, NULL, NULL, 0, NULL }
+    { NULL, NULL, NULL, 0, NULL, -1, NULL }
 };
 
 
@@ -279,7 +279,8 @@ ngx_http_aigw_pii_back(u_char anchor, u_char c)
 static ngx_uint_t
 ngx_http_aigw_pii_before(ngx_http_aigw_pii_t *d, u_char *start, u_char *p)
 {
-    u_char  c;
+    u_char      c;
+    ngx_uint_t  i;
 
     if (p == start) {
         return 1;
@@ -304,8 +305,17 @@ ngx_http_aigw_pii_before(ngx_http_aigw_pii_t *d, u_char *start, u_char *p)
     }
 
     if (d->anchor == '@' && (c == '/' || c == ':' || c == '@')) {
-        return c == ':' && p - start >= 7
-               && ngx_strncasecmp(p - 7, (u_char *) "mailto:", 7) == 0;
+        /* ngx_strncasecmp() is nginx's code: the unit test links none */
+
+        if (c != ':' || p - start < 7) {
+            return 0;
+        }
+
+        for (i = 0; i < 6; i++) {
+            if ((p[i - 7] | 0x20) != "mailto"[i]) {
+                return 0;
+            }
+        }
     }
 
     return 1;
@@ -373,7 +383,7 @@ ngx_http_aigw_pii_find(ngx_http_aigw_pii_t *det, ngx_uint_t n, u_char *modes,
     ngx_http_aigw_pii_found_t *found, ngx_uint_t size)
 {
     int                   rc;
-    u_char               *s, *e, *p, *b;
+    u_char               *s, *e, *p, *b, *digit;
     size_t                len, off;
     PCRE2_SIZE           *ov;
     ngx_uint_t            d, nf, i, k;
@@ -381,6 +391,7 @@ ngx_http_aigw_pii_find(ngx_http_aigw_pii_t *det, ngx_uint_t n, u_char *modes,
 
     len = end - start;
     nf = 0;
+    digit = NULL;
     ov = pcre2_get_ovector_pointer(md);
 
     for (d = 0; d < n; d++) {
@@ -392,6 +403,32 @@ ngx_http_aigw_pii_find(ngx_http_aigw_pii_t *det, ngx_uint_t n, u_char *modes,
         dt = &det[d];
         off = 0;
         p = start;
+
+        if (dt->need.len) {
+            p = memmem(start, len, dt->need.data, dt->need.len);
+            if (p == NULL) {
+                continue;
+            }
+
+            off = p - start;
+        }
+
+        if (dt->digit >= 0) {
+            if (digit == NULL) {
+                for (digit = start; digit < end; digit++) {
+                    if (*digit >= '0' && *digit <= '9') {
+                        break;
+                    }
+                }
+            }
+
+            if (digit == end) {
+                continue;
+            }
+
+            off = (size_t) (digit - start) > (size_t) dt->digit
+                  ? (size_t) (digit - start) - dt->digit : 0;
+        }
 
         for ( ;; ) {
 

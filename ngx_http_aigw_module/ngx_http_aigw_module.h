@@ -326,6 +326,8 @@ char *ngx_http_aigw_pii_pattern(ngx_conf_t *cf, ngx_command_t *cmd,
 char *ngx_http_aigw_pii_merge(ngx_conf_t *cf, ngx_http_aigw_loc_conf_t *prev,
     ngx_http_aigw_loc_conf_t *conf);
 ngx_int_t ngx_http_aigw_pii_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_aigw_pii_restore(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_buf_t *b);
 ngx_int_t ngx_http_aigw_pii_variable(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_str_t *s);
 size_t ngx_http_aigw_pii_metrics_size(ngx_http_aigw_main_conf_t *amcf);

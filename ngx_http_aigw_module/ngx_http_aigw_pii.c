@@ -66,6 +66,7 @@ typedef struct {
     ngx_array_t                    rules;      /* ngx_http_aigw_pii_rule_t */
     u_char                        *modes;      /* by detector */
     ngx_uint_t                     on;         /* a detector is not off */
+    ngx_uint_t                     restore;    /* aigw_pii restore */
 } ngx_http_aigw_pii_conf_t;
 
 
@@ -83,6 +84,10 @@ typedef struct {
     ngx_rbtree_t                   values;
     ngx_rbtree_node_t              sentinel;
     ngx_str_t                      summary;    /* "email:2,card:1" */
+
+    /* for restore: a detector's values by number - 1 */
+    ngx_array_t                   *numbered[NGX_HTTP_AIGW_PII_MAX];
+    ngx_uint_t                     restore;
 } ngx_http_aigw_pii_ctx_t;
 
 
@@ -96,6 +101,9 @@ static ngx_int_t ngx_http_aigw_pii_resolve(ngx_conf_t *cf,
 static ngx_int_t ngx_http_aigw_pii_redact(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_pii_ctx_t *pctx,
     ngx_http_aigw_pii_t *d, ngx_http_aigw_pii_found_t *f);
+static ngx_http_aigw_pii_value_t *ngx_http_aigw_pii_placeholder(
+    ngx_http_aigw_pii_main_t *pm, ngx_http_aigw_pii_ctx_t *pctx, u_char *p,
+    u_char *last);
 static ngx_int_t ngx_http_aigw_pii_names(ngx_http_request_t *r,
     ngx_http_aigw_pii_main_t *pm, ngx_http_aigw_pii_ctx_t *pctx,
     u_char *modes, ngx_uint_t mode, ngx_str_t *out);
@@ -386,7 +394,7 @@ ngx_http_aigw_pii_pattern(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
-/* aigw_pii off | log | redact | block [DETECTOR ...]; */
+/* aigw_pii off | log | redact | block [DETECTOR ...]; aigw_pii restore; */
 
 char *
 ngx_http_aigw_pii(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
@@ -399,8 +407,17 @@ ngx_http_aigw_pii(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_http_aigw_pii_rule_t  *rule;
 
     value = cf->args->elts;
+    mode = NGX_HTTP_AIGW_PII_OFF;
 
-    if (ngx_strcmp(value[1].data, "off") == 0) {
+    if (ngx_strcmp(value[1].data, "restore") == 0) {
+        if (cf->args->nelts > 2) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\": \"restore\" "
+                               "takes no detectors", &value[2]);
+            return NGX_CONF_ERROR;
+        }
+
+    } else if (ngx_strcmp(value[1].data, "off") == 0) {
         mode = NGX_HTTP_AIGW_PII_OFF;
 
     } else if (ngx_strcmp(value[1].data, "log") == 0) {
@@ -438,6 +455,11 @@ ngx_http_aigw_pii(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
 
         alcf->pii = pc;
+    }
+
+    if (ngx_strcmp(value[1].data, "restore") == 0) {
+        pc->restore = 1;
+        return NGX_CONF_OK;
     }
 
     rule = ngx_array_push(&pc->rules);
@@ -629,6 +651,7 @@ ngx_http_aigw_pii_handler(ngx_http_request_t *r)
                     ngx_str_rbtree_insert_value);
 
     ctx->pii = pctx;
+    pctx->restore = pc->restore;
 
     size = NGX_HTTP_AIGW_PII_FOUND;
     found = ngx_palloc(r->pool, size * sizeof(ngx_http_aigw_pii_found_t));
@@ -743,7 +766,7 @@ ngx_http_aigw_pii_redact(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
 {
     uint32_t                    hash;
     ngx_str_t                   value, text;
-    ngx_http_aigw_pii_value_t  *v;
+    ngx_http_aigw_pii_value_t  *v, **vp;
 
     value.data = f->start;
     value.len = f->end - f->start;
@@ -766,6 +789,24 @@ ngx_http_aigw_pii_redact(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
         v->number = ++pctx->number[f->detector];
 
         ngx_rbtree_insert(&pctx->values, &v->sn.node);
+
+        if (pctx->restore) {
+            if (pctx->numbered[f->detector] == NULL) {
+                pctx->numbered[f->detector] =
+                    ngx_array_create(r->pool, 4,
+                                     sizeof(ngx_http_aigw_pii_value_t *));
+                if (pctx->numbered[f->detector] == NULL) {
+                    return NGX_ERROR;
+                }
+            }
+
+            vp = ngx_array_push(pctx->numbered[f->detector]);
+            if (vp == NULL) {
+                return NGX_ERROR;
+            }
+
+            *vp = v;
+        }
     }
 
     text.data = ngx_pnalloc(r->pool,
@@ -778,6 +819,161 @@ ngx_http_aigw_pii_redact(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
                - text.data;
 
     return ngx_http_aigw_body_splice(r, ctx, f->start, f->end, &text);
+}
+
+
+/*
+ * aigw_pii restore: the placeholders of a held JSON answer, b from pos
+ * and of Content-Length bytes, put back for the client.  A value is
+ * the client's bytes, JSON-escaped as they were in a string of the
+ * request, so the answer stays valid JSON: a placeholder is found in a
+ * string only, as the answer was checked to be JSON.
+ */
+
+ngx_int_t
+ngx_http_aigw_pii_restore(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
+    ngx_buf_t *b)
+{
+    u_char                     *p, *q, *last, *dst;
+    size_t                      len;
+    ngx_uint_t                  n;
+    ngx_http_upstream_t        *u;
+    ngx_http_aigw_pii_ctx_t    *pctx;
+    ngx_http_aigw_pii_main_t   *pm;
+    ngx_http_aigw_pii_value_t  *v;
+    ngx_http_aigw_main_conf_t  *amcf;
+
+    pctx = ctx->pii;
+
+    if (pctx == NULL || !pctx->restore
+        || pctx->values.root == pctx->values.sentinel)
+    {
+        return NGX_OK;
+    }
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_aigw_module);
+    pm = amcf->pii;
+    u = r->upstream;
+
+    last = b->pos + u->headers_in.content_length_n;
+    len = last - b->pos;
+    n = 0;
+
+    for (p = b->pos; (p = memchr(p, '[', last - p)) != NULL; p++) {
+        v = ngx_http_aigw_pii_placeholder(pm, pctx, p, last);
+
+        if (v) {
+            q = memchr(p, ']', last - p);
+            len += v->sn.str.len - (q + 1 - p);
+            n++;
+        }
+    }
+
+    if (n == 0) {
+        return NGX_OK;
+    }
+
+    dst = ngx_pnalloc(r->pool, len);
+    if (dst == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->start = dst;
+
+    for (p = b->pos; p < last; /* void */ ) {
+        q = memchr(p, '[', last - p);
+
+        if (q == NULL) {
+            dst = ngx_cpymem(dst, p, last - p);
+            break;
+        }
+
+        dst = ngx_cpymem(dst, p, q - p);
+        p = q;
+
+        v = ngx_http_aigw_pii_placeholder(pm, pctx, p, last);
+
+        if (v == NULL) {
+            *dst++ = *p++;
+            continue;
+        }
+
+        dst = ngx_cpymem(dst, v->sn.str.data, v->sn.str.len);
+        p = (u_char *) memchr(p, ']', last - p) + 1;
+    }
+
+    b->pos = b->start;
+    b->last = dst;
+    b->end = dst;
+
+    u->headers_in.content_length_n = len;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "aigw: %ui placeholders restored", n);
+
+    return NGX_OK;
+}
+
+
+/* the value of a placeholder "[LABEL_N]" at p, if it is one */
+
+static ngx_http_aigw_pii_value_t *
+ngx_http_aigw_pii_placeholder(ngx_http_aigw_pii_main_t *pm,
+    ngx_http_aigw_pii_ctx_t *pctx, u_char *p, u_char *last)
+{
+    u_char               *q, *us;
+    ngx_int_t             number;
+    ngx_uint_t            k;
+    ngx_http_aigw_pii_t  *d;
+
+    us = NULL;
+
+    if ((size_t) (last - p) > NGX_HTTP_AIGW_PII_NAME + NGX_INT_T_LEN + 3) {
+        last = p + NGX_HTTP_AIGW_PII_NAME + NGX_INT_T_LEN + 3;
+    }
+
+    for (q = p + 1; q < last; q++) {
+        if (*q == ']') {
+            break;
+        }
+
+        if (*q == '_') {
+            us = q;
+
+        } else if (!((*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9'))) {
+            return NULL;
+        }
+    }
+
+    if (q == last || *q != ']' || us == NULL || us == p + 1 || us + 1 == q) {
+        return NULL;
+    }
+
+    number = ngx_atoi(us + 1, q - us - 1);
+
+    if (number <= 0) {
+        return NULL;
+    }
+
+    d = pm->detectors.elts;
+
+    for (k = 0; k < pm->detectors.nelts; k++) {
+        if (pctx->numbered[k] == NULL
+            || (size_t) (us - p - 1) != d[k].label.len
+            || ngx_strncmp(p + 1, d[k].label.data, d[k].label.len) != 0)
+        {
+            continue;
+        }
+
+        if ((ngx_uint_t) number > pctx->numbered[k]->nelts) {
+            return NULL;
+        }
+
+        return ((ngx_http_aigw_pii_value_t **)
+                   pctx->numbered[k]->elts)[number - 1];
+    }
+
+    return NULL;
 }
 
 

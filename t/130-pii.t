@@ -42,7 +42,9 @@ http {
     access_log $dir/logs/access.log pii;
     aigw_provider ok http://127.0.0.1:$mock/v1;
     aigw_provider claude http://127.0.0.1:$mock/v1 format=anthropic;
+    aigw_provider okc http://127.0.0.1:$mock/fault/chunked/v1;
     aigw_model gpt-4o ok:gpt-4o;
+    aigw_model gpt-4o-chunked okc:gpt-4o;
     aigw_model claude-3-5-haiku claude:claude-3-5-haiku;
     aigw_pii_pattern employee_id "\\bEMP-[0-9]{6}\\b";
     aigw_pii_pattern cafe "caf.";
@@ -63,6 +65,11 @@ http {
         }
         location /c/v1/ {
             aigw_pii redact employee_id cafe;
+            aigw_pass;
+        }
+        location /r/v1/ {
+            aigw_pii redact;
+            aigw_pii restore;
             aigw_pass;
         }
         location /off/v1/ {
@@ -265,6 +272,61 @@ redacts('custom patterns, the others off there',
         "EMP-123456, a\@x.io, caf\xc3\xa9 and EMP-1234567",
         '[EMPLOYEE_ID_1], a@x.io, [CAFE_1] and EMP-1234567',
         '/c/v1/chat/completions');
+
+# restore: the client gets its values back in a JSON answer
+
+{
+    my $res = $ngx->request('POST', '/r/v1/chat/completions', {},
+                            chat('mail bob@example.com, ip 10.0.0.1'));
+    my $last = $ngx->request('GET', '/_mock/last', {}, undef);
+    my $got = JSON::PP->new->decode($last->{body})->{body};
+    is($got, chat('mail [EMAIL_1], ip [IPV4_1]'),
+       'restore: the provider got the placeholders');
+    is($res->{status}, 200, 'restore: 200');
+    my $a = eval { JSON::PP->new->decode($res->{body}) } // {};
+    is($a->{choices}[0]{message}{content},
+       'Mock answer to: mail bob@example.com, ip 10.0.0.1',
+       'restore: the client got its values');
+    my ($cl) = $res->{headers} =~ /^Content-Length: (\d+)/mi;
+    is($cl, length $res->{body}, 'restore: Content-Length follows');
+
+    $res = $ngx->request('POST', '/r/v1/messages', {},
+                         '{"model":"claude-3-5-haiku","max_tokens":9,'
+                         . '"messages":[{"role":"user","content":'
+                         . '"a@x.io \\/ 10.0.0.2"}]}');
+    $a = eval { JSON::PP->new->decode($res->{body}) } // {};
+    is($a->{content}[0]{text},
+       'Mock answer to: a@x.io / 10.0.0.2',
+       'restore, Anthropic: the client got its values');
+
+    $res = $ngx->request('POST', '/r/v1/chat/completions', {},
+                         '{"model":"gpt-4o-chunked","messages":[{"role":'
+                         . '"user","content":"mail bob@example.com"}]}');
+    $a = eval { JSON::PP->new->decode($res->{body}) } // {};
+    is($a->{choices}[0]{message}{content},
+       'Mock answer to: mail bob@example.com',
+       'restore, a chunked answer held: the client got its values');
+    ($cl) = $res->{headers} =~ /^Content-Length: (\d+)/mi;
+    is($cl, length $res->{body}, 'restore, chunked: Content-Length follows');
+
+    $res = $ngx->request('POST', '/r/v1/chat/completions', {},
+                         chat('mail [EMAIL_1] and [EMAIL_2]'));
+    $a = eval { JSON::PP->new->decode($res->{body}) } // {};
+    is($a->{choices}[0]{message}{content},
+       'Mock answer to: mail [EMAIL_1] and [EMAIL_2]',
+       'restore: placeholders of no value of the request stay');
+
+    $res = $ngx->request('POST', '/v1/chat/completions', {},
+                         chat('mail bob@example.com'));
+    like($res->{body}, qr/Mock answer to: mail \[EMAIL_1\]/,
+         'no restore: the client sees the placeholder');
+
+    $res = $ngx->request('POST', '/r/v1/chat/completions', {},
+                         '{"model":"gpt-4o","stream":true,"messages":'
+                         . '[{"role":"user","content":"mail a@x.io"}]}');
+    like($res->{body}, qr/\[EMAIL_1\]/,
+         'restore: not in streams yet');
+}
 
 # a large prompt, in bounded time
 

@@ -381,4 +381,43 @@ redacts('custom patterns, the others off there',
 
 $ngx->stop;
 
+# misconfigurations, refused by "nginx -t" with the file and line
+
+sub nginx_t {
+    my ($http) = @_;
+    my $conf = "$dir/conf/bad.conf";
+    open my $fh, '>', $conf or die "$conf: $!";
+    print $fh "load_module $module;\nerror_log $dir/logs/bad.log;\n",
+              "pid $dir/logs/bad.pid;\nevents { worker_connections 16; }\n",
+              "http {\n    aigw_provider p http://127.0.0.1:9/v1;\n$http\n",
+              "    server { listen 127.0.0.1:1; location /v1/ {\n",
+              "        aigw_pii redact email;\n        aigw_pass;\n    } }\n}\n";
+    close $fh;
+    my $nginx = $ENV{TEST_NGINX_BINARY} || '/usr/sbin/nginx';
+    my $out = `$nginx -p $dir -c $conf -t 2>&1`;
+    return ($? == 0, $out);
+}
+
+for my $case (
+    [ 'aigw_pii redact emial;', qr/unknown PII detector "emial" in \S+bad\.conf:7/ ],
+    [ 'aigw_pii shred;', qr/invalid parameter "shred".*bad\.conf:7/ ],
+    [ 'aigw_pii restore email;', qr/"restore" takes no detectors/ ],
+    [ 'aigw_pii_pattern Email "x";', qr/invalid PII pattern name "Email"/ ],
+    [ 'aigw_pii_pattern email "x";', qr/"aigw_pii_pattern" directive is duplicate/ ],
+    [ 'aigw_pii_pattern secret "x";', qr/invalid PII pattern name "secret"/ ],
+    [ 'aigw_pii_pattern p1 "a(";', qr/pcre2_compile\(\) failed.*bad\.conf:7/ ],
+    [ 'aigw_pii_pattern ' . ('x' x 32) . ' "x";', qr/1 to 31 bytes/ ],
+) {
+    my ($http, $re) = @$case;
+    my ($ok, $out) = nginx_t("    $http");
+    ok(!$ok, "refused: $http");
+    like($out, $re, "refused: $http: why");
+}
+
+{
+    my ($ok, $out) = nginx_t('    aigw_pii_pattern p1 "(?i)x";'
+                             . "\n    aigw_pii block p1 secret;");
+    ok($ok, 'patterns, groups and modes pass') or diag $out;
+}
+
 done_testing;

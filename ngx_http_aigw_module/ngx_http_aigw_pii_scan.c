@@ -99,7 +99,7 @@ ngx_http_aigw_pii_builtin_t  ngx_http_aigw_pii_builtins[] = {
 
     { "phone", "PHONE",
       NGX_HTTP_AIGW_PII_AFTER("0-9A-Za-z+")
-      "(?:\\+[1-9][0-9]{0,2}(?:[ .-]?(?:\\([0-9]{1,4}\\)|[0-9]{1,4})){2,6}"
+      "(?:\\+[1-9][0-9]{0,2}(?>[ .-]?(?:\\([0-9]{1,4}\\)|[0-9]{1,4})){2,6}"
       "|\\([0-9]{3}\\)[ .-]?[0-9]{3}[ .-][0-9]{4}"
       "|[0-9]{3}[.-][0-9]{3}[.-][0-9]{4})"
       "(?![0-9]|[.-][0-9])",
@@ -505,10 +505,10 @@ ngx_http_aigw_pii_find(ngx_http_aigw_pii_t *det, ngx_uint_t n, u_char *modes,
             p = ngx_http_aigw_pii_escape(start, s);
 
             if (p != s) {
-                /* within an escape: on after it */
+                /* within an escape: on after it (an anchored one is not) */
                 off = p - start;
 
-                if (dt->anchor || off >= len) {
+                if (off >= len) {
                     break;
                 }
 

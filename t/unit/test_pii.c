@@ -14,13 +14,16 @@
  * The Luhn and mod-97 checks on known numbers; the detectors on texts
  * as JSON-escaped in a body, each in a buffer of its exact size; and
  * random escaped texts, where no match may start or end within an
- * escape or a UTF-8 character.
+ * escape or a UTF-8 character; and texts made to make a pattern
+ * backtrack, which must take linear time.
  */
 
 
 #include "../../ngx_http_aigw_module/ngx_http_aigw_pii_scan.c"
 #include "t_unit.h"
 #include "pii_builtins.h"
+
+#include <time.h>
 
 
 #define T_FOUND  256
@@ -244,6 +247,61 @@ t_random(ngx_http_aigw_pii_t *det, ngx_uint_t n, u_char *modes,
 }
 
 
+/* 256 KB of what makes a backtracking pattern slow, in under a second */
+
+static void
+t_slow(ngx_http_aigw_pii_t *det, ngx_uint_t n, u_char *modes,
+    pcre2_match_data *md)
+{
+    u_char                     *buf;
+    size_t                      len, k;
+    double                      ms;
+    ngx_int_t                   rc;
+    ngx_uint_t                  i;
+    struct timespec             t0, t1;
+    ngx_http_aigw_pii_found_t  *found;
+
+    static const char  *units[] = {
+        "+123456789012345678901234567890 ", "+1 2 3 4 5 6 7 8 9 0 ",
+        "4 4 4 4 4 4 4 4 4 4 4 4 4 4 4 4 4 4 4 4 ", "a@", "a.a.a.a.a.a@",
+        "x@a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a1 ", "1:1:1:1:1:1:1:1:1:",
+        "::::", "AB12 C D E F G H I J K L M N O P Q R S T U V W X ",
+        "-----BEGIN A A A A A A A ", "-----BEGIN RSA PRIVATE KEY-----",
+        "eyJaaaa.eyJaaaa.", "Bearer Bearer ", "sk-", "1.1.1.1.1.1.1.",
+        "123-45-123-45-", NULL
+    };
+
+    t_begin("slow");
+
+    len = 256 * 1024;
+    buf = t_alloc(len);
+    found = t_alloc(T_FOUND * sizeof(ngx_http_aigw_pii_found_t));
+
+    for (i = 0; units[i]; i++) {
+        for (k = 0; k < len; k++) {
+            buf[k] = units[i][k % strlen(units[i])];
+        }
+
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+
+        rc = ngx_http_aigw_pii_find(det, n, modes, md, buf, buf + len, found,
+                                    T_FOUND);
+
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+
+        ms = (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6;
+
+        t_check(rc >= 0 && ms < 1000, "\"%s\" x 256 KB: %ld, %.0f ms",
+                units[i], (long) rc, ms);
+    }
+
+    free(buf);
+    free(found);
+
+    t_end();
+}
+
+
 int
 main(void)
 {
@@ -260,6 +318,7 @@ main(void)
     t_luhn_mod97();
     t_find(det, n, modes, md);
     t_random(det, n, modes, md);
+    t_slow(det, n, modes, md);
 
     pcre2_match_data_free(md);
 

@@ -160,7 +160,8 @@ ngx_http_aigw_pii_main(ngx_conf_t *cf)
         d->label.len = ngx_strlen(b->label);
         d->anchor = b->anchor;
         d->check = b->check;
-        d->digit = b->digit;
+        d->digits = b->digits;
+        d->capitals = b->capitals;
 
         if (b->need) {
             d->need.data = (u_char *) b->need;
@@ -372,7 +373,6 @@ ngx_http_aigw_pii_pattern(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     d->name = value[1];
     d->custom = 1;
-    d->digit = -1;
 
     d->label.len = value[1].len;
     d->label.data = ngx_pnalloc(cf->pool, value[1].len);

@@ -48,7 +48,8 @@ typedef struct {
     const char                    *pattern;  /* PCRE2 */
     u_char                         anchor;   /* see ngx_http_aigw_pii_t */
     const char                    *need;
-    ngx_int_t                      digit;    /* see ngx_http_aigw_pii_t */
+    ngx_uint_t                     digits;   /* see ngx_http_aigw_pii_t */
+    ngx_uint_t                     capitals;
     ngx_http_aigw_pii_check_pt     check;
 } ngx_http_aigw_pii_builtin_t;
 
@@ -70,11 +71,13 @@ typedef struct {
     ngx_str_t                      need;
 
     /*
-     * Every match has a digit at most this many bytes into it: searched
-     * from the first digit of a text, and not in a text without one.
-     * -1: not so.
+     * A number's detector (digits > 0) runs only on the runs of digits
+     * and " .-()+" of a text that hold at least that many digits, or,
+     * with capitals, from that many capital letters just before a run
+     * (an IBAN's country): one pass finds them for all such detectors.
      */
-    ngx_int_t                      digit;
+    ngx_uint_t                     digits;
+    ngx_uint_t                     capitals;
 
     ngx_http_aigw_pii_check_pt     check;
     ngx_uint_t                     custom;    /* 1: may match any byte */

@@ -25,8 +25,23 @@
 #define NGX_HTTP_AIGW_PII_AFTER(cls)                                          \
     "(?:(?<=\\\\[nrtbf])|(?<![" cls "]))"
 
+/* a byte of a number's run: digits and what separates their groups */
+#define ngx_http_aigw_pii_number(c)                                           \
+    (((c) >= '0' && (c) <= '9') || (c) == ' ' || (c) == '.' || (c) == '-'    \
+     || (c) == '(' || (c) == ')' || (c) == '+')
+
 /* an email's local part before "@", an IPv6 address before ":" */
 #define NGX_HTTP_AIGW_PII_BACK         64
+
+
+/* the matches of a text so far */
+typedef struct {
+    pcre2_match_data           *md;
+    u_char                     *start;
+    ngx_http_aigw_pii_found_t  *found;
+    ngx_uint_t                  size;
+    ngx_uint_t                 *nf;
+} ngx_http_aigw_pii_run_t;
 
 
 static ngx_uint_t ngx_http_aigw_pii_phone(u_char *p, u_char *last);
@@ -35,6 +50,10 @@ static ngx_uint_t ngx_http_aigw_pii_back(u_char anchor, u_char c);
 static ngx_uint_t ngx_http_aigw_pii_before(ngx_http_aigw_pii_t *d,
     u_char *start, u_char *p);
 static u_char *ngx_http_aigw_pii_escape(u_char *start, u_char *p);
+static ngx_int_t ngx_http_aigw_pii_numbers(ngx_http_aigw_pii_run_t *run,
+    ngx_http_aigw_pii_t *det, ngx_uint_t n, u_char *modes, u_char *end);
+static ngx_int_t ngx_http_aigw_pii_run(ngx_http_aigw_pii_run_t *run,
+    ngx_http_aigw_pii_t *dt, ngx_uint_t d, size_t off, size_t limit);
 static int ngx_libc_cdecl ngx_http_aigw_pii_cmp(const void *one,
     const void *two);
 
@@ -46,56 +65,56 @@ ngx_http_aigw_pii_builtin_t  ngx_http_aigw_pii_builtins[] = {
     { "private_key", "PRIVATE_KEY",
       "(?s)-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----"
       "(?:.*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----|.*)",
-      0, "-----BEGIN ", -1, NULL },
+      0, "-----BEGIN ", 0, 0, NULL },
 
     { "aws_key", "AWS_KEY",
       NGX_HTTP_AIGW_PII_AFTER("0-9A-Za-z")
       "(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}(?![0-9A-Za-z])",
-      0, NULL, -1, NULL },
+      0, NULL, 0, 0, NULL },
 
     { "api_key", "API_KEY",
       NGX_HTTP_AIGW_PII_AFTER("0-9A-Za-z_-")
       "sk-(?:ant-[a-z]+[0-9]{2}-|proj-|svcacct-|admin-)?"
       "[A-Za-z0-9_-]{20,}",
-      0, NULL, -1, NULL },
+      0, NULL, 0, 0, NULL },
 
     { "github_token", "GITHUB_TOKEN",
       NGX_HTTP_AIGW_PII_AFTER("0-9A-Za-z_")
       "(?:gh[pousr]_[A-Za-z0-9]{36,251}|github_pat_[A-Za-z0-9_]{22,244})"
       "(?![A-Za-z0-9_])",
-      0, NULL, -1, NULL },
+      0, NULL, 0, 0, NULL },
 
     { "jwt", "JWT",
       NGX_HTTP_AIGW_PII_AFTER("0-9A-Za-z_-")
       "eyJ[A-Za-z0-9_-]{4,}\\.eyJ[A-Za-z0-9_-]{4,}\\.[A-Za-z0-9_-]*",
-      0, NULL, -1, NULL },
+      0, NULL, 0, 0, NULL },
 
     { "bearer", "BEARER",
       NGX_HTTP_AIGW_PII_AFTER("0-9A-Za-z")
       "(?i:bearer) +(?:[A-Za-z0-9._~+-]|\\\\/){16,}=*",
-      0, NULL, -1, NULL },
+      0, NULL, 0, 0, NULL },
 
     { "email", "EMAIL",
       "\\G[A-Za-z0-9._%+-]{1,64}@"
       "(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]{2,24}"
       "(?![A-Za-z0-9_-]|\\.[A-Za-z0-9])",
-      '@', NULL, -1, NULL },
+      '@', NULL, 0, 0, NULL },
 
     { "card", "CARD",
       NGX_HTTP_AIGW_PII_AFTER("0-9A-Za-z.-")
       "[0-9](?:[ -]?[0-9]){12,18}(?![0-9]|[ -][0-9])",
-      0, NULL, 0, ngx_http_aigw_pii_card },
+      0, NULL, 13, 0, ngx_http_aigw_pii_card },
 
     { "iban", "IBAN",
       NGX_HTTP_AIGW_PII_AFTER("0-9A-Za-z")
       "[A-Z]{2}[0-9]{2}(?: ?[0-9A-Z]){11,30}(?![0-9A-Za-z])",
-      0, NULL, 2, ngx_http_aigw_pii_mod97 },
+      0, NULL, 2, 2, ngx_http_aigw_pii_mod97 },
 
     { "ssn", "SSN",
       NGX_HTTP_AIGW_PII_AFTER("0-9A-Za-z-")
       "(?!000|666|9[0-9]{2})[0-9]{3}-(?!00)[0-9]{2}-(?!0000)[0-9]{4}"
       "(?![0-9A-Za-z]|-[0-9])",
-      0, NULL, 0, NULL },
+      0, NULL, 9, 0, NULL },
 
     { "phone", "PHONE",
       NGX_HTTP_AIGW_PII_AFTER("0-9A-Za-z+")
@@ -103,14 +122,14 @@ ngx_http_aigw_pii_builtin_t  ngx_http_aigw_pii_builtins[] = {
       "|\\([0-9]{3}\\)[ .-]?[0-9]{3}[ .-][0-9]{4}"
       "|[0-9]{3}[.-][0-9]{3}[.-][0-9]{4})"
       "(?![0-9]|[.-][0-9])",
-      0, NULL, 1, ngx_http_aigw_pii_phone },
+      0, NULL, 8, 0, ngx_http_aigw_pii_phone },
 
     { "ipv4", "IPV4",
       NGX_HTTP_AIGW_PII_AFTER("0-9A-Za-z.")
       "(?:(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\\.){3}"
       "(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
       "(?![0-9]|\\.[0-9])",
-      0, NULL, 0, NULL },
+      0, NULL, 4, 0, NULL },
 
     { "ipv6", "IPV6",
       "\\G(?:(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}"
@@ -123,9 +142,9 @@ ngx_http_aigw_pii_builtin_t  ngx_http_aigw_pii_builtins[] = {
       "|[0-9A-Fa-f]{1,4}:(?::[0-9A-Fa-f]{1,4}){1,6}"
       "|::(?:[0-9A-Fa-f]{1,4}:){0,5}[0-9A-Fa-f]{1,4})"
       "(?![0-9A-Za-z_:]|\\.[0-9])",
-      ':', NULL, -1, NULL },
+      ':', NULL, 0, 0, NULL },
 
-    { NULL, NULL, NULL, 0, NULL, -1, NULL }
+    { NULL, NULL, NULL, 0, NULL, 0, 0, NULL }
 };
 
 
@@ -382,17 +401,20 @@ ngx_http_aigw_pii_find(ngx_http_aigw_pii_t *det, ngx_uint_t n, u_char *modes,
     pcre2_match_data *md, u_char *start, u_char *end,
     ngx_http_aigw_pii_found_t *found, ngx_uint_t size)
 {
-    int                   rc;
-    u_char               *s, *e, *p, *b, *digit;
-    size_t                len, off;
-    PCRE2_SIZE           *ov;
-    ngx_uint_t            d, nf, i, k;
-    ngx_http_aigw_pii_t  *dt;
+    size_t                  len, off;
+    ngx_uint_t              d, nf, i, k, numbers;
+    ngx_http_aigw_pii_t    *dt;
+    ngx_http_aigw_pii_run_t  run;
 
     len = end - start;
     nf = 0;
-    digit = NULL;
-    ov = pcre2_get_ovector_pointer(md);
+    numbers = 0;
+
+    run.md = md;
+    run.start = start;
+    run.found = found;
+    run.size = size;
+    run.nf = &nf;
 
     for (d = 0; d < n; d++) {
 
@@ -401,10 +423,17 @@ ngx_http_aigw_pii_find(ngx_http_aigw_pii_t *det, ngx_uint_t n, u_char *modes,
         }
 
         dt = &det[d];
+
+        if (dt->digits) {
+            numbers = 1;
+            continue;
+        }
+
         off = 0;
-        p = start;
 
         if (dt->need.len) {
+            u_char  *p;
+
             p = memmem(start, len, dt->need.data, dt->need.len);
             if (p == NULL) {
                 continue;
@@ -413,136 +442,15 @@ ngx_http_aigw_pii_find(ngx_http_aigw_pii_t *det, ngx_uint_t n, u_char *modes,
             off = p - start;
         }
 
-        if (dt->digit >= 0) {
-            if (digit == NULL) {
-                for (digit = start; digit < end; digit++) {
-                    if (*digit >= '0' && *digit <= '9') {
-                        break;
-                    }
-                }
-            }
-
-            if (digit == end) {
-                continue;
-            }
-
-            off = (size_t) (digit - start) > (size_t) dt->digit
-                  ? (size_t) (digit - start) - dt->digit : 0;
+        if (ngx_http_aigw_pii_run(&run, dt, d, off, len) != NGX_OK) {
+            return NGX_ERROR;
         }
+    }
 
-        for ( ;; ) {
-
-            if (dt->anchor) {
-                /* from the run of bytes before the next anchor byte */
-
-                p = memchr(p, dt->anchor, end - p);
-                if (p == NULL) {
-                    break;
-                }
-
-                for (b = p;
-                     b > start && p - b < NGX_HTTP_AIGW_PII_BACK
-                     && ngx_http_aigw_pii_back(dt->anchor, b[-1]);
-                     b--)
-                {
-                    /* void */
-                }
-
-                /* the letter of an escape, as the "n" of "\n", is not */
-
-                b = ngx_http_aigw_pii_escape(start, b);
-
-                p++;
-
-                if (b >= p || !ngx_http_aigw_pii_before(dt, start, b)) {
-                    continue;
-                }
-
-                off = b - start;
-            }
-
-            rc = pcre2_match(dt->re, start, len, off, 0, md, NULL);
-
-            if (rc == PCRE2_ERROR_NOMATCH) {
-                if (dt->anchor) {
-                    continue;
-                }
-
-                break;
-            }
-
-            if (rc < 0) {
-                return NGX_ERROR;
-            }
-
-            s = start + ov[0];
-            e = start + ov[1];
-
-            if (e == s) {
-                /* a custom pattern that matches nothing */
-                if (dt->anchor || ov[1] >= len) {
-                    break;
-                }
-
-                off = ov[1] + 1;
-                continue;
-            }
-
-            if (dt->custom) {
-                /* whole UTF-8 characters, whole escapes */
-
-                while (s > start && (*s & 0xc0) == 0x80) {
-                    s--;
-                }
-
-                while (e < end && (*e & 0xc0) == 0x80) {
-                    e++;
-                }
-
-                e = ngx_http_aigw_pii_escape(start, e);
-            }
-
-            p = ngx_http_aigw_pii_escape(start, s);
-
-            if (p != s) {
-                /* within an escape: on after it (an anchored one is not) */
-                off = p - start;
-
-                if (off >= len) {
-                    break;
-                }
-
-                continue;
-            }
-
-            if (!dt->anchor) {
-                off = e - start;
-            }
-
-            p = e;
-
-            if (dt->check && !dt->check(s, e)) {
-                /* a run that fails its check is not searched again */
-
-                if (off >= len) {
-                    break;
-                }
-
-                continue;
-            }
-
-            if (nf < size) {
-                found[nf].start = s;
-                found[nf].end = e;
-                found[nf].detector = d;
-            }
-
-            nf++;
-
-            if (off >= len) {
-                break;
-            }
-        }
+    if (numbers
+        && ngx_http_aigw_pii_numbers(&run, det, n, modes, end) != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
     if (nf > size) {
@@ -563,4 +471,239 @@ ngx_http_aigw_pii_find(ngx_http_aigw_pii_t *det, ngx_uint_t n, u_char *modes,
     }
 
     return k;
+}
+
+
+/*
+ * The detectors of numbers, on the runs of digits and " .-()+" of the
+ * text, each searched no further than its run and the byte after it
+ * (what the patterns' lookaheads read): prose numbers ("2024", "3.1")
+ * cost one pass for all of them, and no search.
+ */
+
+static ngx_int_t
+ngx_http_aigw_pii_numbers(ngx_http_aigw_pii_run_t *run,
+    ngx_http_aigw_pii_t *det, ngx_uint_t n, u_char *modes, u_char *end)
+{
+    u_char     *p, *rs, *re, *start;
+    size_t      len, limit;
+    uint64_t    w;
+    ngx_uint_t  d, digits;
+
+    start = run->start;
+    len = end - start;
+
+    for (p = start; p < end; /* void */ ) {
+
+        if (*p < '0' || *p > '9') {
+            p++;
+
+            /*
+             * eight bytes at a time where none is a digit: XORed with
+             * "0"s, a digit is a byte below 10 ("hasless" of Bit
+             * Twiddling Hacks: it may say yes for none, never no for one)
+             */
+
+            while (end - p >= 8) {
+                ngx_memcpy(&w, p, 8);
+                w ^= 0x3030303030303030ULL;
+
+                if ((w - 0x0a0a0a0a0a0a0a0aULL) & ~w & 0x8080808080808080ULL) {
+                    break;
+                }
+
+                p += 8;
+            }
+
+            continue;
+        }
+
+        /* the run about the digit: its lead ("+", "(") within 4 bytes */
+
+        for (rs = p;
+             rs > start && p - rs < 4 && ngx_http_aigw_pii_number(rs[-1]);
+             rs--)
+        {
+            /* void */
+        }
+
+        digits = 0;
+
+        for (re = p; re < end && ngx_http_aigw_pii_number(*re); re++) {
+            digits += (*re >= '0' && *re <= '9');
+        }
+
+        limit = ngx_min((size_t) (re - start) + 1, len);
+
+        for (d = 0; d < n; d++) {
+
+            if (modes[d] == NGX_HTTP_AIGW_PII_OFF || det[d].digits == 0) {
+                continue;
+            }
+
+            if (det[d].capitals) {
+                /* an IBAN's country, just before the run's first digit */
+
+                if (p - start < (ngx_int_t) det[d].capitals
+                    || p[-1] < 'A' || p[-1] > 'Z'
+                    || p[-2] < 'A' || p[-2] > 'Z')
+                {
+                    continue;
+                }
+
+                /* an IBAN is at most 34 characters and 33 spaces */
+
+                if (ngx_http_aigw_pii_run(run, &det[d], d,
+                                          p - det[d].capitals - start,
+                                          ngx_min((size_t) (p - start) + 72,
+                                                  len))
+                    != NGX_OK)
+                {
+                    return NGX_ERROR;
+                }
+
+                continue;
+            }
+
+            if (digits < det[d].digits) {
+                continue;
+            }
+
+            if (ngx_http_aigw_pii_run(run, &det[d], d, rs - start, limit)
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+        }
+
+        p = re;
+    }
+
+    return NGX_OK;
+}
+
+
+/* one detector's matches from off, in the text's first limit bytes */
+
+static ngx_int_t
+ngx_http_aigw_pii_run(ngx_http_aigw_pii_run_t *run, ngx_http_aigw_pii_t *dt,
+    ngx_uint_t d, size_t off, size_t limit)
+{
+    int          rc;
+    u_char      *s, *e, *p, *b, *start, *end;
+    PCRE2_SIZE  *ov;
+
+    start = run->start;
+    end = start + limit;
+    p = start + off;
+    ov = pcre2_get_ovector_pointer(run->md);
+
+    for ( ;; ) {
+
+        if (dt->anchor) {
+            /* from the run of bytes before the next anchor byte */
+
+            p = memchr(p, dt->anchor, end - p);
+            if (p == NULL) {
+                return NGX_OK;
+            }
+
+            for (b = p;
+                 b > start && p - b < NGX_HTTP_AIGW_PII_BACK
+                 && ngx_http_aigw_pii_back(dt->anchor, b[-1]);
+                 b--)
+            {
+                /* void */
+            }
+
+            /* the letter of an escape, as the "n" of "\n", is not */
+
+            b = ngx_http_aigw_pii_escape(start, b);
+
+            p++;
+
+            if (b >= p || !ngx_http_aigw_pii_before(dt, start, b)) {
+                continue;
+            }
+
+            off = b - start;
+        }
+
+        rc = pcre2_match(dt->re, start, limit, off, 0, run->md, NULL);
+
+        if (rc == PCRE2_ERROR_NOMATCH) {
+            if (dt->anchor) {
+                continue;
+            }
+
+            return NGX_OK;
+        }
+
+        if (rc < 0) {
+            return NGX_ERROR;
+        }
+
+        s = start + ov[0];
+        e = start + ov[1];
+
+        if (e == s) {
+            /* a custom pattern that matches nothing */
+            if (dt->anchor || ov[1] >= limit) {
+                return NGX_OK;
+            }
+
+            off = ov[1] + 1;
+            continue;
+        }
+
+        if (dt->custom) {
+            /* whole UTF-8 characters, whole escapes */
+
+            while (s > start && (*s & 0xc0) == 0x80) {
+                s--;
+            }
+
+            while (e < end && (*e & 0xc0) == 0x80) {
+                e++;
+            }
+
+            e = ngx_http_aigw_pii_escape(start, e);
+        }
+
+        p = ngx_http_aigw_pii_escape(start, s);
+
+        if (p != s) {
+            /* within an escape: on after it (an anchored one is not) */
+            off = p - start;
+
+            if (off >= limit) {
+                return NGX_OK;
+            }
+
+            continue;
+        }
+
+        if (!dt->anchor) {
+            off = e - start;
+        }
+
+        p = e;
+
+        if (dt->check == NULL || dt->check(s, e)) {
+
+            if (*run->nf < run->size) {
+                run->found[*run->nf].start = s;
+                run->found[*run->nf].end = e;
+                run->found[*run->nf].detector = d;
+            }
+
+            (*run->nf)++;
+        }
+
+        /* a run that fails its check is not searched again */
+
+        if (off >= limit) {
+            return NGX_OK;
+        }
+    }
 }

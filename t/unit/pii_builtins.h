@@ -29,7 +29,8 @@ t_pii_compile(ngx_http_aigw_pii_t *det)
         det[n].name.len = strlen(b->name);
         det[n].anchor = b->anchor;
         det[n].check = b->check;
-        det[n].digit = b->digit;
+        det[n].digits = b->digits;
+        det[n].capitals = b->capitals;
 
         if (b->need) {
             det[n].need.data = (u_char *) b->need;

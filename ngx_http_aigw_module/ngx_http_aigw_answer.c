@@ -113,8 +113,15 @@ ngx_http_aigw_answer_hold(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
         /* most answers are whole in the first read: checked where they are */
 
         if (u->buffer.last - u->buffer.pos >= len) {
-            return ngx_http_aigw_answer_check(r, ctx, u->buffer.pos,
-                                              u->buffer.pos + len);
+            if (ngx_http_aigw_answer_check(r, ctx, u->buffer.pos,
+                                           u->buffer.pos + len)
+                != NGX_OK)
+            {
+                return NGX_HTTP_UPSTREAM_INVALID_HEADER;
+            }
+
+            /* aigw_pii restore: the client's values for placeholders */
+            return ngx_http_aigw_pii_restore(r, ctx, &u->buffer);
         }
 
         size = (size_t) len;
@@ -207,7 +214,7 @@ ngx_http_aigw_answer_process(ngx_http_request_t *r)
     u->buffer.last = b->last;
     u->buffer.end = b->last;
 
-    return NGX_OK;
+    return ngx_http_aigw_pii_restore(r, ctx, &u->buffer);
 }
 
 

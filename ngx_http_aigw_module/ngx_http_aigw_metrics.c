@@ -1096,7 +1096,7 @@ ngx_http_aigw_metrics_handler(ngx_http_request_t *r)
     /* room for the overflow series and the quotas' 37 lines too */
     size = 4096 + NGX_HTTP_AIGW_METRICS_LINES
                   * (line + NGX_HTTP_AIGW_LABELS * 2 * 9)
-           + 37 * 128;
+           + 37 * 128 + ngx_http_aigw_pii_metrics_size(amcf);
 
     if (root != sentinel) {
         for (node = ngx_rbtree_min(root, sentinel);
@@ -1161,6 +1161,8 @@ ngx_http_aigw_metrics_handler(ngx_http_request_t *r)
         p = ngx_http_aigw_quota_zone_metrics(amcf->quota_zone->data, p,
                                              b->end);
     }
+
+    p = ngx_http_aigw_pii_metrics(amcf, p, b->end);
 
     b->last = p;
     b->last_buf = (r == r->main);

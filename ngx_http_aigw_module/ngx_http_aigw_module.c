@@ -56,6 +56,7 @@ static char *ngx_http_aigw_tenant_header(ngx_conf_t *cf, ngx_command_t *cmd,
 #define NGX_HTTP_AIGW_VAR_ENDPOINT        20
 #define NGX_HTTP_AIGW_VAR_REQUEST_ID      21
 #define NGX_HTTP_AIGW_VAR_PROVIDER_ID     22
+#define NGX_HTTP_AIGW_VAR_PII             23
 
 
 /*
@@ -67,6 +68,7 @@ static ngx_http_handler_pt  ngx_http_aigw_steps[] = {
     ngx_http_aigw_auth_handler,            /* the caller's key */
     ngx_http_aigw_body_handler,            /* the body, read and scanned */
     ngx_http_aigw_route_handler,           /* the model's candidates */
+    ngx_http_aigw_pii_handler,             /* personal data, secrets */
     ngx_http_aigw_quota_handler,           /* limits, quotas, budgets */
     NULL
 };
@@ -312,6 +314,19 @@ static ngx_command_t  ngx_http_aigw_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_aigw_loc_conf_t, quota_redis_down),
       &ngx_http_aigw_quota_redis_down },
+    { ngx_string("aigw_pii"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_aigw_pii,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("aigw_pii_pattern"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
+      ngx_http_aigw_pii_pattern,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
 
     { ngx_string("aigw_answer_buffer"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
@@ -446,6 +461,8 @@ static ngx_http_variable_t  ngx_http_aigw_vars[] = {
 
     { ngx_string("aigw_provider_request_id"), NULL, ngx_http_aigw_variable,
       NGX_HTTP_AIGW_VAR_PROVIDER_ID, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+    { ngx_string("aigw_pii"), NULL, ngx_http_aigw_variable,
+      NGX_HTTP_AIGW_VAR_PII, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("aigw_meta_"), NULL, ngx_http_aigw_meta_variable,
       0, NGX_HTTP_VAR_NOCACHEABLE|NGX_HTTP_VAR_PREFIX, 0 },
@@ -576,6 +593,13 @@ ngx_http_aigw_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
 
     case NGX_HTTP_AIGW_VAR_PROVIDER_ID:
         ngx_http_aigw_trace_provider_id(r, &s);
+        break;
+
+    case NGX_HTTP_AIGW_VAR_PII:
+        if (ngx_http_aigw_pii_variable(r, ctx, &s) == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
         break;
 
     default: /* numbers */
@@ -1097,6 +1121,10 @@ ngx_http_aigw_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     if (conf->quota_store == NGX_HTTP_AIGW_QUOTA_REDIS
         && ngx_http_aigw_quota_redis_init(cf, amcf) != NGX_CONF_OK)
     {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_aigw_pii_merge(cf, prev, conf) != NGX_CONF_OK) {
         return NGX_CONF_ERROR;
     }
 

@@ -159,6 +159,7 @@ typedef struct {
     ngx_http_aigw_redis_t         *redis;      /* aigw_redis */
 
     uint64_t                       request_seq; /* the worker's ids */
+    void                          *pii;        /* pii.c's detectors */
 } ngx_http_aigw_main_conf_t;
 
 
@@ -184,6 +185,8 @@ typedef struct {
     ngx_uint_t                     quota_max_tokens;
     ngx_uint_t                     quota_store;
     ngx_uint_t                     quota_redis_down;
+
+    void                          *pii;        /* aigw_pii, pii.c's */
 } ngx_http_aigw_loc_conf_t;
 
 
@@ -204,6 +207,7 @@ struct ngx_http_aigw_ctx_s {
     ngx_str_t                      route_name;
 
     void                          *quota;      /* quota.c's */
+    void                          *pii;        /* pii.c's */
 
     ngx_http_aigw_model_t        **candidates;
     ngx_uint_t                     ncandidates;
@@ -324,6 +328,21 @@ ngx_int_t ngx_http_aigw_quota_headers(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx);
 ngx_int_t ngx_http_aigw_quota_variable(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_str_t *s);
+
+/* pii.c: the PII step, before quota: a refused request takes none */
+char *ngx_http_aigw_pii(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_aigw_pii_pattern(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_aigw_pii_merge(ngx_conf_t *cf, ngx_http_aigw_loc_conf_t *prev,
+    ngx_http_aigw_loc_conf_t *conf);
+ngx_int_t ngx_http_aigw_pii_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_aigw_pii_restore(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_buf_t *b);
+ngx_int_t ngx_http_aigw_pii_variable(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_str_t *s);
+size_t ngx_http_aigw_pii_metrics_size(ngx_http_aigw_main_conf_t *amcf);
+u_char *ngx_http_aigw_pii_metrics(ngx_http_aigw_main_conf_t *amcf,
+    u_char *p, u_char *last);
 
 /* provider.c */
 char *ngx_http_aigw_provider(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);

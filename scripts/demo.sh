@@ -2,9 +2,9 @@
 # Starts the gateway on 127.0.0.1:8080 with examples/demo.conf, in the
 # background, with the bundled mock provider on 127.0.0.1:8081, and prints
 # a short tour: a chat request with a virtual key, a stream, a fallback, a
-# request without a key, the metrics and the access log.  Without
-# OPENAI_API_KEY the "openai" provider is the mock, so everything answers
-# at once and offline.
+# request without a key, the metrics and the access log, a limit, the
+# usage, and an email redacted.  Without OPENAI_API_KEY the "openai"
+# provider is the mock, so everything answers at once and offline.
 #
 #   scripts/demo.sh          start (again)
 #   scripts/demo.sh stop     stop the gateway and the mock
@@ -114,6 +114,7 @@ done
 
 u=http://127.0.0.1:$port
 msg='"messages":[{"role":"user","content":"hi"}]'
+pii='"messages":[{"role":"user","content":"mail bob@example.com"}]'
 cat <<EOT
 aigw is listening on $u, in front of $upstream.
 Your virtual key (tenant "demo", user "alice"): $key
@@ -146,6 +147,10 @@ A limit: the trial key may send two requests a minute, the third is a 429:
 
 What a key has used and has left:
   curl -s $u/v1/usage -H 'Authorization: Bearer sk-aigw-demo-trial'
+
+Personal data: the provider gets a placeholder (the mock echoes it back):
+  curl -s $u/v1/chat/completions -H 'Authorization: Bearer $key' \\
+       -d '{"model":"gpt-4o-mini",$pii}'
 
 Logs in $prefix/logs.  Stop it all with: scripts/demo.sh stop
 EOT

@@ -52,7 +52,7 @@ for my $line (split /\n/, $tour) {
     $cont = $line =~ /\\$/;
 }
 
-is(scalar @cmds, 8, 'the tour has eight commands');
+is(scalar @cmds, 9, 'the tour has nine commands');
 
 my @want = (
     [ 'chat', qr/"object":"chat\.completion".*"usage":/s ],
@@ -65,6 +65,7 @@ my @want = (
                 .*"ttft_s":"\d/x ],
     [ 'limit', qr/^200 200 429 $/ ],
     [ 'usage', qr/^\{"object":"aigw\.usage","scope":"key","id":"key_demo_trial".*"requests_minute":2.*"rpm":2/ ],
+    [ 'pii', qr/"content":"Mock answer to: mail \[EMAIL_1\]"/ ],
 );
 
 for my $i (0 .. $#want) {

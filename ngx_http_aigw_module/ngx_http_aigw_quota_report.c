@@ -97,6 +97,18 @@ ngx_http_aigw_quota_report_handler(ngx_http_request_t *r)
                                    "No limits are configured.");
     }
 
+    /* the counters are read from the zone: where Redis keeps them, the
+     * zone's would be wrong, and an error says so instead */
+
+    if (alcf->quota_store == NGX_HTTP_AIGW_QUOTA_REDIS) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "aigw: aigw_usage does not read the Redis store");
+        return ngx_http_aigw_error(r, ctx, NGX_HTTP_NOT_IMPLEMENTED,
+                                   "not_implemented",
+                                   "Usage is kept in Redis here, which "
+                                   "aigw_usage does not read yet.");
+    }
+
     scope = NGX_HTTP_AIGW_SCOPE_KEY;
 
     rc = ngx_http_aigw_quota_report_who(r, ctx, &scope, &id);

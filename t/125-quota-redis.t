@@ -129,6 +129,9 @@ http {
             aigw_quota_redis_down fail_closed;
             aigw_pass;
         }
+        location = /usage {
+            aigw_usage;
+        }
     }
 }
 EOC
@@ -404,5 +407,12 @@ for my $i (0, 1) {
     cmp_ok($lines, '<=', 12, "node $i: not once a request ($lines lines)");
     unlike($err, qr/\[(alert|crit|emerg)\]/, "node $i: nothing worse");
 }
+
+# aigw_usage reads the zone: with the Redis store it says it cannot
+
+my $u = $ngx[0]->request('GET', '/usage',
+                         { Authorization => 'Bearer sk-k_tpm' }, undef);
+is($u->{status}, 501, 'aigw_usage with the Redis store: 501');
+like($u->{body}, qr/"code":"not_implemented"/, 'aigw_usage: says why');
 
 done_testing;

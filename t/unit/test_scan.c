@@ -1324,39 +1324,6 @@ t_unescape(void)
 }
 
 
-static u_char *
-t_read(const char *dir, const char *file, size_t *n)
-{
-    char     path[1024];
-    long     len;
-    FILE    *f;
-    u_char  *s;
-
-    snprintf(path, sizeof(path), "%s/%s", dir, file);
-
-    f = fopen(path, "rb");
-    if (f == NULL) {
-        return NULL;
-    }
-
-    fseek(f, 0, SEEK_END);
-    len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-
-    s = t_alloc(len);
-
-    if (len && fread(s, 1, len, f) != (size_t) len) {
-        fclose(f);
-        free(s);
-        return NULL;
-    }
-
-    fclose(f);
-    *n = len;
-
-    return s;
-}
-
 
 static void
 t_expect(t_expect_t *x, t_run_t *r)

@@ -1324,7 +1324,6 @@ t_unescape(void)
 }
 
 
-
 static void
 t_expect(t_expect_t *x, t_run_t *r)
 {

@@ -77,8 +77,6 @@ typedef struct {
 } t_expect_t;
 
 
-
-
 /* every fixture below must exist; the rest are still checked generically */
 
 static t_expect_t  t_expects[] = {
@@ -618,7 +616,6 @@ t_every_way(const char *name, const u_char *s, size_t n, size_t size,
         t_free(&r);
     }
 }
-
 
 
 static int

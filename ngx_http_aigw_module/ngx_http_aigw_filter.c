@@ -737,3 +737,28 @@ ngx_http_aigw_sse_end(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
                       ctx->sse_events);
     }
 }
+
+
+/* a response header whose name and value live as long as the request */
+
+ngx_int_t
+ngx_http_aigw_filter_add_header(ngx_http_request_t *r, ngx_str_t *name,
+    u_char *value, size_t len)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->value.data = value;
+    h->value.len = len;
+    h->key = *name;
+    h->hash = 1;
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+
+    return NGX_OK;
+}

@@ -428,6 +428,8 @@ uint64_t ngx_http_aigw_meter_cost(ngx_http_aigw_ctx_t *ctx,
 
 /* filter.c */
 ngx_int_t ngx_http_aigw_filter_init(ngx_conf_t *cf);
+ngx_int_t ngx_http_aigw_filter_add_header(ngx_http_request_t *r,
+    ngx_str_t *name, u_char *value, size_t len);
 
 
 static ngx_inline ngx_msec_t

@@ -35,8 +35,6 @@ static ngx_int_t ngx_http_aigw_quota_refuse(ngx_http_request_t *r,
 static u_char *ngx_http_aigw_quota_rfc3339(u_char *buf, time_t t);
 static ngx_int_t ngx_http_aigw_quota_number(ngx_http_request_t *r,
     ngx_str_t *name, u_char **pp, ngx_uint_t v, ngx_uint_t seconds);
-static ngx_int_t ngx_http_aigw_quota_add_header(ngx_http_request_t *r,
-    ngx_str_t *name, u_char *value, size_t len);
 static char *ngx_http_aigw_quota_parse(ngx_conf_t *cf, ngx_str_t *value,
     ngx_http_aigw_limits_t *limits);
 
@@ -414,7 +412,7 @@ ngx_http_aigw_quota_decide(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
         p = (u_char *) "1";
         ngx_str_set(&name, "Retry-After");
 
-        if (ngx_http_aigw_quota_add_header(r, &name, p, 1) != NGX_OK) {
+        if (ngx_http_aigw_filter_add_header(r, &name, p, 1) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
@@ -716,7 +714,7 @@ ngx_http_aigw_quota_refuse(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
 
         ngx_str_set(&name, "Retry-After");
 
-        if (ngx_http_aigw_quota_add_header(r, &name, p,
+        if (ngx_http_aigw_filter_add_header(r, &name, p,
                                            ngx_sprintf(p, "%T", q->retry) - p)
             != NGX_OK)
         {
@@ -858,7 +856,7 @@ ngx_http_aigw_quota_headers(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
             v = p;
             p = ngx_http_aigw_quota_rfc3339(p, q->second + q->reset_requests);
 
-            if (ngx_http_aigw_quota_add_header(r, &n[2], v, p - v)
+            if (ngx_http_aigw_filter_add_header(r, &n[2], v, p - v)
                 != NGX_OK)
             {
                 return NGX_ERROR;
@@ -921,32 +919,7 @@ ngx_http_aigw_quota_number(ngx_http_request_t *r, ngx_str_t *name,
 
     *pp = p;
 
-    return ngx_http_aigw_quota_add_header(r, name, start, p - start);
-}
-
-
-/* a header whose name and value live as long as the request */
-
-static ngx_int_t
-ngx_http_aigw_quota_add_header(ngx_http_request_t *r, ngx_str_t *name,
-    u_char *value, size_t len)
-{
-    ngx_table_elt_t  *h;
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    h->value.data = value;
-    h->value.len = len;
-    h->key = *name;
-    h->hash = 1;
-#if (nginx_version >= 1023000)
-    h->next = NULL;
-#endif
-
-    return NGX_OK;
+    return ngx_http_aigw_filter_add_header(r, name, start, p - start);
 }
 
 

@@ -157,6 +157,8 @@ ngx_http_aigw_trace_header(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
     ngx_list_part_t  *part;
     ngx_table_elt_t  *h;
 
+    static ngx_str_t  name = ngx_string("X-Request-Id");
+
     if (ctx->request_id.len == 0 || ctx->request_id_sent) {
         return NGX_OK;
     }
@@ -187,19 +189,8 @@ ngx_http_aigw_trace_header(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
         }
     }
 
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    h->hash = 1;
-    ngx_str_set(&h->key, "X-Request-Id");
-    h->value = ctx->request_id;
-#if (nginx_version >= 1023000)
-    h->next = NULL;
-#endif
-
-    return NGX_OK;
+    return ngx_http_aigw_filter_add_header(r, &name, ctx->request_id.data,
+                                           ctx->request_id.len);
 }
 
 

@@ -46,7 +46,8 @@ ngx_http_aigw_format_t  ngx_http_aigw_anthropic_format = {
     ngx_http_aigw_anthropic_event,
     ngx_http_aigw_anthropic_error,
     sizeof("{\"type\":\"error\",\"error\":{\"type\":\"authentication_error\","
-           "\"message\":\"\"}}") - 1
+           "\"message\":\"\"}}") - 1,
+    ngx_string("event: error\ndata: ")
 };
 
 

@@ -129,3 +129,40 @@ ngx_http_aigw_error_body(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
 
     return NGX_OK;
 }
+
+
+/*
+ * The event that ends a stream which failed after its status went out:
+ * the error body in the client's format, framed as its SDKs expect a
+ * failing stream to end (OpenAI: a "data:" with an "error" object;
+ * Anthropic: "event: error"), so that a cut answer is never taken for
+ * a complete one.  The caller sends it, as the stream's last bytes.
+ */
+
+ngx_buf_t *
+ngx_http_aigw_error_event(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
+    ngx_uint_t status)
+{
+    u_char     *p;
+    ngx_str_t   body;
+    ngx_buf_t  *b;
+
+    if (ngx_http_aigw_error_body(r, ctx, status, &body) != NGX_OK) {
+        return NULL;
+    }
+
+    b = ngx_create_temp_buf(r->pool, ctx->format->error_event.len + body.len
+                                     + sizeof("\n\n") - 1);
+    if (b == NULL) {
+        return NULL;
+    }
+
+    p = ngx_cpymem(b->last, ctx->format->error_event.data,
+                   ctx->format->error_event.len);
+    p = ngx_cpymem(p, body.data, body.len);
+    *p++ = '\n'; *p++ = '\n';
+
+    b->last = p;
+
+    return b;
+}

@@ -81,6 +81,9 @@ typedef struct {
     u_char                      *(*error)(u_char *p, ngx_uint_t status,
                                           const char *code, ngx_str_t *msg);
     size_t                         error_len;
+
+    /* the error body framed as the event that ends a stream failing */
+    ngx_str_t                      error_event;   /* before the body */
 } ngx_http_aigw_format_t;
 
 
@@ -359,6 +362,8 @@ extern ngx_http_aigw_format_t  *ngx_http_aigw_formats[];
 ngx_int_t ngx_http_aigw_error(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_uint_t status, const char *code,
     const char *fmt, ...);
+ngx_buf_t *ngx_http_aigw_error_event(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_uint_t status);
 ngx_int_t ngx_http_aigw_error_body(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_uint_t status, ngx_str_t *out);
 

@@ -48,7 +48,8 @@ ngx_http_aigw_format_t  ngx_http_aigw_openai_format = {
     ngx_http_aigw_openai_event,
     ngx_http_aigw_openai_error,
     sizeof("{\"error\":{\"message\":\"\",\"type\":\"invalid_request_error\","
-           "\"param\":null,\"code\":\"\"}}") - 1
+           "\"param\":null,\"code\":\"\"}}") - 1,
+    ngx_string("data: ")
 };
 
 

@@ -33,6 +33,7 @@ static u_char *ngx_http_aigw_anthropic_error(u_char *p, ngx_uint_t status,
 
 static ngx_http_aigw_endpoint_t  ngx_http_aigw_anthropic_endpoints[] = {
     { ngx_string("/messages"), NGX_HTTP_AIGW_EP_MESSAGES },
+    { ngx_string("/messages/count_tokens"), NGX_HTTP_AIGW_EP_COUNT_TOKENS },
     { ngx_null_string, NGX_HTTP_AIGW_EP_UNKNOWN }
 };
 

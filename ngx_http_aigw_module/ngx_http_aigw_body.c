@@ -345,6 +345,7 @@ ngx_http_aigw_body_check(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
 
     case NGX_HTTP_AIGW_EP_CHAT:
     case NGX_HTTP_AIGW_EP_MESSAGES:
+    case NGX_HTTP_AIGW_EP_COUNT_TOKENS:
         rc = ngx_http_aigw_body_messages(r, ctx);
         break;
 

@@ -140,12 +140,22 @@ ngx_http_aigw_meter_usage(ngx_http_aigw_ctx_t *ctx, u_char *p, u_char *last,
 
         if (!delta || n) {
             ctx->prompt_tokens = n;
+            ctx->cache_write_tokens = ngx_http_aigw_meter_u(
+                                                   NGX_HTTP_AIGW_U_CACHE_NEW);
+
+            /* OpenAI's Responses: input_tokens_details.cached_tokens */
             ctx->cached_tokens = ngx_http_aigw_meter_u(
-                                                  NGX_HTTP_AIGW_U_CACHE_READ);
+                                                   NGX_HTTP_AIGW_U_CACHE_READ)
+                                 + ngx_http_aigw_meter_u(
+                                                   NGX_HTTP_AIGW_U_CACHED);
         }
 
         if (u[NGX_HTTP_AIGW_U_OUTPUT] != NGX_HTTP_AIGW_USAGE_UNSET) {
             ctx->completion_tokens = u[NGX_HTTP_AIGW_U_OUTPUT];
+        }
+
+        if (u[NGX_HTTP_AIGW_U_REASONING] != NGX_HTTP_AIGW_USAGE_UNSET) {
+            ctx->reasoning_tokens = u[NGX_HTTP_AIGW_U_REASONING];
         }
 
         return;
@@ -176,6 +186,12 @@ ngx_http_aigw_meter_finish(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
 
     ctx->metered = 1;
 
+    /* counting a prompt's tokens uses none */
+
+    if (ctx->endpoint == NGX_HTTP_AIGW_EP_COUNT_TOKENS) {
+        return;
+    }
+
     if (ctx->usage_source != NGX_HTTP_AIGW_USAGE_PROVIDER
         && r->upstream && r->upstream->headers_in.status_n == NGX_HTTP_OK)
     {
@@ -183,6 +199,7 @@ ngx_http_aigw_meter_finish(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
         ctx->prompt_tokens = (ctx->scan.string_bytes + 3) / 4;
         ctx->completion_tokens = (ctx->est_completion + 3) / 4;
         ctx->cached_tokens = 0;
+        ctx->cache_write_tokens = 0;
     }
 
     overflow = 0;
@@ -220,14 +237,26 @@ ngx_http_aigw_meter_cost(ngx_http_aigw_ctx_t *ctx, ngx_uint_t *overflow)
 
     m = ctx->candidates[ctx->last];
 
+    /* Anthropic's cache reads and writes have prices of their own */
+
     uncached = ctx->prompt_tokens > ctx->cached_tokens
                ? ctx->prompt_tokens - ctx->cached_tokens : 0;
+    uncached = uncached > ctx->cache_write_tokens
+               ? uncached - ctx->cache_write_tokens : 0;
 
     cost = ngx_http_aigw_meter_add(
                ngx_http_aigw_meter_mul(uncached, m->input_price, overflow),
                ngx_http_aigw_meter_mul(ctx->cached_tokens,
                                        m->cached_price ? m->cached_price
                                                        : m->input_price,
+                                       overflow),
+               overflow);
+
+    cost = ngx_http_aigw_meter_add(cost,
+               ngx_http_aigw_meter_mul(ctx->cache_write_tokens,
+                                       m->cache_write_price
+                                       ? m->cache_write_price
+                                       : m->input_price,
                                        overflow),
                overflow);
 

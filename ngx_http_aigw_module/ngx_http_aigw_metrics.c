@@ -53,6 +53,7 @@ typedef struct {
     ngx_atomic_t                    prompt_tokens;
     ngx_atomic_t                    completion_tokens;
     ngx_atomic_t                    cached_tokens;
+    ngx_atomic_t                    cache_write_tokens;
     ngx_atomic_t                    reasoning_tokens;
     ngx_atomic_t                    cost;          /* micro-dollars */
     ngx_atomic_t                    fallbacks;
@@ -743,6 +744,11 @@ ngx_http_aigw_metrics_log_handler(ngx_http_request_t *r)
         (void) ngx_atomic_fetch_add(&s->cached_tokens, ctx->cached_tokens);
     }
 
+    if (ctx->cache_write_tokens) {
+        (void) ngx_atomic_fetch_add(&s->cache_write_tokens,
+                                    ctx->cache_write_tokens);
+    }
+
     if (ctx->reasoning_tokens) {
         (void) ngx_atomic_fetch_add(&s->reasoning_tokens,
                                     ctx->reasoning_tokens);
@@ -910,7 +916,8 @@ static ngx_http_aigw_family_t  ngx_http_aigw_families[] = {
       "Requests through the gateway." },
     { "aigw_tokens_total", "counter",
       "Tokens by type: input (prompt, cached included), output, cached "
-      "input, reasoning (part of output)." },
+      "input, reasoning (part of output), cache_write (input written to "
+      "a prompt cache)." },
     { "aigw_cost_dollars_total", "counter",
       "Cost in US dollars, from the prices of aigw_model." },
     { "aigw_errors_total", "counter",
@@ -977,7 +984,7 @@ ngx_http_aigw_metrics_family(u_char *p, ngx_http_aigw_metrics_t *mt,
     ngx_uint_t   i;
 
     static const char  *types[] = { "input", "output", "cached",
-                                    "reasoning" };
+                                    "reasoning", "cache_write" };
 
     l = ngx_http_aigw_metrics_labels(labels, mt, s);
 
@@ -990,10 +997,11 @@ ngx_http_aigw_metrics_family(u_char *p, ngx_http_aigw_metrics_t *mt,
                            s->requests);
 
     case 1:
-        for (i = 0; i < 4; i++) {
+        for (i = 0; i < 5; i++) {
             acc = i == 0 ? s->prompt_tokens
                   : i == 1 ? s->completion_tokens
-                  : i == 2 ? s->cached_tokens : s->reasoning_tokens;
+                  : i == 2 ? s->cached_tokens
+                  : i == 3 ? s->reasoning_tokens : s->cache_write_tokens;
 
             if (acc || i < 2) {
                 p = ngx_sprintf(p, "aigw_tokens_total{%*s,type=\"%s\"} %uL\n",

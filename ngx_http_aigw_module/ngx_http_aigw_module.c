@@ -57,6 +57,7 @@ static char *ngx_http_aigw_tenant_header(ngx_conf_t *cf, ngx_command_t *cmd,
 #define NGX_HTTP_AIGW_VAR_REQUEST_ID      21
 #define NGX_HTTP_AIGW_VAR_PROVIDER_ID     22
 #define NGX_HTTP_AIGW_VAR_PII             23
+#define NGX_HTTP_AIGW_VAR_CACHE_WRITE     24
 
 
 /*
@@ -438,6 +439,9 @@ static ngx_http_variable_t  ngx_http_aigw_vars[] = {
     { ngx_string("aigw_reasoning_tokens"), NULL, ngx_http_aigw_variable,
       NGX_HTTP_AIGW_VAR_REASONING, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
+    { ngx_string("aigw_cache_write_tokens"), NULL, ngx_http_aigw_variable,
+      NGX_HTTP_AIGW_VAR_CACHE_WRITE, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
     { ngx_string("aigw_cost"), NULL, ngx_http_aigw_variable,
       NGX_HTTP_AIGW_VAR_COST, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
@@ -664,6 +668,9 @@ ngx_http_aigw_number(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     case NGX_HTTP_AIGW_VAR_REASONING:
         return ngx_sprintf(p, "%ui", ctx->reasoning_tokens);
 
+    case NGX_HTTP_AIGW_VAR_CACHE_WRITE:
+        return ngx_sprintf(p, "%ui", ctx->cache_write_tokens);
+
     case NGX_HTTP_AIGW_VAR_COST:
         overflow = 0;
         cost = ctx->metered ? ctx->cost
@@ -776,7 +783,9 @@ ngx_http_aigw_endpoint_name(ngx_uint_t endpoint)
         ngx_string("embeddings"),
         ngx_string("messages"),
         ngx_string("models"),
-        ngx_string("models")               /* a model's own page */
+        ngx_string("models"),              /* a model's own page */
+        ngx_string("responses"),
+        ngx_string("messages.count_tokens")
     };
 
     return &names[endpoint < sizeof(names) / sizeof(ngx_str_t)

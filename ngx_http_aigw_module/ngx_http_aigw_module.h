@@ -26,6 +26,8 @@
 #define NGX_HTTP_AIGW_EP_MESSAGES      4
 #define NGX_HTTP_AIGW_EP_MODELS        5
 #define NGX_HTTP_AIGW_EP_MODEL         6
+#define NGX_HTTP_AIGW_EP_RESPONSES     7
+#define NGX_HTTP_AIGW_EP_COUNT_TOKENS  8
 
 /* the largest event kept whole: the data metering reads, and an event
  * waiting for its end where one must be kept from the client */
@@ -124,6 +126,7 @@ typedef struct {
     ngx_uint_t                     input_price;
     ngx_uint_t                     output_price;
     ngx_uint_t                     cached_price;
+    ngx_uint_t                     cache_write_price;
 } ngx_http_aigw_model_t;
 
 
@@ -237,6 +240,7 @@ struct ngx_http_aigw_ctx_s {
     ngx_uint_t                     prompt_tokens;
     ngx_uint_t                     completion_tokens;
     ngx_uint_t                     cached_tokens;
+    ngx_uint_t                     cache_write_tokens;
     ngx_uint_t                     reasoning_tokens;
     ngx_uint_t                     usage_source;
     size_t                         est_completion; /* bytes of text */

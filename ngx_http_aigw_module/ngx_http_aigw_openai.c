@@ -26,6 +26,8 @@ static ngx_int_t ngx_http_aigw_openai_ask_usage(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx);
 static ngx_uint_t ngx_http_aigw_openai_event(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_sse_event_t *ev);
+static ngx_uint_t ngx_http_aigw_openai_response_event(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_sse_event_t *ev);
 static u_char *ngx_http_aigw_openai_error(u_char *p, ngx_uint_t status,
     const char *code, ngx_str_t *msg);
 
@@ -34,6 +36,7 @@ static ngx_http_aigw_endpoint_t  ngx_http_aigw_openai_endpoints[] = {
     { ngx_string("/chat/completions"), NGX_HTTP_AIGW_EP_CHAT },
     { ngx_string("/completions"), NGX_HTTP_AIGW_EP_COMPLETIONS },
     { ngx_string("/embeddings"), NGX_HTTP_AIGW_EP_EMBEDDINGS },
+    { ngx_string("/responses"), NGX_HTTP_AIGW_EP_RESPONSES },
     { ngx_string("/models"), NGX_HTTP_AIGW_EP_MODELS },
     { ngx_null_string, NGX_HTTP_AIGW_EP_UNKNOWN }
 };
@@ -150,6 +153,10 @@ ngx_http_aigw_openai_event(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
 {
     u_char  *p, *last, *v, *c;
 
+    if (ctx->endpoint == NGX_HTTP_AIGW_EP_RESPONSES) {
+        return ngx_http_aigw_openai_response_event(r, ctx, ev);
+    }
+
     if (ev->done) {
         return NGX_HTTP_AIGW_EVENT_LAST;
     }
@@ -198,6 +205,72 @@ ngx_http_aigw_openai_event(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     }
 
     return 0;
+}
+
+
+/*
+ * An event of a Responses stream, named by its type: text comes in
+ * "response.output_text.delta", usage in the event that ends the stream
+ * ("response.completed", ".incomplete" or ".failed", the whole response
+ * in each); no "[DONE]" follows.
+ */
+
+static ngx_uint_t
+ngx_http_aigw_openai_response_event(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_sse_event_t *ev)
+{
+    u_char      *p, *last, *v;
+    ngx_str_t   *name;
+    ngx_uint_t   i;
+
+    static ngx_str_t  delta = ngx_string("response.output_text.delta");
+    static ngx_str_t  ends[] = {
+        ngx_string("response.completed"),
+        ngx_string("response.incomplete"),
+        ngx_string("response.failed")
+    };
+
+    name = &ev->event;
+    p = ev->data.data;
+    last = p + ev->data.len;
+
+    if (name->len == delta.len
+        && ngx_strncmp(name->data, delta.data, delta.len) == 0)
+    {
+        if (!ev->truncated) {
+            ngx_http_aigw_meter_estimate(ctx, p, last, "\"delta\"", 7);
+        }
+
+        return 0;
+    }
+
+    for (i = 0; i < sizeof(ends) / sizeof(ngx_str_t); i++) {
+        if (name->len == ends[i].len
+            && ngx_strncmp(name->data, ends[i].data, ends[i].len) == 0)
+        {
+            break;
+        }
+    }
+
+    if (i == sizeof(ends) / sizeof(ngx_str_t)) {
+        return 0;
+    }
+
+    /* the response's usage closes it, after its output */
+
+    v = ev->truncated ? NULL
+                      : ngx_http_aigw_usage_last_value(p, last, "\"usage\"", 7);
+
+    if (v && *v == '{') {
+        ngx_http_aigw_meter_usage(ctx, v, last, 0);
+
+    } else {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "aigw: no usage in the \"%V\" event%s", name,
+                      ev->truncated ? " (too large to read)" : "");
+    }
+
+    return NGX_HTTP_AIGW_EVENT_LAST;
 }
 
 

@@ -118,7 +118,9 @@ ngx_http_aigw_prices_apply(ngx_conf_t *cf, ngx_http_aigw_main_conf_t *amcf)
 
     for (i = 0; i < amcf->models.nelts; i++) {
 
-        if (m[i]->input_price || m[i]->output_price || m[i]->cached_price) {
+        if (m[i]->input_price || m[i]->output_price || m[i]->cached_price
+            || m[i]->cache_write_price)
+        {
             continue;
         }
 
@@ -171,6 +173,10 @@ ngx_http_aigw_prices_set(cJSON *entry, ngx_http_aigw_model_t *m)
            != NGX_OK
         || ngx_http_aigw_prices_value(entry, "cache_read_input_token_cost",
                                       &m->cached_price)
+           != NGX_OK
+        || ngx_http_aigw_prices_value(entry,
+                                      "cache_creation_input_token_cost",
+                                      &m->cache_write_price)
            != NGX_OK)
     {
         return NGX_ERROR;

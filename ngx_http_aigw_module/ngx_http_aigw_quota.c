@@ -572,6 +572,10 @@ ngx_http_aigw_quota_estimate(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
 
     if (ctx->endpoint == NGX_HTTP_AIGW_EP_EMBEDDINGS) {
         out = 0;
+
+    } else if (ctx->endpoint == NGX_HTTP_AIGW_EP_COUNT_TOKENS) {
+        in = 0;
+        out = 0;
     }
 
     for (i = NGX_HTTP_AIGW_F_MAX_TOKENS;

@@ -97,6 +97,10 @@ ngx_http_aigw_model(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             price = &m->cached_price;
             s.data = value[i].data + 13;
 
+        } else if (ngx_strncmp(value[i].data, "cache_write=", 12) == 0) {
+            price = &m->cache_write_price;
+            s.data = value[i].data + 12;
+
         } else {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "invalid parameter \"%V\"", &value[i]);

@@ -78,13 +78,14 @@ const OPTIONS = {
     gzip:         { kind: 'flag' },
     words:        { kind: 'int', min: 0, max: MAX_WORDS },
     cached:       { kind: 'int', min: 0, max: 100000000 },
+    cache_write:  { kind: 'int', min: 0, max: 100000000 },
     reasoning:    { kind: 'int', min: 0, max: 100000000 },
     key:          { kind: 'string' },
     times:        { kind: 'int', min: 1, max: 1000000000 },
 };
 
 /* Options that still apply once a "times=N" budget is used up. */
-const PERSISTENT_OPTIONS = ['words', 'cached', 'reasoning', 'key'];
+const PERSISTENT_OPTIONS = ['words', 'cached', 'cache_write', 'reasoning', 'key'];
 
 function parseOptionString(str, into) {
     const items = str.split(',');
@@ -644,6 +645,9 @@ function route(apiPath) {
     if (/\/embeddings$/.test(p)) {
         return { name: 'embeddings', method: 'POST' };
     }
+    if (/\/responses$/.test(p)) {
+        return { name: 'responses', method: 'POST' };
+    }
     if (/\/messages\/count_tokens$/.test(p)) {
         return { name: 'count_tokens', method: 'POST', anthropic: true };
     }
@@ -781,6 +785,100 @@ function chatCompletions(ctx, body) {
     }
     events.push(sseData('[DONE]'));
     return sendStream(ctx, events, sseData(openaiError(500)));
+}
+
+/*
+ * The Responses API: "input" a string or a list of items, "instructions";
+ * a stream is typed events with a sequence_number, the whole response
+ * (usage included) in the last one, and no [DONE].
+ */
+function responses(ctx, body) {
+    if (typeof body.model !== 'string' || body.model === '') {
+        return sendError(ctx, 400, "Missing required parameter: 'model'.",
+            { param: 'model', code: 'missing_required_parameter' });
+    }
+    if (typeof body.input !== 'string' && !Array.isArray(body.input)) {
+        return sendError(ctx, 400, "Invalid type for 'input': expected a string or an array.",
+            { param: 'input', code: 'invalid_type' });
+    }
+    let promptChars = typeof body.instructions === 'string' ? body.instructions.length : 0;
+    let lastUser = '';
+    const items = typeof body.input === 'string'
+        ? [{ role: 'user', content: body.input }] : body.input;
+    for (const item of items) {
+        if (!isObject(item)) {
+            continue;
+        }
+        const content = Array.isArray(item.content)
+            ? item.content.map((c) => (isObject(c) && typeof c.text === 'string'
+                ? { type: 'text', text: c.text } : c))
+            : item.content;
+        const parts = textParts(content, []);
+        promptChars += sumLength(parts);
+        if (item.role === 'user') {
+            lastUser = parts.join(' ');
+        }
+    }
+    const promptTokens = Math.max(1, countTokens(promptChars));
+    const answer = limitAnswer(makeAnswer(lastUser, ctx.opts.words, ctx.opts.bigword),
+        body.max_output_tokens);
+    const id = 'resp_' + crypto.randomBytes(24).toString('hex');
+    const msgId = 'msg_' + crypto.randomBytes(24).toString('hex');
+    const cached = Math.min(ctx.opts.cached || 0, promptTokens);
+    const reasoning = ctx.opts.reasoning || 0;
+    const usage = {
+        input_tokens: promptTokens,
+        input_tokens_details: { cached_tokens: cached },
+        output_tokens: answer.tokens + reasoning,
+        output_tokens_details: { reasoning_tokens: reasoning },
+        total_tokens: promptTokens + answer.tokens + reasoning,
+    };
+    const message = (text) => ({
+        id: msgId, type: 'message', status: 'completed', role: 'assistant',
+        content: [{ type: 'output_text', text, annotations: [], logprobs: [] }],
+    });
+    const response = (status, output, u) => ({
+        id, object: 'response', created_at: nowSeconds(), status,
+        error: null,
+        incomplete_details: answer.truncated && status !== 'in_progress'
+            ? { reason: 'max_output_tokens' } : null,
+        instructions: body.instructions === undefined ? null : body.instructions,
+        max_output_tokens: body.max_output_tokens === undefined ? null : body.max_output_tokens,
+        model: body.model, output, parallel_tool_calls: true,
+        previous_response_id: body.previous_response_id || null,
+        store: body.store !== false, temperature: 1, text: { format: { type: 'text' } },
+        tool_choice: 'auto', tools: [], top_p: 1, truncation: 'disabled',
+        usage: u, user: body.user === undefined ? null : body.user, metadata: {},
+    });
+    const final = answer.truncated ? 'incomplete' : 'completed';
+
+    if (body.stream !== true) {
+        return sendJson(ctx, 200, response(final, [message(answer.text)], usage));
+    }
+
+    let seq = 0;
+    const ev = (type, obj) => sseEvent(type, Object.assign({ type, sequence_number: seq++ }, obj));
+    const events = [];
+    events.push(ev('response.created', { response: response('in_progress', [], null) }));
+    events.push(ev('response.in_progress', { response: response('in_progress', [], null) }));
+    events.push(ev('response.output_item.added', { output_index: 0,
+        item: { id: msgId, type: 'message', status: 'in_progress', role: 'assistant', content: [] } }));
+    events.push(ev('response.content_part.added', { item_id: msgId, output_index: 0,
+        content_index: 0, part: { type: 'output_text', text: '', annotations: [] } }));
+    for (const piece of splitPieces(answer.text, ctx.opts.piece)) {
+        events.push(ev('response.output_text.delta', { item_id: msgId, output_index: 0,
+            content_index: 0, delta: piece, logprobs: [] }));
+    }
+    events.push(ev('response.output_text.done', { item_id: msgId, output_index: 0,
+        content_index: 0, text: answer.text, logprobs: [] }));
+    events.push(ev('response.content_part.done', { item_id: msgId, output_index: 0,
+        content_index: 0, part: { type: 'output_text', text: answer.text, annotations: [] } }));
+    events.push(ev('response.output_item.done', { output_index: 0, item: message(answer.text) }));
+    events.push(ev('response.' + final, { response: response(final, [message(answer.text)], usage) }));
+    return sendStream(ctx, events, sseEvent('error', {
+        type: 'error', code: 'server_error', message: 'The server had an error.', param: null,
+        sequence_number: seq,
+    }));
 }
 
 function completions(ctx, body) {
@@ -1015,11 +1113,12 @@ function anthropicPrompt(ctx, body, needMaxTokens) {
 
 function anthropicUsage(ctx, promptTokens, outputTokens) {
     const cached = Math.min(ctx.opts.cached || 0, promptTokens);
+    const written = Math.min(ctx.opts.cache_write || 0, promptTokens - cached);
     return {
-        input_tokens: promptTokens - cached,
-        cache_creation_input_tokens: 0,
+        input_tokens: promptTokens - cached - written,
+        cache_creation_input_tokens: written,
         cache_read_input_tokens: cached,
-        cache_creation: { ephemeral_5m_input_tokens: 0, ephemeral_1h_input_tokens: 0 },
+        cache_creation: { ephemeral_5m_input_tokens: written, ephemeral_1h_input_tokens: 0 },
         output_tokens: outputTokens,
         service_tier: 'standard',
     };
@@ -1242,6 +1341,7 @@ async function handleApi(req, res, rawPath) {
     case 'chat': return chatCompletions(ctx, json);
     case 'completions': return completions(ctx, json);
     case 'embeddings': return embeddings(ctx, json);
+    case 'responses': return responses(ctx, json);
     case 'messages': return messages(ctx, json);
     default: return countTokensEndpoint(ctx, json);
     }

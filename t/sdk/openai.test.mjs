@@ -138,6 +138,60 @@ test('chat completion stream helper: finalChatCompletion()', T, async () => {
     assert.ok(final.usage && final.usage.total_tokens > 0);
 });
 
+test('responses: JSON, output_text, usage', T, async () => {
+    const prompt = 'Name three colours of the rainbow, please.';
+    const res = await client.responses.create({
+        model: CHAT_MODEL,
+        instructions: 'Be brief.',
+        input: [{ role: 'user', content: [{ type: 'input_text', text: prompt }] }],
+    });
+    assert.match(res.id, /^resp_/);
+    assert.equal(res.object, 'response');
+    assert.equal(res.status, 'completed');
+    assert.equal(res.output_text, mockAnswer(prompt));
+    const u = res.usage;
+    assert.equal(u.total_tokens, u.input_tokens + u.output_tokens);
+    assert.equal(u.output_tokens, Math.ceil(mockAnswer(prompt).length / 4));
+    assert.equal(typeof u.input_tokens_details.cached_tokens, 'number');
+    assert.equal(typeof u.output_tokens_details.reasoning_tokens, 'number');
+});
+
+test('responses stream: typed events in order, the response last', T, async () => {
+    const prompt = 'Tell me about lighthouses, in a few words.';
+    const stream = await client.responses.create({ model: CHAT_MODEL, input: prompt, stream: true });
+    const types = [];
+    let text = '';
+    let last;
+    let seq = -1;
+    for await (const ev of stream) {
+        types.push(ev.type);
+        assert.equal(ev.sequence_number, seq + 1);
+        seq = ev.sequence_number;
+        if (ev.type === 'response.output_text.delta') {
+            text += ev.delta;
+        }
+        last = ev;
+    }
+    assert.equal(types[0], 'response.created');
+    assert.equal(last.type, 'response.completed');
+    assert.equal(text, mockAnswer(prompt));
+    assert.equal(last.response.output_text ?? last.response.output[0].content[0].text, mockAnswer(prompt));
+    assert.equal(last.response.usage.output_tokens, Math.ceil(mockAnswer(prompt).length / 4));
+});
+
+test('responses.stream helper: finalResponse()', T, async () => {
+    const prompt = 'One more time, about the sea.';
+    const stream = client.responses.stream({ model: CHAT_MODEL, input: prompt });
+    let text = '';
+    stream.on('response.output_text.delta', (ev) => {
+        text += ev.delta;
+    });
+    const final = await stream.finalResponse();
+    assert.equal(text, mockAnswer(prompt));
+    assert.equal(final.output_text, mockAnswer(prompt));
+    assert.equal(final.usage.output_tokens, Math.ceil(mockAnswer(prompt).length / 4));
+});
+
 test('legacy completions', T, async () => {
     const prompt = 'Say this is a test';
     const res = await client.completions.create({ model: COMPLETION_MODEL, prompt, max_tokens: 64 });

@@ -449,6 +449,11 @@ ngx_http_aigw_answer_check(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
 
             ngx_http_aigw_meter_answer(ctx, f->key ? f->start : NULL,
                                        f->key ? f->end : NULL);
+
+            if (ctx->endpoint == NGX_HTTP_AIGW_EP_RESPONSES) {
+                ngx_http_aigw_responses_remember(r, ctx,
+                                             &s.field[NGX_HTTP_AIGW_F_ID]);
+            }
         }
 
         return NGX_OK;

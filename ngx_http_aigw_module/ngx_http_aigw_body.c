@@ -60,6 +60,10 @@ ngx_http_aigw_body_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
+    if (ctx->endpoint == NGX_HTTP_AIGW_EP_RESPONSE) {
+        return ngx_http_aigw_responses_check(r, ctx);
+    }
+
     if (ctx->endpoint == NGX_HTTP_AIGW_EP_UNKNOWN) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "aigw: unknown endpoint \"%V\"", &r->uri);

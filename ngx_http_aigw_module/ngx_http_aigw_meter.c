@@ -93,7 +93,7 @@ ngx_http_aigw_meter_json(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
 void
 ngx_http_aigw_meter_answer(ngx_http_aigw_ctx_t *ctx, u_char *p, u_char *last)
 {
-    if (p && *p == '{') {
+    if (p && *p == '{' && ngx_http_aigw_endpoint_spends(ctx->endpoint)) {
         ngx_http_aigw_meter_usage(ctx, p, last, 0);
     }
 
@@ -186,9 +186,9 @@ ngx_http_aigw_meter_finish(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
 
     ctx->metered = 1;
 
-    /* counting a prompt's tokens uses none */
+    /* counting a prompt's tokens uses none, reading an answer kept too */
 
-    if (ctx->endpoint == NGX_HTTP_AIGW_EP_COUNT_TOKENS) {
+    if (!ngx_http_aigw_endpoint_spends(ctx->endpoint)) {
         return;
     }
 

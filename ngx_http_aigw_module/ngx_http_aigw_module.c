@@ -176,6 +176,22 @@ static ngx_command_t  ngx_http_aigw_commands[] = {
       0,
       NULL },
 
+    /* the Responses API's stored responses */
+
+    { ngx_string("aigw_responses_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
+      ngx_http_aigw_responses_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("aigw_responses_fallback"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_aigw_loc_conf_t, responses_fallback),
+      NULL },
+
     { ngx_string("aigw_metrics_zone"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
       ngx_http_aigw_metrics_zone,
@@ -785,7 +801,8 @@ ngx_http_aigw_endpoint_name(ngx_uint_t endpoint)
         ngx_string("models"),
         ngx_string("models"),              /* a model's own page */
         ngx_string("responses"),
-        ngx_string("messages.count_tokens")
+        ngx_string("messages.count_tokens"),
+        ngx_string("responses.stored")     /* one by its id */
     };
 
     return &names[endpoint < sizeof(names) / sizeof(ngx_str_t)
@@ -825,6 +842,12 @@ ngx_http_aigw_endpoint(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
                 return;
             }
         }
+    }
+
+    /* a stored response of the Responses API, by its id */
+
+    if (ngx_http_aigw_responses_endpoint(r, ctx, last) != NGX_DECLINED) {
+        return;
     }
 
     /* ".../models/{id}", a model's own page */
@@ -1039,6 +1062,7 @@ ngx_http_aigw_create_loc_conf(ngx_conf_t *cf)
     alcf->auth = NGX_CONF_UNSET;
     alcf->tenant = NGX_CONF_UNSET_PTR;
     alcf->tenant_user = NGX_CONF_UNSET;
+    alcf->responses_fallback = NGX_CONF_UNSET;
     alcf->answer_buffer = NGX_CONF_UNSET_SIZE;
     alcf->quota = NGX_CONF_UNSET;
     alcf->limits = NGX_CONF_UNSET_PTR;
@@ -1089,6 +1113,8 @@ ngx_http_aigw_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_ptr_value(conf->tenant, prev->tenant, NULL);
     ngx_conf_merge_str_value(conf->tenant_header, prev->tenant_header, "");
     ngx_conf_merge_value(conf->tenant_user, prev->tenant_user, 0);
+    ngx_conf_merge_value(conf->responses_fallback, prev->responses_fallback,
+                         0);
     ngx_conf_merge_size_value(conf->answer_buffer, prev->answer_buffer,
                               1024 * 1024);
 
@@ -1182,4 +1208,44 @@ ngx_http_aigw_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     return NGX_CONF_OK;
+}
+
+
+/* "name:size" of a shared zone, at least eight pages */
+
+ngx_int_t
+ngx_http_aigw_zone_size(ngx_conf_t *cf, ngx_str_t *value, ngx_str_t *name,
+    size_t *size)
+{
+    u_char     *p;
+    ssize_t     n;
+    ngx_str_t   s;
+
+    p = (u_char *) ngx_strlchr(value->data, value->data + value->len, ':');
+
+    if (p == NULL || p == value->data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid zone \"%V\", must be \"name:size\"",
+                           value);
+        return NGX_ERROR;
+    }
+
+    name->data = value->data;
+    name->len = p - value->data;
+
+    s.data = p + 1;
+    s.len = value->data + value->len - s.data;
+
+    n = ngx_parse_size(&s);
+
+    if (n == NGX_ERROR || n < (ssize_t) (8 * ngx_pagesize)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid zone size \"%V\", at least %uz",
+                           value, (size_t) (8 * ngx_pagesize));
+        return NGX_ERROR;
+    }
+
+    *size = n;
+
+    return NGX_OK;
 }

@@ -28,6 +28,11 @@
 #define NGX_HTTP_AIGW_EP_MODEL         6
 #define NGX_HTTP_AIGW_EP_RESPONSES     7
 #define NGX_HTTP_AIGW_EP_COUNT_TOKENS  8
+#define NGX_HTTP_AIGW_EP_RESPONSE      9   /* a stored one, by its id */
+
+/* what an endpoint uses: counting tokens, reading a stored response, none */
+#define ngx_http_aigw_endpoint_spends(ep)                                     \
+    ((ep) != NGX_HTTP_AIGW_EP_COUNT_TOKENS && (ep) != NGX_HTTP_AIGW_EP_RESPONSE)
 
 /* the largest event kept whole: the data metering reads, and an event
  * waiting for its end where one must be kept from the client */
@@ -150,6 +155,7 @@ typedef struct {
 
     ngx_shm_zone_t                *metrics_zone;
     ngx_shm_zone_t                *quota_zone;
+    ngx_shm_zone_t                *responses_zone;
     ngx_uint_t                     quota_used;  /* a limit is set */
     void                          *quota_redis; /* quota_redis.c's */
     void                          *metrics;
@@ -193,6 +199,8 @@ typedef struct {
     ngx_uint_t                     quota_redis_down;
 
     void                          *pii;        /* aigw_pii, pii.c's */
+
+    ngx_flag_t                     responses_fallback;
 } ngx_http_aigw_loc_conf_t;
 
 
@@ -211,6 +219,7 @@ struct ngx_http_aigw_ctx_s {
     ngx_str_t                      client_headers; /* to providers */
     ngx_str_t                      model;      /* as the client asked */
     ngx_str_t                      route_name;
+    ngx_str_t                      response_id; /* of a stored response */
 
     void                          *quota;      /* quota.c's */
     void                          *pii;        /* pii.c's */
@@ -277,6 +286,8 @@ struct ngx_http_aigw_ctx_s {
 /* module.c */
 ngx_http_aigw_ctx_t *ngx_http_aigw_ctx_create(ngx_http_request_t *r);
 ngx_str_t *ngx_http_aigw_endpoint_name(ngx_uint_t endpoint);
+ngx_int_t ngx_http_aigw_zone_size(ngx_conf_t *cf, ngx_str_t *value,
+    ngx_str_t *name, size_t *size);
 
 /*
  * The access phase: one step a file, run in order by module.c.  A step
@@ -398,6 +409,20 @@ ngx_int_t ngx_http_aigw_keepalive_get(ngx_http_aigw_main_conf_t *amcf,
 void ngx_http_aigw_keepalive_put(ngx_http_aigw_main_conf_t *amcf,
     ngx_peer_connection_t *pc, ngx_http_aigw_provider_t *provider,
     ngx_http_upstream_t *u);
+
+/* responses.c: where a stored response of the Responses API is */
+char *ngx_http_aigw_responses_zone(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_aigw_responses_endpoint(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, u_char *last);
+ngx_int_t ngx_http_aigw_responses_check(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
+ngx_int_t ngx_http_aigw_responses_route(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
+ngx_int_t ngx_http_aigw_responses_affinity(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
+void ngx_http_aigw_responses_remember(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_field_t *id);
 
 /* prices.c */
 char *ngx_http_aigw_prices(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);

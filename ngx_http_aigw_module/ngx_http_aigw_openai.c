@@ -219,10 +219,12 @@ static ngx_uint_t
 ngx_http_aigw_openai_response_event(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_sse_event_t *ev)
 {
-    u_char      *p, *last, *v;
-    ngx_str_t   *name;
-    ngx_uint_t   i;
+    u_char                 *p, *last, *v;
+    ngx_str_t              *name;
+    ngx_uint_t              i;
+    ngx_http_aigw_field_t   id;
 
+    static ngx_str_t  created = ngx_string("response.created");
     static ngx_str_t  delta = ngx_string("response.output_text.delta");
     static ngx_str_t  ends[] = {
         ngx_string("response.completed"),
@@ -239,6 +241,28 @@ ngx_http_aigw_openai_response_event(ngx_http_request_t *r,
     {
         if (!ev->truncated) {
             ngx_http_aigw_meter_estimate(ctx, p, last, "\"delta\"", 7);
+        }
+
+        return 0;
+    }
+
+    /* the response's id comes first in it: where it is, is remembered */
+
+    if (name->len == created.len
+        && ngx_strncmp(name->data, created.data, created.len) == 0)
+    {
+        v = ev->truncated ? NULL
+                          : ngx_http_aigw_usage_value(p, last, "\"id\"", 4);
+
+        if (v && *v == '"') {
+            id.key = v;
+            id.start = v;
+            id.end = ngx_strlchr(v + 1, last, '"');
+
+            if (id.end) {
+                id.end++;
+                ngx_http_aigw_responses_remember(r, ctx, &id);
+            }
         }
 
         return 0;

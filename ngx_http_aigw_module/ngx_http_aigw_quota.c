@@ -573,7 +573,7 @@ ngx_http_aigw_quota_estimate(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     if (ctx->endpoint == NGX_HTTP_AIGW_EP_EMBEDDINGS) {
         out = 0;
 
-    } else if (ctx->endpoint == NGX_HTTP_AIGW_EP_COUNT_TOKENS) {
+    } else if (!ngx_http_aigw_endpoint_spends(ctx->endpoint)) {
         in = 0;
         out = 0;
     }

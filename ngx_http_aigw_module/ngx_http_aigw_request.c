@@ -112,15 +112,21 @@ ngx_http_aigw_request_build(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     /* the provider serves the endpoint the client called */
     path = &ctx->ep->suffix;
 
+    /* a stored response is read, deleted or cancelled without a body */
+
+    body = NULL;
+    body_len = 0;
+
     if (provider->format->headers(r, &extra) != NGX_OK
-        || ngx_http_aigw_body_output(r, ctx, &model->upstream_model, &body,
-                                     &body_len)
-           != NGX_OK)
+        || (ctx->body.len
+            && ngx_http_aigw_body_output(r, ctx, &model->upstream_model,
+                                         &body, &body_len)
+               != NGX_OK))
     {
         return NGX_ERROR;
     }
 
-    len = sizeof("POST  HTTP/1.1" CRLF) - 1
+    len = r->method_name.len + sizeof("  HTTP/1.1" CRLF) - 1
           + provider->base_path.len + path->len
           + sizeof("Host: " CRLF) - 1 + provider->host.len
           + provider->auth_headers.len
@@ -144,7 +150,8 @@ ngx_http_aigw_request_build(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
         return NGX_ERROR;
     }
 
-    p = ngx_cpymem(b->last, "POST ", sizeof("POST ") - 1);
+    p = ngx_cpymem(b->last, r->method_name.data, r->method_name.len);
+    *p++ = ' ';
     if (provider->base_path.len) {
         p = ngx_cpymem(p, provider->base_path.data, provider->base_path.len);
     }
@@ -170,8 +177,10 @@ ngx_http_aigw_request_build(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
                         &ctx->tenant);
     }
 
-    p = ngx_sprintf(p, "Content-Type: application/json" CRLF
-                    "Content-Length: %uz" CRLF, body_len);
+    if (r->method == NGX_HTTP_POST) {
+        p = ngx_sprintf(p, "Content-Type: application/json" CRLF
+                        "Content-Length: %uz" CRLF, body_len);
+    }
 
     /* the request's id, the client's own when it was sane (trace.c) */
 

@@ -322,11 +322,19 @@ ngx_http_aigw_route_handler(ngx_http_request_t *r)
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
 
+    if (ctx->endpoint == NGX_HTTP_AIGW_EP_RESPONSE) {
+        return ngx_http_aigw_responses_route(r, ctx);
+    }
+
     if (ctx->model.len == 0) {
         return NGX_DECLINED;   /* the model list */
     }
 
     rc = ngx_http_aigw_route_resolve(r, ctx);
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_aigw_responses_affinity(r, ctx);
+    }
 
     if (rc != NGX_OK) {
         return rc;

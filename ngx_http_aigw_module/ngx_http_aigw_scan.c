@@ -185,7 +185,9 @@ static ngx_str_t  ngx_http_aigw_scan_fields[] = {
     ngx_string("input"),
     ngx_string("system"),
     ngx_string("prompt"),
-    ngx_string("usage")
+    ngx_string("usage"),
+    ngx_string("id"),
+    ngx_string("previous_response_id")
 };
 
 /* what a top-level field's value is, by field */
@@ -206,6 +208,8 @@ static uint16_t  ngx_http_aigw_scan_vflags[] = {
     |NGX_HTTP_AIGW_V_TREE,                                  /* system */
     NGX_HTTP_AIGW_V_TEXT|NGX_HTTP_AIGW_V_TEXT_ARRAY
     |NGX_HTTP_AIGW_V_TREE|NGX_HTTP_AIGW_V_INPUT,            /* prompt */
+    0,
+    0,
     0
 };
 
@@ -1269,6 +1273,13 @@ ngx_http_aigw_scan_field(u_char *p, u_char *last, size_t len,
 
     switch (len) {
 
+    case 2:
+        if (p[0] == 'i' && p[1] == 'd') {
+            return NGX_HTTP_AIGW_F_ID;
+        }
+
+        break;
+
     case 4:
         if (ngx_http_aigw_scan_name(p, "user")) {
             return NGX_HTTP_AIGW_F_USER;
@@ -1358,6 +1369,13 @@ ngx_http_aigw_scan_field(u_char *p, u_char *last, size_t len,
     case 14:
         if (ngx_http_aigw_scan_name(p, "stream_options")) {
             return NGX_HTTP_AIGW_F_STREAM_OPTIONS;
+        }
+
+        break;
+
+    case 20:
+        if (ngx_http_aigw_scan_name(p, "previous_response_id")) {
+            return NGX_HTTP_AIGW_F_PREVIOUS_RESPONSE_ID;
         }
 
         break;

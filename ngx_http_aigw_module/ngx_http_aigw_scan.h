@@ -41,10 +41,12 @@
 #define NGX_HTTP_AIGW_F_SYSTEM                 10
 #define NGX_HTTP_AIGW_F_PROMPT                 11
 #define NGX_HTTP_AIGW_F_USAGE                  12  /* of an answer */
+#define NGX_HTTP_AIGW_F_ID                     13  /* of an answer */
+#define NGX_HTTP_AIGW_F_PREVIOUS_RESPONSE_ID   14
 /* second level, where the gateway edits: the last such key */
-#define NGX_HTTP_AIGW_F_INCLUDE_USAGE          13  /* stream_options. */
-#define NGX_HTTP_AIGW_F_USER_ID                14  /* metadata. */
-#define NGX_HTTP_AIGW_F_N                      15
+#define NGX_HTTP_AIGW_F_INCLUDE_USAGE          15  /* stream_options. */
+#define NGX_HTTP_AIGW_F_USER_ID                16  /* metadata. */
+#define NGX_HTTP_AIGW_F_N                      17
 
 
 typedef struct {

@@ -160,7 +160,9 @@ ngx_http_aigw_handler(ngx_http_request_t *r)
         return ngx_http_aigw_route_models_send(r, ctx);
     }
 
-    if (ctx->format->edit(r, ctx) != NGX_OK) {
+    /* a stored response is asked for without a body to edit */
+
+    if (ctx->body.len && ctx->format->edit(r, ctx) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 

@@ -648,6 +648,11 @@ function route(apiPath) {
     if (/\/responses$/.test(p)) {
         return { name: 'responses', method: 'POST' };
     }
+    if ((m = p.match(/\/responses\/([^/]+)(\/cancel|\/input_items)?$/))) {
+        const what = m[2] === '/cancel' ? 'cancel' : m[2] ? 'input_items' : 'stored';
+        return { name: 'response_' + what, method: what === 'cancel' ? 'POST' : 'GET',
+            also: what === 'stored' ? 'DELETE' : undefined, id: m[1] };
+    }
     if (/\/messages\/count_tokens$/.test(p)) {
         return { name: 'count_tokens', method: 'POST', anthropic: true };
     }
@@ -879,6 +884,33 @@ function responses(ctx, body) {
         type: 'error', code: 'server_error', message: 'The server had an error.', param: null,
         sequence_number: seq,
     }));
+}
+
+/*
+ * A stored response, by its id: the mock keeps none, and answers every
+ * id starting "resp_" as a completed response with no output; others
+ * are not found, in OpenAI's words.
+ */
+function storedResponse(ctx, endpoint, method) {
+    const id = endpoint.id;
+    if (!id.startsWith('resp_')) {
+        return sendError(ctx, 404, `Response with id '${id}' not found.`,
+            { param: null, code: null });
+    }
+    if (endpoint.name === 'response_input_items') {
+        return sendJson(ctx, 200, { object: 'list', data: [], first_id: null, last_id: null,
+            has_more: false });
+    }
+    if (method === 'DELETE') {
+        return sendJson(ctx, 200, { id, object: 'response', deleted: true });
+    }
+    return sendJson(ctx, 200, {
+        id, object: 'response', created_at: nowSeconds(),
+        status: endpoint.name === 'response_cancel' ? 'cancelled' : 'completed',
+        error: null, incomplete_details: null, model: 'gpt-4o-mini', output: [],
+        usage: { input_tokens: 5, input_tokens_details: { cached_tokens: 0 }, output_tokens: 7,
+            output_tokens_details: { reasoning_tokens: 0 }, total_tokens: 12 },
+    });
 }
 
 function completions(ctx, body) {
@@ -1314,7 +1346,7 @@ async function handleApi(req, res, rawPath) {
         return sendError(ctx, 404, ctx.wire === 'anthropic' ? 'Not Found' : `Invalid URL (${req.method} ${apiPath})`,
             { code: null });
     }
-    if (req.method !== endpoint.method) {
+    if (req.method !== endpoint.method && req.method !== endpoint.also) {
         res.setHeader('allow', endpoint.method);
         return sendError(ctx, 405, `Invalid method for URL (${req.method} ${apiPath})`, { code: null });
     }
@@ -1323,6 +1355,9 @@ async function handleApi(req, res, rawPath) {
     }
     if (endpoint.name === 'model') {
         return getModel(ctx, endpoint.id);
+    }
+    if (endpoint.name.startsWith('response_')) {
+        return storedResponse(ctx, endpoint, req.method);
     }
 
     let json;

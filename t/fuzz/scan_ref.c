@@ -99,7 +99,9 @@ static ngx_str_t  ngx_http_aigw_ref_scan_fields[] = {
     ngx_string("input"),
     ngx_string("system"),
     ngx_string("prompt"),
-    ngx_string("usage")
+    ngx_string("usage"),
+    ngx_string("id"),
+    ngx_string("previous_response_id")
 };
 
 static ngx_str_t  ngx_http_aigw_ref_scan_include_usage =

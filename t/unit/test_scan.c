@@ -137,8 +137,8 @@ static t_expect_t  t_expects[] = {
       "latency for HTTP APIs, and name one trade-off.",
       F(MODEL) | F(MESSAGES) | F(MAX_TOKENS) | F(USER) },
 
-    /* an answer: no text spans, "usage" found */
-    { "bench_answer.json", 0, NULL, NULL, F(MODEL) | F(USAGE) },
+    /* an answer: no text spans, "usage" and "id" found */
+    { "bench_answer.json", 0, NULL, NULL, F(MODEL) | F(USAGE) | F(ID) },
 
     { NULL, 0, NULL, NULL, 0 }
 };
@@ -878,7 +878,8 @@ t_fields(void)
         "\"user\":\"u\\u0031\",\"metadata\":{\"user_id\":\"id-1\",\"n\":2},"
         "\"max_tokens\":100,\"max_completion_tokens\":-1.5e3,"
         "\"tools\":[{\"type\":\"function\"}],\"messages\":[],"
-        "\"input\":null,\"system\":\"s\",\"prompt\":{}}  ";
+        "\"input\":null,\"system\":\"s\",\"prompt\":{},\"id\":\"resp_1\","
+        "\"previous_response_id\":\"resp_0\"}  ";
 
     t_begin("fields");
 
@@ -901,6 +902,9 @@ t_fields(void)
     t_field_is(&r, NGX_HTTP_AIGW_F_INPUT, "\"input\"", "null");
     t_field_is(&r, NGX_HTTP_AIGW_F_SYSTEM, "\"system\"", "\"s\"");
     t_field_is(&r, NGX_HTTP_AIGW_F_PROMPT, "\"prompt\"", "{}");
+    t_field_is(&r, NGX_HTTP_AIGW_F_ID, "\"id\"", "\"resp_1\"");
+    t_field_is(&r, NGX_HTTP_AIGW_F_PREVIOUS_RESPONSE_ID,
+               "\"previous_response_id\"", "\"resp_0\"");
     t_field_is(&r, NGX_HTTP_AIGW_F_INCLUDE_USAGE, "\"include_usage\"",
                "false");
     t_field_is(&r, NGX_HTTP_AIGW_F_USER_ID, "\"user_id\"", "\"id-1\"");
@@ -943,7 +947,8 @@ t_fields(void)
 
     /* names that are not the fields */
     t_run(&r, T("{\"MODEL\":1,\"model\\u0000\":2,\"model \":3,\"mode\":4,"
-                "\"stream_option\":5,\"userx\":6}"), 0);
+                "\"stream_option\":5,\"userx\":6,\"ID\":7,\"i\":8,\"ix\":9,"
+                "\"previous_response_ix\":10}"), 0);
     t_check(r.rc == NGX_OK, "look-alikes: rc %ld", (long) r.rc);
 
     for (f = 0; f < NGX_HTTP_AIGW_F_N; f++) {

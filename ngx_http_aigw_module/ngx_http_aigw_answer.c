@@ -36,6 +36,8 @@ static ngx_int_t ngx_http_aigw_answer_chunked(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx);
 static ngx_int_t ngx_http_aigw_answer_grow(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, size_t size);
+static ngx_int_t ngx_http_aigw_answer_rewrite(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_buf_t *b);
 static ngx_int_t ngx_http_aigw_answer_check(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, u_char *p, u_char *last);
 #if (nginx_version >= 1023000)
@@ -66,10 +68,22 @@ ngx_http_aigw_answer_hold(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
 
     len = u->headers_in.content_length_n;
 
+    /*
+     * a translated error is rewritten too, in the client's format, when
+     * it is the answer: not when nginx moves on to the next candidate
+     */
+
     if (u->headers_in.status_n != NGX_HTTP_OK
-        || alcf->answer_buffer == 0
-        || len > (off_t) alcf->answer_buffer)
+        && (!ctx->translated
+            || (u->peer.tries > 1
+                && (u->headers_in.status_n == NGX_HTTP_TOO_MANY_REQUESTS
+                    || u->headers_in.status_n
+                       >= NGX_HTTP_INTERNAL_SERVER_ERROR))))
     {
+        return NGX_OK;
+    }
+
+    if (alcf->answer_buffer == 0 || len > (off_t) alcf->answer_buffer) {
         return NGX_OK;
     }
 
@@ -120,8 +134,7 @@ ngx_http_aigw_answer_hold(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
                 return NGX_HTTP_UPSTREAM_INVALID_HEADER;
             }
 
-            /* aigw_pii restore: the client's values for placeholders */
-            return ngx_http_aigw_pii_restore(r, ctx, &u->buffer);
+            return ngx_http_aigw_answer_rewrite(r, ctx, &u->buffer);
         }
 
         size = (size_t) len;
@@ -214,7 +227,25 @@ ngx_http_aigw_answer_process(ngx_http_request_t *r)
     u->buffer.last = b->last;
     u->buffer.end = b->last;
 
-    return ngx_http_aigw_pii_restore(r, ctx, &u->buffer);
+    return ngx_http_aigw_answer_rewrite(r, ctx, &u->buffer);
+}
+
+
+/*
+ * A whole answer as the client gets it: aigw_pii restore puts the
+ * client's values back for placeholders, a translated answer is
+ * rewritten in the client's format
+ */
+
+static ngx_int_t
+ngx_http_aigw_answer_rewrite(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
+    ngx_buf_t *b)
+{
+    if (ngx_http_aigw_pii_restore(r, ctx, b) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_aigw_translate_answer(r, ctx, b);
 }
 
 
@@ -431,6 +462,12 @@ ngx_http_aigw_answer_check(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     ngx_http_upstream_t    *u;
     ngx_http_aigw_scan_t    s;
     ngx_http_aigw_field_t  *f;
+
+    /* a translated provider's error: rewritten whatever it holds */
+
+    if (r->upstream->headers_in.status_n != NGX_HTTP_OK) {
+        return NGX_OK;
+    }
 
     err = ngx_http_aigw_answer_json(&s, p, last);
 

@@ -192,6 +192,15 @@ static ngx_command_t  ngx_http_aigw_commands[] = {
       offsetof(ngx_http_aigw_loc_conf_t, responses_fallback),
       NULL },
 
+    /* a client served in another wire format */
+
+    { ngx_string("aigw_translate_max_tokens"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_aigw_loc_conf_t, translate_max_tokens),
+      NULL },
+
     { ngx_string("aigw_metrics_zone"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
       ngx_http_aigw_metrics_zone,
@@ -1063,6 +1072,7 @@ ngx_http_aigw_create_loc_conf(ngx_conf_t *cf)
     alcf->tenant = NGX_CONF_UNSET_PTR;
     alcf->tenant_user = NGX_CONF_UNSET;
     alcf->responses_fallback = NGX_CONF_UNSET;
+    alcf->translate_max_tokens = NGX_CONF_UNSET_UINT;
     alcf->answer_buffer = NGX_CONF_UNSET_SIZE;
     alcf->quota = NGX_CONF_UNSET;
     alcf->limits = NGX_CONF_UNSET_PTR;
@@ -1115,6 +1125,8 @@ ngx_http_aigw_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->tenant_user, prev->tenant_user, 0);
     ngx_conf_merge_value(conf->responses_fallback, prev->responses_fallback,
                          0);
+    ngx_conf_merge_uint_value(conf->translate_max_tokens,
+                              prev->translate_max_tokens, 4096);
     ngx_conf_merge_size_value(conf->answer_buffer, prev->answer_buffer,
                               1024 * 1024);
 

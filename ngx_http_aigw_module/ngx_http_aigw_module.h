@@ -201,6 +201,7 @@ typedef struct {
     void                          *pii;        /* aigw_pii, pii.c's */
 
     ngx_flag_t                     responses_fallback;
+    ngx_uint_t                     translate_max_tokens;
 } ngx_http_aigw_loc_conf_t;
 
 
@@ -220,6 +221,8 @@ struct ngx_http_aigw_ctx_s {
     ngx_str_t                      model;      /* as the client asked */
     ngx_str_t                      route_name;
     ngx_str_t                      response_id; /* of a stored response */
+    ngx_str_t                      translation; /* the body in another */
+                                                /* format, but its model */
 
     void                          *quota;      /* quota.c's */
     void                          *pii;        /* pii.c's */
@@ -280,6 +283,7 @@ struct ngx_http_aigw_ctx_s {
     unsigned                       answer_held:1;
     unsigned                       answer_metered:1;
     unsigned                       request_id_sent:1;
+    unsigned                       translated:1; /* the current attempt */
 };
 
 
@@ -409,6 +413,21 @@ ngx_int_t ngx_http_aigw_keepalive_get(ngx_http_aigw_main_conf_t *amcf,
 void ngx_http_aigw_keepalive_put(ngx_http_aigw_main_conf_t *amcf,
     ngx_peer_connection_t *pc, ngx_http_aigw_provider_t *provider,
     ngx_http_upstream_t *u);
+
+/* translate.c, translate_answer.c: a client served in another format */
+ngx_uint_t ngx_http_aigw_translate_possible(ngx_http_aigw_ctx_t *ctx,
+    ngx_http_aigw_model_t *m);
+ngx_str_t *ngx_http_aigw_translate_path(ngx_http_aigw_ctx_t *ctx,
+    ngx_http_aigw_model_t *m);
+ngx_int_t ngx_http_aigw_translate_prepare(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
+ngx_int_t ngx_http_aigw_translate_body(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_model_t *model,
+    ngx_chain_t **out, size_t *len);
+ngx_int_t ngx_http_aigw_translate_answer(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_buf_t *b);
+ngx_int_t ngx_http_aigw_translate_error(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_buf_t *b);
 
 /* responses.c: where a stored response of the Responses API is */
 char *ngx_http_aigw_responses_zone(ngx_conf_t *cf, ngx_command_t *cmd,

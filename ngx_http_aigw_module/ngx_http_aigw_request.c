@@ -109,19 +109,30 @@ ngx_http_aigw_request_build(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     provider = model->provider;
     alcf = ngx_http_get_module_loc_conf(r, ngx_http_aigw_module);
 
-    /* the provider serves the endpoint the client called */
-    path = &ctx->ep->suffix;
+    /* the provider serves the endpoint the client called, or its own */
+    path = ngx_http_aigw_translate_path(ctx, model);
+    ctx->translated = (provider->format != ctx->format);
 
     /* a stored response is read, deleted or cancelled without a body */
 
     body = NULL;
     body_len = 0;
 
-    if (provider->format->headers(r, &extra) != NGX_OK
-        || (ctx->body.len
-            && ngx_http_aigw_body_output(r, ctx, &model->upstream_model,
-                                         &body, &body_len)
-               != NGX_OK))
+    if (provider->format->headers(r, &extra) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ctx->translated) {
+        if (ngx_http_aigw_translate_body(r, ctx, model, &body, &body_len)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+    } else if (ctx->body.len
+               && ngx_http_aigw_body_output(r, ctx, &model->upstream_model,
+                                            &body, &body_len)
+                  != NGX_OK)
     {
         return NGX_ERROR;
     }

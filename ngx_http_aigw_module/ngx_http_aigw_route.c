@@ -336,6 +336,10 @@ ngx_http_aigw_route_handler(ngx_http_request_t *r)
         rc = ngx_http_aigw_responses_affinity(r, ctx);
     }
 
+    if (rc == NGX_OK) {
+        rc = ngx_http_aigw_translate_prepare(r, ctx);
+    }
+
     if (rc != NGX_OK) {
         return rc;
     }
@@ -438,9 +442,12 @@ ngx_http_aigw_route_resolve(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
     for (i = 0; i < n; i++) {
         m = models[i];
 
-        /* embeddings and text completions exist only in OpenAI's API */
+        /*
+         * another format only where the request is translated: embeddings
+         * and text completions exist only in OpenAI's API
+         */
 
-        if (m->provider->format != ctx->format) {
+        if (!ngx_http_aigw_translate_possible(ctx, m)) {
             ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                            "aigw: skip \"%V\" of provider \"%V\": other "
                            "wire format", &m->name, &m->provider->name);

@@ -313,11 +313,13 @@ qr/(?s)^(?=.*"path": "\/v1\/chat\/completions")(?=.*\\"model\\":\\"gpt-4o-good\\
 
 
 === TEST 16: candidates of another wire format are left out
+Where the request is not translated: a stream (t/097-translate.t has the
+chat completions Anthropic serves).
 --- http_config eval: $::HttpConfig
 --- config eval: $::Config
 --- request
 POST /v1/chat/completions
-{"model":"mixed","messages":[{"role":"user","content":"hi"}]}
+{"model":"mixed","stream":true,"messages":[{"role":"user","content":"hi"}]}
 --- response_headers
 X-Provider: ok
 X-Attempts: 1
@@ -329,7 +331,7 @@ X-Attempts: 1
 --- config eval: $::Config
 --- request
 POST /v1/chat/completions
-{"model":"onlyclaude","messages":[{"role":"user","content":"hi"}]}
+{"model":"onlyclaude","stream":true,"messages":[{"role":"user","content":"hi"}]}
 --- error_code: 400
 --- response_body chomp
 {"error":{"message":"The model `onlyclaude` is not available on this endpoint.","type":"invalid_request_error","param":null,"code":"model_not_supported"}}

@@ -30,7 +30,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-[ ${#harnesses[@]} -gt 0 ] || harnesses=(scan sse usage)
+[ ${#harnesses[@]} -gt 0 ] || harnesses=(scan sse usage json)
 
 if [ -z "$tree" ] || [ -z "$work" ]; then
     echo "usage: $0 --tree <nginx tree> --workdir <dir> [--seconds N]" >&2
@@ -54,6 +54,7 @@ work=$(cd "$work" && pwd)
 seeds_scan=$root/t/data/json
 seeds_sse=$root/t/data/sse
 seeds_usage=$root/t/data/usage
+seeds_json=$root/t/data/json
 
 failed=0
 

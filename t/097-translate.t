@@ -1,0 +1,242 @@
+# Translation: a client speaking OpenAI's chat completions served by an
+# Anthropic provider.  Each case compares the exact Messages request the
+# provider got, and the chat completion or error the client got back; a
+# parameter with no counterpart is a 400 naming it.  Plain Test::More: it
+# reads what the mock received.
+
+use strict;
+use warnings;
+
+BEGIN { push @INC, 't/lib' }
+use AigwMock;
+
+use AigwNginx;
+
+use JSON::PP;
+use Test::More;
+
+my $ngx = AigwNginx->new;
+my $dir = $ngx->dir;
+my $port = $ngx->port;
+my $module = $ngx->module;
+
+plan skip_all => 'TEST_NGINX_LOAD_MODULES does not name the module'
+    unless $module;
+
+my $mock = $ENV{TEST_NGINX_MOCK_PORT};
+
+$ngx->write_conf(<<"EOC");
+load_module $module;
+master_process off;
+daemon off;
+error_log $dir/logs/error.log info;
+pid $dir/logs/nginx.pid;
+events { worker_connections 64; }
+http {
+    client_body_temp_path $dir/body;
+    log_format t '\$aigw_provider \$aigw_prompt_tokens \$aigw_completion_tokens '
+                 '\$aigw_cost \$status';
+    access_log $dir/logs/access.log t;
+    aigw_provider ok http://127.0.0.1:$mock/v1;
+    aigw_provider claude http://127.0.0.1:$mock/v1 format=anthropic;
+    aigw_provider claude429 http://127.0.0.1:$mock/fault/status=429/v1
+                  format=anthropic;
+    aigw_provider claude400 http://127.0.0.1:$mock/fault/status=400/v1
+                  format=anthropic;
+    aigw_provider claude502 http://127.0.0.1:$mock/fault/status=502/v1
+                  format=anthropic;
+    aigw_model gpt-4o ok:gpt-4o;
+    aigw_model haiku claude:claude-3-5-haiku input=1.00 output=5.00;
+    aigw_model busy claude429:claude-3-5-haiku;
+    aigw_model picky claude400:claude-3-5-haiku;
+    aigw_model broken claude502:claude-3-5-haiku;
+    aigw_route claude-then-gpt busy gpt-4o;
+    aigw_route gpt-or-claude gpt-4o haiku;
+    server {
+        listen 127.0.0.1:$port;
+        location /v1/ {
+            aigw_pass;
+        }
+        location /small/v1/ {
+            aigw_translate_max_tokens 100;
+            aigw_pass;
+        }
+        location /_mock/ {
+            proxy_pass http://127.0.0.1:$mock;
+        }
+    }
+}
+EOC
+
+ok($ngx->start, 'nginx starts') or BAIL_OUT($ngx->start_error);
+
+my $json = JSON::PP->new->canonical;
+
+sub provider_got {
+    my ($body, $path) = @_;
+    $ngx->request('POST', '/_mock/reset', {}, '');
+    my $res = $ngx->request('POST', $path // '/v1/chat/completions', {},
+                            $body);
+    my $last = $ngx->request('GET', '/_mock/last', {}, undef);
+    my $got = $last->{status} == 200
+        ? JSON::PP->new->decode($last->{body}) : {};
+    return ($res, $got);
+}
+
+# the simplest: text, system, a default max_tokens
+
+my ($res, $got) = provider_got('{"model":"haiku","messages":['
+    . '{"role":"system","content":"Be brief."},'
+    . '{"role":"user","content":"hello there"}]}');
+
+is($res->{status}, 200, 'a chat completion served by Anthropic: 200');
+is($got->{path}, '/v1/messages', 'the provider is asked for a message');
+is($got->{headers}{'anthropic-version'}, '2023-06-01',
+   'with its anthropic-version');
+is($got->{body}, '{"model":"claude-3-5-haiku","max_tokens":4096,'
+   . '"messages":[{"role":"user","content":"hello there"}],'
+   . '"system":[{"type":"text","text":"Be brief."}]}',
+   'the Messages request, byte for byte');
+
+my $a = eval { decode_json($res->{body}) } || {};
+is($a->{object}, 'chat.completion', 'the answer is a chat completion');
+is($a->{model}, 'haiku', 'named as the client asked');
+like($a->{id}, qr/^msg_/, "the provider's id");
+is($a->{choices}[0]{message}{role}, 'assistant', 'an assistant message');
+is($a->{choices}[0]{message}{content}, 'Mock answer to: hello there',
+   'its text');
+is($a->{choices}[0]{finish_reason}, 'stop', 'end_turn is stop');
+is($a->{usage}{prompt_tokens}, 5, 'prompt tokens');
+is($a->{usage}{completion_tokens}, 7, 'completion tokens');
+is($a->{usage}{total_tokens}, 12, 'total');
+like($res->{headers}, qr/^Content-Length: \Q@{[length $res->{body}]}\E\r$/mi,
+     'Content-Length of the rewritten answer');
+
+# everything that maps
+
+($res, $got) = provider_got('{"model":"haiku","max_completion_tokens":50,'
+    . '"temperature":0.5,"top_p":0.9,"stop":"END","user":"u-1",'
+    . '"n":1,"presence_penalty":0,"logprobs":false,"seed":7,'
+    . '"stream_options":null,"response_format":{"type":"text"},'
+    . '"parallel_tool_calls":false,'
+    . '"tools":[{"type":"function","function":{"name":"get_weather",'
+    . '"description":"The weather","parameters":{"type":"object",'
+    . '"properties":{"city":{"type":"string"}}}}}],'
+    . '"tool_choice":{"type":"function","function":{"name":"get_weather"}},'
+    . '"messages":[{"role":"developer","content":[{"type":"text",'
+    . '"text":"Dev \u00e9"}]},'
+    . '{"role":"user","content":[{"type":"text","text":"a"},'
+    . '{"type":"image_url","image_url":{"url":"data:image/png;base64,iVBO\/w=="}},'
+    . '{"type":"image_url","image_url":{"url":"https://x.test/a.png","detail":"low"}}]},'
+    . '{"role":"assistant","content":null,"tool_calls":[{"id":"call_1",'
+    . '"type":"function","function":{"name":"get_weather",'
+    . '"arguments":"{\"city\":\"Paris\"}"}}]},'
+    . '{"role":"tool","tool_call_id":"call_1","content":"sunny"},'
+    . '{"role":"assistant","content":"It is sunny."},'
+    . '{"role":"user","content":"thanks"}]}');
+
+is($res->{status}, 200, 'every mapped field: 200');
+is($got->{body}, '{"model":"claude-3-5-haiku","temperature":0.5,'
+   . '"top_p":0.9,"stop_sequences":["END"],'
+   . '"tools":[{"name":"get_weather","description":"The weather",'
+   . '"input_schema":{"type":"object","properties":{"city":'
+   . '{"type":"string"}}}}],"max_tokens":50,'
+   . '"metadata":{"user_id":"u-1"},'
+   . '"tool_choice":{"type":"tool","name":"get_weather",'
+   . '"disable_parallel_tool_use":true},'
+   . '"messages":[{"role":"user","content":[{"type":"text","text":"a"},'
+   . '{"type":"image","source":{"type":"base64","media_type":"image/png",'
+   . '"data":"iVBO/w=="}},{"type":"image","source":{"type":"url",'
+   . '"url":"https://x.test/a.png"}}]},'
+   . '{"role":"assistant","content":[{"type":"tool_use","id":"call_1",'
+   . '"name":"get_weather","input":{"city":"Paris"}}]},'
+   . '{"role":"user","content":[{"type":"tool_result",'
+   . '"tool_use_id":"call_1","content":"sunny"}]},'
+   . '{"role":"assistant","content":"It is sunny."},'
+   . '{"role":"user","content":"thanks"}],'
+   . '"system":[{"type":"text","text":"Dev \u00e9"}]}',
+   'every mapped field, byte for byte');
+
+($res, $got) = provider_got('{"model":"haiku","messages":'
+    . '[{"role":"user","content":"hi"}]}', '/small/v1/chat/completions');
+like($got->{body}, qr/"max_tokens":100,/, 'aigw_translate_max_tokens');
+
+# what has no counterpart: a 400 naming it, no provider call
+
+for my $case (['"n":2', 'n'], ['"temperature":1.5', 'temperature'],
+              ['"frequency_penalty":0.5', 'frequency_penalty'],
+              ['"logprobs":true', 'logprobs'],
+              ['"response_format":{"type":"json_object"}', 'response_format'],
+              ['"logit_bias":{"50256":-100}', 'logit_bias'],
+              ['"audio":{"voice":"x"}', 'audio'],
+              ['"reasoning_effort":"low"', 'reasoning_effort'],
+              ['"x_unknown":1', 'x_unknown'])
+{
+    my ($field, $name) = @$case;
+    ($res, $got) = provider_got('{"model":"haiku",' . $field
+                                . ',"messages":[{"role":"user","content":"hi"}]}');
+    is($res->{status}, 400, "$name: 400");
+    like($res->{body},
+         qr/^\{"error":\{"message":"'\Q$name\E' cannot be translated for `haiku`, served by an Anthropic provider: .+?\.","type":"invalid_request_error","param":null,"code":"unsupported_parameter"\}\}$/,
+         "$name: named, in OpenAI's words");
+    ok(!$got->{path}, "$name: no provider was asked");
+}
+
+($res, $got) = provider_got('{"model":"haiku","messages":[{"role":"user",'
+    . '"content":[{"type":"input_audio","input_audio":{"data":"x"}}]}]}');
+is($res->{status}, 400, 'an audio part: 400');
+like($res->{body}, qr/'messages' cannot be translated.*audio/,
+     'it says what of the messages');
+
+($res, $got) = provider_got('{"model":"haiku","messages":[{"role":"assistant",'
+    . '"tool_calls":[{"id":"c","type":"function","function":{"name":"f",'
+    . '"arguments":"not json"}}]}]}');
+is($res->{status}, 400, 'arguments that are not JSON: 400');
+
+# a route: the candidates that cannot take it are left out
+
+($res, $got) = provider_got('{"model":"gpt-or-claude","n":2,'
+    . '"messages":[{"role":"user","content":"hi"}]}');
+is($res->{status}, 200, 'n=2 on a route with an OpenAI candidate: served');
+is($got->{path}, '/v1/chat/completions', 'by the OpenAI candidate');
+
+# fallback across formats
+
+($res, $got) = provider_got('{"model":"claude-then-gpt","messages":'
+    . '[{"role":"user","content":"hello there"}]}');
+is($res->{status}, 200, 'Anthropic 429, then OpenAI: 200');
+is($got->{path}, '/v1/chat/completions', 'the OpenAI provider answered');
+like($got->{body}, qr/^\{"model":"gpt-4o","messages":/,
+     'with the client\'s own body');
+
+# the provider's errors in the client's words
+
+($res, $got) = provider_got('{"model":"picky","messages":'
+    . '[{"role":"user","content":"hi"}]}');
+is($res->{status}, 400, "the provider's 400 goes on");
+like($res->{body},
+     qr/^\{"error":\{"message":"[^"]*aigw-mock fault status=400[^"]*","type":"invalid_request_error","param":null,"code":"invalid_request_error"\}\}$/,
+     "as an OpenAI error, the provider's type as its code");
+
+($res, $got) = provider_got('{"model":"broken","messages":'
+    . '[{"role":"user","content":"hi"}]}');
+is($res->{status}, 502, "the last candidate's 502 goes on as 502");
+like($res->{body}, qr/^\{"error":\{"message":"[^"]*aigw-mock fault status=502\)","type":"server_error","param":null,"code":"api_error"\}\}$/,
+     'as an OpenAI error');
+
+# a stream is not translated yet: not an Anthropic candidate
+
+($res, $got) = provider_got('{"model":"haiku","stream":true,"messages":'
+    . '[{"role":"user","content":"hi"}]}');
+is($res->{status}, 400, 'a stream to Anthropic only: 400');
+like($res->{body}, qr/"code":"model_not_supported"/, 'not supported');
+
+# metering: the provider's usage, priced
+
+open my $al, '<', "$dir/logs/access.log" or die;
+my @log = grep { /^claude / } <$al>;
+like($log[0], qr/^claude 5 7 0\.000040 200$/, 'metered from the message');
+
+unlike($ngx->error_log, qr/\[(alert|crit|emerg)\]/, 'no alert in the log');
+
+done_testing();

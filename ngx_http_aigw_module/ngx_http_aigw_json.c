@@ -226,10 +226,10 @@ ngx_int_t
 ngx_http_aigw_json_member(ngx_str_t *object, const char *name,
     ngx_str_t *value)
 {
-    size_t                 len;
-    ngx_int_t              rc;
-    ngx_str_t              key;
-    ngx_http_aigw_json_t   j;
+    size_t                len;
+    ngx_int_t             rc;
+    ngx_str_t             key;
+    ngx_http_aigw_json_t  j;
 
     if (ngx_http_aigw_json_open(&j, object) != NGX_OK || j.close != '}') {
         return NGX_DECLINED;

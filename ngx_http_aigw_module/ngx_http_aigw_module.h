@@ -414,7 +414,7 @@ void ngx_http_aigw_keepalive_put(ngx_http_aigw_main_conf_t *amcf,
     ngx_peer_connection_t *pc, ngx_http_aigw_provider_t *provider,
     ngx_http_upstream_t *u);
 
-/* translate.c, translate_answer.c: a client served in another format */
+/* translate*.c: a client served in another format (translate.h) */
 ngx_uint_t ngx_http_aigw_translate_possible(ngx_http_aigw_ctx_t *ctx,
     ngx_http_aigw_model_t *m);
 ngx_str_t *ngx_http_aigw_translate_path(ngx_http_aigw_ctx_t *ctx,
@@ -425,8 +425,6 @@ ngx_int_t ngx_http_aigw_translate_body(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_model_t *model,
     ngx_chain_t **out, size_t *len);
 ngx_int_t ngx_http_aigw_translate_answer(ngx_http_request_t *r,
-    ngx_http_aigw_ctx_t *ctx, ngx_buf_t *b);
-ngx_int_t ngx_http_aigw_translate_error(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_buf_t *b);
 
 /* responses.c: where a stored response of the Responses API is */

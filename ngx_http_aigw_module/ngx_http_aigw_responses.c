@@ -266,9 +266,9 @@ ngx_http_aigw_responses_endpoint(ngx_http_request_t *r,
 ngx_int_t
 ngx_http_aigw_responses_check(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
 {
-    ngx_int_t   rc;
-    ngx_uint_t  allowed;
-    u_char     *tail;
+    ngx_int_t    rc;
+    ngx_uint_t   allowed;
+    u_char      *tail;
 
     tail = ctx->response_id.data + ctx->response_id.len;
 

@@ -1,8 +1,8 @@
 # Translation: a client speaking OpenAI's chat completions served by an
-# Anthropic provider.  Each case compares the exact Messages request the
-# provider got, and the chat completion or error the client got back; a
-# parameter with no counterpart is a 400 naming it.  Plain Test::More: it
-# reads what the mock received.
+# Anthropic provider, and an Anthropic client served by an OpenAI one.
+# Each case compares the exact request the provider got, and the answer
+# or error the client got back; a parameter with no counterpart is a 400
+# naming it.  Plain Test::More: it reads what the mock received.
 
 use strict;
 use warnings;
@@ -52,6 +52,9 @@ http {
     aigw_model broken claude502:claude-3-5-haiku;
     aigw_route claude-then-gpt busy gpt-4o;
     aigw_route gpt-or-claude gpt-4o haiku;
+    aigw_provider ok429 http://127.0.0.1:$mock/fault/status=429/v1;
+    aigw_model gpt-busy ok429:gpt-4o;
+    aigw_route gpt-then-claude gpt-busy haiku;
     server {
         listen 127.0.0.1:$port;
         location /v1/ {
@@ -177,7 +180,7 @@ for my $case (['"n":2', 'n'], ['"temperature":1.5', 'temperature'],
                                 . ',"messages":[{"role":"user","content":"hi"}]}');
     is($res->{status}, 400, "$name: 400");
     like($res->{body},
-         qr/^\{"error":\{"message":"'\Q$name\E' cannot be translated for `haiku`, served by an Anthropic provider: .+?\.","type":"invalid_request_error","param":null,"code":"unsupported_parameter"\}\}$/,
+         qr/^\{"error":\{"message":"'\Q$name\E' cannot be translated for `haiku`, served in the anthropic format: .+?\.","type":"invalid_request_error","param":null,"code":"unsupported_parameter"\}\}$/,
          "$name: named, in OpenAI's words");
     ok(!$got->{path}, "$name: no provider was asked");
 }
@@ -230,6 +233,116 @@ like($res->{body}, qr/^\{"error":\{"message":"[^"]*aigw-mock fault status=502\)"
     . '[{"role":"user","content":"hi"}]}');
 is($res->{status}, 400, 'a stream to Anthropic only: 400');
 like($res->{body}, qr/"code":"model_not_supported"/, 'not supported');
+
+# an Anthropic client served by an OpenAI provider
+
+my %anthropic = ('anthropic-version' => '2023-06-01');
+
+sub provider_got_anthropic {
+    my ($body) = @_;
+    $ngx->request('POST', '/_mock/reset', {}, '');
+    my $res = $ngx->request('POST', '/v1/messages', \%anthropic, $body);
+    my $last = $ngx->request('GET', '/_mock/last', {}, undef);
+    my $got = $last->{status} == 200
+        ? JSON::PP->new->decode($last->{body}) : {};
+    return ($res, $got);
+}
+
+($res, $got) = provider_got_anthropic('{"model":"gpt-4o","max_tokens":100,'
+    . '"system":"Be brief.",'
+    . '"messages":[{"role":"user","content":"hello there"}]}');
+
+is($res->{status}, 200, 'a message served by OpenAI: 200');
+is($got->{path}, '/v1/chat/completions', 'the provider is asked for a chat '
+   . 'completion');
+is($got->{body}, '{"model":"gpt-4o","max_tokens":100,"messages":['
+   . '{"role":"system","content":"Be brief."},'
+   . '{"role":"user","content":"hello there"}]}',
+   'the chat completion request, byte for byte');
+
+$a = eval { decode_json($res->{body}) } || {};
+is($a->{type}, 'message', 'the answer is a message');
+is($a->{role}, 'assistant', 'of the assistant');
+is($a->{model}, 'gpt-4o', 'named as the client asked');
+like($a->{id}, qr/^chatcmpl-/, "the provider's id");
+is($a->{content}[0]{type}, 'text', 'a text block');
+is($a->{content}[0]{text}, 'Mock answer to: hello there', 'its text');
+is($a->{stop_reason}, 'end_turn', 'stop is end_turn');
+is($a->{usage}{input_tokens}, 5, 'input tokens');
+is($a->{usage}{output_tokens}, 7, 'output tokens');
+
+($res, $got) = provider_got_anthropic('{"model":"gpt-4o","max_tokens":50,'
+    . '"temperature":0.5,"top_p":0.9,"stop_sequences":["END"],'
+    . '"metadata":{"user_id":"u-1"},'
+    . '"system":[{"type":"text","text":"One","cache_control":{"type":"ephemeral"}},'
+    . '{"type":"text","text":"Two \u00e9"}],'
+    . '"tools":[{"name":"get_weather","description":"The weather",'
+    . '"input_schema":{"type":"object","properties":{"city":{"type":"string"}}}}],'
+    . '"tool_choice":{"type":"tool","name":"get_weather",'
+    . '"disable_parallel_tool_use":true},'
+    . '"messages":[{"role":"user","content":[{"type":"text","text":"a"},'
+    . '{"type":"image","source":{"type":"base64","media_type":"image/png",'
+    . '"data":"iVBO/w=="}},{"type":"image","source":{"type":"url",'
+    . '"url":"https://x.test/a.png"}}]},'
+    . '{"role":"assistant","content":[{"type":"thinking","thinking":"hmm",'
+    . '"signature":"sig"},{"type":"text","text":"Let me look."},'
+    . '{"type":"tool_use","id":"toolu_1","name":"get_weather",'
+    . '"input":{"city":"Paris"}}]},'
+    . '{"role":"user","content":[{"type":"tool_result","tool_use_id":"toolu_1",'
+    . '"content":"sunny"},{"type":"text","text":"thanks"}]}]}');
+
+is($res->{status}, 200, 'every mapped field: 200');
+is($got->{body}, '{"model":"gpt-4o","max_tokens":50,"temperature":0.5,'
+   . '"top_p":0.9,"stop":["END"],"user":"u-1",'
+   . '"tools":[{"type":"function","function":{"name":"get_weather",'
+   . '"description":"The weather","parameters":{"type":"object",'
+   . '"properties":{"city":{"type":"string"}}}}}],'
+   . '"tool_choice":{"type":"function","function":{"name":"get_weather"}},'
+   . '"parallel_tool_calls":false,'
+   . '"messages":[{"role":"system","content":"One\nTwo \u00e9"},'
+   . '{"role":"user","content":[{"type":"text","text":"a"},'
+   . '{"type":"image_url","image_url":{"url":"data:image/png;base64,iVBO/w=="}},'
+   . '{"type":"image_url","image_url":{"url":"https://x.test/a.png"}}]},'
+   . '{"role":"assistant","content":"Let me look.","tool_calls":[{"id":"toolu_1",'
+   . '"type":"function","function":{"name":"get_weather",'
+   . '"arguments":"{\"city\":\"Paris\"}"}}]},'
+   . '{"role":"tool","tool_call_id":"toolu_1","content":"sunny"},'
+   . '{"role":"user","content":[{"type":"text","text":"thanks"}]}]}',
+   'every mapped field, byte for byte');
+
+for my $case (['"top_k":5', 'top_k'],
+              ['"thinking":{"type":"enabled","budget_tokens":1024}', 'thinking'],
+              ['"tools":[{"type":"web_search_20250305","name":"web_search"}]', 'tools'],
+              ['"container":"x"', 'container'])
+{
+    my ($field, $name) = @$case;
+    ($res, $got) = provider_got_anthropic('{"model":"gpt-4o","max_tokens":9,'
+        . $field . ',"messages":[{"role":"user","content":"hi"}]}');
+    is($res->{status}, 400, "anthropic client, $name: 400");
+    like($res->{body},
+         qr/^\{"type":"error","error":\{"type":"invalid_request_error","message":"'\Q$name\E' cannot be translated for `gpt-4o`, served in the openai format: .+?\."\}\}$/,
+         "anthropic client, $name: named, in Anthropic's words");
+    ok(!$got->{path}, "anthropic client, $name: no provider was asked");
+}
+
+($res, $got) = provider_got_anthropic('{"model":"gpt-4o","max_tokens":9,'
+    . '"messages":[{"role":"user","content":[{"type":"document",'
+    . '"source":{"type":"text","media_type":"text/plain","data":"x"}}]}]}');
+is($res->{status}, 400, 'a document block: 400');
+
+# an OpenAI error as Anthropic's
+
+($res, $got) = provider_got_anthropic('{"model":"gpt-then-claude",'
+    . '"max_tokens":9,"messages":[{"role":"user","content":"hello there"}]}');
+is($res->{status}, 200, 'OpenAI 429, then Anthropic: 200');
+is($got->{path}, '/v1/messages', 'the Anthropic provider answered');
+
+($res, $got) = provider_got_anthropic('{"model":"gpt-busy","max_tokens":9,'
+    . '"messages":[{"role":"user","content":"hi"}]}');
+is($res->{status}, 429, "the OpenAI provider's 429 goes on");
+like($res->{body},
+     qr/^\{"type":"error","error":\{"type":"rate_limit_error","message":"[^"]*aigw-mock fault status=429[^"]*"\}\}$/,
+     "as an Anthropic error");
 
 # metering: the provider's usage, priced
 

@@ -1,0 +1,70 @@
+
+/*
+ * Copyright (C) aigw authors
+ */
+
+
+#ifndef _NGX_HTTP_AIGW_TRANSLATE_H_INCLUDED_
+#define _NGX_HTTP_AIGW_TRANSLATE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_aigw_module.h"
+#include "ngx_http_aigw_json.h"
+
+
+/* a request that cannot be translated: t->param and t->reason say why */
+#define NGX_HTTP_AIGW_TRANSLATE_REFUSED  NGX_DECLINED
+
+
+/*
+ * A request being translated: the body the provider gets is written in
+ * out, but for its first member, "model", which request.c writes for
+ * each candidate.
+ */
+
+typedef struct {
+    ngx_http_request_t            *r;
+    ngx_http_aigw_ctx_t           *ctx;
+    ngx_http_aigw_json_out_t       out;
+    ngx_uint_t                     max_tokens_default;
+
+    /* what the client asked that the provider puts elsewhere */
+    ngx_array_t                    system;     /* ngx_str_t, text values */
+    ngx_str_t                      max_tokens;
+    ngx_str_t                      tool_choice;
+    ngx_str_t                      user;
+    ngx_uint_t                     serial;     /* parallel tool calls off */
+
+    /* why it was refused: a field, and what of it */
+    const char                    *param;
+    const char                    *reason;
+} ngx_http_aigw_translate_t;
+
+
+/* translate_chat.c: an OpenAI chat completions client, Anthropic served */
+ngx_int_t ngx_http_aigw_translate_chat_request(ngx_http_aigw_translate_t *t);
+ngx_int_t ngx_http_aigw_translate_chat_answer(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_buf_t *b);
+
+/* translate_messages.c: an Anthropic messages client, OpenAI served */
+ngx_int_t ngx_http_aigw_translate_messages_request(
+    ngx_http_aigw_translate_t *t);
+ngx_int_t ngx_http_aigw_translate_messages_answer(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_buf_t *b);
+
+/* translate.c: what both share */
+ngx_int_t ngx_http_aigw_translate_refuse(ngx_http_aigw_translate_t *t,
+    const char *param, const char *reason);
+ngx_int_t ngx_http_aigw_translate_unescape(ngx_pool_t *pool, ngx_str_t *v,
+    ngx_str_t *out);
+ngx_uint_t ngx_http_aigw_translate_number_is(ngx_str_t *v, double low,
+    double high);
+void ngx_http_aigw_translate_replace(ngx_http_request_t *r, ngx_buf_t *b,
+    u_char *start, u_char *last);
+
+
+#endif /* _NGX_HTTP_AIGW_TRANSLATE_H_INCLUDED_ */

@@ -1,0 +1,1030 @@
+
+/*
+ * Copyright (C) aigw authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_aigw_module.h"
+#include "ngx_http_aigw_translate.h"
+
+
+/*
+ * A client speaking Anthropic's Messages API served by an OpenAI-format
+ * provider: the request rebuilt as a chat completion request, the
+ * answer as a message.  docs/translation.md has every field and what
+ * becomes of it.  As in translate_chat.c, string literals are copied as
+ * the client wrote them; an image's base64 source and a tool call's
+ * input change shape, and are rewritten.
+ */
+
+
+static ngx_int_t ngx_http_aigw_translate_messages_param(
+    ngx_http_aigw_translate_t *t, ngx_str_t *key, ngx_str_t *value);
+static ngx_int_t ngx_http_aigw_translate_messages_system(
+    ngx_http_aigw_translate_t *t, ngx_str_t *system);
+static ngx_int_t ngx_http_aigw_translate_messages_message(
+    ngx_http_aigw_translate_t *t, ngx_str_t *message);
+static ngx_int_t ngx_http_aigw_translate_messages_user(
+    ngx_http_aigw_translate_t *t, ngx_str_t *content);
+static ngx_int_t ngx_http_aigw_translate_messages_assistant(
+    ngx_http_aigw_translate_t *t, ngx_str_t *content);
+static ngx_int_t ngx_http_aigw_translate_messages_result(
+    ngx_http_aigw_translate_t *t, ngx_str_t *result);
+static ngx_int_t ngx_http_aigw_translate_messages_part(
+    ngx_http_aigw_translate_t *t, ngx_str_t *type, ngx_str_t *block);
+static ngx_int_t ngx_http_aigw_translate_messages_image(
+    ngx_http_aigw_translate_t *t, ngx_str_t *block);
+static ngx_int_t ngx_http_aigw_translate_messages_tools(
+    ngx_http_aigw_translate_t *t, ngx_str_t *tools);
+static ngx_int_t ngx_http_aigw_translate_messages_tool_choice(
+    ngx_http_aigw_translate_t *t, ngx_str_t *choice);
+static ngx_int_t ngx_http_aigw_translate_messages_input(
+    ngx_http_aigw_json_out_t *o, ngx_pool_t *pool, ngx_str_t *arguments);
+
+
+/* finish_reason as stop_reason */
+
+static ngx_str_t  ngx_http_aigw_translate_stop[][2] = {
+    { ngx_string("\"stop\""), ngx_string("\"end_turn\"") },
+    { ngx_string("\"length\""), ngx_string("\"max_tokens\"") },
+    { ngx_string("\"tool_calls\""), ngx_string("\"tool_use\"") },
+    { ngx_string("\"function_call\""), ngx_string("\"tool_use\"") },
+    { ngx_string("\"content_filter\""), ngx_string("\"refusal\"") },
+    { ngx_null_string, ngx_null_string }
+};
+
+
+/*
+ * The body of a Messages request as a chat completion request: its
+ * parameters first, then "messages", the system prompt the first.
+ */
+
+ngx_int_t
+ngx_http_aigw_translate_messages_request(ngx_http_aigw_translate_t *t)
+{
+    ngx_int_t             rc;
+    ngx_str_t             key, value, messages, system, message;
+    ngx_http_aigw_json_t  j, k;
+
+    ngx_str_null(&messages);
+    ngx_str_null(&system);
+
+    if (ngx_http_aigw_json_open(&j, &t->ctx->body) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    while ((rc = ngx_http_aigw_json_next(&j, &key, &value)) == NGX_OK) {
+
+        if (ngx_http_aigw_json_is(&key, "messages")) {
+            messages = value;
+            continue;
+        }
+
+        if (ngx_http_aigw_json_is(&key, "system")) {
+            system = value;
+            continue;
+        }
+
+        rc = ngx_http_aigw_translate_messages_param(t, &key, &value);
+
+        if (rc != NGX_OK) {
+            return rc;
+        }
+    }
+
+    if (rc != NGX_DONE) {
+        return NGX_ERROR;
+    }
+
+    if (t->tool_choice.len) {
+        ngx_http_aigw_json_out_lit(&t->out, ",\"tool_choice\":");
+        ngx_http_aigw_json_out_str(&t->out, &t->tool_choice);
+    }
+
+    if (t->serial) {
+        ngx_http_aigw_json_out_lit(&t->out, ",\"parallel_tool_calls\":false");
+    }
+
+    ngx_http_aigw_json_out_lit(&t->out, ",\"messages\":[");
+
+    if (system.len) {
+        rc = ngx_http_aigw_translate_messages_system(t, &system);
+
+        if (rc != NGX_OK) {
+            return rc;
+        }
+    }
+
+    if (ngx_http_aigw_json_open(&k, &messages) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    while ((rc = ngx_http_aigw_json_next(&k, &key, &message)) == NGX_OK) {
+        rc = ngx_http_aigw_translate_messages_message(t, &message);
+
+        if (rc != NGX_OK) {
+            return rc;
+        }
+    }
+
+    if (rc != NGX_DONE) {
+        return NGX_ERROR;
+    }
+
+    if (t->out.pos[-1] == ',') {
+        t->out.pos--;
+    }
+
+    ngx_http_aigw_json_out_lit(&t->out, "]");
+
+    return NGX_OK;
+}
+
+
+/* a top-level field but "messages" and "system" */
+
+static ngx_int_t
+ngx_http_aigw_translate_messages_param(ngx_http_aigw_translate_t *t,
+    ngx_str_t *key, ngx_str_t *value)
+{
+    ngx_str_t                  v;
+    ngx_http_aigw_json_out_t  *o;
+
+    o = &t->out;
+
+    if (ngx_http_aigw_json_is(key, "model")
+        || ngx_http_aigw_json_is(key, "service_tier")
+        || (value->len == 4 && ngx_strncmp(value->data, "null", 4) == 0))
+    {
+        return NGX_OK;
+    }
+
+    if (ngx_http_aigw_json_is(key, "max_tokens")
+        || ngx_http_aigw_json_is(key, "temperature")
+        || ngx_http_aigw_json_is(key, "top_p")
+        || ngx_http_aigw_json_is(key, "stream"))
+    {
+        ngx_http_aigw_json_out_lit(o, ",\"");
+        ngx_http_aigw_json_out_str(o, key);
+        ngx_http_aigw_json_out_lit(o, "\":");
+        ngx_http_aigw_json_out_str(o, value);
+        return NGX_OK;
+    }
+
+    if (ngx_http_aigw_json_is(key, "stop_sequences")) {
+        ngx_http_aigw_json_out_lit(o, ",\"stop\":");
+        ngx_http_aigw_json_out_str(o, value);
+        return NGX_OK;
+    }
+
+    if (ngx_http_aigw_json_is(key, "metadata")) {
+
+        /* metadata.user_id is the end user; the rest changes nothing */
+
+        if (ngx_http_aigw_json_member(value, "user_id", &v) == NGX_OK
+            && v.data[0] == '"')
+        {
+            ngx_http_aigw_json_out_lit(o, ",\"user\":");
+            ngx_http_aigw_json_out_str(o, &v);
+        }
+
+        return NGX_OK;
+    }
+
+    if (ngx_http_aigw_json_is(key, "tools")) {
+        return ngx_http_aigw_translate_messages_tools(t, value);
+    }
+
+    if (ngx_http_aigw_json_is(key, "tool_choice")) {
+        return ngx_http_aigw_translate_messages_tool_choice(t, value);
+    }
+
+    if (ngx_http_aigw_json_is(key, "thinking")) {
+        return ngx_http_aigw_json_member(value, "type", &v) == NGX_OK
+               && ngx_http_aigw_json_string_is(&v, "disabled")
+               ? NGX_OK
+               : ngx_http_aigw_translate_refuse(t, "thinking",
+                                                "a thinking budget has no "
+                                                "counterpart");
+    }
+
+    if (ngx_http_aigw_json_is(key, "top_k")) {
+        return ngx_http_aigw_translate_refuse(t, "top_k",
+                                              "OpenAI has no top_k");
+    }
+
+    t->reason = "it has no counterpart";
+    t->param = (const char *) ngx_pnalloc(t->r->pool, key->len + 1);
+    if (t->param == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_cpystrn((u_char *) t->param, key->data, key->len + 1);
+
+    return NGX_HTTP_AIGW_TRANSLATE_REFUSED;
+}
+
+
+/* the system prompt, a string or text blocks, as one system message */
+
+static ngx_int_t
+ngx_http_aigw_translate_messages_system(ngx_http_aigw_translate_t *t,
+    ngx_str_t *system)
+{
+    ngx_int_t                  rc;
+    ngx_uint_t                 n;
+    ngx_str_t                  key, block, type, text;
+    ngx_http_aigw_json_t       j;
+    ngx_http_aigw_json_out_t  *o;
+
+    o = &t->out;
+
+    ngx_http_aigw_json_out_lit(o, "{\"role\":\"system\",\"content\":");
+
+    if (system->data[0] == '"') {
+        ngx_http_aigw_json_out_str(o, system);
+        ngx_http_aigw_json_out_lit(o, "},");
+        return NGX_OK;
+    }
+
+    if (ngx_http_aigw_json_open(&j, system) != NGX_OK || j.close != ']') {
+        return ngx_http_aigw_translate_refuse(t, "system",
+                                              "neither a string nor text "
+                                              "blocks");
+    }
+
+    /* text blocks joined by a newline: one string, as every server takes */
+
+    ngx_http_aigw_json_out_lit(o, "\"");
+
+    for (n = 0; (rc = ngx_http_aigw_json_next(&j, &key, &block)) == NGX_OK;
+         n++)
+    {
+        if (ngx_http_aigw_json_member(&block, "type", &type) != NGX_OK
+            || !ngx_http_aigw_json_string_is(&type, "text")
+            || ngx_http_aigw_json_member(&block, "text", &text) != NGX_OK
+            || text.data[0] != '"')
+        {
+            return ngx_http_aigw_translate_refuse(t, "system",
+                                                  "a block that is not "
+                                                  "text");
+        }
+
+        if (n) {
+            ngx_http_aigw_json_out_lit(o, "\\n");
+        }
+
+        ngx_http_aigw_json_out_add(o, text.data + 1, text.len - 2);
+    }
+
+    if (rc != NGX_DONE) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_aigw_json_out_lit(o, "\"},");
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_aigw_translate_messages_message(ngx_http_aigw_translate_t *t,
+    ngx_str_t *message)
+{
+    ngx_str_t  role, content;
+
+    if (ngx_http_aigw_json_member(message, "role", &role) != NGX_OK
+        || ngx_http_aigw_json_member(message, "content", &content) != NGX_OK)
+    {
+        return ngx_http_aigw_translate_refuse(t, "messages",
+                                              "a message without a role "
+                                              "or a content");
+    }
+
+    if (ngx_http_aigw_json_string_is(&role, "user")) {
+        return ngx_http_aigw_translate_messages_user(t, &content);
+    }
+
+    if (ngx_http_aigw_json_string_is(&role, "assistant")) {
+        return ngx_http_aigw_translate_messages_assistant(t, &content);
+    }
+
+    return ngx_http_aigw_translate_refuse(t, "messages",
+                                          "a role other than user or "
+                                          "assistant");
+}
+
+
+/*
+ * A user's content: its tool results first, each a tool message, as
+ * OpenAI wants them right after the assistant's calls; then the rest
+ * as one user message.
+ */
+
+static ngx_int_t
+ngx_http_aigw_translate_messages_user(ngx_http_aigw_translate_t *t,
+    ngx_str_t *content)
+{
+    ngx_int_t                  rc;
+    ngx_uint_t                 parts;
+    ngx_str_t                  key, block, type, id, result;
+    ngx_http_aigw_json_t       j;
+    ngx_http_aigw_json_out_t  *o;
+
+    o = &t->out;
+
+    if (content->data[0] == '"') {
+        ngx_http_aigw_json_out_lit(o, "{\"role\":\"user\",\"content\":");
+        ngx_http_aigw_json_out_str(o, content);
+        ngx_http_aigw_json_out_lit(o, "},");
+        return NGX_OK;
+    }
+
+    if (ngx_http_aigw_json_open(&j, content) != NGX_OK || j.close != ']') {
+        return ngx_http_aigw_translate_refuse(t, "messages",
+                                              "a content is neither a "
+                                              "string nor blocks");
+    }
+
+    parts = 0;
+
+    while ((rc = ngx_http_aigw_json_next(&j, &key, &block)) == NGX_OK) {
+        if (ngx_http_aigw_json_member(&block, "type", &type) != NGX_OK) {
+            return ngx_http_aigw_translate_refuse(t, "messages",
+                                                  "a block without a type");
+        }
+
+        if (!ngx_http_aigw_json_string_is(&type, "tool_result")) {
+            parts++;
+            continue;
+        }
+
+        if (ngx_http_aigw_json_member(&block, "tool_use_id", &id) != NGX_OK
+            || id.data[0] != '"')
+        {
+            return ngx_http_aigw_translate_refuse(t, "messages",
+                                                  "a tool_result without "
+                                                  "its tool_use_id");
+        }
+
+        ngx_http_aigw_json_out_lit(o, "{\"role\":\"tool\",\"tool_call_id\":");
+        ngx_http_aigw_json_out_str(o, &id);
+        ngx_http_aigw_json_out_lit(o, ",\"content\":");
+
+        if (ngx_http_aigw_json_member(&block, "content", &result) != NGX_OK) {
+            ngx_http_aigw_json_out_lit(o, "\"\"");
+
+        } else if (result.data[0] == '"') {
+            ngx_http_aigw_json_out_str(o, &result);
+
+        } else {
+            rc = ngx_http_aigw_translate_messages_result(t, &result);
+
+            if (rc != NGX_OK) {
+                return rc;
+            }
+        }
+
+        ngx_http_aigw_json_out_lit(o, "},");
+    }
+
+    if (rc != NGX_DONE) {
+        return NGX_ERROR;
+    }
+
+    if (parts == 0) {
+        return NGX_OK;
+    }
+
+    ngx_http_aigw_json_out_lit(o, "{\"role\":\"user\",\"content\":[");
+
+    (void) ngx_http_aigw_json_open(&j, content);
+
+    while ((rc = ngx_http_aigw_json_next(&j, &key, &block)) == NGX_OK) {
+        (void) ngx_http_aigw_json_member(&block, "type", &type);
+
+        if (ngx_http_aigw_json_string_is(&type, "tool_result")) {
+            continue;
+        }
+
+        rc = ngx_http_aigw_translate_messages_part(t, &type, &block);
+
+        if (rc != NGX_OK) {
+            return rc;
+        }
+    }
+
+    if (o->pos[-1] == ',') {
+        o->pos--;
+    }
+
+    ngx_http_aigw_json_out_lit(o, "]},");
+
+    return NGX_OK;
+}
+
+
+/* a tool result's blocks: text parts, as a tool message can have them */
+
+static ngx_int_t
+ngx_http_aigw_translate_messages_result(ngx_http_aigw_translate_t *t,
+    ngx_str_t *result)
+{
+    ngx_int_t             rc;
+    ngx_str_t             key, block, type;
+    ngx_http_aigw_json_t  j;
+
+    if (ngx_http_aigw_json_open(&j, result) != NGX_OK || j.close != ']') {
+        return ngx_http_aigw_translate_refuse(t, "messages",
+                                              "a tool_result's content is "
+                                              "neither a string nor "
+                                              "blocks");
+    }
+
+    ngx_http_aigw_json_out_lit(&t->out, "[");
+
+    while ((rc = ngx_http_aigw_json_next(&j, &key, &block)) == NGX_OK) {
+        if (ngx_http_aigw_json_member(&block, "type", &type) != NGX_OK
+            || !ngx_http_aigw_json_string_is(&type, "text"))
+        {
+            return ngx_http_aigw_translate_refuse(t, "messages",
+                                                  "a tool_result with a "
+                                                  "block other than text");
+        }
+
+        rc = ngx_http_aigw_translate_messages_part(t, &type, &block);
+
+        if (rc != NGX_OK) {
+            return rc;
+        }
+    }
+
+    if (rc != NGX_DONE) {
+        return NGX_ERROR;
+    }
+
+    if (t->out.pos[-1] == ',') {
+        t->out.pos--;
+    }
+
+    ngx_http_aigw_json_out_lit(&t->out, "]");
+
+    return NGX_OK;
+}
+
+
+/* a text or image block as a content part, with a comma after it */
+
+static ngx_int_t
+ngx_http_aigw_translate_messages_part(ngx_http_aigw_translate_t *t,
+    ngx_str_t *type, ngx_str_t *block)
+{
+    ngx_str_t  text;
+
+    if (ngx_http_aigw_json_string_is(type, "text")) {
+        if (ngx_http_aigw_json_member(block, "text", &text) != NGX_OK
+            || text.data[0] != '"')
+        {
+            return ngx_http_aigw_translate_refuse(t, "messages",
+                                                  "a text block without "
+                                                  "its text");
+        }
+
+        ngx_http_aigw_json_out_lit(&t->out, "{\"type\":\"text\",\"text\":");
+        ngx_http_aigw_json_out_str(&t->out, &text);
+        ngx_http_aigw_json_out_lit(&t->out, "},");
+
+        return NGX_OK;
+    }
+
+    if (ngx_http_aigw_json_string_is(type, "image")) {
+        return ngx_http_aigw_translate_messages_image(t, block);
+    }
+
+    return ngx_http_aigw_translate_refuse(t, "messages",
+                                          "a block other than text, image, "
+                                          "tool_use or tool_result "
+                                          "(document, search_result)");
+}
+
+
+/* a base64 source as a data URL, a url source as it is */
+
+static ngx_int_t
+ngx_http_aigw_translate_messages_image(ngx_http_aigw_translate_t *t,
+    ngx_str_t *block)
+{
+    ngx_str_t                  source, type, media, data, url;
+    ngx_http_aigw_json_out_t  *o;
+
+    o = &t->out;
+
+    if (ngx_http_aigw_json_member(block, "source", &source) != NGX_OK
+        || ngx_http_aigw_json_member(&source, "type", &type) != NGX_OK)
+    {
+        return ngx_http_aigw_translate_refuse(t, "messages",
+                                              "an image without a source");
+    }
+
+    if (ngx_http_aigw_json_string_is(&type, "url")
+        && ngx_http_aigw_json_member(&source, "url", &url) == NGX_OK
+        && url.data[0] == '"')
+    {
+        ngx_http_aigw_json_out_lit(o, "{\"type\":\"image_url\","
+                                   "\"image_url\":{\"url\":");
+        ngx_http_aigw_json_out_str(o, &url);
+        ngx_http_aigw_json_out_lit(o, "}},");
+        return NGX_OK;
+    }
+
+    if (!ngx_http_aigw_json_string_is(&type, "base64")
+        || ngx_http_aigw_json_member(&source, "media_type", &media) != NGX_OK
+        || ngx_http_aigw_json_member(&source, "data", &data) != NGX_OK
+        || media.data[0] != '"' || data.data[0] != '"')
+    {
+        return ngx_http_aigw_translate_refuse(t, "messages",
+                                              "an image source other than "
+                                              "base64 or url");
+    }
+
+    /* "data:" media ";base64," data, each still a string's content */
+
+    ngx_http_aigw_json_out_lit(o, "{\"type\":\"image_url\","
+                               "\"image_url\":{\"url\":\"data:");
+    ngx_http_aigw_json_out_add(o, media.data + 1, media.len - 2);
+    ngx_http_aigw_json_out_lit(o, ";base64,");
+    ngx_http_aigw_json_out_add(o, data.data + 1, data.len - 2);
+    ngx_http_aigw_json_out_lit(o, "\"}},");
+
+    return NGX_OK;
+}
+
+
+/*
+ * An assistant's content: text blocks joined as "content", tool_use
+ * blocks as "tool_calls" with their input as a string; thinking blocks
+ * are Anthropic's own, and stay out.
+ */
+
+static ngx_int_t
+ngx_http_aigw_translate_messages_assistant(ngx_http_aigw_translate_t *t,
+    ngx_str_t *content)
+{
+    ngx_int_t                  rc;
+    ngx_uint_t                 texts, calls;
+    ngx_str_t                  key, block, type, text, id, name, input;
+    ngx_http_aigw_json_t       j;
+    ngx_http_aigw_json_out_t  *o;
+
+    o = &t->out;
+
+    ngx_http_aigw_json_out_lit(o, "{\"role\":\"assistant\",\"content\":");
+
+    if (content->data[0] == '"') {
+        ngx_http_aigw_json_out_str(o, content);
+        ngx_http_aigw_json_out_lit(o, "},");
+        return NGX_OK;
+    }
+
+    if (ngx_http_aigw_json_open(&j, content) != NGX_OK || j.close != ']') {
+        return ngx_http_aigw_translate_refuse(t, "messages",
+                                              "a content is neither a "
+                                              "string nor blocks");
+    }
+
+    texts = 0;
+    calls = 0;
+
+    while ((rc = ngx_http_aigw_json_next(&j, &key, &block)) == NGX_OK) {
+        if (ngx_http_aigw_json_member(&block, "type", &type) != NGX_OK) {
+            return ngx_http_aigw_translate_refuse(t, "messages",
+                                                  "a block without a type");
+        }
+
+        if (ngx_http_aigw_json_string_is(&type, "text")
+            && ngx_http_aigw_json_member(&block, "text", &text) == NGX_OK
+            && text.data[0] == '"')
+        {
+            if (texts++ == 0) {
+                ngx_http_aigw_json_out_lit(o, "\"");
+            }
+
+            ngx_http_aigw_json_out_add(o, text.data + 1, text.len - 2);
+
+        } else if (ngx_http_aigw_json_string_is(&type, "tool_use")) {
+            calls++;
+
+        } else if (!ngx_http_aigw_json_string_is(&type, "thinking")
+                   && !ngx_http_aigw_json_string_is(&type,
+                                                    "redacted_thinking"))
+        {
+            return ngx_http_aigw_translate_refuse(t, "messages",
+                                                  "an assistant's block "
+                                                  "other than text, "
+                                                  "tool_use or thinking");
+        }
+    }
+
+    if (rc != NGX_DONE) {
+        return NGX_ERROR;
+    }
+
+    if (texts) {
+        ngx_http_aigw_json_out_lit(o, "\"");
+
+    } else {
+        ngx_http_aigw_json_out_lit(o, "null");
+    }
+
+    if (calls) {
+        ngx_http_aigw_json_out_lit(o, ",\"tool_calls\":[");
+
+        (void) ngx_http_aigw_json_open(&j, content);
+
+        while ((rc = ngx_http_aigw_json_next(&j, &key, &block)) == NGX_OK) {
+            (void) ngx_http_aigw_json_member(&block, "type", &type);
+
+            if (!ngx_http_aigw_json_string_is(&type, "tool_use")) {
+                continue;
+            }
+
+            if (ngx_http_aigw_json_member(&block, "id", &id) != NGX_OK
+                || ngx_http_aigw_json_member(&block, "name", &name) != NGX_OK
+                || id.data[0] != '"' || name.data[0] != '"')
+            {
+                return ngx_http_aigw_translate_refuse(t, "messages",
+                                                      "a tool_use without "
+                                                      "an id or a name");
+            }
+
+            if (ngx_http_aigw_json_member(&block, "input", &input)
+                != NGX_OK)
+            {
+                ngx_str_set(&input, "{}");
+            }
+
+            ngx_http_aigw_json_out_lit(o, "{\"id\":");
+            ngx_http_aigw_json_out_str(o, &id);
+            ngx_http_aigw_json_out_lit(o, ",\"type\":\"function\","
+                                       "\"function\":{\"name\":");
+            ngx_http_aigw_json_out_str(o, &name);
+            ngx_http_aigw_json_out_lit(o, ",\"arguments\":\"");
+            ngx_http_aigw_json_out_escaped(o, input.data, input.len);
+            ngx_http_aigw_json_out_lit(o, "\"}},");
+        }
+
+        if (o->pos[-1] == ',') {
+            o->pos--;
+        }
+
+        ngx_http_aigw_json_out_lit(o, "]");
+    }
+
+    ngx_http_aigw_json_out_lit(o, "},");
+
+    return NGX_OK;
+}
+
+
+/*
+ * [{"name","description","input_schema"}] as
+ * [{"type":"function","function":{"name","description","parameters"}}];
+ * Anthropic's own tools (web search, code execution, ...) have none
+ */
+
+static ngx_int_t
+ngx_http_aigw_translate_messages_tools(ngx_http_aigw_translate_t *t,
+    ngx_str_t *tools)
+{
+    ngx_int_t                  rc;
+    ngx_str_t                  key, tool, type, name, description, schema;
+    ngx_http_aigw_json_t       j;
+    ngx_http_aigw_json_out_t  *o;
+
+    o = &t->out;
+
+    if (ngx_http_aigw_json_open(&j, tools) != NGX_OK || j.close != ']') {
+        return ngx_http_aigw_translate_refuse(t, "tools", "not an array");
+    }
+
+    ngx_http_aigw_json_out_lit(o, ",\"tools\":[");
+
+    while ((rc = ngx_http_aigw_json_next(&j, &key, &tool)) == NGX_OK) {
+
+        if (ngx_http_aigw_json_member(&tool, "type", &type) == NGX_OK
+            && !ngx_http_aigw_json_string_is(&type, "custom"))
+        {
+            return ngx_http_aigw_translate_refuse(t, "tools",
+                                                  "a server tool of "
+                                                  "Anthropic's");
+        }
+
+        if (ngx_http_aigw_json_member(&tool, "name", &name) != NGX_OK
+            || name.data[0] != '"')
+        {
+            return ngx_http_aigw_translate_refuse(t, "tools",
+                                                  "a tool without a name");
+        }
+
+        ngx_http_aigw_json_out_lit(o, "{\"type\":\"function\","
+                                   "\"function\":{\"name\":");
+        ngx_http_aigw_json_out_str(o, &name);
+
+        if (ngx_http_aigw_json_member(&tool, "description", &description)
+            == NGX_OK)
+        {
+            ngx_http_aigw_json_out_lit(o, ",\"description\":");
+            ngx_http_aigw_json_out_str(o, &description);
+        }
+
+        if (ngx_http_aigw_json_member(&tool, "input_schema", &schema)
+            == NGX_OK)
+        {
+            ngx_http_aigw_json_out_lit(o, ",\"parameters\":");
+            ngx_http_aigw_json_out_str(o, &schema);
+        }
+
+        ngx_http_aigw_json_out_lit(o, "}},");
+    }
+
+    if (rc != NGX_DONE) {
+        return NGX_ERROR;
+    }
+
+    if (o->pos[-1] == ',') {
+        o->pos--;
+    }
+
+    ngx_http_aigw_json_out_lit(o, "]");
+
+    return NGX_OK;
+}
+
+
+/* {"type":"auto"|"any"|"none"|"tool","name"?,"disable_parallel_tool_use"?} */
+
+static ngx_int_t
+ngx_http_aigw_translate_messages_tool_choice(ngx_http_aigw_translate_t *t,
+    ngx_str_t *choice)
+{
+    ngx_str_t                 type, name, serial;
+    ngx_http_aigw_json_out_t  o;
+
+    if (ngx_http_aigw_json_member(choice, "disable_parallel_tool_use",
+                                  &serial)
+        == NGX_OK && serial.data[0] == 't')
+    {
+        t->serial = 1;
+    }
+
+    if (ngx_http_aigw_json_member(choice, "type", &type) != NGX_OK) {
+        return ngx_http_aigw_translate_refuse(t, "tool_choice",
+                                              "without a type");
+    }
+
+    if (ngx_http_aigw_json_string_is(&type, "auto")) {
+        ngx_str_set(&t->tool_choice, "\"auto\"");
+        return NGX_OK;
+    }
+
+    if (ngx_http_aigw_json_string_is(&type, "any")) {
+        ngx_str_set(&t->tool_choice, "\"required\"");
+        return NGX_OK;
+    }
+
+    if (ngx_http_aigw_json_string_is(&type, "none")) {
+        ngx_str_set(&t->tool_choice, "\"none\"");
+        return NGX_OK;
+    }
+
+    if (!ngx_http_aigw_json_string_is(&type, "tool")
+        || ngx_http_aigw_json_member(choice, "name", &name) != NGX_OK
+        || name.data[0] != '"')
+    {
+        return ngx_http_aigw_translate_refuse(t, "tool_choice",
+                                              "not auto, any, none or a "
+                                              "tool by name");
+    }
+
+    ngx_memzero(&o, sizeof(ngx_http_aigw_json_out_t));
+    o.pool = t->r->pool;
+
+    ngx_http_aigw_json_out_lit(&o, "{\"type\":\"function\",\"function\":"
+                               "{\"name\":");
+    ngx_http_aigw_json_out_str(&o, &name);
+    ngx_http_aigw_json_out_lit(&o, "}}");
+
+    if (o.failed) {
+        return NGX_ERROR;
+    }
+
+    t->tool_choice.data = o.start;
+    t->tool_choice.len = o.pos - o.start;
+
+    return NGX_OK;
+}
+
+
+/* an OpenAI chat completion as an Anthropic message */
+
+ngx_int_t
+ngx_http_aigw_translate_messages_answer(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_buf_t *b)
+{
+    u_char      *p;
+    ngx_int_t    rc;
+    ngx_uint_t   blocks;
+    ngx_str_t                  body, key, id, choices, choice,
+                               message, content, refusal, calls, finish,
+                               call, function, name, args, *f;
+    ngx_http_aigw_json_t       j;
+    ngx_http_aigw_json_out_t   o;
+
+    body.data = b->pos;
+    body.len = r->upstream->headers_in.content_length_n;
+
+    ngx_str_null(&id);
+    ngx_str_null(&content);
+    ngx_str_null(&refusal);
+    ngx_str_null(&calls);
+    ngx_str_null(&finish);
+
+    (void) ngx_http_aigw_json_member(&body, "id", &id);
+
+    /* the first choice: Anthropic has one answer */
+
+    if (ngx_http_aigw_json_member(&body, "choices", &choices) == NGX_OK
+        && ngx_http_aigw_json_open(&j, &choices) == NGX_OK
+        && ngx_http_aigw_json_next(&j, &key, &choice) == NGX_OK)
+    {
+        (void) ngx_http_aigw_json_member(&choice, "finish_reason", &finish);
+
+        if (ngx_http_aigw_json_member(&choice, "message", &message)
+            == NGX_OK)
+        {
+            (void) ngx_http_aigw_json_member(&message, "content", &content);
+            (void) ngx_http_aigw_json_member(&message, "refusal", &refusal);
+            (void) ngx_http_aigw_json_member(&message, "tool_calls", &calls);
+        }
+    }
+
+    ngx_memzero(&o, sizeof(ngx_http_aigw_json_out_t));
+    o.pool = r->pool;
+
+    (void) ngx_http_aigw_json_out_reserve(&o, body.len + 512);
+
+    ngx_http_aigw_json_out_lit(&o, "{\"id\":");
+
+    if (id.len && id.data[0] == '"') {
+        ngx_http_aigw_json_out_str(&o, &id);
+
+    } else {
+        ngx_http_aigw_json_out_lit(&o, "\"\"");
+    }
+
+    ngx_http_aigw_json_out_lit(&o, ",\"type\":\"message\","
+                               "\"role\":\"assistant\",\"model\":\"");
+    ngx_http_aigw_json_out_escaped(&o, ctx->model.data, ctx->model.len);
+    ngx_http_aigw_json_out_lit(&o, "\",\"content\":[");
+
+    blocks = 0;
+
+    if (content.len > 2 && content.data[0] == '"') {
+        ngx_http_aigw_json_out_lit(&o, "{\"type\":\"text\",\"text\":");
+        ngx_http_aigw_json_out_str(&o, &content);
+        ngx_http_aigw_json_out_lit(&o, "}");
+        blocks++;
+    }
+
+    if (refusal.len > 2 && refusal.data[0] == '"') {
+        if (blocks) {
+            ngx_http_aigw_json_out_lit(&o, ",");
+        }
+        ngx_http_aigw_json_out_lit(&o, "{\"type\":\"text\",\"text\":");
+        ngx_http_aigw_json_out_str(&o, &refusal);
+        ngx_http_aigw_json_out_lit(&o, "}");
+        blocks++;
+        ngx_str_set(&finish, "\"content_filter\"");
+    }
+
+    if (calls.len && ngx_http_aigw_json_open(&j, &calls) == NGX_OK) {
+        while ((rc = ngx_http_aigw_json_next(&j, &key, &call)) == NGX_OK) {
+            if (ngx_http_aigw_json_member(&call, "id", &id) != NGX_OK
+                || ngx_http_aigw_json_member(&call, "function", &function)
+                   != NGX_OK
+                || ngx_http_aigw_json_member(&function, "name", &name)
+                   != NGX_OK)
+            {
+                continue;
+            }
+
+            if (ngx_http_aigw_json_member(&function, "arguments", &args)
+                != NGX_OK)
+            {
+                ngx_str_null(&args);
+            }
+
+            if (blocks) {
+            ngx_http_aigw_json_out_lit(&o, ",");
+        }
+            ngx_http_aigw_json_out_lit(&o, "{\"type\":\"tool_use\",\"id\":");
+            ngx_http_aigw_json_out_str(&o, &id);
+            ngx_http_aigw_json_out_lit(&o, ",\"name\":");
+            ngx_http_aigw_json_out_str(&o, &name);
+            ngx_http_aigw_json_out_lit(&o, ",\"input\":");
+
+            if (ngx_http_aigw_translate_messages_input(&o, r->pool, &args)
+                != NGX_OK)
+            {
+                ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                              "aigw: the arguments of a tool call of "
+                              "provider \"%V\" are not a JSON object, "
+                              "passed on as {}",
+                              &ctx->candidates[ctx->current]->provider->name);
+
+                ngx_http_aigw_json_out_lit(&o, "{}");
+            }
+
+            ngx_http_aigw_json_out_lit(&o, "}");
+            blocks++;
+        }
+    }
+
+    ngx_http_aigw_json_out_lit(&o, "],\"stop_reason\":");
+
+    for (f = ngx_http_aigw_translate_stop[0]; f[0].len; f += 2) {
+        if (finish.len == f[0].len
+            && ngx_strncmp(finish.data, f[0].data, f[0].len) == 0)
+        {
+            break;
+        }
+    }
+
+    if (f[0].len) {
+        ngx_http_aigw_json_out_str(&o, &f[1]);
+
+    } else {
+        ngx_http_aigw_json_out_lit(&o, "\"end_turn\"");
+    }
+
+    p = ngx_http_aigw_json_out_reserve(&o, 3 * NGX_INT_T_LEN + 160);
+    if (p) {
+        o.pos = ngx_sprintf(p, ",\"stop_sequence\":null,\"usage\":{"
+                            "\"input_tokens\":%ui,"
+                            "\"cache_creation_input_tokens\":0,"
+                            "\"cache_read_input_tokens\":%ui,"
+                            "\"output_tokens\":%ui}}",
+                            ctx->prompt_tokens - ngx_min(ctx->cached_tokens,
+                                                         ctx->prompt_tokens),
+                            ctx->cached_tokens, ctx->completion_tokens);
+    }
+
+    if (o.failed) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_aigw_translate_replace(r, b, o.start, o.pos);
+
+    return NGX_OK;
+}
+
+
+/* a tool call's arguments, a string, as the object it holds */
+
+static ngx_int_t
+ngx_http_aigw_translate_messages_input(ngx_http_aigw_json_out_t *o,
+    ngx_pool_t *pool, ngx_str_t *arguments)
+{
+    u_char     *p, *end, *last;
+    ngx_str_t   raw;
+
+    if (arguments->len < 2 || arguments->data[0] != '"') {
+        return NGX_DECLINED;
+    }
+
+    if (arguments->len == 2) {
+        ngx_http_aigw_json_out_lit(o, "{}");
+        return NGX_OK;
+    }
+
+    if (ngx_http_aigw_translate_unescape(pool, arguments, &raw) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    last = raw.data + raw.len;
+
+    p = ngx_http_aigw_json_ws(raw.data, last);
+    end = ngx_http_aigw_json_skip(p, last);
+
+    if (end == NULL || *p != '{' || ngx_http_aigw_json_ws(end, last) != last) {
+        return NGX_DECLINED;
+    }
+
+    ngx_http_aigw_json_out_add(o, p, end - p);
+
+    return NGX_OK;
+}

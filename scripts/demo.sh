@@ -3,7 +3,8 @@
 # background, with the bundled mock provider on 127.0.0.1:8081, and prints
 # a short tour: a chat request with a virtual key, a stream, a fallback, a
 # request without a key, the metrics and the access log, a limit, the
-# usage, and an email redacted.  Without OPENAI_API_KEY the "openai"
+# usage, an email redacted, and Claude asked through the OpenAI API.
+# Without OPENAI_API_KEY (ANTHROPIC_API_KEY) the "openai" ("anthropic")
 # provider is the mock, so everything answers at once and offline.
 #
 #   scripts/demo.sh          start (again)
@@ -89,6 +90,12 @@ else
     upstream="OpenAI (OPENAI_API_KEY)"
 fi
 
+# Claude through the mock too, unless there is a key of Anthropic's
+if [ -z "${ANTHROPIC_API_KEY:-}" ]; then
+    export ANTHROPIC_API_KEY=sk-aigw-demo-mock
+    sed -i "s|https://api.anthropic.com/v1|http://127.0.0.1:$mport/v1|" "$conf"
+fi
+
 nohup node "$root/examples/mock/aigw-mock.js" --port "$mport" \
     > "$prefix/logs/mock.log" 2>&1 < /dev/null &
 echo $! > "$prefix/mock.pid"
@@ -151,6 +158,10 @@ What a key has used and has left:
 Personal data: the provider gets a placeholder (the mock echoes it back):
   curl -s $u/v1/chat/completions -H 'Authorization: Bearer $key' \\
        -d '{"model":"gpt-4o-mini",$pii}'
+
+One API for every provider: the OpenAI API asking Claude, translated:
+  curl -s $u/v1/chat/completions -H 'Authorization: Bearer $key' \\
+       -d '{"model":"claude-haiku",$msg}'
 
 Logs in $prefix/logs.  Stop it all with: scripts/demo.sh stop
 EOT

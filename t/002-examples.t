@@ -23,6 +23,7 @@ ok(scalar @examples >= 3, 'examples are there');
 
 local $ENV{OPENAI_API_KEY} = 'sk-example';
 local $ENV{AZURE_OPENAI_KEY} = 'sk-example';
+local $ENV{ANTHROPIC_API_KEY} = 'sk-ant-example';
 
 for my $file (@examples) {
     my $name = basename($file);

@@ -30,6 +30,7 @@ $ENV{AIGW_DEMO_PREFIX} = $prefix;
 $ENV{AIGW_DEMO_PORT} = free_port();
 $ENV{AIGW_DEMO_MOCK_PORT} = free_port();
 delete $ENV{OPENAI_API_KEY};
+delete $ENV{ANTHROPIC_API_KEY};
 
 my $started;
 END { system('bash', 'scripts/demo.sh', 'stop') if $started; }
@@ -52,7 +53,7 @@ for my $line (split /\n/, $tour) {
     $cont = $line =~ /\\$/;
 }
 
-is(scalar @cmds, 9, 'the tour has nine commands');
+is(scalar @cmds, 10, 'the tour has ten commands');
 
 my @want = (
     [ 'chat', qr/"object":"chat\.completion".*"usage":/s ],
@@ -66,6 +67,7 @@ my @want = (
     [ 'limit', qr/^200 200 429 $/ ],
     [ 'usage', qr/^\{"object":"aigw\.usage","scope":"key","id":"key_demo_trial".*"requests_minute":2.*"rpm":2/ ],
     [ 'pii', qr/"content":"Mock answer to: mail \[EMAIL_1\]"/ ],
+    [ 'translation', qr/^\{"id":"msg_.*"object":"chat\.completion".*"model":"claude-haiku".*"content":"Mock answer to: hi"/ ],
 );
 
 for my $i (0 .. $#want) {

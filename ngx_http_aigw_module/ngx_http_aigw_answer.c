@@ -38,6 +38,8 @@ static ngx_int_t ngx_http_aigw_answer_grow(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, size_t size);
 static ngx_int_t ngx_http_aigw_answer_check(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, u_char *p, u_char *last);
+static ngx_int_t ngx_http_aigw_answer_done(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
 #if (nginx_version >= 1023000)
 static ngx_table_elt_t *ngx_http_aigw_answer_encoding(
     ngx_http_upstream_t *u);
@@ -121,7 +123,7 @@ ngx_http_aigw_answer_hold(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
             }
 
             /* aigw_pii restore: the client's values for placeholders */
-            return ngx_http_aigw_pii_restore(r, ctx, &u->buffer);
+            return ngx_http_aigw_answer_done(r, ctx);
         }
 
         size = (size_t) len;
@@ -214,7 +216,24 @@ ngx_http_aigw_answer_process(ngx_http_request_t *r)
     u->buffer.last = b->last;
     u->buffer.end = b->last;
 
-    return ngx_http_aigw_pii_restore(r, ctx, &u->buffer);
+    return ngx_http_aigw_answer_done(r, ctx);
+}
+
+
+/* a checked answer: placeholders restored, then it may be cached */
+
+static ngx_int_t
+ngx_http_aigw_answer_done(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
+{
+    if (ngx_http_aigw_pii_restore(r, ctx, &r->upstream->buffer) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ctx->cache) {
+        ngx_http_aigw_cache_answer(r, ctx, &r->upstream->buffer);
+    }
+
+    return NGX_OK;
 }
 
 

@@ -132,7 +132,9 @@ ngx_http_aigw_header_filter(ngx_http_request_t *r)
         return ngx_http_next_header_filter(r);
     }
 
-    if (ngx_http_aigw_quota_headers(r, ctx) != NGX_OK) {
+    if (ngx_http_aigw_quota_headers(r, ctx) != NGX_OK
+        || ngx_http_aigw_cache_headers(r, ctx) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -185,6 +187,10 @@ ngx_http_aigw_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
     }
 
     if (ctx->sse_buf) {
+        if (ctx->cache && ngx_http_aigw_cache_collect(r, ctx, in) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
         if (ctx->hide_usage) {
             return ngx_http_aigw_sse_rewrite(r, ctx, in);
         }

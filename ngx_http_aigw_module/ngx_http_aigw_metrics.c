@@ -694,6 +694,9 @@ ngx_http_aigw_metrics_log_handler(ngx_http_request_t *r)
 
     ngx_http_aigw_meter_finish(r, ctx);
 
+    /* a stream is cached; a hit's tokens are avoided ones */
+    ngx_http_aigw_cache_log(r, ctx);
+
     amcf = ngx_http_get_module_main_conf(r, ngx_http_aigw_module);
     mt = amcf->metrics;
 
@@ -1096,7 +1099,8 @@ ngx_http_aigw_metrics_handler(ngx_http_request_t *r)
     /* room for the overflow series and the quotas' 37 lines too */
     size = 4096 + NGX_HTTP_AIGW_METRICS_LINES
                   * (line + NGX_HTTP_AIGW_LABELS * 2 * 9)
-           + 37 * 128 + ngx_http_aigw_pii_metrics_size(amcf);
+           + 37 * 128 + ngx_http_aigw_pii_metrics_size(amcf)
+           + ngx_http_aigw_cache_metrics_size(amcf);
 
     if (root != sentinel) {
         for (node = ngx_rbtree_min(root, sentinel);
@@ -1163,6 +1167,7 @@ ngx_http_aigw_metrics_handler(ngx_http_request_t *r)
     }
 
     p = ngx_http_aigw_pii_metrics(amcf, p, b->end);
+    p = ngx_http_aigw_cache_metrics(amcf, p, b->end);
 
     b->last = p;
     b->last_buf = (r == r->main);

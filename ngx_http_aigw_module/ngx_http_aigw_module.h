@@ -160,6 +160,9 @@ typedef struct {
 
     uint64_t                       request_seq; /* the worker's ids */
     void                          *pii;        /* pii.c's detectors */
+
+    /* cache (cache.c) */
+    ngx_shm_zone_t                *cache_zone;
 } ngx_http_aigw_main_conf_t;
 
 
@@ -187,6 +190,15 @@ typedef struct {
     ngx_uint_t                     quota_redis_down;
 
     void                          *pii;        /* aigw_pii, pii.c's */
+
+    /* cache (cache.c) */
+    ngx_flag_t                     cache;
+    time_t                         cache_ttl;
+    size_t                         cache_max_size;
+    ngx_array_t                   *cache_bypass;
+    ngx_array_t                   *cache_exclude;    /* ngx_str_t */
+    ngx_uint_t                     cache_scope;
+    ngx_http_complex_value_t      *cache_namespace;
 } ngx_http_aigw_loc_conf_t;
 
 
@@ -208,6 +220,7 @@ struct ngx_http_aigw_ctx_s {
 
     void                          *quota;      /* quota.c's */
     void                          *pii;        /* pii.c's */
+    void                          *cache;      /* cache.c's */
 
     ngx_http_aigw_model_t        **candidates;
     ngx_uint_t                     ncandidates;
@@ -342,6 +355,30 @@ ngx_int_t ngx_http_aigw_pii_variable(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_str_t *s);
 size_t ngx_http_aigw_pii_metrics_size(ngx_http_aigw_main_conf_t *amcf);
 u_char *ngx_http_aigw_pii_metrics(ngx_http_aigw_main_conf_t *amcf,
+    u_char *p, u_char *last);
+
+/* cache.c: the last step, the exact cache */
+#define NGX_HTTP_AIGW_CACHE_TENANT     0
+#define NGX_HTTP_AIGW_CACHE_GLOBAL     1
+
+char *ngx_http_aigw_cache_zone(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_aigw_cache_merge(ngx_conf_t *cf,
+    ngx_http_aigw_loc_conf_t *prev, ngx_http_aigw_loc_conf_t *conf);
+ngx_int_t ngx_http_aigw_cache_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_aigw_cache_send(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
+ngx_int_t ngx_http_aigw_cache_headers(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
+ngx_int_t ngx_http_aigw_cache_collect(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_chain_t *in);
+void ngx_http_aigw_cache_answer(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_buf_t *b);
+void ngx_http_aigw_cache_log(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx);
+ngx_int_t ngx_http_aigw_cache_variable(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_str_t *s);
+size_t ngx_http_aigw_cache_metrics_size(ngx_http_aigw_main_conf_t *amcf);
+u_char *ngx_http_aigw_cache_metrics(ngx_http_aigw_main_conf_t *amcf,
     u_char *p, u_char *last);
 
 /* provider.c */

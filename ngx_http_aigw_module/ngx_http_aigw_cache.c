@@ -57,6 +57,8 @@ static void ngx_http_aigw_cache_control(ngx_http_request_t *r,
 static void ngx_http_aigw_cache_put(ngx_http_request_t *r,
     ngx_http_aigw_cache_req_t *cr, u_char *data, size_t len,
     ngx_uint_t stream);
+static void ngx_http_aigw_cache_avoided(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
 
 
 static ngx_str_t  ngx_http_aigw_cache_statuses[] = {
@@ -468,7 +470,46 @@ ngx_http_aigw_cache_send(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
     out.buf = b;
     out.next = NULL;
 
-    return ngx_http_output_filter(r, &out);
+    /* all of it passes the gateway's filter now, which reads its usage */
+
+    rc = ngx_http_output_filter(r, &out);
+
+    ngx_http_aigw_cache_avoided(r, ctx);
+
+    return rc;
+}
+
+
+/*
+ * A hit's usage, read by the filters as the replay passed them, is what
+ * it avoided: it costs nothing and uses no tokens.
+ */
+
+static void
+ngx_http_aigw_cache_avoided(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
+{
+    uint64_t                         cost;
+    ngx_http_aigw_model_t           *m;
+    ngx_http_aigw_main_conf_t       *amcf;
+    ngx_http_aigw_cache_counters_t  *cnt;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_aigw_module);
+    cnt = ngx_http_aigw_cache_zone_counters(amcf->cache_zone);
+    m = ctx->candidates[0];
+
+    cost = ((uint64_t) ctx->prompt_tokens * m->input_price
+            + (uint64_t) ctx->completion_tokens * m->output_price
+            + 500000) / 1000000;
+
+    (void) ngx_atomic_fetch_add(&cnt->avoided_tokens,
+                                ctx->prompt_tokens + ctx->completion_tokens);
+    (void) ngx_atomic_fetch_add(&cnt->avoided_cost, cost);
+
+    ctx->prompt_tokens = 0;
+    ctx->completion_tokens = 0;
+    ctx->cached_tokens = 0;
+    ctx->reasoning_tokens = 0;
+    ctx->cost = 0;
 }
 
 
@@ -638,18 +679,13 @@ ngx_http_aigw_cache_put(ngx_http_request_t *r, ngx_http_aigw_cache_req_t *cr,
 
 
 /*
- * The log phase, before the counters: a stream that ended with its last
- * event is stored; a hit's tokens are what it avoided, not what it used.
+ * The log phase: a stream that ended with its last event is stored.
  */
 
 void
 ngx_http_aigw_cache_log(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
 {
-    uint64_t                         cost;
-    ngx_http_aigw_model_t           *m;
-    ngx_http_aigw_cache_req_t       *cr;
-    ngx_http_aigw_main_conf_t       *amcf;
-    ngx_http_aigw_cache_counters_t  *cnt;
+    ngx_http_aigw_cache_req_t  *cr;
 
     cr = ctx->cache;
 
@@ -673,30 +709,6 @@ ngx_http_aigw_cache_log(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
     {
         ngx_http_aigw_cache_put(r, cr, cr->buf, cr->len, 1);
     }
-
-    if (cr->status != NGX_HTTP_AIGW_CACHE_S_HIT) {
-        return;
-    }
-
-    amcf = ngx_http_get_module_main_conf(r, ngx_http_aigw_module);
-    cnt = ngx_http_aigw_cache_zone_counters(amcf->cache_zone);
-    m = ctx->candidates[0];
-
-    cost = ((uint64_t) ctx->prompt_tokens * m->input_price
-            + (uint64_t) ctx->completion_tokens * m->output_price
-            + 500000) / 1000000;
-
-    (void) ngx_atomic_fetch_add(&cnt->avoided_tokens,
-                                ctx->prompt_tokens + ctx->completion_tokens);
-    (void) ngx_atomic_fetch_add(&cnt->avoided_cost, cost);
-
-    /* a hit costs nothing and uses no tokens */
-
-    ctx->prompt_tokens = 0;
-    ctx->completion_tokens = 0;
-    ctx->cached_tokens = 0;
-    ctx->reasoning_tokens = 0;
-    ctx->cost = 0;
 }
 
 

@@ -694,7 +694,7 @@ ngx_http_aigw_metrics_log_handler(ngx_http_request_t *r)
 
     ngx_http_aigw_meter_finish(r, ctx);
 
-    /* a stream is cached; a hit's tokens are avoided ones */
+    /* a stream that ended well is cached */
     ngx_http_aigw_cache_log(r, ctx);
 
     amcf = ngx_http_get_module_main_conf(r, ngx_http_aigw_module);

@@ -34,9 +34,15 @@
 /* digests the key's walk may hold at once; a larger body is not cached */
 #define NGX_HTTP_AIGW_CACHE_STACK       65536
 
+/* how often a request waiting for an identical one looks again (ms) */
+#define NGX_HTTP_AIGW_CACHE_POLL        20
+
 
 typedef struct {
     ngx_uint_t                    status;
+    time_t                        max_age;    /* Cache-Control's, or -1 */
+    ngx_event_t                   wait;       /* for a locked entry */
+    ngx_msec_t                    waited;
     u_char                        key[NGX_HTTP_AIGW_CACHE_KEY_LEN];
     ngx_http_aigw_cache_entry_t   entry;      /* of a hit */
 
@@ -45,13 +51,18 @@ typedef struct {
     size_t                        size;
 
     unsigned                      store:1;
+    unsigned                      locked:1;   /* holds the entry's lock */
+    unsigned                      waiting:1;
     unsigned                      overflow:1;
-    unsigned                      logged:1;
 } ngx_http_aigw_cache_req_t;
 
 
 static ngx_int_t ngx_http_aigw_cache_key(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_loc_conf_t *alcf, u_char *key);
+static ngx_int_t ngx_http_aigw_cache_lookup(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_cache_req_t *cr);
+static void ngx_http_aigw_cache_wake(ngx_event_t *ev);
+static void ngx_http_aigw_cache_cleanup(void *data);
 static void ngx_http_aigw_cache_control(ngx_http_request_t *r,
     ngx_uint_t *no_cache, ngx_uint_t *no_store, time_t *max_age);
 static void ngx_http_aigw_cache_put(ngx_http_request_t *r,
@@ -90,6 +101,10 @@ ngx_http_aigw_cache_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     value = cf->args->elts;
 
+    if (ngx_http_aigw_auth_sha256(cf, amcf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     return ngx_http_aigw_cache_zone_add(cf, &amcf->cache_zone, &value[1]);
 }
 
@@ -110,6 +125,9 @@ ngx_http_aigw_cache_merge(ngx_conf_t *cf, ngx_http_aigw_loc_conf_t *prev,
                               NGX_HTTP_AIGW_CACHE_TENANT);
     ngx_conf_merge_ptr_value(conf->cache_namespace, prev->cache_namespace,
                              NULL);
+    ngx_conf_merge_value(conf->cache_lock, prev->cache_lock, 1);
+    ngx_conf_merge_msec_value(conf->cache_lock_timeout,
+                              prev->cache_lock_timeout, 5000);
 
     amcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_aigw_module);
 
@@ -146,6 +164,13 @@ ngx_http_aigw_cache_handler(ngx_http_request_t *r)
     }
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
+
+    cr = ctx->cache;
+
+    if (cr) {
+        /* resumed: the wait for an identical request is over */
+        return cr->waiting ? NGX_DONE : ngx_http_aigw_cache_lookup(r, ctx, cr);
+    }
 
     if (ctx->endpoint != NGX_HTTP_AIGW_EP_CHAT
         && ctx->endpoint != NGX_HTTP_AIGW_EP_COMPLETIONS
@@ -199,12 +224,86 @@ ngx_http_aigw_cache_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
-    rc = ngx_http_aigw_cache_zone_get(amcf->cache_zone, cr->key, max_age,
-                                      r->pool, &cr->entry);
+    cr->max_age = max_age;
+
+    return ngx_http_aigw_cache_lookup(r, ctx, cr);
+}
+
+
+/*
+ * The zone's answer: a hit; a miss, which leaves a lock when it may
+ * store; or a lock of an identical request in flight, whose answer is
+ * waited for (polled on a timer) for at most aigw_cache_lock_timeout.
+ */
+
+static ngx_int_t
+ngx_http_aigw_cache_lookup(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
+    ngx_http_aigw_cache_req_t *cr)
+{
+    time_t                           lock;
+    ngx_int_t                        rc;
+    ngx_pool_cleanup_t              *cln;
+    ngx_http_aigw_loc_conf_t        *alcf;
+    ngx_http_aigw_main_conf_t       *amcf;
+    ngx_http_aigw_cache_counters_t  *cnt;
+
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_aigw_module);
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_aigw_module);
+    cnt = ngx_http_aigw_cache_zone_counters(amcf->cache_zone);
+
+    lock = 0;
+
+    if (alcf->cache_lock && cr->store
+        && cr->waited < alcf->cache_lock_timeout)
+    {
+        /* a lock outlives the wait: the waiters give up first */
+        lock = (time_t) (alcf->cache_lock_timeout / 1000) + 2;
+    }
+
+    rc = ngx_http_aigw_cache_zone_get(amcf->cache_zone, cr->key,
+                                      cr->max_age, lock, r->pool,
+                                      &cr->entry);
 
     if (rc == NGX_ERROR) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    if (rc == NGX_HTTP_AIGW_CACHE_PENDING) {
+
+        if (cr->waited < alcf->cache_lock_timeout && alcf->cache_lock) {
+
+            if (cr->wait.handler == NULL) {
+                cln = ngx_pool_cleanup_add(r->pool, 0);
+                if (cln == NULL) {
+                    return NGX_HTTP_INTERNAL_SERVER_ERROR;
+                }
+
+                cln->handler = ngx_http_aigw_cache_cleanup;
+                cln->data = cr;
+
+                cr->wait.handler = ngx_http_aigw_cache_wake;
+                cr->wait.data = r;
+                cr->wait.log = r->connection->log;
+                cr->wait.cancelable = 1;
+            }
+
+            ngx_add_timer(&cr->wait, NGX_HTTP_AIGW_CACHE_POLL);
+
+            cr->waited += NGX_HTTP_AIGW_CACHE_POLL;
+            cr->waiting = 1;
+            r->main->count++;
+
+            return NGX_DONE;
+        }
+
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "aigw: an identical request still runs after "
+                      "aigw_cache_lock_timeout, going on alone");
+
+        rc = NGX_HTTP_AIGW_CACHE_NONE;
+    }
+
+    cr->locked = cr->entry.locked;
 
     if (rc == NGX_HTTP_AIGW_CACHE_FOUND
         && cr->entry.stream == (ngx_uint_t) ctx->stream)
@@ -226,6 +325,44 @@ ngx_http_aigw_cache_handler(ngx_http_request_t *r)
     (void) ngx_atomic_fetch_add(&cnt->misses, 1);
 
     return NGX_DECLINED;
+}
+
+
+/* the poll's timer: the phases go on where the step waited */
+
+static void
+ngx_http_aigw_cache_wake(ngx_event_t *ev)
+{
+    ngx_connection_t           *c;
+    ngx_http_request_t         *r;
+    ngx_http_aigw_ctx_t        *ctx;
+    ngx_http_aigw_cache_req_t  *cr;
+
+    r = ev->data;
+    c = r->connection;
+    ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
+    cr = ctx->cache;
+
+    cr->waiting = 0;
+
+    r->write_event_handler = ngx_http_core_run_phases;
+    ngx_http_core_run_phases(r);
+
+    /* the reference the wait took */
+    ngx_http_finalize_request(r, NGX_DONE);
+
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_http_aigw_cache_cleanup(void *data)
+{
+    ngx_http_aigw_cache_req_t  *cr = data;
+
+    if (cr->wait.timer_set) {
+        ngx_del_timer(&cr->wait);
+    }
 }
 
 
@@ -672,6 +809,8 @@ ngx_http_aigw_cache_put(ngx_http_request_t *r, ngx_http_aigw_cache_req_t *cr,
                                      r->connection->log)
         == NGX_OK)
     {
+        cr->locked = 0;
+
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "aigw: answer of %uz bytes cached", len);
     }
@@ -679,36 +818,60 @@ ngx_http_aigw_cache_put(ngx_http_request_t *r, ngx_http_aigw_cache_req_t *cr,
 
 
 /*
- * The log phase: a stream that ended with its last event is stored.
+ * From the body filter, after the gateway read a stream's buffers: the
+ * stream is stored once its last event passed, unless it carried an
+ * error event.
  */
 
 void
-ngx_http_aigw_cache_log(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
+ngx_http_aigw_cache_stream_end(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx)
 {
     ngx_http_aigw_cache_req_t  *cr;
 
     cr = ctx->cache;
 
-    if (cr == NULL || cr->logged) {
+    if (cr == NULL || !cr->store || cr->overflow || cr->buf == NULL
+        || !ctx->sse_done || r->upstream == NULL)
+    {
         return;
     }
 
-    cr->logged = 1;
+    cr->store = 0;
 
-    if (cr->store && cr->buf && !cr->overflow && ctx->sse_done
-        && r->headers_out.status == NGX_HTTP_OK && !r->connection->error
-        && r->upstream
-        && ngx_strlcasestrn(cr->buf, cr->buf + cr->len,
-                            (u_char *) "data: {\"error\"",
-                            sizeof("data: {\"error\"") - 2)
-           == NULL
-        && ngx_strlcasestrn(cr->buf, cr->buf + cr->len,
+    if (ngx_strlcasestrn(cr->buf, cr->buf + cr->len,
+                         (u_char *) "data: {\"error\"",
+                         sizeof("data: {\"error\"") - 2)
+        || ngx_strlcasestrn(cr->buf, cr->buf + cr->len,
                             (u_char *) "event: error",
-                            sizeof("event: error") - 2)
-           == NULL)
+                            sizeof("event: error") - 2))
     {
-        ngx_http_aigw_cache_put(r, cr, cr->buf, cr->len, 1);
+        return;
     }
+
+    ngx_http_aigw_cache_put(r, cr, cr->buf, cr->len, 1);
+}
+
+
+/* the log phase: the lock of a request that stored nothing goes */
+
+void
+ngx_http_aigw_cache_log(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
+{
+    ngx_http_aigw_cache_req_t  *cr;
+    ngx_http_aigw_main_conf_t  *amcf;
+
+    cr = ctx->cache;
+
+    if (cr == NULL || !cr->locked) {
+        return;
+    }
+
+    /* nothing stored: who waits for it goes on */
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_aigw_module);
+    ngx_http_aigw_cache_zone_unlock(amcf->cache_zone, cr->key);
+    cr->locked = 0;
 }
 
 

@@ -59,11 +59,13 @@ ngx_int_t ngx_http_aigw_cache_key_digest(ngx_http_aigw_cache_key_t *k,
 #define NGX_HTTP_AIGW_CACHE_NONE       0
 #define NGX_HTTP_AIGW_CACHE_FOUND      1
 #define NGX_HTTP_AIGW_CACHE_EXPIRED    2
+#define NGX_HTTP_AIGW_CACHE_PENDING    3   /* another request fills it */
 
 typedef struct {
     ngx_str_t                   data;       /* a copy, in the pool */
     time_t                      created;
     ngx_uint_t                  stream;     /* SSE, else JSON */
+    ngx_uint_t                  locked;     /* this request fills it */
 } ngx_http_aigw_cache_entry_t;
 
 
@@ -81,7 +83,9 @@ typedef struct {
 char *ngx_http_aigw_cache_zone_add(ngx_conf_t *cf, ngx_shm_zone_t **zone,
     ngx_str_t *value);
 ngx_int_t ngx_http_aigw_cache_zone_get(ngx_shm_zone_t *zone, u_char *key,
-    time_t max_age, ngx_pool_t *pool, ngx_http_aigw_cache_entry_t *e);
+    time_t max_age, time_t lock, ngx_pool_t *pool,
+    ngx_http_aigw_cache_entry_t *e);
+void ngx_http_aigw_cache_zone_unlock(ngx_shm_zone_t *zone, u_char *key);
 ngx_int_t ngx_http_aigw_cache_zone_put(ngx_shm_zone_t *zone, u_char *key,
     u_char *data, size_t len, ngx_uint_t stream, time_t ttl, ngx_log_t *log);
 ngx_http_aigw_cache_counters_t *ngx_http_aigw_cache_zone_counters(

@@ -27,6 +27,7 @@ typedef struct {
     time_t                          created;
     time_t                          expires;
     ngx_uint_t                      stream;
+    ngx_uint_t                      pending;  /* a lock, no answer yet */
     size_t                          len;
     u_char                          data[1];
 } ngx_http_aigw_cache_node_t;
@@ -264,12 +265,16 @@ ngx_http_aigw_cache_zone_delete(ngx_http_aigw_cache_zone_t *zone,
 /*
  * An entry younger than max_age (and its TTL), copied into the pool:
  * NGX_HTTP_AIGW_CACHE_FOUND; one past either, EXPIRED (one past its TTL
- * is deleted); NONE.  NGX_ERROR if the copy cannot be allocated.
+ * is deleted); one another request is filling, PENDING; NONE.  With a
+ * lock time, NONE and EXPIRED leave a lock for that long (e->locked):
+ * identical requests that come meanwhile find it PENDING.  NGX_ERROR if
+ * the copy cannot be allocated.
  */
 
 ngx_int_t
 ngx_http_aigw_cache_zone_get(ngx_shm_zone_t *shm_zone, u_char *key,
-    time_t max_age, ngx_pool_t *pool, ngx_http_aigw_cache_entry_t *e)
+    time_t max_age, time_t lock, ngx_pool_t *pool,
+    ngx_http_aigw_cache_entry_t *e)
 {
     time_t                       now;
     ngx_int_t                    rc;
@@ -278,6 +283,7 @@ ngx_http_aigw_cache_zone_get(ngx_shm_zone_t *shm_zone, u_char *key,
 
     zone = shm_zone->data;
     now = ngx_time();
+    e->locked = 0;
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
@@ -285,12 +291,18 @@ ngx_http_aigw_cache_zone_get(ngx_shm_zone_t *shm_zone, u_char *key,
 
     if (cn == NULL) {
         rc = NGX_HTTP_AIGW_CACHE_NONE;
-        goto done;
+        goto lock;
     }
 
     if (cn->expires <= now) {
+        rc = cn->pending ? NGX_HTTP_AIGW_CACHE_NONE
+                         : NGX_HTTP_AIGW_CACHE_EXPIRED;
         ngx_http_aigw_cache_zone_delete(zone, cn);
-        rc = NGX_HTTP_AIGW_CACHE_EXPIRED;
+        goto lock;
+    }
+
+    if (cn->pending) {
+        rc = NGX_HTTP_AIGW_CACHE_PENDING;
         goto done;
     }
 
@@ -314,12 +326,62 @@ ngx_http_aigw_cache_zone_get(ngx_shm_zone_t *shm_zone, u_char *key,
     ngx_queue_insert_head(&zone->sh->queue, &cn->queue);
 
     rc = NGX_HTTP_AIGW_CACHE_FOUND;
+    goto done;
+
+lock:
+
+    if (lock == 0) {
+        goto done;
+    }
+
+    /* no room for a lock is no lock: the request goes on alone */
+
+    cn = ngx_slab_alloc_locked(zone->shpool,
+                               offsetof(ngx_http_aigw_cache_node_t, data));
+    if (cn == NULL) {
+        goto done;
+    }
+
+    ngx_memcpy(&cn->node.key, key, sizeof(ngx_rbtree_key_t));
+    ngx_memcpy(cn->key, key, NGX_HTTP_AIGW_CACHE_KEY_LEN);
+    cn->created = now;
+    cn->expires = now + lock;
+    cn->stream = 0;
+    cn->pending = 1;
+    cn->len = 0;
+
+    ngx_rbtree_insert(&zone->sh->rbtree, &cn->node);
+    ngx_queue_insert_head(&zone->sh->queue, &cn->queue);
+
+    e->locked = 1;
 
 done:
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
     return rc;
+}
+
+
+/* the lock of a request that stored nothing */
+
+void
+ngx_http_aigw_cache_zone_unlock(ngx_shm_zone_t *shm_zone, u_char *key)
+{
+    ngx_http_aigw_cache_zone_t  *zone;
+    ngx_http_aigw_cache_node_t  *cn;
+
+    zone = shm_zone->data;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    cn = ngx_http_aigw_cache_zone_find(zone, key);
+
+    if (cn && cn->pending) {
+        ngx_http_aigw_cache_zone_delete(zone, cn);
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
 }
 
 
@@ -380,6 +442,7 @@ ngx_http_aigw_cache_zone_put(ngx_shm_zone_t *shm_zone, u_char *key,
     cn->created = ngx_time();
     cn->expires = cn->created + ttl;
     cn->stream = stream;
+    cn->pending = 0;
     cn->len = len;
     ngx_memcpy(cn->data, data, len);
 

@@ -414,7 +414,9 @@ ngx_http_aigw_metrics_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         /* a reload: the counters go on, if they mean the same */
 
         if (omt->spec.len != mt->spec.len
-            || ngx_strncmp(omt->spec.data, mt->spec.data, mt->spec.len) != 0)
+            || (mt->spec.len
+                && ngx_strncmp(omt->spec.data, mt->spec.data, mt->spec.len)
+                   != 0))
         {
             ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
                           "aigw_metrics_zone \"%V\" has labels \"%V\" "
@@ -694,7 +696,7 @@ ngx_http_aigw_metrics_log_handler(ngx_http_request_t *r)
 
     ngx_http_aigw_meter_finish(r, ctx);
 
-    /* a stream that ended well is cached */
+    /* a cache lock left by a request that stored nothing */
     ngx_http_aigw_cache_log(r, ctx);
 
     amcf = ngx_http_get_module_main_conf(r, ngx_http_aigw_module);

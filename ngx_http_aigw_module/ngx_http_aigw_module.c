@@ -381,6 +381,20 @@ static ngx_command_t  ngx_http_aigw_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_aigw_loc_conf_t, cache_namespace),
       NULL },
+
+    { ngx_string("aigw_cache_lock"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_aigw_loc_conf_t, cache_lock),
+      NULL },
+
+    { ngx_string("aigw_cache_lock_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_aigw_loc_conf_t, cache_lock_timeout),
+      NULL },
     { ngx_string("aigw_pii"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_http_aigw_pii,
@@ -1122,6 +1136,8 @@ ngx_http_aigw_create_loc_conf(ngx_conf_t *cf)
     alcf->cache_exclude = NGX_CONF_UNSET_PTR;
     alcf->cache_scope = NGX_CONF_UNSET_UINT;
     alcf->cache_namespace = NGX_CONF_UNSET_PTR;
+    alcf->cache_lock = NGX_CONF_UNSET;
+    alcf->cache_lock_timeout = NGX_CONF_UNSET_MSEC;
 
     return alcf;
 }

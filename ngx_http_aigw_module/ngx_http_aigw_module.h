@@ -199,6 +199,8 @@ typedef struct {
     ngx_array_t                   *cache_exclude;    /* ngx_str_t */
     ngx_uint_t                     cache_scope;
     ngx_http_complex_value_t      *cache_namespace;
+    ngx_flag_t                     cache_lock;
+    ngx_msec_t                     cache_lock_timeout;
 } ngx_http_aigw_loc_conf_t;
 
 
@@ -293,6 +295,8 @@ ngx_str_t *ngx_http_aigw_endpoint_name(ngx_uint_t endpoint);
 /* auth.c: step 1, the caller's key */
 char *ngx_http_aigw_auth_keys(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 ngx_int_t ngx_http_aigw_auth_handler(ngx_http_request_t *r);
+char *ngx_http_aigw_auth_sha256(ngx_conf_t *cf,
+    ngx_http_aigw_main_conf_t *amcf);
 
 /* body.c: step 2, the body read and scanned once; its splices */
 ngx_int_t ngx_http_aigw_body_handler(ngx_http_request_t *r);
@@ -372,6 +376,8 @@ ngx_int_t ngx_http_aigw_cache_headers(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx);
 ngx_int_t ngx_http_aigw_cache_collect(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_chain_t *in);
+void ngx_http_aigw_cache_stream_end(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
 void ngx_http_aigw_cache_answer(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_buf_t *b);
 void ngx_http_aigw_cache_log(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx);

@@ -44,6 +44,7 @@ ngx_http_aigw_format_t  ngx_http_aigw_anthropic_format = {
     ngx_http_aigw_anthropic_headers,
     ngx_http_aigw_anthropic_edit,
     ngx_http_aigw_anthropic_event,
+    NULL,                                  /* no replay across modes yet */
     ngx_http_aigw_anthropic_error,
     sizeof("{\"type\":\"error\",\"error\":{\"type\":\"authentication_error\","
            "\"message\":\"\"}}") - 1

@@ -62,6 +62,7 @@ static ngx_int_t ngx_http_aigw_cache_key(ngx_http_request_t *r,
 static ngx_int_t ngx_http_aigw_cache_lookup(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_cache_req_t *cr);
 static void ngx_http_aigw_cache_wake(ngx_event_t *ev);
+static ngx_int_t ngx_http_aigw_cache_purge_handler(ngx_http_request_t *r);
 static void ngx_http_aigw_cache_cleanup(void *data);
 static void ngx_http_aigw_cache_control(ngx_http_request_t *r,
     ngx_uint_t *no_cache, ngx_uint_t *no_store, time_t *max_age);
@@ -106,6 +107,133 @@ ngx_http_aigw_cache_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     return ngx_http_aigw_cache_zone_add(cf, &amcf->cache_zone, &value[1]);
+}
+
+
+/*
+ * aigw_cache_purge: a location where a POST (or DELETE) with
+ * ?namespace=NAME purges that namespace (no argument: the empty, default
+ * one): its generation, part of every key, goes up by one, and its old
+ * entries are never found again; they age out of the zone.
+ */
+
+char *
+ngx_http_aigw_cache_purge(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->handler) {
+        return "is duplicate";
+    }
+
+    clcf->handler = ngx_http_aigw_cache_purge_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_aigw_cache_purge_handler(ngx_http_request_t *r)
+{
+    u_char                     *p, *d;
+    size_t                      len;
+    uint64_t                    g;
+    ngx_int_t                   rc;
+    ngx_buf_t                  *b;
+    ngx_str_t                   arg, ns;
+    ngx_chain_t                 out;
+    ngx_http_aigw_cache_key_t   k;
+    ngx_http_aigw_main_conf_t  *amcf;
+    u_char                      nsd[NGX_HTTP_AIGW_CACHE_KEY_LEN];
+
+    if (!(r->method & (NGX_HTTP_POST|NGX_HTTP_DELETE))) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_aigw_module);
+
+    if (amcf->cache_zone == NULL) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "aigw: aigw_cache_purge without an aigw_cache_zone");
+        return NGX_HTTP_NOT_FOUND;
+    }
+
+    rc = ngx_http_discard_request_body(r);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    ngx_str_null(&ns);
+
+    if (ngx_http_arg(r, (u_char *) "namespace", 9, &arg) == NGX_OK) {
+        ns.data = ngx_pnalloc(r->pool, arg.len);
+        if (ns.data == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        p = arg.data;
+        d = ns.data;
+        ngx_unescape_uri(&d, &p, arg.len, NGX_UNESCAPE_URI);
+        ns.len = d - ns.data;
+    }
+
+    ngx_memzero(&k, sizeof(ngx_http_aigw_cache_key_t));
+    k.md = amcf->sha256;
+    k.md_ctx = amcf->sha256_ctx;
+
+    if (ngx_http_aigw_cache_key_digest(&k, 'g', ns.data, ns.len, nsd)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    g = ngx_http_aigw_cache_zone_generation(amcf->cache_zone, nsd, 1);
+
+    if (g == (uint64_t) -1) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "aigw: cache namespace \"%V\" not purged: %d "
+                      "namespaces were purged already", &ns,
+                      NGX_HTTP_AIGW_CACHE_NS);
+        return NGX_HTTP_INSUFFICIENT_STORAGE;
+    }
+
+    ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
+                  "aigw: cache namespace \"%V\" purged, generation %uL",
+                  &ns, g);
+
+    len = sizeof("{\"namespace\":\"\",\"generation\":}") - 1
+          + ns.len + ngx_escape_json(NULL, ns.data, ns.len) + NGX_INT64_LEN;
+
+    b = ngx_create_temp_buf(r->pool, len);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_cpymem(b->last, "{\"namespace\":\"",
+                   sizeof("{\"namespace\":\"") - 1);
+    p = (u_char *) ngx_escape_json(p, ns.data, ns.len);
+    b->last = ngx_sprintf(p, "\",\"generation\":%uL}", g);
+    b->last_buf = 1;
+    b->last_in_chain = 1;
+
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = b->last - b->pos;
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
 }
 
 
@@ -242,6 +370,7 @@ ngx_http_aigw_cache_lookup(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
 {
     time_t                           lock;
     ngx_int_t                        rc;
+    ngx_str_t                        other;
     ngx_pool_cleanup_t              *cln;
     ngx_http_aigw_loc_conf_t        *alcf;
     ngx_http_aigw_main_conf_t       *amcf;
@@ -306,8 +435,29 @@ ngx_http_aigw_cache_lookup(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     cr->locked = cr->entry.locked;
 
     if (rc == NGX_HTTP_AIGW_CACHE_FOUND
-        && cr->entry.stream == (ngx_uint_t) ctx->stream)
+        && cr->entry.stream != (ngx_uint_t) ctx->stream)
     {
+        /* stored in the other mode: the format makes one of the other */
+
+        rc = ctx->format->convert
+             ? ctx->format->convert(r, ctx, &cr->entry.data, &other)
+             : NGX_DECLINED;
+
+        if (rc == NGX_ERROR) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (rc == NGX_OK) {
+            cr->entry.data = other;
+            cr->entry.stream = ctx->stream;
+            rc = NGX_HTTP_AIGW_CACHE_FOUND;
+
+        } else {
+            rc = NGX_HTTP_AIGW_CACHE_NONE;
+        }
+    }
+
+    if (rc == NGX_HTTP_AIGW_CACHE_FOUND) {
         cr->status = NGX_HTTP_AIGW_CACHE_S_HIT;
         cr->store = 0;
 
@@ -382,8 +532,10 @@ ngx_http_aigw_cache_key(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     ngx_str_t                   ns, *model, *scope, *ep;
     unsigned int                len;
     ngx_http_aigw_cache_key_t   k;
+    uint64_t                    generation;
     ngx_http_aigw_main_conf_t  *amcf;
     u_char                      body[NGX_HTTP_AIGW_CACHE_KEY_LEN];
+    u_char                      nsd[NGX_HTTP_AIGW_CACHE_KEY_LEN];
 
     static ngx_str_t  global = ngx_string("*");
 
@@ -404,7 +556,17 @@ ngx_http_aigw_cache_key(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
                      / sizeof(ngx_str_t);
     }
 
-    k.scratch = ngx_pnalloc(r->pool, ctx->body.len + 64);
+    model = ctx->route_name.len ? &ctx->route_name
+                                : &ctx->candidates[0]->name;
+    scope = (alcf->cache_scope == NGX_HTTP_AIGW_CACHE_TENANT)
+            ? &ctx->tenant : &global;
+    ep = ngx_http_aigw_endpoint_name(ctx->endpoint);
+
+    /* the body's strings, then the key's parts with their lengths */
+
+    k.scratch = ngx_pnalloc(r->pool, ctx->body.len + 64
+                                     + ctx->format->name.len + ep->len
+                                     + model->len + 5 * NGX_INT64_LEN);
     if (k.scratch == NULL) {
         return NGX_ERROR;
     }
@@ -441,28 +603,26 @@ ngx_http_aigw_cache_key(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
         return NGX_ERROR;
     }
 
-    model = ctx->route_name.len ? &ctx->route_name
-                                : &ctx->candidates[0]->name;
-    scope = (alcf->cache_scope == NGX_HTTP_AIGW_CACHE_TENANT)
-            ? &ctx->tenant : &global;
-    ep = ngx_http_aigw_endpoint_name(ctx->endpoint);
+    /* the namespace's generation: a purge makes its old keys unreachable */
 
-    /* each part with its length: no two tuples give the same bytes */
-
-    p = k.scratch;
-    p = ngx_sprintf(p, NGX_HTTP_AIGW_CACHE_VERSION " %uz:%V %uz:%V %uz:%V",
-                    ctx->format->name.len, &ctx->format->name, ep->len, ep,
-                    model->len, model);
-
-    if (EVP_DigestInit_ex(k.md_ctx, k.md, NULL) != 1
-        || EVP_DigestUpdate(k.md_ctx, k.scratch, p - k.scratch) != 1)
+    if (ngx_http_aigw_cache_key_digest(&k, 'g', ns.data, ns.len, nsd)
+        != NGX_OK)
     {
         return NGX_ERROR;
     }
 
-    p = ngx_sprintf(k.scratch, " %uz:", scope->len);
+    generation = ngx_http_aigw_cache_zone_generation(amcf->cache_zone, nsd,
+                                                     0);
 
-    if (EVP_DigestUpdate(k.md_ctx, k.scratch, p - k.scratch) != 1
+    /* each part with its length: no two tuples give the same bytes */
+
+    p = ngx_sprintf(k.scratch, NGX_HTTP_AIGW_CACHE_VERSION
+                    " %uz:%V %uz:%V %uz:%V %uz:",
+                    ctx->format->name.len, &ctx->format->name, ep->len, ep,
+                    model->len, model, scope->len);
+
+    if (EVP_DigestInit_ex(k.md_ctx, k.md, NULL) != 1
+        || EVP_DigestUpdate(k.md_ctx, k.scratch, p - k.scratch) != 1
         || EVP_DigestUpdate(k.md_ctx, scope->data, scope->len) != 1)
     {
         return NGX_ERROR;
@@ -471,7 +631,14 @@ ngx_http_aigw_cache_key(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     p = ngx_sprintf(k.scratch, " %uz:", ns.len);
 
     if (EVP_DigestUpdate(k.md_ctx, k.scratch, p - k.scratch) != 1
-        || EVP_DigestUpdate(k.md_ctx, ns.data, ns.len) != 1
+        || EVP_DigestUpdate(k.md_ctx, ns.data, ns.len) != 1)
+    {
+        return NGX_ERROR;
+    }
+
+    p = ngx_sprintf(k.scratch, " g%uL ", generation);
+
+    if (EVP_DigestUpdate(k.md_ctx, k.scratch, p - k.scratch) != 1
         || EVP_DigestUpdate(k.md_ctx, body, sizeof(body)) != 1
         || EVP_DigestFinal_ex(k.md_ctx, key, &len) != 1)
     {

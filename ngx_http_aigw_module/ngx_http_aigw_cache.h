@@ -16,6 +16,7 @@
 
 #define NGX_HTTP_AIGW_CACHE_KEY_LEN    32      /* SHA-256 */
 #define NGX_HTTP_AIGW_CACHE_DEPTH      64
+#define NGX_HTTP_AIGW_CACHE_NS         256     /* namespaces purged */
 
 
 /*
@@ -53,6 +54,11 @@ ngx_int_t ngx_http_aigw_cache_key_body(ngx_http_aigw_cache_key_t *k,
 ngx_int_t ngx_http_aigw_cache_key_digest(ngx_http_aigw_cache_key_t *k,
     u_char tag, u_char *p, size_t len, u_char *out);
 
+/* readers of stored JSON answers (cache_key.c), for the formats' replay */
+u_char *ngx_http_aigw_cache_json_skip(u_char *p, u_char *last);
+u_char *ngx_http_aigw_cache_json_get(u_char *p, u_char *last,
+    const char *key, size_t len);
+
 
 /* what the zone (cache_zone.c) knows of an entry */
 
@@ -88,6 +94,8 @@ ngx_int_t ngx_http_aigw_cache_zone_get(ngx_shm_zone_t *zone, u_char *key,
 void ngx_http_aigw_cache_zone_unlock(ngx_shm_zone_t *zone, u_char *key);
 ngx_int_t ngx_http_aigw_cache_zone_put(ngx_shm_zone_t *zone, u_char *key,
     u_char *data, size_t len, ngx_uint_t stream, time_t ttl, ngx_log_t *log);
+uint64_t ngx_http_aigw_cache_zone_generation(ngx_shm_zone_t *zone,
+    u_char *name, ngx_uint_t bump);
 ngx_http_aigw_cache_counters_t *ngx_http_aigw_cache_zone_counters(
     ngx_shm_zone_t *zone);
 

@@ -561,3 +561,124 @@ ngx_http_aigw_cache_key_cmp(const void *a, const void *b)
 {
     return ngx_memcmp(a, b, NGX_HTTP_AIGW_KEY_DLEN);
 }
+
+
+/*
+ * Readers of a JSON answer the gateway stored, for its replay in the
+ * other mode: past a value, and a member of an object.  The text was
+ * checked when it was stored; they read only inside [p, last).
+ */
+
+u_char *
+ngx_http_aigw_cache_json_skip(u_char *p, u_char *last)
+{
+    ngx_uint_t  depth;
+
+    if (p >= last) {
+        return NULL;
+    }
+
+    if (*p == '"') {
+        return ngx_http_aigw_cache_key_string(p, last);
+    }
+
+    if (*p != '{' && *p != '[') {
+        while (p < last && *p != ',' && *p != '}' && *p != ']'
+               && *p != ' ' && *p != '\t' && *p != '\n' && *p != '\r')
+        {
+            p++;
+        }
+
+        return p;
+    }
+
+    depth = 0;
+
+    while (p < last) {
+
+        switch (*p) {
+
+        case '"':
+            p = ngx_http_aigw_cache_key_string(p, last);
+            if (p == NULL) {
+                return NULL;
+            }
+
+            continue;
+
+        case '{':
+        case '[':
+            depth++;
+            break;
+
+        case '}':
+        case ']':
+            if (--depth == 0) {
+                return p + 1;
+            }
+
+            break;
+        }
+
+        p++;
+    }
+
+    return NULL;
+}
+
+
+/* the first byte of the value of "key" in the object at p, or NULL */
+
+u_char *
+ngx_http_aigw_cache_json_get(u_char *p, u_char *last, const char *key,
+    size_t len)
+{
+    u_char  *k, *e;
+
+    if (p >= last || *p != '{') {
+        return NULL;
+    }
+
+    p++;
+
+    for ( ;; ) {
+        ngx_http_aigw_key_ws(p, last);
+
+        if (p >= last || *p != '"') {
+            return NULL;
+        }
+
+        k = p + 1;
+        e = ngx_http_aigw_cache_key_string(p, last);
+        if (e == NULL) {
+            return NULL;
+        }
+
+        p = e;
+        ngx_http_aigw_key_ws(p, last);
+
+        if (p >= last || *p != ':') {
+            return NULL;
+        }
+
+        p++;
+        ngx_http_aigw_key_ws(p, last);
+
+        if ((size_t) (e - 1 - k) == len && ngx_strncmp(k, key, len) == 0) {
+            return p < last ? p : NULL;
+        }
+
+        p = ngx_http_aigw_cache_json_skip(p, last);
+        if (p == NULL) {
+            return NULL;
+        }
+
+        ngx_http_aigw_key_ws(p, last);
+
+        if (p >= last || *p != ',') {
+            return NULL;
+        }
+
+        p++;
+    }
+}

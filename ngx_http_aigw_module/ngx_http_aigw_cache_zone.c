@@ -33,11 +33,20 @@ typedef struct {
 } ngx_http_aigw_cache_node_t;
 
 
+/* a namespace's generation: bumped by a purge, part of every key */
+typedef struct {
+    u_char                          name[NGX_HTTP_AIGW_CACHE_KEY_LEN];
+    uint64_t                        generation;
+} ngx_http_aigw_cache_ns_t;
+
+
 typedef struct {
     ngx_rbtree_t                    rbtree;
     ngx_rbtree_node_t               sentinel;
     ngx_queue_t                     queue;
     ngx_http_aigw_cache_counters_t  counters;
+    ngx_uint_t                      nns;
+    ngx_http_aigw_cache_ns_t        ns[NGX_HTTP_AIGW_CACHE_NS];
 } ngx_http_aigw_cache_sh_t;
 
 
@@ -458,6 +467,62 @@ ngx_http_aigw_cache_zone_put(ngx_shm_zone_t *shm_zone, u_char *key,
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * The generation of a namespace (by the digest of its name): 0 until it
+ * is purged.  With bump, the next one, returned; NGX_ERROR (as
+ * (uint64_t) -1) when the table of purged namespaces is full.
+ */
+
+uint64_t
+ngx_http_aigw_cache_zone_generation(ngx_shm_zone_t *shm_zone, u_char *name,
+    ngx_uint_t bump)
+{
+    uint64_t                     g;
+    ngx_uint_t                   i;
+    ngx_http_aigw_cache_zone_t  *zone;
+
+    zone = shm_zone->data;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    for (i = 0; i < zone->sh->nns; i++) {
+        if (ngx_memcmp(zone->sh->ns[i].name, name,
+                       NGX_HTTP_AIGW_CACHE_KEY_LEN)
+            == 0)
+        {
+            break;
+        }
+    }
+
+    if (i == zone->sh->nns) {
+
+        if (!bump) {
+            ngx_shmtx_unlock(&zone->shpool->mutex);
+            return 0;
+        }
+
+        if (i == NGX_HTTP_AIGW_CACHE_NS) {
+            ngx_shmtx_unlock(&zone->shpool->mutex);
+            return (uint64_t) -1;
+        }
+
+        ngx_memcpy(zone->sh->ns[i].name, name, NGX_HTTP_AIGW_CACHE_KEY_LEN);
+        zone->sh->ns[i].generation = 0;
+        zone->sh->nns++;
+    }
+
+    if (bump) {
+        zone->sh->ns[i].generation++;
+    }
+
+    g = zone->sh->ns[i].generation;
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    return g;
 }
 
 

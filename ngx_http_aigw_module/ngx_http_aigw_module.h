@@ -77,6 +77,15 @@ typedef struct {
                                           ngx_http_aigw_ctx_t *ctx,
                                           ngx_http_aigw_sse_event_t *ev);
 
+    /*
+     * a stored answer replayed in the other mode (cache.c): a stream
+     * made from a JSON answer when ctx->stream, else a JSON answer from
+     * a stream; NGX_DECLINED when it cannot be (tool calls, choices)
+     */
+    ngx_int_t                    (*convert)(ngx_http_request_t *r,
+                                            ngx_http_aigw_ctx_t *ctx,
+                                            ngx_str_t *in, ngx_str_t *out);
+
     /* an error body: *out has room for error_len + escaped message */
     u_char                      *(*error)(u_char *p, ngx_uint_t status,
                                           const char *code, ngx_str_t *msg);
@@ -366,6 +375,8 @@ u_char *ngx_http_aigw_pii_metrics(ngx_http_aigw_main_conf_t *amcf,
 #define NGX_HTTP_AIGW_CACHE_GLOBAL     1
 
 char *ngx_http_aigw_cache_zone(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_aigw_cache_purge(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_aigw_cache_merge(ngx_conf_t *cf,
     ngx_http_aigw_loc_conf_t *prev, ngx_http_aigw_loc_conf_t *conf);

@@ -237,6 +237,44 @@ t_limits(void)
 }
 
 
+/* the readers of stored answers: a member found, values skipped whole */
+
+static void
+t_json(void)
+{
+    u_char      *b, *v;
+    size_t       n;
+    const char  *s;
+
+    s = "{\"a\":{\"x\":[1,{\"b\":2}],\"s\":\"}\\\"]\"},"
+        "\"b\" : \"B\",\"c\":-1.5e3,\"d\":null}";
+    n = strlen(s);
+    b = t_dup((const u_char *) s, n);
+
+    v = ngx_http_aigw_cache_json_get(b, b + n, "b", 1);
+    t_check(v && *v == '"' && v[1] == 'B',
+            "a top-level member, not a nested one");
+
+    v = ngx_http_aigw_cache_json_get(b, b + n, "c", 1);
+    t_check(v && ngx_http_aigw_cache_json_skip(v, b + n) - v == 6,
+            "a number skipped whole");
+
+    v = ngx_http_aigw_cache_json_get(b, b + n, "a", 1);
+    t_check(v && *ngx_http_aigw_cache_json_skip(v, b + n) == ',',
+            "an object skipped whole, brackets in strings too");
+
+    t_check(ngx_http_aigw_cache_json_get(b, b + n, "e", 1) == NULL,
+            "a missing member");
+
+    for (n = 0; n < strlen(s); n++) {
+        v = ngx_http_aigw_cache_json_get(b, b + n, "d", 1);
+        t_check(v == NULL || v < b + n, "a prefix read within its bytes");
+    }
+
+    free(b);
+}
+
+
 int
 main(int argc, char **argv)
 {
@@ -261,6 +299,10 @@ main(int argc, char **argv)
 
     t_begin("limits");
     t_limits();
+    t_end();
+
+    t_begin("stored answers");
+    t_json();
     t_end();
 
     EVP_MD_CTX_free(t_md_ctx);

@@ -27,6 +27,7 @@
 #define NGX_HTTP_AIGW_CACHE_S_HIT       2
 #define NGX_HTTP_AIGW_CACHE_S_BYPASS    3
 #define NGX_HTTP_AIGW_CACHE_S_EXPIRED   4
+#define NGX_HTTP_AIGW_CACHE_S_TEMPLATE  5   /* a hit by a template */
 
 /* the format of the key: a change makes every old entry a miss */
 #define NGX_HTTP_AIGW_CACHE_VERSION     "aigw-cache-1"
@@ -51,6 +52,7 @@ typedef struct {
     size_t                        size;
 
     unsigned                      store:1;
+    unsigned                      template:1; /* keyed by a template */
     unsigned                      locked:1;   /* holds the entry's lock */
     unsigned                      waiting:1;
     unsigned                      overflow:1;
@@ -58,7 +60,13 @@ typedef struct {
 
 
 static ngx_int_t ngx_http_aigw_cache_key(ngx_http_request_t *r,
-    ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_loc_conf_t *alcf, u_char *key);
+    ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_loc_conf_t *alcf, u_char *key,
+    ngx_uint_t *template);
+
+/* cache_template.c */
+ngx_int_t ngx_http_aigw_cache_template_match(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_array_t *templates,
+    ngx_http_aigw_cache_key_t *k);
 static ngx_int_t ngx_http_aigw_cache_lookup(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_cache_req_t *cr);
 static void ngx_http_aigw_cache_wake(ngx_event_t *ev);
@@ -78,8 +86,15 @@ static ngx_str_t  ngx_http_aigw_cache_statuses[] = {
     ngx_string("MISS"),
     ngx_string("HIT"),
     ngx_string("BYPASS"),
-    ngx_string("EXPIRED")
+    ngx_string("EXPIRED"),
+    ngx_string("TEMPLATE_HIT")
 };
+
+
+/* a hit by a template says so */
+#define ngx_http_aigw_cache_shown(cr)                                         \
+    (((cr)->status == NGX_HTTP_AIGW_CACHE_S_HIT && (cr)->template)            \
+     ? NGX_HTTP_AIGW_CACHE_S_TEMPLATE : (cr)->status)
 
 
 /* fields that do not change the answer, unless aigw_cache_exclude says */
@@ -253,6 +268,8 @@ ngx_http_aigw_cache_merge(ngx_conf_t *cf, ngx_http_aigw_loc_conf_t *prev,
                               NGX_HTTP_AIGW_CACHE_TENANT);
     ngx_conf_merge_ptr_value(conf->cache_namespace, prev->cache_namespace,
                              NULL);
+    ngx_conf_merge_ptr_value(conf->cache_templates, prev->cache_templates,
+                             NULL);
     ngx_conf_merge_value(conf->cache_lock, prev->cache_lock, 1);
     ngx_conf_merge_msec_value(conf->cache_lock_timeout,
                               prev->cache_lock_timeout, 5000);
@@ -277,7 +294,7 @@ ngx_http_aigw_cache_handler(ngx_http_request_t *r)
 {
     time_t                      max_age;
     ngx_int_t                   rc;
-    ngx_uint_t                  no_cache, no_store;
+    ngx_uint_t                  no_cache, no_store, template;
     ngx_http_aigw_ctx_t        *ctx;
     ngx_http_aigw_cache_req_t  *cr;
     ngx_http_aigw_loc_conf_t   *alcf;
@@ -331,7 +348,7 @@ ngx_http_aigw_cache_handler(ngx_http_request_t *r)
 
     ngx_http_aigw_cache_control(r, &no_cache, &no_store, &max_age);
 
-    rc = ngx_http_aigw_cache_key(r, ctx, alcf, cr->key);
+    rc = ngx_http_aigw_cache_key(r, ctx, alcf, cr->key, &template);
 
     if (rc == NGX_ERROR) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -346,6 +363,7 @@ ngx_http_aigw_cache_handler(ngx_http_request_t *r)
     }
 
     cr->store = !no_store;
+    cr->template = template;
 
     if (no_cache) {
         (void) ngx_atomic_fetch_add(&cnt->bypasses, 1);
@@ -524,7 +542,7 @@ ngx_http_aigw_cache_cleanup(void *data)
 
 static ngx_int_t
 ngx_http_aigw_cache_key(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
-    ngx_http_aigw_loc_conf_t *alcf, u_char *key)
+    ngx_http_aigw_loc_conf_t *alcf, u_char *key, ngx_uint_t *template)
 {
     size_t                      n;
     u_char                     *p;
@@ -579,6 +597,18 @@ ngx_http_aigw_cache_key(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     }
 
     k.size = n;
+
+    *template = 0;
+
+    if (alcf->cache_templates) {
+        rc = ngx_http_aigw_cache_template_match(r, ctx, alcf->cache_templates,
+                                                &k);
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        *template = (rc == NGX_OK);
+    }
 
     rc = ngx_http_aigw_cache_key_body(&k, ctx->body.data,
                                       ctx->body.data + ctx->body.len, body);
@@ -824,6 +854,7 @@ ngx_http_aigw_cache_headers(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
 {
     u_char                     *p;
     time_t                      age;
+    ngx_str_t                  *s;
     ngx_http_aigw_cache_req_t  *cr;
 
     static ngx_str_t  name = ngx_string("X-AIGW-Cache");
@@ -835,10 +866,9 @@ ngx_http_aigw_cache_headers(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
         return NGX_OK;
     }
 
-    if (ngx_http_aigw_filter_add_header(r, &name,
-                              ngx_http_aigw_cache_statuses[cr->status].data,
-                              ngx_http_aigw_cache_statuses[cr->status].len)
-        != NGX_OK)
+    s = &ngx_http_aigw_cache_statuses[ngx_http_aigw_cache_shown(cr)];
+
+    if (ngx_http_aigw_filter_add_header(r, &name, s->data, s->len) != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -1051,7 +1081,7 @@ ngx_http_aigw_cache_variable(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     cr = ctx->cache;
 
     if (cr) {
-        *s = ngx_http_aigw_cache_statuses[cr->status];
+        *s = ngx_http_aigw_cache_statuses[ngx_http_aigw_cache_shown(cr)];
     }
 
     return NGX_OK;

@@ -46,6 +46,10 @@ typedef struct {
 
     ngx_str_t                  *exclude;   /* top-level keys */
     ngx_uint_t                  nexclude;
+
+    /* a string (its opening quote) whose digest is subst_digest */
+    u_char                     *subst;
+    u_char                      subst_digest[NGX_HTTP_AIGW_CACHE_KEY_LEN];
 } ngx_http_aigw_cache_key_t;
 
 

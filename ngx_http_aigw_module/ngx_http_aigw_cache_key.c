@@ -127,13 +127,19 @@ ngx_http_aigw_cache_key_value(ngx_http_aigw_cache_key_t *k, u_char **pp,
             return NGX_ERROR;
         }
 
+        *pp = e;
+        info->string = 1;
+
+        if (p == k->subst) {
+            /* a template's text: its name, version and variables */
+            ngx_memcpy(out, k->subst_digest, NGX_HTTP_AIGW_KEY_DLEN);
+            return NGX_OK;
+        }
+
         d = ngx_http_aigw_scan_unescape(k->scratch, p + 1, e - 1);
 
-        info->string = 1;
         info->is_text = (d - k->scratch == 4
                          && ngx_strncmp(k->scratch, "text", 4) == 0);
-
-        *pp = e;
 
         return ngx_http_aigw_cache_key_digest(k, 's', k->scratch,
                                               d - k->scratch, out);

@@ -382,6 +382,13 @@ static ngx_command_t  ngx_http_aigw_commands[] = {
       offsetof(ngx_http_aigw_loc_conf_t, cache_namespace),
       NULL },
 
+    { ngx_string("aigw_cache_template"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE3,
+      ngx_http_aigw_cache_template,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("aigw_cache_purge"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_aigw_cache_purge,
@@ -1145,6 +1152,7 @@ ngx_http_aigw_create_loc_conf(ngx_conf_t *cf)
     alcf->cache_namespace = NGX_CONF_UNSET_PTR;
     alcf->cache_lock = NGX_CONF_UNSET;
     alcf->cache_lock_timeout = NGX_CONF_UNSET_MSEC;
+    alcf->cache_templates = NGX_CONF_UNSET_PTR;
 
     return alcf;
 }

@@ -210,6 +210,7 @@ typedef struct {
     ngx_http_complex_value_t      *cache_namespace;
     ngx_flag_t                     cache_lock;
     ngx_msec_t                     cache_lock_timeout;
+    ngx_array_t                   *cache_templates;
 } ngx_http_aigw_loc_conf_t;
 
 
@@ -377,6 +378,8 @@ u_char *ngx_http_aigw_pii_metrics(ngx_http_aigw_main_conf_t *amcf,
 char *ngx_http_aigw_cache_zone(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_aigw_cache_purge(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_aigw_cache_template(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_aigw_cache_merge(ngx_conf_t *cf,
     ngx_http_aigw_loc_conf_t *prev, ngx_http_aigw_loc_conf_t *conf);

@@ -88,6 +88,13 @@ http {
         location /off/v1/ {
             aigw_pass;
         }
+        location /tpl/v1/ {
+            aigw_cache on;
+            aigw_cache_template weather 1
+                "(?i)^ *what is the weather in +(?<city>[^?]+?) *[?] *\$";
+            aigw_cache_template greet 2 "^hello (?<name>.+)\$";
+            aigw_pass;
+        }
         location = /metrics {
             aigw_metrics;
         }
@@ -404,6 +411,30 @@ $body = chat();
 my @q = map { post($body, key => 'k_cache_rpm') } 1 .. 4;
 is_deeply([map { $_->{status} } @q], [200, 200, 200, 429],
           'a hit counts for requests per minute');
+
+# templates: the variables, normalized, stand for the text
+
+sub tpl { post(chat(text => $_[0], extra => $_[1] // ''), prefix => '/tpl') }
+
+my $w1 = tpl('What is the weather in   Paris?');
+is(cache($w1), 'MISS', 'template: the first misses');
+my $w2 = tpl('what is the weather in PARIS ?');
+is(cache($w2), 'TEMPLATE_HIT', 'template: case and white space do not count');
+is($w2->{body}, $w1->{body}, 'template: the stored answer');
+like(hdr($w2, 'Age') // '', qr/^\d+$/, 'template: Age');
+is(cache(tpl('what is the weather in  new   york?')), 'MISS',
+   'template: another city');
+is(cache(tpl('what is the weather in New York ?')), 'TEMPLATE_HIT',
+   'template: white space inside a variable collapsed');
+is(cache(tpl('what is the weather in paris?', '"temperature":0,')), 'MISS',
+   'template: other fields still count');
+is(cache(tpl('hello World')) . ' ' . cache(tpl('hello world')),
+   'MISS TEMPLATE_HIT', 'a second template');
+is(cache(tpl('not a template ' . ++$n)) . ' '
+   . cache(tpl('not a template ' . $n)), 'MISS HIT',
+   'no template: the exact key');
+is(cache(tpl('Not a template ' . $n)), 'MISS',
+   'no template: case counts');
 
 # a purge: the namespace's entries are gone, another's stay
 

@@ -235,4 +235,42 @@ like($mt->{body}, qr/^aigw_cache_evictions_total [1-9]/m, 'evictions counted');
 
 no_alerts($small, 'full zone');
 
+# configurations nginx refuses
+
+for my $case (
+    [ 'aigw_cache on;', qr/"aigw_cache" is on, but no "aigw_cache_zone"/,
+      'aigw_cache without a zone' ],
+    [ 'aigw_cache_template t 1 "^hi (.*)\$";', qr/has no named captures/,
+      'a template without named captures' ],
+    [ 'aigw_cache_template t 1 "(?<x>";', qr/pcre2_compile\(\) failed/,
+      'a template that does not compile' ],
+    [ "aigw_cache_template t 1 \"(?<x>a)\";\n"
+      . 'aigw_cache_template t 2 "(?<y>b)";', qr/template "t" is duplicate/,
+      'a template twice' ],
+)
+{
+    my ($directives, $re, $what) = @$case;
+    my $bad = AigwNginx->new;
+    my $bdir = $bad->dir;
+    $bad->write_conf(<<"EOC");
+load_module $module;
+error_log $bdir/logs/error.log info;
+pid $bdir/logs/nginx.pid;
+events { worker_connections 16; }
+http {
+    aigw_provider ok http://127.0.0.1:$mock/v1;
+    aigw_model m ok:gpt-4o;
+    server {
+        listen 127.0.0.1:@{[ $bad->port ]};
+        location /v1/ {
+            $directives
+            aigw_pass;
+        }
+    }
+}
+EOC
+    ok(!$bad->start, "$what: refused");
+    like($bad->start_error, $re, "$what: said so");
+}
+
 done_testing();

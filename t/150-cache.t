@@ -357,11 +357,46 @@ is(cache($a2), 'HIT', 'anthropic stream: hit');
 like($a2->{body}, qr/event: message_stop/, 'anthropic stream: whole');
 is($a2->{body}, $a1->{body}, 'anthropic stream: the same events');
 
-# no replay across modes in Anthropic's format yet: a miss, stored anew
+# across modes in Anthropic's format: the stored stream as a message,
+# a stored message as a stream
+
+sub anthropic_text {
+    my ($body) = @_;
+    my ($text, $stop, $out) = ('', 0, undef);
+    for my $ev (split /\n\n/, $body) {
+        my ($data) = $ev =~ /^data: (.*)$/m or return undef;
+        my $j = eval { JSON::PP->new->decode($data) } or return undef;
+        $text .= $j->{delta}{text} // '' if $j->{type} eq 'content_block_delta';
+        $out = $j->{usage}{output_tokens} if $j->{type} eq 'message_delta';
+        $stop = 1 if $j->{type} eq 'message_stop';
+    }
+    return $stop ? { text => $text, output => $out } : undef;
+}
+
+my $sst = anthropic_text($a1->{body});
 $m =~ s/"stream":true,//;
 $a2 = $ngx->request('POST', '/v1/messages',
                     { 'x-api-key' => 'sk-k_cache_a' }, $m);
-is(cache($a2), 'MISS', 'anthropic: a stored stream, JSON asked: a miss');
+is(cache($a2), 'HIT', 'anthropic: a stored stream, JSON asked: hit');
+my $am = eval { JSON::PP->new->decode($a2->{body}) };
+is($am && $am->{content}[0]{text}, $sst->{text}, 'anthropic: the same text');
+is($am && $am->{usage}{output_tokens}, $sst->{output},
+   'anthropic: the stored usage');
+is($am && $am->{type}, 'message', 'anthropic: a message');
+
+$m =~ s/anthropic \d+/'anthropic ' . ++$n/e;
+$a1 = $ngx->request('POST', '/v1/messages',
+                    { 'x-api-key' => 'sk-k_cache_a' }, $m);
+(my $ms = $m) =~ s/"max_tokens":16,/"max_tokens":16,"stream":true,/;
+$a2 = $ngx->request('POST', '/v1/messages',
+                    { 'x-api-key' => 'sk-k_cache_a' }, $ms);
+is(cache($a2), 'HIT', 'anthropic: a stored message, a stream asked: hit');
+my $as = anthropic_text($a2->{body});
+$am = JSON::PP->new->decode($a1->{body});
+is($as && $as->{text}, $am->{content}[0]{text},
+   'anthropic: the stream has the same text');
+is($as && $as->{output}, $am->{usage}{output_tokens},
+   'anthropic: and the same output count');
 
 # never stored: a cut stream, an error answer, a stream with an error
 

@@ -96,3 +96,35 @@ test('anthropic: a message and a stream replayed', { ...T, skip }, async () => {
     assert.deepEqual(s2.usage, s1.usage);
     assert.ok(s2.usage.output_tokens > 0);
 });
+
+test('across modes: a stored answer replayed as a stream, and back', { ...T, skip }, async () => {
+    const client = openaiClient({ baseURL: OPENAI_URL });
+    const messages = [{ role: 'user', content: `modes ${run}` }];
+
+    const json = await client.chat.completions.create({ model: CHAT_MODEL, messages });
+    const s = await openaiStream(client, {
+        model: CHAT_MODEL, stream: true, messages,
+        stream_options: { include_usage: true },
+    });
+    assert.equal(s.cache, 'HIT');
+    assert.equal(s.text, json.choices[0].message.content);
+    assert.deepEqual(s.usage, json.usage);
+
+    const messages2 = [{ role: 'user', content: `modes back ${run}` }];
+    const s2 = await openaiStream(client, { model: CHAT_MODEL, stream: true, messages: messages2 });
+    const { data, response } = await client.chat.completions
+        .create({ model: CHAT_MODEL, messages: messages2 }).withResponse();
+    assert.equal(response.headers.get('x-aigw-cache'), 'HIT');
+    assert.equal(data.choices[0].message.content, s2.text);
+
+    const anthropic = anthropicClient({ baseURL: ANTHROPIC_URL });
+    const req = {
+        model: ANTHROPIC_MODEL, max_tokens: 64,
+        messages: [{ role: 'user', content: `anthropic modes ${run}` }],
+    };
+    const msg = await anthropic.messages.create(req);
+    const streamed = await anthropic.messages.stream(req).finalMessage();
+    assert.deepEqual(streamed.content, msg.content);
+    assert.equal(streamed.usage.output_tokens, msg.usage.output_tokens);
+    assert.equal(streamed.stop_reason, msg.stop_reason);
+});

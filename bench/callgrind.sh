@@ -9,7 +9,8 @@
 #
 #   -n REQUESTS  requests counted per case (default 2000, at most 100000)
 #   -s STREAMS   requests counted per long-stream case (default 10)
-#   -c CASES     which of "json-aigw json-plain json-quota sse-aigw sse-plain
+#   -c CASES     which of "json-aigw json-plain json-quota json-cache
+#                json-cachemiss sse-aigw sse-plain
 #                stream-aigw stream-plain streamu-aigw streamu-plain"
 #                (default all; a comma or space separated list).  stream:
 #                500 events, one a read, from aigw-mock.js, the client
@@ -66,7 +67,8 @@ CASES=$(echo ${CASES//,/ })
 NODE_MOCK=
 for c in $CASES; do
     case $c in
-        json-aigw|json-plain|json-quota|sse-aigw|sse-plain) ;;
+        json-aigw|json-plain|json-quota|json-cache|json-cachemiss) ;;
+        sse-aigw|sse-plain) ;;
         stream-aigw|stream-plain|streamu-aigw|streamu-plain)
             NODE_MOCK=1 ;;
         *) bench_die "unknown case '$c'" ;;
@@ -320,6 +322,21 @@ if [ -n "${IR[json-quota]:-}" ] && [ -n "${IR[json-aigw]:-}" ]; then
     printf ' %+d over aigw_pass without limits\n' \
         $(( IR[json-quota] - IR[json-aigw] ))
 fi
+
+# the exact cache: a hit, and a miss that stores, against aigw_pass
+for m in cache cachemiss; do
+    if [ -n "${IR[json-$m]:-}" ] && [ -n "${IR[json-aigw]:-}" ]; then
+        echo
+        printf 'json %s: %d Ir/request, %+d over aigw_pass without a cache' \
+            "$( [ $m = cache ] && echo 'cache hit' || echo 'cache miss')" \
+            "${IR[json-$m]}" $(( IR[json-$m] - IR[json-aigw] ))
+        [ -n "${IR[json-plain]:-}" ] \
+            && printf ', %.3f of the plain proxy' \
+                "$(awk -v a="${IR[json-$m]}" -v p="${IR[json-plain]}" \
+                   'BEGIN { print a / p }')"
+        echo
+    fi
+done
 
 # the long stream: the difference per event (events: the data lines the
 # client got from the plain proxy)

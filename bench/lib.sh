@@ -425,6 +425,8 @@ EOF
     aigw_model  bench-json  mockjson:gpt-4o-mini  input=0.15 output=0.60;
     aigw_model  bench-sse   mocksse:gpt-4o-mini   input=0.15 output=0.60;
 
+    aigw_cache_zone  bench_cache:16m;
+
     aigw_keepalive           $ka;
     aigw_keepalive_requests  1000000;
     aigw_keepalive_timeout   300s;
@@ -460,6 +462,20 @@ $stream_locations        location /aigw/json/v1/ {
 
         location /aigw/sse/v1/ {
             aigw_pass  bench-sse;
+        }
+
+        # (d) the exact cache: every request a hit (the same body)
+        location /cache/json/v1/ {
+            aigw_cache  on;
+            aigw_pass  bench-json;
+        }
+
+        # (e) the cache's cost on a miss: key, lookup, store (a TTL of
+        # 0 s makes every request a miss that stores)
+        location /cachemiss/json/v1/ {
+            aigw_cache      on;
+            aigw_cache_ttl  0s;
+            aigw_pass  bench-json;
         }
 
         # (c) aigw with limits that never refuse: the quota step's cost

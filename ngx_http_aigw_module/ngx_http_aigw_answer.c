@@ -36,10 +36,10 @@ static ngx_int_t ngx_http_aigw_answer_chunked(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx);
 static ngx_int_t ngx_http_aigw_answer_grow(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, size_t size);
-static ngx_int_t ngx_http_aigw_answer_rewrite(ngx_http_request_t *r,
-    ngx_http_aigw_ctx_t *ctx, ngx_buf_t *b);
 static ngx_int_t ngx_http_aigw_answer_check(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, u_char *p, u_char *last);
+static ngx_int_t ngx_http_aigw_answer_done(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_buf_t *b);
 #if (nginx_version >= 1023000)
 static ngx_table_elt_t *ngx_http_aigw_answer_encoding(
     ngx_http_upstream_t *u);
@@ -134,7 +134,7 @@ ngx_http_aigw_answer_hold(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
                 return NGX_HTTP_UPSTREAM_INVALID_HEADER;
             }
 
-            return ngx_http_aigw_answer_rewrite(r, ctx, &u->buffer);
+            return ngx_http_aigw_answer_done(r, ctx, &u->buffer);
         }
 
         size = (size_t) len;
@@ -227,25 +227,31 @@ ngx_http_aigw_answer_process(ngx_http_request_t *r)
     u->buffer.last = b->last;
     u->buffer.end = b->last;
 
-    return ngx_http_aigw_answer_rewrite(r, ctx, &u->buffer);
+    return ngx_http_aigw_answer_done(r, ctx, &u->buffer);
 }
 
 
 /*
- * A whole answer as the client gets it: aigw_pii restore puts the
- * client's values back for placeholders, a translated answer is
- * rewritten in the client's format
+ * A whole, checked answer as the client gets it: aigw_pii restore puts
+ * the client's values back for placeholders, a translated answer is
+ * rewritten in the client's format, and then it may be cached
  */
 
 static ngx_int_t
-ngx_http_aigw_answer_rewrite(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
+ngx_http_aigw_answer_done(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     ngx_buf_t *b)
 {
-    if (ngx_http_aigw_pii_restore(r, ctx, b) != NGX_OK) {
+    if (ngx_http_aigw_pii_restore(r, ctx, b) != NGX_OK
+        || ngx_http_aigw_translate_answer(r, ctx, b) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
-    return ngx_http_aigw_translate_answer(r, ctx, b);
+    if (ctx->cache && r->upstream->headers_in.status_n == NGX_HTTP_OK) {
+        ngx_http_aigw_cache_answer(r, ctx, b);
+    }
+
+    return NGX_OK;
 }
 
 

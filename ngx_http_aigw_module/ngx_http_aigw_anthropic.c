@@ -9,6 +9,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_aigw_module.h"
+#include "ngx_http_aigw_cache.h"
 
 
 /*
@@ -27,6 +28,14 @@ static ngx_int_t ngx_http_aigw_anthropic_edit(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx);
 static ngx_uint_t ngx_http_aigw_anthropic_event(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_sse_event_t *ev);
+static ngx_int_t ngx_http_aigw_anthropic_convert(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_str_t *in, ngx_str_t *out);
+static ngx_int_t ngx_http_aigw_anthropic_to_stream(ngx_http_request_t *r,
+    ngx_str_t *in, ngx_str_t *out);
+static ngx_int_t ngx_http_aigw_anthropic_to_json(ngx_http_request_t *r,
+    ngx_str_t *in, ngx_str_t *out);
+static u_char *ngx_http_aigw_anthropic_span(u_char *obj, u_char *last,
+    const char *key, size_t len, ngx_str_t *v);
 static u_char *ngx_http_aigw_anthropic_error(u_char *p, ngx_uint_t status,
     const char *code, ngx_str_t *msg);
 
@@ -45,6 +54,7 @@ ngx_http_aigw_format_t  ngx_http_aigw_anthropic_format = {
     ngx_http_aigw_anthropic_headers,
     ngx_http_aigw_anthropic_edit,
     ngx_http_aigw_anthropic_event,
+    ngx_http_aigw_anthropic_convert,
     ngx_http_aigw_anthropic_error,
     sizeof("{\"type\":\"error\",\"error\":{\"type\":\"authentication_error\","
            "\"message\":\"\"}}") - 1,
@@ -178,6 +188,328 @@ ngx_http_aigw_anthropic_event(ngx_http_request_t *r,
     }
 
     return 0;
+}
+
+
+/*
+ * A stored message in the other mode: the events of a stream of one text
+ * block (message_start with the usage, the block, message_delta with the
+ * stop reason and output count, message_stop); or, from a stored stream,
+ * one message with the text of every text_delta.  Text only: tool use
+ * and thinking blocks are declined (a miss).
+ */
+
+static ngx_int_t
+ngx_http_aigw_anthropic_convert(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_str_t *in, ngx_str_t *out)
+{
+    if (ctx->endpoint != NGX_HTTP_AIGW_EP_MESSAGES) {
+        return NGX_DECLINED;
+    }
+
+    return ctx->stream ? ngx_http_aigw_anthropic_to_stream(r, in, out)
+                       : ngx_http_aigw_anthropic_to_json(r, in, out);
+}
+
+
+/* the value of a member as a span of the text, or NULL */
+
+static u_char *
+ngx_http_aigw_anthropic_span(u_char *obj, u_char *last, const char *key,
+    size_t len, ngx_str_t *v)
+{
+    u_char  *p, *e;
+
+    ngx_str_null(v);
+
+    p = ngx_http_aigw_cache_json_get(obj, last, key, len);
+
+    if (p == NULL) {
+        return NULL;
+    }
+
+    e = ngx_http_aigw_cache_json_skip(p, last);
+
+    if (e == NULL) {
+        return NULL;
+    }
+
+    v->data = p;
+    v->len = e - p;
+
+    return p;
+}
+
+
+static ngx_int_t
+ngx_http_aigw_anthropic_to_stream(ngx_http_request_t *r, ngx_str_t *in,
+    ngx_str_t *out)
+{
+    u_char     *p, *last, *block, *e;
+    size_t      len;
+    ngx_str_t   id, model, content, text, type, stop, seq, usage, output;
+
+    p = in->data;
+    last = p + in->len;
+
+    if (ngx_http_aigw_anthropic_span(p, last, "content", 7, &content)
+        == NULL
+        || content.data[0] != '[')
+    {
+        return NGX_DECLINED;
+    }
+
+    block = content.data + 1;
+    e = ngx_http_aigw_cache_json_skip(block, last);
+
+    if (e == NULL || *block != '{' || *e != ']') {
+        return NGX_DECLINED;  /* not one block */
+    }
+
+    if (ngx_http_aigw_anthropic_span(block, e, "type", 4, &type) == NULL
+        || type.len != 6 || ngx_strncmp(type.data, "\"text\"", 6) != 0
+        || ngx_http_aigw_anthropic_span(block, e, "text", 4, &text) == NULL
+        || text.data[0] != '"')
+    {
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_aigw_anthropic_span(p, last, "id", 2, &id) == NULL
+        || ngx_http_aigw_anthropic_span(p, last, "model", 5, &model) == NULL
+        || ngx_http_aigw_anthropic_span(p, last, "stop_reason", 11, &stop)
+           == NULL
+        || ngx_http_aigw_anthropic_span(p, last, "usage", 5, &usage) == NULL
+        || usage.data[0] != '{'
+        || ngx_http_aigw_anthropic_span(usage.data, usage.data + usage.len,
+                                        "output_tokens", 13, &output)
+           == NULL)
+    {
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_aigw_anthropic_span(p, last, "stop_sequence", 13, &seq)
+        == NULL)
+    {
+        ngx_str_set(&seq, "null");
+    }
+
+    len = 1024 + id.len + model.len + usage.len + text.len + stop.len
+          + seq.len + output.len;
+
+    out->data = ngx_pnalloc(r->pool, len);
+    if (out->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_sprintf(out->data,
+            "event: message_start\n"
+            "data: {\"type\":\"message_start\",\"message\":{\"id\":%V,"
+            "\"type\":\"message\",\"role\":\"assistant\",\"model\":%V,"
+            "\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,"
+            "\"usage\":%V}}\n\n"
+            "event: content_block_start\n"
+            "data: {\"type\":\"content_block_start\",\"index\":0,"
+            "\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n"
+            "event: content_block_delta\n"
+            "data: {\"type\":\"content_block_delta\",\"index\":0,"
+            "\"delta\":{\"type\":\"text_delta\",\"text\":%V}}\n\n"
+            "event: content_block_stop\n"
+            "data: {\"type\":\"content_block_stop\",\"index\":0}\n\n"
+            "event: message_delta\n"
+            "data: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":%V,"
+            "\"stop_sequence\":%V},\"usage\":{\"output_tokens\":%V}}\n\n"
+            "event: message_stop\n"
+            "data: {\"type\":\"message_stop\"}\n\n",
+            &id, &model, &usage, &text, &stop, &seq, &output);
+
+    out->len = p - out->data;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_aigw_anthropic_to_json(ngx_http_request_t *r, ngx_str_t *in,
+    ngx_str_t *out)
+{
+    u_char                     *p, *last, *d, *e, *text, *buf, *msg;
+    ngx_str_t                   id, model, stop, seq, input, output, v, t;
+    ngx_uint_t                  done;
+    ngx_http_aigw_sse_event_t   ev;
+    ngx_http_aigw_sse_parser_t  sse;
+
+    buf = ngx_pnalloc(r->pool, NGX_HTTP_AIGW_SSE_METER);
+    text = ngx_pnalloc(r->pool, in->len);
+
+    if (buf == NULL || text == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_str_null(&id);
+    ngx_str_null(&model);
+    ngx_str_null(&input);
+    ngx_str_null(&output);
+    ngx_str_set(&stop, "null");
+    ngx_str_set(&seq, "null");
+
+    d = text;
+    done = 0;
+
+    ngx_http_aigw_sse_init(&sse, buf, NGX_HTTP_AIGW_SSE_METER);
+
+    p = in->data;
+    last = p + in->len;
+
+    while (ngx_http_aigw_sse_parse(&sse, &p, last, &ev) == NGX_OK) {
+
+        if (ev.event.len == sizeof("message_stop") - 1
+            && ngx_strncmp(ev.event.data, "message_stop", ev.event.len) == 0)
+        {
+            done = 1;
+            break;
+        }
+
+        if (ev.truncated || ev.data.len == 0) {
+            return NGX_DECLINED;
+        }
+
+        e = ev.data.data + ev.data.len;
+
+        if (ngx_http_aigw_anthropic_span(ev.data.data, e, "type", 4, &t)
+            == NULL)
+        {
+            return NGX_DECLINED;
+        }
+
+#define ngx_http_aigw_anthropic_is(t, s)                                      \
+    ((t).len == sizeof("\"" s "\"") - 1                                       \
+     && ngx_strncmp((t).data, "\"" s "\"", (t).len) == 0)
+
+#define ngx_http_aigw_anthropic_keep(to, from)                                \
+    (to).data = ngx_pstrdup(r->pool, &(from));                                \
+    (to).len = (from).len;                                                    \
+    if ((to).data == NULL) {                                                  \
+        return NGX_ERROR;                                                     \
+    }
+
+        if (ngx_http_aigw_anthropic_is(t, "message_start")) {
+            msg = ngx_http_aigw_cache_json_get(ev.data.data, e, "message", 7);
+
+            if (msg == NULL
+                || ngx_http_aigw_anthropic_span(msg, e, "id", 2, &v) == NULL)
+            {
+                return NGX_DECLINED;
+            }
+
+            ngx_http_aigw_anthropic_keep(id, v);
+
+            if (ngx_http_aigw_anthropic_span(msg, e, "model", 5, &v)
+                == NULL)
+            {
+                return NGX_DECLINED;
+            }
+
+            ngx_http_aigw_anthropic_keep(model, v);
+
+            if (ngx_http_aigw_anthropic_span(msg, e, "usage", 5, &v)
+                && v.data[0] == '{'
+                && ngx_http_aigw_anthropic_span(v.data, v.data + v.len,
+                                                "input_tokens", 12, &v))
+            {
+                ngx_http_aigw_anthropic_keep(input, v);
+            }
+
+        } else if (ngx_http_aigw_anthropic_is(t, "content_block_start")) {
+
+            if (ngx_http_aigw_anthropic_span(ev.data.data, e, "index", 5, &v)
+                == NULL
+                || v.len != 1 || v.data[0] != '0')
+            {
+                return NGX_DECLINED;  /* a second block */
+            }
+
+            msg = ngx_http_aigw_cache_json_get(ev.data.data, e,
+                                               "content_block", 13);
+
+            if (msg == NULL
+                || ngx_http_aigw_anthropic_span(msg, e, "type", 4, &v)
+                   == NULL
+                || !ngx_http_aigw_anthropic_is(v, "text"))
+            {
+                return NGX_DECLINED;  /* tool use, thinking */
+            }
+
+        } else if (ngx_http_aigw_anthropic_is(t, "content_block_delta")) {
+            msg = ngx_http_aigw_cache_json_get(ev.data.data, e, "delta", 5);
+
+            if (msg == NULL
+                || ngx_http_aigw_anthropic_span(msg, e, "type", 4, &v)
+                   == NULL
+                || !ngx_http_aigw_anthropic_is(v, "text_delta")
+                || ngx_http_aigw_anthropic_span(msg, e, "text", 4, &v)
+                   == NULL
+                || v.data[0] != '"')
+            {
+                return NGX_DECLINED;
+            }
+
+            d = ngx_cpymem(d, v.data + 1, v.len - 2);
+
+        } else if (ngx_http_aigw_anthropic_is(t, "message_delta")) {
+            msg = ngx_http_aigw_cache_json_get(ev.data.data, e, "delta", 5);
+
+            if (msg && ngx_http_aigw_anthropic_span(msg, e, "stop_reason",
+                                                    11, &v))
+            {
+                ngx_http_aigw_anthropic_keep(stop, v);
+            }
+
+            if (msg && ngx_http_aigw_anthropic_span(msg, e, "stop_sequence",
+                                                    13, &v))
+            {
+                ngx_http_aigw_anthropic_keep(seq, v);
+            }
+
+            msg = ngx_http_aigw_cache_json_get(ev.data.data, e, "usage", 5);
+
+            if (msg && ngx_http_aigw_anthropic_span(msg, e, "output_tokens",
+                                                    13, &v))
+            {
+                ngx_http_aigw_anthropic_keep(output, v);
+            }
+
+        } else if (ngx_http_aigw_anthropic_is(t, "error")) {
+            return NGX_DECLINED;
+        }
+
+#undef ngx_http_aigw_anthropic_is
+#undef ngx_http_aigw_anthropic_keep
+    }
+
+    if (!done || id.len == 0 || input.len == 0 || output.len == 0) {
+        return NGX_DECLINED;
+    }
+
+    v.data = text;
+    v.len = d - text;
+
+    out->data = ngx_pnalloc(r->pool, 256 + id.len + model.len + v.len
+                                     + stop.len + seq.len + input.len
+                                     + output.len);
+    if (out->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_sprintf(out->data, "{\"id\":%V,\"type\":\"message\","
+                    "\"role\":\"assistant\",\"model\":%V,\"content\":"
+                    "[{\"type\":\"text\",\"text\":\"%V\"}],"
+                    "\"stop_reason\":%V,\"stop_sequence\":%V,"
+                    "\"usage\":{\"input_tokens\":%V,\"output_tokens\":%V}}",
+                    &id, &model, &v, &stop, &seq, &input, &output);
+
+    out->len = p - out->data;
+
+    return NGX_OK;
 }
 
 

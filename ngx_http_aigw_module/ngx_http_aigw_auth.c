@@ -28,10 +28,7 @@ ngx_http_aigw_auth_keys(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_aigw_main_conf_t *amcf = conf;
 
-    ngx_str_t           *value, file;
-#if (OPENSSL_VERSION_NUMBER >= 0x30000000L)
-    ngx_pool_cleanup_t  *cln;
-#endif
+    ngx_str_t  *value, file;
 
     if (amcf->keys) {
         return "is duplicate";
@@ -44,6 +41,23 @@ ngx_http_aigw_auth_keys(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     if (amcf->keys == NULL) {
         return NGX_CONF_ERROR;
+    }
+
+    return ngx_http_aigw_auth_sha256(cf, amcf);
+}
+
+
+/* SHA-256 for the keys and the cache, set up once */
+
+char *
+ngx_http_aigw_auth_sha256(ngx_conf_t *cf, ngx_http_aigw_main_conf_t *amcf)
+{
+#if (OPENSSL_VERSION_NUMBER >= 0x30000000L)
+    ngx_pool_cleanup_t  *cln;
+#endif
+
+    if (amcf->sha256_ctx) {
+        return NGX_CONF_OK;
     }
 
     /*

@@ -132,7 +132,9 @@ ngx_http_aigw_header_filter(ngx_http_request_t *r)
         return ngx_http_next_header_filter(r);
     }
 
-    if (ngx_http_aigw_quota_headers(r, ctx) != NGX_OK) {
+    if (ngx_http_aigw_quota_headers(r, ctx) != NGX_OK
+        || ngx_http_aigw_cache_headers(r, ctx) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -164,6 +166,7 @@ ngx_http_aigw_header_filter(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_aigw_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 {
+    ngx_int_t             rc;
     ngx_http_aigw_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
@@ -185,11 +188,23 @@ ngx_http_aigw_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
     }
 
     if (ctx->sse_buf) {
-        if (ctx->hide_usage) {
-            return ngx_http_aigw_sse_rewrite(r, ctx, in);
+        if (ctx->cache == NULL) {
+            return ctx->hide_usage ? ngx_http_aigw_sse_rewrite(r, ctx, in)
+                                   : ngx_http_aigw_sse_observe(r, ctx, in);
         }
 
-        return ngx_http_aigw_sse_observe(r, ctx, in);
+        /* a stream the cache keeps: its bytes, then its end */
+
+        if (ngx_http_aigw_cache_collect(r, ctx, in) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        rc = ctx->hide_usage ? ngx_http_aigw_sse_rewrite(r, ctx, in)
+                             : ngx_http_aigw_sse_observe(r, ctx, in);
+
+        ngx_http_aigw_cache_stream_end(r, ctx);
+
+        return rc;
 
     } else if (in && ctx->json_answer && !ctx->answer_metered
                && ngx_http_aigw_meter_json(r, ctx, in) != NGX_OK)

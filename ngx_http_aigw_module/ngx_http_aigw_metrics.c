@@ -394,7 +394,9 @@ ngx_http_aigw_metrics_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         /* a reload: the counters go on, if they mean the same */
 
         if (omt->spec.len != mt->spec.len
-            || ngx_strncmp(omt->spec.data, mt->spec.data, mt->spec.len) != 0)
+            || (mt->spec.len
+                && ngx_strncmp(omt->spec.data, mt->spec.data, mt->spec.len)
+                   != 0))
         {
             ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
                           "aigw_metrics_zone \"%V\" has labels \"%V\" "
@@ -673,6 +675,9 @@ ngx_http_aigw_metrics_log_handler(ngx_http_request_t *r)
     }
 
     ngx_http_aigw_meter_finish(r, ctx);
+
+    /* a cache lock left by a request that stored nothing */
+    ngx_http_aigw_cache_log(r, ctx);
 
     amcf = ngx_http_get_module_main_conf(r, ngx_http_aigw_module);
     mt = amcf->metrics;
@@ -1083,7 +1088,8 @@ ngx_http_aigw_metrics_handler(ngx_http_request_t *r)
     /* room for the overflow series and the quotas' 37 lines too */
     size = 4096 + NGX_HTTP_AIGW_METRICS_LINES
                   * (line + NGX_HTTP_AIGW_LABELS * 2 * 9)
-           + 37 * 128 + ngx_http_aigw_pii_metrics_size(amcf);
+           + 37 * 128 + ngx_http_aigw_pii_metrics_size(amcf)
+           + ngx_http_aigw_cache_metrics_size(amcf);
 
     if (root != sentinel) {
         for (node = ngx_rbtree_min(root, sentinel);
@@ -1150,6 +1156,7 @@ ngx_http_aigw_metrics_handler(ngx_http_request_t *r)
     }
 
     p = ngx_http_aigw_pii_metrics(amcf, p, b->end);
+    p = ngx_http_aigw_cache_metrics(amcf, p, b->end);
 
     b->last = p;
     b->last_buf = (r == r->main);

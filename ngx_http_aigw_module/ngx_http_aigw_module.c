@@ -58,6 +58,7 @@ static char *ngx_http_aigw_tenant_header(ngx_conf_t *cf, ngx_command_t *cmd,
 #define NGX_HTTP_AIGW_VAR_PROVIDER_ID     22
 #define NGX_HTTP_AIGW_VAR_PII             23
 #define NGX_HTTP_AIGW_VAR_CACHE_WRITE     24
+#define NGX_HTTP_AIGW_VAR_CACHE           25
 
 
 /*
@@ -71,6 +72,7 @@ static ngx_http_handler_pt  ngx_http_aigw_steps[] = {
     ngx_http_aigw_route_handler,           /* the model's candidates */
     ngx_http_aigw_pii_handler,             /* personal data, secrets */
     ngx_http_aigw_quota_handler,           /* limits, quotas, budgets */
+    ngx_http_aigw_cache_handler,           /* a stored answer */
     NULL
 };
 
@@ -94,6 +96,13 @@ ngx_http_aigw_format_t  *ngx_http_aigw_formats[] = {
 
 static ngx_conf_num_bounds_t  ngx_http_aigw_keepalive_bounds = {
     ngx_conf_check_num_bounds, 0, 65535
+};
+
+
+static ngx_conf_enum_t  ngx_http_aigw_cache_scopes[] = {
+    { ngx_string("tenant"), NGX_HTTP_AIGW_CACHE_TENANT },
+    { ngx_string("global"), NGX_HTTP_AIGW_CACHE_GLOBAL },
+    { ngx_null_string, 0 }
 };
 
 
@@ -340,6 +349,92 @@ static ngx_command_t  ngx_http_aigw_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_aigw_loc_conf_t, quota_redis_down),
       &ngx_http_aigw_quota_redis_down },
+
+    /* cache */
+
+    { ngx_string("aigw_cache_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_aigw_cache_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("aigw_cache"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_aigw_loc_conf_t, cache),
+      NULL },
+
+    { ngx_string("aigw_cache_ttl"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_aigw_loc_conf_t, cache_ttl),
+      NULL },
+
+    { ngx_string("aigw_cache_max_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_aigw_loc_conf_t, cache_max_size),
+      NULL },
+
+    { ngx_string("aigw_cache_bypass"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_set_predicate_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_aigw_loc_conf_t, cache_bypass),
+      NULL },
+
+    { ngx_string("aigw_cache_exclude"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_conf_set_str_array_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_aigw_loc_conf_t, cache_exclude),
+      NULL },
+
+    { ngx_string("aigw_cache_scope"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_aigw_loc_conf_t, cache_scope),
+      &ngx_http_aigw_cache_scopes },
+
+    { ngx_string("aigw_cache_namespace"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_aigw_loc_conf_t, cache_namespace),
+      NULL },
+
+    { ngx_string("aigw_cache_template"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE3,
+      ngx_http_aigw_cache_template,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("aigw_cache_purge"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_aigw_cache_purge,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("aigw_cache_lock"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_aigw_loc_conf_t, cache_lock),
+      NULL },
+
+    { ngx_string("aigw_cache_lock_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_aigw_loc_conf_t, cache_lock_timeout),
+      NULL },
     { ngx_string("aigw_pii"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_http_aigw_pii,
@@ -493,6 +588,9 @@ static ngx_http_variable_t  ngx_http_aigw_vars[] = {
     { ngx_string("aigw_pii"), NULL, ngx_http_aigw_variable,
       NGX_HTTP_AIGW_VAR_PII, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
+    { ngx_string("aigw_cache_status"), NULL, ngx_http_aigw_variable,
+      NGX_HTTP_AIGW_VAR_CACHE, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
     { ngx_string("aigw_meta_"), NULL, ngx_http_aigw_meta_variable,
       0, NGX_HTTP_VAR_NOCACHEABLE|NGX_HTTP_VAR_PREFIX, 0 },
 
@@ -626,6 +724,13 @@ ngx_http_aigw_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
 
     case NGX_HTTP_AIGW_VAR_PII:
         if (ngx_http_aigw_pii_variable(r, ctx, &s) == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        break;
+
+    case NGX_HTTP_AIGW_VAR_CACHE:
+        if (ngx_http_aigw_cache_variable(r, ctx, &s) == NGX_ERROR) {
             return NGX_ERROR;
         }
 
@@ -1080,6 +1185,18 @@ ngx_http_aigw_create_loc_conf(ngx_conf_t *cf)
     alcf->quota_store = NGX_CONF_UNSET_UINT;
     alcf->quota_redis_down = NGX_CONF_UNSET_UINT;
 
+    /* cache */
+    alcf->cache = NGX_CONF_UNSET;
+    alcf->cache_ttl = NGX_CONF_UNSET;
+    alcf->cache_max_size = NGX_CONF_UNSET_SIZE;
+    alcf->cache_bypass = NGX_CONF_UNSET_PTR;
+    alcf->cache_exclude = NGX_CONF_UNSET_PTR;
+    alcf->cache_scope = NGX_CONF_UNSET_UINT;
+    alcf->cache_namespace = NGX_CONF_UNSET_PTR;
+    alcf->cache_lock = NGX_CONF_UNSET;
+    alcf->cache_lock_timeout = NGX_CONF_UNSET_MSEC;
+    alcf->cache_templates = NGX_CONF_UNSET_PTR;
+
     return alcf;
 }
 
@@ -1171,7 +1288,9 @@ ngx_http_aigw_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
-    if (ngx_http_aigw_pii_merge(cf, prev, conf) != NGX_CONF_OK) {
+    if (ngx_http_aigw_pii_merge(cf, prev, conf) != NGX_CONF_OK
+        || ngx_http_aigw_cache_merge(cf, prev, conf) != NGX_CONF_OK)
+    {
         return NGX_CONF_ERROR;
     }
 

@@ -84,6 +84,15 @@ typedef struct {
                                           ngx_http_aigw_ctx_t *ctx,
                                           ngx_http_aigw_sse_event_t *ev);
 
+    /*
+     * a stored answer replayed in the other mode (cache.c): a stream
+     * made from a JSON answer when ctx->stream, else a JSON answer from
+     * a stream; NGX_DECLINED when it cannot be (tool calls, choices)
+     */
+    ngx_int_t                    (*convert)(ngx_http_request_t *r,
+                                            ngx_http_aigw_ctx_t *ctx,
+                                            ngx_str_t *in, ngx_str_t *out);
+
     /* an error body: *out has room for error_len + escaped message */
     u_char                      *(*error)(u_char *p, ngx_uint_t status,
                                           const char *code, ngx_str_t *msg);
@@ -172,6 +181,9 @@ typedef struct {
 
     uint64_t                       request_seq; /* the worker's ids */
     void                          *pii;        /* pii.c's detectors */
+
+    /* cache (cache.c) */
+    ngx_shm_zone_t                *cache_zone;
 } ngx_http_aigw_main_conf_t;
 
 
@@ -202,6 +214,18 @@ typedef struct {
 
     ngx_flag_t                     responses_fallback;
     ngx_uint_t                     translate_max_tokens;
+
+    /* cache (cache.c) */
+    ngx_flag_t                     cache;
+    time_t                         cache_ttl;
+    size_t                         cache_max_size;
+    ngx_array_t                   *cache_bypass;
+    ngx_array_t                   *cache_exclude;    /* ngx_str_t */
+    ngx_uint_t                     cache_scope;
+    ngx_http_complex_value_t      *cache_namespace;
+    ngx_flag_t                     cache_lock;
+    ngx_msec_t                     cache_lock_timeout;
+    ngx_array_t                   *cache_templates;
 } ngx_http_aigw_loc_conf_t;
 
 
@@ -226,6 +250,7 @@ struct ngx_http_aigw_ctx_s {
 
     void                          *quota;      /* quota.c's */
     void                          *pii;        /* pii.c's */
+    void                          *cache;      /* cache.c's */
 
     ngx_http_aigw_model_t        **candidates;
     ngx_uint_t                     ncandidates;
@@ -302,6 +327,8 @@ ngx_int_t ngx_http_aigw_zone_size(ngx_conf_t *cf, ngx_str_t *value,
 /* auth.c: step 1, the caller's key */
 char *ngx_http_aigw_auth_keys(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 ngx_int_t ngx_http_aigw_auth_handler(ngx_http_request_t *r);
+char *ngx_http_aigw_auth_sha256(ngx_conf_t *cf,
+    ngx_http_aigw_main_conf_t *amcf);
 
 /* body.c: step 2, the body read and scanned once; its splices */
 ngx_int_t ngx_http_aigw_body_handler(ngx_http_request_t *r);
@@ -364,6 +391,36 @@ ngx_int_t ngx_http_aigw_pii_variable(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_str_t *s);
 size_t ngx_http_aigw_pii_metrics_size(ngx_http_aigw_main_conf_t *amcf);
 u_char *ngx_http_aigw_pii_metrics(ngx_http_aigw_main_conf_t *amcf,
+    u_char *p, u_char *last);
+
+/* cache.c: the last step, the exact cache */
+#define NGX_HTTP_AIGW_CACHE_TENANT     0
+#define NGX_HTTP_AIGW_CACHE_GLOBAL     1
+
+char *ngx_http_aigw_cache_zone(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_aigw_cache_purge(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_aigw_cache_template(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_aigw_cache_merge(ngx_conf_t *cf,
+    ngx_http_aigw_loc_conf_t *prev, ngx_http_aigw_loc_conf_t *conf);
+ngx_int_t ngx_http_aigw_cache_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_aigw_cache_send(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
+ngx_int_t ngx_http_aigw_cache_headers(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
+ngx_int_t ngx_http_aigw_cache_collect(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_chain_t *in);
+void ngx_http_aigw_cache_stream_end(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
+void ngx_http_aigw_cache_answer(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_buf_t *b);
+void ngx_http_aigw_cache_log(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx);
+ngx_int_t ngx_http_aigw_cache_variable(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_str_t *s);
+size_t ngx_http_aigw_cache_metrics_size(ngx_http_aigw_main_conf_t *amcf);
+u_char *ngx_http_aigw_cache_metrics(ngx_http_aigw_main_conf_t *amcf,
     u_char *p, u_char *last);
 
 /* provider.c */

@@ -9,6 +9,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_aigw_module.h"
+#include "ngx_http_aigw_cache.h"
 
 
 /*
@@ -28,6 +29,14 @@ static ngx_uint_t ngx_http_aigw_openai_event(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_sse_event_t *ev);
 static ngx_uint_t ngx_http_aigw_openai_response_event(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_sse_event_t *ev);
+static ngx_int_t ngx_http_aigw_openai_convert(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_str_t *in, ngx_str_t *out);
+static ngx_int_t ngx_http_aigw_openai_to_stream(ngx_http_request_t *r,
+    ngx_str_t *in, ngx_str_t *out);
+static ngx_int_t ngx_http_aigw_openai_to_json(ngx_http_request_t *r,
+    ngx_str_t *in, ngx_str_t *out);
+static u_char *ngx_http_aigw_openai_span(u_char *obj, u_char *last,
+    const char *key, size_t len, ngx_str_t *v);
 static u_char *ngx_http_aigw_openai_error(u_char *p, ngx_uint_t status,
     const char *code, ngx_str_t *msg);
 
@@ -49,6 +58,7 @@ ngx_http_aigw_format_t  ngx_http_aigw_openai_format = {
     ngx_http_aigw_openai_headers,
     ngx_http_aigw_openai_edit,
     ngx_http_aigw_openai_event,
+    ngx_http_aigw_openai_convert,
     ngx_http_aigw_openai_error,
     sizeof("{\"error\":{\"message\":\"\",\"type\":\"invalid_request_error\","
            "\"param\":null,\"code\":\"\"}}") - 1,
@@ -295,6 +305,308 @@ ngx_http_aigw_openai_response_event(ngx_http_request_t *r,
     }
 
     return NGX_HTTP_AIGW_EVENT_LAST;
+ * A stored chat completion in the other mode: a stream of one content
+ * chunk, a finish chunk, the usage chunk and [DONE]; or, from a stored
+ * stream, one chat.completion with the content of every delta.  One
+ * choice of text only: tool calls and n > 1 are declined (a miss).
+ */
+
+static ngx_int_t
+ngx_http_aigw_openai_convert(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
+    ngx_str_t *in, ngx_str_t *out)
+{
+    if (ctx->endpoint != NGX_HTTP_AIGW_EP_CHAT) {
+        return NGX_DECLINED;
+    }
+
+    return ctx->stream ? ngx_http_aigw_openai_to_stream(r, in, out)
+                       : ngx_http_aigw_openai_to_json(r, in, out);
+}
+
+
+/* the value of a member as a span of the text, or NULL */
+
+static u_char *
+ngx_http_aigw_openai_span(u_char *obj, u_char *last, const char *key,
+    size_t len, ngx_str_t *v)
+{
+    u_char  *p, *e;
+
+    p = ngx_http_aigw_cache_json_get(obj, last, key, len);
+
+    if (p == NULL) {
+        ngx_str_null(v);
+        return NULL;
+    }
+
+    e = ngx_http_aigw_cache_json_skip(p, last);
+
+    if (e == NULL) {
+        ngx_str_null(v);
+        return NULL;
+    }
+
+    v->data = p;
+    v->len = e - p;
+
+    return p;
+}
+
+
+static ngx_int_t
+ngx_http_aigw_openai_to_stream(ngx_http_request_t *r, ngx_str_t *in,
+    ngx_str_t *out)
+{
+    u_char     *p, *last, *choice, *msg, *e;
+    size_t      len;
+    ngx_str_t   id, created, model, content, finish, usage, tools;
+
+    p = in->data;
+    last = p + in->len;
+
+    if (ngx_http_aigw_openai_span(p, last, "choices", 7, &tools) == NULL
+        || tools.data[0] != '[')
+    {
+        return NGX_DECLINED;
+    }
+
+    choice = tools.data + 1;
+
+    while (choice < last && (*choice == ' ' || *choice == '\n')) {
+        choice++;
+    }
+
+    e = ngx_http_aigw_cache_json_skip(choice, last);
+
+    if (e == NULL || *choice != '{' || *e != ']') {
+        return NGX_DECLINED;  /* not one choice */
+    }
+
+    msg = ngx_http_aigw_cache_json_get(choice, e, "message", 7);
+
+    if (msg == NULL
+        || ngx_http_aigw_openai_span(msg, e, "content", 7, &content) == NULL
+        || content.data[0] != '"')
+    {
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_aigw_openai_span(msg, e, "tool_calls", 10, &tools)
+        && tools.data[0] != 'n')
+    {
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_aigw_openai_span(choice, e, "finish_reason", 13, &finish)
+        == NULL
+        || ngx_http_aigw_openai_span(p, last, "id", 2, &id) == NULL
+        || ngx_http_aigw_openai_span(p, last, "created", 7, &created)
+           == NULL
+        || ngx_http_aigw_openai_span(p, last, "model", 5, &model) == NULL)
+    {
+        return NGX_DECLINED;
+    }
+
+    (void) ngx_http_aigw_openai_span(p, last, "usage", 5, &usage);
+
+#define NGX_HTTP_AIGW_CHUNK                                                   \
+    "data: {\"id\":%V,\"object\":\"chat.completion.chunk\",\"created\":%V,"   \
+    "\"model\":%V,"
+
+    len = 4 * (sizeof(NGX_HTTP_AIGW_CHUNK) + id.len + created.len
+               + model.len + 128)
+          + content.len + finish.len + usage.len;
+
+    out->data = ngx_pnalloc(r->pool, len);
+    if (out->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_sprintf(out->data, NGX_HTTP_AIGW_CHUNK
+                    "\"choices\":[{\"index\":0,\"delta\":{\"role\":"
+                    "\"assistant\",\"content\":%V},\"logprobs\":null,"
+                    "\"finish_reason\":null}]}\n\n",
+                    &id, &created, &model, &content);
+
+    p = ngx_sprintf(p, NGX_HTTP_AIGW_CHUNK
+                    "\"choices\":[{\"index\":0,\"delta\":{},"
+                    "\"logprobs\":null,\"finish_reason\":%V}]}\n\n",
+                    &id, &created, &model, &finish);
+
+    if (usage.len && usage.data[0] == '{') {
+        p = ngx_sprintf(p, NGX_HTTP_AIGW_CHUNK
+                        "\"choices\":[],\"usage\":%V}\n\n",
+                        &id, &created, &model, &usage);
+    }
+
+#undef NGX_HTTP_AIGW_CHUNK
+
+    p = ngx_cpymem(p, "data: [DONE]\n\n", sizeof("data: [DONE]\n\n") - 1);
+
+    out->len = p - out->data;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_aigw_openai_to_json(ngx_http_request_t *r, ngx_str_t *in,
+    ngx_str_t *out)
+{
+    u_char                     *p, *last, *d, *e, *choice, *delta, *buf;
+    u_char                     *text;
+    ngx_str_t                   id, created, model, finish, usage, v;
+    ngx_http_aigw_sse_event_t   ev;
+    ngx_http_aigw_sse_parser_t  sse;
+
+    buf = ngx_pnalloc(r->pool, NGX_HTTP_AIGW_SSE_METER);
+    if (buf == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* the text is never longer than the stream */
+
+    text = ngx_pnalloc(r->pool, in->len);
+    if (text == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(&ev, sizeof(ngx_http_aigw_sse_event_t));
+
+    ngx_str_null(&id);
+    ngx_str_null(&created);
+    ngx_str_null(&model);
+    ngx_str_set(&finish, "null");
+    ngx_str_set(&usage, "null");
+
+    d = text;
+
+    ngx_http_aigw_sse_init(&sse, buf, NGX_HTTP_AIGW_SSE_METER);
+
+    p = in->data;
+    last = p + in->len;
+
+    while (ngx_http_aigw_sse_parse(&sse, &p, last, &ev) == NGX_OK) {
+
+        if (ev.done) {
+            break;
+        }
+
+        if (ev.truncated || ev.data.len == 0) {
+            return NGX_DECLINED;
+        }
+
+        /* the parser's buffer is reused: what is kept is in the input */
+
+        e = ev.data.data + ev.data.len;
+
+        if (id.len == 0) {
+            if (ngx_http_aigw_openai_span(ev.data.data, e, "id", 2, &v)) {
+                id.data = ngx_pstrdup(r->pool, &v);
+                id.len = v.len;
+            }
+
+            if (ngx_http_aigw_openai_span(ev.data.data, e, "created", 7, &v))
+            {
+                created.data = ngx_pstrdup(r->pool, &v);
+                created.len = v.len;
+            }
+
+            if (ngx_http_aigw_openai_span(ev.data.data, e, "model", 5, &v)) {
+                model.data = ngx_pstrdup(r->pool, &v);
+                model.len = v.len;
+            }
+
+            if (id.data == NULL || created.data == NULL
+                || model.data == NULL)
+            {
+                return NGX_DECLINED;
+            }
+        }
+
+        if (ngx_http_aigw_openai_span(ev.data.data, e, "usage", 5, &v)
+            && v.data[0] == '{')
+        {
+            usage.data = ngx_pstrdup(r->pool, &v);
+            usage.len = v.len;
+
+            if (usage.data == NULL) {
+                return NGX_ERROR;
+            }
+        }
+
+        if (ngx_http_aigw_openai_span(ev.data.data, e, "choices", 7, &v)
+            == NULL || v.data[0] != '[')
+        {
+            return NGX_DECLINED;
+        }
+
+        choice = v.data + 1;
+
+        if (*choice == ']') {
+            continue;   /* the usage chunk */
+        }
+
+        e = ngx_http_aigw_cache_json_skip(choice, v.data + v.len);
+
+        if (e == NULL || *choice != '{' || *e != ']') {
+            return NGX_DECLINED;
+        }
+
+        delta = ngx_http_aigw_cache_json_get(choice, e, "delta", 5);
+
+        if (delta == NULL) {
+            return NGX_DECLINED;
+        }
+
+        if (ngx_http_aigw_openai_span(delta, e, "tool_calls", 10, &v)
+            && v.data[0] != 'n')
+        {
+            return NGX_DECLINED;
+        }
+
+        if (ngx_http_aigw_openai_span(delta, e, "content", 7, &v)
+            && v.data[0] == '"')
+        {
+            d = ngx_cpymem(d, v.data + 1, v.len - 2);
+        }
+
+        if (ngx_http_aigw_openai_span(choice, e, "finish_reason", 13, &v)
+            && v.data[0] != 'n')
+        {
+            finish.data = ngx_pstrdup(r->pool, &v);
+            finish.len = v.len;
+
+            if (finish.data == NULL) {
+                return NGX_ERROR;
+            }
+        }
+    }
+
+    if (!ev.done || id.len == 0) {
+        return NGX_DECLINED;
+    }
+
+    v.data = text;
+    v.len = d - text;
+
+    buf = ngx_pnalloc(r->pool, v.len + id.len + created.len + model.len
+                               + finish.len + usage.len + 256);
+    if (buf == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_sprintf(buf, "{\"id\":%V,\"object\":\"chat.completion\","
+                    "\"created\":%V,\"model\":%V,\"choices\":[{\"index\":0,"
+                    "\"message\":{\"role\":\"assistant\",\"content\":\"%V\","
+                    "\"refusal\":null},\"logprobs\":null,"
+                    "\"finish_reason\":%V}],\"usage\":%V}",
+                    &id, &created, &model, &v, &finish, &usage);
+
+    out->data = buf;
+    out->len = p - buf;
+
+    return NGX_OK;
 }
 
 

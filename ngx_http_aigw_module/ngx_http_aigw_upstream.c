@@ -166,6 +166,14 @@ ngx_http_aigw_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    /* a cache hit: the stored answer, no provider */
+
+    rc = ngx_http_aigw_cache_send(r, ctx);
+
+    if (rc != NGX_DECLINED) {
+        return rc;
+    }
+
     /* the body is read already: this starts upstream at once */
 
     rc = ngx_http_read_client_request_body(r, ngx_http_aigw_upstream_start);

@@ -122,6 +122,7 @@ done
 u=http://127.0.0.1:$port
 msg='"messages":[{"role":"user","content":"hi"}]'
 pii='"messages":[{"role":"user","content":"mail bob@example.com"}]'
+ask='"messages":[{"role":"user","content":"what is a cache?"}]'
 cat <<EOT
 aigw is listening on $u, in front of $upstream.
 Your virtual key (tenant "demo", user "alice"): $key
@@ -162,6 +163,10 @@ Personal data: the provider gets a placeholder (the mock echoes it back):
 One API for every provider: the OpenAI API asking Claude, translated:
   curl -s $u/v1/chat/completions -H 'Authorization: Bearer $key' \\
        -d '{"model":"claude-haiku",$msg}'
+The same question twice: the second answer comes from the cache:
+  for i in 1 2; do curl -s -o /dev/null -D - $u/v1/chat/completions \\
+       -H 'Authorization: Bearer $key' -d '{"model":"gpt-4o-mini",$ask}' \\
+       | grep -i '^x-aigw-cache'; done
 
 Logs in $prefix/logs.  Stop it all with: scripts/demo.sh stop
 EOT

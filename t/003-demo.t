@@ -53,7 +53,7 @@ for my $line (split /\n/, $tour) {
     $cont = $line =~ /\\$/;
 }
 
-is(scalar @cmds, 10, 'the tour has ten commands');
+is(scalar @cmds, 11, 'the tour has eleven commands');
 
 my @want = (
     [ 'chat', qr/"object":"chat\.completion".*"usage":/s ],
@@ -68,6 +68,7 @@ my @want = (
     [ 'usage', qr/^\{"object":"aigw\.usage","scope":"key","id":"key_demo_trial".*"requests_minute":2.*"rpm":2/ ],
     [ 'pii', qr/"content":"Mock answer to: mail \[EMAIL_1\]"/ ],
     [ 'translation', qr/^\{"id":"msg_.*"object":"chat\.completion".*"model":"claude-haiku".*"content":"Mock answer to: hi"/ ],
+    [ 'cache', qr/^X-AIGW-Cache: MISS\r?\nX-AIGW-Cache: HIT\r?$/mi ],
 );
 
 for my $i (0 .. $#want) {

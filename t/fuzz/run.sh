@@ -30,7 +30,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-[ ${#harnesses[@]} -gt 0 ] || harnesses=(scan sse usage json)
+[ ${#harnesses[@]} -gt 0 ] || harnesses=(scan sse usage json cache_key)
 
 if [ -z "$tree" ] || [ -z "$work" ]; then
     echo "usage: $0 --tree <nginx tree> --workdir <dir> [--seconds N]" >&2
@@ -55,6 +55,10 @@ seeds_scan=$root/t/data/json
 seeds_sse=$root/t/data/sse
 seeds_usage=$root/t/data/usage
 seeds_json=$root/t/data/json
+seeds_cache_key=$root/t/data/json
+
+# libraries a harness links besides the sanitizers
+libs_cache_key=-lcrypto
 
 failed=0
 
@@ -63,6 +67,8 @@ for h in "${harnesses[@]}"; do
     bin=$work/fuzz_$h
     seeds=seeds_$h
     seeds=${!seeds:-}
+    libs=libs_$h
+    libs=${!libs:-}
 
     if [ ! -f "$src" ]; then
         echo "run.sh: no harness $src" >&2
@@ -75,7 +81,7 @@ for h in "${harnesses[@]}"; do
         -Wall -Wextra -Wno-unused-parameter -Werror \
         -I "$tree/objs" -I "$tree/src/core" -I "$tree/src/event" \
         -I "$tree/src/event/modules" -I "$tree/src/os/unix" \
-        -o "$bin" "$src"
+        -o "$bin" "$src" $libs
 
     rm -f "$work/artifacts/$h-"*
 

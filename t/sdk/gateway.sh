@@ -102,6 +102,7 @@ anthropic_faults=(
     echo "  aigw_provider mock $mock/v1 key_env=AIGW_SDK_PROVIDER_KEY;"
     echo "  aigw_provider claude $mock/v1 format=anthropic"
     echo "                key_env=AIGW_SDK_PROVIDER_KEY;"
+    echo "  aigw_cache_zone sdk_cache:1m;"
     echo "  aigw_model gpt-4o-mini mock:gpt-4o-mini;"
     echo "  aigw_model gpt-3.5-turbo-instruct mock:gpt-3.5-turbo-instruct;"
     echo "  aigw_model text-embedding-3-small mock:text-embedding-3-small;"
@@ -122,6 +123,8 @@ anthropic_faults=(
     echo "    listen 127.0.0.1:$gport;"
     echo "    aigw_read_timeout 5s;"
     echo "    location /v1/ { aigw_pass; }"
+    # the exact cache: a question asked twice, the second a hit
+    echo "    location /cached/v1/ { aigw_cache on; aigw_pass; }"
     # the gateway's own limits: one request a minute of each tenant
     echo "    location /limited/openai/v1/ {"
     echo "      aigw_tenant sdk-openai; aigw_limit tenant rpm=1 tpm=100000;"
@@ -148,6 +151,8 @@ export AIGW_TARGET=gateway
 export AIGW_BASE_URL="http://127.0.0.1:$gport/v1"
 export AIGW_ANTHROPIC_BASE_URL="http://127.0.0.1:$gport"
 export AIGW_API_KEY=sk-client-key-never-forwarded
+export AIGW_CACHED_BASE_URL="http://127.0.0.1:$gport/cached/v1"
+export AIGW_CACHED_ANTHROPIC_BASE_URL="http://127.0.0.1:$gport/cached"
 export AIGW_LIMITED_BASE_URL="http://127.0.0.1:$gport/limited/openai/v1"
 export AIGW_LIMITED_ANTHROPIC_BASE_URL="http://127.0.0.1:$gport/limited/anthropic"
 for f in "${openai_faults[@]}"; do

@@ -1,0 +1,107 @@
+
+/*
+ * Copyright (C) aigw authors
+ */
+
+
+#ifndef _NGX_HTTP_AIGW_CACHE_H_INCLUDED_
+#define _NGX_HTTP_AIGW_CACHE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+#include <openssl/evp.h>
+
+
+#define NGX_HTTP_AIGW_CACHE_KEY_LEN    32      /* SHA-256 */
+#define NGX_HTTP_AIGW_CACHE_DEPTH      64
+#define NGX_HTTP_AIGW_CACHE_NS         256     /* namespaces purged */
+
+
+/*
+ * The canonical digest of a request body (cache_key.c): a bounded walk
+ * over JSON the scan has validated, without a tree.  Every value has a
+ * digest: a string's over its unescaped bytes, a number's over its
+ * normalized form (1, 1.0, 10e-1 are one number), an array's over its
+ * elements' in order, an object's over its pairs' digests sorted, so
+ * that the order of keys does not count.  A "content" or "system" that
+ * is one text block ([{"type":"text","text":"x"}]) has the digest of
+ * the string "x".  Top-level keys in exclude are left out.
+ *
+ * The caller gives a scratch buffer of at least body length + 64 bytes
+ * and a stack of digests; a body with more values open at once than the
+ * stack holds, or nested deeper than NGX_HTTP_AIGW_CACHE_DEPTH, is
+ * NGX_DECLINED (not cached); invalid JSON is NGX_ERROR.
+ */
+
+typedef struct {
+    EVP_MD_CTX                 *md_ctx;
+    const EVP_MD               *md;
+
+    u_char                     *scratch;
+    u_char                     *stack;     /* size digests */
+    ngx_uint_t                  size;
+    ngx_uint_t                  n;
+
+    ngx_str_t                  *exclude;   /* top-level keys */
+    ngx_uint_t                  nexclude;
+
+    /* a string (its opening quote) whose digest is subst_digest */
+    u_char                     *subst;
+    u_char                      subst_digest[NGX_HTTP_AIGW_CACHE_KEY_LEN];
+} ngx_http_aigw_cache_key_t;
+
+
+ngx_int_t ngx_http_aigw_cache_key_body(ngx_http_aigw_cache_key_t *k,
+    u_char *p, u_char *last, u_char *out);
+ngx_int_t ngx_http_aigw_cache_key_digest(ngx_http_aigw_cache_key_t *k,
+    u_char tag, u_char *p, size_t len, u_char *out);
+
+/* readers of stored JSON answers (cache_key.c), for the formats' replay */
+u_char *ngx_http_aigw_cache_json_skip(u_char *p, u_char *last);
+u_char *ngx_http_aigw_cache_json_get(u_char *p, u_char *last,
+    const char *key, size_t len);
+
+
+/* what the zone (cache_zone.c) knows of an entry */
+
+#define NGX_HTTP_AIGW_CACHE_NONE       0
+#define NGX_HTTP_AIGW_CACHE_FOUND      1
+#define NGX_HTTP_AIGW_CACHE_EXPIRED    2
+#define NGX_HTTP_AIGW_CACHE_PENDING    3   /* another request fills it */
+
+typedef struct {
+    ngx_str_t                   data;       /* a copy, in the pool */
+    time_t                      created;
+    ngx_uint_t                  stream;     /* SSE, else JSON */
+    ngx_uint_t                  locked;     /* this request fills it */
+} ngx_http_aigw_cache_entry_t;
+
+
+typedef struct {
+    ngx_atomic_t                hits;
+    ngx_atomic_t                misses;
+    ngx_atomic_t                bypasses;
+    ngx_atomic_t                stores;
+    ngx_atomic_t                evictions;
+    ngx_atomic_t                avoided_tokens;
+    ngx_atomic_t                avoided_cost;   /* micro-dollars */
+} ngx_http_aigw_cache_counters_t;
+
+
+char *ngx_http_aigw_cache_zone_add(ngx_conf_t *cf, ngx_shm_zone_t **zone,
+    ngx_str_t *value);
+ngx_int_t ngx_http_aigw_cache_zone_get(ngx_shm_zone_t *zone, u_char *key,
+    time_t max_age, time_t lock, ngx_pool_t *pool,
+    ngx_http_aigw_cache_entry_t *e);
+void ngx_http_aigw_cache_zone_unlock(ngx_shm_zone_t *zone, u_char *key);
+ngx_int_t ngx_http_aigw_cache_zone_put(ngx_shm_zone_t *zone, u_char *key,
+    u_char *data, size_t len, ngx_uint_t stream, time_t ttl, ngx_log_t *log);
+uint64_t ngx_http_aigw_cache_zone_generation(ngx_shm_zone_t *zone,
+    u_char *name, ngx_uint_t bump);
+ngx_http_aigw_cache_counters_t *ngx_http_aigw_cache_zone_counters(
+    ngx_shm_zone_t *zone);
+
+
+#endif /* _NGX_HTTP_AIGW_CACHE_H_INCLUDED_ */

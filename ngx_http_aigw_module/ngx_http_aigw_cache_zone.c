@@ -1,0 +1,537 @@
+
+/*
+ * Copyright (C) aigw authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_aigw_module.h"
+#include "ngx_http_aigw_cache.h"
+
+
+/*
+ * The exact cache's shared zone, as limit_req's: a red-black tree of
+ * entries by key, a queue from the most to the least recently used, the
+ * slab allocator; adopted on reload.  An entry is its key, its times and
+ * the answer's bytes; the least recently used go when room is needed.
+ */
+
+
+typedef struct {
+    ngx_rbtree_node_t               node;   /* key: the key's first bytes */
+    ngx_queue_t                     queue;
+    u_char                          key[NGX_HTTP_AIGW_CACHE_KEY_LEN];
+    time_t                          created;
+    time_t                          expires;
+    ngx_uint_t                      stream;
+    ngx_uint_t                      pending;  /* a lock, no answer yet */
+    size_t                          len;
+    u_char                          data[1];
+} ngx_http_aigw_cache_node_t;
+
+
+/* a namespace's generation: bumped by a purge, part of every key */
+typedef struct {
+    u_char                          name[NGX_HTTP_AIGW_CACHE_KEY_LEN];
+    uint64_t                        generation;
+} ngx_http_aigw_cache_ns_t;
+
+
+typedef struct {
+    ngx_rbtree_t                    rbtree;
+    ngx_rbtree_node_t               sentinel;
+    ngx_queue_t                     queue;
+    ngx_http_aigw_cache_counters_t  counters;
+    ngx_uint_t                      nns;
+    ngx_http_aigw_cache_ns_t        ns[NGX_HTTP_AIGW_CACHE_NS];
+} ngx_http_aigw_cache_sh_t;
+
+
+typedef struct {
+    ngx_http_aigw_cache_sh_t       *sh;
+    ngx_slab_pool_t                *shpool;
+} ngx_http_aigw_cache_zone_t;
+
+
+static ngx_int_t ngx_http_aigw_cache_zone_init(ngx_shm_zone_t *shm_zone,
+    void *data);
+static void ngx_http_aigw_cache_zone_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static ngx_http_aigw_cache_node_t *ngx_http_aigw_cache_zone_find(
+    ngx_http_aigw_cache_zone_t *zone, u_char *key);
+static void ngx_http_aigw_cache_zone_delete(ngx_http_aigw_cache_zone_t *zone,
+    ngx_http_aigw_cache_node_t *cn);
+
+
+/* NAME:SIZE */
+
+char *
+ngx_http_aigw_cache_zone_add(ngx_conf_t *cf, ngx_shm_zone_t **shm_zone,
+    ngx_str_t *value)
+{
+    u_char                      *p;
+    ssize_t                      size;
+    ngx_str_t                    name, s;
+    ngx_http_aigw_cache_zone_t  *zone;
+
+    if (*shm_zone) {
+        return "is duplicate";
+    }
+
+    p = (u_char *) ngx_strlchr(value->data, value->data + value->len, ':');
+
+    if (p == NULL || p == value->data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid zone \"%V\", must be \"name:size\"",
+                           value);
+        return NGX_CONF_ERROR;
+    }
+
+    name.data = value->data;
+    name.len = p - value->data;
+
+    s.data = p + 1;
+    s.len = value->data + value->len - s.data;
+
+    size = ngx_parse_size(&s);
+
+    if (size == NGX_ERROR || size < (ssize_t) (8 * ngx_pagesize)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid zone size \"%V\", at least %uz",
+                           value, (size_t) (8 * ngx_pagesize));
+        return NGX_CONF_ERROR;
+    }
+
+    zone = ngx_pcalloc(cf->pool, sizeof(ngx_http_aigw_cache_zone_t));
+    if (zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *shm_zone = ngx_shared_memory_add(cf, &name, size,
+                                      &ngx_http_aigw_module);
+    if (*shm_zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if ((*shm_zone)->data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "duplicate zone \"%V\"", &name);
+        return NGX_CONF_ERROR;
+    }
+
+    (*shm_zone)->init = ngx_http_aigw_cache_zone_init;
+    (*shm_zone)->data = zone;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_aigw_cache_zone_init(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_http_aigw_cache_zone_t  *ozone = data;
+
+    size_t                       len;
+    ngx_http_aigw_cache_zone_t  *zone;
+
+    zone = shm_zone->data;
+
+    if (ozone) {
+        /* a reload: what is cached stays */
+        zone->sh = ozone->sh;
+        zone->shpool = ozone->shpool;
+        return NGX_OK;
+    }
+
+    zone->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (shm_zone->shm.exists) {
+        zone->sh = zone->shpool->data;
+        return NGX_OK;
+    }
+
+    zone->sh = ngx_slab_calloc(zone->shpool,
+                               sizeof(ngx_http_aigw_cache_sh_t));
+    if (zone->sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    zone->shpool->data = zone->sh;
+
+    ngx_rbtree_init(&zone->sh->rbtree, &zone->sh->sentinel,
+                    ngx_http_aigw_cache_zone_insert);
+
+    ngx_queue_init(&zone->sh->queue);
+
+    len = sizeof(" in aigw cache zone \"\"") + shm_zone->shm.name.len;
+
+    zone->shpool->log_ctx = ngx_slab_alloc(zone->shpool, len);
+    if (zone->shpool->log_ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(zone->shpool->log_ctx, " in aigw cache zone \"%V\"%Z",
+                &shm_zone->shm.name);
+
+    /* a full zone is normal: the least recently used entries go */
+    zone->shpool->log_nomem = 0;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_aigw_cache_zone_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
+{
+    ngx_rbtree_node_t           **p;
+    ngx_http_aigw_cache_node_t   *cn, *cnt;
+
+    for ( ;; ) {
+
+        if (node->key < temp->key) {
+            p = &temp->left;
+
+        } else if (node->key > temp->key) {
+            p = &temp->right;
+
+        } else {
+            cn = (ngx_http_aigw_cache_node_t *) node;
+            cnt = (ngx_http_aigw_cache_node_t *) temp;
+
+            p = (ngx_memcmp(cn->key, cnt->key, NGX_HTTP_AIGW_CACHE_KEY_LEN)
+                 < 0) ? &temp->left : &temp->right;
+        }
+
+        if (*p == sentinel) {
+            break;
+        }
+
+        temp = *p;
+    }
+
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
+}
+
+
+static ngx_http_aigw_cache_node_t *
+ngx_http_aigw_cache_zone_find(ngx_http_aigw_cache_zone_t *zone, u_char *key)
+{
+    ngx_int_t                    rc;
+    ngx_rbtree_key_t             hash;
+    ngx_rbtree_node_t           *node, *sentinel;
+    ngx_http_aigw_cache_node_t  *cn;
+
+    ngx_memcpy(&hash, key, sizeof(ngx_rbtree_key_t));
+
+    node = zone->sh->rbtree.root;
+    sentinel = zone->sh->rbtree.sentinel;
+
+    while (node != sentinel) {
+
+        if (hash < node->key) {
+            node = node->left;
+            continue;
+        }
+
+        if (hash > node->key) {
+            node = node->right;
+            continue;
+        }
+
+        cn = (ngx_http_aigw_cache_node_t *) node;
+
+        rc = ngx_memcmp(key, cn->key, NGX_HTTP_AIGW_CACHE_KEY_LEN);
+
+        if (rc == 0) {
+            return cn;
+        }
+
+        node = (rc < 0) ? node->left : node->right;
+    }
+
+    return NULL;
+}
+
+
+static void
+ngx_http_aigw_cache_zone_delete(ngx_http_aigw_cache_zone_t *zone,
+    ngx_http_aigw_cache_node_t *cn)
+{
+    ngx_queue_remove(&cn->queue);
+    ngx_rbtree_delete(&zone->sh->rbtree, &cn->node);
+    ngx_slab_free_locked(zone->shpool, cn);
+}
+
+
+/*
+ * An entry younger than max_age (and its TTL), copied into the pool:
+ * NGX_HTTP_AIGW_CACHE_FOUND; one past either, EXPIRED (one past its TTL
+ * is deleted); one another request is filling, PENDING; NONE.  With a
+ * lock time, NONE and EXPIRED leave a lock for that long (e->locked):
+ * identical requests that come meanwhile find it PENDING.  NGX_ERROR if
+ * the copy cannot be allocated.
+ */
+
+ngx_int_t
+ngx_http_aigw_cache_zone_get(ngx_shm_zone_t *shm_zone, u_char *key,
+    time_t max_age, time_t lock, ngx_pool_t *pool,
+    ngx_http_aigw_cache_entry_t *e)
+{
+    time_t                       now;
+    ngx_int_t                    rc;
+    ngx_http_aigw_cache_zone_t  *zone;
+    ngx_http_aigw_cache_node_t  *cn;
+
+    zone = shm_zone->data;
+    now = ngx_time();
+    e->locked = 0;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    cn = ngx_http_aigw_cache_zone_find(zone, key);
+
+    if (cn == NULL) {
+        rc = NGX_HTTP_AIGW_CACHE_NONE;
+        goto lock;
+    }
+
+    if (cn->expires <= now) {
+        rc = cn->pending ? NGX_HTTP_AIGW_CACHE_NONE
+                         : NGX_HTTP_AIGW_CACHE_EXPIRED;
+        ngx_http_aigw_cache_zone_delete(zone, cn);
+        goto lock;
+    }
+
+    if (cn->pending) {
+        rc = NGX_HTTP_AIGW_CACHE_PENDING;
+        goto done;
+    }
+
+    if (max_age >= 0 && now - cn->created > max_age) {
+        rc = NGX_HTTP_AIGW_CACHE_EXPIRED;
+        goto done;
+    }
+
+    e->data.data = ngx_pnalloc(pool, cn->len);
+    if (e->data.data == NULL) {
+        rc = NGX_ERROR;
+        goto done;
+    }
+
+    ngx_memcpy(e->data.data, cn->data, cn->len);
+    e->data.len = cn->len;
+    e->created = cn->created;
+    e->stream = cn->stream;
+
+    ngx_queue_remove(&cn->queue);
+    ngx_queue_insert_head(&zone->sh->queue, &cn->queue);
+
+    rc = NGX_HTTP_AIGW_CACHE_FOUND;
+    goto done;
+
+lock:
+
+    if (lock == 0) {
+        goto done;
+    }
+
+    /* no room for a lock is no lock: the request goes on alone */
+
+    cn = ngx_slab_alloc_locked(zone->shpool,
+                               offsetof(ngx_http_aigw_cache_node_t, data));
+    if (cn == NULL) {
+        goto done;
+    }
+
+    ngx_memcpy(&cn->node.key, key, sizeof(ngx_rbtree_key_t));
+    ngx_memcpy(cn->key, key, NGX_HTTP_AIGW_CACHE_KEY_LEN);
+    cn->created = now;
+    cn->expires = now + lock;
+    cn->stream = 0;
+    cn->pending = 1;
+    cn->len = 0;
+
+    ngx_rbtree_insert(&zone->sh->rbtree, &cn->node);
+    ngx_queue_insert_head(&zone->sh->queue, &cn->queue);
+
+    e->locked = 1;
+
+done:
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    return rc;
+}
+
+
+/* the lock of a request that stored nothing */
+
+void
+ngx_http_aigw_cache_zone_unlock(ngx_shm_zone_t *shm_zone, u_char *key)
+{
+    ngx_http_aigw_cache_zone_t  *zone;
+    ngx_http_aigw_cache_node_t  *cn;
+
+    zone = shm_zone->data;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    cn = ngx_http_aigw_cache_zone_find(zone, key);
+
+    if (cn && cn->pending) {
+        ngx_http_aigw_cache_zone_delete(zone, cn);
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+}
+
+
+/*
+ * Stores an answer, replacing the entry of the same key; the least
+ * recently used entries make room.  NGX_DECLINED when it does not fit
+ * even in an empty zone.
+ */
+
+ngx_int_t
+ngx_http_aigw_cache_zone_put(ngx_shm_zone_t *shm_zone, u_char *key,
+    u_char *data, size_t len, ngx_uint_t stream, time_t ttl, ngx_log_t *log)
+{
+    size_t                       size;
+    ngx_uint_t                   evicted;
+    ngx_queue_t                 *q;
+    ngx_http_aigw_cache_zone_t  *zone;
+    ngx_http_aigw_cache_node_t  *cn;
+
+    zone = shm_zone->data;
+    size = offsetof(ngx_http_aigw_cache_node_t, data) + len;
+    evicted = 0;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    cn = ngx_http_aigw_cache_zone_find(zone, key);
+
+    if (cn) {
+        ngx_http_aigw_cache_zone_delete(zone, cn);
+    }
+
+    for ( ;; ) {
+        cn = ngx_slab_alloc_locked(zone->shpool, size);
+
+        if (cn) {
+            break;
+        }
+
+        if (ngx_queue_empty(&zone->sh->queue)) {
+            ngx_shmtx_unlock(&zone->shpool->mutex);
+
+            ngx_log_error(NGX_LOG_WARN, log, 0,
+                          "aigw: an answer of %uz bytes does not fit in "
+                          "the cache zone \"%V\", not stored",
+                          len, &shm_zone->shm.name);
+            return NGX_DECLINED;
+        }
+
+        q = ngx_queue_last(&zone->sh->queue);
+
+        ngx_http_aigw_cache_zone_delete(zone,
+                        ngx_queue_data(q, ngx_http_aigw_cache_node_t, queue));
+        evicted++;
+    }
+
+    ngx_memcpy(&cn->node.key, key, sizeof(ngx_rbtree_key_t));
+    ngx_memcpy(cn->key, key, NGX_HTTP_AIGW_CACHE_KEY_LEN);
+    cn->created = ngx_time();
+    cn->expires = cn->created + ttl;
+    cn->stream = stream;
+    cn->pending = 0;
+    cn->len = len;
+    ngx_memcpy(cn->data, data, len);
+
+    ngx_rbtree_insert(&zone->sh->rbtree, &cn->node);
+    ngx_queue_insert_head(&zone->sh->queue, &cn->queue);
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    (void) ngx_atomic_fetch_add(&zone->sh->counters.stores, 1);
+
+    if (evicted) {
+        (void) ngx_atomic_fetch_add(&zone->sh->counters.evictions, evicted);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The generation of a namespace (by the digest of its name): 0 until it
+ * is purged.  With bump, the next one, returned; NGX_ERROR (as
+ * (uint64_t) -1) when the table of purged namespaces is full.
+ */
+
+uint64_t
+ngx_http_aigw_cache_zone_generation(ngx_shm_zone_t *shm_zone, u_char *name,
+    ngx_uint_t bump)
+{
+    uint64_t                     g;
+    ngx_uint_t                   i;
+    ngx_http_aigw_cache_zone_t  *zone;
+
+    zone = shm_zone->data;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    for (i = 0; i < zone->sh->nns; i++) {
+        if (ngx_memcmp(zone->sh->ns[i].name, name,
+                       NGX_HTTP_AIGW_CACHE_KEY_LEN)
+            == 0)
+        {
+            break;
+        }
+    }
+
+    if (i == zone->sh->nns) {
+
+        if (!bump) {
+            ngx_shmtx_unlock(&zone->shpool->mutex);
+            return 0;
+        }
+
+        if (i == NGX_HTTP_AIGW_CACHE_NS) {
+            ngx_shmtx_unlock(&zone->shpool->mutex);
+            return (uint64_t) -1;
+        }
+
+        ngx_memcpy(zone->sh->ns[i].name, name, NGX_HTTP_AIGW_CACHE_KEY_LEN);
+        zone->sh->ns[i].generation = 0;
+        zone->sh->nns++;
+    }
+
+    if (bump) {
+        zone->sh->ns[i].generation++;
+    }
+
+    g = zone->sh->ns[i].generation;
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    return g;
+}
+
+
+ngx_http_aigw_cache_counters_t *
+ngx_http_aigw_cache_zone_counters(ngx_shm_zone_t *shm_zone)
+{
+    ngx_http_aigw_cache_zone_t  *zone;
+
+    zone = shm_zone->data;
+
+    return zone->sh ? &zone->sh->counters : NULL;
+}

@@ -694,6 +694,8 @@ ngx_http_aigw_metrics_log_handler(ngx_http_request_t *r)
 
     ngx_http_aigw_meter_finish(r, ctx);
 
+    ngx_http_aigw_audit_log(r, ctx);
+
     amcf = ngx_http_get_module_main_conf(r, ngx_http_aigw_module);
     mt = amcf->metrics;
 

@@ -160,6 +160,9 @@ typedef struct {
 
     uint64_t                       request_seq; /* the worker's ids */
     void                          *pii;        /* pii.c's detectors */
+
+    /* audit log */
+    void                          *audit;      /* aigw_audit, audit.c's */
 } ngx_http_aigw_main_conf_t;
 
 
@@ -425,6 +428,13 @@ void ngx_http_aigw_meter_finish(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx);
 uint64_t ngx_http_aigw_meter_cost(ngx_http_aigw_ctx_t *ctx,
     ngx_uint_t *overflow);
+
+/* audit.c: one tamper-evident record a request, from the log phase */
+char *ngx_http_aigw_audit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_int_t ngx_http_aigw_audit_init_module(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_aigw_audit_init_process(ngx_cycle_t *cycle);
+void ngx_http_aigw_audit_exit_process(ngx_cycle_t *cycle);
+void ngx_http_aigw_audit_log(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx);
 
 /* filter.c */
 ngx_int_t ngx_http_aigw_filter_init(ngx_conf_t *cf);

@@ -1015,5 +1015,9 @@ ngx_http_aigw_audit_outcome(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
         return "provider_error";
     }
 
-    return status < NGX_HTTP_INTERNAL_SERVER_ERROR ? "refused" : "error";
+    if (status >= NGX_HTTP_INTERNAL_SERVER_ERROR) {
+        return ctx->attempts ? "provider_error" : "error";
+    }
+
+    return "refused";
 }

@@ -27,6 +27,9 @@
 
 #define NGX_HTTP_AIGW_AUDIT_BATCH      (1024 * 1024)
 
+/* an index line is at most its record's length and 64 bytes */
+#define NGX_HTTP_AIGW_AUDIT_IDX        (2 * NGX_HTTP_AIGW_AUDIT_BATCH)
+
 
 typedef struct {
     ngx_http_aigw_audit_conf_t    *acf;
@@ -52,7 +55,7 @@ static ngx_int_t ngx_http_aigw_audit_add(ngx_http_aigw_audit_thread_t *t,
 static ngx_int_t ngx_http_aigw_audit_root(ngx_http_aigw_audit_thread_t *t,
     ngx_http_aigw_audit_tree_t *tree, u_char *root);
 static u_char *ngx_http_aigw_audit_index(u_char *p, u_char *line,
-    size_t len, uint64_t leaf, off_t offset);
+    size_t len, uint64_t leaf, off_t offset, u_char *hash);
 static ngx_int_t ngx_http_aigw_audit_save(ngx_http_aigw_audit_thread_t *t,
     ngx_http_aigw_audit_tree_t *tree, ngx_log_t *log);
 static ngx_int_t ngx_http_aigw_audit_start(ngx_http_aigw_audit_thread_t *t,
@@ -89,7 +92,7 @@ ngx_http_aigw_audit_writer_init(ngx_cycle_t *cycle,
 
     t->task = ngx_thread_task_alloc(cycle->pool, 0);
     t->buf = ngx_palloc(cycle->pool, NGX_HTTP_AIGW_AUDIT_BATCH);
-    t->idx = ngx_palloc(cycle->pool, NGX_HTTP_AIGW_AUDIT_BATCH);
+    t->idx = ngx_palloc(cycle->pool, NGX_HTTP_AIGW_AUDIT_IDX);
     t->md = EVP_MD_CTX_new();
 
     if (t->task == NULL || t->buf == NULL || t->idx == NULL || t->md == NULL)
@@ -289,12 +292,15 @@ ngx_http_aigw_audit_batch(ngx_http_aigw_audit_thread_t *t, ngx_log_t *log)
 
         ngx_memory_barrier();
 
-        if ((size_t) (t->buf + NGX_HTTP_AIGW_AUDIT_BATCH - p) < slot->len) {
+        if ((size_t) (t->buf + NGX_HTTP_AIGW_AUDIT_BATCH - p) < slot->len
+            || (size_t) (t->idx + NGX_HTTP_AIGW_AUDIT_IDX - x)
+               < slot->len + 64)
+        {
             break;
         }
 
         x = ngx_http_aigw_audit_index(x, slot->line, slot->len, tree.size,
-                                      offset);
+                                      offset, slot->leaf);
         p = ngx_cpymem(p, slot->line, slot->len);
         offset += slot->len;
 
@@ -509,14 +515,15 @@ ngx_http_aigw_audit_root(ngx_http_aigw_audit_thread_t *t,
 
 
 /*
- * An index line: leaf, ts, tenant (as escaped in the record), offset.
+ * An index line: leaf, ts, tenant (as escaped in the record), offset, and
+ * the leaf hash's first 8 bytes, by which a verifier names an edited line.
  * A record starts {"v":1,"ts":N,"tenant":"..." as audit.c writes it; a
  * marker record has no tenant.
  */
 
 static u_char *
 ngx_http_aigw_audit_index(u_char *p, u_char *line, size_t len, uint64_t leaf,
-    off_t offset)
+    off_t offset, u_char *hash)
 {
     u_char  *s, *e, *last;
 
@@ -546,7 +553,11 @@ ngx_http_aigw_audit_index(u_char *p, u_char *line, size_t len, uint64_t leaf,
         }
     }
 
-    return ngx_sprintf(p, "\t%O\n", offset);
+    p = ngx_sprintf(p, "\t%O\t", offset);
+    p = ngx_hex_dump(p, hash, 8);
+    *p++ = '\n';
+
+    return p;
 }
 
 
@@ -884,6 +895,13 @@ ngx_http_aigw_audit_load(ngx_http_aigw_audit_thread_t *t,
 
             p++;
 
+            if ((size_t) (t->idx + NGX_HTTP_AIGW_AUDIT_IDX - e)
+                < (size_t) (p - s) + 64)
+            {
+                p = s;
+                break;
+            }
+
             if (ngx_http_aigw_audit_hash(t->md, acf->sha256, 0x00, s,
                                          p - 1 - s, NULL, 0, leaf)
                 != NGX_OK)
@@ -893,7 +911,7 @@ ngx_http_aigw_audit_load(ngx_http_aigw_audit_thread_t *t,
             }
 
             e = ngx_http_aigw_audit_index(e, s, p - s, tree->size,
-                                          off + (s - t->buf));
+                                          off + (s - t->buf), leaf);
 
             if (ngx_http_aigw_audit_add(t, tree, leaf) != NGX_OK) {
                 (void) ngx_close_file(fd);
@@ -924,7 +942,7 @@ ngx_http_aigw_audit_load(ngx_http_aigw_audit_thread_t *t,
         off += s - t->buf;
         tree->offset = off;
 
-        if (s == t->buf || s < last) {
+        if (s == t->buf) {
             break;
         }
     }
@@ -959,7 +977,7 @@ ngx_http_aigw_audit_load(ngx_http_aigw_audit_thread_t *t,
         *p++ = '\n';
 
         e = ngx_http_aigw_audit_index(t->idx, t->buf, p - t->buf, tree->size,
-                                      off);
+                                      off, leaf);
 
         if (pwrite(fd, t->buf, p - t->buf, off) != p - t->buf
             || fdatasync(fd) == -1

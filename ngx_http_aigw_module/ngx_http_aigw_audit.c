@@ -42,6 +42,10 @@ static u_char *ngx_http_aigw_audit_hmac(ngx_http_aigw_audit_conf_t *acf,
 static const char *ngx_http_aigw_audit_outcome(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_uint_t status);
 static void ngx_http_aigw_audit_timer(ngx_event_t *ev);
+static ngx_int_t ngx_http_aigw_audit_put(ngx_http_aigw_audit_conf_t *acf,
+    u_char *line, size_t len, u_char *leaf);
+static void ngx_http_aigw_audit_hold(ngx_http_aigw_audit_conf_t *acf,
+    u_char *line, size_t len, u_char *leaf, ngx_log_t *log);
 
 
 static ngx_str_t  ngx_http_aigw_usage_names[] = {
@@ -84,7 +88,7 @@ ngx_http_aigw_audit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     value = cf->args->elts;
 
-    size = 8 * 1024 * 1024;
+    size = 16 * 1024 * 1024;
     acf->segment_size = 64 * 1024 * 1024;
     acf->flush = 50;
     ngx_str_set(&acf->thread_pool, "default");
@@ -227,12 +231,6 @@ ngx_http_aigw_audit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    acf->sha256 = (EVP_MD *) EVP_sha256();
-    acf->md = EVP_MD_CTX_new();
-    if (acf->md == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
     cln = ngx_pool_cleanup_add(cf->pool, 0);
     if (cln == NULL) {
         return NGX_CONF_ERROR;
@@ -240,6 +238,21 @@ ngx_http_aigw_audit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     cln->handler = ngx_http_aigw_audit_cleanup;
     cln->data = acf;
+
+    /* fetched once: EVP_sha256() is looked up again at every use */
+
+#if (OPENSSL_VERSION_NUMBER >= 0x30000000L)
+    acf->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+#else
+    acf->sha256 = (EVP_MD *) EVP_sha256();
+#endif
+
+    acf->md = EVP_MD_CTX_new();
+
+    if (acf->sha256 == NULL || acf->md == NULL) {
+        ngx_ssl_error(NGX_LOG_EMERG, cf->log, 0, "SHA-256 not available");
+        return NGX_CONF_ERROR;
+    }
 
     if (sign.len && ngx_http_aigw_audit_sign_key(cf, acf, &sign)
                     != NGX_CONF_OK)
@@ -296,6 +309,10 @@ ngx_http_aigw_audit_cleanup(void *data)
     EVP_MD_CTX_free(acf->hmac_inner);
     EVP_MD_CTX_free(acf->hmac_outer);
     EVP_PKEY_free(acf->sign_key);
+
+#if (OPENSSL_VERSION_NUMBER >= 0x30000000L)
+    EVP_MD_free(acf->sha256);
+#endif
 }
 
 
@@ -535,7 +552,8 @@ ngx_http_aigw_audit_config_hash(ngx_conf_t *cf,
 
 ngx_int_t
 ngx_http_aigw_audit_hash(EVP_MD_CTX *md, const EVP_MD *type,
-    ngx_int_t prefix, u_char *a, size_t alen, u_char *b, size_t blen, u_char *out)
+    ngx_int_t prefix, u_char *a, size_t alen, u_char *b, size_t blen,
+    u_char *out)
 {
     u_char  c;
 
@@ -675,6 +693,8 @@ ngx_http_aigw_audit_init_process(ngx_cycle_t *cycle)
 
     acf = amcf->audit;
 
+    ngx_queue_init(&acf->overflow);
+
     if (ngx_http_aigw_audit_writer_init(cycle, acf) != NGX_OK) {
         return NGX_ERROR;
     }
@@ -708,6 +728,7 @@ ngx_http_aigw_audit_timer(ngx_event_t *ev)
 {
     ngx_http_aigw_audit_conf_t  *acf = ev->data;
 
+    ngx_http_aigw_audit_release(acf);
     ngx_http_aigw_audit_writer_kick(acf);
 
     if (!ngx_exiting) {
@@ -721,16 +742,14 @@ ngx_http_aigw_audit_timer(ngx_event_t *ev)
 void
 ngx_http_aigw_audit_log(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
 {
-    u_char                      *p, *last;
-    uint64_t                     seq, head;
+    u_char                       line[NGX_HTTP_AIGW_AUDIT_LINE];
+    u_char                       leaf[32], *p, *last;
     ngx_tm_t                     tm;
     ngx_str_t                    s, pii;
     ngx_msec_t                   ms;
     ngx_time_t                  *tp;
     ngx_uint_t                   status;
     ngx_http_aigw_model_t       *m;
-    ngx_http_aigw_audit_sh_t    *sh;
-    ngx_http_aigw_audit_slot_t  *slot;
     ngx_http_aigw_main_conf_t   *amcf;
     ngx_http_aigw_audit_conf_t  *acf;
 
@@ -741,32 +760,8 @@ ngx_http_aigw_audit_log(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
         return;
     }
 
-    sh = acf->sh;
-
-    /* a sequence number, if its slot is free */
-
-    for ( ;; ) {
-        head = sh->head;
-
-        if (head - sh->tail >= sh->nslots) {
-            (void) ngx_atomic_fetch_add(&sh->dropped, 1);
-            ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
-                          "aigw: audit ring full, record of \"%V\" dropped",
-                          &ctx->request_id);
-            ngx_http_aigw_audit_writer_kick(acf);
-            return;
-        }
-
-        if (ngx_atomic_cmp_set(&sh->head, head, head + 1)) {
-            break;
-        }
-    }
-
-    seq = head;
-    slot = &sh->slots[seq % sh->nslots];
-
-    p = slot->line;
-    last = slot->line + NGX_HTTP_AIGW_AUDIT_LINE - NGX_HTTP_AIGW_AUDIT_TAIL;
+    p = line;
+    last = line + NGX_HTTP_AIGW_AUDIT_LINE - NGX_HTTP_AIGW_AUDIT_TAIL;
 
     status = r->err_status ? r->err_status : r->headers_out.status;
 
@@ -868,7 +863,8 @@ ngx_http_aigw_audit_log(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
         p = ngx_sprintf(p, ",\"ttft_ms\":%M", ctx->ttft);
 
     } else {
-        p = ngx_cpymem(p, ",\"ttft_ms\":null", sizeof(",\"ttft_ms\":null") - 1);
+        p = ngx_cpymem(p, ",\"ttft_ms\":null",
+                       sizeof(",\"ttft_ms\":null") - 1);
     }
 
     /* cache: $aigw_cache_status's value here when the cache comes */
@@ -878,7 +874,8 @@ ngx_http_aigw_audit_log(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
     p = ngx_sprintf(p, ",\"config\":\"%V\"", &acf->config_hash);
 
     if (acf->hmac && ctx->body.len) {
-        p = ngx_cpymem(p, ",\"body_hmac\":\"", sizeof(",\"body_hmac\":\"") - 1);
+        p = ngx_cpymem(p, ",\"body_hmac\":\"",
+                       sizeof(",\"body_hmac\":\"") - 1);
         p = ngx_http_aigw_audit_hmac(acf, p, &ctx->body);
         *p++ = '"';
     }
@@ -888,24 +885,130 @@ ngx_http_aigw_audit_log(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
     *p++ = '}';
 
     if (ngx_http_aigw_audit_hash(acf->md, acf->sha256, 0x00, NULL, 0,
-                                 slot->line, p - slot->line, slot->leaf)
+                                 line, p - line, leaf)
         != NGX_OK)
     {
         /* a line without its leaf would be a hole in the tree */
         ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
-                      "aigw: audit leaf hash failed");
+                      "aigw: audit leaf hash failed, record of \"%V\" lost",
+                      &ctx->request_id);
+        return;
     }
 
     *p++ = '\n';
 
-    slot->len = p - slot->line;
+    if (ngx_queue_empty(&acf->overflow)
+        && ngx_http_aigw_audit_put(acf, line, p - line, leaf) == NGX_OK)
+    {
+        return;
+    }
+
+    ngx_http_aigw_audit_hold(acf, line, p - line, leaf, r->connection->log);
+}
+
+
+/* a sequence number, if its slot is free; the line, its leaf, the mark */
+
+static ngx_int_t
+ngx_http_aigw_audit_put(ngx_http_aigw_audit_conf_t *acf, u_char *line,
+    size_t len, u_char *leaf)
+{
+    uint64_t                     head;
+    ngx_http_aigw_audit_sh_t    *sh;
+    ngx_http_aigw_audit_slot_t  *slot;
+
+    sh = acf->sh;
+
+    for ( ;; ) {
+        head = sh->head;
+
+        if (head - sh->tail >= sh->nslots) {
+            ngx_http_aigw_audit_writer_kick(acf);
+            return NGX_BUSY;
+        }
+
+        if (ngx_atomic_cmp_set(&sh->head, head, head + 1)) {
+            break;
+        }
+    }
+
+    slot = &sh->slots[head % sh->nslots];
+
+    ngx_memcpy(slot->leaf, leaf, 32);
+    ngx_memcpy(slot->line, line, len);
+    slot->len = len;
 
     ngx_memory_barrier();
 
-    slot->seq = seq + 1;
+    slot->seq = head + 1;
 
-    if (seq - sh->tail > sh->nslots / 2) {
+    if (head - sh->tail > sh->nslots / 2) {
         ngx_http_aigw_audit_writer_kick(acf);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The ring is full (a burst faster than the disk): the record waits in
+ * the worker's memory, up to NGX_HTTP_AIGW_AUDIT_HELD records, and the
+ * timer moves it to the ring; past that it is lost, and said so (at most
+ * once a second).
+ */
+
+static void
+ngx_http_aigw_audit_hold(ngx_http_aigw_audit_conf_t *acf, u_char *line,
+    size_t len, u_char *leaf, ngx_log_t *log)
+{
+    ngx_http_aigw_audit_held_t  *h;
+
+    if (acf->held < NGX_HTTP_AIGW_AUDIT_HELD) {
+        h = ngx_alloc(sizeof(ngx_http_aigw_audit_held_t) + len, log);
+
+        if (h) {
+            ngx_memcpy(h->leaf, leaf, 32);
+            h->len = len;
+            ngx_memcpy(h->line, line, len);
+            ngx_queue_insert_tail(&acf->overflow, &h->queue);
+            acf->held++;
+            return;
+        }
+    }
+
+    (void) ngx_atomic_fetch_add(&acf->sh->dropped, 1);
+
+    if (acf->dropped_logged != ngx_time()) {
+        acf->dropped_logged = ngx_time();
+        ngx_log_error(NGX_LOG_ALERT, log, 0,
+                      "aigw: audit ring full and %ui records held: "
+                      "records lost (%uA so far)",
+                      acf->held, acf->sh->dropped);
+    }
+}
+
+
+/* the records held, into the ring as it has room */
+
+void
+ngx_http_aigw_audit_release(ngx_http_aigw_audit_conf_t *acf)
+{
+    ngx_queue_t                 *q;
+    ngx_http_aigw_audit_held_t  *h;
+
+    while (!ngx_queue_empty(&acf->overflow)) {
+        q = ngx_queue_head(&acf->overflow);
+        h = ngx_queue_data(q, ngx_http_aigw_audit_held_t, queue);
+
+        if (ngx_http_aigw_audit_put(acf, h->line, h->len, h->leaf)
+            != NGX_OK)
+        {
+            return;
+        }
+
+        ngx_queue_remove(q);
+        ngx_free(h);
+        acf->held--;
     }
 }
 

@@ -16,7 +16,7 @@
 
 
 /* a record's line, newline included, fits in a slot of the ring */
-#define NGX_HTTP_AIGW_AUDIT_LINE       3072
+#define NGX_HTTP_AIGW_AUDIT_LINE       2048
 #define NGX_HTTP_AIGW_AUDIT_SLOT       (NGX_HTTP_AIGW_AUDIT_LINE + 64)
 
 /* a field copied from the request: longer values are cut */
@@ -24,6 +24,9 @@
 
 /* the Merkle tree's right edge: one hash per bit of its size */
 #define NGX_HTTP_AIGW_AUDIT_DEPTH      64
+
+/* records a worker holds while the ring is full */
+#define NGX_HTTP_AIGW_AUDIT_HELD       65536
 
 /* a slot reserved and not filled for this long: its worker died */
 #define NGX_HTTP_AIGW_AUDIT_STALL      5
@@ -42,6 +45,16 @@ typedef struct {
     u_char                         leaf[32];   /* SHA-256(0x00 || line) */
     u_char                         line[NGX_HTTP_AIGW_AUDIT_LINE];
 } ngx_http_aigw_audit_slot_t;
+
+
+/* a record waiting in a worker's memory for room in the ring */
+
+typedef struct {
+    ngx_queue_t                    queue;
+    size_t                         len;
+    u_char                         leaf[32];
+    u_char                         line[1];
+} ngx_http_aigw_audit_held_t;
 
 
 /* what the writer keeps between batches, and on disk in "state" */
@@ -103,8 +116,14 @@ typedef struct {
 
     void                          *thread;     /* writer.c's */
     ngx_event_t                    timer;
+
+    ngx_queue_t                    overflow;   /* the worker's held */
+    ngx_uint_t                     held;
+    time_t                         dropped_logged;
 } ngx_http_aigw_audit_conf_t;
 
+
+void ngx_http_aigw_audit_release(ngx_http_aigw_audit_conf_t *acf);
 
 /* audit_writer.c: batches written, synced and signed off the loop */
 ngx_int_t ngx_http_aigw_audit_writer_init(ngx_cycle_t *cycle,

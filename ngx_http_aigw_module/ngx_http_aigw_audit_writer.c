@@ -25,7 +25,7 @@
 
 #if (NGX_THREADS)
 
-#define NGX_HTTP_AIGW_AUDIT_BATCH      (1024 * 1024)
+#define NGX_HTTP_AIGW_AUDIT_BATCH      (4 * 1024 * 1024)
 
 /* an index line is at most its record's length and 64 bytes */
 #define NGX_HTTP_AIGW_AUDIT_IDX        (2 * NGX_HTTP_AIGW_AUDIT_BATCH)
@@ -215,14 +215,20 @@ ngx_http_aigw_audit_writer_exit(ngx_cycle_t *cycle,
         return;
     }
 
-    for (n = 0; n < 64 && acf->sh->head != acf->sh->tail; n++) {
-        if (ngx_http_aigw_audit_lock(acf->sh) != NGX_OK) {
-            break;
-        }
+    for (n = 0; n < 64; n++) {
+        ngx_http_aigw_audit_release(acf);
 
-        if (ngx_http_aigw_audit_batch(t, cycle->log) != NGX_OK) {
+        if (acf->sh->head == acf->sh->tail
+            || ngx_http_aigw_audit_lock(acf->sh) != NGX_OK
+            || ngx_http_aigw_audit_batch(t, cycle->log) != NGX_OK)
+        {
             break;
         }
+    }
+
+    if (acf->held) {
+        ngx_log_error(NGX_LOG_ALERT, cycle->log, 0,
+                      "aigw: %ui audit records lost at exit", acf->held);
     }
 
     ngx_http_aigw_audit_unlock(acf->sh);
@@ -788,7 +794,18 @@ ngx_http_aigw_audit_load(ngx_http_aigw_audit_thread_t *t,
             return NGX_ERROR;
         }
 
-        /* a new log */
+        /* a new log, unless segments say otherwise: never written over */
+
+        ngx_sprintf(name, "%Vaudit-000001.start%Z", &acf->dir);
+
+        if (ngx_file_info(name, &fi) != NGX_FILE_ERROR
+            || ngx_errno != NGX_ENOENT)
+        {
+            ngx_log_error(NGX_LOG_ALERT, log, 0,
+                          "aigw: audit folder \"%V\" has segments but no "
+                          "\"state\": nothing written", &acf->dir);
+            return NGX_ERROR;
+        }
 
         tree->segment = 1;
         tree->first = 1;

@@ -26,6 +26,8 @@ my $prefix = tempdir('aigw-demo.XXXXXX', CLEANUP => 1,
 
 $ENV{AIGW_MODULE} = $module;
 $ENV{NGINX_BINARY} = $nginx;
+# the workers write the audit log in it (nobody, when run as root)
+chmod 0755, $prefix;
 $ENV{AIGW_DEMO_PREFIX} = $prefix;
 $ENV{AIGW_DEMO_PORT} = free_port();
 $ENV{AIGW_DEMO_MOCK_PORT} = free_port();
@@ -52,7 +54,7 @@ for my $line (split /\n/, $tour) {
     $cont = $line =~ /\\$/;
 }
 
-is(scalar @cmds, 9, 'the tour has nine commands');
+is(scalar @cmds, 10, 'the tour has ten commands');
 
 my @want = (
     [ 'chat', qr/"object":"chat\.completion".*"usage":/s ],
@@ -66,6 +68,7 @@ my @want = (
     [ 'limit', qr/^200 200 429 $/ ],
     [ 'usage', qr/^\{"object":"aigw\.usage","scope":"key","id":"key_demo_trial".*"requests_minute":2.*"rpm":2/ ],
     [ 'pii', qr/"content":"Mock answer to: mail \[EMAIL_1\]"/ ],
+    [ 'audit', qr/^\{"v":1,.*"outcome":"[a-z_]+".*^good: \d+ records/ms ],
 );
 
 for my $i (0 .. $#want) {

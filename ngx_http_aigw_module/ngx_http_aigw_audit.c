@@ -35,8 +35,6 @@ static char *ngx_http_aigw_audit_sign_key(ngx_conf_t *cf,
 static char *ngx_http_aigw_audit_config_hash(ngx_conf_t *cf,
     ngx_http_aigw_audit_conf_t *acf);
 static void ngx_http_aigw_audit_cleanup(void *data);
-static u_char *ngx_http_aigw_audit_string(u_char *p, u_char *last,
-    const char *name, ngx_str_t *s);
 static u_char *ngx_http_aigw_audit_hmac(ngx_http_aigw_audit_conf_t *acf,
     u_char *p, ngx_str_t *body);
 static const char *ngx_http_aigw_audit_outcome(ngx_http_request_t *r,
@@ -603,6 +601,14 @@ ngx_http_aigw_audit_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         return NGX_ERROR;
     }
 
+    /* the requests in flight first, when they take a quarter at most */
+
+    if (shm_zone->shm.size >= 4 * NGX_HTTP_AIGW_AUDIT_TABLES
+                                * sizeof(ngx_http_aigw_audit_table_t))
+    {
+        (void) ngx_http_aigw_audit_flight_init_zone(shpool, sh);
+    }
+
     /* as many slots as fit */
 
     n = shm_zone->shm.size / sizeof(ngx_http_aigw_audit_slot_t);
@@ -699,6 +705,8 @@ ngx_http_aigw_audit_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    ngx_http_aigw_audit_flight_start(acf, cycle->log);
+
     acf->timer.handler = ngx_http_aigw_audit_timer;
     acf->timer.data = acf;
     acf->timer.log = cycle->log;
@@ -718,6 +726,7 @@ ngx_http_aigw_audit_exit_process(ngx_cycle_t *cycle)
     amcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_aigw_module);
 
     if (amcf && amcf->audit) {
+        ngx_http_aigw_audit_flight_exit(amcf->audit);
         ngx_http_aigw_audit_writer_exit(cycle, amcf->audit);
     }
 }
@@ -727,6 +736,13 @@ static void
 ngx_http_aigw_audit_timer(ngx_event_t *ev)
 {
     ngx_http_aigw_audit_conf_t  *acf = ev->data;
+
+    /* workers gone with requests in flight: once a second */
+
+    if (acf->flight_checked != ngx_time()) {
+        acf->flight_checked = ngx_time();
+        ngx_http_aigw_audit_flight_check(acf, ev->log);
+    }
 
     ngx_http_aigw_audit_release(acf);
     ngx_http_aigw_audit_writer_kick(acf);
@@ -897,13 +913,25 @@ ngx_http_aigw_audit_log(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
 
     *p++ = '\n';
 
+    ngx_http_aigw_audit_add(acf, line, p - line, leaf, r->connection->log);
+
+    ngx_http_aigw_audit_flight_done(ctx);
+}
+
+
+/* a record into the ring, or held while the ring is full */
+
+void
+ngx_http_aigw_audit_add(ngx_http_aigw_audit_conf_t *acf, u_char *line,
+    size_t len, u_char *leaf, ngx_log_t *log)
+{
     if (ngx_queue_empty(&acf->overflow)
-        && ngx_http_aigw_audit_put(acf, line, p - line, leaf) == NGX_OK)
+        && ngx_http_aigw_audit_put(acf, line, len, leaf) == NGX_OK)
     {
         return;
     }
 
-    ngx_http_aigw_audit_hold(acf, line, p - line, leaf, r->connection->log);
+    ngx_http_aigw_audit_hold(acf, line, len, leaf, log);
 }
 
 
@@ -1015,7 +1043,7 @@ ngx_http_aigw_audit_release(ngx_http_aigw_audit_conf_t *acf)
 
 /* ,"name":"value", escaped for JSON, cut at a character's start */
 
-static u_char *
+u_char *
 ngx_http_aigw_audit_string(u_char *p, u_char *last, const char *name,
     ngx_str_t *s)
 {

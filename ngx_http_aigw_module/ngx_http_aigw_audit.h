@@ -57,6 +57,29 @@ typedef struct {
 } ngx_http_aigw_audit_held_t;
 
 
+/* a request in flight (audit_flight.c), in its worker's table */
+
+#define NGX_HTTP_AIGW_AUDIT_TABLES     16
+#define NGX_HTTP_AIGW_AUDIT_INFLIGHT   256
+
+typedef struct {
+    ngx_atomic_t                   used;
+    uint64_t                       start;      /* ms since 1970 */
+    u_char                         id_len;
+    u_char                         tenant_len;
+    u_char                         model_len;
+    u_char                         id[128];
+    u_char                         tenant[64];
+    u_char                         model[64];
+} ngx_http_aigw_audit_flight_t;
+
+
+typedef struct {
+    ngx_atomic_t                   pid;        /* its worker; 0: free */
+    ngx_http_aigw_audit_flight_t   req[NGX_HTTP_AIGW_AUDIT_INFLIGHT];
+} ngx_http_aigw_audit_table_t;
+
+
 /* what the writer keeps between batches, and on disk in "state" */
 
 typedef struct {
@@ -86,6 +109,7 @@ typedef struct {
     ngx_http_aigw_audit_tree_t     tree;
 
     ngx_http_aigw_audit_slot_t    *slots;
+    ngx_http_aigw_audit_table_t   *tables;     /* NULL: no room */
 } ngx_http_aigw_audit_sh_t;
 
 
@@ -120,10 +144,28 @@ typedef struct {
     ngx_queue_t                    overflow;   /* the worker's held */
     ngx_uint_t                     held;
     time_t                         dropped_logged;
+
+    ngx_http_aigw_audit_table_t   *table;      /* the worker's, in flight */
+    ngx_uint_t                     next_entry;
+    time_t                         flight_checked;
 } ngx_http_aigw_audit_conf_t;
 
 
 void ngx_http_aigw_audit_release(ngx_http_aigw_audit_conf_t *acf);
+void ngx_http_aigw_audit_add(ngx_http_aigw_audit_conf_t *acf, u_char *line,
+    size_t len, u_char *leaf, ngx_log_t *log);
+u_char *ngx_http_aigw_audit_string(u_char *p, u_char *last,
+    const char *name, ngx_str_t *s);
+
+/* audit_flight.c: requests in flight, incomplete if their worker dies */
+ngx_int_t ngx_http_aigw_audit_flight_init_zone(ngx_slab_pool_t *shpool,
+    ngx_http_aigw_audit_sh_t *sh);
+void ngx_http_aigw_audit_flight_start(ngx_http_aigw_audit_conf_t *acf,
+    ngx_log_t *log);
+void ngx_http_aigw_audit_flight_check(ngx_http_aigw_audit_conf_t *acf,
+    ngx_log_t *log);
+void ngx_http_aigw_audit_flight_exit(ngx_http_aigw_audit_conf_t *acf);
+void ngx_http_aigw_audit_flight_done(ngx_http_aigw_ctx_t *ctx);
 
 /* audit_writer.c: batches written, synced and signed off the loop */
 ngx_int_t ngx_http_aigw_audit_writer_init(ngx_cycle_t *cycle,

@@ -50,7 +50,7 @@ static ngx_int_t ngx_http_aigw_audit_batch(ngx_http_aigw_audit_thread_t *t,
     ngx_log_t *log);
 static ngx_int_t ngx_http_aigw_audit_load(ngx_http_aigw_audit_thread_t *t,
     ngx_http_aigw_audit_tree_t *tree, ngx_log_t *log);
-static ngx_int_t ngx_http_aigw_audit_add(ngx_http_aigw_audit_thread_t *t,
+static ngx_int_t ngx_http_aigw_audit_tree_add(ngx_http_aigw_audit_thread_t *t,
     ngx_http_aigw_audit_tree_t *tree, u_char *leaf);
 static ngx_int_t ngx_http_aigw_audit_root(ngx_http_aigw_audit_thread_t *t,
     ngx_http_aigw_audit_tree_t *tree, u_char *root);
@@ -310,7 +310,7 @@ ngx_http_aigw_audit_batch(ngx_http_aigw_audit_thread_t *t, ngx_log_t *log)
         p = ngx_cpymem(p, slot->line, slot->len);
         offset += slot->len;
 
-        if (ngx_http_aigw_audit_add(t, &tree, slot->leaf) != NGX_OK) {
+        if (ngx_http_aigw_audit_tree_add(t, &tree, slot->leaf) != NGX_OK) {
             return NGX_ERROR;
         }
 
@@ -465,7 +465,7 @@ ngx_http_aigw_audit_open(ngx_http_aigw_audit_conf_t *acf, ngx_uint_t segment,
 /* RFC 6962: the right edge of the tree, one subtree root a bit of size */
 
 static ngx_int_t
-ngx_http_aigw_audit_add(ngx_http_aigw_audit_thread_t *t,
+ngx_http_aigw_audit_tree_add(ngx_http_aigw_audit_thread_t *t,
     ngx_http_aigw_audit_tree_t *tree, u_char *leaf)
 {
     uint64_t  s;
@@ -930,7 +930,7 @@ ngx_http_aigw_audit_load(ngx_http_aigw_audit_thread_t *t,
             e = ngx_http_aigw_audit_index(e, s, p - s, tree->size,
                                           off + (s - t->buf), leaf);
 
-            if (ngx_http_aigw_audit_add(t, tree, leaf) != NGX_OK) {
+            if (ngx_http_aigw_audit_tree_add(t, tree, leaf) != NGX_OK) {
                 (void) ngx_close_file(fd);
                 return NGX_ERROR;
             }
@@ -998,7 +998,7 @@ ngx_http_aigw_audit_load(ngx_http_aigw_audit_thread_t *t,
 
         if (pwrite(fd, t->buf, p - t->buf, off) != p - t->buf
             || fdatasync(fd) == -1
-            || ngx_http_aigw_audit_add(t, tree, leaf) != NGX_OK)
+            || ngx_http_aigw_audit_tree_add(t, tree, leaf) != NGX_OK)
         {
             (void) ngx_close_file(fd);
             return NGX_ERROR;

@@ -233,6 +233,9 @@ struct ngx_http_aigw_ctx_s {
 
     ngx_str_t                      request_id; /* trace.c's */
 
+    /* audit log */
+    void                          *audit;      /* in flight, audit_flight.c */
+
     /* metering */
     ngx_uint_t                     prompt_tokens;
     ngx_uint_t                     completion_tokens;
@@ -435,6 +438,8 @@ ngx_int_t ngx_http_aigw_audit_init_module(ngx_cycle_t *cycle);
 ngx_int_t ngx_http_aigw_audit_init_process(ngx_cycle_t *cycle);
 void ngx_http_aigw_audit_exit_process(ngx_cycle_t *cycle);
 void ngx_http_aigw_audit_log(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx);
+void ngx_http_aigw_audit_flight_begin(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
 
 /* filter.c */
 ngx_int_t ngx_http_aigw_filter_init(ngx_conf_t *cf);

@@ -164,6 +164,10 @@ ngx_http_aigw_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    /* in flight from here: a worker that dies leaves it "incomplete" */
+
+    ngx_http_aigw_audit_flight_begin(r, ctx);
+
     /* the body is read already: this starts upstream at once */
 
     rc = ngx_http_read_client_request_body(r, ngx_http_aigw_upstream_start);

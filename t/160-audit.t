@@ -260,28 +260,46 @@ like($ok, qr/"body_hmac":"[0-9a-f]{64}"/, 'the body HMAC');
 
 # --- a worker killed with streams in flight ---------------------------------
 
-my @streams;
+my %streams;
 for my $i (1 .. 6) {
     my $pid = fork // die;
     if ($pid == 0) {
-        my $st = call("kill-$i", $keys{acme}, 'paced', 'long', 1);
-        POSIX::_exit($st == 200 ? 0 : 1);
+        my $res = $ngx->request('POST', '/v1/chat/completions',
+                                { 'X-Request-Id' => "kill-$i",
+                                  Authorization => "Bearer $keys{acme}" },
+                                body('paced', 'long', 1));
+        POSIX::_exit($res->{body} =~ /^data: \[DONE\]/m ? 0 : 1);
     }
-    push @streams, $pid;
+    $streams{$pid} = "kill-$i";
 }
 
 sleep 0.3;
 my ($victim) = sort keys %{ $ngx->workers };
 ok(kill('KILL', $victim), 'kill -9 of a worker with streams in flight');
-waitpid $_, 0 for @streams;
+my (@done, @cut);
+for my $pid (keys %streams) {
+    waitpid $pid, 0;
+    push @{ $? == 0 ? \@done : \@cut }, $streams{$pid};
+}
+ok(@cut > 0, scalar(@cut) . ' streams cut by the kill, '
+             . scalar(@done) . ' done');
 
 my @after = map { "after-$_" } 1 .. 20;
 my $good = grep { call($_, $keys{acme}, 'gpt-4o') == 200 } @after;
 is($good, 20, 'the respawned workers answer');
-$ids = wait_ids([@after, keys %expect]);
+$ids = wait_ids([@after, @done, @cut, keys %expect]);
 is(scalar(grep { !$ids->{$_} } @after, keys %expect), 0,
    'nothing admitted before or after the kill is lost');
 is(scalar(grep { $ids->{$_} > 1 } keys %$ids), 0, 'still none twice');
+%outcome = map { /"id":"([^"]+)".*"outcome":"([^"]+)"/ ? ($1 => $2) : () }
+           records();
+is(join(' ', map { $outcome{$_} // 'none' } sort @cut),
+   join(' ', map { 'incomplete' } @cut),
+   'the streams in flight in the killed worker: incomplete records');
+is(join(' ', map { $outcome{$_} // 'none' } sort @done),
+   join(' ', map { 'answered' } @done), 'the others: answered');
+like($ngx->error_log, qr/worker $victim is gone: \d+ requests in flight/,
+     'the error log says so');
 
 # --- verify, query, proof ---------------------------------------------------
 
@@ -355,12 +373,12 @@ for my $c (1 .. 4) {
     push @post, $pid;
 }
 waitpid $_, 0 for @post;
-my @pids = map { my $c = $_; map { "post-$c-$_" } 1 .. 50 } 1 .. 4;
-$ids = wait_ids(\@pids);
-is(scalar(grep { ($ids->{$_} // 0) != 1 } @pids), 0,
+my @burst = map { my $c = $_; map { "post-$c-$_" } 1 .. 50 } 1 .. 4;
+$ids = wait_ids(\@burst);
+is(scalar(grep { ($ids->{$_} // 0) != 1 } @burst), 0,
    'a burst larger than the ring: every record once')
     or diag join ' ', map { "$_=" . ($ids->{$_} // 0) }
-                      grep { ($ids->{$_} // 0) != 1 } @pids;
+                      grep { ($ids->{$_} // 0) != 1 } @burst;
 $ngx->stop;
 unlike($ngx->error_log, qr/records lost/, 'none lost');
 

@@ -16,6 +16,7 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include <openssl/err.h>
 #include <openssl/pem.h>
 
 #include "ngx_http_aigw_module.h"
@@ -467,8 +468,9 @@ ngx_http_aigw_audit_sign_key(ngx_conf_t *cf, ngx_http_aigw_audit_conf_t *acf,
 
     bio = BIO_new_file((char *) name.data, "r");
     if (bio == NULL) {
-        ngx_ssl_error(NGX_LOG_EMERG, cf->log, 0,
-                      "cannot open signing key \"%V\"", &name);
+        ERR_clear_error();
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "cannot open signing key \"%V\"", &name);
         return NGX_CONF_ERROR;
     }
 
@@ -478,8 +480,10 @@ ngx_http_aigw_audit_sign_key(ngx_conf_t *cf, ngx_http_aigw_audit_conf_t *acf,
     if (acf->sign_key == NULL
         || EVP_PKEY_id(acf->sign_key) != EVP_PKEY_ED25519)
     {
-        ngx_ssl_error(NGX_LOG_EMERG, cf->log, 0,
-                      "\"%V\" is not an Ed25519 private key in PEM", &name);
+        ERR_clear_error();
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" is not an Ed25519 private key in PEM",
+                           &name);
         return NGX_CONF_ERROR;
     }
 

@@ -433,7 +433,8 @@ my ($seg) = (sort glob "$audit/audit-*.log")[-1] =~ /audit-(\d+)\.log/;
 my ($old) = (sort glob "$audit/audit-*.log")[0] =~ /audit-(\d+)\.log/;
 
 tamper('an edited record', sub {
-    edit_file("$_[0]/audit-$old.log", sub { $_[0] =~ s/"status":200/"status":201/; $_[0] });
+    edit_file("$_[0]/audit-$old.log", sub {
+        $_[0] =~ s/"status":200/"status":201/; $_[0] });
 }, qr/segment \d+ line \d+: the first record the index does not match/);
 
 tamper('an edited record and index', sub {
@@ -465,7 +466,8 @@ tamper('a removed segment', sub { unlink "$_[0]/audit-$seg.log" },
 
 tamper('a forged signature', sub {
     edit_file("$_[0]/checkpoint", sub {
-        $_[0] =~ s/(\x{e2}\x{80}\x{94} \S+ .{10})(.)/$1 . ($2 eq 'A' ? 'B' : 'A')/se;
+        $_[0] =~ s/(\x{e2}\x{80}\x{94}\ \S+\ .{10})(.)/
+                   $1 . ($2 eq 'A' ? 'B' : 'A')/sex;
         $_[0] });
 }, qr/signature is not valid/);
 

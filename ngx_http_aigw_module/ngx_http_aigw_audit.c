@@ -730,7 +730,7 @@ ngx_http_aigw_audit_exit_process(ngx_cycle_t *cycle)
     amcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_aigw_module);
 
     if (amcf && amcf->audit) {
-        ngx_http_aigw_audit_flight_exit(amcf->audit);
+        ngx_http_aigw_audit_flight_exit(amcf->audit, cycle->log);
         ngx_http_aigw_audit_writer_exit(cycle, amcf->audit);
     }
 }

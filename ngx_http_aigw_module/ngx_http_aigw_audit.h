@@ -164,7 +164,8 @@ void ngx_http_aigw_audit_flight_start(ngx_http_aigw_audit_conf_t *acf,
     ngx_log_t *log);
 void ngx_http_aigw_audit_flight_check(ngx_http_aigw_audit_conf_t *acf,
     ngx_log_t *log);
-void ngx_http_aigw_audit_flight_exit(ngx_http_aigw_audit_conf_t *acf);
+void ngx_http_aigw_audit_flight_exit(ngx_http_aigw_audit_conf_t *acf,
+    ngx_log_t *log);
 void ngx_http_aigw_audit_flight_done(ngx_http_aigw_ctx_t *ctx);
 
 /* audit_writer.c: batches written, synced and signed off the loop */

@@ -85,12 +85,19 @@ ngx_http_aigw_audit_flight_start(ngx_http_aigw_audit_conf_t *acf,
 }
 
 
-/* a worker that exits: its requests have ended, the table is free */
+/*
+ * A worker that exits: after a graceful exit its requests have ended;
+ * after "nginx -s stop" those cut are recorded as incomplete.  The table
+ * is free.
+ */
 
 void
-ngx_http_aigw_audit_flight_exit(ngx_http_aigw_audit_conf_t *acf)
+ngx_http_aigw_audit_flight_exit(ngx_http_aigw_audit_conf_t *acf,
+    ngx_log_t *log)
 {
     if (acf->table) {
+        (void) ngx_http_aigw_audit_flight_reap(acf, acf->table, ngx_pid,
+                                               log);
         (void) ngx_atomic_cmp_set(&acf->table->pid, ngx_pid, 0);
         acf->table = NULL;
     }
@@ -139,7 +146,7 @@ ngx_http_aigw_audit_flight_reap(ngx_http_aigw_audit_conf_t *acf,
     u_char                        leaf[32], *p;
     ngx_tm_t                      tm;
     ngx_str_t                     s;
-    ngx_uint_t                    i, n;
+    ngx_uint_t                    i, n, level;
     ngx_http_aigw_audit_flight_t *f;
 
     n = 0;
@@ -193,9 +200,13 @@ ngx_http_aigw_audit_flight_reap(ngx_http_aigw_audit_conf_t *acf,
         n++;
     }
 
-    ngx_log_error(NGX_LOG_ALERT, log, 0,
-                  "aigw: worker %P is gone: %ui requests in flight recorded "
-                  "as incomplete", pid, n);
+    if (n) {
+        level = (pid == ngx_pid) ? NGX_LOG_NOTICE : NGX_LOG_ALERT;
+
+        ngx_log_error(level, log, 0,
+                      "aigw: worker %P is gone: %ui requests in flight "
+                      "recorded as incomplete", pid, n);
+    }
 
     return NGX_OK;
 }

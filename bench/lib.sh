@@ -478,6 +478,12 @@ $stream_locations        location /aigw/json/v1/ {
             aigw_pass  bench-json;
         }
 
+        # (f) the same as (b); audited where the configuration has
+        # aigw_audit (callgrind.sh's json-audit)
+        location /audit/json/v1/ {
+            aigw_pass  bench-json;
+        }
+
         # (c) aigw with limits that never refuse: the quota step's cost
         location /quota/json/v1/ {
             aigw_limit  key     rpm=100000000 tpm=100000000000

@@ -75,7 +75,9 @@ cmd_configure() {
         . "$tree/conf_flags"
         flags=("${NGX_CONF_FLAGS[@]}")
     else
-        flags=(--with-compat --with-http_ssl_module)
+        # --with-threads: aigw_audit writes off the event loop in nginx's
+        # thread pools (Debian's nginx has them too)
+        flags=(--with-compat --with-http_ssl_module --with-threads)
     fi
 
     # With CFLAGS in the environment nginx skips auto/cc/gcc altogether:

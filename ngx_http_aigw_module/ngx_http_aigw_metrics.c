@@ -678,6 +678,7 @@ ngx_http_aigw_metrics_log_handler(ngx_http_request_t *r)
 
     /* a cache lock left by a request that stored nothing */
     ngx_http_aigw_cache_log(r, ctx);
+    ngx_http_aigw_audit_log(r, ctx);
 
     amcf = ngx_http_get_module_main_conf(r, ngx_http_aigw_module);
     mt = amcf->metrics;

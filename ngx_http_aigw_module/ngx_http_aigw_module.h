@@ -184,6 +184,8 @@ typedef struct {
 
     /* cache (cache.c) */
     ngx_shm_zone_t                *cache_zone;
+    /* audit log */
+    void                          *audit;      /* aigw_audit, audit.c's */
 } ngx_http_aigw_main_conf_t;
 
 
@@ -272,6 +274,9 @@ struct ngx_http_aigw_ctx_s {
     ngx_str_t                      error_body; /* replaces nginx's page */
 
     ngx_str_t                      request_id; /* trace.c's */
+
+    /* audit log */
+    void                          *audit;      /* in flight, audit_flight.c */
 
     /* metering */
     ngx_uint_t                     prompt_tokens;
@@ -533,6 +538,15 @@ void ngx_http_aigw_meter_finish(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx);
 uint64_t ngx_http_aigw_meter_cost(ngx_http_aigw_ctx_t *ctx,
     ngx_uint_t *overflow);
+
+/* audit.c: one tamper-evident record a request, from the log phase */
+char *ngx_http_aigw_audit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_int_t ngx_http_aigw_audit_init_module(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_aigw_audit_init_process(ngx_cycle_t *cycle);
+void ngx_http_aigw_audit_exit_process(ngx_cycle_t *cycle);
+void ngx_http_aigw_audit_log(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx);
+void ngx_http_aigw_audit_flight_begin(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
 
 /* filter.c */
 ngx_int_t ngx_http_aigw_filter_init(ngx_conf_t *cf);

@@ -305,6 +305,10 @@ ngx_http_aigw_openai_response_event(ngx_http_request_t *r,
     }
 
     return NGX_HTTP_AIGW_EVENT_LAST;
+}
+
+
+/*
  * A stored chat completion in the other mode: a stream of one content
  * chunk, a finish chunk, the usage chunk and [DONE]; or, from a stored
  * stream, one chat.completion with the content of every delta.  One

@@ -173,6 +173,9 @@ ngx_http_aigw_handler(ngx_http_request_t *r)
     if (rc != NGX_DECLINED) {
         return rc;
     }
+    /* in flight from here: a worker that dies leaves it "incomplete" */
+
+    ngx_http_aigw_audit_flight_begin(r, ctx);
 
     /* the body is read already: this starts upstream at once */
 

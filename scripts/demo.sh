@@ -3,9 +3,10 @@
 # background, with the bundled mock provider on 127.0.0.1:8081, and prints
 # a short tour: a chat request with a virtual key, a stream, a fallback, a
 # request without a key, the metrics and the access log, a limit, the
-# usage, an email redacted, and Claude asked through the OpenAI API.
-# Without OPENAI_API_KEY (ANTHROPIC_API_KEY) the "openai" ("anthropic")
-# provider is the mock, so everything answers at once and offline.
+# usage, an email redacted, Claude asked through the OpenAI API, a cache
+# hit, and the audit log verified.  Without OPENAI_API_KEY
+# (ANTHROPIC_API_KEY) the "openai" ("anthropic") provider is the mock,
+# so everything answers at once and offline.
 #
 #   scripts/demo.sh          start (again)
 #   scripts/demo.sh stop     stop the gateway and the mock
@@ -81,6 +82,16 @@ sed -e "s|^load_module .*;|load_module $so;|" \
     -e "s|127\.0\.0\.1:8081|127.0.0.1:$mport|" \
     "$root/examples/demo.conf" > "$conf"
 cp "$root/examples/keys.json" "$prefix/conf/keys.json"
+
+# the audit log's folder and keys (made once, kept across demos)
+mkdir -p "$prefix/logs/audit"
+[ -f "$prefix/conf/audit-sign.pem" ] \
+    || openssl genpkey -algorithm ed25519 \
+           -out "$prefix/conf/audit-sign.pem" 2>/dev/null
+openssl pkey -in "$prefix/conf/audit-sign.pem" -pubout \
+    -out "$prefix/audit-sign.pub"
+[ -f "$prefix/conf/audit-hmac.key" ] \
+    || head -c 32 /dev/urandom | base64 > "$prefix/conf/audit-hmac.key"
 
 if [ -z "${OPENAI_API_KEY:-}" ]; then
     upstream="the bundled mock provider on 127.0.0.1:$mport"
@@ -163,10 +174,17 @@ Personal data: the provider gets a placeholder (the mock echoes it back):
 One API for every provider: the OpenAI API asking Claude, translated:
   curl -s $u/v1/chat/completions -H 'Authorization: Bearer $key' \\
        -d '{"model":"claude-haiku",$msg}'
+
 The same question twice: the second answer comes from the cache:
   for i in 1 2; do curl -s -o /dev/null -D - $u/v1/chat/completions \\
        -H 'Authorization: Bearer $key' -d '{"model":"gpt-4o-mini",$ask}' \\
        | grep -i '^x-aigw-cache'; done
+
+The audit log: the last record, then the whole log checked (Merkle
+roots, the signed checkpoint):
+  tail -n 1 $prefix/logs/audit/audit-000001.log; \
+       $root/scripts/aigw-audit verify $prefix/logs/audit \
+       --key $prefix/audit-sign.pub
 
 Logs in $prefix/logs.  Stop it all with: scripts/demo.sh stop
 EOT

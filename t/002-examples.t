@@ -50,6 +50,14 @@ for my $file (@examples) {
     system('cp', "$root/examples/keys.json", "$dir/conf/keys.json") == 0
         or die "cp keys.json";
 
+    # examples/audit.conf: its folder and keys, as its comment makes them
+    mkdir "$dir/logs/audit";
+    system("openssl genpkey -algorithm ed25519 -out $dir/conf/audit-sign.pem"
+           . " 2>/dev/null") == 0 or die "openssl genpkey";
+    open my $hk, '>', "$dir/conf/audit-hmac.key" or die;
+    print $hk "example-hmac-key-0123456789\n";
+    close $hk;
+
     my $res = `$nginx -p $dir -c conf/nginx.conf -t 2>&1`;
     is($?, 0, "$name passes nginx -t") or diag $res;
 }

@@ -26,6 +26,8 @@ my $prefix = tempdir('aigw-demo.XXXXXX', CLEANUP => 1,
 
 $ENV{AIGW_MODULE} = $module;
 $ENV{NGINX_BINARY} = $nginx;
+# the workers write the audit log in it (nobody, when run as root)
+chmod 0755, $prefix;
 $ENV{AIGW_DEMO_PREFIX} = $prefix;
 $ENV{AIGW_DEMO_PORT} = free_port();
 $ENV{AIGW_DEMO_MOCK_PORT} = free_port();
@@ -53,7 +55,7 @@ for my $line (split /\n/, $tour) {
     $cont = $line =~ /\\$/;
 }
 
-is(scalar @cmds, 11, 'the tour has eleven commands');
+is(scalar @cmds, 12, 'the tour has twelve commands');
 
 my @want = (
     [ 'chat', qr/"object":"chat\.completion".*"usage":/s ],
@@ -69,6 +71,7 @@ my @want = (
     [ 'pii', qr/"content":"Mock answer to: mail \[EMAIL_1\]"/ ],
     [ 'translation', qr/^\{"id":"msg_.*"object":"chat\.completion".*"model":"claude-haiku".*"content":"Mock answer to: hi"/ ],
     [ 'cache', qr/^X-AIGW-Cache: MISS\r?\nX-AIGW-Cache: HIT\r?$/mi ],
+    [ 'audit', qr/^\{"v":1,.*"outcome":"[a-z_]+".*^good: \d+ records/ms ],
 );
 
 for my $i (0 .. $#want) {

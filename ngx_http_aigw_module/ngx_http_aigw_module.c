@@ -266,6 +266,29 @@ static ngx_command_t  ngx_http_aigw_commands[] = {
       offsetof(ngx_http_aigw_loc_conf_t, upstream.buffer_size),
       NULL },
 
+    /* resilience: timeouts, each from its own moment */
+
+    { ngx_string("aigw_first_token_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_aigw_loc_conf_t, first_token_timeout),
+      NULL },
+
+    { ngx_string("aigw_stream_idle_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_aigw_loc_conf_t, stream_idle_timeout),
+      NULL },
+
+    { ngx_string("aigw_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_aigw_loc_conf_t, timeout),
+      NULL },
+
     { ngx_string("aigw_quota_zone"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_http_aigw_quota_zone,
@@ -463,6 +486,9 @@ static ngx_http_variable_t  ngx_http_aigw_vars[] = {
       NGX_HTTP_AIGW_VAR_PROVIDER_ID, NGX_HTTP_VAR_NOCACHEABLE, 0 },
     { ngx_string("aigw_pii"), NULL, ngx_http_aigw_variable,
       NGX_HTTP_AIGW_VAR_PII, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("aigw_outcome"), NULL, ngx_http_aigw_resilience_variable,
+      0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("aigw_meta_"), NULL, ngx_http_aigw_meta_variable,
       0, NGX_HTTP_VAR_NOCACHEABLE|NGX_HTTP_VAR_PREFIX, 0 },
@@ -1036,6 +1062,9 @@ ngx_http_aigw_create_loc_conf(ngx_conf_t *cf)
     alcf->quota_max_tokens = NGX_CONF_UNSET_UINT;
     alcf->quota_store = NGX_CONF_UNSET_UINT;
     alcf->quota_redis_down = NGX_CONF_UNSET_UINT;
+    alcf->first_token_timeout = NGX_CONF_UNSET_MSEC;
+    alcf->stream_idle_timeout = NGX_CONF_UNSET_MSEC;
+    alcf->timeout = NGX_CONF_UNSET_MSEC;
 
     return alcf;
 }
@@ -1128,6 +1157,10 @@ ngx_http_aigw_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
+    if (ngx_http_aigw_resilience_merge(cf, prev, conf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     if (!conf->pass) {
         return NGX_CONF_OK;
     }
@@ -1169,6 +1202,10 @@ ngx_http_aigw_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     if (ngx_http_aigw_provider_ssl(cf, conf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_aigw_resilience_init(cf, conf) != NGX_CONF_OK) {
         return NGX_CONF_ERROR;
     }
 

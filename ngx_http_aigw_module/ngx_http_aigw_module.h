@@ -36,6 +36,14 @@
 #define NGX_HTTP_AIGW_EVENT_HIDE       1   /* the client must not get it */
 #define NGX_HTTP_AIGW_EVENT_LAST       2   /* the stream's final event */
 
+/* how a request ended: $aigw_outcome */
+#define NGX_HTTP_AIGW_OUTCOME_COMPLETE     1
+#define NGX_HTTP_AIGW_OUTCOME_CUT          2
+#define NGX_HTTP_AIGW_OUTCOME_STALLED      3
+#define NGX_HTTP_AIGW_OUTCOME_TIMEOUT      4
+#define NGX_HTTP_AIGW_OUTCOME_CLIENT_GONE  5
+#define NGX_HTTP_AIGW_OUTCOME_ERROR        6
+
 /* where token counts come from */
 #define NGX_HTTP_AIGW_USAGE_NONE       0
 #define NGX_HTTP_AIGW_USAGE_PROVIDER   1
@@ -190,6 +198,13 @@ typedef struct {
     ngx_uint_t                     quota_redis_down;
 
     void                          *pii;        /* aigw_pii, pii.c's */
+
+    /* resilience: timeouts, and the upstream confs that apply them */
+    ngx_msec_t                     first_token_timeout;
+    ngx_msec_t                     stream_idle_timeout;
+    ngx_msec_t                     timeout;    /* the request's deadline */
+    ngx_http_upstream_conf_t      *first_token_conf;
+    ngx_http_upstream_conf_t      *stream_conf;
 } ngx_http_aigw_loc_conf_t;
 
 
@@ -267,6 +282,13 @@ struct ngx_http_aigw_ctx_s {
     unsigned                       answer_held:1;
     unsigned                       answer_metered:1;
     unsigned                       request_id_sent:1;
+
+    /* resilience: how it ended; the deadline's timer */
+    ngx_uint_t                     outcome;    /* NGX_HTTP_AIGW_OUTCOME_* */
+    ngx_event_t                   *deadline;
+    unsigned                       first_wait:1;
+    unsigned                       deadline_passed:1;
+    unsigned                       stream_failed:1;
 };
 
 
@@ -384,6 +406,24 @@ ngx_int_t ngx_http_aigw_answer_hold(ngx_http_request_t *r,
 ngx_int_t ngx_http_aigw_answer_release(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx);
 void ngx_http_aigw_answer_failed(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
+
+/* resilience.c: timeouts, rescue, honest stream failures */
+char *ngx_http_aigw_resilience_merge(ngx_conf_t *cf,
+    ngx_http_aigw_loc_conf_t *prev, ngx_http_aigw_loc_conf_t *conf);
+char *ngx_http_aigw_resilience_init(ngx_conf_t *cf,
+    ngx_http_aigw_loc_conf_t *conf);
+ngx_int_t ngx_http_aigw_resilience_start(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
+ngx_int_t ngx_http_aigw_resilience_hold(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
+void ngx_http_aigw_resilience_body(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
+void ngx_http_aigw_resilience_finalize(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_int_t rc);
+ngx_int_t ngx_http_aigw_resilience_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+ngx_uint_t ngx_http_aigw_resilience_outcome(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx);
 
 /* keepalive.c */

@@ -180,9 +180,11 @@ static void
 ngx_http_aigw_upstream_start(ngx_http_request_t *r)
 {
     ngx_http_upstream_t       *u;
+    ngx_http_aigw_ctx_t       *ctx;
     ngx_http_aigw_loc_conf_t  *alcf;
 
     alcf = ngx_http_get_module_loc_conf(r, ngx_http_aigw_module);
+    ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
 
     if (ngx_http_upstream_create(r) != NGX_OK) {
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
@@ -209,6 +211,11 @@ ngx_http_aigw_upstream_start(ngx_http_request_t *r)
     u->buffering = 0;
 
     r->state = 0;
+
+    if (ngx_http_aigw_resilience_start(r, ctx) != NGX_OK) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
 
     ngx_http_upstream_init(r);
 }
@@ -425,7 +432,14 @@ ngx_http_aigw_upstream_process_header(ngx_http_request_t *r)
             }
 
             /* a 200 goes on once its body is whole and is JSON */
-            return ngx_http_aigw_answer_hold(r, ctx);
+            rc = ngx_http_aigw_answer_hold(r, ctx);
+
+            if (rc != NGX_OK || ctx->answer_held) {
+                return rc;
+            }
+
+            /* a stream, once its first event is there */
+            return ngx_http_aigw_resilience_hold(r, ctx);
         }
 
         if (rc == NGX_AGAIN) {
@@ -474,6 +488,8 @@ ngx_http_aigw_upstream_input_filter_init(void *data)
         /* Content-Length, or until the provider closes (-1) */
         u->length = u->headers_in.content_length_n;
     }
+
+    ngx_http_aigw_resilience_body(r, ctx);
 
     /* the start of an answer too large to be held */
     return ngx_http_aigw_answer_release(r, ctx);
@@ -655,15 +671,11 @@ ngx_http_aigw_upstream_finalize_request(ngx_http_request_t *r, ngx_int_t rc)
 
     ngx_http_aigw_quota_settle(r);
 
-    if (r->upstream->header_sent) {
-        if (ctx->sse_buf && !ctx->sse_done && rc != NGX_OK) {
-            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                          "aigw: stream from provider \"%V\" was cut after "
-                          "%ui event(s)",
-                          &ctx->candidates[ctx->last]->provider->name,
-                          ctx->sse_events);
-        }
+    /* the deadline; a stream that failed ends with an error event */
 
+    ngx_http_aigw_resilience_finalize(r, ctx, rc);
+
+    if (r->upstream->header_sent) {
         return;
     }
 
@@ -677,7 +689,13 @@ ngx_http_aigw_upstream_finalize_request(ngx_http_request_t *r, ngx_int_t rc)
 
     name = ctx->route_name.len ? &ctx->route_name : &ctx->model;
 
-    if (rc == NGX_HTTP_GATEWAY_TIME_OUT) {
+    if (rc == NGX_HTTP_GATEWAY_TIME_OUT && ctx->deadline_passed) {
+        (void) ngx_http_aigw_error(r, ctx, rc, "upstream_timeout",
+                                   "The providers of `%V` did not answer "
+                                   "within the gateway's deadline (%ui "
+                                   "attempt(s)).", name, ctx->attempts);
+
+    } else if (rc == NGX_HTTP_GATEWAY_TIME_OUT) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "aigw: \"%V\" failed after %ui attempt(s): timeout",
                       name, ctx->attempts);

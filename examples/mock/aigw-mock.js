@@ -69,6 +69,8 @@ const OPTIONS = {
     stream_error: { kind: 'int', min: 0, max: 1000000 },
     delay:        { kind: 'int', min: 0, max: 600000 },
     pace:         { kind: 'int', min: 0, max: 60000 },
+    first:        { kind: 'int', min: 0, max: 600000 },
+    stall:        { kind: 'int', min: 0, max: 1000000 },
     splitat:      { kind: 'int', min: 0, max: 100000000 },
     splitat2:     { kind: 'int', min: 0, max: 100000000 },
     piece:        { kind: 'int', min: 1, max: MAX_WORDS },
@@ -553,7 +555,15 @@ async function sendStream(ctx, events, errorEvent) {
         if (i > 0 && opts.pace) {
             await sleep(opts.pace);
         }
+        if (i === 0 && opts.first) {
+            /* the headers went out; the first token is late */
+            await sleep(opts.first);
+        }
         if (gone(ctx)) {
+            return;
+        }
+        if (opts.stall !== undefined && i >= opts.stall) {
+            /* silent from here on, as hang: the socket stays open */
             return;
         }
         if (opts.cut !== undefined && i >= opts.cut) {

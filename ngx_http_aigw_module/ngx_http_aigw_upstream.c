@@ -34,6 +34,16 @@ static ngx_int_t ngx_http_aigw_upstream_get_peer(ngx_peer_connection_t *pc,
     void *data);
 static void ngx_http_aigw_upstream_free_peer(ngx_peer_connection_t *pc,
     void *data, ngx_uint_t state);
+static ngx_uint_t ngx_http_aigw_upstream_stale(ngx_http_request_t *r,
+    ngx_peer_connection_t *pc);
+
+
+/*
+ * A kept-alive connection that fails within this long of its reuse, with
+ * nothing read, was closed by the provider while idle: the request never
+ * reached it.  Past this, the provider had it.
+ */
+#define NGX_HTTP_AIGW_STALE_MSEC  500
 
 
 /* aigw_pass [ROUTE]; */
@@ -833,7 +843,23 @@ ngx_http_aigw_upstream_free_peer(ngx_peer_connection_t *pc, void *data,
 
         ngx_http_aigw_answer_failed(r, ctx);
 
-        if (ctx->current + 1 < ctx->ncandidates && !pc->cached) {
+        if (pc->cached && !ngx_http_aigw_upstream_stale(r, pc)) {
+
+            /*
+             * the provider had the request: it is not sent to it again,
+             * as upstream would do after an error on a cached connection
+             */
+
+            pc->cached = 0;
+        }
+
+        if (pc->cached) {
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "aigw: a kept-alive connection to provider \"%V\" "
+                          "failed as the request was sent, which goes "
+                          "again on a new one", &m->provider->name);
+
+        } else if (ctx->current + 1 < ctx->ncandidates) {
             ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                           "aigw: provider \"%V\" failed for \"%V\", "
                           "falling back to \"%V\" of provider \"%V\"",
@@ -849,4 +875,29 @@ ngx_http_aigw_upstream_free_peer(ngx_peer_connection_t *pc, void *data,
     amcf = ngx_http_get_module_main_conf(r, ngx_http_aigw_module);
 
     ngx_http_aigw_keepalive_put(amcf, pc, m->provider, r->upstream);
+}
+
+
+/*
+ * Whether a failure on a reused connection happened as the request was
+ * sent: an error, not a timeout, at once, before any answer.  Only then
+ * is the request sent again to the same candidate on a new connection.
+ */
+
+static ngx_uint_t
+ngx_http_aigw_upstream_stale(ngx_http_request_t *r, ngx_peer_connection_t *pc)
+{
+    ngx_http_upstream_t  *u;
+
+    u = r->upstream;
+
+    if (pc->connection && pc->connection->read->timedout) {
+        return 0;
+    }
+
+    if (u->headers_in.status_n) {
+        return 0;
+    }
+
+    return ngx_current_msec - u->start_time < NGX_HTTP_AIGW_STALE_MSEC;
 }

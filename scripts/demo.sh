@@ -152,5 +152,9 @@ Personal data: the provider gets a placeholder (the mock echoes it back):
   curl -s $u/v1/chat/completions -H 'Authorization: Bearer $key' \\
        -d '{"model":"gpt-4o-mini",$pii}'
 
+A rescue: gpt-4o-late's stream starts 3 s late, gpt-4o-mini streams it:
+  curl -siN $u/v1/chat/completions -H 'Authorization: Bearer $key' \\
+       -d '{"model":"gpt-4o-rescue","stream":true,$msg}' | grep -iE '^x-aigw-(model|attempts)|DONE'
+
 Logs in $prefix/logs.  Stop it all with: scripts/demo.sh stop
 EOT

@@ -289,6 +289,22 @@ static ngx_command_t  ngx_http_aigw_commands[] = {
       offsetof(ngx_http_aigw_loc_conf_t, timeout),
       NULL },
 
+    /* resilience: circuit breakers */
+
+    { ngx_string("aigw_breaker"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_aigw_breaker,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("aigw_breaker_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_aigw_breaker_status,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("aigw_quota_zone"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_http_aigw_quota_zone,

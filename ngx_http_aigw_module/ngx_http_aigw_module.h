@@ -171,6 +171,9 @@ typedef struct {
 
     uint64_t                       request_seq; /* the worker's ids */
     void                          *pii;        /* pii.c's detectors */
+
+    /* resilience: the providers' circuit breakers, breaker.c's */
+    void                          *breaker;
 } ngx_http_aigw_main_conf_t;
 
 
@@ -425,6 +428,18 @@ ngx_int_t ngx_http_aigw_resilience_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 ngx_uint_t ngx_http_aigw_resilience_outcome(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx);
+
+/* breaker.c: providers out of rotation, shared by the workers */
+char *ngx_http_aigw_breaker(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_aigw_breaker_status(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_aigw_breaker_allow(ngx_http_request_t *r,
+    ngx_http_aigw_provider_t *provider);
+void ngx_http_aigw_breaker_record(ngx_http_request_t *r,
+    ngx_http_aigw_provider_t *provider, ngx_uint_t failed);
+size_t ngx_http_aigw_breaker_metrics_size(ngx_http_aigw_main_conf_t *amcf);
+u_char *ngx_http_aigw_breaker_metrics(ngx_http_aigw_main_conf_t *amcf,
+    u_char *p, u_char *last);
 
 /* keepalive.c */
 ngx_int_t ngx_http_aigw_keepalive_init(ngx_conf_t *cf,

@@ -715,6 +715,15 @@ ngx_http_aigw_upstream_finalize_request(ngx_http_request_t *r, ngx_int_t rc)
                                    "in time (%ui attempt(s)).",
                                    name, ctx->attempts);
 
+    } else if (rc >= NGX_HTTP_SPECIAL_RESPONSE && ctx->attempts == 0) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "aigw: every provider of \"%V\" is out of rotation",
+                      name);
+
+        (void) ngx_http_aigw_error(r, ctx, rc, "upstream_unavailable",
+                                   "Every provider of `%V` is out of "
+                                   "rotation for now.", name);
+
     } else if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "aigw: \"%V\" failed after %ui attempt(s)",
@@ -777,7 +786,24 @@ ngx_http_aigw_upstream_get_peer(ngx_peer_connection_t *pc, void *data)
         ctx->attempts++;
     }
 
+    /* providers out of rotation are skipped, as tried */
+
+    while (!ctx->fresh_connection
+           && ctx->current < ctx->ncandidates
+           && ngx_http_aigw_breaker_allow(r,
+                  ctx->candidates[ctx->current]->provider)
+              != NGX_OK)
+    {
+        ctx->current++;
+
+        if (pc->tries > 1) {
+            pc->tries--;
+        }
+    }
+
     if (ctx->current >= ctx->ncandidates) {
+        /* nothing was sent: not an attempt */
+        ctx->attempts--;
         return NGX_BUSY;
     }
 
@@ -823,6 +849,7 @@ ngx_http_aigw_upstream_free_peer(ngx_peer_connection_t *pc, void *data,
 {
     ngx_http_request_t  *r = data;
 
+    ngx_uint_t                  status;
     ngx_http_aigw_ctx_t        *ctx;
     ngx_http_aigw_model_t      *m;
     ngx_http_aigw_main_conf_t  *amcf;
@@ -859,18 +886,34 @@ ngx_http_aigw_upstream_free_peer(ngx_peer_connection_t *pc, void *data,
                           "failed as the request was sent, which goes "
                           "again on a new one", &m->provider->name);
 
-        } else if (ctx->current + 1 < ctx->ncandidates) {
-            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                          "aigw: provider \"%V\" failed for \"%V\", "
-                          "falling back to \"%V\" of provider \"%V\"",
-                          &m->provider->name, &m->name,
-                          &ctx->candidates[ctx->current + 1]->name,
-                          &ctx->candidates[ctx->current + 1]->provider->name);
+        } else {
+            ngx_http_aigw_breaker_record(r, m->provider, 1);
+
+            if (ctx->current + 1 < ctx->ncandidates) {
+                ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                              "aigw: provider \"%V\" failed for \"%V\", "
+                              "falling back to \"%V\" of provider \"%V\"",
+                              &m->provider->name, &m->name,
+                              &ctx->candidates[ctx->current + 1]->name,
+                              &ctx->candidates[ctx->current + 1]
+                                  ->provider->name);
+            }
         }
 
         ctx->current++;
         return;
     }
+
+    /* the end: an error status passed on, or a broken stream, failed too */
+
+    status = r->upstream->headers_in.status_n;
+
+    ngx_http_aigw_breaker_record(r, m->provider,
+                                 status >= NGX_HTTP_INTERNAL_SERVER_ERROR
+                                 || status == NGX_HTTP_TOO_MANY_REQUESTS
+                                 || ctx->outcome == NGX_HTTP_AIGW_OUTCOME_CUT
+                                 || ctx->outcome
+                                    == NGX_HTTP_AIGW_OUTCOME_STALLED);
 
     amcf = ngx_http_get_module_main_conf(r, ngx_http_aigw_module);
 

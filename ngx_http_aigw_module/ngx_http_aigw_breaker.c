@@ -41,6 +41,7 @@ typedef struct {
     ngx_msec_t                     probe;      /* half-open request sent */
     ngx_uint_t                     opened;     /* times, for metrics */
     ngx_uint_t                     skipped;    /* requests, for metrics */
+    ngx_msec_t                     ewma;       /* time to first byte */
     size_t                         name_len;
     u_char                         name[NGX_HTTP_AIGW_BREAKER_NAME];
 } ngx_http_aigw_breaker_node_t;
@@ -502,6 +503,64 @@ ngx_http_aigw_breaker_record(ngx_http_request_t *r,
 }
 
 
+/*
+ * The time an attempt took to its first byte (a stream's first event):
+ * an exponentially weighted moving average, 1/8 the new sample, shared.
+ */
+
+void
+ngx_http_aigw_breaker_latency(ngx_http_request_t *r,
+    ngx_http_aigw_provider_t *provider, ngx_msec_t ms)
+{
+    ngx_http_aigw_breaker_t       *bk;
+    ngx_http_aigw_main_conf_t     *amcf;
+    ngx_http_aigw_breaker_node_t  *node;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_aigw_module);
+    bk = amcf->breaker;
+
+    if (bk == NULL) {
+        return;
+    }
+
+    node = ngx_http_aigw_breaker_node(bk, provider);
+    if (node == NULL) {
+        return;
+    }
+
+    /* 0 is "not measured yet": a sample is at least 1 ms */
+    ms = ngx_max(ms, 1);
+
+    ngx_shmtx_lock(&bk->shpool->mutex);
+
+    node->ewma = node->ewma ? (node->ewma * 7 + ms) / 8 : ms;
+
+    ngx_shmtx_unlock(&bk->shpool->mutex);
+}
+
+
+ngx_msec_t
+ngx_http_aigw_breaker_ewma(ngx_http_request_t *r,
+    ngx_http_aigw_provider_t *provider)
+{
+    ngx_http_aigw_breaker_t       *bk;
+    ngx_http_aigw_main_conf_t     *amcf;
+    ngx_http_aigw_breaker_node_t  *node;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_aigw_module);
+    bk = amcf->breaker;
+
+    if (bk == NULL) {
+        return 0;
+    }
+
+    node = ngx_http_aigw_breaker_node(bk, provider);
+
+    /* one word, read without the lock: a torn read cannot happen */
+    return node ? node->ewma : 0;
+}
+
+
 static void
 ngx_http_aigw_breaker_open(ngx_http_aigw_breaker_node_t *node,
     ngx_msec_t until)
@@ -774,7 +833,7 @@ ngx_http_aigw_breaker_status_handler(ngx_http_request_t *r)
     }
 
     size = sizeof("{\"providers\":[]}\n")
-           + bk->sh->n * (2 * NGX_HTTP_AIGW_BREAKER_NAME + 160);
+           + bk->sh->n * (2 * NGX_HTTP_AIGW_BREAKER_NAME + 192);
 
     b = ngx_create_temp_buf(r->pool, size);
     if (b == NULL) {
@@ -802,10 +861,12 @@ ngx_http_aigw_breaker_status_handler(ngx_http_request_t *r)
         p = ngx_slprintf(p, b->end,
                          "%s{\"name\":\"%*s\",\"state\":\"%V\","
                          "\"failures\":%ui,\"retry_in_ms\":%M,"
-                         "\"opened\":%ui,\"skipped\":%ui}",
+                         "\"opened\":%ui,\"skipped\":%ui,"
+                         "\"latency_ms\":%M}",
                          i ? "," : "", node->name_len, node->name,
                          &ngx_http_aigw_breaker_states[node->state],
-                         node->failures, left, node->opened, node->skipped);
+                         node->failures, left, node->opened, node->skipped,
+                         node->ewma);
     }
 
     ngx_shmtx_unlock(&bk->shpool->mutex);

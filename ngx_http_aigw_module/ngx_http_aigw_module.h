@@ -135,10 +135,21 @@ typedef struct {
 } ngx_http_aigw_model_t;
 
 
+/* how a route orders its candidates */
+#define NGX_HTTP_AIGW_BALANCE_ORDER    0
+#define NGX_HTTP_AIGW_BALANCE_WEIGHT   1
+#define NGX_HTTP_AIGW_BALANCE_LATENCY  2
+
+
 typedef struct {
     ngx_str_t                      name;
     ngx_http_aigw_model_t        **models;
     ngx_uint_t                     nmodels;
+
+    /* resilience: load balancing */
+    ngx_uint_t                     balance;    /* NGX_HTTP_AIGW_BALANCE_* */
+    ngx_uint_t                    *weights;
+    ngx_uint_t                     total_weight;
 } ngx_http_aigw_route_t;
 
 
@@ -437,6 +448,10 @@ ngx_int_t ngx_http_aigw_breaker_allow(ngx_http_request_t *r,
     ngx_http_aigw_provider_t *provider);
 void ngx_http_aigw_breaker_record(ngx_http_request_t *r,
     ngx_http_aigw_provider_t *provider, ngx_uint_t failed);
+void ngx_http_aigw_breaker_latency(ngx_http_request_t *r,
+    ngx_http_aigw_provider_t *provider, ngx_msec_t ms);
+ngx_msec_t ngx_http_aigw_breaker_ewma(ngx_http_request_t *r,
+    ngx_http_aigw_provider_t *provider);
 size_t ngx_http_aigw_breaker_metrics_size(ngx_http_aigw_main_conf_t *amcf);
 u_char *ngx_http_aigw_breaker_metrics(ngx_http_aigw_main_conf_t *amcf,
     u_char *p, u_char *last);

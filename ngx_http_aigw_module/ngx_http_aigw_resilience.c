@@ -280,6 +280,11 @@ ngx_http_aigw_resilience_body(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
 
     alcf = ngx_http_get_module_loc_conf(r, ngx_http_aigw_module);
 
+    /* the provider's time to its first byte, for balance=latency */
+
+    ngx_http_aigw_breaker_latency(r, ctx->candidates[ctx->current]->provider,
+                                  ngx_current_msec - r->upstream->start_time);
+
     if (!ctx->stream) {
         return;
     }

@@ -85,7 +85,7 @@ provider, whichever worker gets it
 GET /breakers
 --- response_headers
 Content-Type: application/json
---- response_body_like: ^\{"providers":\[\{"name":"ok","state":"closed","failures":0,"retry_in_ms":0,"opened":0,"skipped":0\},\{"name":"bad","state":"open","failures":0,"retry_in_ms":\d+,"opened":1,"skipped":2\},
+--- response_body_like: ^\{"providers":\[\{"name":"ok","state":"closed","failures":0,"retry_in_ms":0,"opened":0,"skipped":0,"latency_ms":\d+\},\{"name":"bad","state":"open","failures":0,"retry_in_ms":\d+,"opened":1,"skipped":2,"latency_ms":\d+\},
 --- wait: 2.5
 
 
@@ -105,7 +105,7 @@ X-Provider: bad
 === TEST 4: closed again
 --- request
 GET /breakers
---- response_body_like: \{"name":"bad","state":"closed","failures":0,"retry_in_ms":0,"opened":1,"skipped":2\}
+--- response_body_like: \{"name":"bad","state":"closed","failures":0,"retry_in_ms":0,"opened":1,"skipped":2,"latency_ms":\d+\}
 
 
 
@@ -161,7 +161,7 @@ aigw: provider "busy" skipped, its breaker is open
 --- request eval
 ["GET /breakers", "GET /metrics"]
 --- response_body_like eval
-[qr/\{"name":"busy","state":"open","failures":0,"retry_in_ms":(?:2[5-9]|30)\d{3},"opened":1,"skipped":1\}/,
+[qr/\{"name":"busy","state":"open","failures":0,"retry_in_ms":(?:2[5-9]|30)\d{3},"opened":1,"skipped":1,"latency_ms":\d+\}/,
  qr/^aigw_breaker_state\{provider="busy"\} 1$(?s:.*)^aigw_breaker_opened_total\{provider="busy"\} 1$(?s:.*)^aigw_breaker_skipped_total\{provider="busy"\} 1$/m]
 
 
@@ -187,3 +187,81 @@ invalid parameter "failures=0"
 --- must_die
 --- error_log
 "aigw_breaker" must have "zone=name:size"
+
+
+
+=== TEST 11: balance=latency: the provider with the lowest recent time to
+first byte first, one not measured yet before all
+"slow" (300 ms) is measured by the first request, "fast" by the second;
+from then on "fast" comes first.
+--- http_config
+    aigw_breaker zone=breakers:64k;
+    aigw_provider slow http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/delay=300/v1;
+    aigw_provider fast http://127.0.0.1:$TEST_NGINX_MOCK_PORT/v1;
+    aigw_model s slow:gpt-4o-mini;
+    aigw_model f fast:gpt-4o-mini;
+    aigw_route lat s f balance=latency;
+--- config eval: $::Config
+--- request eval
+[
+"POST /v1/chat/completions
+{\"model\":\"lat\",\"messages\":[{\"role\":\"user\",\"content\":\"1\"}]}",
+"POST /v1/chat/completions
+{\"model\":\"lat\",\"messages\":[{\"role\":\"user\",\"content\":\"2\"}]}",
+"POST /v1/chat/completions
+{\"model\":\"lat\",\"messages\":[{\"role\":\"user\",\"content\":\"3\"}]}",
+"POST /v1/chat/completions
+{\"model\":\"lat\",\"messages\":[{\"role\":\"user\",\"content\":\"4\"}]}",
+"GET /breakers"
+]
+--- response_headers eval
+["X-Provider: slow", "X-Provider: fast", "X-Provider: fast",
+ "X-Provider: fast", ""]
+--- response_body_like eval
+[qr/Mock answer/, qr/Mock answer/, qr/Mock answer/, qr/Mock answer/,
+ qr/\{"name":"slow",.*"latency_ms":(?:[3-9]\d\d|\d{4,})\},\{"name":"fast",.*"latency_ms":\d+\}/]
+
+
+
+=== TEST 12: balance=weight: the first candidate at random by weight
+Twenty requests with weights 1 and 1: both providers are measured (all
+twenty on one: a chance of one in half a million).
+--- http_config
+    aigw_breaker zone=breakers:64k;
+    aigw_provider a http://127.0.0.1:$TEST_NGINX_MOCK_PORT/v1;
+    aigw_provider b http://127.0.0.1:$TEST_NGINX_MOCK_PORT/v1;
+    aigw_model ma a:gpt-4o-mini;
+    aigw_model mb b:gpt-4o-mini;
+    aigw_route w ma weight=1 mb weight=1 balance=weight;
+--- config eval: $::Config
+--- request eval
+[ (map { "POST /v1/chat/completions
+{\"model\":\"w\",\"messages\":[{\"role\":\"user\",\"content\":\"$_\"}]}" } 1 .. 20),
+  "GET /breakers" ]
+--- response_body_like eval
+[ (map { qr/Mock answer/ } 1 .. 20),
+  qr/^\{"providers":\[\{"name":"a",.*"latency_ms":[1-9]\d*\},\{"name":"b",.*"latency_ms":[1-9]\d*\}\]\}$/ ]
+
+
+
+=== TEST 13: balance=latency needs the shared zone
+--- http_config
+    aigw_provider ok http://127.0.0.1:$TEST_NGINX_MOCK_PORT/v1;
+    aigw_model good ok:gpt-4o-mini;
+    aigw_route r good balance=latency;
+--- config
+--- must_die
+--- error_log
+"balance=latency" needs the shared zone of "aigw_breaker", defined before the route
+
+
+
+=== TEST 14: a weight is of the model before it
+--- http_config
+    aigw_provider ok http://127.0.0.1:$TEST_NGINX_MOCK_PORT/v1;
+    aigw_model good ok:gpt-4o-mini;
+    aigw_route r weight=2 good;
+--- config
+--- must_die
+--- error_log
+invalid parameter "weight=2"

@@ -9,7 +9,8 @@
 #
 #   -n REQUESTS  requests counted per case (default 2000, at most 100000)
 #   -s STREAMS   requests counted per long-stream case (default 10)
-#   -c CASES     which of "json-aigw json-plain json-quota sse-aigw sse-plain
+#   -c CASES     which of "json-aigw json-plain json-quota json-breaker
+#                sse-aigw sse-plain
 #                stream-aigw stream-plain streamu-aigw streamu-plain"
 #                (default all; a comma or space separated list).  stream:
 #                500 events, one a read, from aigw-mock.js, the client
@@ -66,7 +67,7 @@ CASES=$(echo ${CASES//,/ })
 NODE_MOCK=
 for c in $CASES; do
     case $c in
-        json-aigw|json-plain|json-quota|sse-aigw|sse-plain) ;;
+        json-aigw|json-plain|json-quota|json-breaker|sse-aigw|sse-plain) ;;
         stream-aigw|stream-plain|streamu-aigw|streamu-plain)
             NODE_MOCK=1 ;;
         *) bench_die "unknown case '$c'" ;;
@@ -103,6 +104,9 @@ bench_conf_mock_server "$MOCK" \
 
 bench_conf_front_server "$FRONT" "$MOCK" \
     | bench_conf_main front 1 1 > "$BENCH_TMP/conf/front.conf"
+
+BENCH_BREAKER=1 bench_conf_front_server "$FRONT" "$MOCK" \
+    | bench_conf_main front 1 1 > "$BENCH_TMP/conf/front-breaker.conf"
 
 bench_start_nginx mock "$BENCH_TMP/conf/mock.conf" "$MOCK"
 
@@ -165,7 +169,7 @@ check_answer() {
 # start-up and exit are left out.
 
 one_case() {
-    local kind=$1 mode=$2 out pid i n=$N warmup=$WARMUP
+    local kind=$1 mode=$2 out pid i n=$N warmup=$WARMUP conf
 
     case $kind in
         stream*) n=$STREAMS warmup=3 ;;
@@ -180,7 +184,10 @@ one_case() {
                 --log-file="$BENCH_TMP/logs/valgrind-$kind-$mode.log")
     BENCH_START_WAIT=120
 
-    bench_start_nginx "front-$kind-$mode" "$BENCH_TMP/conf/front.conf" "$FRONT"
+    conf=front.conf
+    [ "$mode" = breaker ] && conf=front-breaker.conf
+
+    bench_start_nginx "front-$kind-$mode" "$BENCH_TMP/conf/$conf" "$FRONT"
     pid=$BENCH_LAST_PID
     BENCH_WRAP=()
 
@@ -319,6 +326,15 @@ if [ -n "${IR[json-quota]:-}" ] && [ -n "${IR[json-aigw]:-}" ]; then
         "${IR[json-quota]}"
     printf ' %+d over aigw_pass without limits\n' \
         $(( IR[json-quota] - IR[json-aigw] ))
+fi
+
+# the breaker zone and latency tracking: a route balanced by latency
+if [ -n "${IR[json-breaker]:-}" ] && [ -n "${IR[json-aigw]:-}" ]; then
+    echo
+    printf 'json through the breaker zone, balance=latency: %d Ir/request,' \
+        "${IR[json-breaker]}"
+    printf ' %+d over aigw_pass without it\n' \
+        $(( IR[json-breaker] - IR[json-aigw] ))
 fi
 
 # the long stream: the difference per event (events: the data lines the

@@ -71,7 +71,6 @@ static ngx_http_aigw_breaker_node_t *ngx_http_aigw_breaker_node(
     ngx_http_aigw_breaker_t *bk, ngx_http_aigw_provider_t *provider);
 static void ngx_http_aigw_breaker_open(ngx_http_aigw_breaker_node_t *node,
     ngx_msec_t until);
-static ngx_msec_t ngx_http_aigw_breaker_retry_after(ngx_http_request_t *r);
 static ngx_msec_t ngx_http_aigw_breaker_duration(ngx_str_t *value);
 static ngx_int_t ngx_http_aigw_breaker_status_handler(ngx_http_request_t *r);
 
@@ -578,7 +577,7 @@ ngx_http_aigw_breaker_open(ngx_http_aigw_breaker_node_t *node,
  * longest; 0 when none.
  */
 
-static ngx_msec_t
+ngx_msec_t
 ngx_http_aigw_breaker_retry_after(ngx_http_request_t *r)
 {
     ngx_int_t             n;

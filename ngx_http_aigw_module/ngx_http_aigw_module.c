@@ -289,6 +289,13 @@ static ngx_command_t  ngx_http_aigw_commands[] = {
       offsetof(ngx_http_aigw_loc_conf_t, timeout),
       NULL },
 
+    { ngx_string("aigw_retries"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_aigw_resilience_retries,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     /* resilience: circuit breakers */
 
     { ngx_string("aigw_breaker"),
@@ -1081,6 +1088,7 @@ ngx_http_aigw_create_loc_conf(ngx_conf_t *cf)
     alcf->first_token_timeout = NGX_CONF_UNSET_MSEC;
     alcf->stream_idle_timeout = NGX_CONF_UNSET_MSEC;
     alcf->timeout = NGX_CONF_UNSET_MSEC;
+    alcf->retries = NGX_CONF_UNSET_UINT;
 
     return alcf;
 }

@@ -36,6 +36,13 @@
 #define NGX_HTTP_AIGW_EVENT_HIDE       1   /* the client must not get it */
 #define NGX_HTTP_AIGW_EVENT_LAST       2   /* the stream's final event */
 
+/* the failures aigw_retries retries on */
+#define NGX_HTTP_AIGW_RETRY_CONNECT    0x01
+#define NGX_HTTP_AIGW_RETRY_TIMEOUT    0x02
+#define NGX_HTTP_AIGW_RETRY_5XX        0x04
+#define NGX_HTTP_AIGW_RETRY_429        0x08
+#define NGX_HTTP_AIGW_RETRY_INVALID    0x10
+
 /* how a request ended: $aigw_outcome */
 #define NGX_HTTP_AIGW_OUTCOME_COMPLETE     1
 #define NGX_HTTP_AIGW_OUTCOME_CUT          2
@@ -219,6 +226,10 @@ typedef struct {
     ngx_msec_t                     timeout;    /* the request's deadline */
     ngx_http_upstream_conf_t      *first_token_conf;
     ngx_http_upstream_conf_t      *stream_conf;
+    ngx_uint_t                     retries;    /* of the same candidate */
+    ngx_uint_t                     retry_on;   /* NGX_HTTP_AIGW_RETRY_* */
+    ngx_msec_t                     retry_backoff;
+    ngx_msec_t                     retry_after_max;
 } ngx_http_aigw_loc_conf_t;
 
 
@@ -297,9 +308,15 @@ struct ngx_http_aigw_ctx_s {
     unsigned                       answer_metered:1;
     unsigned                       request_id_sent:1;
 
-    /* resilience: how it ended; the deadline's timer */
+    /* resilience: how it ended; the deadline's timer; retries */
     ngx_uint_t                     outcome;    /* NGX_HTTP_AIGW_OUTCOME_* */
     ngx_event_t                   *deadline;
+    ngx_event_t                   *retry_ev;
+    ngx_chain_t                   *retry_held; /* the request, waiting */
+    ngx_msec_t                     retry_delay;
+    ngx_uint_t                     retried;    /* of the current one */
+    unsigned                       retry_wait:1;
+    unsigned                       retry_granted:1;
     unsigned                       first_wait:1;
     unsigned                       deadline_passed:1;
     unsigned                       stream_failed:1;
@@ -435,6 +452,12 @@ void ngx_http_aigw_resilience_body(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx);
 void ngx_http_aigw_resilience_finalize(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_int_t rc);
+char *ngx_http_aigw_resilience_retries(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_aigw_resilience_retry(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_peer_connection_t *pc, ngx_uint_t dry);
+void ngx_http_aigw_resilience_wait(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
 ngx_int_t ngx_http_aigw_resilience_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 ngx_uint_t ngx_http_aigw_resilience_outcome(ngx_http_request_t *r,
@@ -448,6 +471,7 @@ ngx_int_t ngx_http_aigw_breaker_allow(ngx_http_request_t *r,
     ngx_http_aigw_provider_t *provider);
 void ngx_http_aigw_breaker_record(ngx_http_request_t *r,
     ngx_http_aigw_provider_t *provider, ngx_uint_t failed);
+ngx_msec_t ngx_http_aigw_breaker_retry_after(ngx_http_request_t *r);
 void ngx_http_aigw_breaker_latency(ngx_http_request_t *r,
     ngx_http_aigw_provider_t *provider, ngx_msec_t ms);
 ngx_msec_t ngx_http_aigw_breaker_ewma(ngx_http_request_t *r,

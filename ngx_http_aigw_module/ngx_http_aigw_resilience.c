@@ -34,6 +34,18 @@ static void ngx_http_aigw_resilience_fail(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_int_t rc);
 static ngx_http_upstream_conf_t *ngx_http_aigw_resilience_conf(
     ngx_conf_t *cf, ngx_http_upstream_conf_t *conf, ngx_msec_t timeout);
+static ngx_int_t ngx_http_aigw_resilience_output(void *data, ngx_chain_t *in);
+static void ngx_http_aigw_resilience_retry_handler(ngx_event_t *ev);
+
+
+static ngx_conf_bitmask_t  ngx_http_aigw_retry_on[] = {
+    { ngx_string("connect"), NGX_HTTP_AIGW_RETRY_CONNECT },
+    { ngx_string("timeout"), NGX_HTTP_AIGW_RETRY_TIMEOUT },
+    { ngx_string("5xx"), NGX_HTTP_AIGW_RETRY_5XX },
+    { ngx_string("429"), NGX_HTTP_AIGW_RETRY_429 },
+    { ngx_string("invalid"), NGX_HTTP_AIGW_RETRY_INVALID },
+    { ngx_null_string, 0 }
+};
 
 
 static ngx_str_t  ngx_http_aigw_outcomes[] = {
@@ -59,7 +71,128 @@ ngx_http_aigw_resilience_merge(ngx_conf_t *cf,
                               prev->stream_idle_timeout, 0);
     ngx_conf_merge_msec_value(conf->timeout, prev->timeout, 0);
 
+    /* aigw_retries sets its parameters together: inherited together */
+
+    if (conf->retries == NGX_CONF_UNSET_UINT) {
+        if (prev->retries == NGX_CONF_UNSET_UINT) {
+            conf->retries = 0;
+
+        } else {
+            conf->retries = prev->retries;
+            conf->retry_on = prev->retry_on;
+            conf->retry_backoff = prev->retry_backoff;
+            conf->retry_after_max = prev->retry_after_max;
+        }
+    }
+
     return NGX_CONF_OK;
+}
+
+
+/*
+ * aigw_retries number [on=connect,timeout,5xx,429,invalid]
+ *              [backoff=time] [retry_after_max=time];
+ */
+
+char *
+ngx_http_aigw_resilience_retries(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_aigw_loc_conf_t *alcf = conf;
+
+    u_char              *p, *last, *comma;
+    ngx_int_t            n;
+    ngx_str_t           *value, s;
+    ngx_uint_t           i, j;
+    ngx_msec_t           ms;
+    ngx_conf_bitmask_t  *b;
+
+    if (alcf->retries != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    n = ngx_atoi(value[1].data, value[1].len);
+    if (n == NGX_ERROR || n > 10) {
+        i = 1;
+        goto invalid;
+    }
+
+    alcf->retries = n;
+    alcf->retry_on = NGX_HTTP_AIGW_RETRY_CONNECT|NGX_HTTP_AIGW_RETRY_TIMEOUT
+                     |NGX_HTTP_AIGW_RETRY_5XX|NGX_HTTP_AIGW_RETRY_429;
+    alcf->retry_backoff = 200;
+    alcf->retry_after_max = 5000;
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "on=", 3) == 0) {
+            alcf->retry_on = 0;
+            p = value[i].data + 3;
+            last = value[i].data + value[i].len;
+
+            while (p < last) {
+                comma = ngx_strlchr(p, last, ',');
+                if (comma == NULL) {
+                    comma = last;
+                }
+
+                for (j = 0, b = ngx_http_aigw_retry_on; b[j].name.len; j++) {
+                    if (b[j].name.len == (size_t) (comma - p)
+                        && ngx_strncmp(b[j].name.data, p, comma - p) == 0)
+                    {
+                        break;
+                    }
+                }
+
+                if (b[j].name.len == 0) {
+                    goto invalid;
+                }
+
+                alcf->retry_on |= b[j].mask;
+                p = comma + 1;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "backoff=", 8) == 0) {
+            s.data = value[i].data + 8;
+            s.len = value[i].len - 8;
+            ms = ngx_parse_time(&s, 0);
+
+            if (ms == (ngx_msec_t) NGX_ERROR || ms == 0) {
+                goto invalid;
+            }
+
+            alcf->retry_backoff = ms;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "retry_after_max=", 16) == 0) {
+            s.data = value[i].data + 16;
+            s.len = value[i].len - 16;
+            ms = ngx_parse_time(&s, 0);
+
+            if (ms == (ngx_msec_t) NGX_ERROR) {
+                goto invalid;
+            }
+
+            alcf->retry_after_max = ms;
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\"", &value[i]);
+    return NGX_CONF_ERROR;
 }
 
 
@@ -123,6 +256,31 @@ ngx_http_aigw_resilience_start(ngx_http_request_t *r,
     if (ctx->stream && alcf->first_token_conf) {
         r->upstream->conf = alcf->first_token_conf;
         ctx->first_wait = 1;
+    }
+
+    if (alcf->retries) {
+
+        /* a retry's request waits for its backoff in this filter */
+
+        r->upstream->output.output_filter = ngx_http_aigw_resilience_output;
+        r->upstream->output.filter_ctx = r;
+
+        ctx->retry_ev = ngx_pcalloc(r->pool, sizeof(ngx_event_t));
+        if (ctx->retry_ev == NULL) {
+            return NGX_ERROR;
+        }
+
+        cln = ngx_pool_cleanup_add(r->pool, 0);
+        if (cln == NULL) {
+            return NGX_ERROR;
+        }
+
+        ctx->retry_ev->handler = ngx_http_aigw_resilience_retry_handler;
+        ctx->retry_ev->data = r;
+        ctx->retry_ev->log = r->connection->log;
+
+        cln->handler = ngx_http_aigw_resilience_cleanup;
+        cln->data = ctx->retry_ev;
     }
 
     if (alcf->timeout == 0) {
@@ -211,6 +369,179 @@ ngx_http_aigw_resilience_deadline(ngx_event_t *ev)
 
     pc->read->timedout = 1;
     pc->read->handler(pc->read);
+}
+
+
+/*
+ * A failed attempt: is the same candidate tried again?  NGX_OK, with
+ * ctx->retry_delay the wait before it (a short Retry-After, or the
+ * backoff doubled each retry with jitter), or NGX_DECLINED: the route
+ * moves on.  "dry": only whether it would be, for an answer's status
+ * (process_header), nothing changed.
+ */
+
+ngx_int_t
+ngx_http_aigw_resilience_retry(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
+    ngx_peer_connection_t *pc, ngx_uint_t dry)
+{
+    ngx_uint_t                 kind, status;
+    ngx_msec_t                 wait, d;
+    const char                *what;
+    ngx_http_upstream_t       *u;
+    ngx_http_aigw_loc_conf_t  *alcf;
+
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_aigw_module);
+    u = r->upstream;
+
+    if (ctx->retried >= alcf->retries || ctx->deadline_passed) {
+        return NGX_DECLINED;
+    }
+
+    status = u->headers_in.status_n;
+
+    if (pc && pc->connection
+        && (pc->connection->read->timedout
+            || pc->connection->write->timedout))
+    {
+        kind = NGX_HTTP_AIGW_RETRY_TIMEOUT;
+        what = "timeout";
+
+    } else if (status == NGX_HTTP_TOO_MANY_REQUESTS) {
+        kind = NGX_HTTP_AIGW_RETRY_429;
+        what = "429";
+
+    } else if (status >= NGX_HTTP_INTERNAL_SERVER_ERROR) {
+        kind = NGX_HTTP_AIGW_RETRY_5XX;
+        what = "5xx";
+
+    } else if (status) {
+        kind = NGX_HTTP_AIGW_RETRY_INVALID;
+        what = "invalid answer";
+
+    } else {
+        kind = NGX_HTTP_AIGW_RETRY_CONNECT;
+        what = "connection";
+    }
+
+    if (!(alcf->retry_on & kind)) {
+        return NGX_DECLINED;
+    }
+
+    /* a wait the provider asked for; a longer one: the route moves on */
+
+    wait = ngx_http_aigw_breaker_retry_after(r);
+
+    if (wait > alcf->retry_after_max) {
+        return NGX_DECLINED;
+    }
+
+    if (wait == 0) {
+        d = alcf->retry_backoff << ngx_min(ctx->retried, 10);
+        wait = d / 2 + (ngx_msec_t) ngx_random() % (d / 2 + 1);
+    }
+
+    if (alcf->timeout && ngx_http_aigw_msec_since(r) + wait >= alcf->timeout)
+    {
+        return NGX_DECLINED;
+    }
+
+    if (dry) {
+        return NGX_OK;
+    }
+
+    ctx->retried++;
+    ctx->retry_delay = wait;
+
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                  "aigw: provider \"%V\" failed for \"%V\" (%s), retry "
+                  "%ui of %ui in %M ms",
+                  &ctx->candidates[ctx->current]->provider->name,
+                  &ctx->candidates[ctx->current]->name, what,
+                  ctx->retried, alcf->retries, wait);
+
+    return NGX_OK;
+}
+
+
+/* the retry's connection is made; its request waits for the timer */
+
+void
+ngx_http_aigw_resilience_wait(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
+{
+    if (ctx->retry_delay == 0 || ctx->retry_ev == NULL) {
+        return;
+    }
+
+    ctx->retry_wait = 1;
+    ngx_add_timer(ctx->retry_ev, ctx->retry_delay);
+    ctx->retry_delay = 0;
+}
+
+
+/*
+ * upstream's output filter: the request to a provider, held while a
+ * retry waits (the links are kept; upstream keeps the buffers busy),
+ * then written by nginx's chain writer.
+ */
+
+static ngx_int_t
+ngx_http_aigw_resilience_output(void *data, ngx_chain_t *in)
+{
+    ngx_http_request_t  *r = data;
+
+    ngx_chain_t          *held;
+    ngx_http_aigw_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
+
+    if (ctx->retry_wait) {
+        if (in && ngx_chain_add_copy(r->pool, &ctx->retry_held, in)
+                  != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        return NGX_AGAIN;
+    }
+
+    if (ctx->retry_held) {
+        held = ctx->retry_held;
+        ctx->retry_held = NULL;
+
+        if (in && ngx_chain_add_copy(r->pool, &held, in) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        in = held;
+    }
+
+    return ngx_chain_writer(&r->upstream->writer, in);
+}
+
+
+static void
+ngx_http_aigw_resilience_retry_handler(ngx_event_t *ev)
+{
+    ngx_http_request_t  *r = ev->data;
+
+    ngx_connection_t     *c;
+    ngx_http_upstream_t  *u;
+    ngx_http_aigw_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
+    u = r->upstream;
+
+    ctx->retry_wait = 0;
+
+    if (u == NULL || u->peer.connection == NULL || !u->request_sent) {
+        /* still connecting: the request goes when it is connected */
+        return;
+    }
+
+    c = u->peer.connection;
+
+    /* as if the connection were writable again: upstream sends */
+    c->write->handler(c->write);
 }
 
 
@@ -305,6 +636,10 @@ ngx_http_aigw_resilience_finalize(ngx_http_request_t *r,
 {
     if (ctx->deadline && ctx->deadline->timer_set) {
         ngx_del_timer(ctx->deadline);
+    }
+
+    if (ctx->retry_ev && ctx->retry_ev->timer_set) {
+        ngx_del_timer(ctx->retry_ev);
     }
 
     if (!r->upstream->header_sent) {

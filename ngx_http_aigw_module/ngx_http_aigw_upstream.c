@@ -407,6 +407,20 @@ ngx_http_aigw_upstream_process_header(ngx_http_request_t *r)
         if (rc == NGX_HTTP_PARSE_HEADER_DONE) {
 
             /*
+             * upstream moves on from a status only while it has tries
+             * left: one more, for a status the last candidate retries
+             */
+
+            if (u->peer.tries == 1
+                && (u->headers_in.status_n >= NGX_HTTP_INTERNAL_SERVER_ERROR
+                    || u->headers_in.status_n == NGX_HTTP_TOO_MANY_REQUESTS)
+                && ngx_http_aigw_resilience_retry(r, ctx, NULL, 1) == NGX_OK)
+            {
+                u->peer.tries++;
+                ctx->retry_granted = 1;
+            }
+
+            /*
              * nginx's next_upstream knows 500, 502, 503, 504 and 429; any
              * other 5xx moves on too while a candidate is left
              */
@@ -831,6 +845,9 @@ ngx_http_aigw_upstream_get_peer(ngx_peer_connection_t *pc, void *data)
                    "aigw: attempt %ui: \"%V\" on provider \"%V\"",
                    ctx->attempts, &m->upstream_model, &m->provider->name);
 
+    /* a retry after a backoff: its request waits for the timer */
+    ngx_http_aigw_resilience_wait(r, ctx);
+
     if (ctx->fresh_connection) {
         ctx->fresh_connection = 0;
         pc->cached = 0;
@@ -888,6 +905,25 @@ ngx_http_aigw_upstream_free_peer(ngx_peer_connection_t *pc, void *data,
 
         } else {
             ngx_http_aigw_breaker_record(r, m->provider, 1);
+
+            if (ngx_http_aigw_resilience_retry(r, ctx, pc, 0) == NGX_OK) {
+
+                /* the same candidate again: upstream grants the try */
+
+                if (!ctx->retry_granted) {
+                    pc->tries++;
+                }
+
+                ctx->retry_granted = 0;
+                return;
+            }
+
+            if (ctx->retry_granted) {
+                pc->tries--;
+                ctx->retry_granted = 0;
+            }
+
+            ctx->retried = 0;
 
             if (ctx->current + 1 < ctx->ncandidates) {
                 ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,

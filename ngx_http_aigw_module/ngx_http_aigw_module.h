@@ -157,6 +157,7 @@ typedef struct {
     ngx_uint_t                     balance;    /* NGX_HTTP_AIGW_BALANCE_* */
     ngx_uint_t                    *weights;
     ngx_uint_t                     total_weight;
+    ngx_uint_t                     context;    /* on=context_length_... */
 } ngx_http_aigw_route_t;
 
 
@@ -317,6 +318,8 @@ struct ngx_http_aigw_ctx_s {
     ngx_uint_t                     retried;    /* of the current one */
     unsigned                       retry_wait:1;
     unsigned                       retry_granted:1;
+    unsigned                       on_context:1; /* the route's */
+    unsigned                       context_moved:1;
     unsigned                       first_wait:1;
     unsigned                       deadline_passed:1;
     unsigned                       stream_failed:1;

@@ -258,6 +258,11 @@ ngx_http_aigw_route(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        if (ngx_strcmp(value[i].data, "on=context_length_exceeded") == 0) {
+            rt->context = 1;
+            continue;
+        }
+
         if (ngx_strncmp(value[i].data, "weight=", 7) == 0) {
             w = ngx_atoi(value[i].data + 7, value[i].len - 7);
 
@@ -524,6 +529,7 @@ ngx_http_aigw_route_resolve(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
 
     if (rt) {
         ctx->route_name = rt->name;
+        ctx->on_context = rt->context;
         models = rt->models;
         n = rt->nmodels;
 

@@ -36,6 +36,7 @@ static void ngx_http_aigw_upstream_free_peer(ngx_peer_connection_t *pc,
     void *data, ngx_uint_t state);
 static ngx_uint_t ngx_http_aigw_upstream_stale(ngx_http_request_t *r,
     ngx_peer_connection_t *pc);
+static ngx_uint_t ngx_http_aigw_upstream_context(ngx_http_request_t *r);
 
 
 /*
@@ -436,6 +437,27 @@ ngx_http_aigw_upstream_process_header(ngx_http_request_t *r)
                               "aigw: provider \"%V\" answered %ui",
                               &ctx->candidates[ctx->current]->provider->name,
                               u->headers_in.status_n);
+
+                return NGX_HTTP_UPSTREAM_INVALID_HEADER;
+            }
+
+            /*
+             * a prompt too long for the model: on=context_length_exceeded
+             * sends it to the next, larger model, never the same again
+             */
+
+            if (ctx->on_context
+                && u->headers_in.status_n == NGX_HTTP_BAD_REQUEST
+                && ctx->current + 1 < ctx->ncandidates
+                && ngx_http_aigw_upstream_context(r))
+            {
+                ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                              "aigw: the prompt is too long for \"%V\", "
+                              "sent to \"%V\"",
+                              &ctx->candidates[ctx->current]->name,
+                              &ctx->candidates[ctx->current + 1]->name);
+
+                ctx->context_moved = 1;
 
                 return NGX_HTTP_UPSTREAM_INVALID_HEADER;
             }
@@ -903,6 +925,13 @@ ngx_http_aigw_upstream_free_peer(ngx_peer_connection_t *pc, void *data,
                           "failed as the request was sent, which goes "
                           "again on a new one", &m->provider->name);
 
+        } else if (ctx->context_moved) {
+
+            /* not the provider's failure, and not to be retried */
+
+            ctx->context_moved = 0;
+            ctx->retried = 0;
+
         } else {
             ngx_http_aigw_breaker_record(r, m->provider, 1);
 
@@ -979,4 +1008,34 @@ ngx_http_aigw_upstream_stale(ngx_http_request_t *r, ngx_peer_connection_t *pc)
     }
 
     return ngx_current_msec - u->start_time < NGX_HTTP_AIGW_STALE_MSEC;
+}
+
+
+/*
+ * A 400 saying the prompt is longer than the model's context: OpenAI's
+ * code "context_length_exceeded", Anthropic's "prompt is too long".
+ * The error body is small and comes with the headers: it is looked for
+ * in what was read, a bounded search.
+ */
+
+static ngx_uint_t
+ngx_http_aigw_upstream_context(ngx_http_request_t *r)
+{
+    size_t                len;
+    ngx_buf_t            *b;
+    ngx_http_upstream_t  *u;
+
+    u = r->upstream;
+    b = &u->buffer;
+
+    len = ngx_min((size_t) (b->last - b->pos), 4096);
+
+    return ngx_strlcasestrn(b->pos, b->pos + len,
+                            (u_char *) "context_length_exceeded",
+                            sizeof("context_length_exceeded") - 2)
+           != NULL
+           || ngx_strlcasestrn(b->pos, b->pos + len,
+                               (u_char *) "prompt is too long",
+                               sizeof("prompt is too long") - 2)
+              != NULL;
 }

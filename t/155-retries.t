@@ -34,6 +34,20 @@ our $HttpConfig = <<'_EOC_';
     aigw_model dead dead:gpt-4o-mini;
     aigw_model slowfail slowfail:gpt-4o-mini;
 
+    aigw_provider small http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/context=8192/v1
+                  key_env=AIGW_TEST_KEY;
+    aigw_provider csmall http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/context=8192/v1
+                  format=anthropic key_env=AIGW_TEST_KEY;
+    aigw_provider claude http://127.0.0.1:$TEST_NGINX_MOCK_PORT/v1
+                  format=anthropic key_env=AIGW_TEST_KEY;
+    aigw_model small small:gpt-4o-mini;
+    aigw_model big ok:gpt-4.1;
+    aigw_model csmall csmall:claude-3-5-haiku;
+    aigw_model cbig claude:claude-sonnet-4;
+    aigw_route ctx small big on=context_length_exceeded;
+    aigw_route cctx csmall cbig on=context_length_exceeded;
+    aigw_route noctx small big;
+
     aigw_route thrice-then-good thrice good;
     aigw_route long-then-good long good;
     aigw_route dead-then-good dead good;
@@ -44,6 +58,10 @@ our $Config = <<'_EOC_';
 
     location /v1/ {
         aigw_retries 2 backoff=50ms;
+        aigw_pass;
+    }
+    location /invalid/v1/ {
+        aigw_retries 2 on=invalid backoff=50ms;
         aigw_pass;
     }
     location /only5xx/v1/ {
@@ -158,3 +176,42 @@ POST /deadline/v1/chat/completions
 a=1 p=slowfail s=500
 --- no_error_log
 aigw: provider "slowfail" failed for "slowfail" (5xx), retry
+
+
+
+=== TEST 9: on=context_length_exceeded: a prompt too long for the small
+model goes to the big one, and never again to the small one (retries of
+invalid answers or not)
+--- request
+POST /invalid/v1/chat/completions
+{"model":"ctx","messages":[{"role":"user","content":"hi"}]}
+--- response_body_like: "model":"gpt-4.1".*Mock answer to: hi
+--- access_log
+a=2 p=ok s=200
+--- error_log
+aigw: the prompt is too long for "small", sent to "big"
+--- no_error_log
+aigw: provider "small" failed for "small" (invalid answer), retry
+
+
+
+=== TEST 10: Anthropic's "prompt is too long" likewise
+--- request
+POST /v1/messages
+{"model":"cctx","max_tokens":50,"messages":[{"role":"user","content":"hi"}]}
+--- response_body_like: "model":"claude-sonnet-4"
+--- access_log
+a=2 p=claude s=200
+--- error_log
+aigw: the prompt is too long for "csmall", sent to "cbig"
+
+
+
+=== TEST 11: without it, the 400 goes back to the client as it is
+--- request
+POST /v1/chat/completions
+{"model":"noctx","messages":[{"role":"user","content":"hi"}]}
+--- error_code: 400
+--- response_body_like: "code":"context_length_exceeded"
+--- access_log
+a=1 p=small s=400

@@ -10,7 +10,7 @@
 #   -n REQUESTS  requests counted per case (default 2000, at most 100000)
 #   -s STREAMS   requests counted per long-stream case (default 10)
 #   -c CASES     which of "json-aigw json-plain json-quota json-cache
-#                json-cachemiss json-audit sse-aigw sse-plain
+#                json-cachemiss json-audit json-breaker sse-aigw sse-plain
 #                stream-aigw stream-plain streamu-aigw streamu-plain"
 #                (default all; a comma or space separated list).  stream:
 #                500 events, one a read, from aigw-mock.js, the client
@@ -68,7 +68,7 @@ NODE_MOCK=
 for c in $CASES; do
     case $c in
         json-aigw|json-plain|json-quota|json-cache|json-cachemiss) ;;
-        json-audit|sse-aigw|sse-plain) ;;
+        json-audit|json-breaker|sse-aigw|sse-plain) ;;
         stream-aigw|stream-plain|streamu-aigw|streamu-plain)
             NODE_MOCK=1 ;;
         *) bench_die "unknown case '$c'" ;;
@@ -118,6 +118,8 @@ sed -e "s|^http {|thread_pool  aigw_audit  threads=1;\n\nhttp {\n    \
 aigw_audit  $BENCH_TMP/audit  thread_pool=aigw_audit \
 sign_key=audit.pem  hmac_key=audit.key;|" \
     "$BENCH_TMP/conf/front.conf" > "$BENCH_TMP/conf/front-audit.conf"
+BENCH_BREAKER=1 bench_conf_front_server "$FRONT" "$MOCK" \
+    | bench_conf_main front 1 1 > "$BENCH_TMP/conf/front-breaker.conf"
 
 bench_start_nginx mock "$BENCH_TMP/conf/mock.conf" "$MOCK"
 
@@ -195,10 +197,11 @@ one_case() {
                 --log-file="$BENCH_TMP/logs/valgrind-$kind-$mode.log")
     BENCH_START_WAIT=120
 
-    conf=$BENCH_TMP/conf/front.conf
-    [ "$mode" = audit ] && conf=$BENCH_TMP/conf/front-audit.conf
+    conf=front.conf
+    [ "$mode" = audit ] && conf=front-audit.conf
+    [ "$mode" = breaker ] && conf=front-breaker.conf
 
-    bench_start_nginx "front-$kind-$mode" "$conf" "$FRONT"
+    bench_start_nginx "front-$kind-$mode" "$BENCH_TMP/conf/$conf" "$FRONT"
     pid=$BENCH_LAST_PID
     BENCH_WRAP=()
 
@@ -353,6 +356,7 @@ for m in cache cachemiss; do
         echo
     fi
 done
+
 # the audit record: built, hashed and put in the ring by the worker
 if [ -n "${IR[json-audit]:-}" ] && [ -n "${IR[json-aigw]:-}" ]; then
     echo
@@ -360,6 +364,15 @@ if [ -n "${IR[json-audit]:-}" ] && [ -n "${IR[json-aigw]:-}" ]; then
         "${IR[json-audit]}"
     printf ' Ir/request, %+d over aigw_pass without it\n' \
         $(( IR[json-audit] - IR[json-aigw] ))
+fi
+
+# the breaker zone and latency tracking: a route balanced by latency
+if [ -n "${IR[json-breaker]:-}" ] && [ -n "${IR[json-aigw]:-}" ]; then
+    echo
+    printf 'json through the breaker zone, balance=latency: %d Ir/request,' \
+        "${IR[json-breaker]}"
+    printf ' %+d over aigw_pass without it\n' \
+        $(( IR[json-breaker] - IR[json-aigw] ))
 fi
 
 # the long stream: the difference per event (events: the data lines the

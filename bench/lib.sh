@@ -376,6 +376,19 @@ BENCH_STREAM_OPTS=words=498,piece=1,pace=1
 bench_conf_front_server() {
     local port=$1 mock=$2 ka=${BENCH_KEEPALIVE:-128}
     local node=${BENCH_STREAM_MOCK:-} stream_locations=
+    local breaker_http= breaker_location=
+
+    # BENCH_BREAKER=1: (d) the breaker zone, and a route balanced by
+    # latency through it: what provider health costs a request
+    if [ -n "${BENCH_BREAKER:-}" ]; then
+        breaker_http='    aigw_breaker  zone=bench_breaker:64k;
+    aigw_route  bench-json-lat  bench-json  balance=latency;
+'
+        breaker_location='        location /breaker/json/v1/ {
+            aigw_pass  bench-json-lat;
+        }
+'
+    fi
 
     if [ -n "$node" ]; then
         stream_locations='        location /plain/stream/v1/ {
@@ -427,6 +440,7 @@ EOF
 
     aigw_cache_zone  bench_cache:16m;
 
+$breaker_http
     aigw_keepalive           $ka;
     aigw_keepalive_requests  1000000;
     aigw_keepalive_timeout   300s;
@@ -491,7 +505,7 @@ $stream_locations        location /aigw/json/v1/ {
             aigw_limit  tenant  rpm=100000000 concurrency=100000;
             aigw_pass  bench-json;
         }
-    }
+$breaker_location    }
 EOF
 }
 

@@ -179,6 +179,11 @@ ngx_http_aigw_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         return ngx_http_aigw_error_filter(r, ctx, in);
     }
 
+    if (ctx->stream_failed) {
+        /* the error event that ends a failed stream, as it is */
+        return ngx_http_next_body_filter(r, in);
+    }
+
     if (!ctx->answered || ctx->rewrite_error) {
         return ngx_http_next_body_filter(r, in);
     }

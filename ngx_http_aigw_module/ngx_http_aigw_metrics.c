@@ -31,7 +31,8 @@
 #define NGX_HTTP_AIGW_ERR_PROVIDER_5XX  7
 #define NGX_HTTP_AIGW_ERR_STREAM_CUT    8
 #define NGX_HTTP_AIGW_ERR_INTERNAL      9
-#define NGX_HTTP_AIGW_ERR_KINDS         10
+#define NGX_HTTP_AIGW_ERR_STREAM_STALL  10
+#define NGX_HTTP_AIGW_ERR_KINDS         11
 
 #define NGX_HTTP_AIGW_LAT_BUCKETS       12
 #define NGX_HTTP_AIGW_TTFT_BUCKETS      10
@@ -146,7 +147,7 @@ static ngx_str_t  ngx_http_aigw_fixed_labels[NGX_HTTP_AIGW_LABELS_FIXED] = {
 static const char  *ngx_http_aigw_err_names[NGX_HTTP_AIGW_ERR_KINDS] = {
     "", "auth", "invalid_request", "rate_limited", "upstream_error",
     "upstream_timeout", "provider_4xx", "provider_5xx", "stream_cut",
-    "internal"
+    "internal", "stream_stalled"
 };
 
 
@@ -788,8 +789,21 @@ ngx_http_aigw_metrics_error_kind(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_uint_t status)
 {
     if (status < NGX_HTTP_BAD_REQUEST) {
-        return (ctx->sse_buf && !ctx->sse_done)
-               ? NGX_HTTP_AIGW_ERR_STREAM_CUT : NGX_HTTP_AIGW_ERR_NONE;
+
+        /* resilience.c says how an answer that started ended */
+
+        switch (ngx_http_aigw_resilience_outcome(r, ctx)) {
+
+        case NGX_HTTP_AIGW_OUTCOME_CUT:
+            return NGX_HTTP_AIGW_ERR_STREAM_CUT;
+
+        case NGX_HTTP_AIGW_OUTCOME_STALLED:
+        case NGX_HTTP_AIGW_OUTCOME_TIMEOUT:
+            return NGX_HTTP_AIGW_ERR_STREAM_STALL;
+
+        default:
+            return NGX_HTTP_AIGW_ERR_NONE;
+        }
     }
 
     if (status == 499) {
@@ -1091,6 +1105,7 @@ ngx_http_aigw_metrics_handler(ngx_http_request_t *r)
                   * (line + NGX_HTTP_AIGW_LABELS * 2 * 9)
            + 37 * 128 + ngx_http_aigw_pii_metrics_size(amcf)
            + ngx_http_aigw_cache_metrics_size(amcf);
+           + ngx_http_aigw_breaker_metrics_size(amcf);
 
     if (root != sentinel) {
         for (node = ngx_rbtree_min(root, sentinel);
@@ -1158,6 +1173,7 @@ ngx_http_aigw_metrics_handler(ngx_http_request_t *r)
 
     p = ngx_http_aigw_pii_metrics(amcf, p, b->end);
     p = ngx_http_aigw_cache_metrics(amcf, p, b->end);
+    p = ngx_http_aigw_breaker_metrics(amcf, p, b->end);
 
     b->last = p;
     b->last_buf = (r == r->main);

@@ -301,6 +301,52 @@ static ngx_command_t  ngx_http_aigw_commands[] = {
       offsetof(ngx_http_aigw_loc_conf_t, upstream.buffer_size),
       NULL },
 
+    /* resilience: timeouts, each from its own moment */
+
+    { ngx_string("aigw_first_token_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_aigw_loc_conf_t, first_token_timeout),
+      NULL },
+
+    { ngx_string("aigw_stream_idle_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_aigw_loc_conf_t, stream_idle_timeout),
+      NULL },
+
+    { ngx_string("aigw_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_aigw_loc_conf_t, timeout),
+      NULL },
+
+    { ngx_string("aigw_retries"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_aigw_resilience_retries,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    /* resilience: circuit breakers */
+
+    { ngx_string("aigw_breaker"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_aigw_breaker,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("aigw_breaker_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_aigw_breaker_status,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("aigw_quota_zone"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_http_aigw_quota_zone,
@@ -599,6 +645,8 @@ static ngx_http_variable_t  ngx_http_aigw_vars[] = {
 
     { ngx_string("aigw_cache_status"), NULL, ngx_http_aigw_variable,
       NGX_HTTP_AIGW_VAR_CACHE, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+    { ngx_string("aigw_outcome"), NULL, ngx_http_aigw_resilience_variable,
+      0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("aigw_meta_"), NULL, ngx_http_aigw_meta_variable,
       0, NGX_HTTP_VAR_NOCACHEABLE|NGX_HTTP_VAR_PREFIX, 0 },
@@ -1193,6 +1241,10 @@ ngx_http_aigw_create_loc_conf(ngx_conf_t *cf)
     alcf->quota_max_tokens = NGX_CONF_UNSET_UINT;
     alcf->quota_store = NGX_CONF_UNSET_UINT;
     alcf->quota_redis_down = NGX_CONF_UNSET_UINT;
+    alcf->first_token_timeout = NGX_CONF_UNSET_MSEC;
+    alcf->stream_idle_timeout = NGX_CONF_UNSET_MSEC;
+    alcf->timeout = NGX_CONF_UNSET_MSEC;
+    alcf->retries = NGX_CONF_UNSET_UINT;
 
     /* cache */
     alcf->cache = NGX_CONF_UNSET;
@@ -1303,6 +1355,10 @@ ngx_http_aigw_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
+    if (ngx_http_aigw_resilience_merge(cf, prev, conf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     if (!conf->pass) {
         return NGX_CONF_OK;
     }
@@ -1344,6 +1400,10 @@ ngx_http_aigw_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     if (ngx_http_aigw_provider_ssl(cf, conf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_aigw_resilience_init(cf, conf) != NGX_CONF_OK) {
         return NGX_CONF_ERROR;
     }
 

@@ -43,6 +43,21 @@
 #define NGX_HTTP_AIGW_EVENT_HIDE       1   /* the client must not get it */
 #define NGX_HTTP_AIGW_EVENT_LAST       2   /* the stream's final event */
 
+/* the failures aigw_retries retries on */
+#define NGX_HTTP_AIGW_RETRY_CONNECT    0x01
+#define NGX_HTTP_AIGW_RETRY_TIMEOUT    0x02
+#define NGX_HTTP_AIGW_RETRY_5XX        0x04
+#define NGX_HTTP_AIGW_RETRY_429        0x08
+#define NGX_HTTP_AIGW_RETRY_INVALID    0x10
+
+/* how a request ended: $aigw_outcome */
+#define NGX_HTTP_AIGW_OUTCOME_COMPLETE     1
+#define NGX_HTTP_AIGW_OUTCOME_CUT          2
+#define NGX_HTTP_AIGW_OUTCOME_STALLED      3
+#define NGX_HTTP_AIGW_OUTCOME_TIMEOUT      4
+#define NGX_HTTP_AIGW_OUTCOME_CLIENT_GONE  5
+#define NGX_HTTP_AIGW_OUTCOME_ERROR        6
+
 /* where token counts come from */
 #define NGX_HTTP_AIGW_USAGE_NONE       0
 #define NGX_HTTP_AIGW_USAGE_PROVIDER   1
@@ -144,10 +159,22 @@ typedef struct {
 } ngx_http_aigw_model_t;
 
 
+/* how a route orders its candidates */
+#define NGX_HTTP_AIGW_BALANCE_ORDER    0
+#define NGX_HTTP_AIGW_BALANCE_WEIGHT   1
+#define NGX_HTTP_AIGW_BALANCE_LATENCY  2
+
+
 typedef struct {
     ngx_str_t                      name;
     ngx_http_aigw_model_t        **models;
     ngx_uint_t                     nmodels;
+
+    /* resilience: load balancing */
+    ngx_uint_t                     balance;    /* NGX_HTTP_AIGW_BALANCE_* */
+    ngx_uint_t                    *weights;
+    ngx_uint_t                     total_weight;
+    ngx_uint_t                     context;    /* on=context_length_... */
 } ngx_http_aigw_route_t;
 
 
@@ -186,6 +213,8 @@ typedef struct {
     ngx_shm_zone_t                *cache_zone;
     /* audit log */
     void                          *audit;      /* aigw_audit, audit.c's */
+    /* resilience: the providers' circuit breakers, breaker.c's */
+    void                          *breaker;
 } ngx_http_aigw_main_conf_t;
 
 
@@ -228,6 +257,16 @@ typedef struct {
     ngx_flag_t                     cache_lock;
     ngx_msec_t                     cache_lock_timeout;
     ngx_array_t                   *cache_templates;
+    /* resilience: timeouts, and the upstream confs that apply them */
+    ngx_msec_t                     first_token_timeout;
+    ngx_msec_t                     stream_idle_timeout;
+    ngx_msec_t                     timeout;    /* the request's deadline */
+    ngx_http_upstream_conf_t      *first_token_conf;
+    ngx_http_upstream_conf_t      *stream_conf;
+    ngx_uint_t                     retries;    /* of the same candidate */
+    ngx_uint_t                     retry_on;   /* NGX_HTTP_AIGW_RETRY_* */
+    ngx_msec_t                     retry_backoff;
+    ngx_msec_t                     retry_after_max;
 } ngx_http_aigw_loc_conf_t;
 
 
@@ -314,6 +353,21 @@ struct ngx_http_aigw_ctx_s {
     unsigned                       answer_metered:1;
     unsigned                       request_id_sent:1;
     unsigned                       translated:1; /* the current attempt */
+
+    /* resilience: how it ended; the deadline's timer; retries */
+    ngx_uint_t                     outcome;    /* NGX_HTTP_AIGW_OUTCOME_* */
+    ngx_event_t                   *deadline;
+    ngx_event_t                   *retry_ev;
+    ngx_chain_t                   *retry_held; /* the request, waiting */
+    ngx_msec_t                     retry_delay;
+    ngx_uint_t                     retried;    /* of the current one */
+    unsigned                       retry_wait:1;
+    unsigned                       retry_granted:1;
+    unsigned                       on_context:1; /* the route's */
+    unsigned                       context_moved:1;
+    unsigned                       first_wait:1;
+    unsigned                       deadline_passed:1;
+    unsigned                       stream_failed:1;
 };
 
 
@@ -466,6 +520,47 @@ ngx_int_t ngx_http_aigw_answer_release(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx);
 void ngx_http_aigw_answer_failed(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx);
+
+/* resilience.c: timeouts, rescue, honest stream failures */
+char *ngx_http_aigw_resilience_merge(ngx_conf_t *cf,
+    ngx_http_aigw_loc_conf_t *prev, ngx_http_aigw_loc_conf_t *conf);
+char *ngx_http_aigw_resilience_init(ngx_conf_t *cf,
+    ngx_http_aigw_loc_conf_t *conf);
+ngx_int_t ngx_http_aigw_resilience_start(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
+ngx_int_t ngx_http_aigw_resilience_hold(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
+void ngx_http_aigw_resilience_body(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
+void ngx_http_aigw_resilience_finalize(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_int_t rc);
+char *ngx_http_aigw_resilience_retries(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_aigw_resilience_retry(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_peer_connection_t *pc, ngx_uint_t dry);
+void ngx_http_aigw_resilience_wait(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
+ngx_int_t ngx_http_aigw_resilience_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+ngx_uint_t ngx_http_aigw_resilience_outcome(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
+
+/* breaker.c: providers out of rotation, shared by the workers */
+char *ngx_http_aigw_breaker(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_aigw_breaker_status(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_aigw_breaker_allow(ngx_http_request_t *r,
+    ngx_http_aigw_provider_t *provider);
+void ngx_http_aigw_breaker_record(ngx_http_request_t *r,
+    ngx_http_aigw_provider_t *provider, ngx_uint_t failed);
+ngx_msec_t ngx_http_aigw_breaker_retry_after(ngx_http_request_t *r);
+void ngx_http_aigw_breaker_latency(ngx_http_request_t *r,
+    ngx_http_aigw_provider_t *provider, ngx_msec_t ms);
+ngx_msec_t ngx_http_aigw_breaker_ewma(ngx_http_request_t *r,
+    ngx_http_aigw_provider_t *provider);
+size_t ngx_http_aigw_breaker_metrics_size(ngx_http_aigw_main_conf_t *amcf);
+u_char *ngx_http_aigw_breaker_metrics(ngx_http_aigw_main_conf_t *amcf,
+    u_char *p, u_char *last);
 
 /* keepalive.c */
 ngx_int_t ngx_http_aigw_keepalive_init(ngx_conf_t *cf,

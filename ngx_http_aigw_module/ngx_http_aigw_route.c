@@ -11,10 +11,16 @@
 #include "ngx_http_aigw_module.h"
 
 
+/* candidates ordered by latency: the first ones of a longer route */
+#define NGX_HTTP_AIGW_BALANCE_MAX  16
+
+
 static ngx_int_t ngx_http_aigw_route_parse_price(ngx_str_t *s,
     ngx_uint_t *price);
 static ngx_http_aigw_provider_t *ngx_http_aigw_route_find_provider(
     ngx_http_aigw_main_conf_t *amcf, ngx_str_t *name);
+static void ngx_http_aigw_route_balance(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_route_t *rt);
 static ngx_int_t ngx_http_aigw_route_resolve(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx);
 
@@ -189,6 +195,7 @@ ngx_http_aigw_route(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_aigw_main_conf_t *amcf = conf;
 
+    ngx_int_t                w;
     ngx_str_t               *value;
     ngx_uint_t               i, n;
     ngx_http_aigw_route_t   *rt, **rtp;
@@ -215,14 +222,62 @@ ngx_http_aigw_route(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     rt->name = value[1];
-    rt->nmodels = cf->args->nelts - 2;
     rt->models = ngx_palloc(cf->pool,
-                            rt->nmodels * sizeof(ngx_http_aigw_model_t *));
+                            cf->args->nelts * sizeof(ngx_http_aigw_model_t *));
     if (rt->models == NULL) {
         return NGX_CONF_ERROR;
     }
 
-    for (i = 2, n = 0; i < cf->args->nelts; i++, n++) {
+    rt->weights = ngx_palloc(cf->pool, cf->args->nelts * sizeof(ngx_uint_t));
+    if (rt->weights == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 2, n = 0; i < cf->args->nelts; i++) {
+
+        /* balance=order|weight|latency; weight=N of the model before */
+
+        if (ngx_strncmp(value[i].data, "balance=", 8) == 0) {
+            if (ngx_strcmp(value[i].data + 8, "order") == 0) {
+                rt->balance = NGX_HTTP_AIGW_BALANCE_ORDER;
+
+            } else if (ngx_strcmp(value[i].data + 8, "weight") == 0) {
+                rt->balance = NGX_HTTP_AIGW_BALANCE_WEIGHT;
+
+            } else if (ngx_strcmp(value[i].data + 8, "latency") == 0) {
+                rt->balance = NGX_HTTP_AIGW_BALANCE_LATENCY;
+
+                if (amcf->breaker == NULL) {
+                    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                       "\"%V\" needs the shared zone of "
+                                       "\"aigw_breaker\", defined before "
+                                       "the route", &value[i]);
+                    return NGX_CONF_ERROR;
+                }
+
+            } else {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "on=context_length_exceeded") == 0) {
+            rt->context = 1;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "weight=", 7) == 0) {
+            w = ngx_atoi(value[i].data + 7, value[i].len - 7);
+
+            if (n == 0 || w < 1 || w > 1000) {
+                goto invalid;
+            }
+
+            rt->weights[n - 1] = w;
+            continue;
+        }
+
         m = ngx_http_aigw_route_find_model(amcf, &value[i]);
 
         if (m == NULL) {
@@ -234,6 +289,20 @@ ngx_http_aigw_route(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
 
         rt->models[n] = m;
+        rt->weights[n] = 1;
+        n++;
+    }
+
+    if (n == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "aigw route \"%V\" has no model", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    rt->nmodels = n;
+
+    for (i = 0; i < n; i++) {
+        rt->total_weight += rt->weights[i];
     }
 
     rtp = ngx_array_push(&amcf->routes);
@@ -244,6 +313,12 @@ ngx_http_aigw_route(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     *rtp = rt;
 
     return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\"", &value[i]);
+    return NGX_CONF_ERROR;
 }
 
 
@@ -362,6 +437,82 @@ ngx_http_aigw_route_handler(ngx_http_request_t *r)
 
 
 /*
+ * The order in which a request tries a route's candidates (the rest stay
+ * its fallbacks): by weight, the first picked at random in proportion to
+ * the weights; by latency, the lowest recent time to first byte (an EWMA
+ * the workers share) first, those not measured yet before all.
+ */
+
+static void
+ngx_http_aigw_route_balance(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
+    ngx_http_aigw_route_t *rt)
+{
+    ngx_uint_t              i, j, k, pick, total;
+    ngx_msec_t              lat[NGX_HTTP_AIGW_BALANCE_MAX], key;
+    ngx_http_aigw_model_t  *m;
+
+    if (rt->balance == NGX_HTTP_AIGW_BALANCE_WEIGHT) {
+
+        /* the weights of the candidates left (the format may drop some) */
+
+        total = 0;
+
+        for (i = 0, k = 0; i < rt->nmodels && k < ctx->ncandidates; i++) {
+            if (rt->models[i] == ctx->candidates[k]) {
+                total += rt->weights[i];
+                k++;
+            }
+        }
+
+        pick = (ngx_uint_t) ngx_random() % total;
+
+        for (i = 0, k = 0; i < rt->nmodels && k < ctx->ncandidates; i++) {
+            if (rt->models[i] != ctx->candidates[k]) {
+                continue;
+            }
+
+            if (pick < rt->weights[i]) {
+                break;
+            }
+
+            pick -= rt->weights[i];
+            k++;
+        }
+
+        if (k > 0 && k < ctx->ncandidates) {
+            m = ctx->candidates[k];
+            ngx_memmove(&ctx->candidates[1], &ctx->candidates[0],
+                        k * sizeof(ngx_http_aigw_model_t *));
+            ctx->candidates[0] = m;
+        }
+
+        return;
+    }
+
+    /* latency: a stable insertion sort of a few candidates */
+
+    k = ngx_min(ctx->ncandidates, NGX_HTTP_AIGW_BALANCE_MAX);
+
+    for (i = 0; i < k; i++) {
+        lat[i] = ngx_http_aigw_breaker_ewma(r, ctx->candidates[i]->provider);
+    }
+
+    for (i = 1; i < k; i++) {
+        m = ctx->candidates[i];
+        key = lat[i];
+
+        for (j = i; j > 0 && lat[j - 1] > key; j--) {
+            lat[j] = lat[j - 1];
+            ctx->candidates[j] = ctx->candidates[j - 1];
+        }
+
+        lat[j] = key;
+        ctx->candidates[j] = m;
+    }
+}
+
+
+/*
  * Picks the candidates of a request: the route named by aigw_pass, else
  * the route or model the client asked for.  Candidates whose provider
  * does not speak the client's format are left out.  Returns NGX_OK, or
@@ -394,6 +545,7 @@ ngx_http_aigw_route_resolve(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
 
     if (rt) {
         ctx->route_name = rt->name;
+        ctx->on_context = rt->context;
         models = rt->models;
         n = rt->nmodels;
 
@@ -455,6 +607,12 @@ ngx_http_aigw_route_resolve(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
         }
 
         ctx->candidates[ctx->ncandidates++] = m;
+    }
+
+    if (rt && rt->balance != NGX_HTTP_AIGW_BALANCE_ORDER
+        && ctx->ncandidates > 1)
+    {
+        ngx_http_aigw_route_balance(r, ctx, rt);
     }
 
     if (ctx->ncandidates == 0) {

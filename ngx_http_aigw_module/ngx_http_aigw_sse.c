@@ -299,6 +299,20 @@ ngx_http_aigw_sse_finish(ngx_http_aigw_sse_parser_t *p,
 }
 
 
+/*
+ * Whether the bytes so far end at the start of a line (the parser's
+ * sw_start, 0, or sw_line, 3) with no field of an event seen since the
+ * last blank line: what follows then starts an event of its own.
+ */
+
+ngx_uint_t
+ngx_http_aigw_sse_between(ngx_http_aigw_sse_parser_t *p)
+{
+    return (p->state == 0 || p->state == 3)
+           && !p->has_data && p->event_len == 0;
+}
+
+
 static u_char *
 ngx_http_aigw_sse_eol(ngx_http_aigw_sse_parser_t *p, u_char *s, u_char *last)
 {

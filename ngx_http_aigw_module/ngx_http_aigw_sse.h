@@ -98,4 +98,8 @@ ngx_int_t ngx_http_aigw_sse_finish(ngx_http_aigw_sse_parser_t *p,
     ngx_http_aigw_sse_event_t *ev);
 
 
+/* 1 when the stream so far ends where an event may start */
+ngx_uint_t ngx_http_aigw_sse_between(ngx_http_aigw_sse_parser_t *p);
+
+
 #endif /* _NGX_HTTP_AIGW_SSE_H_INCLUDED_ */

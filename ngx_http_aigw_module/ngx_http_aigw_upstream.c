@@ -34,6 +34,17 @@ static ngx_int_t ngx_http_aigw_upstream_get_peer(ngx_peer_connection_t *pc,
     void *data);
 static void ngx_http_aigw_upstream_free_peer(ngx_peer_connection_t *pc,
     void *data, ngx_uint_t state);
+static ngx_uint_t ngx_http_aigw_upstream_stale(ngx_http_request_t *r,
+    ngx_peer_connection_t *pc);
+static ngx_uint_t ngx_http_aigw_upstream_context(ngx_http_request_t *r);
+
+
+/*
+ * A kept-alive connection that fails within this long of its reuse, with
+ * nothing read, was closed by the provider while idle: the request never
+ * reached it.  Past this, the provider had it.
+ */
+#define NGX_HTTP_AIGW_STALE_MSEC  500
 
 
 /* aigw_pass [ROUTE]; */
@@ -193,9 +204,11 @@ static void
 ngx_http_aigw_upstream_start(ngx_http_request_t *r)
 {
     ngx_http_upstream_t       *u;
+    ngx_http_aigw_ctx_t       *ctx;
     ngx_http_aigw_loc_conf_t  *alcf;
 
     alcf = ngx_http_get_module_loc_conf(r, ngx_http_aigw_module);
+    ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
 
     if (ngx_http_upstream_create(r) != NGX_OK) {
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
@@ -222,6 +235,11 @@ ngx_http_aigw_upstream_start(ngx_http_request_t *r)
     u->buffering = 0;
 
     r->state = 0;
+
+    if (ngx_http_aigw_resilience_start(r, ctx) != NGX_OK) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
 
     ngx_http_upstream_init(r);
 }
@@ -403,6 +421,20 @@ ngx_http_aigw_upstream_process_header(ngx_http_request_t *r)
         if (rc == NGX_HTTP_PARSE_HEADER_DONE) {
 
             /*
+             * upstream moves on from a status only while it has tries
+             * left: one more, for a status the last candidate retries
+             */
+
+            if (u->peer.tries == 1
+                && (u->headers_in.status_n >= NGX_HTTP_INTERNAL_SERVER_ERROR
+                    || u->headers_in.status_n == NGX_HTTP_TOO_MANY_REQUESTS)
+                && ngx_http_aigw_resilience_retry(r, ctx, NULL, 1) == NGX_OK)
+            {
+                u->peer.tries++;
+                ctx->retry_granted = 1;
+            }
+
+            /*
              * nginx's next_upstream knows 500, 502, 503, 504 and 429; any
              * other 5xx moves on too while a candidate is left
              */
@@ -418,6 +450,27 @@ ngx_http_aigw_upstream_process_header(ngx_http_request_t *r)
                               "aigw: provider \"%V\" answered %ui",
                               &ctx->candidates[ctx->current]->provider->name,
                               u->headers_in.status_n);
+
+                return NGX_HTTP_UPSTREAM_INVALID_HEADER;
+            }
+
+            /*
+             * a prompt too long for the model: on=context_length_exceeded
+             * sends it to the next, larger model, never the same again
+             */
+
+            if (ctx->on_context
+                && u->headers_in.status_n == NGX_HTTP_BAD_REQUEST
+                && ctx->current + 1 < ctx->ncandidates
+                && ngx_http_aigw_upstream_context(r))
+            {
+                ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                              "aigw: the prompt is too long for \"%V\", "
+                              "sent to \"%V\"",
+                              &ctx->candidates[ctx->current]->name,
+                              &ctx->candidates[ctx->current + 1]->name);
+
+                ctx->context_moved = 1;
 
                 return NGX_HTTP_UPSTREAM_INVALID_HEADER;
             }
@@ -438,7 +491,14 @@ ngx_http_aigw_upstream_process_header(ngx_http_request_t *r)
             }
 
             /* a 200 goes on once its body is whole and is JSON */
-            return ngx_http_aigw_answer_hold(r, ctx);
+            rc = ngx_http_aigw_answer_hold(r, ctx);
+
+            if (rc != NGX_OK || ctx->answer_held) {
+                return rc;
+            }
+
+            /* a stream, once its first event is there */
+            return ngx_http_aigw_resilience_hold(r, ctx);
         }
 
         if (rc == NGX_AGAIN) {
@@ -487,6 +547,8 @@ ngx_http_aigw_upstream_input_filter_init(void *data)
         /* Content-Length, or until the provider closes (-1) */
         u->length = u->headers_in.content_length_n;
     }
+
+    ngx_http_aigw_resilience_body(r, ctx);
 
     /* the start of an answer too large to be held */
     return ngx_http_aigw_answer_release(r, ctx);
@@ -668,15 +730,11 @@ ngx_http_aigw_upstream_finalize_request(ngx_http_request_t *r, ngx_int_t rc)
 
     ngx_http_aigw_quota_settle(r);
 
-    if (r->upstream->header_sent) {
-        if (ctx->sse_buf && !ctx->sse_done && rc != NGX_OK) {
-            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                          "aigw: stream from provider \"%V\" was cut after "
-                          "%ui event(s)",
-                          &ctx->candidates[ctx->last]->provider->name,
-                          ctx->sse_events);
-        }
+    /* the deadline; a stream that failed ends with an error event */
 
+    ngx_http_aigw_resilience_finalize(r, ctx, rc);
+
+    if (r->upstream->header_sent) {
         return;
     }
 
@@ -690,7 +748,13 @@ ngx_http_aigw_upstream_finalize_request(ngx_http_request_t *r, ngx_int_t rc)
 
     name = ctx->route_name.len ? &ctx->route_name : &ctx->model;
 
-    if (rc == NGX_HTTP_GATEWAY_TIME_OUT) {
+    if (rc == NGX_HTTP_GATEWAY_TIME_OUT && ctx->deadline_passed) {
+        (void) ngx_http_aigw_error(r, ctx, rc, "upstream_timeout",
+                                   "The providers of `%V` did not answer "
+                                   "within the gateway's deadline (%ui "
+                                   "attempt(s)).", name, ctx->attempts);
+
+    } else if (rc == NGX_HTTP_GATEWAY_TIME_OUT) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "aigw: \"%V\" failed after %ui attempt(s): timeout",
                       name, ctx->attempts);
@@ -699,6 +763,15 @@ ngx_http_aigw_upstream_finalize_request(ngx_http_request_t *r, ngx_int_t rc)
                                    "The providers of `%V` did not answer "
                                    "in time (%ui attempt(s)).",
                                    name, ctx->attempts);
+
+    } else if (rc >= NGX_HTTP_SPECIAL_RESPONSE && ctx->attempts == 0) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "aigw: every provider of \"%V\" is out of rotation",
+                      name);
+
+        (void) ngx_http_aigw_error(r, ctx, rc, "upstream_unavailable",
+                                   "Every provider of `%V` is out of "
+                                   "rotation for now.", name);
 
     } else if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
@@ -762,7 +835,24 @@ ngx_http_aigw_upstream_get_peer(ngx_peer_connection_t *pc, void *data)
         ctx->attempts++;
     }
 
+    /* providers out of rotation are skipped, as tried */
+
+    while (!ctx->fresh_connection
+           && ctx->current < ctx->ncandidates
+           && ngx_http_aigw_breaker_allow(r,
+                  ctx->candidates[ctx->current]->provider)
+              != NGX_OK)
+    {
+        ctx->current++;
+
+        if (pc->tries > 1) {
+            pc->tries--;
+        }
+    }
+
     if (ctx->current >= ctx->ncandidates) {
+        /* nothing was sent: not an attempt */
+        ctx->attempts--;
         return NGX_BUSY;
     }
 
@@ -790,6 +880,9 @@ ngx_http_aigw_upstream_get_peer(ngx_peer_connection_t *pc, void *data)
                    "aigw: attempt %ui: \"%V\" on provider \"%V\"",
                    ctx->attempts, &m->upstream_model, &m->provider->name);
 
+    /* a retry after a backoff: its request waits for the timer */
+    ngx_http_aigw_resilience_wait(r, ctx);
+
     if (ctx->fresh_connection) {
         ctx->fresh_connection = 0;
         pc->cached = 0;
@@ -808,6 +901,7 @@ ngx_http_aigw_upstream_free_peer(ngx_peer_connection_t *pc, void *data,
 {
     ngx_http_request_t  *r = data;
 
+    ngx_uint_t                  status;
     ngx_http_aigw_ctx_t        *ctx;
     ngx_http_aigw_model_t      *m;
     ngx_http_aigw_main_conf_t  *amcf;
@@ -828,20 +922,133 @@ ngx_http_aigw_upstream_free_peer(ngx_peer_connection_t *pc, void *data,
 
         ngx_http_aigw_answer_failed(r, ctx);
 
-        if (ctx->current + 1 < ctx->ncandidates && !pc->cached) {
-            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                          "aigw: provider \"%V\" failed for \"%V\", "
-                          "falling back to \"%V\" of provider \"%V\"",
-                          &m->provider->name, &m->name,
-                          &ctx->candidates[ctx->current + 1]->name,
-                          &ctx->candidates[ctx->current + 1]->provider->name);
+        if (pc->cached && !ngx_http_aigw_upstream_stale(r, pc)) {
+
+            /*
+             * the provider had the request: it is not sent to it again,
+             * as upstream would do after an error on a cached connection
+             */
+
+            pc->cached = 0;
+        }
+
+        if (pc->cached) {
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "aigw: a kept-alive connection to provider \"%V\" "
+                          "failed as the request was sent, which goes "
+                          "again on a new one", &m->provider->name);
+
+        } else if (ctx->context_moved) {
+
+            /* not the provider's failure, and not to be retried */
+
+            ctx->context_moved = 0;
+            ctx->retried = 0;
+
+        } else {
+            ngx_http_aigw_breaker_record(r, m->provider, 1);
+
+            if (ngx_http_aigw_resilience_retry(r, ctx, pc, 0) == NGX_OK) {
+
+                /* the same candidate again: upstream grants the try */
+
+                if (!ctx->retry_granted) {
+                    pc->tries++;
+                }
+
+                ctx->retry_granted = 0;
+                return;
+            }
+
+            if (ctx->retry_granted) {
+                pc->tries--;
+                ctx->retry_granted = 0;
+            }
+
+            ctx->retried = 0;
+
+            if (ctx->current + 1 < ctx->ncandidates) {
+                ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                              "aigw: provider \"%V\" failed for \"%V\", "
+                              "falling back to \"%V\" of provider \"%V\"",
+                              &m->provider->name, &m->name,
+                              &ctx->candidates[ctx->current + 1]->name,
+                              &ctx->candidates[ctx->current + 1]
+                                  ->provider->name);
+            }
         }
 
         ctx->current++;
         return;
     }
 
+    /* the end: an error status passed on, or a broken stream, failed too */
+
+    status = r->upstream->headers_in.status_n;
+
+    ngx_http_aigw_breaker_record(r, m->provider,
+                                 status >= NGX_HTTP_INTERNAL_SERVER_ERROR
+                                 || status == NGX_HTTP_TOO_MANY_REQUESTS
+                                 || ctx->outcome == NGX_HTTP_AIGW_OUTCOME_CUT
+                                 || ctx->outcome
+                                    == NGX_HTTP_AIGW_OUTCOME_STALLED);
+
     amcf = ngx_http_get_module_main_conf(r, ngx_http_aigw_module);
 
     ngx_http_aigw_keepalive_put(amcf, pc, m->provider, r->upstream);
+}
+
+
+/*
+ * Whether a failure on a reused connection happened as the request was
+ * sent: an error, not a timeout, at once, before any answer.  Only then
+ * is the request sent again to the same candidate on a new connection.
+ */
+
+static ngx_uint_t
+ngx_http_aigw_upstream_stale(ngx_http_request_t *r, ngx_peer_connection_t *pc)
+{
+    ngx_http_upstream_t  *u;
+
+    u = r->upstream;
+
+    if (pc->connection && pc->connection->read->timedout) {
+        return 0;
+    }
+
+    if (u->headers_in.status_n) {
+        return 0;
+    }
+
+    return ngx_current_msec - u->start_time < NGX_HTTP_AIGW_STALE_MSEC;
+}
+
+
+/*
+ * A 400 saying the prompt is longer than the model's context: OpenAI's
+ * code "context_length_exceeded", Anthropic's "prompt is too long".
+ * The error body is small and comes with the headers: it is looked for
+ * in what was read, a bounded search.
+ */
+
+static ngx_uint_t
+ngx_http_aigw_upstream_context(ngx_http_request_t *r)
+{
+    size_t                len;
+    ngx_buf_t            *b;
+    ngx_http_upstream_t  *u;
+
+    u = r->upstream;
+    b = &u->buffer;
+
+    len = ngx_min((size_t) (b->last - b->pos), 4096);
+
+    return ngx_strlcasestrn(b->pos, b->pos + len,
+                            (u_char *) "context_length_exceeded",
+                            sizeof("context_length_exceeded") - 2)
+           != NULL
+           || ngx_strlcasestrn(b->pos, b->pos + len,
+                               (u_char *) "prompt is too long",
+                               sizeof("prompt is too long") - 2)
+              != NULL;
 }

@@ -185,6 +185,9 @@ roots, the signed checkpoint):
   tail -n 1 $prefix/logs/audit/audit-000001.log; \
        $root/scripts/aigw-audit verify $prefix/logs/audit \
        --key $prefix/audit-sign.pub
+A rescue: gpt-4o-late's stream starts 3 s late, gpt-4o-mini streams it:
+  curl -siN $u/v1/chat/completions -H 'Authorization: Bearer $key' \\
+       -d '{"model":"gpt-4o-rescue","stream":true,$msg}' | grep -iE '^x-aigw-(model|attempts)|DONE'
 
 Logs in $prefix/logs.  Stop it all with: scripts/demo.sh stop
 EOT

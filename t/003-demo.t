@@ -55,7 +55,7 @@ for my $line (split /\n/, $tour) {
     $cont = $line =~ /\\$/;
 }
 
-is(scalar @cmds, 12, 'the tour has twelve commands');
+is(scalar @cmds, 13, 'the tour has thirteen commands');
 
 my @want = (
     [ 'chat', qr/"object":"chat\.completion".*"usage":/s ],
@@ -72,6 +72,7 @@ my @want = (
     [ 'translation', qr/^\{"id":"msg_.*"object":"chat\.completion".*"model":"claude-haiku".*"content":"Mock answer to: hi"/ ],
     [ 'cache', qr/^X-AIGW-Cache: MISS\r?\nX-AIGW-Cache: HIT\r?$/mi ],
     [ 'audit', qr/^\{"v":1,.*"outcome":"[a-z_]+".*^good: \d+ records/ms ],
+    [ 'rescue', qr/^X-Aigw-Model: gpt-4o-mini\r?\n.*^X-Aigw-Attempts: 2\r?\n.*^data: \[DONE\]/msi ],
 );
 
 for my $i (0 .. $#want) {

@@ -69,6 +69,9 @@ const OPTIONS = {
     stream_error: { kind: 'int', min: 0, max: 1000000 },
     delay:        { kind: 'int', min: 0, max: 600000 },
     pace:         { kind: 'int', min: 0, max: 60000 },
+    first:        { kind: 'int', min: 0, max: 600000 },
+    stall:        { kind: 'int', min: 0, max: 1000000 },
+    context:      { kind: 'int', min: 1, max: 100000000 },
     splitat:      { kind: 'int', min: 0, max: 100000000 },
     splitat2:     { kind: 'int', min: 0, max: 100000000 },
     piece:        { kind: 'int', min: 1, max: MAX_WORDS },
@@ -554,7 +557,15 @@ async function sendStream(ctx, events, errorEvent) {
         if (i > 0 && opts.pace) {
             await sleep(opts.pace);
         }
+        if (i === 0 && opts.first) {
+            /* the headers went out; the first token is late */
+            await sleep(opts.first);
+        }
         if (gone(ctx)) {
+            return;
+        }
+        if (opts.stall !== undefined && i >= opts.stall) {
+            /* silent from here on, as hang: the socket stays open */
             return;
         }
         if (opts.cut !== undefined && i >= opts.cut) {
@@ -1332,6 +1343,15 @@ async function handleApi(req, res, rawPath) {
     }
     if (opts.status !== undefined) {
         return sendError(ctx, opts.status, injectedMessage(ctx, opts.status));
+    }
+    if (opts.context !== undefined) {
+        /* the prompt is longer than the model's context of N tokens */
+        const n = opts.context;
+        return ctx.wire === 'anthropic'
+            ? sendError(ctx, 400, `prompt is too long: ${n + 1} tokens > ${n} maximum`)
+            : sendError(ctx, 400, `This model's maximum context length is ${n} tokens. `
+                + `However, your messages resulted in ${n + 1} tokens.`,
+                { param: 'messages', code: 'context_length_exceeded' });
     }
     if (opts.badjson || opts.notjson || opts.html) {
         const headers = commonHeaders(ctx, 200);

@@ -240,3 +240,34 @@ for (const [status, Cls, type] of STATUS_CASES) {
         await assert.rejects(stream.finalMessage());
     });
 }
+
+/* a gateway ends a cut or stalled stream with "event: error" */
+
+{
+    const f = IS_MOCK ? null : fault('anthropic', 'CUT', 'cut=4');
+    test('gateway: a cut stream raises APIError naming the cut', { ...T, skip: f ? false : 'gateway target only' }, async () => {
+        const stream = await create(f, { stream: true });
+        const types = [];
+        const err = await expectError((async () => {
+            for await (const ev of stream) {
+                types.push(ev.type);
+            }
+        })(), APIError);
+        /* the SDK does not hand out "ping" events */
+        assert.deepEqual(types.slice(0, 2), ['message_start', 'content_block_start']);
+        assert.match(err.message, /stream was cut after 4 event\(s\)/);
+    });
+}
+
+{
+    const f = IS_MOCK ? null : fault('anthropic', 'STALL', 'stall=2');
+    test('gateway: a stalled stream raises APIError', { ...T, skip: f ? false : 'gateway target only' }, async () => {
+        const c = anthropicClient({ baseURL: f.baseURL, apiKey: f.apiKey });
+        const stream = c.messages.stream({
+            model: f.model, max_tokens: 64, messages: [{ role: 'user', content: 'Stall.' }],
+        });
+        stream.on('error', () => {});
+        const err = await expectError(stream.finalMessage(), APIError);
+        assert.match(err.message, /stopped sending the answer after 2 event\(s\)/);
+    });
+}

@@ -82,12 +82,13 @@ openai_faults=(
     "500 status=500" "502 status=502" "503 status=503" "RESET reset"
     "HANG hang" "GARBAGE garbage" "BADJSON badjson" "CUT cut=3"
     "STREAM_ERROR stream_error=2" "CHUNKED chunked,delay=50" "GZIP gzip"
-    "PACE pace=40,words=20"
+    "PACE pace=40,words=20" "STALL stall=2"
 )
 anthropic_faults=(
     "400 status=400" "401 status=401" "403 status=403" "404 status=404"
     "429 status=429,retry_after=9" "500 status=500" "503 status=503"
     "529 status=529" "STREAM_ERROR stream_error=3" "RESET reset" "CUT cut=4"
+    "STALL stall=2"
 )
 
 {
@@ -122,6 +123,7 @@ anthropic_faults=(
     echo "  server {"
     echo "    listen 127.0.0.1:$gport;"
     echo "    aigw_read_timeout 5s;"
+    echo "    aigw_stream_idle_timeout 1s;"
     echo "    location /v1/ { aigw_pass; }"
     # the exact cache: a question asked twice, the second a hit
     echo "    location /cached/v1/ { aigw_cache on; aigw_pass; }"

@@ -134,6 +134,46 @@ for (const [status, Cls, type] of STATUS_CASES) {
     });
 }
 
+/*
+ * A gateway ends a stream that fails after its status went out with an
+ * error event, which the SDK raises as an APIError naming the failure.
+ * Against the mock alone a cut is a broken connection (above) and a stall
+ * never ends, so these run against a gateway only.
+ */
+
+{
+    const f = IS_MOCK ? null : fault('openai', 'CUT', 'cut=3');
+    test('gateway: a cut stream raises APIError stream_cut', { ...T, skip: f ? false : 'gateway target only' }, async () => {
+        const stream = await chat(f, { stream: true });
+        let chunks = 0;
+        const err = await expectError((async () => {
+            for await (const chunk of stream) {
+                assert.ok(chunk);
+                chunks++;
+            }
+        })(), APIError);
+        assert.equal(chunks, 3);
+        assert.equal(err.code, 'stream_cut');
+        assert.match(err.message, /stream was cut after 3 event\(s\)/);
+    });
+}
+
+{
+    const f = IS_MOCK ? null : fault('openai', 'STALL', 'stall=2');
+    test('gateway: a stalled stream raises APIError stream_stalled', { ...T, skip: f ? false : 'gateway target only' }, async () => {
+        const stream = await chat(f, { stream: true });
+        let chunks = 0;
+        const err = await expectError((async () => {
+            for await (const chunk of stream) {
+                assert.ok(chunk);
+                chunks++;
+            }
+        })(), APIError);
+        assert.equal(chunks, 2);
+        assert.equal(err.code, 'stream_stalled');
+    });
+}
+
 {
     const f = fault('openai', 'STREAM_ERROR', 'stream_error=2');
     test('error event in the middle of a stream: APIError', { ...T, skip: f ? false : skipReason('openai', 'STREAM_ERROR') }, async () => {

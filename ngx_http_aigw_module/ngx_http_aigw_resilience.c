@@ -1,0 +1,821 @@
+
+/*
+ * Copyright (C) aigw authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_aigw_module.h"
+
+
+/*
+ * Resilience: each timeout measured from its own moment, and a stream
+ * that fails after its status went out ends honestly.
+ *
+ * The timeouts ride on nginx's own upstream read timer, so that a late
+ * provider is handled by upstream's next_upstream like any other timeout:
+ * a stream's request runs with a copy of the location's upstream conf
+ * whose read_timeout is aigw_first_token_timeout, and the client gets the
+ * headers only once the first event is there (a timeout until then is a
+ * failed attempt, and the next candidate is tried: a rescue); from the
+ * first event on, the copy whose read_timeout is aigw_stream_idle_timeout.
+ * The deadline (aigw_timeout) is a timer of the request, which ends the
+ * attempt under way as a timeout with no candidate left to try.
+ */
+
+
+static ngx_int_t ngx_http_aigw_resilience_process(ngx_http_request_t *r);
+static void ngx_http_aigw_resilience_deadline(ngx_event_t *ev);
+static void ngx_http_aigw_resilience_cleanup(void *data);
+static void ngx_http_aigw_resilience_fail(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_int_t rc);
+static ngx_http_upstream_conf_t *ngx_http_aigw_resilience_conf(
+    ngx_conf_t *cf, ngx_http_upstream_conf_t *conf, ngx_msec_t timeout);
+static ngx_int_t ngx_http_aigw_resilience_output(void *data, ngx_chain_t *in);
+static void ngx_http_aigw_resilience_retry_handler(ngx_event_t *ev);
+
+
+static ngx_conf_bitmask_t  ngx_http_aigw_retry_on[] = {
+    { ngx_string("connect"), NGX_HTTP_AIGW_RETRY_CONNECT },
+    { ngx_string("timeout"), NGX_HTTP_AIGW_RETRY_TIMEOUT },
+    { ngx_string("5xx"), NGX_HTTP_AIGW_RETRY_5XX },
+    { ngx_string("429"), NGX_HTTP_AIGW_RETRY_429 },
+    { ngx_string("invalid"), NGX_HTTP_AIGW_RETRY_INVALID },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_str_t  ngx_http_aigw_outcomes[] = {
+    ngx_null_string,
+    ngx_string("complete"),
+    ngx_string("cut"),
+    ngx_string("stalled"),
+    ngx_string("timeout"),
+    ngx_string("client_gone"),
+    ngx_string("error")
+};
+
+
+/* the timeouts of a level, inherited as nginx's own */
+
+char *
+ngx_http_aigw_resilience_merge(ngx_conf_t *cf,
+    ngx_http_aigw_loc_conf_t *prev, ngx_http_aigw_loc_conf_t *conf)
+{
+    ngx_conf_merge_msec_value(conf->first_token_timeout,
+                              prev->first_token_timeout, 0);
+    ngx_conf_merge_msec_value(conf->stream_idle_timeout,
+                              prev->stream_idle_timeout, 0);
+    ngx_conf_merge_msec_value(conf->timeout, prev->timeout, 0);
+
+    /* aigw_retries sets its parameters together: inherited together */
+
+    if (conf->retries == NGX_CONF_UNSET_UINT) {
+        if (prev->retries == NGX_CONF_UNSET_UINT) {
+            conf->retries = 0;
+
+        } else {
+            conf->retries = prev->retries;
+            conf->retry_on = prev->retry_on;
+            conf->retry_backoff = prev->retry_backoff;
+            conf->retry_after_max = prev->retry_after_max;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * aigw_retries number [on=connect,timeout,5xx,429,invalid]
+ *              [backoff=time] [retry_after_max=time];
+ */
+
+char *
+ngx_http_aigw_resilience_retries(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_aigw_loc_conf_t *alcf = conf;
+
+    u_char              *p, *last, *comma;
+    ngx_int_t            n;
+    ngx_str_t           *value, s;
+    ngx_uint_t           i, j;
+    ngx_msec_t           ms;
+    ngx_conf_bitmask_t  *b;
+
+    if (alcf->retries != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    n = ngx_atoi(value[1].data, value[1].len);
+    if (n == NGX_ERROR || n > 10) {
+        i = 1;
+        goto invalid;
+    }
+
+    alcf->retries = n;
+    alcf->retry_on = NGX_HTTP_AIGW_RETRY_CONNECT|NGX_HTTP_AIGW_RETRY_TIMEOUT
+                     |NGX_HTTP_AIGW_RETRY_5XX|NGX_HTTP_AIGW_RETRY_429;
+    alcf->retry_backoff = 200;
+    alcf->retry_after_max = 5000;
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "on=", 3) == 0) {
+            alcf->retry_on = 0;
+            p = value[i].data + 3;
+            last = value[i].data + value[i].len;
+
+            while (p < last) {
+                comma = ngx_strlchr(p, last, ',');
+                if (comma == NULL) {
+                    comma = last;
+                }
+
+                for (j = 0, b = ngx_http_aigw_retry_on; b[j].name.len; j++) {
+                    if (b[j].name.len == (size_t) (comma - p)
+                        && ngx_strncmp(b[j].name.data, p, comma - p) == 0)
+                    {
+                        break;
+                    }
+                }
+
+                if (b[j].name.len == 0) {
+                    goto invalid;
+                }
+
+                alcf->retry_on |= b[j].mask;
+                p = comma + 1;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "backoff=", 8) == 0) {
+            s.data = value[i].data + 8;
+            s.len = value[i].len - 8;
+            ms = ngx_parse_time(&s, 0);
+
+            if (ms == (ngx_msec_t) NGX_ERROR || ms == 0) {
+                goto invalid;
+            }
+
+            alcf->retry_backoff = ms;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "retry_after_max=", 16) == 0) {
+            s.data = value[i].data + 16;
+            s.len = value[i].len - 16;
+            ms = ngx_parse_time(&s, 0);
+
+            if (ms == (ngx_msec_t) NGX_ERROR) {
+                goto invalid;
+            }
+
+            alcf->retry_after_max = ms;
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\"", &value[i]);
+    return NGX_CONF_ERROR;
+}
+
+
+/* where aigw_pass is: the upstream confs of a stream, once merged */
+
+char *
+ngx_http_aigw_resilience_init(ngx_conf_t *cf, ngx_http_aigw_loc_conf_t *conf)
+{
+    if (conf->first_token_timeout) {
+        conf->first_token_conf = ngx_http_aigw_resilience_conf(cf,
+                                     &conf->upstream,
+                                     conf->first_token_timeout);
+        if (conf->first_token_conf == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (conf->stream_idle_timeout) {
+        conf->stream_conf = ngx_http_aigw_resilience_conf(cf,
+                                &conf->upstream, conf->stream_idle_timeout);
+        if (conf->stream_conf == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_http_upstream_conf_t *
+ngx_http_aigw_resilience_conf(ngx_conf_t *cf, ngx_http_upstream_conf_t *conf,
+    ngx_msec_t timeout)
+{
+    ngx_http_upstream_conf_t  *c;
+
+    c = ngx_palloc(cf->pool, sizeof(ngx_http_upstream_conf_t));
+    if (c == NULL) {
+        return NULL;
+    }
+
+    *c = *conf;
+    c->read_timeout = timeout;
+
+    return c;
+}
+
+
+/* the request starts upstream: its confs and its deadline */
+
+ngx_int_t
+ngx_http_aigw_resilience_start(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx)
+{
+    ngx_msec_t                 spent;
+    ngx_event_t               *ev;
+    ngx_pool_cleanup_t        *cln;
+    ngx_http_aigw_loc_conf_t  *alcf;
+
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_aigw_module);
+
+    if (ctx->stream && alcf->first_token_conf) {
+        r->upstream->conf = alcf->first_token_conf;
+        ctx->first_wait = 1;
+    }
+
+    if (alcf->retries) {
+
+        /* a retry's request waits for its backoff in this filter */
+
+        r->upstream->output.output_filter = ngx_http_aigw_resilience_output;
+        r->upstream->output.filter_ctx = r;
+
+        ctx->retry_ev = ngx_pcalloc(r->pool, sizeof(ngx_event_t));
+        if (ctx->retry_ev == NULL) {
+            return NGX_ERROR;
+        }
+
+        cln = ngx_pool_cleanup_add(r->pool, 0);
+        if (cln == NULL) {
+            return NGX_ERROR;
+        }
+
+        ctx->retry_ev->handler = ngx_http_aigw_resilience_retry_handler;
+        ctx->retry_ev->data = r;
+        ctx->retry_ev->log = r->connection->log;
+
+        cln->handler = ngx_http_aigw_resilience_cleanup;
+        cln->data = ctx->retry_ev;
+    }
+
+    if (alcf->timeout == 0) {
+        return NGX_OK;
+    }
+
+    ev = ngx_pcalloc(r->pool, sizeof(ngx_event_t));
+    if (ev == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    ev->handler = ngx_http_aigw_resilience_deadline;
+    ev->data = r;
+    ev->log = r->connection->log;
+
+    cln->handler = ngx_http_aigw_resilience_cleanup;
+    cln->data = ev;
+
+    ctx->deadline = ev;
+
+    /* from the request's start: the access steps took some of it */
+
+    spent = ngx_http_aigw_msec_since(r);
+
+    ngx_add_timer(ev, spent < alcf->timeout ? alcf->timeout - spent : 1);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_aigw_resilience_cleanup(void *data)
+{
+    ngx_event_t  *ev = data;
+
+    if (ev->timer_set) {
+        ngx_del_timer(ev);
+    }
+}
+
+
+/*
+ * The deadline passed: the attempt under way ends as a timeout, as if
+ * its read timer had fired, with no try left after it.
+ */
+
+static void
+ngx_http_aigw_resilience_deadline(ngx_event_t *ev)
+{
+    ngx_http_request_t  *r = ev->data;
+
+    ngx_connection_t          *pc;
+    ngx_http_upstream_t       *u;
+    ngx_http_aigw_ctx_t       *ctx;
+    ngx_http_aigw_loc_conf_t  *alcf;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_aigw_module);
+    u = r->upstream;
+
+    if (u == NULL || u->peer.connection == NULL) {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                  "aigw: \"%V\" ran out of its %M ms deadline after "
+                  "%ui attempt(s)",
+                  ctx->route_name.len ? &ctx->route_name : &ctx->model,
+                  alcf->timeout, ctx->attempts);
+
+    ctx->deadline_passed = 1;
+
+    /* upstream's free takes this one: none is left for next_upstream */
+    u->peer.tries = 1;
+
+    pc = u->peer.connection;
+
+    if (pc->read->timer_set) {
+        ngx_del_timer(pc->read);
+    }
+
+    pc->read->timedout = 1;
+    pc->read->handler(pc->read);
+}
+
+
+/*
+ * A failed attempt: is the same candidate tried again?  NGX_OK, with
+ * ctx->retry_delay the wait before it (a short Retry-After, or the
+ * backoff doubled each retry with jitter), or NGX_DECLINED: the route
+ * moves on.  "dry": only whether it would be, for an answer's status
+ * (process_header), nothing changed.
+ */
+
+ngx_int_t
+ngx_http_aigw_resilience_retry(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
+    ngx_peer_connection_t *pc, ngx_uint_t dry)
+{
+    ngx_uint_t                 kind, status;
+    ngx_msec_t                 wait, d;
+    const char                *what;
+    ngx_http_upstream_t       *u;
+    ngx_http_aigw_loc_conf_t  *alcf;
+
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_aigw_module);
+    u = r->upstream;
+
+    if (ctx->retried >= alcf->retries || ctx->deadline_passed) {
+        return NGX_DECLINED;
+    }
+
+    status = u->headers_in.status_n;
+
+    if (pc && pc->connection
+        && (pc->connection->read->timedout
+            || pc->connection->write->timedout))
+    {
+        kind = NGX_HTTP_AIGW_RETRY_TIMEOUT;
+        what = "timeout";
+
+    } else if (status == NGX_HTTP_TOO_MANY_REQUESTS) {
+        kind = NGX_HTTP_AIGW_RETRY_429;
+        what = "429";
+
+    } else if (status >= NGX_HTTP_INTERNAL_SERVER_ERROR) {
+        kind = NGX_HTTP_AIGW_RETRY_5XX;
+        what = "5xx";
+
+    } else if (status) {
+        kind = NGX_HTTP_AIGW_RETRY_INVALID;
+        what = "invalid answer";
+
+    } else {
+        kind = NGX_HTTP_AIGW_RETRY_CONNECT;
+        what = "connection";
+    }
+
+    if (!(alcf->retry_on & kind)) {
+        return NGX_DECLINED;
+    }
+
+    /* a wait the provider asked for; a longer one: the route moves on */
+
+    wait = ngx_http_aigw_breaker_retry_after(r);
+
+    if (wait > alcf->retry_after_max) {
+        return NGX_DECLINED;
+    }
+
+    if (wait == 0) {
+        d = alcf->retry_backoff << ngx_min(ctx->retried, 10);
+        wait = d / 2 + (ngx_msec_t) ngx_random() % (d / 2 + 1);
+    }
+
+    if (alcf->timeout && ngx_http_aigw_msec_since(r) + wait >= alcf->timeout)
+    {
+        return NGX_DECLINED;
+    }
+
+    if (dry) {
+        return NGX_OK;
+    }
+
+    ctx->retried++;
+    ctx->retry_delay = wait;
+
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                  "aigw: provider \"%V\" failed for \"%V\" (%s), retry "
+                  "%ui of %ui in %M ms",
+                  &ctx->candidates[ctx->current]->provider->name,
+                  &ctx->candidates[ctx->current]->name, what,
+                  ctx->retried, alcf->retries, wait);
+
+    return NGX_OK;
+}
+
+
+/* the retry's connection is made; its request waits for the timer */
+
+void
+ngx_http_aigw_resilience_wait(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
+{
+    if (ctx->retry_delay == 0 || ctx->retry_ev == NULL) {
+        return;
+    }
+
+    ctx->retry_wait = 1;
+    ngx_add_timer(ctx->retry_ev, ctx->retry_delay);
+    ctx->retry_delay = 0;
+}
+
+
+/*
+ * upstream's output filter: the request to a provider, held while a
+ * retry waits (the links are kept; upstream keeps the buffers busy),
+ * then written by nginx's chain writer.
+ */
+
+static ngx_int_t
+ngx_http_aigw_resilience_output(void *data, ngx_chain_t *in)
+{
+    ngx_http_request_t  *r = data;
+
+    ngx_chain_t          *held;
+    ngx_http_aigw_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
+
+    if (ctx->retry_wait) {
+        if (in && ngx_chain_add_copy(r->pool, &ctx->retry_held, in)
+                  != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        return NGX_AGAIN;
+    }
+
+    if (ctx->retry_held) {
+        held = ctx->retry_held;
+        ctx->retry_held = NULL;
+
+        if (in && ngx_chain_add_copy(r->pool, &held, in) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        in = held;
+    }
+
+    return ngx_chain_writer(&r->upstream->writer, in);
+}
+
+
+static void
+ngx_http_aigw_resilience_retry_handler(ngx_event_t *ev)
+{
+    ngx_http_request_t  *r = ev->data;
+
+    ngx_connection_t     *c;
+    ngx_http_upstream_t  *u;
+    ngx_http_aigw_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
+    u = r->upstream;
+
+    ctx->retry_wait = 0;
+
+    if (u == NULL || u->peer.connection == NULL || !u->request_sent) {
+        /* still connecting: the request goes when it is connected */
+        return;
+    }
+
+    c = u->peer.connection;
+
+    /* as if the connection were writable again: upstream sends */
+    c->write->handler(c->write);
+}
+
+
+/*
+ * The headers of a stream are done: the client gets them with the first
+ * event, so that a provider that is late with it can still be left.
+ */
+
+ngx_int_t
+ngx_http_aigw_resilience_hold(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
+{
+    ngx_str_t            *type;
+    ngx_http_upstream_t  *u;
+
+    u = r->upstream;
+
+    if (!ctx->first_wait
+        || u->headers_in.status_n != NGX_HTTP_OK
+        || u->headers_in.content_type == NULL)
+    {
+        return NGX_OK;
+    }
+
+    type = &u->headers_in.content_type->value;
+
+    if (type->len < sizeof("text/event-stream") - 1
+        || ngx_strncasecmp(type->data, (u_char *) "text/event-stream",
+                           sizeof("text/event-stream") - 1)
+           != 0)
+    {
+        return NGX_OK;
+    }
+
+    u->process_header = ngx_http_aigw_resilience_process;
+
+    return ngx_http_aigw_resilience_process(r);
+}
+
+
+static ngx_int_t
+ngx_http_aigw_resilience_process(ngx_http_request_t *r)
+{
+    ngx_http_upstream_t  *u;
+
+    u = r->upstream;
+
+    /* u->buffer.pos is where the body starts; reads go on at last */
+
+    if (u->buffer.last == u->buffer.pos) {
+        return NGX_AGAIN;
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "aigw: first event after %M ms",
+                   ngx_http_aigw_msec_since(r));
+
+    return NGX_OK;
+}
+
+
+/* the body starts: from now on the stream's idle timeout */
+
+void
+ngx_http_aigw_resilience_body(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
+{
+    ngx_http_aigw_loc_conf_t  *alcf;
+
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_aigw_module);
+
+    /* the provider's time to its first byte, for balance=latency */
+
+    ngx_http_aigw_breaker_latency(r, ctx->candidates[ctx->current]->provider,
+                                  ngx_current_msec - r->upstream->start_time);
+
+    if (!ctx->stream) {
+        return;
+    }
+
+    r->upstream->conf = alcf->stream_conf ? alcf->stream_conf
+                                          : &alcf->upstream;
+}
+
+
+/*
+ * The end of the upstream part: how it ended, and a stream that did not
+ * end well ends with the client's format's error event.
+ */
+
+void
+ngx_http_aigw_resilience_finalize(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_int_t rc)
+{
+    if (ctx->deadline && ctx->deadline->timer_set) {
+        ngx_del_timer(ctx->deadline);
+    }
+
+    if (ctx->retry_ev && ctx->retry_ev->timer_set) {
+        ngx_del_timer(ctx->retry_ev);
+    }
+
+    if (!r->upstream->header_sent) {
+        return;
+    }
+
+    if (rc == NGX_HTTP_CLIENT_CLOSED_REQUEST
+        || rc == NGX_HTTP_REQUEST_TIME_OUT
+        || r->connection->error)
+    {
+        ctx->outcome = NGX_HTTP_AIGW_OUTCOME_CLIENT_GONE;
+        return;
+    }
+
+    if (ctx->sse_buf ? ctx->sse_done : rc == NGX_OK) {
+        ctx->outcome = NGX_HTTP_AIGW_OUTCOME_COMPLETE;
+        return;
+    }
+
+    if (ctx->deadline_passed) {
+        ctx->outcome = NGX_HTTP_AIGW_OUTCOME_TIMEOUT;
+
+    } else if (rc == NGX_HTTP_GATEWAY_TIME_OUT) {
+        ctx->outcome = NGX_HTTP_AIGW_OUTCOME_STALLED;
+
+    } else {
+        ctx->outcome = NGX_HTTP_AIGW_OUTCOME_CUT;
+    }
+
+    if (ctx->sse_buf) {
+        ngx_http_aigw_resilience_fail(r, ctx, rc);
+    }
+}
+
+
+static void
+ngx_http_aigw_resilience_fail(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
+    ngx_int_t rc)
+{
+    ngx_buf_t                 *b;
+    ngx_str_t                 *name;
+    ngx_uint_t                 status;
+    ngx_chain_t                out[2], *cl;
+    ngx_http_aigw_loc_conf_t  *alcf;
+
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_aigw_module);
+    name = &ctx->candidates[ctx->last]->provider->name;
+
+    switch (ctx->outcome) {
+
+    case NGX_HTTP_AIGW_OUTCOME_TIMEOUT:
+        status = NGX_HTTP_GATEWAY_TIME_OUT;
+        (void) ngx_http_aigw_error(r, ctx, status, "upstream_timeout",
+                                   "The answer ran out of the gateway's "
+                                   "%M ms deadline after %ui event(s); "
+                                   "it is incomplete.",
+                                   alcf->timeout, ctx->sse_events);
+        break;
+
+    case NGX_HTTP_AIGW_OUTCOME_STALLED:
+        status = NGX_HTTP_GATEWAY_TIME_OUT;
+        (void) ngx_http_aigw_error(r, ctx, status, "stream_stalled",
+                                   "The provider stopped sending the "
+                                   "answer after %ui event(s); it is "
+                                   "incomplete.", ctx->sse_events);
+        break;
+
+    default: /* NGX_HTTP_AIGW_OUTCOME_CUT */
+        status = NGX_HTTP_BAD_GATEWAY;
+        (void) ngx_http_aigw_error(r, ctx, status, "stream_cut",
+                                   "The provider's stream was cut after "
+                                   "%ui event(s); the answer is "
+                                   "incomplete.", ctx->sse_events);
+        break;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                  "aigw: stream from provider \"%V\" was %V after "
+                  "%ui event(s), ended with an error event",
+                  name, &ngx_http_aigw_outcomes[ctx->outcome],
+                  ctx->sse_events);
+
+    b = ngx_http_aigw_error_event(r, ctx, status);
+    if (b == NULL) {
+        return;
+    }
+
+    b->flush = 1;
+
+    /*
+     * upstream sends the last buffer itself after a clean end (rc 0);
+     * after a failure it only flushes and closes: the event ends the
+     * response then, so that the client gets it whole
+     */
+
+    b->last_buf = (rc != NGX_OK);
+
+    out[1].buf = b;
+    out[1].next = NULL;
+    cl = &out[1];
+
+    /* bytes of an event cut short are ended before it, as a blank line */
+
+    if (!ngx_http_aigw_sse_between(&ctx->sse)) {
+        out[0].buf = ngx_calloc_buf(r->pool);
+        if (out[0].buf == NULL) {
+            return;
+        }
+
+        out[0].buf->memory = 1;
+        out[0].buf->pos = (u_char *) "\n\n";
+        out[0].buf->last = out[0].buf->pos + 2;
+        out[0].next = &out[1];
+        cl = &out[0];
+    }
+
+    /* the body filter lets these bytes through as they are */
+    ctx->stream_failed = 1;
+
+    (void) ngx_http_output_filter(r, cl);
+}
+
+
+/* $aigw_outcome */
+
+ngx_int_t
+ngx_http_aigw_resilience_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_uint_t            o;
+    ngx_http_aigw_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
+
+    if (ctx == NULL || ctx->endpoint == NGX_HTTP_AIGW_EP_UNKNOWN) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    o = ngx_http_aigw_resilience_outcome(r, ctx);
+
+    v->data = ngx_http_aigw_outcomes[o].data;
+    v->len = ngx_http_aigw_outcomes[o].len;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+ngx_uint_t
+ngx_http_aigw_resilience_outcome(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx)
+{
+    ngx_uint_t  status;
+
+    if (ctx->outcome) {
+        return ctx->outcome;
+    }
+
+    status = r->err_status ? r->err_status : r->headers_out.status;
+
+    if (status == NGX_HTTP_CLIENT_CLOSED_REQUEST || r->connection->error) {
+        return NGX_HTTP_AIGW_OUTCOME_CLIENT_GONE;
+    }
+
+    if (ctx->deadline_passed
+        || (status == NGX_HTTP_GATEWAY_TIME_OUT && !ctx->answered))
+    {
+        return NGX_HTTP_AIGW_OUTCOME_TIMEOUT;
+    }
+
+    if (status >= NGX_HTTP_BAD_REQUEST) {
+        return NGX_HTTP_AIGW_OUTCOME_ERROR;
+    }
+
+    return NGX_HTTP_AIGW_OUTCOME_COMPLETE;
+}

@@ -163,6 +163,9 @@ typedef struct {
 
     uint64_t                       request_seq; /* the worker's ids */
     void                          *pii;        /* pii.c's detectors */
+
+    /* guard: the counters of its refusals */
+    ngx_shm_zone_t                *guard;
 } ngx_http_aigw_main_conf_t;
 
 
@@ -190,6 +193,9 @@ typedef struct {
     ngx_uint_t                     quota_redis_down;
 
     void                          *pii;        /* aigw_pii, pii.c's */
+
+    /* guard: aigw_guard_*, guard.c's */
+    void                          *guard;
 } ngx_http_aigw_loc_conf_t;
 
 
@@ -211,6 +217,10 @@ struct ngx_http_aigw_ctx_s {
 
     void                          *quota;      /* quota.c's */
     void                          *pii;        /* pii.c's */
+
+    /* guard: the rule that refused ($aigw_guard); the answer's check */
+    ngx_str_t                      guard;
+    void                          *guard_output;  /* guard_output.c's */
 
     ngx_http_aigw_model_t        **candidates;
     ngx_uint_t                     ncandidates;
@@ -345,6 +355,29 @@ ngx_int_t ngx_http_aigw_pii_variable(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_str_t *s);
 size_t ngx_http_aigw_pii_metrics_size(ngx_http_aigw_main_conf_t *amcf);
 u_char *ngx_http_aigw_pii_metrics(ngx_http_aigw_main_conf_t *amcf,
+    u_char *p, u_char *last);
+
+/* guard.c: the prompt guard, a step before PII; guard_output.c: answers */
+char *ngx_http_aigw_guard_pattern(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_aigw_guard_list(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_aigw_guard_size(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_aigw_guard_num(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_aigw_guard_flag(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_aigw_guard_merge(ngx_conf_t *cf,
+    ngx_http_aigw_loc_conf_t *prev, ngx_http_aigw_loc_conf_t *conf);
+ngx_int_t ngx_http_aigw_guard_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_aigw_guard_refuse(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_uint_t reason, ngx_str_t *name,
+    const char *fmt, ...);
+ngx_int_t ngx_http_aigw_guard_variable(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_str_t *s);
+size_t ngx_http_aigw_guard_metrics_size(ngx_http_aigw_main_conf_t *amcf);
+u_char *ngx_http_aigw_guard_metrics(ngx_http_aigw_main_conf_t *amcf,
     u_char *p, u_char *last);
 
 /* provider.c */

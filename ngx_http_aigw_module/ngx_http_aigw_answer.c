@@ -120,6 +120,12 @@ ngx_http_aigw_answer_hold(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
                 return NGX_HTTP_UPSTREAM_INVALID_HEADER;
             }
 
+            if (ngx_http_aigw_guard_output_answer(r, ctx, &u->buffer)
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
             /* aigw_pii restore: the client's values for placeholders */
             return ngx_http_aigw_pii_restore(r, ctx, &u->buffer);
         }
@@ -213,6 +219,10 @@ ngx_http_aigw_answer_process(ngx_http_request_t *r)
     u->buffer.pos = b->pos;
     u->buffer.last = b->last;
     u->buffer.end = b->last;
+
+    if (ngx_http_aigw_guard_output_answer(r, ctx, &u->buffer) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     return ngx_http_aigw_pii_restore(r, ctx, &u->buffer);
 }

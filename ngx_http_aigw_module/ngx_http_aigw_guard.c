@@ -754,7 +754,7 @@ ngx_http_aigw_guard_refuse(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     va_end(args);
 
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                  "aigw: request refused by the guard: %V", &ctx->guard);
+                  "aigw: refused by the guard: %V", &ctx->guard);
 
     return ngx_http_aigw_error(r, ctx, NGX_HTTP_BAD_REQUEST, "guard_refused",
                                "%*s", (size_t) (p - msg), msg);

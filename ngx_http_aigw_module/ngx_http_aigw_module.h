@@ -84,6 +84,12 @@ typedef struct {
 
     /* the error body framed as the event that ends a stream failing */
     ngx_str_t                      error_event;   /* before the body */
+
+    /* the guard: the next text of an event from *pos on, JSON-escaped */
+    ngx_int_t                    (*text)(ngx_http_aigw_ctx_t *ctx,
+                                         ngx_http_aigw_sse_event_t *ev,
+                                         u_char **pos,
+                                         ngx_http_aigw_span_t *text);
 } ngx_http_aigw_format_t;
 
 
@@ -379,6 +385,14 @@ ngx_int_t ngx_http_aigw_guard_variable(ngx_http_request_t *r,
 size_t ngx_http_aigw_guard_metrics_size(ngx_http_aigw_main_conf_t *amcf);
 u_char *ngx_http_aigw_guard_metrics(ngx_http_aigw_main_conf_t *amcf,
     u_char *p, u_char *last);
+ngx_int_t ngx_http_aigw_guard_output_init(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
+ngx_int_t ngx_http_aigw_guard_output_filter(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_chain_t *in,
+    ngx_http_output_body_filter_pt next);
+ngx_int_t ngx_http_aigw_guard_output_answer(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_buf_t *b);
+u_char *ngx_http_aigw_guard_string_end(u_char *p, u_char *last);
 
 /* provider.c */
 char *ngx_http_aigw_provider(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);

@@ -253,9 +253,9 @@ passes('a level with its own deny list replaces the one above',
            'the access log holds no text');
 
     my $err = $ngx->error_log;
-    like($err, qr/aigw: request refused by the guard: deny:injection/,
+    like($err, qr/aigw: refused by the guard: deny:injection/,
          'error log: the rule');
-    like($err, qr/aigw: request refused by the guard: allow/,
+    like($err, qr/aigw: refused by the guard: allow/,
          'error log: the allow list');
     unlike($err, qr/previous instructions|IGNORE/i,
            'error log: no text');

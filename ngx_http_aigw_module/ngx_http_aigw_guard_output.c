@@ -31,6 +31,13 @@
  */
 
 
+/* a piece of a placeholder begun in held events: raw offset, length */
+typedef struct {
+    size_t                         off;
+    size_t                         len;
+} ngx_http_aigw_guard_piece_t;
+
+
 /* where a held event ends: in the raw bytes, and in the text */
 typedef struct {
     size_t                         raw;
@@ -60,6 +67,13 @@ typedef struct {
     ngx_chain_t                   *free;
     ngx_chain_t                   *busy;
 
+    /* aigw_pii restore: a placeholder begun and not yet ended */
+    u_char                         prefix[NGX_HTTP_AIGW_PII_PLACEHOLDER];
+    size_t                         prefix_len;
+    ngx_http_aigw_guard_piece_t    pieces[NGX_HTTP_AIGW_PII_PLACEHOLDER];
+    ngx_uint_t                     npieces;
+
+    unsigned                       restore:1;
     unsigned                       denied:1;
     unsigned                       ended:1;
 } ngx_http_aigw_guard_out_t;
@@ -74,6 +88,17 @@ typedef struct {
 static ngx_int_t ngx_http_aigw_guard_output_event(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_guard_conf_t *gc,
     ngx_http_aigw_guard_out_t *g, ngx_http_aigw_sse_event_t *ev);
+static ngx_int_t ngx_http_aigw_guard_output_restore(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_guard_out_t *g,
+    ngx_http_aigw_sse_event_t *ev);
+static ngx_int_t ngx_http_aigw_guard_output_placeholders(
+    ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
+    ngx_http_aigw_guard_out_t *g, size_t s, size_t e);
+static ngx_int_t ngx_http_aigw_guard_output_replace(ngx_http_request_t *r,
+    ngx_http_aigw_guard_out_t *g, size_t off, size_t len, ngx_str_t *with,
+    size_t *t1, size_t *t2);
+static ngx_int_t ngx_http_aigw_guard_output_room(ngx_http_request_t *r,
+    ngx_http_aigw_guard_out_t *g, size_t n);
 static ngx_int_t ngx_http_aigw_guard_output_append(ngx_http_request_t *r,
     ngx_http_aigw_guard_out_t *g, u_char *p, size_t n);
 static ngx_int_t ngx_http_aigw_guard_output_release(ngx_http_request_t *r,
@@ -102,7 +127,10 @@ ngx_http_aigw_guard_output_init(ngx_http_request_t *r,
     alcf = ngx_http_get_module_loc_conf(r, ngx_http_aigw_module);
     gc = alcf->guard;
 
-    if (gc == NULL || gc->output == NULL || ctx->format->text == NULL) {
+    if (ctx->format->text == NULL
+        || ((gc == NULL || gc->output == NULL)
+            && !ngx_http_aigw_pii_restoring(ctx)))
+    {
         return NGX_OK;
     }
 
@@ -131,7 +159,8 @@ ngx_http_aigw_guard_output_init(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    g->win_size = 2 * gc->hold + 1024;
+    g->restore = ngx_http_aigw_pii_restoring(ctx);
+    g->win_size = 2 * (gc ? gc->hold : 0) + 1024;
     g->win = ngx_pnalloc(r->pool, g->win_size);
     if (g->win == NULL) {
         return NGX_ERROR;
@@ -154,7 +183,7 @@ ngx_http_aigw_guard_output_filter(ngx_http_request_t *r,
     ngx_http_output_body_filter_pt next)
 {
     u_char                      *pos;
-    size_t                       upto, total;
+    size_t                       upto, total, hold;
     ngx_int_t                    rc;
     ngx_uint_t                   i, last, eof;
     ngx_buf_t                   *b;
@@ -167,6 +196,7 @@ ngx_http_aigw_guard_output_filter(ngx_http_request_t *r,
     g = ctx->guard_output;
     alcf = ngx_http_get_module_loc_conf(r, ngx_http_aigw_module);
     gc = alcf->guard;
+    hold = gc ? gc->hold : 0;
 
     out = NULL;
     ll = &out;
@@ -239,7 +269,8 @@ ngx_http_aigw_guard_output_filter(ngx_http_request_t *r,
 
         for (i = 0; i < g->nmarks; i++) {
             if ((g->denied || !last)
-                && total - g->marks[i].text < gc->hold)
+                && (total - g->marks[i].text < hold
+                    || (g->npieces && g->marks[i].raw > g->pieces[0].off)))
             {
                 break;
             }
@@ -343,7 +374,9 @@ ngx_http_aigw_guard_output_event(ngx_http_request_t *r,
 
     p = ev->data.data;
 
-    while (ctx->format->text(ctx, ev, &p, &span) == NGX_OK) {
+    while (gc && gc->output
+           && ctx->format->text(ctx, ev, &p, &span) == NGX_OK)
+    {
         len = span.end - span.start;
 
         /* room for the window's tail and the text, unescaped */
@@ -385,6 +418,14 @@ ngx_http_aigw_guard_output_event(ngx_http_request_t *r,
             ngx_memmove(g->win, g->win + g->win_len - gc->hold, gc->hold);
             g->win_len = gc->hold;
         }
+    }
+
+    /* the raw bytes change here: ev points into them no more */
+
+    if (g->restore
+        && ngx_http_aigw_guard_output_restore(r, ctx, g, ev) != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
     if (g->nmarks == g->marks_size) {
@@ -474,6 +515,27 @@ static ngx_int_t
 ngx_http_aigw_guard_output_append(ngx_http_request_t *r,
     ngx_http_aigw_guard_out_t *g, u_char *p, size_t n)
 {
+    ngx_int_t  rc;
+
+    rc = ngx_http_aigw_guard_output_room(r, g, n);
+
+    if (rc != NGX_OK) {
+        return (rc == NGX_DECLINED) ? NGX_OK : NGX_ERROR;
+    }
+
+    ngx_memcpy(g->raw + g->raw_len, p, n);
+    g->raw_len += n;
+
+    return NGX_OK;
+}
+
+
+/* room for n more raw bytes; NGX_DECLINED: too much held, refused */
+
+static ngx_int_t
+ngx_http_aigw_guard_output_room(ngx_http_request_t *r,
+    ngx_http_aigw_guard_out_t *g, size_t n)
+{
     u_char  *raw;
     size_t   size;
 
@@ -483,9 +545,10 @@ ngx_http_aigw_guard_output_append(ngx_http_request_t *r,
             ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                           "aigw: over %uz bytes of an answer held for the "
                           "output guard", (size_t) NGX_HTTP_AIGW_GUARD_RAW);
-            return ngx_http_aigw_guard_output_deny(r,
+            (void) ngx_http_aigw_guard_output_deny(r,
                        ngx_http_get_module_ctx(r, ngx_http_aigw_module),
                        NULL);
+            return NGX_DECLINED;
         }
 
         size = ngx_min(ngx_max(2 * g->raw_size, g->raw_len + n),
@@ -500,9 +563,6 @@ ngx_http_aigw_guard_output_append(ngx_http_request_t *r,
         g->raw = raw;
         g->raw_size = size;
     }
-
-    ngx_memcpy(g->raw + g->raw_len, p, n);
-    g->raw_len += n;
 
     return NGX_OK;
 }
@@ -555,6 +615,10 @@ ngx_http_aigw_guard_output_release(ngx_http_request_t *r,
 
     for (i = 0; i < g->nmarks; i++) {
         g->marks[i].raw -= upto;
+    }
+
+    for (i = 0; i < g->npieces; i++) {
+        g->pieces[i].off -= upto;
     }
 
     return NGX_OK;
@@ -674,4 +738,261 @@ ngx_http_aigw_guard_string_end(u_char *p, u_char *last)
     }
 
     return NULL;
+}
+
+
+/*
+ * aigw_pii restore in a stream: the placeholders of an event's text
+ * become the client's values.  One split across events ("[EMA", "IL_",
+ * "1]") keeps the events of its start from the client until it ends:
+ * then the first piece becomes the value, and the others, and the end,
+ * go.  The first text of an event only (one choice).
+ */
+
+static ngx_int_t
+ngx_http_aigw_guard_output_restore(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_guard_out_t *g,
+    ngx_http_aigw_sse_event_t *ev)
+{
+    u_char                *p, *found;
+    size_t                 start, data, s;
+    ngx_http_aigw_span_t   span;
+
+    if (g->denied) {
+        return NGX_OK;
+    }
+
+    p = ev->data.data;
+
+    if (ctx->format->text(ctx, ev, &p, &span) != NGX_OK) {
+        return NGX_OK;
+    }
+
+    /* the data in the raw bytes: there already, or found in its event */
+
+    start = g->nmarks ? g->marks[g->nmarks - 1].raw : 0;
+
+    if (ev->data.data >= g->raw + start
+        && ev->data.data + ev->data.len <= g->raw + g->parsed)
+    {
+        data = ev->data.data - g->raw;
+
+    } else {
+        found = memmem(g->raw + start, g->parsed - start, ev->data.data,
+                       ev->data.len);
+        if (found == NULL) {
+            /* data of several lines: left as it is */
+            return NGX_OK;
+        }
+
+        data = found - g->raw;
+    }
+
+    s = data + (span.start - ev->data.data);
+
+    return ngx_http_aigw_guard_output_placeholders(r, ctx, g, s,
+                                                   s + (span.end
+                                                        - span.start));
+}
+
+
+#define ngx_http_aigw_guard_placeholder_byte(c)                              \
+    (((c) >= 'A' && (c) <= 'Z') || ((c) >= '0' && (c) <= '9') || (c) == '_')
+
+
+static ngx_int_t
+ngx_http_aigw_guard_output_placeholders(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_guard_out_t *g, size_t s,
+    size_t e)
+{
+    u_char      c, *q;
+    size_t      i, j, k;
+    ngx_str_t  *v, empty;
+
+    ngx_str_null(&empty);
+
+    i = s;
+
+    /* a placeholder begun before: this text goes on with it, or not */
+
+    while (g->npieces && i < e) {
+        c = g->raw[i];
+
+        if (c == ']') {
+            g->prefix[g->prefix_len++] = c;
+
+            v = ngx_http_aigw_pii_value(r, ctx, g->prefix,
+                                        g->prefix + g->prefix_len);
+
+            if (v) {
+                /* the highest offset first: the lower ones stay valid */
+
+                if (ngx_http_aigw_guard_output_replace(r, g, s, i + 1 - s,
+                                                       &empty, &s, &e)
+                    != NGX_OK)
+                {
+                    return NGX_ERROR;
+                }
+
+                for (k = g->npieces - 1; k > 0; k--) {
+                    if (ngx_http_aigw_guard_output_replace(r, g,
+                            g->pieces[k].off, g->pieces[k].len, &empty,
+                            &s, &e)
+                        != NGX_OK)
+                    {
+                        return NGX_ERROR;
+                    }
+                }
+
+                if (ngx_http_aigw_guard_output_replace(r, g,
+                        g->pieces[0].off, g->pieces[0].len, v, &s, &e)
+                    != NGX_OK)
+                {
+                    return NGX_ERROR;
+                }
+
+                i = s;
+
+            } else {
+                i++;
+            }
+
+            g->npieces = 0;
+            break;
+        }
+
+        if (ngx_http_aigw_guard_placeholder_byte(c)
+            && g->prefix_len < NGX_HTTP_AIGW_PII_PLACEHOLDER - 1)
+        {
+            g->prefix[g->prefix_len++] = c;
+            i++;
+            continue;
+        }
+
+        /* not one: the events held for it go as they are */
+        g->npieces = 0;
+    }
+
+    if (g->npieces) {
+        /* all of this text goes on with the placeholder */
+
+        if (e > s) {
+            g->pieces[g->npieces].off = s;
+            g->pieces[g->npieces].len = e - s;
+            g->npieces++;
+        }
+
+        return NGX_OK;
+    }
+
+    /* the text's own placeholders, and one it ends in */
+
+    while (i < e) {
+        q = memchr(g->raw + i, '[', e - i);
+
+        if (q == NULL) {
+            break;
+        }
+
+        i = q - g->raw;
+
+        for (j = i + 1;
+             j < e && j - i < NGX_HTTP_AIGW_PII_PLACEHOLDER - 1
+             && ngx_http_aigw_guard_placeholder_byte(g->raw[j]);
+             j++)
+        { /* void */ }
+
+        if (j == e) {
+            g->prefix_len = e - i;
+            ngx_memcpy(g->prefix, g->raw + i, g->prefix_len);
+            g->pieces[0].off = i;
+            g->pieces[0].len = e - i;
+            g->npieces = 1;
+            break;
+        }
+
+        if (g->raw[j] != ']') {
+            i = j;
+            continue;
+        }
+
+        v = ngx_http_aigw_pii_value(r, ctx, g->raw + i, g->raw + j + 1);
+
+        if (v == NULL) {
+            i = j + 1;
+            continue;
+        }
+
+        if (ngx_http_aigw_guard_output_replace(r, g, i, j + 1 - i, v, &e,
+                                               NULL)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        i += v->len;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Raw bytes [off, off + len) replaced: what follows moves, and so do the
+ * offsets after them (the parse, marks, pieces, t1 and t2).
+ */
+
+static ngx_int_t
+ngx_http_aigw_guard_output_replace(ngx_http_request_t *r,
+    ngx_http_aigw_guard_out_t *g, size_t off, size_t len, ngx_str_t *with,
+    size_t *t1, size_t *t2)
+{
+    ngx_int_t   rc;
+    ngx_uint_t  i;
+
+    if (with->len > len) {
+        rc = ngx_http_aigw_guard_output_room(r, g, with->len - len);
+
+        if (rc == NGX_DECLINED) {
+            /* refused: the stream ends here, nothing is replaced */
+            return NGX_OK;
+        }
+
+        if (rc != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    ngx_memmove(g->raw + off + with->len, g->raw + off + len,
+                g->raw_len - off - len);
+    if (with->len) {
+        ngx_memcpy(g->raw + off, with->data, with->len);
+    }
+
+    g->raw_len = g->raw_len - len + with->len;
+
+#define ngx_http_aigw_guard_move(o)                                          \
+    if ((o) > off) { (o) = (o) - len + with->len; }
+
+    ngx_http_aigw_guard_move(g->parsed);
+
+    for (i = 0; i < g->nmarks; i++) {
+        ngx_http_aigw_guard_move(g->marks[i].raw);
+    }
+
+    for (i = 0; i < g->npieces; i++) {
+        ngx_http_aigw_guard_move(g->pieces[i].off);
+    }
+
+    if (t1) {
+        ngx_http_aigw_guard_move(*t1);
+    }
+
+    if (t2) {
+        ngx_http_aigw_guard_move(*t2);
+    }
+
+#undef ngx_http_aigw_guard_move
+
+    return NGX_OK;
 }

@@ -349,6 +349,10 @@ ngx_int_t ngx_http_aigw_quota_variable(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_str_t *s);
 
 /* pii.c: the PII step, before quota: a refused request takes none */
+
+/* the longest placeholder, "[" name "_" number "]" */
+#define NGX_HTTP_AIGW_PII_PLACEHOLDER  (31 + NGX_INT_T_LEN + 3)
+
 char *ngx_http_aigw_pii(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_aigw_pii_pattern(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
@@ -359,6 +363,9 @@ ngx_int_t ngx_http_aigw_pii_restore(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_buf_t *b);
 ngx_int_t ngx_http_aigw_pii_variable(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_str_t *s);
+ngx_uint_t ngx_http_aigw_pii_restoring(ngx_http_aigw_ctx_t *ctx);
+ngx_str_t *ngx_http_aigw_pii_value(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, u_char *p, u_char *last);
 size_t ngx_http_aigw_pii_metrics_size(ngx_http_aigw_main_conf_t *amcf);
 u_char *ngx_http_aigw_pii_metrics(ngx_http_aigw_main_conf_t *amcf,
     u_char *p, u_char *last);

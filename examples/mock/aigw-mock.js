@@ -72,6 +72,7 @@ const OPTIONS = {
     splitat:      { kind: 'int', min: 0, max: 100000000 },
     splitat2:     { kind: 'int', min: 0, max: 100000000 },
     piece:        { kind: 'int', min: 1, max: MAX_WORDS },
+    chars:        { kind: 'int', min: 1, max: 100000000 },
     bigword:      { kind: 'int', min: 1, max: 10000000 },
     chunked:      { kind: 'flag' },
     close:        { kind: 'flag' },
@@ -317,11 +318,19 @@ function limitAnswer(answer, maxTokens) {
 
 /*
  * Splits the answer into stream pieces of a few words (`per`, default
- * WORDS_PER_PIECE), keeping all spaces.
+ * WORDS_PER_PIECE), keeping all spaces; or of `chars` characters.
  */
-function splitPieces(text, per) {
-    const words = text.match(/\s*\S+\s*/g) || [];
+function splitPieces(text, per, chars) {
     const pieces = [];
+    if (chars) {
+        /* pieces of that many characters, words cut anywhere */
+        const cps = Array.from(text);
+        for (let i = 0; i < cps.length; i += chars) {
+            pieces.push(cps.slice(i, i + chars).join(''));
+        }
+        return pieces;
+    }
+    const words = text.match(/\s*\S+\s*/g) || [];
     const n = per || WORDS_PER_PIECE;
     for (let i = 0; i < words.length; i += n) {
         pieces.push(words.slice(i, i + n).join(''));
@@ -760,7 +769,7 @@ function chatCompletions(ctx, body) {
         return sseData(c);
     };
     const events = [];
-    const pieces = splitPieces(answer.text, ctx.opts.piece);
+    const pieces = splitPieces(answer.text, ctx.opts.piece, ctx.opts.chars);
     for (let i = 0; i < n; i++) {
         events.push(chunk([{ index: i, delta: { role: 'assistant', content: '', refusal: null },
             logprobs: null, finish_reason: null }]));
@@ -853,7 +862,7 @@ function completions(ctx, body) {
     };
     const events = [];
     for (let index = 0; index < texts.length; index++) {
-        for (const piece of splitPieces(texts[index], ctx.opts.piece)) {
+        for (const piece of splitPieces(texts[index], ctx.opts.piece, ctx.opts.chars)) {
             events.push(chunk([{ text: piece, index, logprobs: null, finish_reason: null }]));
         }
         events.push(chunk([{ text: '', index, logprobs: null, finish_reason: finishes[index] }]));
@@ -1057,7 +1066,7 @@ function messages(ctx, body) {
         type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' },
     }));
     events.push(sseEvent('ping', { type: 'ping' }));
-    for (const piece of splitPieces(answer.text, ctx.opts.piece)) {
+    for (const piece of splitPieces(answer.text, ctx.opts.piece, ctx.opts.chars)) {
         events.push(sseEvent('content_block_delta', {
             type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: piece },
         }));

@@ -91,7 +91,8 @@ ngx_http_aigw_guard_conf(ngx_conf_t *cf, ngx_http_aigw_loc_conf_t *alcf)
     gc->max_prompt = NGX_CONF_UNSET_SIZE;
     gc->max_messages = NGX_CONF_UNSET_UINT;
     gc->max_tokens = NGX_CONF_UNSET_UINT;
-    gc->output_json = NGX_CONF_UNSET;
+    gc->categories = NGX_CONF_UNSET_PTR;
+    gc->moderation_fail = NGX_CONF_UNSET_UINT;
 
     alcf->guard = gc;
 
@@ -340,10 +341,10 @@ ngx_http_aigw_guard_num(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
-/* aigw_guard_output_json on | off; */
+/* aigw_moderation_fail open | closed; */
 
 char *
-ngx_http_aigw_guard_flag(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+ngx_http_aigw_guard_enum(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_aigw_guard_conf_t  *gc;
 
@@ -352,7 +353,103 @@ ngx_http_aigw_guard_flag(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    return ngx_conf_set_flag_slot(cf, cmd, gc);
+    return ngx_conf_set_enum_slot(cf, cmd, gc);
+}
+
+
+/* aigw_moderation URI | off; */
+
+char *
+ngx_http_aigw_guard_moderation(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_str_t                   *value;
+    ngx_http_aigw_guard_conf_t  *gc;
+
+    gc = ngx_http_aigw_guard_conf(cf, conf);
+    if (gc == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (gc->moderation.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        gc->moderation.data = (u_char *) "";
+        gc->moderation.len = 0;
+        return NGX_CONF_OK;
+    }
+
+    if (value[1].data[0] != '/') {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\": a location's URI, "
+                           "or \"off\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    gc->moderation = value[1];
+
+    return NGX_CONF_OK;
+}
+
+
+/* aigw_moderation_categories NAME ...; kept with their quotes */
+
+char *
+ngx_http_aigw_guard_categories(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_str_t                   *value, *s;
+    ngx_uint_t                   i;
+    ngx_http_aigw_guard_conf_t  *gc;
+
+    gc = ngx_http_aigw_guard_conf(cf, conf);
+    if (gc == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (gc->categories != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    gc->categories = ngx_array_create(cf->pool, cf->args->nelts - 1,
+                                      sizeof(ngx_str_t));
+    if (gc->categories == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        if (value[i].len == 0 || ngx_strlchr(value[i].data,
+                                             value[i].data + value[i].len,
+                                             '"'))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\"", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        s = ngx_array_push(gc->categories);
+        if (s == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        s->len = value[i].len + 2;
+        s->data = ngx_pnalloc(cf->pool, s->len);
+        if (s->data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        s->data[0] = '"';
+        ngx_memcpy(s->data + 1, value[i].data, value[i].len);
+        s->data[s->len - 1] = '"';
+    }
+
+    return NGX_CONF_OK;
 }
 
 
@@ -383,7 +480,13 @@ ngx_http_aigw_guard_merge(ngx_conf_t *cf, ngx_http_aigw_loc_conf_t *prev,
         ngx_conf_merge_size_value(gc->max_prompt, pc->max_prompt, 0);
         ngx_conf_merge_uint_value(gc->max_messages, pc->max_messages, 0);
         ngx_conf_merge_uint_value(gc->max_tokens, pc->max_tokens, 0);
-        ngx_conf_merge_value(gc->output_json, pc->output_json, 0);
+        ngx_conf_merge_ptr_value(gc->categories, pc->categories, NULL);
+        ngx_conf_merge_uint_value(gc->moderation_fail, pc->moderation_fail,
+                                  1);
+
+        if (gc->moderation.data == NULL) {
+            gc->moderation = pc->moderation;
+        }
 
     } else {
         ngx_conf_merge_ptr_value(gc->deny, NULL, NULL);
@@ -394,7 +497,9 @@ ngx_http_aigw_guard_merge(ngx_conf_t *cf, ngx_http_aigw_loc_conf_t *prev,
         ngx_conf_merge_size_value(gc->max_prompt, NGX_CONF_UNSET_SIZE, 0);
         ngx_conf_merge_uint_value(gc->max_messages, NGX_CONF_UNSET_UINT, 0);
         ngx_conf_merge_uint_value(gc->max_tokens, NGX_CONF_UNSET_UINT, 0);
-        ngx_conf_merge_value(gc->output_json, NGX_CONF_UNSET, 0);
+        ngx_conf_merge_ptr_value(gc->categories, NULL, NULL);
+        ngx_conf_merge_uint_value(gc->moderation_fail, NGX_CONF_UNSET_UINT,
+                                  1);
     }
 
     gc->request = (gc->deny || gc->allow || gc->params || gc->models

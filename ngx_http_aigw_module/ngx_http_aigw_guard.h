@@ -49,7 +49,9 @@ typedef struct {
     size_t                         max_prompt;
     ngx_uint_t                     max_messages;
     ngx_uint_t                     max_tokens;
-    ngx_flag_t                     output_json;
+    ngx_str_t                      moderation;  /* a URI; "" for off */
+    ngx_array_t                   *categories;  /* "\"name\"" */
+    ngx_uint_t                     moderation_fail;  /* 1: closed */
 
     ngx_uint_t                     request;    /* a request rule is set */
     size_t                         hold;       /* of a stream's text */

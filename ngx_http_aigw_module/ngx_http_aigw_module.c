@@ -72,6 +72,7 @@ static ngx_http_handler_pt  ngx_http_aigw_steps[] = {
     ngx_http_aigw_route_handler,           /* the model's candidates */
     ngx_http_aigw_guard_handler,           /* the prompt guard */
     ngx_http_aigw_pii_handler,             /* personal data, secrets */
+    ngx_http_aigw_moderation_handler,      /* a moderation service */
     ngx_http_aigw_quota_handler,           /* limits, quotas, budgets */
     NULL
 };
@@ -102,6 +103,13 @@ static ngx_conf_num_bounds_t  ngx_http_aigw_keepalive_bounds = {
 static ngx_conf_enum_t  ngx_http_aigw_quota_stores[] = {
     { ngx_string("zone"), NGX_HTTP_AIGW_QUOTA_ZONE },
     { ngx_string("redis"), NGX_HTTP_AIGW_QUOTA_REDIS },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_conf_enum_t  ngx_http_aigw_moderation_fail[] = {
+    { ngx_string("open"), 0 },
+    { ngx_string("closed"), 1 },
     { ngx_null_string, 0 }
 };
 
@@ -388,6 +396,27 @@ static ngx_command_t  ngx_http_aigw_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_aigw_guard_conf_t, max_tokens),
       NULL },
+
+    { ngx_string("aigw_moderation"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_aigw_guard_moderation,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("aigw_moderation_categories"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_aigw_guard_categories,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("aigw_moderation_fail"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_aigw_guard_enum,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_aigw_guard_conf_t, moderation_fail),
+      &ngx_http_aigw_moderation_fail },
 
     { ngx_string("aigw_answer_buffer"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,

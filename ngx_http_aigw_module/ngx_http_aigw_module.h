@@ -227,6 +227,7 @@ struct ngx_http_aigw_ctx_s {
     /* guard: the rule that refused ($aigw_guard); the answer's check */
     ngx_str_t                      guard;
     void                          *guard_output;  /* guard_output.c's */
+    void                          *moderation;    /* moderation.c's */
 
     ngx_http_aigw_model_t        **candidates;
     ngx_uint_t                     ncandidates;
@@ -379,8 +380,13 @@ char *ngx_http_aigw_guard_size(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_aigw_guard_num(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-char *ngx_http_aigw_guard_flag(ngx_conf_t *cf, ngx_command_t *cmd,
+char *ngx_http_aigw_guard_enum(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+char *ngx_http_aigw_guard_moderation(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_aigw_guard_categories(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_aigw_moderation_handler(ngx_http_request_t *r);
 char *ngx_http_aigw_guard_merge(ngx_conf_t *cf,
     ngx_http_aigw_loc_conf_t *prev, ngx_http_aigw_loc_conf_t *conf);
 ngx_int_t ngx_http_aigw_guard_handler(ngx_http_request_t *r);

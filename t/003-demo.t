@@ -52,7 +52,7 @@ for my $line (split /\n/, $tour) {
     $cont = $line =~ /\\$/;
 }
 
-is(scalar @cmds, 9, 'the tour has nine commands');
+is(scalar @cmds, 10, 'the tour has ten commands');
 
 my @want = (
     [ 'chat', qr/"object":"chat\.completion".*"usage":/s ],
@@ -66,6 +66,7 @@ my @want = (
     [ 'limit', qr/^200 200 429 $/ ],
     [ 'usage', qr/^\{"object":"aigw\.usage","scope":"key","id":"key_demo_trial".*"requests_minute":2.*"rpm":2/ ],
     [ 'pii', qr/"content":"Mock answer to: mail \[EMAIL_1\]"/ ],
+    [ 'guard', qr/^\{"error":\{"message":"The request was refused by the content policy \(injection\)\.".*"code":"guard_refused"\}\}$/ ],
 );
 
 for my $i (0 .. $#want) {

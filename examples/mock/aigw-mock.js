@@ -653,6 +653,9 @@ function route(apiPath) {
     if (/\/embeddings$/.test(p)) {
         return { name: 'embeddings', method: 'POST' };
     }
+    if (/\/moderations$/.test(p)) {
+        return { name: 'moderations', method: 'POST' };
+    }
     if (/\/messages\/count_tokens$/.test(p)) {
         return { name: 'count_tokens', method: 'POST', anthropic: true };
     }
@@ -955,6 +958,44 @@ function embeddings(ctx, body) {
     });
 }
 
+/*
+ * /v1/moderations, deterministic: an input holding a marker word is
+ * flagged in that category (violence: "mod-violence", hate: "mod-hate",
+ * self-harm: "mod-self-harm"), with a score of 0.99; others 0.0001.
+ */
+const MODERATION_CATEGORIES = ['harassment', 'harassment/threatening', 'hate',
+    'hate/threatening', 'illicit', 'illicit/violent', 'self-harm',
+    'self-harm/instructions', 'self-harm/intent', 'sexual', 'sexual/minors',
+    'violence', 'violence/graphic'];
+
+function moderations(ctx, body) {
+    let input = body.input;
+    if (typeof input === 'string') {
+        input = [input];
+    }
+    if (!Array.isArray(input) || input.length === 0
+        || !input.every((x) => typeof x === 'string')) {
+        return sendError(ctx, 400, "Invalid type for 'input'.", { param: 'input', code: 'invalid_type' });
+    }
+    const results = input.map((text) => {
+        const categories = {};
+        const scores = {};
+        let flagged = false;
+        for (const c of MODERATION_CATEGORIES) {
+            const hit = text.includes(`mod-${c.replace('/', '-')}`);
+            categories[c] = hit;
+            scores[c] = hit ? 0.99 : 0.0001;
+            flagged = flagged || hit;
+        }
+        return { flagged, categories, category_scores: scores };
+    });
+    return sendJson(ctx, 200, {
+        id: `modr-${randomBase62(24)}`,
+        model: typeof body.model === 'string' ? body.model : 'omni-moderation-latest',
+        results,
+    });
+}
+
 /* ---------------------------------------------------------- Anthropic API */
 
 function anthropicModel(m) {
@@ -1251,6 +1292,7 @@ async function handleApi(req, res, rawPath) {
     case 'chat': return chatCompletions(ctx, json);
     case 'completions': return completions(ctx, json);
     case 'embeddings': return embeddings(ctx, json);
+    case 'moderations': return moderations(ctx, json);
     case 'messages': return messages(ctx, json);
     default: return countTokensEndpoint(ctx, json);
     }

@@ -105,7 +105,7 @@ ngx_http_aigw_guard_conf(ngx_conf_t *cf, ngx_http_aigw_loc_conf_t *alcf)
 static ngx_int_t
 ngx_http_aigw_guard_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
-    ngx_slab_pool_t       *shpool;
+    ngx_slab_pool_t           *shpool;
     ngx_http_aigw_guard_sh_t  *sh;
 
     shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;

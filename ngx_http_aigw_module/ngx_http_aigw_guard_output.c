@@ -82,7 +82,9 @@ typedef struct {
 /* a stream's bytes held at most: a larger event is refused unchecked */
 #define NGX_HTTP_AIGW_GUARD_RAW   (4 * NGX_HTTP_AIGW_SSE_BUFFER)
 
-#define NGX_HTTP_AIGW_GUARD_TAG   ((ngx_buf_tag_t) &ngx_http_aigw_guard_tag)
+/* the stage's own buffers, told apart from the filter's */
+#define NGX_HTTP_AIGW_GUARD_TAG                                              \
+    ((ngx_buf_tag_t) &ngx_http_aigw_guard_output_filter)
 
 
 static ngx_int_t ngx_http_aigw_guard_output_event(ngx_http_request_t *r,
@@ -108,9 +110,6 @@ static ngx_int_t ngx_http_aigw_guard_output_match(
     ngx_http_aigw_guard_pattern_t **fired);
 static ngx_int_t ngx_http_aigw_guard_output_deny(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_guard_pattern_t *fired);
-
-
-static ngx_uint_t  ngx_http_aigw_guard_tag;
 
 
 /* a stream starts: what the guard needs, if a pattern is set */

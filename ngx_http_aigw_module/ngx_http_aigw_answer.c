@@ -232,17 +232,19 @@ ngx_http_aigw_answer_process(ngx_http_request_t *r)
 
 
 /*
- * A whole, checked answer as the client gets it: aigw_pii restore puts
- * the client's values back for placeholders, a translated answer is
- * rewritten in the client's format, and then it may be cached
+ * A whole, checked answer as the client gets it: a translated answer
+ * rewritten in the client's format, the output guard's patterns (a
+ * match makes it the client's 400), aigw_pii restore's values put back
+ * for placeholders; then it may be cached
  */
 
 static ngx_int_t
 ngx_http_aigw_answer_done(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     ngx_buf_t *b)
 {
-    if (ngx_http_aigw_pii_restore(r, ctx, b) != NGX_OK
-        || ngx_http_aigw_translate_answer(r, ctx, b) != NGX_OK)
+    if (ngx_http_aigw_translate_answer(r, ctx, b) != NGX_OK
+        || ngx_http_aigw_guard_output_answer(r, ctx, b) != NGX_OK
+        || ngx_http_aigw_pii_restore(r, ctx, b) != NGX_OK)
     {
         return NGX_ERROR;
     }

@@ -38,6 +38,8 @@ static u_char *ngx_http_aigw_anthropic_span(u_char *obj, u_char *last,
     const char *key, size_t len, ngx_str_t *v);
 static u_char *ngx_http_aigw_anthropic_error(u_char *p, ngx_uint_t status,
     const char *code, ngx_str_t *msg);
+static ngx_int_t ngx_http_aigw_anthropic_text(ngx_http_aigw_ctx_t *ctx,
+    ngx_http_aigw_sse_event_t *ev, u_char **pos, ngx_http_aigw_span_t *text);
 
 
 static ngx_http_aigw_endpoint_t  ngx_http_aigw_anthropic_endpoints[] = {
@@ -58,7 +60,8 @@ ngx_http_aigw_format_t  ngx_http_aigw_anthropic_format = {
     ngx_http_aigw_anthropic_error,
     sizeof("{\"type\":\"error\",\"error\":{\"type\":\"authentication_error\","
            "\"message\":\"\"}}") - 1,
-    ngx_string("event: error\ndata: ")
+    ngx_string("event: error\ndata: "),
+    ngx_http_aigw_anthropic_text
 };
 
 
@@ -557,4 +560,43 @@ ngx_http_aigw_anthropic_error(u_char *p, ngx_uint_t status, const char *code,
     p = (u_char *) ngx_escape_json(p, msg->data, msg->len);
 
     return ngx_cpymem(p, "\"}}", 3);
+}
+
+
+/* the text of a "content_block_delta": its delta's "text" */
+
+static ngx_int_t
+ngx_http_aigw_anthropic_text(ngx_http_aigw_ctx_t *ctx,
+    ngx_http_aigw_sse_event_t *ev, u_char **pos, ngx_http_aigw_span_t *text)
+{
+    u_char  *p, *q, *last;
+
+    last = ev->data.data + ev->data.len;
+
+    if (ev->event.len != sizeof("content_block_delta") - 1
+        || ngx_strncmp(ev->event.data, "content_block_delta",
+                       ev->event.len) != 0)
+    {
+        *pos = last;
+        return NGX_DECLINED;
+    }
+
+    p = ngx_http_aigw_usage_value(*pos, last, "\"text\"", 6);
+
+    if (p == NULL || *p != '"') {
+        *pos = last;
+        return NGX_DECLINED;
+    }
+
+    q = ngx_http_aigw_guard_string_end(p + 1, last);
+    if (q == NULL) {
+        *pos = last;
+        return NGX_DECLINED;
+    }
+
+    text->start = p + 1;
+    text->end = q;
+    *pos = q + 1;
+
+    return NGX_OK;
 }

@@ -36,6 +36,8 @@ static ngx_uint_t ngx_http_aigw_sse_event(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_sse_event_t *ev);
 static void ngx_http_aigw_sse_end(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx);
+static ngx_int_t ngx_http_aigw_sse_next(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_chain_t *in);
 
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
@@ -151,6 +153,10 @@ ngx_http_aigw_header_filter(ngx_http_request_t *r)
 
         ngx_http_aigw_sse_init(&ctx->sse, ctx->sse_buf,
                                NGX_HTTP_AIGW_SSE_METER);
+
+        if (ngx_http_aigw_guard_output_init(r, ctx) != NGX_OK) {
+            return NGX_ERROR;
+        }
 
         /* nothing between the provider and the client may hold events */
         r->headers_out.content_length_n = -1;
@@ -291,7 +297,7 @@ ngx_http_aigw_sse_observe(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
         }
     }
 
-    rc = ngx_http_next_body_filter(r, in);
+    rc = ngx_http_aigw_sse_next(r, ctx, in);
 
     if (ctx->busy) {
         /* shadows sent before the stream stopped being rewritten */
@@ -502,7 +508,7 @@ ngx_http_aigw_sse_rewrite(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
         }
     }
 
-    rc = ngx_http_next_body_filter(r, out);
+    rc = ngx_http_aigw_sse_next(r, ctx, out);
 
     ngx_http_aigw_sse_update(r, ctx, (ll == NULL) ? NULL : out);
 
@@ -781,4 +787,19 @@ ngx_http_aigw_filter_add_header(ngx_http_request_t *r, ngx_str_t *name,
 #endif
 
     return NGX_OK;
+}
+
+
+/* the output guard, where set, checks what the client would get */
+
+static ngx_int_t
+ngx_http_aigw_sse_next(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
+    ngx_chain_t *in)
+{
+    if (ctx->guard_output) {
+        return ngx_http_aigw_guard_output_filter(r, ctx, in,
+                                                 ngx_http_next_body_filter);
+    }
+
+    return ngx_http_next_body_filter(r, in);
 }

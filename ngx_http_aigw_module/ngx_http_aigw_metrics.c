@@ -1104,8 +1104,9 @@ ngx_http_aigw_metrics_handler(ngx_http_request_t *r)
     size = 4096 + NGX_HTTP_AIGW_METRICS_LINES
                   * (line + NGX_HTTP_AIGW_LABELS * 2 * 9)
            + 37 * 128 + ngx_http_aigw_pii_metrics_size(amcf)
-           + ngx_http_aigw_cache_metrics_size(amcf);
-           + ngx_http_aigw_breaker_metrics_size(amcf);
+           + ngx_http_aigw_cache_metrics_size(amcf)
+           + ngx_http_aigw_breaker_metrics_size(amcf)
+           + ngx_http_aigw_guard_metrics_size(amcf);
 
     if (root != sentinel) {
         for (node = ngx_rbtree_min(root, sentinel);
@@ -1174,6 +1175,7 @@ ngx_http_aigw_metrics_handler(ngx_http_request_t *r)
     p = ngx_http_aigw_pii_metrics(amcf, p, b->end);
     p = ngx_http_aigw_cache_metrics(amcf, p, b->end);
     p = ngx_http_aigw_breaker_metrics(amcf, p, b->end);
+    p = ngx_http_aigw_guard_metrics(amcf, p, b->end);
 
     b->last = p;
     b->last_buf = (r == r->main);

@@ -10,6 +10,7 @@
 
 #include "ngx_http_aigw_module.h"
 #include "ngx_http_aigw_quota.h"
+#include "ngx_http_aigw_guard.h"
 
 
 static ngx_int_t ngx_http_aigw_add_variables(ngx_conf_t *cf);
@@ -59,6 +60,7 @@ static char *ngx_http_aigw_tenant_header(ngx_conf_t *cf, ngx_command_t *cmd,
 #define NGX_HTTP_AIGW_VAR_PII             23
 #define NGX_HTTP_AIGW_VAR_CACHE_WRITE     24
 #define NGX_HTTP_AIGW_VAR_CACHE           25
+#define NGX_HTTP_AIGW_VAR_GUARD           26
 
 
 /*
@@ -70,7 +72,9 @@ static ngx_http_handler_pt  ngx_http_aigw_steps[] = {
     ngx_http_aigw_auth_handler,            /* the caller's key */
     ngx_http_aigw_body_handler,            /* the body, read and scanned */
     ngx_http_aigw_route_handler,           /* the model's candidates */
+    ngx_http_aigw_guard_handler,           /* the prompt guard */
     ngx_http_aigw_pii_handler,             /* personal data, secrets */
+    ngx_http_aigw_moderation_handler,      /* a moderation service */
     ngx_http_aigw_quota_handler,           /* limits, quotas, budgets */
     ngx_http_aigw_cache_handler,           /* a stored answer */
     NULL
@@ -109,6 +113,13 @@ static ngx_conf_enum_t  ngx_http_aigw_cache_scopes[] = {
 static ngx_conf_enum_t  ngx_http_aigw_quota_stores[] = {
     { ngx_string("zone"), NGX_HTTP_AIGW_QUOTA_ZONE },
     { ngx_string("redis"), NGX_HTTP_AIGW_QUOTA_REDIS },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_conf_enum_t  ngx_http_aigw_moderation_fail[] = {
+    { ngx_string("open"), 0 },
+    { ngx_string("closed"), 1 },
     { ngx_null_string, 0 }
 };
 
@@ -495,6 +506,85 @@ static ngx_command_t  ngx_http_aigw_commands[] = {
       0,
       NULL },
 
+    /* guard: the prompt guard and the output guard */
+
+    { ngx_string("aigw_guard_deny"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_2MORE,
+      ngx_http_aigw_guard_pattern,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_aigw_guard_conf_t, deny),
+      NULL },
+
+    { ngx_string("aigw_guard_allow"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_2MORE,
+      ngx_http_aigw_guard_pattern,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_aigw_guard_conf_t, allow),
+      NULL },
+
+    { ngx_string("aigw_guard_output"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_2MORE,
+      ngx_http_aigw_guard_pattern,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_aigw_guard_conf_t, output),
+      NULL },
+
+    { ngx_string("aigw_guard_params"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_aigw_guard_list,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_aigw_guard_conf_t, params),
+      NULL },
+
+    { ngx_string("aigw_guard_models"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_aigw_guard_list,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_aigw_guard_conf_t, models),
+      NULL },
+
+    { ngx_string("aigw_guard_max_prompt"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_aigw_guard_size,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_aigw_guard_conf_t, max_prompt),
+      NULL },
+
+    { ngx_string("aigw_guard_max_messages"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_aigw_guard_num,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_aigw_guard_conf_t, max_messages),
+      NULL },
+
+    { ngx_string("aigw_guard_max_tokens"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_aigw_guard_num,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_aigw_guard_conf_t, max_tokens),
+      NULL },
+
+    { ngx_string("aigw_moderation"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_aigw_guard_moderation,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("aigw_moderation_categories"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_aigw_guard_categories,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("aigw_moderation_fail"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_aigw_guard_enum,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_aigw_guard_conf_t, moderation_fail),
+      &ngx_http_aigw_moderation_fail },
+
     { ngx_string("aigw_answer_buffer"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_size_slot,
@@ -647,6 +737,8 @@ static ngx_http_variable_t  ngx_http_aigw_vars[] = {
       NGX_HTTP_AIGW_VAR_CACHE, NGX_HTTP_VAR_NOCACHEABLE, 0 },
     { ngx_string("aigw_outcome"), NULL, ngx_http_aigw_resilience_variable,
       0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+    { ngx_string("aigw_guard"), NULL, ngx_http_aigw_variable,
+      NGX_HTTP_AIGW_VAR_GUARD, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("aigw_meta_"), NULL, ngx_http_aigw_meta_variable,
       0, NGX_HTTP_VAR_NOCACHEABLE|NGX_HTTP_VAR_PREFIX, 0 },
@@ -791,6 +883,10 @@ ngx_http_aigw_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
             return NGX_ERROR;
         }
 
+        break;
+
+    case NGX_HTTP_AIGW_VAR_GUARD:
+        (void) ngx_http_aigw_guard_variable(r, ctx, &s);
         break;
 
     default: /* numbers */
@@ -1356,6 +1452,10 @@ ngx_http_aigw_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     if (ngx_http_aigw_resilience_merge(cf, prev, conf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_aigw_guard_merge(cf, prev, conf) != NGX_CONF_OK) {
         return NGX_CONF_ERROR;
     }
 

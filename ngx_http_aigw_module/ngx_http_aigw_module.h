@@ -115,6 +115,12 @@ typedef struct {
 
     /* the error body framed as the event that ends a stream failing */
     ngx_str_t                      error_event;   /* before the body */
+
+    /* the guard: the next text of an event from *pos on, JSON-escaped */
+    ngx_int_t                    (*text)(ngx_http_aigw_ctx_t *ctx,
+                                         ngx_http_aigw_sse_event_t *ev,
+                                         u_char **pos,
+                                         ngx_http_aigw_span_t *text);
 } ngx_http_aigw_format_t;
 
 
@@ -215,6 +221,8 @@ typedef struct {
     void                          *audit;      /* aigw_audit, audit.c's */
     /* resilience: the providers' circuit breakers, breaker.c's */
     void                          *breaker;
+    /* guard: the counters of its refusals */
+    ngx_shm_zone_t                *guard;
 } ngx_http_aigw_main_conf_t;
 
 
@@ -267,6 +275,8 @@ typedef struct {
     ngx_uint_t                     retry_on;   /* NGX_HTTP_AIGW_RETRY_* */
     ngx_msec_t                     retry_backoff;
     ngx_msec_t                     retry_after_max;
+    /* guard: aigw_guard_*, guard.c's */
+    void                          *guard;
 } ngx_http_aigw_loc_conf_t;
 
 
@@ -292,6 +302,11 @@ struct ngx_http_aigw_ctx_s {
     void                          *quota;      /* quota.c's */
     void                          *pii;        /* pii.c's */
     void                          *cache;      /* cache.c's */
+
+    /* guard: the rule that refused ($aigw_guard); the answer's check */
+    ngx_str_t                      guard;
+    void                          *guard_output;  /* guard_output.c's */
+    void                          *moderation;    /* moderation.c's */
 
     ngx_http_aigw_model_t        **candidates;
     ngx_uint_t                     ncandidates;
@@ -438,6 +453,10 @@ ngx_int_t ngx_http_aigw_quota_variable(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_str_t *s);
 
 /* pii.c: the PII step, before quota: a refused request takes none */
+
+/* the longest placeholder, "[" name "_" number "]" */
+#define NGX_HTTP_AIGW_PII_PLACEHOLDER  (31 + NGX_INT_T_LEN + 3)
+
 char *ngx_http_aigw_pii(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_aigw_pii_pattern(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
@@ -448,6 +467,9 @@ ngx_int_t ngx_http_aigw_pii_restore(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_buf_t *b);
 ngx_int_t ngx_http_aigw_pii_variable(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_str_t *s);
+ngx_uint_t ngx_http_aigw_pii_restoring(ngx_http_aigw_ctx_t *ctx);
+ngx_str_t *ngx_http_aigw_pii_value(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, u_char *p, u_char *last);
 size_t ngx_http_aigw_pii_metrics_size(ngx_http_aigw_main_conf_t *amcf);
 u_char *ngx_http_aigw_pii_metrics(ngx_http_aigw_main_conf_t *amcf,
     u_char *p, u_char *last);
@@ -481,6 +503,41 @@ ngx_int_t ngx_http_aigw_cache_variable(ngx_http_request_t *r,
 size_t ngx_http_aigw_cache_metrics_size(ngx_http_aigw_main_conf_t *amcf);
 u_char *ngx_http_aigw_cache_metrics(ngx_http_aigw_main_conf_t *amcf,
     u_char *p, u_char *last);
+/* guard.c: the prompt guard, a step before PII; guard_output.c: answers */
+char *ngx_http_aigw_guard_pattern(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_aigw_guard_list(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_aigw_guard_size(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_aigw_guard_num(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_aigw_guard_enum(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_aigw_guard_moderation(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_aigw_guard_categories(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_aigw_moderation_handler(ngx_http_request_t *r);
+char *ngx_http_aigw_guard_merge(ngx_conf_t *cf,
+    ngx_http_aigw_loc_conf_t *prev, ngx_http_aigw_loc_conf_t *conf);
+ngx_int_t ngx_http_aigw_guard_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_aigw_guard_refuse(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_uint_t reason, ngx_str_t *name,
+    const char *fmt, ...);
+ngx_int_t ngx_http_aigw_guard_variable(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_str_t *s);
+size_t ngx_http_aigw_guard_metrics_size(ngx_http_aigw_main_conf_t *amcf);
+u_char *ngx_http_aigw_guard_metrics(ngx_http_aigw_main_conf_t *amcf,
+    u_char *p, u_char *last);
+ngx_int_t ngx_http_aigw_guard_output_init(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
+ngx_int_t ngx_http_aigw_guard_output_filter(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_chain_t *in,
+    ngx_http_output_body_filter_pt next);
+ngx_int_t ngx_http_aigw_guard_output_answer(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_buf_t *b);
+u_char *ngx_http_aigw_guard_string_end(u_char *p, u_char *last);
 
 /* provider.c */
 char *ngx_http_aigw_provider(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);

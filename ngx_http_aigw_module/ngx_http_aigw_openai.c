@@ -39,6 +39,8 @@ static u_char *ngx_http_aigw_openai_span(u_char *obj, u_char *last,
     const char *key, size_t len, ngx_str_t *v);
 static u_char *ngx_http_aigw_openai_error(u_char *p, ngx_uint_t status,
     const char *code, ngx_str_t *msg);
+static ngx_int_t ngx_http_aigw_openai_text(ngx_http_aigw_ctx_t *ctx,
+    ngx_http_aigw_sse_event_t *ev, u_char **pos, ngx_http_aigw_span_t *text);
 
 
 static ngx_http_aigw_endpoint_t  ngx_http_aigw_openai_endpoints[] = {
@@ -62,7 +64,8 @@ ngx_http_aigw_format_t  ngx_http_aigw_openai_format = {
     ngx_http_aigw_openai_error,
     sizeof("{\"error\":{\"message\":\"\",\"type\":\"invalid_request_error\","
            "\"param\":null,\"code\":\"\"}}") - 1,
-    ngx_string("data: ")
+    ngx_string("data: "),
+    ngx_http_aigw_openai_text
 };
 
 
@@ -643,4 +646,54 @@ ngx_http_aigw_openai_error(u_char *p, ngx_uint_t status, const char *code,
 
     return ngx_sprintf(p, "\",\"type\":\"%s\",\"param\":null,"
                        "\"code\":\"%s\"}}", type, code);
+}
+
+
+/* a chunk's text: "content" of chat deltas, "text" of completions */
+
+static ngx_int_t
+ngx_http_aigw_openai_text(ngx_http_aigw_ctx_t *ctx,
+    ngx_http_aigw_sse_event_t *ev, u_char **pos, ngx_http_aigw_span_t *text)
+{
+    u_char      *p, *last, *q;
+    size_t       len;
+    const char  *key;
+
+    if (ctx->endpoint == NGX_HTTP_AIGW_EP_CHAT) {
+        key = "\"content\"";
+        len = sizeof("\"content\"") - 1;
+
+    } else {
+        key = "\"text\"";
+        len = sizeof("\"text\"") - 1;
+    }
+
+    last = ev->data.data + ev->data.len;
+
+    for (p = *pos; p < last; p++) {
+        p = ngx_http_aigw_usage_value(p, last, key, len);
+
+        if (p == NULL) {
+            break;
+        }
+
+        if (*p != '"') {
+            continue;     /* "content":null */
+        }
+
+        q = ngx_http_aigw_guard_string_end(p + 1, last);
+        if (q == NULL) {
+            break;
+        }
+
+        text->start = p + 1;
+        text->end = q;
+        *pos = q + 1;
+
+        return NGX_OK;
+    }
+
+    *pos = last;
+
+    return NGX_DECLINED;
 }

@@ -915,6 +915,37 @@ ngx_http_aigw_pii_restore(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
 }
 
 
+/* a stream's placeholders are restored: aigw_pii restore, values known */
+
+ngx_uint_t
+ngx_http_aigw_pii_restoring(ngx_http_aigw_ctx_t *ctx)
+{
+    ngx_http_aigw_pii_ctx_t  *pctx;
+
+    pctx = ctx->pii;
+
+    return pctx && pctx->restore
+           && pctx->values.root != pctx->values.sentinel;
+}
+
+
+/* the client's bytes for the placeholder at p ('['), or NULL */
+
+ngx_str_t *
+ngx_http_aigw_pii_value(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
+    u_char *p, u_char *last)
+{
+    ngx_http_aigw_pii_value_t  *v;
+    ngx_http_aigw_main_conf_t  *amcf;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_aigw_module);
+
+    v = ngx_http_aigw_pii_placeholder(amcf->pii, ctx->pii, p, last);
+
+    return v ? &v->sn.str : NULL;
+}
+
+
 /* the value of a placeholder "[LABEL_N]" at p, if it is one */
 
 static ngx_http_aigw_pii_value_t *

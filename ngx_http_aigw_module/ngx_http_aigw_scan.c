@@ -264,6 +264,7 @@ ngx_http_aigw_scan(ngx_http_aigw_scan_t *s, u_char *p, u_char *last)
     body = p;
     vend = (last - p >= 16) ? last - 15 : p;
     s->ntext = 0;
+    s->nkeys = 0;
     s->string_bytes = 0;
 
     ngx_http_aigw_scan_skip(p, last);
@@ -319,6 +320,7 @@ value:
             }
 
             index++;
+            shape->count = index;
 
         } else if (vflags & NGX_HTTP_AIGW_V_ITEM) {
             if (*p == '[') {
@@ -330,6 +332,7 @@ value:
             }
 
             index++;
+            shape->count = index;
 
         } else if (vflags & NGX_HTTP_AIGW_V_TOKEN) {
             if (*p != '-' && (u_char) (*p - '0') >= 10) {
@@ -1224,6 +1227,10 @@ ngx_http_aigw_scan_top(ngx_http_aigw_scan_t *s, ngx_http_aigw_scan_top_t *top,
     k->end = end;
     k->len = len;
     k->escaped = (saved != 0);
+
+    s->keys[s->nkeys].start = quote + 1;
+    s->keys[s->nkeys].end = end;
+    s->nkeys++;
 
     bit = (uint64_t) 1 << (len & 63);
 

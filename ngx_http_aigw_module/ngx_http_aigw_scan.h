@@ -85,6 +85,7 @@ typedef struct {
 typedef struct {
     ngx_uint_t                  error;  /* NGX_HTTP_AIGW_SHAPE_ */
     ngx_uint_t                  index;  /* the element's, from 0 */
+    ngx_uint_t                  count;  /* elements of the array */
     u_char                     *value;  /* the first byte of the value */
                                         /* of a wrong type: the element, */
                                         /* a token, or the role; NULL */
@@ -109,6 +110,14 @@ typedef struct {
     ngx_http_aigw_span_t       *text;
     ngx_uint_t                  text_size;
     ngx_uint_t                  ntext;
+
+    /*
+     * Every top-level key, in body order, as the content between its
+     * quotes (still JSON-escaped): at most NGX_HTTP_AIGW_SCAN_KEYS, as
+     * more is an error.
+     */
+    ngx_http_aigw_span_t        keys[NGX_HTTP_AIGW_SCAN_KEYS];
+    ngx_uint_t                  nkeys;
 
     /* unescaped UTF-8 bytes of all string values but "model"'s */
     size_t                      string_bytes;

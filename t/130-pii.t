@@ -324,8 +324,9 @@ redacts('custom patterns, the others off there',
     $res = $ngx->request('POST', '/r/v1/chat/completions', {},
                          '{"model":"gpt-4o","stream":true,"messages":'
                          . '[{"role":"user","content":"mail a@x.io"}]}');
-    like($res->{body}, qr/\[EMAIL_1\]/,
-         'restore: not in streams yet');
+    like($res->{body}, qr/"content":"mail a\@x\.io"/,
+         'restore: in streams too (t/132-pii-stream.t for the splits)');
+    unlike($res->{body}, qr/\[EMAIL_1\]/, 'restore: no placeholder left');
 }
 
 # a large prompt, in bounded time

@@ -75,6 +75,7 @@ const OPTIONS = {
     splitat:      { kind: 'int', min: 0, max: 100000000 },
     splitat2:     { kind: 'int', min: 0, max: 100000000 },
     piece:        { kind: 'int', min: 1, max: MAX_WORDS },
+    chars:        { kind: 'int', min: 1, max: 100000000 },
     bigword:      { kind: 'int', min: 1, max: 10000000 },
     chunked:      { kind: 'flag' },
     close:        { kind: 'flag' },
@@ -321,11 +322,19 @@ function limitAnswer(answer, maxTokens) {
 
 /*
  * Splits the answer into stream pieces of a few words (`per`, default
- * WORDS_PER_PIECE), keeping all spaces.
+ * WORDS_PER_PIECE), keeping all spaces; or of `chars` characters.
  */
-function splitPieces(text, per) {
-    const words = text.match(/\s*\S+\s*/g) || [];
+function splitPieces(text, per, chars) {
     const pieces = [];
+    if (chars) {
+        /* pieces of that many characters, words cut anywhere */
+        const cps = Array.from(text);
+        for (let i = 0; i < cps.length; i += chars) {
+            pieces.push(cps.slice(i, i + chars).join(''));
+        }
+        return pieces;
+    }
+    const words = text.match(/\s*\S+\s*/g) || [];
     const n = per || WORDS_PER_PIECE;
     for (let i = 0; i < words.length; i += n) {
         pieces.push(words.slice(i, i + n).join(''));
@@ -664,6 +673,9 @@ function route(apiPath) {
         return { name: 'response_' + what, method: what === 'cancel' ? 'POST' : 'GET',
             also: what === 'stored' ? 'DELETE' : undefined, id: m[1] };
     }
+    if (/\/moderations$/.test(p)) {
+        return { name: 'moderations', method: 'POST' };
+    }
     if (/\/messages\/count_tokens$/.test(p)) {
         return { name: 'count_tokens', method: 'POST', anthropic: true };
     }
@@ -780,7 +792,7 @@ function chatCompletions(ctx, body) {
         return sseData(c);
     };
     const events = [];
-    const pieces = splitPieces(answer.text, ctx.opts.piece);
+    const pieces = splitPieces(answer.text, ctx.opts.piece, ctx.opts.chars);
     for (let i = 0; i < n; i++) {
         events.push(chunk([{ index: i, delta: { role: 'assistant', content: '', refusal: null },
             logprobs: null, finish_reason: null }]));
@@ -881,7 +893,7 @@ function responses(ctx, body) {
         item: { id: msgId, type: 'message', status: 'in_progress', role: 'assistant', content: [] } }));
     events.push(ev('response.content_part.added', { item_id: msgId, output_index: 0,
         content_index: 0, part: { type: 'output_text', text: '', annotations: [] } }));
-    for (const piece of splitPieces(answer.text, ctx.opts.piece)) {
+    for (const piece of splitPieces(answer.text, ctx.opts.piece, ctx.opts.chars)) {
         events.push(ev('response.output_text.delta', { item_id: msgId, output_index: 0,
             content_index: 0, delta: piece, logprobs: [] }));
     }
@@ -994,7 +1006,7 @@ function completions(ctx, body) {
     };
     const events = [];
     for (let index = 0; index < texts.length; index++) {
-        for (const piece of splitPieces(texts[index], ctx.opts.piece)) {
+        for (const piece of splitPieces(texts[index], ctx.opts.piece, ctx.opts.chars)) {
             events.push(chunk([{ text: piece, index, logprobs: null, finish_reason: null }]));
         }
         events.push(chunk([{ text: '', index, logprobs: null, finish_reason: finishes[index] }]));
@@ -1084,6 +1096,44 @@ function embeddings(ctx, body) {
     return sendJson(ctx, 200, {
         object: 'list', data, model: body.model,
         usage: { prompt_tokens: tokens, total_tokens: tokens },
+    });
+}
+
+/*
+ * /v1/moderations, deterministic: an input holding a marker word is
+ * flagged in that category (violence: "mod-violence", hate: "mod-hate",
+ * self-harm: "mod-self-harm"), with a score of 0.99; others 0.0001.
+ */
+const MODERATION_CATEGORIES = ['harassment', 'harassment/threatening', 'hate',
+    'hate/threatening', 'illicit', 'illicit/violent', 'self-harm',
+    'self-harm/instructions', 'self-harm/intent', 'sexual', 'sexual/minors',
+    'violence', 'violence/graphic'];
+
+function moderations(ctx, body) {
+    let input = body.input;
+    if (typeof input === 'string') {
+        input = [input];
+    }
+    if (!Array.isArray(input) || input.length === 0
+        || !input.every((x) => typeof x === 'string')) {
+        return sendError(ctx, 400, "Invalid type for 'input'.", { param: 'input', code: 'invalid_type' });
+    }
+    const results = input.map((text) => {
+        const categories = {};
+        const scores = {};
+        let flagged = false;
+        for (const c of MODERATION_CATEGORIES) {
+            const hit = text.includes(`mod-${c.replace('/', '-')}`);
+            categories[c] = hit;
+            scores[c] = hit ? 0.99 : 0.0001;
+            flagged = flagged || hit;
+        }
+        return { flagged, categories, category_scores: scores };
+    });
+    return sendJson(ctx, 200, {
+        id: `modr-${randomBase62(24)}`,
+        model: typeof body.model === 'string' ? body.model : 'omni-moderation-latest',
+        results,
     });
 }
 
@@ -1199,7 +1249,7 @@ function messages(ctx, body) {
         type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' },
     }));
     events.push(sseEvent('ping', { type: 'ping' }));
-    for (const piece of splitPieces(answer.text, ctx.opts.piece)) {
+    for (const piece of splitPieces(answer.text, ctx.opts.piece, ctx.opts.chars)) {
         events.push(sseEvent('content_block_delta', {
             type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: piece },
         }));
@@ -1397,6 +1447,7 @@ async function handleApi(req, res, rawPath) {
     case 'completions': return completions(ctx, json);
     case 'embeddings': return embeddings(ctx, json);
     case 'responses': return responses(ctx, json);
+    case 'moderations': return moderations(ctx, json);
     case 'messages': return messages(ctx, json);
     default: return countTokensEndpoint(ctx, json);
     }

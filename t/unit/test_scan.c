@@ -961,6 +961,72 @@ t_fields(void)
 }
 
 
+/* every top-level key, as sent between its quotes; elements of messages */
+
+static void
+t_keys(void)
+{
+    char        *out;
+    size_t       size;
+    FILE        *f;
+    t_run_t      r;
+    ngx_uint_t   i, k;
+
+    static const struct {
+        const char  *body;
+        const char  *keys;
+        ngx_uint_t   messages;
+        ngx_uint_t   input;
+    } cases[] = {
+        { "{}", "", 0, 0 },
+        { "{\"model\":\"m\",\"messages\":[]}", "model|messages", 0, 0 },
+        { "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"},"
+          "{\"role\":\"assistant\",\"content\":[{\"text\":\"b\"}]},"
+          "{\"role\":\"user\",\"content\":\"c\"}],\"x\":{\"y\":1}}",
+          "messages|x", 3, 0 },
+        { "{\"input\":[\"a\",\"b\"],\"te\\u0073t\":[1,{\"k\":2}]}",
+          "input|te\\u0073t", 0, 2 },
+        { "{ \"a\" : 1 , \"b\":[ ], \"\":null }", "a|b|", 0, 0 },
+        { NULL, NULL, 0, 0 }
+    };
+
+    t_begin("top-level keys and element counts");
+
+    for (i = 0; cases[i].body; i++) {
+        t_run(&r, (u_char *) cases[i].body, strlen(cases[i].body), 0);
+
+        f = open_memstream(&out, &size);
+        if (f == NULL) {
+            exit(2);
+        }
+
+        for (k = 0; r.rc == NGX_OK && k < r.s.nkeys; k++) {
+            if (k) {
+                fputc('|', f);
+            }
+
+            fwrite(r.s.keys[k].start, 1, r.s.keys[k].end - r.s.keys[k].start,
+                   f);
+        }
+
+        fclose(f);
+
+        t_check(r.rc == NGX_OK && strcmp(out, cases[i].keys) == 0
+                && r.s.messages.count == cases[i].messages
+                && r.s.input.count == cases[i].input,
+                "keys of %s: \"%s\", want \"%s\"; messages %lu, "
+                "input %lu", cases[i].body, out, cases[i].keys,
+                (unsigned long) r.s.messages.count,
+                (unsigned long) r.s.input.count);
+
+        free(out);
+        t_done(&r);
+    }
+
+    t_end();
+}
+
+
 static void
 t_duplicates(void)
 {
@@ -1727,6 +1793,7 @@ main(int argc, char **argv)
     t_errors();
     t_fields();
     t_duplicates();
+    t_keys();
     t_depth();
     t_text();
     t_checks();

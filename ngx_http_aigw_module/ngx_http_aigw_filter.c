@@ -36,6 +36,11 @@ static ngx_uint_t ngx_http_aigw_sse_event(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_sse_event_t *ev);
 static void ngx_http_aigw_sse_end(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx);
+static ngx_int_t ngx_http_aigw_sse_translate(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_chain_t *in);
+static ngx_int_t ngx_http_aigw_sse_translated(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_sse_event_t *ev,
+    ngx_chain_t ***ll);
 static ngx_int_t ngx_http_aigw_sse_next(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_chain_t *in);
 
@@ -199,6 +204,10 @@ ngx_http_aigw_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
     }
 
     if (ctx->sse_buf) {
+        if (ctx->translated) {
+            return ngx_http_aigw_sse_translate(r, ctx, in);
+        }
+
         if (ctx->cache == NULL) {
             return ctx->hide_usage ? ngx_http_aigw_sse_rewrite(r, ctx, in)
                                    : ngx_http_aigw_sse_observe(r, ctx, in);
@@ -732,11 +741,17 @@ static ngx_uint_t
 ngx_http_aigw_sse_event(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     ngx_http_aigw_sse_event_t *ev)
 {
-    ngx_uint_t  rc;
+    ngx_uint_t               rc;
+    ngx_http_aigw_format_t  *format;
 
     ctx->sse_events++;
 
-    rc = ctx->format->event(r, ctx, ev);
+    /* read in the format it comes in: the provider's */
+
+    format = ctx->translated ? ctx->candidates[ctx->current]->provider->format
+                             : ctx->format;
+
+    rc = format->event(r, ctx, ev);
 
     if (rc & NGX_HTTP_AIGW_EVENT_LAST) {
         ctx->sse_done = 1;
@@ -785,6 +800,144 @@ ngx_http_aigw_filter_add_header(ngx_http_request_t *r, ngx_str_t *name,
 #if (nginx_version >= 1023000)
     h->next = NULL;
 #endif
+
+    return NGX_OK;
+}
+
+
+/*
+ * A translated stream: each of the provider's events is read in its
+ * format (metered) and replaced by the client's events, in buffers of
+ * their own; the provider's buffers are consumed as they are read.
+ */
+
+static ngx_int_t
+ngx_http_aigw_sse_translate(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
+    ngx_chain_t *in)
+{
+    u_char                     *pos;
+    ngx_buf_t                  *b;
+    ngx_uint_t                  last, flush;
+    ngx_chain_t                *cl, *out, **ll;
+    ngx_http_aigw_sse_event_t   ev;
+
+    out = NULL;
+    ll = &out;
+    last = 0;
+    flush = 0;
+
+    for (cl = in; cl; cl = cl->next) {
+
+        if (ngx_buf_in_memory(cl->buf)) {
+            pos = cl->buf->pos;
+
+            while (ngx_http_aigw_sse_parse(&ctx->sse, &pos, cl->buf->last,
+                                           &ev)
+                   == NGX_OK)
+            {
+                if (ngx_http_aigw_sse_translated(r, ctx, &ev, &ll)
+                    != NGX_OK)
+                {
+                    return NGX_ERROR;
+                }
+            }
+
+            cl->buf->pos = cl->buf->last;
+        }
+
+        if (cl->buf->flush) {
+            flush = 1;
+        }
+
+        if (cl->buf->last_buf) {
+            last = 1;
+
+            if (ngx_http_aigw_sse_finish(&ctx->sse, &ev) == NGX_OK
+                && ngx_http_aigw_sse_translated(r, ctx, &ev, &ll) != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+        }
+    }
+
+    if (last || flush) {
+        b = ngx_calloc_buf(r->pool);
+        cl = ngx_alloc_chain_link(r->pool);
+        if (b == NULL || cl == NULL) {
+            return NGX_ERROR;
+        }
+
+        b->last_buf = last;
+        b->last_in_chain = last;
+        b->flush = 1;
+        b->sync = 1;
+
+        cl->buf = b;
+        cl->next = NULL;
+        *ll = cl;
+    }
+
+    return ngx_http_aigw_sse_next(r, ctx, out);
+}
+
+
+/* one event of a translated stream, the client's events linked at *ll */
+
+static ngx_int_t
+ngx_http_aigw_sse_translated(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
+    ngx_http_aigw_sse_event_t *ev, ngx_chain_t ***ll)
+{
+    ngx_int_t     rc;
+    ngx_str_t     text;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    (void) ngx_http_aigw_sse_event(r, ctx, ev);
+
+    rc = ngx_http_aigw_translate_event(r, ctx, ev, &text);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+
+        /* not to be translated: the stream ends, and says why */
+
+        (void) ngx_http_aigw_error(r, ctx, NGX_HTTP_BAD_GATEWAY,
+                                   "stream_untranslatable",
+                                   "An event of the provider's stream could "
+                                   "not be translated.");
+
+        b = ngx_http_aigw_error_event(r, ctx, NGX_HTTP_BAD_GATEWAY);
+        if (b == NULL) {
+            return NGX_ERROR;
+        }
+
+    } else if (text.len) {
+        b = ngx_calloc_buf(r->pool);
+        if (b == NULL) {
+            return NGX_ERROR;
+        }
+
+        b->memory = 1;
+        b->pos = text.data;
+        b->last = text.data + text.len;
+
+    } else {
+        return NGX_OK;
+    }
+
+    cl = ngx_alloc_chain_link(r->pool);
+    if (cl == NULL) {
+        return NGX_ERROR;
+    }
+
+    cl->buf = b;
+    cl->next = NULL;
+
+    **ll = cl;
+    *ll = &cl->next;
 
     return NGX_OK;
 }

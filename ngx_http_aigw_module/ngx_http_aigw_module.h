@@ -298,6 +298,7 @@ struct ngx_http_aigw_ctx_s {
     ngx_str_t                      response_id; /* of a stored response */
     ngx_str_t                      translation; /* the body in another */
                                                 /* format, but its model */
+    void                          *translate_stream; /* translate.c's */
 
     void                          *quota;      /* quota.c's */
     void                          *pii;        /* pii.c's */
@@ -640,6 +641,8 @@ ngx_int_t ngx_http_aigw_translate_body(ngx_http_request_t *r,
     ngx_chain_t **out, size_t *len);
 ngx_int_t ngx_http_aigw_translate_answer(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_buf_t *b);
+ngx_int_t ngx_http_aigw_translate_event(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_sse_event_t *ev, ngx_str_t *out);
 
 /* responses.c: where a stored response of the Responses API is */
 char *ngx_http_aigw_responses_zone(ngx_conf_t *cf, ngx_command_t *cmd,

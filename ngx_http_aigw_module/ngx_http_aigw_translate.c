@@ -29,7 +29,7 @@ static ngx_int_t ngx_http_aigw_translate_error(ngx_http_request_t *r,
 
 /*
  * Which candidates a request may have: the same format, or one it is
- * translated to.  Streams are not translated yet.
+ * translated to, streams included.
  */
 
 ngx_uint_t
@@ -38,10 +38,6 @@ ngx_http_aigw_translate_possible(ngx_http_aigw_ctx_t *ctx,
 {
     if (m->provider->format == ctx->format) {
         return 1;
-    }
-
-    if (ctx->stream) {
-        return 0;
     }
 
     return (ctx->endpoint == NGX_HTTP_AIGW_EP_CHAT
@@ -238,6 +234,69 @@ ngx_http_aigw_translate_body(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
 
     *out = cl;
     *len = (b->last - b->pos) + ctx->translation.len;
+
+    return NGX_OK;
+}
+
+
+/*
+ * An event of a translated stream: the provider's, as the client's
+ * events, in *out (nothing for an event without a counterpart).  The
+ * state lives in the request's pool from the first event on.
+ */
+
+ngx_int_t
+ngx_http_aigw_translate_event(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_sse_event_t *ev, ngx_str_t *out)
+{
+    ngx_int_t                          rc;
+    ngx_http_aigw_translate_stream_t  *ts;
+
+    ts = ctx->translate_stream;
+
+    if (ts == NULL) {
+        ts = ngx_pcalloc(r->pool, sizeof(ngx_http_aigw_translate_stream_t));
+        if (ts == NULL) {
+            return NGX_ERROR;
+        }
+
+        ts->out.pool = r->pool;
+        ctx->translate_stream = ts;
+    }
+
+    /* the client's events of this one, in a buffer of their own */
+
+    ts->out.start = NULL;
+    ts->out.pos = NULL;
+    ts->out.end = NULL;
+
+    if (ts->done) {
+        ngx_str_null(out);
+        return NGX_OK;
+    }
+
+    if (ev->truncated) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "aigw: an event of provider \"%V\" is too large to "
+                      "translate",
+                      &ctx->candidates[ctx->current]->provider->name);
+        ts->done = 1;
+        return NGX_DECLINED;
+    }
+
+    if (ctx->format == &ngx_http_aigw_openai_format) {
+        rc = ngx_http_aigw_translate_chat_event(r, ctx, ts, ev);
+
+    } else {
+        rc = ngx_http_aigw_translate_messages_event(r, ctx, ts, ev);
+    }
+
+    if (rc != NGX_OK || ts->out.failed) {
+        return NGX_ERROR;
+    }
+
+    out->data = ts->out.start;
+    out->len = ts->out.pos - ts->out.start;
 
     return NGX_OK;
 }

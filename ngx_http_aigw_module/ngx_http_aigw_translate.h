@@ -45,16 +45,36 @@ typedef struct {
 } ngx_http_aigw_translate_t;
 
 
+/* the state of a translated stream, from one event to the next */
+
+typedef struct {
+    ngx_str_t                      id;         /* of the answer */
+    ngx_str_t                      stop;       /* as the client says it */
+    ngx_uint_t                     tools;      /* tool calls so far */
+    ngx_uint_t                     blocks;     /* content blocks so far */
+    ngx_http_aigw_json_out_t       out;        /* the client's events */
+    unsigned                       started:1;
+    unsigned                       open:1;     /* a content block is */
+    unsigned                       done:1;
+} ngx_http_aigw_translate_stream_t;
+
+
 /* translate_chat.c: an OpenAI chat completions client, Anthropic served */
 ngx_int_t ngx_http_aigw_translate_chat_request(ngx_http_aigw_translate_t *t);
 ngx_int_t ngx_http_aigw_translate_chat_answer(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_buf_t *b);
+ngx_int_t ngx_http_aigw_translate_chat_event(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_translate_stream_t *ts,
+    ngx_http_aigw_sse_event_t *ev);
 
 /* translate_messages.c: an Anthropic messages client, OpenAI served */
 ngx_int_t ngx_http_aigw_translate_messages_request(
     ngx_http_aigw_translate_t *t);
 ngx_int_t ngx_http_aigw_translate_messages_answer(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_buf_t *b);
+ngx_int_t ngx_http_aigw_translate_messages_event(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_translate_stream_t *ts,
+    ngx_http_aigw_sse_event_t *ev);
 
 /* translate.c: what both share */
 ngx_int_t ngx_http_aigw_translate_refuse(ngx_http_aigw_translate_t *t,

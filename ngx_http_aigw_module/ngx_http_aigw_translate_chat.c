@@ -1357,3 +1357,249 @@ ngx_http_aigw_translate_chat_blocks(ngx_http_aigw_json_out_t *o,
 
     return NGX_OK;
 }
+
+
+/*
+ * An event of an Anthropic stream as the chunks of an OpenAI one, in
+ * ts->out (none for an event that has no counterpart: ping, a block's
+ * start or stop, thinking):
+ *
+ *     message_start               a chunk with the role
+ *     content_block_start         tool_use: a chunk with the tool call
+ *     content_block_delta         text_delta: a chunk with the text;
+ *                                 input_json_delta: one with arguments
+ *     message_delta               a chunk with the finish reason, and
+ *                                 the usage chunk if the client asked
+ *     message_stop                [DONE]
+ *     error                       the error, as OpenAI's
+ */
+
+static void ngx_http_aigw_translate_chat_chunk(ngx_http_aigw_ctx_t *ctx,
+    ngx_http_aigw_translate_stream_t *ts, ngx_str_t *delta,
+    ngx_str_t *finish);
+
+
+ngx_int_t
+ngx_http_aigw_translate_chat_event(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_translate_stream_t *ts,
+    ngx_http_aigw_sse_event_t *ev)
+{
+    u_char                    *p;
+    ngx_str_t                  data, v, block, type, delta, name, id, *f;
+    ngx_http_aigw_field_t     *inc;
+    ngx_http_aigw_json_out_t   d;
+
+    static ngx_str_t  role = ngx_string("{\"role\":\"assistant\","
+                                        "\"content\":\"\"}");
+    static ngx_str_t  empty = ngx_string("{}");
+    static ngx_str_t  null = ngx_string("null");
+    static ngx_str_t  stop = ngx_string("\"stop\"");
+
+    data = ev->data;
+
+    ngx_memzero(&d, sizeof(ngx_http_aigw_json_out_t));
+    d.pool = r->pool;
+
+#define ngx_http_aigw_event_is(name)                                          \
+    (ev->event.len == sizeof(name) - 1                                        \
+     && ngx_strncmp(ev->event.data, name, sizeof(name) - 1) == 0)
+
+    if (ngx_http_aigw_event_is("message_start")) {
+        if (ngx_http_aigw_json_member(&data, "message", &v) == NGX_OK
+            && ngx_http_aigw_json_member(&v, "id", &id) == NGX_OK
+            && id.data[0] == '"')
+        {
+            ts->id.data = ngx_pnalloc(r->pool, id.len);
+            if (ts->id.data == NULL) {
+                return NGX_ERROR;
+            }
+
+            ts->id.len = id.len;
+            ngx_memcpy(ts->id.data, id.data, id.len);
+        }
+
+        ngx_http_aigw_translate_chat_chunk(ctx, ts, &role, &null);
+        return NGX_OK;
+    }
+
+    if (ngx_http_aigw_event_is("content_block_start")) {
+        if (ngx_http_aigw_json_member(&data, "content_block", &block)
+            != NGX_OK
+            || ngx_http_aigw_json_member(&block, "type", &type) != NGX_OK
+            || !ngx_http_aigw_json_string_is(&type, "tool_use")
+            || ngx_http_aigw_json_member(&block, "id", &id) != NGX_OK
+            || ngx_http_aigw_json_member(&block, "name", &name) != NGX_OK)
+        {
+            return NGX_OK;
+        }
+
+        p = ngx_http_aigw_json_out_reserve(&d, NGX_INT_T_LEN + 32);
+        if (p) {
+            d.pos = ngx_sprintf(p, "{\"tool_calls\":[{\"index\":%ui,\"id\":",
+                                ts->tools++);
+        }
+
+        ngx_http_aigw_json_out_str(&d, &id);
+        ngx_http_aigw_json_out_lit(&d, ",\"type\":\"function\","
+                                   "\"function\":{\"name\":");
+        ngx_http_aigw_json_out_str(&d, &name);
+        ngx_http_aigw_json_out_lit(&d, ",\"arguments\":\"\"}}]}");
+
+        goto chunk;
+    }
+
+    if (ngx_http_aigw_event_is("content_block_delta")) {
+        if (ngx_http_aigw_json_member(&data, "delta", &delta) != NGX_OK
+            || ngx_http_aigw_json_member(&delta, "type", &type) != NGX_OK)
+        {
+            return NGX_OK;
+        }
+
+        if (ngx_http_aigw_json_string_is(&type, "text_delta")
+            && ngx_http_aigw_json_member(&delta, "text", &v) == NGX_OK)
+        {
+            ngx_http_aigw_json_out_lit(&d, "{\"content\":");
+            ngx_http_aigw_json_out_str(&d, &v);
+            ngx_http_aigw_json_out_lit(&d, "}");
+            goto chunk;
+        }
+
+        if (ngx_http_aigw_json_string_is(&type, "input_json_delta")
+            && ngx_http_aigw_json_member(&delta, "partial_json", &v)
+               == NGX_OK
+            && ts->tools)
+        {
+            p = ngx_http_aigw_json_out_reserve(&d, NGX_INT_T_LEN + 48);
+            if (p) {
+                d.pos = ngx_sprintf(p, "{\"tool_calls\":[{\"index\":%ui,"
+                                    "\"function\":{\"arguments\":",
+                                    ts->tools - 1);
+            }
+
+            ngx_http_aigw_json_out_str(&d, &v);
+            ngx_http_aigw_json_out_lit(&d, "}}]}");
+            goto chunk;
+        }
+
+        return NGX_OK;     /* thinking, signatures */
+    }
+
+    if (ngx_http_aigw_event_is("message_delta")) {
+        if (ngx_http_aigw_json_member(&data, "delta", &delta) != NGX_OK
+            || ngx_http_aigw_json_member(&delta, "stop_reason", &v)
+               != NGX_OK)
+        {
+            return NGX_OK;
+        }
+
+        for (f = ngx_http_aigw_translate_finish[0]; f[0].len; f += 2) {
+            if (v.len == f[0].len
+                && ngx_strncmp(v.data, f[0].data, f[0].len) == 0)
+            {
+                break;
+            }
+        }
+
+        ngx_http_aigw_translate_chat_chunk(ctx, ts, &empty,
+                                           f[0].len ? &f[1] : &stop);
+
+        /* the usage chunk, where the client asked for it */
+
+        inc = &ctx->scan.field[NGX_HTTP_AIGW_F_INCLUDE_USAGE];
+
+        if (inc->key && inc->end - inc->start == 4
+            && ngx_strncmp(inc->start, "true", 4) == 0)
+        {
+            p = ngx_http_aigw_json_out_reserve(&ts->out,
+                                               3 * NGX_INT_T_LEN + 256
+                                               + ts->id.len
+                                               + ctx->model.len);
+            if (p) {
+                p = ngx_cpymem(p, "data: {\"id\":", 12);
+                p = ngx_cpymem(p, ts->id.data, ts->id.len);
+                ts->out.pos = ngx_sprintf(p, ",\"object\":"
+                                 "\"chat.completion.chunk\",\"created\":%T,"
+                                 "\"model\":\"%V\",\"choices\":[],"
+                                 "\"usage\":{\"prompt_tokens\":%ui,"
+                                 "\"completion_tokens\":%ui,"
+                                 "\"total_tokens\":%ui}}\n\n",
+                                 ngx_time(), &ctx->model,
+                                 ctx->prompt_tokens, ctx->completion_tokens,
+                                 ctx->prompt_tokens + ctx->completion_tokens);
+            }
+        }
+
+        return NGX_OK;
+    }
+
+    if (ngx_http_aigw_event_is("message_stop")) {
+        ngx_http_aigw_json_out_lit(&ts->out, "data: [DONE]\n\n");
+        ts->done = 1;
+        return NGX_OK;
+    }
+
+    if (ngx_http_aigw_event_is("error")) {
+        if (ngx_http_aigw_json_member(&data, "error", &v) == NGX_OK
+            && ngx_http_aigw_json_member(&v, "message", &name) == NGX_OK)
+        {
+            ngx_http_aigw_json_out_lit(&ts->out, "data: {\"error\":"
+                                       "{\"message\":");
+            ngx_http_aigw_json_out_str(&ts->out, &name);
+            ngx_http_aigw_json_out_lit(&ts->out, ",\"type\":\"server_error\","
+                                       "\"param\":null,\"code\":null}}\n\n");
+        }
+
+        return NGX_OK;
+    }
+
+#undef ngx_http_aigw_event_is
+
+    return NGX_OK;
+
+chunk:
+
+    if (d.failed) {
+        return NGX_ERROR;
+    }
+
+    v.data = d.start;
+    v.len = d.pos - d.start;
+
+    ngx_http_aigw_translate_chat_chunk(ctx, ts, &v, &null);
+
+    return NGX_OK;
+}
+
+
+/* data: {"id",...,"choices":[{"index":0,"delta":...,"finish_reason"}]} */
+
+static void
+ngx_http_aigw_translate_chat_chunk(ngx_http_aigw_ctx_t *ctx,
+    ngx_http_aigw_translate_stream_t *ts, ngx_str_t *delta,
+    ngx_str_t *finish)
+{
+    u_char  *p;
+
+    p = ngx_http_aigw_json_out_reserve(&ts->out, NGX_TIME_T_LEN + 160
+                                                 + ts->id.len
+                                                 + ctx->model.len
+                                                 + delta->len + finish->len);
+    if (p == NULL) {
+        return;
+    }
+
+    p = ngx_cpymem(p, "data: {\"id\":", sizeof("data: {\"id\":") - 1);
+
+    if (ts->id.len) {
+        p = ngx_cpymem(p, ts->id.data, ts->id.len);
+
+    } else {
+        *p++ = '"'; *p++ = '"';
+    }
+
+    ts->out.pos = ngx_sprintf(p, ",\"object\":\"chat.completion.chunk\","
+                              "\"created\":%T,\"model\":\"%V\",\"choices\":"
+                              "[{\"index\":0,\"delta\":%V,\"logprobs\":null,"
+                              "\"finish_reason\":%V}]}\n\n",
+                              ngx_time(), &ctx->model, delta, finish);
+}

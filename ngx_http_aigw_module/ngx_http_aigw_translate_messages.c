@@ -172,6 +172,14 @@ ngx_http_aigw_translate_messages_param(ngx_http_aigw_translate_t *t,
         ngx_http_aigw_json_out_str(o, key);
         ngx_http_aigw_json_out_lit(o, "\":");
         ngx_http_aigw_json_out_str(o, value);
+
+        /* a stream's usage comes only when asked for */
+
+        if (ngx_http_aigw_json_is(key, "stream") && value->data[0] == 't') {
+            ngx_http_aigw_json_out_lit(o, ",\"stream_options\":"
+                                       "{\"include_usage\":true}");
+        }
+
         return NGX_OK;
     }
 
@@ -1027,4 +1035,262 @@ ngx_http_aigw_translate_messages_input(ngx_http_aigw_json_out_t *o,
     ngx_http_aigw_json_out_add(o, p, end - p);
 
     return NGX_OK;
+}
+
+
+/*
+ * A chunk of an OpenAI stream as the events of an Anthropic one, in
+ * ts->out:
+ *
+ *     the first chunk             message_start
+ *     delta.content               a text block started if none is open,
+ *                                 then content_block_delta (text_delta)
+ *     delta.tool_calls            with an id: the open block stopped, a
+ *                                 tool_use block started; arguments:
+ *                                 content_block_delta (input_json_delta)
+ *     finish_reason               the open block stopped
+ *     [DONE]                      message_delta (stop reason, usage),
+ *                                 message_stop
+ *
+ * The usage chunk (choices [], asked for by the translated request) is
+ * read by the meter; it has no event of its own.
+ */
+
+static void ngx_http_aigw_translate_messages_stop_block(
+    ngx_http_aigw_translate_stream_t *ts);
+
+
+ngx_int_t
+ngx_http_aigw_translate_messages_event(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_translate_stream_t *ts,
+    ngx_http_aigw_sse_event_t *ev)
+{
+    u_char                    *p;
+    ngx_int_t                  rc;
+    ngx_str_t                  data, key, v, choices, choice, delta, content,
+                               calls, call, id, function, name, args,
+                               finish, *f;
+    ngx_http_aigw_json_t       j, k;
+    ngx_http_aigw_json_out_t  *o;
+
+    o = &ts->out;
+
+    if (ev->done) {
+        if (ts->open) {
+            ngx_http_aigw_translate_messages_stop_block(ts);
+        }
+
+        if (ts->stop.len == 0) {
+            ngx_str_set(&ts->stop, "\"end_turn\"");
+        }
+
+        p = ngx_http_aigw_json_out_reserve(o, 2 * NGX_INT_T_LEN + 256
+                                              + ts->stop.len);
+        if (p) {
+            o->pos = ngx_sprintf(p, "event: message_delta\ndata: {\"type\":"
+                                 "\"message_delta\",\"delta\":{"
+                                 "\"stop_reason\":%V,\"stop_sequence\":null},"
+                                 "\"usage\":{\"input_tokens\":%ui,"
+                                 "\"output_tokens\":%ui}}\n\n"
+                                 "event: message_stop\ndata: {\"type\":"
+                                 "\"message_stop\"}\n\n",
+                                 &ts->stop,
+                                 ctx->prompt_tokens
+                                 - ngx_min(ctx->cached_tokens,
+                                           ctx->prompt_tokens),
+                                 ctx->completion_tokens);
+        }
+
+        ts->done = 1;
+
+        return NGX_OK;
+    }
+
+    data = ev->data;
+
+    if (data.len == 0 || data.data[0] != '{') {
+        return NGX_OK;
+    }
+
+    /* an error event of the provider's */
+
+    if (ngx_http_aigw_json_member(&data, "error", &v) == NGX_OK) {
+        if (ngx_http_aigw_json_member(&v, "message", &name) == NGX_OK
+            && name.data[0] == '"')
+        {
+            ngx_http_aigw_json_out_lit(o, "event: error\ndata: {\"type\":"
+                                       "\"error\",\"error\":{\"type\":"
+                                       "\"api_error\",\"message\":");
+            ngx_http_aigw_json_out_str(o, &name);
+            ngx_http_aigw_json_out_lit(o, "}}\n\n");
+        }
+
+        return NGX_OK;
+    }
+
+    if (!ts->started) {
+        ts->started = 1;
+
+        if (ngx_http_aigw_json_member(&data, "id", &id) != NGX_OK
+            || id.data[0] != '"')
+        {
+            ngx_str_set(&id, "\"\"");
+        }
+
+        ngx_http_aigw_json_out_lit(o, "event: message_start\ndata: "
+                                   "{\"type\":\"message_start\",\"message\":"
+                                   "{\"id\":");
+        ngx_http_aigw_json_out_str(o, &id);
+        ngx_http_aigw_json_out_lit(o, ",\"type\":\"message\","
+                                   "\"role\":\"assistant\",\"model\":\"");
+        ngx_http_aigw_json_out_escaped(o, ctx->model.data, ctx->model.len);
+        ngx_http_aigw_json_out_lit(o, "\",\"content\":[],"
+                                   "\"stop_reason\":null,"
+                                   "\"stop_sequence\":null,\"usage\":"
+                                   "{\"input_tokens\":0,"
+                                   "\"output_tokens\":0}}}\n\n");
+    }
+
+    if (ngx_http_aigw_json_member(&data, "choices", &choices) != NGX_OK
+        || ngx_http_aigw_json_open(&j, &choices) != NGX_OK
+        || ngx_http_aigw_json_next(&j, &key, &choice) != NGX_OK)
+    {
+        return NGX_OK;      /* the usage chunk */
+    }
+
+    if (ngx_http_aigw_json_member(&choice, "delta", &delta) == NGX_OK) {
+
+        if (ngx_http_aigw_json_member(&delta, "content", &content) == NGX_OK
+            && content.len > 2 && content.data[0] == '"')
+        {
+            if (!ts->open) {
+                p = ngx_http_aigw_json_out_reserve(o, NGX_INT_T_LEN + 160);
+                if (p) {
+                    o->pos = ngx_sprintf(p, "event: content_block_start\n"
+                                         "data: {\"type\":"
+                                         "\"content_block_start\","
+                                         "\"index\":%ui,\"content_block\":"
+                                         "{\"type\":\"text\",\"text\":\"\"}}"
+                                         "\n\n", ts->blocks);
+                }
+
+                ts->open = 1;
+            }
+
+            p = ngx_http_aigw_json_out_reserve(o, NGX_INT_T_LEN + 128);
+            if (p) {
+                o->pos = ngx_sprintf(p, "event: content_block_delta\n"
+                                     "data: {\"type\":\"content_block_delta\","
+                                     "\"index\":%ui,\"delta\":{\"type\":"
+                                     "\"text_delta\",\"text\":", ts->blocks);
+            }
+
+            ngx_http_aigw_json_out_str(o, &content);
+            ngx_http_aigw_json_out_lit(o, "}}\n\n");
+        }
+
+        if (ngx_http_aigw_json_member(&delta, "tool_calls", &calls) == NGX_OK
+            && ngx_http_aigw_json_open(&k, &calls) == NGX_OK)
+        {
+            while ((rc = ngx_http_aigw_json_next(&k, &key, &call)) == NGX_OK)
+            {
+                if (ngx_http_aigw_json_member(&call, "function", &function)
+                    != NGX_OK)
+                {
+                    continue;
+                }
+
+                /* an id begins a call: a tool_use block of its own */
+
+                if (ngx_http_aigw_json_member(&call, "id", &id) == NGX_OK
+                    && id.data[0] == '"'
+                    && ngx_http_aigw_json_member(&function, "name", &name)
+                       == NGX_OK)
+                {
+                    if (ts->open) {
+                        ngx_http_aigw_translate_messages_stop_block(ts);
+                    }
+
+                    p = ngx_http_aigw_json_out_reserve(o, NGX_INT_T_LEN
+                                                          + 160);
+                    if (p) {
+                        o->pos = ngx_sprintf(p, "event: content_block_start\n"
+                                             "data: {\"type\":"
+                                             "\"content_block_start\","
+                                             "\"index\":%ui,"
+                                             "\"content_block\":{\"type\":"
+                                             "\"tool_use\",\"id\":",
+                                             ts->blocks);
+                    }
+
+                    ngx_http_aigw_json_out_str(o, &id);
+                    ngx_http_aigw_json_out_lit(o, ",\"name\":");
+                    ngx_http_aigw_json_out_str(o, &name);
+                    ngx_http_aigw_json_out_lit(o, ",\"input\":{}}}\n\n");
+
+                    ts->open = 1;
+                    ts->tools++;
+                }
+
+                if (ts->tools
+                    && ngx_http_aigw_json_member(&function, "arguments",
+                                                 &args)
+                       == NGX_OK
+                    && args.len > 2 && args.data[0] == '"')
+                {
+                    p = ngx_http_aigw_json_out_reserve(o, NGX_INT_T_LEN
+                                                          + 160);
+                    if (p) {
+                        o->pos = ngx_sprintf(p, "event: content_block_delta"
+                                             "\ndata: {\"type\":"
+                                             "\"content_block_delta\","
+                                             "\"index\":%ui,\"delta\":{"
+                                             "\"type\":\"input_json_delta\","
+                                             "\"partial_json\":",
+                                             ts->blocks);
+                    }
+
+                    ngx_http_aigw_json_out_str(o, &args);
+                    ngx_http_aigw_json_out_lit(o, "}}\n\n");
+                }
+            }
+        }
+    }
+
+    if (ngx_http_aigw_json_member(&choice, "finish_reason", &finish)
+        == NGX_OK && finish.data[0] == '"')
+    {
+        if (ts->open) {
+            ngx_http_aigw_translate_messages_stop_block(ts);
+        }
+
+        for (f = ngx_http_aigw_translate_stop[0]; f[0].len; f += 2) {
+            if (finish.len == f[0].len
+                && ngx_strncmp(finish.data, f[0].data, f[0].len) == 0)
+            {
+                ts->stop = f[1];
+                break;
+            }
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_aigw_translate_messages_stop_block(
+    ngx_http_aigw_translate_stream_t *ts)
+{
+    u_char  *p;
+
+    p = ngx_http_aigw_json_out_reserve(&ts->out, NGX_INT_T_LEN + 96);
+    if (p) {
+        ts->out.pos = ngx_sprintf(p, "event: content_block_stop\ndata: "
+                                  "{\"type\":\"content_block_stop\","
+                                  "\"index\":%ui}\n\n", ts->blocks);
+    }
+
+    ts->blocks++;
+    ts->open = 0;
 }

@@ -313,13 +313,13 @@ qr/(?s)^(?=.*"path": "\/v1\/chat\/completions")(?=.*\\"model\\":\\"gpt-4o-good\\
 
 
 === TEST 16: candidates of another wire format are left out
-Where the request is not translated: a stream (t/097-translate.t has the
-chat completions Anthropic serves).
+Where the request is not translated: a text completion, OpenAI's only
+(t/097-translate.t has the chat completions Anthropic serves).
 --- http_config eval: $::HttpConfig
 --- config eval: $::Config
 --- request
-POST /v1/chat/completions
-{"model":"mixed","stream":true,"messages":[{"role":"user","content":"hi"}]}
+POST /v1/completions
+{"model":"mixed","prompt":"hi"}
 --- response_headers
 X-Provider: ok
 X-Attempts: 1
@@ -330,8 +330,8 @@ X-Attempts: 1
 --- http_config eval: $::HttpConfig
 --- config eval: $::Config
 --- request
-POST /v1/chat/completions
-{"model":"onlyclaude","stream":true,"messages":[{"role":"user","content":"hi"}]}
+POST /v1/completions
+{"model":"onlyclaude","prompt":"hi"}
 --- error_code: 400
 --- response_body chomp
 {"error":{"message":"The model `onlyclaude` is not available on this endpoint.","type":"invalid_request_error","param":null,"code":"model_not_supported"}}

@@ -227,11 +227,11 @@ is($res->{status}, 502, "the last candidate's 502 goes on as 502");
 like($res->{body}, qr/^\{"error":\{"message":"[^"]*aigw-mock fault status=502\)","type":"server_error","param":null,"code":"api_error"\}\}$/,
      'as an OpenAI error');
 
-# a stream is not translated yet: not an Anthropic candidate
+# what exists in one format only: not an Anthropic candidate
 
-($res, $got) = provider_got('{"model":"haiku","stream":true,"messages":'
-    . '[{"role":"user","content":"hi"}]}');
-is($res->{status}, 400, 'a stream to Anthropic only: 400');
+($res, $got) = provider_got('{"model":"haiku","prompt":"hi"}',
+                            '/v1/completions');
+is($res->{status}, 400, 'a text completion to Anthropic only: 400');
 like($res->{body}, qr/"code":"model_not_supported"/, 'not supported');
 
 # an Anthropic client served by an OpenAI provider
@@ -343,6 +343,47 @@ is($res->{status}, 429, "the OpenAI provider's 429 goes on");
 like($res->{body},
      qr/^\{"type":"error","error":\{"type":"rate_limit_error","message":"[^"]*aigw-mock fault status=429[^"]*"\}\}$/,
      "as an Anthropic error");
+
+# streams, translated event by event
+
+($res, $got) = provider_got('{"model":"haiku","stream":true,'
+    . '"stream_options":{"include_usage":true},'
+    . '"messages":[{"role":"user","content":"hello there"}]}');
+is($res->{status}, 200, 'a chat completion stream served by Anthropic');
+like($got->{body}, qr/^\{"model":"claude-3-5-haiku","stream":true,"max_tokens":4096,/,
+     'the provider is asked for a stream, without stream_options');
+my @chunks = map { /^data: (.*)$/ ? $1 : () } split /\n\n/, $res->{body};
+is($chunks[-1], '[DONE]', 'the stream ends with [DONE]');
+my @objs = map { decode_json($_) } @chunks[0 .. $#chunks - 1];
+is($objs[0]{choices}[0]{delta}{role}, 'assistant', 'the role first');
+is(join('', map { $_->{choices}[0] ? $_->{choices}[0]{delta}{content} // '' : '' } @objs),
+   'Mock answer to: hello there', 'the text, in pieces');
+is((grep { $_->{choices}[0] && $_->{choices}[0]{finish_reason} } @objs)[0]
+   {choices}[0]{finish_reason}, 'stop', 'the finish reason');
+is($objs[-1]{usage}{completion_tokens}, 7, 'the usage chunk, asked for');
+is(scalar(grep { $_->{object} ne 'chat.completion.chunk' } @objs), 0,
+   'chunks only');
+unlike($res->{body}, qr/event:|message_start|ping/, 'nothing of Anthropic\'s');
+
+($res, $got) = provider_got_anthropic('{"model":"gpt-4o","max_tokens":100,'
+    . '"stream":true,"messages":[{"role":"user","content":"hello there"}]}');
+is($res->{status}, 200, 'a message stream served by OpenAI');
+like($got->{body}, qr/"stream":true,"stream_options":\{"include_usage":true\}/,
+     'the provider is asked for its usage');
+my @events = map { [ /^event: (\S+)\ndata: (.*)$/s ] } split /\n\n/, $res->{body};
+is_deeply([ map { $_->[0] } @events ],
+          [ 'message_start', 'content_block_start',
+            ('content_block_delta') x (scalar(@events) - 5),
+            'content_block_stop', 'message_delta', 'message_stop' ],
+          'the events of a message, in order');
+is(join('', map { $_->[0] eq 'content_block_delta'
+                  ? decode_json($_->[1])->{delta}{text} : '' } @events),
+   'Mock answer to: hello there', 'the text, in pieces');
+my $delta = decode_json($events[-2][1]);
+is($delta->{delta}{stop_reason}, 'end_turn', 'the stop reason');
+is($delta->{usage}{output_tokens}, 7, 'the usage');
+is(decode_json($events[0][1])->{message}{model}, 'gpt-4o',
+   'named as the client asked');
 
 # metering: the provider's usage, priced
 

@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { BadRequestError as OpenAIBadRequest } from 'openai';
 import Anthropic from '@anthropic-ai/sdk';
-import { generateText, APICallError } from 'ai';
+import { generateText, streamText, APICallError } from 'ai';
 import { createOpenAI } from '@ai-sdk/openai';
 import { createAnthropic } from '@ai-sdk/anthropic';
 import {
@@ -89,4 +89,62 @@ test('Vercel AI SDK across formats: openai.chat(claude) and anthropic(gpt)', G, 
         assert.equal(err.statusCode, 400);
         return true;
     });
+});
+
+test('openai SDK, a model Anthropic serves: a stream of chunks, usage asked for', G, async () => {
+    const prompt = 'Stream me through the translation, please.';
+    const stream = await openaiClient().chat.completions.create({
+        model: ANTHROPIC_MODEL,
+        stream: true,
+        stream_options: { include_usage: true },
+        messages: [{ role: 'user', content: prompt }],
+    });
+    let text = '';
+    let finish = null;
+    let usage = null;
+    for await (const chunk of stream) {
+        assert.equal(chunk.object, 'chat.completion.chunk');
+        if (chunk.choices.length) {
+            text += chunk.choices[0].delta.content ?? '';
+            finish = chunk.choices[0].finish_reason ?? finish;
+        }
+        usage = chunk.usage ?? usage;
+    }
+    assert.equal(text, mockAnswer(prompt));
+    assert.equal(finish, 'stop');
+    assert.equal(usage.completion_tokens, Math.ceil(mockAnswer(prompt).length / 4));
+});
+
+test('anthropic SDK, a model OpenAI serves: messages.stream() and finalMessage()', G, async () => {
+    const prompt = 'Stream me the other way round, please.';
+    const stream = anthropicClient().messages.stream({
+        model: CHAT_MODEL,
+        max_tokens: 200,
+        messages: [{ role: 'user', content: prompt }],
+    });
+    let text = '';
+    stream.on('text', (t) => {
+        text += t;
+    });
+    const final = await stream.finalMessage();
+    assert.equal(text, mockAnswer(prompt));
+    assert.equal(final.content[0].text, mockAnswer(prompt));
+    assert.equal(final.stop_reason, 'end_turn');
+    assert.equal(final.usage.output_tokens, Math.ceil(mockAnswer(prompt).length / 4));
+});
+
+test('Vercel AI SDK across formats, streamed', G, async () => {
+    const openai = createOpenAI({ baseURL: OPENAI_BASE_URL, apiKey: OPENAI_API_KEY });
+    const anthropic = createAnthropic({ baseURL: ANTHROPIC_BASE_URL + '/v1', apiKey: ANTHROPIC_API_KEY });
+    for (const model of [openai.chat(ANTHROPIC_MODEL), anthropic(CHAT_MODEL)]) {
+        const prompt = `Streamed across formats, ${model.provider}.`;
+        const result = streamText({ model, prompt, maxRetries: 0, maxOutputTokens: 200 });
+        let text = '';
+        for await (const part of result.textStream) {
+            text += part;
+        }
+        assert.equal(text, mockAnswer(prompt));
+        assert.equal(await result.finishReason, 'stop');
+        assert.equal((await result.usage).outputTokens, Math.ceil(mockAnswer(prompt).length / 4));
+    }
 });

@@ -850,11 +850,13 @@ ngx_http_aigw_audit_log(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
 
     p = ngx_http_aigw_audit_string(p, last, "pii", &pii);
 
-    /* guardrails: "guard" here, from the guard step's ctx, when it comes */
+    /* the guard's finding: the rule that refused, never the text */
+
+    ngx_str_null(&s);
+    (void) ngx_http_aigw_guard_variable(r, ctx, &s);
+    p = ngx_http_aigw_audit_string(p, last, "guard", &s);
 
     last += NGX_HTTP_AIGW_AUDIT_TAIL;
-
-    /* resilience: $aigw_outcome's value replaces this guess when it comes */
 
     p = ngx_sprintf(p, ",\"outcome\":\"%s\",\"status\":%ui",
                     ngx_http_aigw_audit_outcome(r, ctx, status), status);
@@ -887,9 +889,20 @@ ngx_http_aigw_audit_log(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
                        sizeof(",\"ttft_ms\":null") - 1);
     }
 
-    /* cache: $aigw_cache_status's value here when the cache comes */
+    ngx_str_null(&s);
+    (void) ngx_http_aigw_cache_variable(r, ctx, &s);
 
-    p = ngx_cpymem(p, ",\"cache\":null", sizeof(",\"cache\":null") - 1);
+    if (s.len) {
+        p = ngx_sprintf(p, ",\"cache\":\"%V\"", &s);
+
+    } else {
+        p = ngx_cpymem(p, ",\"cache\":null", sizeof(",\"cache\":null") - 1);
+    }
+
+    if (ctx->translated) {
+        p = ngx_cpymem(p, ",\"translated\":true",
+                       sizeof(",\"translated\":true") - 1);
+    }
 
     p = ngx_sprintf(p, ",\"config\":\"%V\"", &acf->config_hash);
 
@@ -1121,6 +1134,21 @@ ngx_http_aigw_audit_outcome(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     }
 
     if (status < NGX_HTTP_BAD_REQUEST) {
+
+        /* a stream that failed after its status: how, as $aigw_outcome */
+
+        switch (ctx->outcome) {
+
+        case NGX_HTTP_AIGW_OUTCOME_CUT:
+            return "cut";
+
+        case NGX_HTTP_AIGW_OUTCOME_STALLED:
+            return "stalled";
+
+        case NGX_HTTP_AIGW_OUTCOME_TIMEOUT:
+            return "timeout";
+        }
+
         if (ctx->sse_buf && !ctx->sse_done) {
             return "incomplete";
         }
@@ -1128,7 +1156,9 @@ ngx_http_aigw_audit_outcome(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
         return "answered";
     }
 
-    if (ctx->error_code && ngx_strcmp(ctx->error_code, "pii_detected") == 0)
+    if (ctx->guard.len
+        || (ctx->error_code
+            && ngx_strcmp(ctx->error_code, "pii_detected") == 0))
     {
         return "blocked";
     }

@@ -11,10 +11,13 @@
 #   -s STREAMS   requests counted per long-stream case (default 10)
 #   -c CASES     which of "json-aigw json-plain json-quota json-cache
 #                json-cachemiss json-audit json-breaker sse-aigw sse-plain
-#                stream-aigw stream-plain streamu-aigw streamu-plain"
+#                stream-aigw stream-plain streamu-aigw streamu-plain
+#                streamt-aigw"
 #                (default all; a comma or space separated list).  stream:
 #                500 events, one a read, from aigw-mock.js, the client
-#                without stream_options; streamu: with include_usage
+#                without stream_options; streamu: with include_usage;
+#                streamt: the stream case's client, its answer from an
+#                Anthropic provider, translated event by event
 #   -t TOP       functions listed per aigw case (default 15)
 #   -o OUTDIR    keep the callgrind.out files there, for callgrind_annotate
 #                or kcachegrind
@@ -69,7 +72,7 @@ for c in $CASES; do
     case $c in
         json-aigw|json-plain|json-quota|json-cache|json-cachemiss) ;;
         json-audit|json-breaker|sse-aigw|sse-plain) ;;
-        stream-aigw|stream-plain|streamu-aigw|streamu-plain)
+        stream-aigw|stream-plain|streamu-aigw|streamu-plain|streamt-aigw)
             NODE_MOCK=1 ;;
         *) bench_die "unknown case '$c'" ;;
     esac
@@ -390,7 +393,15 @@ for kind in stream streamu; do
         "$kind" "$ev" $((p / ev)) $(( (a - p) / ev )) "above plain"
 done
 
-for kind in json sse stream streamu; do
+# translation: the translated stream against the same one untranslated
+if [ -n "${IR[streamt-aigw]:-}" ] && [ -n "${IR[stream-aigw]:-}" ]; then
+    ev=$(grep -c '^data: {' "$BENCH_TMP/answer-streamt-aigw")
+    printf 'streamt  %d events: translated from Anthropic %+d Ir/event %s\n' \
+        "$ev" $(( (IR[streamt-aigw] - IR[stream-aigw]) / ev )) \
+        "above the same stream untranslated"
+fi
+
+for kind in json sse stream streamu streamt; do
     f="$BENCH_TMP/callgrind.out.$kind-aigw"
     [ -f "$f" ] || continue
 

@@ -234,6 +234,8 @@ EOF
     sed 's/,"max_tokens":256//' "$dir/body-sse.json" > "$dir/body-streamu.json"
     sed 's/,"stream_options":{"include_usage":true}//' \
         "$dir/body-streamu.json" > "$dir/body-stream.json"
+    # the same client, its stream from an Anthropic provider, translated
+    cp "$dir/body-stream.json" "$dir/body-streamt.json"
 
     # the virtual key of the headers below: aigw authenticates every
     # request, as it does in production
@@ -403,6 +405,11 @@ bench_conf_front_server() {
             aigw_pass  bench-stream;
         }
 
+        # the same stream from an Anthropic provider, translated
+        location /aigw/streamt/v1/ {
+            aigw_pass  bench-streamt;
+        }
+
 '
         cat <<EOF
     # --- the long stream: aigw-mock.js ---
@@ -416,6 +423,10 @@ bench_conf_front_server() {
     aigw_provider  mocknode
         http://127.0.0.1:$node/fault/$BENCH_STREAM_OPTS/v1  format=openai;
     aigw_model  bench-stream  mocknode:gpt-4o-mini  input=0.15 output=0.60;
+    aigw_provider  mocknodeclaude
+        http://127.0.0.1:$node/fault/$BENCH_STREAM_OPTS/v1  format=anthropic;
+    aigw_model  bench-streamt  mocknodeclaude:claude-haiku-4-5
+                input=1.00 output=5.00;
 
 EOF
     fi

@@ -30,24 +30,28 @@ ngx_http_aigw_json_ws(u_char *p, u_char *last)
 }
 
 
-/* past the closing quote of the string whose opening quote is at p */
+/*
+ * Past the closing quote of the string whose opening quote is at p: the
+ * next quote after an even number of backslashes, found by memchr(), as
+ * strings are most of what a body or an event holds
+ */
 
 static u_char *
 ngx_http_aigw_json_string_end(u_char *p, u_char *last)
 {
-    for (p++; p < last; p++) {
+    u_char  *q, *b;
 
-        if (*p == '"') {
-            return p + 1;
+    for (p++; p < last; p = q + 1) {
+        q = memchr(p, '"', last - p);
+
+        if (q == NULL) {
+            return NULL;
         }
 
-        if (*p == '\\') {
-            if (++p == last) {
-                return NULL;
-            }
+        for (b = q; b > p && b[-1] == '\\'; b--) { /* void */ }
 
-        } else if (*p < 0x20) {
-            return NULL;
+        if (((q - b) & 1) == 0) {
+            return q + 1;
         }
     }
 

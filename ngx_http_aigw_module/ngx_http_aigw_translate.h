@@ -49,6 +49,7 @@ typedef struct {
 
 typedef struct {
     ngx_str_t                      id;         /* of the answer */
+    ngx_str_t                      prefix;     /* of every chunk */
     ngx_str_t                      stop;       /* as the client says it */
     ngx_uint_t                     tools;      /* tool calls so far */
     ngx_uint_t                     blocks;     /* content blocks so far */

@@ -1571,35 +1571,61 @@ chunk:
 }
 
 
-/* data: {"id",...,"choices":[{"index":0,"delta":...,"finish_reason"}]} */
+/*
+ * data: {"id",...,"choices":[{"index":0,"delta":...,"finish_reason"}]}:
+ * all but the delta and the finish reason is the same in every chunk of
+ * a stream, as in OpenAI's, and written once
+ */
 
 static void
 ngx_http_aigw_translate_chat_chunk(ngx_http_aigw_ctx_t *ctx,
     ngx_http_aigw_translate_stream_t *ts, ngx_str_t *delta,
     ngx_str_t *finish)
 {
-    u_char  *p;
+    u_char                    *p;
+    ngx_http_aigw_json_out_t   o;
 
-    p = ngx_http_aigw_json_out_reserve(&ts->out, NGX_TIME_T_LEN + 160
-                                                 + ts->id.len
-                                                 + ctx->model.len
-                                                 + delta->len + finish->len);
+    static ngx_str_t  empty = ngx_string("\"\"");
+
+    if (ts->prefix.len == 0) {
+        ngx_memzero(&o, sizeof(ngx_http_aigw_json_out_t));
+        o.pool = ts->out.pool;
+
+        p = ngx_http_aigw_json_out_reserve(&o, NGX_TIME_T_LEN + 128
+                                               + ts->id.len
+                                               + ctx->model.len);
+        if (p == NULL) {
+            ts->out.failed = 1;
+            return;
+        }
+
+        o.pos = ngx_sprintf(p, "data: {\"id\":%V,\"object\":"
+                            "\"chat.completion.chunk\",\"created\":%T,"
+                            "\"model\":\"", ts->id.len ? &ts->id : &empty,
+                            ngx_time());
+        ngx_http_aigw_json_out_escaped(&o, ctx->model.data, ctx->model.len);
+        ngx_http_aigw_json_out_lit(&o, "\",\"choices\":[{\"index\":0,"
+                                   "\"delta\":");
+
+        if (o.failed) {
+            ts->out.failed = 1;
+            return;
+        }
+
+        ts->prefix.data = o.start;
+        ts->prefix.len = o.pos - o.start;
+    }
+
+    p = ngx_http_aigw_json_out_reserve(&ts->out, ts->prefix.len + delta->len
+                                                 + finish->len + 64);
     if (p == NULL) {
         return;
     }
 
-    p = ngx_cpymem(p, "data: {\"id\":", sizeof("data: {\"id\":") - 1);
-
-    if (ts->id.len) {
-        p = ngx_cpymem(p, ts->id.data, ts->id.len);
-
-    } else {
-        *p++ = '"'; *p++ = '"';
-    }
-
-    ts->out.pos = ngx_sprintf(p, ",\"object\":\"chat.completion.chunk\","
-                              "\"created\":%T,\"model\":\"%V\",\"choices\":"
-                              "[{\"index\":0,\"delta\":%V,\"logprobs\":null,"
-                              "\"finish_reason\":%V}]}\n\n",
-                              ngx_time(), &ctx->model, delta, finish);
+    p = ngx_cpymem(p, ts->prefix.data, ts->prefix.len);
+    p = ngx_cpymem(p, delta->data, delta->len);
+    p = ngx_cpymem(p, ",\"logprobs\":null,\"finish_reason\":",
+                   sizeof(",\"logprobs\":null,\"finish_reason\":") - 1);
+    p = ngx_cpymem(p, finish->data, finish->len);
+    ts->out.pos = ngx_cpymem(p, "}]}\n\n", sizeof("}]}\n\n") - 1);
 }

@@ -36,6 +36,8 @@ static ngx_int_t ngx_http_aigw_answer_chunked(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx);
 static ngx_int_t ngx_http_aigw_answer_grow(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, size_t size);
+static ngx_int_t ngx_http_aigw_answer_unheld(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, const char *why);
 static ngx_int_t ngx_http_aigw_answer_check(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, u_char *p, u_char *last);
 static ngx_int_t ngx_http_aigw_answer_done(ngx_http_request_t *r,
@@ -84,13 +86,14 @@ ngx_http_aigw_answer_hold(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
     }
 
     if (alcf->answer_buffer == 0 || len > (off_t) alcf->answer_buffer) {
-        return NGX_OK;
+        return ngx_http_aigw_answer_unheld(r, ctx, "larger than "
+                                           "aigw_answer_buffer");
     }
 
     /* an answer that ends when the provider closes cannot be held here */
 
     if (len == -1 && !u->headers_in.chunked) {
-        return NGX_OK;
+        return ngx_http_aigw_answer_unheld(r, ctx, "of no known length");
     }
 
     if (u->headers_in.content_type) {
@@ -119,7 +122,7 @@ ngx_http_aigw_answer_hold(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
              && ngx_strncasecmp(enc->value.data, (u_char *) "identity", 8)
                 == 0))
     {
-        return NGX_OK;
+        return ngx_http_aigw_answer_unheld(r, ctx, "compressed");
     }
 
     if (!u->headers_in.chunked) {
@@ -155,6 +158,39 @@ ngx_http_aigw_answer_hold(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
     u->process_header = ngx_http_aigw_answer_process;
 
     return ngx_http_aigw_answer_process(r);
+}
+
+
+/*
+ * An answer the gateway cannot hold whole passes as it comes, unchecked;
+ * but not one that must be rewritten (translated) or checked by the
+ * output guard, which a part of it cannot be: that attempt fails, as
+ * an answer that is not JSON does, rather than reach the client in the
+ * provider's format or unguarded.
+ */
+
+static ngx_int_t
+ngx_http_aigw_answer_unheld(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
+    const char *why)
+{
+    if (r->upstream->headers_in.status_n != NGX_HTTP_OK
+        || (!ctx->translated && !ngx_http_aigw_guard_output_on(r)))
+    {
+        return NGX_OK;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "aigw: the answer of provider \"%V\" is %s, and must be "
+                  "%s whole", &ctx->candidates[ctx->current]->provider->name,
+                  why, ctx->translated ? "translated" : "guarded");
+
+    (void) ngx_http_aigw_error(r, ctx, NGX_HTTP_BAD_GATEWAY,
+                               "answer_unreadable",
+                               "The answer of `%V` is %s: the gateway must "
+                               "read it whole to %s it.", &ctx->model, why,
+                               ctx->translated ? "translate" : "check");
+
+    return NGX_HTTP_UPSTREAM_INVALID_HEADER;
 }
 
 
@@ -202,12 +238,17 @@ ngx_http_aigw_answer_process(ngx_http_request_t *r)
          * input_filter_init, then the rest as it comes, unchecked
          */
 
-        ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
-                      "aigw: the answer of provider \"%V\" is larger "
-                      "than aigw_answer_buffer, passed on unchecked",
-                      &ctx->candidates[ctx->current]->provider->name);
+        rc = ngx_http_aigw_answer_unheld(r, ctx, "larger than "
+                                         "aigw_answer_buffer");
 
-        return NGX_OK;
+        if (rc == NGX_OK) {
+            ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
+                          "aigw: the answer of provider \"%V\" is larger "
+                          "than aigw_answer_buffer, passed on unchecked",
+                          &ctx->candidates[ctx->current]->provider->name);
+        }
+
+        return rc;
     }
 
     if (rc != NGX_OK) {

@@ -112,6 +112,21 @@ static ngx_int_t ngx_http_aigw_guard_output_deny(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_guard_pattern_t *fired);
 
 
+/* 1 if answers of the location are checked by output patterns */
+
+ngx_uint_t
+ngx_http_aigw_guard_output_on(ngx_http_request_t *r)
+{
+    ngx_http_aigw_loc_conf_t    *alcf;
+    ngx_http_aigw_guard_conf_t  *gc;
+
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_aigw_module);
+    gc = alcf->guard;
+
+    return gc != NULL && gc->output != NULL;
+}
+
+
 /* a stream starts: what the guard needs, if a pattern is set */
 
 ngx_int_t

@@ -531,6 +531,7 @@ ngx_int_t ngx_http_aigw_guard_variable(ngx_http_request_t *r,
 size_t ngx_http_aigw_guard_metrics_size(ngx_http_aigw_main_conf_t *amcf);
 u_char *ngx_http_aigw_guard_metrics(ngx_http_aigw_main_conf_t *amcf,
     u_char *p, u_char *last);
+ngx_uint_t ngx_http_aigw_guard_output_on(ngx_http_request_t *r);
 ngx_int_t ngx_http_aigw_guard_output_init(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx);
 ngx_int_t ngx_http_aigw_guard_output_filter(ngx_http_request_t *r,

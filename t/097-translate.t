@@ -64,6 +64,10 @@ http {
             aigw_translate_max_tokens 100;
             aigw_pass;
         }
+        location /tiny/v1/ {
+            aigw_answer_buffer 64;
+            aigw_pass;
+        }
         location /_mock/ {
             proxy_pass http://127.0.0.1:$mock;
         }
@@ -384,6 +388,18 @@ is($delta->{delta}{stop_reason}, 'end_turn', 'the stop reason');
 is($delta->{usage}{output_tokens}, 7, 'the usage');
 is(decode_json($events[0][1])->{message}{model}, 'gpt-4o',
    'named as the client asked');
+
+# an answer too large to hold cannot be translated: never the provider's
+
+($res, $got) = provider_got('{"model":"haiku","messages":'
+    . '[{"role":"user","content":"hello there"}]}',
+    '/tiny/v1/chat/completions');
+is($res->{status}, 502, 'a translated answer larger than the buffer: 502');
+like($res->{body},
+     qr/^\{"error":\{"message":"The answer of `haiku` is larger than aigw_answer_buffer: the gateway must read it whole to translate it\.","type":"server_error","param":null,"code":"answer_unreadable"\}\}$/,
+     'in OpenAI\'s words, never in Anthropic\'s');
+like($ngx->error_log, qr/is larger than aigw_answer_buffer, and must be translated whole/,
+     'and the error log says so');
 
 # metering: the provider's usage, priced
 

@@ -53,6 +53,10 @@ http {
             aigw_guard_output other "never-said" max=16;
             aigw_pass;
         }
+        location /tiny/v1/ {
+            aigw_answer_buffer 64;
+            aigw_pass;
+        }
         location = /metrics {
             aigw_metrics;
         }
@@ -203,6 +207,18 @@ for my $case (['openai', '/v1/chat/completions', {}, \&chat],
     }
     is($ok_clean, $n_clean, "$name: every 7th split, no match: the text");
     is($ok_deny, $n_deny, "$name: every split, a match: cut before it ($n_deny)");
+}
+
+# a JSON answer too large to hold cannot be checked: it never passes
+# unguarded, the attempt fails
+
+{
+    my $res = $ngx->request('POST', '/tiny/v1/chat/completions', {},
+                            chat('a harmless question'));
+    is($res->{status}, 502, 'an answer larger than the buffer: 502');
+    like($res->{body}, qr/"code":"answer_unreadable"/,
+         'the gateway must read it whole to check it');
+    like($res->{body}, qr/to check it/, 'it says why');
 }
 
 # the log, the variable, the metric

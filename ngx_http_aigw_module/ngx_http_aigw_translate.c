@@ -221,8 +221,12 @@ ngx_http_aigw_translate_body(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     *p++ = '"';
     b->last = p;
 
-    t->pos = ctx->translation.data;
+    /* upstream puts pos back at start to send it to the next candidate */
+
+    t->start = ctx->translation.data;
+    t->pos = t->start;
     t->last = ctx->translation.data + ctx->translation.len;
+    t->end = t->last;
     t->memory = 1;
     t->last_buf = 1;
     t->flush = 1;

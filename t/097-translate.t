@@ -216,6 +216,18 @@ is($got->{path}, '/v1/chat/completions', 'the OpenAI provider answered');
 like($got->{body}, qr/^\{"model":"gpt-4o","messages":/,
      'with the client\'s own body');
 
+# the issue's case: an OpenAI client, its first candidate OpenAI's, the
+# second Anthropic's, the body rebuilt for it
+
+($res, $got) = provider_got('{"model":"gpt-then-claude","messages":'
+    . '[{"role":"user","content":"hello there"}]}');
+is($res->{status}, 200, 'OpenAI 429, then Anthropic, for an OpenAI client');
+is($got->{path}, '/v1/messages', 'the Anthropic provider answered');
+like($got->{body}, qr/^\{"model":"claude-3-5-haiku","max_tokens":4096,"messages":/,
+     'with the body rebuilt as a Messages request');
+like($res->{body}, qr/^\{"id":"msg_[^"]+","object":"chat\.completion"/,
+     'and the client got a chat completion');
+
 # the provider's errors in the client's words
 
 ($res, $got) = provider_got('{"model":"picky","messages":'

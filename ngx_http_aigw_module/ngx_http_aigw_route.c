@@ -411,9 +411,6 @@ ngx_http_aigw_route_handler(ngx_http_request_t *r)
         rc = ngx_http_aigw_responses_affinity(r, ctx);
     }
 
-    if (rc == NGX_OK) {
-        rc = ngx_http_aigw_translate_prepare(r, ctx);
-    }
 
     if (rc != NGX_OK) {
         return rc;

@@ -23,6 +23,8 @@
 
 static ngx_int_t ngx_http_aigw_translate_request(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_model_t *m);
+static ngx_int_t ngx_http_aigw_translate_source(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_str_t *body);
 static ngx_int_t ngx_http_aigw_translate_error(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_buf_t *b);
 
@@ -66,9 +68,11 @@ ngx_http_aigw_translate_path(ngx_http_aigw_ctx_t *ctx,
 
 /*
  * Where a request has candidates whose providers speak another format,
- * its body is translated once, in the access phase, so that a refusal
- * is the client's 400 before any provider is called: the candidates it
- * cannot go to are left out, and with none left the 400 is the answer.
+ * its body is translated once, when the content phase starts, after
+ * every step that edits the body (PII's placeholders, the format's
+ * edits), and before any provider is called, so that a refusal is the
+ * client's 400: the candidates it cannot go to are left out, and with
+ * none left the 400 is the answer.
  */
 
 ngx_int_t
@@ -141,6 +145,10 @@ ngx_http_aigw_translate_request(ngx_http_request_t *r,
     t.out.pool = r->pool;
     t.max_tokens_default = alcf->translate_max_tokens;
 
+    if (ngx_http_aigw_translate_source(r, ctx, &t.body) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     if (ngx_http_aigw_json_out_reserve(&t.out, ctx->body.len + 512) == NULL) {
         return NGX_ERROR;
     }
@@ -185,6 +193,49 @@ ngx_http_aigw_translate_request(ngx_http_request_t *r,
                                "in the %V format: %s.",
                                t.param, &ctx->model,
                                &m->provider->format->name, t.reason);
+}
+
+
+/*
+ * What is translated: the client's body with the splices of the steps
+ * (PII's placeholders: the provider never sees the values, whatever its
+ * format), in one piece; the client's bytes as they are when none.
+ */
+
+static ngx_int_t
+ngx_http_aigw_translate_source(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_str_t *body)
+{
+    u_char       *p;
+    size_t        len;
+    ngx_chain_t  *cl, *out;
+
+    if (ctx->splices == NULL || ctx->splices->nelts == 0) {
+        *body = ctx->body;
+        return NGX_OK;
+    }
+
+    if (ngx_http_aigw_body_output(r, ctx, &ctx->model, &out, &len)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    body->data = p;
+    body->len = len;
+
+    for (cl = out; cl; cl = cl->next) {
+        if (cl->buf->last > cl->buf->pos) {
+            p = ngx_cpymem(p, cl->buf->pos, cl->buf->last - cl->buf->pos);
+        }
+    }
+
+    return NGX_OK;
 }
 
 

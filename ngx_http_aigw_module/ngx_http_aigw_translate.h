@@ -30,6 +30,7 @@ typedef struct {
     ngx_http_request_t            *r;
     ngx_http_aigw_ctx_t           *ctx;
     ngx_http_aigw_json_out_t       out;
+    ngx_str_t                      body;       /* what is translated */
     ngx_uint_t                     max_tokens_default;
 
     /* what the client asked that the provider puts elsewhere */

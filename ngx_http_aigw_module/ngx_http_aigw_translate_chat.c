@@ -83,7 +83,7 @@ ngx_http_aigw_translate_chat_request(ngx_http_aigw_translate_t *t)
 
     ngx_str_null(&messages);
 
-    if (ngx_http_aigw_json_open(&j, &t->ctx->body) != NGX_OK) {
+    if (ngx_http_aigw_json_open(&j, &t->body) != NGX_OK) {
         return NGX_ERROR;
     }
 

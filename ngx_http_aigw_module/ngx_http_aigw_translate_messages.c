@@ -73,7 +73,7 @@ ngx_http_aigw_translate_messages_request(ngx_http_aigw_translate_t *t)
     ngx_str_null(&messages);
     ngx_str_null(&system);
 
-    if (ngx_http_aigw_json_open(&j, &t->ctx->body) != NGX_OK) {
+    if (ngx_http_aigw_json_open(&j, &t->body) != NGX_OK) {
         return NGX_ERROR;
     }
 

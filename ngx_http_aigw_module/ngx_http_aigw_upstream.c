@@ -184,6 +184,17 @@ ngx_http_aigw_handler(ngx_http_request_t *r)
     if (rc != NGX_DECLINED) {
         return rc;
     }
+
+    /*
+     * the body in another format for candidates that speak one: from the
+     * body as every step left it, placeholders and edits spliced in
+     */
+
+    rc = ngx_http_aigw_translate_prepare(r, ctx);
+
+    if (rc != NGX_OK) {
+        return (rc == NGX_ERROR) ? NGX_HTTP_INTERNAL_SERVER_ERROR : rc;
+    }
     /* in flight from here: a worker that dies leaves it "incomplete" */
 
     ngx_http_aigw_audit_flight_begin(r, ctx);

@@ -68,6 +68,11 @@ http {
             aigw_answer_buffer 64;
             aigw_pass;
         }
+        location /pii/v1/ {
+            aigw_pii redact email;
+            aigw_pii restore;
+            aigw_pass;
+        }
         location /_mock/ {
             proxy_pass http://127.0.0.1:$mock;
         }
@@ -215,6 +220,19 @@ is($res->{status}, 200, 'Anthropic 429, then OpenAI: 200');
 is($got->{path}, '/v1/chat/completions', 'the OpenAI provider answered');
 like($got->{body}, qr/^\{"model":"gpt-4o","messages":/,
      'with the client\'s own body');
+
+# what the steps spliced in is what is translated: the provider never
+# gets personal data, whatever its format
+
+($res, $got) = provider_got('{"model":"haiku","messages":'
+    . '[{"role":"user","content":"mail bob@example.com"}]}',
+    '/pii/v1/chat/completions');
+is($res->{status}, 200, 'PII redacted, then translated: 200');
+like($got->{body}, qr/"content":"mail \[EMAIL_1\]"/,
+     'the provider gets the placeholder');
+unlike($got->{body}, qr/bob\@example/, 'never the address');
+like($res->{body}, qr/"content":"Mock answer to: mail bob\@example\.com"/,
+     'and the client gets its value back, in a chat completion');
 
 # the issue's case: an OpenAI client, its first candidate OpenAI's, the
 # second Anthropic's, the body rebuilt for it

@@ -187,7 +187,8 @@ static ngx_str_t  ngx_http_aigw_scan_fields[] = {
     ngx_string("prompt"),
     ngx_string("usage"),
     ngx_string("id"),
-    ngx_string("previous_response_id")
+    ngx_string("previous_response_id"),
+    ngx_string("instructions")
 };
 
 /* what a top-level field's value is, by field */
@@ -210,7 +211,9 @@ static uint16_t  ngx_http_aigw_scan_vflags[] = {
     |NGX_HTTP_AIGW_V_TREE|NGX_HTTP_AIGW_V_INPUT,            /* prompt */
     0,
     0,
-    0
+    0,
+    NGX_HTTP_AIGW_V_TEXT|NGX_HTTP_AIGW_V_TEXT_ARRAY
+    |NGX_HTTP_AIGW_V_TREE                                   /* instructions */
 };
 
 static ngx_str_t  ngx_http_aigw_scan_include_usage =
@@ -1376,6 +1379,13 @@ ngx_http_aigw_scan_field(u_char *p, u_char *last, size_t len,
     case 14:
         if (ngx_http_aigw_scan_name(p, "stream_options")) {
             return NGX_HTTP_AIGW_F_STREAM_OPTIONS;
+        }
+
+        break;
+
+    case 12:
+        if (ngx_http_aigw_scan_name(p, "instructions")) {
+            return NGX_HTTP_AIGW_F_INSTRUCTIONS;
         }
 
         break;

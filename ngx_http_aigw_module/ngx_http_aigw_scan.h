@@ -43,10 +43,11 @@
 #define NGX_HTTP_AIGW_F_USAGE                  12  /* of an answer */
 #define NGX_HTTP_AIGW_F_ID                     13  /* of an answer */
 #define NGX_HTTP_AIGW_F_PREVIOUS_RESPONSE_ID   14
+#define NGX_HTTP_AIGW_F_INSTRUCTIONS           15  /* the Responses API's */
 /* second level, where the gateway edits: the last such key */
-#define NGX_HTTP_AIGW_F_INCLUDE_USAGE          15  /* stream_options. */
-#define NGX_HTTP_AIGW_F_USER_ID                16  /* metadata. */
-#define NGX_HTTP_AIGW_F_N                      17
+#define NGX_HTTP_AIGW_F_INCLUDE_USAGE          16  /* stream_options. */
+#define NGX_HTTP_AIGW_F_USER_ID                17  /* metadata. */
+#define NGX_HTTP_AIGW_F_N                      18
 
 
 typedef struct {

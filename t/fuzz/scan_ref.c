@@ -101,7 +101,8 @@ static ngx_str_t  ngx_http_aigw_ref_scan_fields[] = {
     ngx_string("prompt"),
     ngx_string("usage"),
     ngx_string("id"),
-    ngx_string("previous_response_id")
+    ngx_string("previous_response_id"),
+    ngx_string("instructions")
 };
 
 static ngx_str_t  ngx_http_aigw_ref_scan_include_usage =
@@ -232,6 +233,7 @@ ngx_http_aigw_ref_scan(ngx_http_aigw_scan_t *s, u_char *p, u_char *last)
                 case NGX_HTTP_AIGW_F_INPUT:
                 case NGX_HTTP_AIGW_F_SYSTEM:
                 case NGX_HTTP_AIGW_F_PROMPT:
+                case NGX_HTTP_AIGW_F_INSTRUCTIONS:
                     vflags |= NGX_HTTP_AIGW_REF_V_TEXT
                               | NGX_HTTP_AIGW_REF_V_TEXT_ARRAY
                               | NGX_HTTP_AIGW_REF_V_TREE;

@@ -105,8 +105,9 @@ static t_expect_t  t_expects[] = {
       F(MODEL) | F(MAX_TOKENS) | F(SYSTEM) | F(METADATA) | F(USER_ID)
       | F(TOOLS) | F(MESSAGES) | F(STREAM) },
 
-    { "responses.json", 2, "What is in this image?", "It is a cat.",
-      F(MODEL) | F(INPUT) | F(METADATA) | F(USER_ID) },
+    /* "instructions", the Responses API's system prompt, is text */
+    { "responses.json", 3, "Be brief.", "It is a cat.",
+      F(MODEL) | F(INPUT) | F(METADATA) | F(USER_ID) | F(INSTRUCTIONS) },
 
     { "embeddings_array.json", 3, "The food was delicious", "",
       F(MODEL) | F(INPUT) },
@@ -316,14 +317,15 @@ static t_text_t  t_texts[] = {
     { T("{\"prompt\":\"p\"}"), "p" },
     { T("{\"prompt\":[\"p1\",\"p2\"],\"suffix\":\"no\"}"), "p1|p2" },
 
-    /* Responses: items with input_text parts, outputs are not text */
-    { T("{\"instructions\":\"no\",\"input\":[{\"role\":\"user\","
+    /* Responses: instructions, items with input_text parts; outputs
+     * are not text */
+    { T("{\"instructions\":\"i\",\"input\":[{\"role\":\"user\","
         "\"content\":[{\"type\":\"input_text\",\"text\":\"q\"}]},"
         "{\"type\":\"function_call_output\",\"call_id\":\"c\","
         "\"output\":\"no\"},{\"role\":\"user\",\"content\":\"r\"}]}"),
-      "q|r" },
+      "i|q|r" },
 
-    /* outside the four fields, nothing is text */
+    /* outside the text fields, nothing is text */
     { T("{\"content\":\"no\",\"text\":\"no\",\"tools\":[{\"content\":"
         "\"no\"}],\"metadata\":{\"text\":\"no\"}}"),
       "" },
@@ -879,7 +881,7 @@ t_fields(void)
         "\"max_tokens\":100,\"max_completion_tokens\":-1.5e3,"
         "\"tools\":[{\"type\":\"function\"}],\"messages\":[],"
         "\"input\":null,\"system\":\"s\",\"prompt\":{},\"id\":\"resp_1\","
-        "\"previous_response_id\":\"resp_0\"}  ";
+        "\"previous_response_id\":\"resp_0\",\"instructions\":\"be kind\"}  ";
 
     t_begin("fields");
 
@@ -905,6 +907,8 @@ t_fields(void)
     t_field_is(&r, NGX_HTTP_AIGW_F_ID, "\"id\"", "\"resp_1\"");
     t_field_is(&r, NGX_HTTP_AIGW_F_PREVIOUS_RESPONSE_ID,
                "\"previous_response_id\"", "\"resp_0\"");
+    t_field_is(&r, NGX_HTTP_AIGW_F_INSTRUCTIONS, "\"instructions\"",
+               "\"be kind\"");
     t_field_is(&r, NGX_HTTP_AIGW_F_INCLUDE_USAGE, "\"include_usage\"",
                "false");
     t_field_is(&r, NGX_HTTP_AIGW_F_USER_ID, "\"user_id\"", "\"id-1\"");
@@ -1681,7 +1685,7 @@ t_random(void)
     ngx_uint_t   i, j, n;
     static const char *top[] = {
         "model", "messages", "input", "system", "prompt", "tools", "user",
-        "metadata", "stream_options", "k1", "k2", "k3"
+        "metadata", "stream_options", "instructions", "k1", "k2", "k3"
     };
 
     t_begin("random documents");

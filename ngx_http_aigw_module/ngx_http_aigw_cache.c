@@ -30,9 +30,9 @@
 #define NGX_HTTP_AIGW_CACHE_S_TEMPLATE  5   /* a hit by a template */
 
 /* the format of the key: a change makes every old entry a miss */
-#define NGX_HTTP_AIGW_CACHE_VERSION     "aigw-cache-1"
+#define NGX_HTTP_AIGW_CACHE_VERSION     "aigw-cache-2"
 
-/* digests the key's walk may hold at once; a larger body is not cached */
+/* object members the key's walk may hold open at once */
 #define NGX_HTTP_AIGW_CACHE_STACK       65536
 
 /* how often a request waiting for an identical one looks again (ms) */
@@ -537,7 +537,7 @@ ngx_http_aigw_cache_cleanup(void *data)
 /*
  * SHA-256 over the key's version, the client's format and endpoint, the
  * model asked for (a route's name, or the model's after aliasing), the
- * scope, the namespace and the canonical digest of the body.
+ * scope, the namespace and its generation, and the body's canonical form.
  */
 
 static ngx_int_t
@@ -552,7 +552,6 @@ ngx_http_aigw_cache_key(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     ngx_http_aigw_cache_key_t   k;
     uint64_t                    generation;
     ngx_http_aigw_main_conf_t  *amcf;
-    u_char                      body[NGX_HTTP_AIGW_CACHE_KEY_LEN];
     u_char                      nsd[NGX_HTTP_AIGW_CACHE_KEY_LEN];
 
     static ngx_str_t  global = ngx_string("*");
@@ -589,7 +588,9 @@ ngx_http_aigw_cache_key(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
         return NGX_ERROR;
     }
 
-    n = ngx_min(ctx->body.len / 2 + 8, NGX_HTTP_AIGW_CACHE_STACK);
+    /* a member takes 4 bytes at least ("":0): room for all open at once */
+
+    n = ngx_min(ctx->body.len / 4 + 8, NGX_HTTP_AIGW_CACHE_STACK);
 
     k.stack = ngx_pnalloc(r->pool, n * NGX_HTTP_AIGW_CACHE_KEY_LEN);
     if (k.stack == NULL) {
@@ -608,21 +609,6 @@ ngx_http_aigw_cache_key(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
         }
 
         *template = (rc == NGX_OK);
-    }
-
-    rc = ngx_http_aigw_cache_key_body(&k, ctx->body.data,
-                                      ctx->body.data + ctx->body.len, body);
-
-    ngx_pfree(r->pool, k.stack);
-
-    if (rc == NGX_ERROR) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "aigw: the cache key of a scanned body failed");
-        return NGX_ERROR;
-    }
-
-    if (rc != NGX_OK) {
-        return rc;
     }
 
     ngx_str_null(&ns);
@@ -644,7 +630,10 @@ ngx_http_aigw_cache_key(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     generation = ngx_http_aigw_cache_zone_generation(amcf->cache_zone, nsd,
                                                      0);
 
-    /* each part with its length: no two tuples give the same bytes */
+    /*
+     * One SHA-256: each part with its length, so that no two tuples give
+     * the same bytes, then the body's canonical form.
+     */
 
     p = ngx_sprintf(k.scratch, NGX_HTTP_AIGW_CACHE_VERSION
                     " %uz:%V %uz:%V %uz:%V %uz:",
@@ -668,10 +657,26 @@ ngx_http_aigw_cache_key(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
 
     p = ngx_sprintf(k.scratch, " g%uL ", generation);
 
-    if (EVP_DigestUpdate(k.md_ctx, k.scratch, p - k.scratch) != 1
-        || EVP_DigestUpdate(k.md_ctx, body, sizeof(body)) != 1
-        || EVP_DigestFinal_ex(k.md_ctx, key, &len) != 1)
-    {
+    if (EVP_DigestUpdate(k.md_ctx, k.scratch, p - k.scratch) != 1) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_aigw_cache_key_walk(&k, ctx->body.data,
+                                      ctx->body.data + ctx->body.len);
+
+    ngx_pfree(r->pool, k.stack);
+
+    if (rc == NGX_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "aigw: the cache key of a scanned body failed");
+        return NGX_ERROR;
+    }
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (EVP_DigestFinal_ex(k.md_ctx, key, &len) != 1) {
         return NGX_ERROR;
     }
 

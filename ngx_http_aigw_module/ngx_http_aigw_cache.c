@@ -35,6 +35,9 @@
 /* object members the key's walk may hold open at once */
 #define NGX_HTTP_AIGW_CACHE_STACK       65536
 
+/* namespace names up to this long have their digest kept */
+#define NGX_HTTP_AIGW_CACHE_NS_MEMO     64
+
 /* how often a request waiting for an identical one looks again (ms) */
 #define NGX_HTTP_AIGW_CACHE_POLL        20
 
@@ -98,6 +101,12 @@ static ngx_str_t  ngx_http_aigw_cache_statuses[] = {
 
 
 /* fields that do not change the answer, unless aigw_cache_exclude says */
+/* the last namespace keyed and its digest, in this worker */
+static size_t  ngx_http_aigw_cache_ns_len = (size_t) -1;
+static u_char  ngx_http_aigw_cache_ns_name[NGX_HTTP_AIGW_CACHE_NS_MEMO];
+static u_char  ngx_http_aigw_cache_ns_digest[NGX_HTTP_AIGW_CACHE_KEY_LEN];
+
+
 static ngx_str_t  ngx_http_aigw_cache_exclude[] = {
     ngx_string("user"),
     ngx_string("metadata"),
@@ -552,8 +561,6 @@ ngx_http_aigw_cache_key(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     ngx_http_aigw_cache_key_t   k;
     uint64_t                    generation;
     ngx_http_aigw_main_conf_t  *amcf;
-    u_char                      nsd[NGX_HTTP_AIGW_CACHE_KEY_LEN];
-
     static ngx_str_t  global = ngx_string("*");
 
     amcf = ngx_http_get_module_main_conf(r, ngx_http_aigw_module);
@@ -581,9 +588,19 @@ ngx_http_aigw_cache_key(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
 
     /* the body's strings, then the key's parts with their lengths */
 
-    k.scratch = ngx_pnalloc(r->pool, ctx->body.len + 64
-                                     + ctx->format->name.len + ep->len
-                                     + model->len + 5 * NGX_INT64_LEN);
+    ngx_str_null(&ns);
+
+    if (alcf->cache_namespace
+        && ngx_http_complex_value(r, alcf->cache_namespace, &ns) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    k.scratch = ngx_pnalloc(r->pool, ngx_max(ctx->body.len,
+                                 sizeof(NGX_HTTP_AIGW_CACHE_VERSION)
+                                 + ctx->format->name.len + ep->len
+                                 + model->len + scope->len + ns.len
+                                 + 6 * NGX_INT64_LEN + 16));
     if (k.scratch == NULL) {
         return NGX_ERROR;
     }
@@ -611,24 +628,39 @@ ngx_http_aigw_cache_key(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
         *template = (rc == NGX_OK);
     }
 
-    ngx_str_null(&ns);
+    /*
+     * The namespace's generation: a purge makes its old keys unreachable.
+     * The digest of the last namespace is kept: it is most often the one.
+     */
 
-    if (alcf->cache_namespace
-        && ngx_http_complex_value(r, alcf->cache_namespace, &ns) != NGX_OK)
+    if (ns.len > NGX_HTTP_AIGW_CACHE_NS_MEMO
+        || ns.len != ngx_http_aigw_cache_ns_len
+        || (ns.len
+            && ngx_memcmp(ns.data, ngx_http_aigw_cache_ns_name, ns.len) != 0))
     {
-        return NGX_ERROR;
+        if (ngx_http_aigw_cache_key_digest(&k, 'g', ns.data, ns.len,
+                                           ngx_http_aigw_cache_ns_digest)
+            != NGX_OK)
+        {
+            ngx_http_aigw_cache_ns_len = (size_t) -1;
+            return NGX_ERROR;
+        }
+
+        if (ns.len <= NGX_HTTP_AIGW_CACHE_NS_MEMO) {
+            if (ns.len) {
+                ngx_memcpy(ngx_http_aigw_cache_ns_name, ns.data, ns.len);
+            }
+
+            ngx_http_aigw_cache_ns_len = ns.len;
+
+        } else {
+            ngx_http_aigw_cache_ns_len = (size_t) -1;
+        }
     }
 
-    /* the namespace's generation: a purge makes its old keys unreachable */
-
-    if (ngx_http_aigw_cache_key_digest(&k, 'g', ns.data, ns.len, nsd)
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    generation = ngx_http_aigw_cache_zone_generation(amcf->cache_zone, nsd,
-                                                     0);
+    generation = ngx_http_aigw_cache_zone_generation(amcf->cache_zone,
+                                                 ngx_http_aigw_cache_ns_digest,
+                                                 0);
 
     /*
      * One SHA-256: each part with its length, so that no two tuples give
@@ -636,28 +668,14 @@ ngx_http_aigw_cache_key(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
      */
 
     p = ngx_sprintf(k.scratch, NGX_HTTP_AIGW_CACHE_VERSION
-                    " %uz:%V %uz:%V %uz:%V %uz:",
+                    " %uz:%V %uz:%V %uz:%V %uz:%V %uz:%V g%uL ",
                     ctx->format->name.len, &ctx->format->name, ep->len, ep,
-                    model->len, model, scope->len);
+                    model->len, model, scope->len, scope, ns.len, &ns,
+                    generation);
 
     if (EVP_DigestInit_ex(k.md_ctx, k.md, NULL) != 1
-        || EVP_DigestUpdate(k.md_ctx, k.scratch, p - k.scratch) != 1
-        || EVP_DigestUpdate(k.md_ctx, scope->data, scope->len) != 1)
+        || EVP_DigestUpdate(k.md_ctx, k.scratch, p - k.scratch) != 1)
     {
-        return NGX_ERROR;
-    }
-
-    p = ngx_sprintf(k.scratch, " %uz:", ns.len);
-
-    if (EVP_DigestUpdate(k.md_ctx, k.scratch, p - k.scratch) != 1
-        || EVP_DigestUpdate(k.md_ctx, ns.data, ns.len) != 1)
-    {
-        return NGX_ERROR;
-    }
-
-    p = ngx_sprintf(k.scratch, " g%uL ", generation);
-
-    if (EVP_DigestUpdate(k.md_ctx, k.scratch, p - k.scratch) != 1) {
         return NGX_ERROR;
     }
 

@@ -42,6 +42,8 @@ static ngx_int_t ngx_http_aigw_cache_key_array(ngx_http_aigw_cache_key_t *k,
 static u_char *ngx_http_aigw_cache_key_text_block(u_char *p, u_char *last,
     ngx_uint_t depth, u_char **end);
 static u_char *ngx_http_aigw_cache_key_string(u_char *p, u_char *last);
+static u_char *ngx_http_aigw_cache_key_unescape(ngx_http_aigw_cache_key_t *k,
+    u_char *p, u_char *e, size_t *len);
 static ngx_int_t ngx_http_aigw_cache_key_number(ngx_http_aigw_cache_key_t *k,
     u_char **pp, u_char *last);
 static void ngx_http_aigw_cache_key_feed(ngx_http_aigw_cache_key_t *k,
@@ -219,6 +221,7 @@ ngx_http_aigw_cache_key_value(ngx_http_aigw_cache_key_t *k, u_char **pp,
     u_char *last, ngx_uint_t depth, ngx_uint_t content)
 {
     u_char  *p, *e, *d, *q;
+    size_t   len;
 
     p = *pp;
 
@@ -262,10 +265,8 @@ ngx_http_aigw_cache_key_value(ngx_http_aigw_cache_key_t *k, u_char **pp,
             return NGX_OK;
         }
 
-        q = ngx_http_aigw_key_mirror(k, p + 1);
-        d = ngx_http_aigw_scan_unescape(q, p + 1, e - 1);
-
-        ngx_http_aigw_cache_key_feed_string(k, q, d - q);
+        q = ngx_http_aigw_cache_key_unescape(k, p + 1, e - 1, &len);
+        ngx_http_aigw_cache_key_feed_string(k, q, len);
 
         return NGX_OK;
 
@@ -346,8 +347,7 @@ ngx_http_aigw_cache_key_object(ngx_http_aigw_cache_key_t *k, u_char **pp,
             return NGX_ERROR;
         }
 
-        d = ngx_http_aigw_key_mirror(k, p + 1);
-        len = ngx_http_aigw_scan_unescape(d, p + 1, e - 1) - d;
+        d = ngx_http_aigw_cache_key_unescape(k, p + 1, e - 1, &len);
 
         skip = 0;
 
@@ -646,19 +646,49 @@ ngx_http_aigw_cache_key_text_block(u_char *p, u_char *last, ngx_uint_t depth,
 static u_char *
 ngx_http_aigw_cache_key_string(u_char *p, u_char *last)
 {
-    for (p++; p < last; p++) {
+    u_char  *start, *q, *b;
 
-        if (*p == '\\') {
-            p++;
-            continue;
+    start = ++p;
+
+    for ( ;; ) {
+        q = memchr(p, '"', last - p);
+
+        if (q == NULL) {
+            return NULL;
         }
 
-        if (*p == '"') {
-            return p + 1;
+        /* escaped if an odd run of backslashes is before it */
+
+        for (b = q; b > start && b[-1] == '\\'; b--) {
+            /* void */
         }
+
+        if ((q - b) % 2 == 0) {
+            return q + 1;
+        }
+
+        p = q + 1;
+    }
+}
+
+
+/* the unescaped bytes of the string content [p, e): in place if it can */
+
+static u_char *
+ngx_http_aigw_cache_key_unescape(ngx_http_aigw_cache_key_t *k, u_char *p,
+    u_char *e, size_t *len)
+{
+    u_char  *d;
+
+    if (memchr(p, '\\', e - p) == NULL) {
+        *len = e - p;
+        return p;
     }
 
-    return NULL;
+    d = ngx_http_aigw_key_mirror(k, p);
+    *len = ngx_http_aigw_scan_unescape(d, p, e) - d;
+
+    return d;
 }
 
 

@@ -59,6 +59,13 @@ typedef struct {
     unsigned                      locked:1;   /* holds the entry's lock */
     unsigned                      waiting:1;
     unsigned                      overflow:1;
+
+    /* the Redis second tier (cache_redis.c) */
+    ngx_http_request_t           *request;
+    void                         *cmd;        /* a GET in flight */
+    ngx_int_t                     zone_rc;    /* the zone's answer */
+    unsigned                      asked:1;    /* Redis was asked */
+    unsigned                      redis_hit:1;
 } ngx_http_aigw_cache_req_t;
 
 
@@ -72,6 +79,13 @@ ngx_int_t ngx_http_aigw_cache_template_match(ngx_http_request_t *r,
     ngx_http_aigw_cache_key_t *k);
 static ngx_int_t ngx_http_aigw_cache_lookup(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_cache_req_t *cr);
+static ngx_int_t ngx_http_aigw_cache_result(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_cache_req_t *cr, ngx_int_t rc);
+static ngx_int_t ngx_http_aigw_cache_redis_ask(ngx_http_request_t *r,
+    ngx_http_aigw_cache_req_t *cr);
+static void ngx_http_aigw_cache_redis_answer(void *data, ngx_str_t *value,
+    ngx_uint_t stream, time_t created, time_t ttl);
+static void ngx_http_aigw_cache_resume(ngx_http_request_t *r);
 static void ngx_http_aigw_cache_wake(ngx_event_t *ev);
 static ngx_int_t ngx_http_aigw_cache_purge_handler(ngx_http_request_t *r);
 static void ngx_http_aigw_cache_cleanup(void *data);
@@ -282,8 +296,17 @@ ngx_http_aigw_cache_merge(ngx_conf_t *cf, ngx_http_aigw_loc_conf_t *prev,
     ngx_conf_merge_value(conf->cache_lock, prev->cache_lock, 1);
     ngx_conf_merge_msec_value(conf->cache_lock_timeout,
                               prev->cache_lock_timeout, 5000);
+    ngx_conf_merge_value(conf->cache_redis, prev->cache_redis, 0);
 
     amcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_aigw_module);
+
+    if (conf->cache_redis
+        && ngx_http_aigw_cache_redis_init(cf, &amcf->cache_redis,
+                                          amcf->redis)
+           != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
 
     if (conf->cache && amcf->cache_zone == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -322,8 +345,20 @@ ngx_http_aigw_cache_handler(ngx_http_request_t *r)
     cr = ctx->cache;
 
     if (cr) {
+        if (cr->waiting) {
+            return NGX_DONE;
+        }
+
+        if (cr->asked) {
+            /* resumed: Redis answered, or did not in time */
+            return ngx_http_aigw_cache_result(r, ctx, cr,
+                                              cr->redis_hit
+                                              ? NGX_HTTP_AIGW_CACHE_FOUND
+                                              : cr->zone_rc);
+        }
+
         /* resumed: the wait for an identical request is over */
-        return cr->waiting ? NGX_DONE : ngx_http_aigw_cache_lookup(r, ctx, cr);
+        return ngx_http_aigw_cache_lookup(r, ctx, cr);
     }
 
     if (ctx->endpoint != NGX_HTTP_AIGW_EP_CHAT
@@ -395,17 +430,14 @@ static ngx_int_t
 ngx_http_aigw_cache_lookup(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     ngx_http_aigw_cache_req_t *cr)
 {
-    time_t                           lock;
-    ngx_int_t                        rc;
-    ngx_str_t                        other;
-    ngx_pool_cleanup_t              *cln;
-    ngx_http_aigw_loc_conf_t        *alcf;
-    ngx_http_aigw_main_conf_t       *amcf;
-    ngx_http_aigw_cache_counters_t  *cnt;
+    time_t                      lock;
+    ngx_int_t                   rc;
+    ngx_pool_cleanup_t         *cln;
+    ngx_http_aigw_loc_conf_t   *alcf;
+    ngx_http_aigw_main_conf_t  *amcf;
 
     alcf = ngx_http_get_module_loc_conf(r, ngx_http_aigw_module);
     amcf = ngx_http_get_module_main_conf(r, ngx_http_aigw_module);
-    cnt = ngx_http_aigw_cache_zone_counters(amcf->cache_zone);
 
     lock = 0;
 
@@ -461,6 +493,39 @@ ngx_http_aigw_cache_lookup(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
 
     cr->locked = cr->entry.locked;
 
+    if (rc != NGX_HTTP_AIGW_CACHE_FOUND && alcf->cache_redis && !cr->asked) {
+        cr->zone_rc = rc;
+
+        rc = ngx_http_aigw_cache_redis_ask(r, cr);
+
+        if (rc == NGX_ERROR) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (rc == NGX_OK) {
+            return NGX_DONE;
+        }
+
+        rc = cr->zone_rc;
+    }
+
+    return ngx_http_aigw_cache_result(r, ctx, cr, rc);
+}
+
+
+/* a hit is replayed (in the client's mode), a miss goes on */
+
+static ngx_int_t
+ngx_http_aigw_cache_result(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
+    ngx_http_aigw_cache_req_t *cr, ngx_int_t rc)
+{
+    ngx_str_t                        other;
+    ngx_http_aigw_main_conf_t       *amcf;
+    ngx_http_aigw_cache_counters_t  *cnt;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_aigw_module);
+    cnt = ngx_http_aigw_cache_zone_counters(amcf->cache_zone);
+
     if (rc == NGX_HTTP_AIGW_CACHE_FOUND
         && cr->entry.stream != (ngx_uint_t) ctx->stream)
     {
@@ -505,22 +570,106 @@ ngx_http_aigw_cache_lookup(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
 }
 
 
-/* the poll's timer: the phases go on where the step waited */
+/*
+ * A zone miss asks Redis: the step waits (NGX_DONE) for the answer or
+ * for aigw_redis's timeout, whichever comes first.  NGX_DECLINED: Redis
+ * cannot be asked now, the miss stands.
+ */
+
+static ngx_int_t
+ngx_http_aigw_cache_redis_ask(ngx_http_request_t *r,
+    ngx_http_aigw_cache_req_t *cr)
+{
+    ngx_int_t                   rc;
+    ngx_pool_cleanup_t         *cln;
+    ngx_http_aigw_main_conf_t  *amcf;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_aigw_module);
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    cr->asked = 1;
+    cr->request = r;
+
+    rc = ngx_http_aigw_cache_redis_get(amcf->cache_redis, cr->key, r->pool,
+                                       ngx_http_aigw_cache_redis_answer, cr,
+                                       r->connection->log, &cr->cmd);
+    if (rc != NGX_OK) {
+        cr->cmd = NULL;
+        return rc;
+    }
+
+    /* a request gone first cancels the command (cache_cleanup) */
+    cln->handler = ngx_http_aigw_cache_cleanup;
+    cln->data = cr;
+
+    cr->waiting = 1;
+    r->main->count++;
+
+    return NGX_OK;
+}
+
+
+/* Redis's answer: a hit fills the zone, then the phases go on */
 
 static void
-ngx_http_aigw_cache_wake(ngx_event_t *ev)
+ngx_http_aigw_cache_redis_answer(void *data, ngx_str_t *value,
+    ngx_uint_t stream, time_t created, time_t ttl)
 {
-    ngx_connection_t           *c;
+    ngx_http_aigw_cache_req_t *cr = data;
+
+    time_t                      age;
     ngx_http_request_t         *r;
-    ngx_http_aigw_ctx_t        *ctx;
-    ngx_http_aigw_cache_req_t  *cr;
+    ngx_http_aigw_main_conf_t  *amcf;
 
-    r = ev->data;
-    c = r->connection;
-    ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
-    cr = ctx->cache;
-
+    r = cr->request;
+    cr->cmd = NULL;
     cr->waiting = 0;
+
+    if (value) {
+        age = ngx_time() - created;
+
+        if (cr->max_age >= 0 && age > cr->max_age) {
+            /* too old for this client: the miss stands, its answer stores */
+            cr->zone_rc = NGX_HTTP_AIGW_CACHE_EXPIRED;
+
+        } else {
+            cr->entry.data.data = ngx_pnalloc(r->pool, value->len);
+
+            if (cr->entry.data.data) {
+                ngx_memcpy(cr->entry.data.data, value->data, value->len);
+                cr->entry.data.len = value->len;
+                cr->entry.stream = stream;
+                cr->entry.created = ngx_min(created, ngx_time());
+                cr->redis_hit = 1;
+
+                amcf = ngx_http_get_module_main_conf(r, ngx_http_aigw_module);
+
+                if (ngx_http_aigw_cache_zone_put(amcf->cache_zone, cr->key,
+                                                 value->data, value->len,
+                                                 stream, ttl,
+                                                 r->connection->log)
+                    == NGX_OK)
+                {
+                    cr->locked = 0;
+                }
+            }
+        }
+    }
+
+    ngx_http_aigw_cache_resume(r);
+}
+
+
+static void
+ngx_http_aigw_cache_resume(ngx_http_request_t *r)
+{
+    ngx_connection_t  *c;
+
+    c = r->connection;
 
     r->write_event_handler = ngx_http_core_run_phases;
     ngx_http_core_run_phases(r);
@@ -532,6 +681,25 @@ ngx_http_aigw_cache_wake(ngx_event_t *ev)
 }
 
 
+/* the poll's timer: the phases go on where the step waited */
+
+static void
+ngx_http_aigw_cache_wake(ngx_event_t *ev)
+{
+    ngx_http_request_t         *r;
+    ngx_http_aigw_ctx_t        *ctx;
+    ngx_http_aigw_cache_req_t  *cr;
+
+    r = ev->data;
+    ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
+    cr = ctx->cache;
+
+    cr->waiting = 0;
+
+    ngx_http_aigw_cache_resume(r);
+}
+
+
 static void
 ngx_http_aigw_cache_cleanup(void *data)
 {
@@ -539,6 +707,11 @@ ngx_http_aigw_cache_cleanup(void *data)
 
     if (cr->wait.timer_set) {
         ngx_del_timer(&cr->wait);
+    }
+
+    if (cr->cmd) {
+        ngx_http_aigw_redis_cancel(cr->cmd);
+        cr->cmd = NULL;
     }
 }
 
@@ -1033,6 +1206,12 @@ ngx_http_aigw_cache_put(ngx_http_request_t *r, ngx_http_aigw_cache_req_t *cr,
 
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "aigw: answer of %uz bytes cached", len);
+    }
+
+    if (alcf->cache_redis) {
+        ngx_http_aigw_cache_redis_put(amcf->cache_redis, cr->key, data, len,
+                                      stream, alcf->cache_ttl,
+                                      r->connection->log);
     }
 }
 

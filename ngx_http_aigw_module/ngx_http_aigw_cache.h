@@ -118,4 +118,22 @@ ngx_http_aigw_cache_counters_t *ngx_http_aigw_cache_zone_counters(
     ngx_shm_zone_t *zone);
 
 
+/*
+ * The second tier (cache_redis.c): an entry's answer, its mode, when it
+ * was stored and its TTL left; value NULL for a miss or an error.
+ */
+typedef void (*ngx_http_aigw_cache_redis_get_pt)(void *data,
+    ngx_str_t *value, ngx_uint_t stream, time_t created, time_t ttl);
+
+struct ngx_http_aigw_redis_s;
+
+char *ngx_http_aigw_cache_redis_init(ngx_conf_t *cf, void **field,
+    struct ngx_http_aigw_redis_s *redis);
+ngx_int_t ngx_http_aigw_cache_redis_get(void *conf, u_char *key,
+    ngx_pool_t *pool, ngx_http_aigw_cache_redis_get_pt handler, void *data,
+    ngx_log_t *log, void **cmd);
+void ngx_http_aigw_cache_redis_put(void *conf, u_char *key, u_char *data,
+    size_t len, ngx_uint_t stream, time_t ttl, ngx_log_t *log);
+
+
 #endif /* _NGX_HTTP_AIGW_CACHE_H_INCLUDED_ */

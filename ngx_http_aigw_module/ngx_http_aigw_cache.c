@@ -782,7 +782,7 @@ ngx_http_aigw_cache_key(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
 
     n = ngx_min(ctx->body.len / 4 + 8, NGX_HTTP_AIGW_CACHE_STACK);
 
-    k.stack = ngx_pnalloc(r->pool, n * NGX_HTTP_AIGW_CACHE_KEY_LEN);
+    k.stack = ngx_palloc(r->pool, n * NGX_HTTP_AIGW_CACHE_KEY_LEN);
     if (k.stack == NULL) {
         return NGX_ERROR;
     }

@@ -176,7 +176,7 @@ bench_pick_port() {
     busy=" $(bench_listening_ports | tr '\n' ' ') "
 
     for i in $(seq 1 200); do
-        p=$((25100 + RANDOM % 100))
+        p=$((20000 + RANDOM % 12000))
 
         case "$busy$BENCH_PORTS" in
             *" $p "*) continue ;;

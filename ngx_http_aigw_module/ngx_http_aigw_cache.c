@@ -30,10 +30,13 @@
 #define NGX_HTTP_AIGW_CACHE_S_TEMPLATE  5   /* a hit by a template */
 
 /* the format of the key: a change makes every old entry a miss */
-#define NGX_HTTP_AIGW_CACHE_VERSION     "aigw-cache-1"
+#define NGX_HTTP_AIGW_CACHE_VERSION     "aigw-cache-2"
 
-/* digests the key's walk may hold at once; a larger body is not cached */
+/* object members the key's walk may hold open at once */
 #define NGX_HTTP_AIGW_CACHE_STACK       65536
+
+/* namespace names up to this long have their digest kept */
+#define NGX_HTTP_AIGW_CACHE_NS_MEMO     64
 
 /* how often a request waiting for an identical one looks again (ms) */
 #define NGX_HTTP_AIGW_CACHE_POLL        20
@@ -56,6 +59,13 @@ typedef struct {
     unsigned                      locked:1;   /* holds the entry's lock */
     unsigned                      waiting:1;
     unsigned                      overflow:1;
+
+    /* the Redis second tier (cache_redis.c) */
+    ngx_http_request_t           *request;
+    void                         *cmd;        /* a GET in flight */
+    ngx_int_t                     zone_rc;    /* the zone's answer */
+    unsigned                      asked:1;    /* Redis was asked */
+    unsigned                      redis_hit:1;
 } ngx_http_aigw_cache_req_t;
 
 
@@ -69,6 +79,13 @@ ngx_int_t ngx_http_aigw_cache_template_match(ngx_http_request_t *r,
     ngx_http_aigw_cache_key_t *k);
 static ngx_int_t ngx_http_aigw_cache_lookup(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_cache_req_t *cr);
+static ngx_int_t ngx_http_aigw_cache_result(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_cache_req_t *cr, ngx_int_t rc);
+static ngx_int_t ngx_http_aigw_cache_redis_ask(ngx_http_request_t *r,
+    ngx_http_aigw_cache_req_t *cr);
+static void ngx_http_aigw_cache_redis_answer(void *data, ngx_str_t *value,
+    ngx_uint_t stream, time_t created, time_t ttl);
+static void ngx_http_aigw_cache_resume(ngx_http_request_t *r);
 static void ngx_http_aigw_cache_wake(ngx_event_t *ev);
 static ngx_int_t ngx_http_aigw_cache_purge_handler(ngx_http_request_t *r);
 static void ngx_http_aigw_cache_cleanup(void *data);
@@ -98,6 +115,12 @@ static ngx_str_t  ngx_http_aigw_cache_statuses[] = {
 
 
 /* fields that do not change the answer, unless aigw_cache_exclude says */
+/* the last namespace keyed and its digest, in this worker */
+static size_t  ngx_http_aigw_cache_ns_len = (size_t) -1;
+static u_char  ngx_http_aigw_cache_ns_name[NGX_HTTP_AIGW_CACHE_NS_MEMO];
+static u_char  ngx_http_aigw_cache_ns_digest[NGX_HTTP_AIGW_CACHE_KEY_LEN];
+
+
 static ngx_str_t  ngx_http_aigw_cache_exclude[] = {
     ngx_string("user"),
     ngx_string("metadata"),
@@ -273,8 +296,17 @@ ngx_http_aigw_cache_merge(ngx_conf_t *cf, ngx_http_aigw_loc_conf_t *prev,
     ngx_conf_merge_value(conf->cache_lock, prev->cache_lock, 1);
     ngx_conf_merge_msec_value(conf->cache_lock_timeout,
                               prev->cache_lock_timeout, 5000);
+    ngx_conf_merge_value(conf->cache_redis, prev->cache_redis, 0);
 
     amcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_aigw_module);
+
+    if (conf->cache_redis
+        && ngx_http_aigw_cache_redis_init(cf, &amcf->cache_redis,
+                                          amcf->redis)
+           != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
 
     if (conf->cache && amcf->cache_zone == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -313,8 +345,20 @@ ngx_http_aigw_cache_handler(ngx_http_request_t *r)
     cr = ctx->cache;
 
     if (cr) {
+        if (cr->waiting) {
+            return NGX_DONE;
+        }
+
+        if (cr->asked) {
+            /* resumed: Redis answered, or did not in time */
+            return ngx_http_aigw_cache_result(r, ctx, cr,
+                                              cr->redis_hit
+                                              ? NGX_HTTP_AIGW_CACHE_FOUND
+                                              : cr->zone_rc);
+        }
+
         /* resumed: the wait for an identical request is over */
-        return cr->waiting ? NGX_DONE : ngx_http_aigw_cache_lookup(r, ctx, cr);
+        return ngx_http_aigw_cache_lookup(r, ctx, cr);
     }
 
     if (ctx->endpoint != NGX_HTTP_AIGW_EP_CHAT
@@ -386,17 +430,14 @@ static ngx_int_t
 ngx_http_aigw_cache_lookup(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     ngx_http_aigw_cache_req_t *cr)
 {
-    time_t                           lock;
-    ngx_int_t                        rc;
-    ngx_str_t                        other;
-    ngx_pool_cleanup_t              *cln;
-    ngx_http_aigw_loc_conf_t        *alcf;
-    ngx_http_aigw_main_conf_t       *amcf;
-    ngx_http_aigw_cache_counters_t  *cnt;
+    time_t                      lock;
+    ngx_int_t                   rc;
+    ngx_pool_cleanup_t         *cln;
+    ngx_http_aigw_loc_conf_t   *alcf;
+    ngx_http_aigw_main_conf_t  *amcf;
 
     alcf = ngx_http_get_module_loc_conf(r, ngx_http_aigw_module);
     amcf = ngx_http_get_module_main_conf(r, ngx_http_aigw_module);
-    cnt = ngx_http_aigw_cache_zone_counters(amcf->cache_zone);
 
     lock = 0;
 
@@ -452,6 +493,39 @@ ngx_http_aigw_cache_lookup(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
 
     cr->locked = cr->entry.locked;
 
+    if (rc != NGX_HTTP_AIGW_CACHE_FOUND && alcf->cache_redis && !cr->asked) {
+        cr->zone_rc = rc;
+
+        rc = ngx_http_aigw_cache_redis_ask(r, cr);
+
+        if (rc == NGX_ERROR) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (rc == NGX_OK) {
+            return NGX_DONE;
+        }
+
+        rc = cr->zone_rc;
+    }
+
+    return ngx_http_aigw_cache_result(r, ctx, cr, rc);
+}
+
+
+/* a hit is replayed (in the client's mode), a miss goes on */
+
+static ngx_int_t
+ngx_http_aigw_cache_result(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
+    ngx_http_aigw_cache_req_t *cr, ngx_int_t rc)
+{
+    ngx_str_t                        other;
+    ngx_http_aigw_main_conf_t       *amcf;
+    ngx_http_aigw_cache_counters_t  *cnt;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_aigw_module);
+    cnt = ngx_http_aigw_cache_zone_counters(amcf->cache_zone);
+
     if (rc == NGX_HTTP_AIGW_CACHE_FOUND
         && cr->entry.stream != (ngx_uint_t) ctx->stream)
     {
@@ -496,22 +570,106 @@ ngx_http_aigw_cache_lookup(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
 }
 
 
-/* the poll's timer: the phases go on where the step waited */
+/*
+ * A zone miss asks Redis: the step waits (NGX_DONE) for the answer or
+ * for aigw_redis's timeout, whichever comes first.  NGX_DECLINED: Redis
+ * cannot be asked now, the miss stands.
+ */
+
+static ngx_int_t
+ngx_http_aigw_cache_redis_ask(ngx_http_request_t *r,
+    ngx_http_aigw_cache_req_t *cr)
+{
+    ngx_int_t                   rc;
+    ngx_pool_cleanup_t         *cln;
+    ngx_http_aigw_main_conf_t  *amcf;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_aigw_module);
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    cr->asked = 1;
+    cr->request = r;
+
+    rc = ngx_http_aigw_cache_redis_get(amcf->cache_redis, cr->key, r->pool,
+                                       ngx_http_aigw_cache_redis_answer, cr,
+                                       r->connection->log, &cr->cmd);
+    if (rc != NGX_OK) {
+        cr->cmd = NULL;
+        return rc;
+    }
+
+    /* a request gone first cancels the command (cache_cleanup) */
+    cln->handler = ngx_http_aigw_cache_cleanup;
+    cln->data = cr;
+
+    cr->waiting = 1;
+    r->main->count++;
+
+    return NGX_OK;
+}
+
+
+/* Redis's answer: a hit fills the zone, then the phases go on */
 
 static void
-ngx_http_aigw_cache_wake(ngx_event_t *ev)
+ngx_http_aigw_cache_redis_answer(void *data, ngx_str_t *value,
+    ngx_uint_t stream, time_t created, time_t ttl)
 {
-    ngx_connection_t           *c;
+    ngx_http_aigw_cache_req_t *cr = data;
+
+    time_t                      age;
     ngx_http_request_t         *r;
-    ngx_http_aigw_ctx_t        *ctx;
-    ngx_http_aigw_cache_req_t  *cr;
+    ngx_http_aigw_main_conf_t  *amcf;
 
-    r = ev->data;
-    c = r->connection;
-    ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
-    cr = ctx->cache;
-
+    r = cr->request;
+    cr->cmd = NULL;
     cr->waiting = 0;
+
+    if (value) {
+        age = ngx_time() - created;
+
+        if (cr->max_age >= 0 && age > cr->max_age) {
+            /* too old for this client: the miss stands, its answer stores */
+            cr->zone_rc = NGX_HTTP_AIGW_CACHE_EXPIRED;
+
+        } else {
+            cr->entry.data.data = ngx_pnalloc(r->pool, value->len);
+
+            if (cr->entry.data.data) {
+                ngx_memcpy(cr->entry.data.data, value->data, value->len);
+                cr->entry.data.len = value->len;
+                cr->entry.stream = stream;
+                cr->entry.created = ngx_min(created, ngx_time());
+                cr->redis_hit = 1;
+
+                amcf = ngx_http_get_module_main_conf(r, ngx_http_aigw_module);
+
+                if (ngx_http_aigw_cache_zone_put(amcf->cache_zone, cr->key,
+                                                 value->data, value->len,
+                                                 stream, ttl,
+                                                 r->connection->log)
+                    == NGX_OK)
+                {
+                    cr->locked = 0;
+                }
+            }
+        }
+    }
+
+    ngx_http_aigw_cache_resume(r);
+}
+
+
+static void
+ngx_http_aigw_cache_resume(ngx_http_request_t *r)
+{
+    ngx_connection_t  *c;
+
+    c = r->connection;
 
     r->write_event_handler = ngx_http_core_run_phases;
     ngx_http_core_run_phases(r);
@@ -523,6 +681,25 @@ ngx_http_aigw_cache_wake(ngx_event_t *ev)
 }
 
 
+/* the poll's timer: the phases go on where the step waited */
+
+static void
+ngx_http_aigw_cache_wake(ngx_event_t *ev)
+{
+    ngx_http_request_t         *r;
+    ngx_http_aigw_ctx_t        *ctx;
+    ngx_http_aigw_cache_req_t  *cr;
+
+    r = ev->data;
+    ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
+    cr = ctx->cache;
+
+    cr->waiting = 0;
+
+    ngx_http_aigw_cache_resume(r);
+}
+
+
 static void
 ngx_http_aigw_cache_cleanup(void *data)
 {
@@ -531,13 +708,18 @@ ngx_http_aigw_cache_cleanup(void *data)
     if (cr->wait.timer_set) {
         ngx_del_timer(&cr->wait);
     }
+
+    if (cr->cmd) {
+        ngx_http_aigw_redis_cancel(cr->cmd);
+        cr->cmd = NULL;
+    }
 }
 
 
 /*
  * SHA-256 over the key's version, the client's format and endpoint, the
  * model asked for (a route's name, or the model's after aliasing), the
- * scope, the namespace and the canonical digest of the body.
+ * scope, the namespace and its generation, and the body's canonical form.
  */
 
 static ngx_int_t
@@ -552,9 +734,6 @@ ngx_http_aigw_cache_key(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     ngx_http_aigw_cache_key_t   k;
     uint64_t                    generation;
     ngx_http_aigw_main_conf_t  *amcf;
-    u_char                      body[NGX_HTTP_AIGW_CACHE_KEY_LEN];
-    u_char                      nsd[NGX_HTTP_AIGW_CACHE_KEY_LEN];
-
     static ngx_str_t  global = ngx_string("*");
 
     amcf = ngx_http_get_module_main_conf(r, ngx_http_aigw_module);
@@ -582,16 +761,28 @@ ngx_http_aigw_cache_key(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
 
     /* the body's strings, then the key's parts with their lengths */
 
-    k.scratch = ngx_pnalloc(r->pool, ctx->body.len + 64
-                                     + ctx->format->name.len + ep->len
-                                     + model->len + 5 * NGX_INT64_LEN);
+    ngx_str_null(&ns);
+
+    if (alcf->cache_namespace
+        && ngx_http_complex_value(r, alcf->cache_namespace, &ns) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    k.scratch = ngx_pnalloc(r->pool, ngx_max(ctx->body.len,
+                                 sizeof(NGX_HTTP_AIGW_CACHE_VERSION)
+                                 + ctx->format->name.len + ep->len
+                                 + model->len + scope->len + ns.len
+                                 + 6 * NGX_INT64_LEN + 16));
     if (k.scratch == NULL) {
         return NGX_ERROR;
     }
 
-    n = ngx_min(ctx->body.len / 2 + 8, NGX_HTTP_AIGW_CACHE_STACK);
+    /* a member takes 4 bytes at least ("":0): room for all open at once */
 
-    k.stack = ngx_pnalloc(r->pool, n * NGX_HTTP_AIGW_CACHE_KEY_LEN);
+    n = ngx_min(ctx->body.len / 4 + 8, NGX_HTTP_AIGW_CACHE_STACK);
+
+    k.stack = ngx_palloc(r->pool, n * NGX_HTTP_AIGW_CACHE_KEY_LEN);
     if (k.stack == NULL) {
         return NGX_ERROR;
     }
@@ -610,8 +801,59 @@ ngx_http_aigw_cache_key(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
         *template = (rc == NGX_OK);
     }
 
-    rc = ngx_http_aigw_cache_key_body(&k, ctx->body.data,
-                                      ctx->body.data + ctx->body.len, body);
+    /*
+     * The namespace's generation: a purge makes its old keys unreachable.
+     * The digest of the last namespace is kept: it is most often the one.
+     */
+
+    if (ns.len > NGX_HTTP_AIGW_CACHE_NS_MEMO
+        || ns.len != ngx_http_aigw_cache_ns_len
+        || (ns.len
+            && ngx_memcmp(ns.data, ngx_http_aigw_cache_ns_name, ns.len) != 0))
+    {
+        if (ngx_http_aigw_cache_key_digest(&k, 'g', ns.data, ns.len,
+                                           ngx_http_aigw_cache_ns_digest)
+            != NGX_OK)
+        {
+            ngx_http_aigw_cache_ns_len = (size_t) -1;
+            return NGX_ERROR;
+        }
+
+        if (ns.len <= NGX_HTTP_AIGW_CACHE_NS_MEMO) {
+            if (ns.len) {
+                ngx_memcpy(ngx_http_aigw_cache_ns_name, ns.data, ns.len);
+            }
+
+            ngx_http_aigw_cache_ns_len = ns.len;
+
+        } else {
+            ngx_http_aigw_cache_ns_len = (size_t) -1;
+        }
+    }
+
+    generation = ngx_http_aigw_cache_zone_generation(amcf->cache_zone,
+                                                 ngx_http_aigw_cache_ns_digest,
+                                                 0);
+
+    /*
+     * One SHA-256: each part with its length, so that no two tuples give
+     * the same bytes, then the body's canonical form.
+     */
+
+    p = ngx_sprintf(k.scratch, NGX_HTTP_AIGW_CACHE_VERSION
+                    " %uz:%V %uz:%V %uz:%V %uz:%V %uz:%V g%uL ",
+                    ctx->format->name.len, &ctx->format->name, ep->len, ep,
+                    model->len, model, scope->len, scope, ns.len, &ns,
+                    generation);
+
+    if (EVP_DigestInit_ex(k.md_ctx, k.md, NULL) != 1
+        || EVP_DigestUpdate(k.md_ctx, k.scratch, p - k.scratch) != 1)
+    {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_aigw_cache_key_walk(&k, ctx->body.data,
+                                      ctx->body.data + ctx->body.len);
 
     ngx_pfree(r->pool, k.stack);
 
@@ -625,53 +867,7 @@ ngx_http_aigw_cache_key(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
         return rc;
     }
 
-    ngx_str_null(&ns);
-
-    if (alcf->cache_namespace
-        && ngx_http_complex_value(r, alcf->cache_namespace, &ns) != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    /* the namespace's generation: a purge makes its old keys unreachable */
-
-    if (ngx_http_aigw_cache_key_digest(&k, 'g', ns.data, ns.len, nsd)
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    generation = ngx_http_aigw_cache_zone_generation(amcf->cache_zone, nsd,
-                                                     0);
-
-    /* each part with its length: no two tuples give the same bytes */
-
-    p = ngx_sprintf(k.scratch, NGX_HTTP_AIGW_CACHE_VERSION
-                    " %uz:%V %uz:%V %uz:%V %uz:",
-                    ctx->format->name.len, &ctx->format->name, ep->len, ep,
-                    model->len, model, scope->len);
-
-    if (EVP_DigestInit_ex(k.md_ctx, k.md, NULL) != 1
-        || EVP_DigestUpdate(k.md_ctx, k.scratch, p - k.scratch) != 1
-        || EVP_DigestUpdate(k.md_ctx, scope->data, scope->len) != 1)
-    {
-        return NGX_ERROR;
-    }
-
-    p = ngx_sprintf(k.scratch, " %uz:", ns.len);
-
-    if (EVP_DigestUpdate(k.md_ctx, k.scratch, p - k.scratch) != 1
-        || EVP_DigestUpdate(k.md_ctx, ns.data, ns.len) != 1)
-    {
-        return NGX_ERROR;
-    }
-
-    p = ngx_sprintf(k.scratch, " g%uL ", generation);
-
-    if (EVP_DigestUpdate(k.md_ctx, k.scratch, p - k.scratch) != 1
-        || EVP_DigestUpdate(k.md_ctx, body, sizeof(body)) != 1
-        || EVP_DigestFinal_ex(k.md_ctx, key, &len) != 1)
-    {
+    if (EVP_DigestFinal_ex(k.md_ctx, key, &len) != 1) {
         return NGX_ERROR;
     }
 
@@ -1010,6 +1206,12 @@ ngx_http_aigw_cache_put(ngx_http_request_t *r, ngx_http_aigw_cache_req_t *cr,
 
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "aigw: answer of %uz bytes cached", len);
+    }
+
+    if (alcf->cache_redis) {
+        ngx_http_aigw_cache_redis_put(amcf->cache_redis, cr->key, data, len,
+                                      stream, alcf->cache_ttl,
+                                      r->connection->log);
     }
 }
 

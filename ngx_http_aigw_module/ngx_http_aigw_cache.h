@@ -19,19 +19,24 @@
 #define NGX_HTTP_AIGW_CACHE_NS         256     /* namespaces purged */
 
 
+#define NGX_HTTP_AIGW_CACHE_BUF        256     /* bytes fed at once */
+
+
 /*
- * The canonical digest of a request body (cache_key.c): a bounded walk
- * over JSON the scan has validated, without a tree.  Every value has a
- * digest: a string's over its unescaped bytes, a number's over its
- * normalized form (1, 1.0, 10e-1 are one number), an array's over its
- * elements' in order, an object's over its pairs' digests sorted, so
- * that the order of keys does not count.  A "content" or "system" that
- * is one text block ([{"type":"text","text":"x"}]) has the digest of
- * the string "x".  Top-level keys in exclude are left out.
+ * The canonical key of a request body (cache_key.c): a bounded walk over
+ * JSON the scan has validated, without a tree, that feeds one SHA-256 a
+ * canonical byte form of the body: strings unescaped, numbers normalized
+ * (1, 1.0, 10e-1 are one number), object members sorted by key, so that
+ * the order of keys does not count, every value length-prefixed or
+ * delimited, so that the form reads one way only.  A "content" or
+ * "system" that is one text block ([{"type":"text","text":"x"}]) is the
+ * string "x".  Top-level keys in exclude are left out.
  *
- * The caller gives a scratch buffer of at least body length + 64 bytes
- * and a stack of digests; a body with more values open at once than the
- * stack holds, or nested deeper than NGX_HTTP_AIGW_CACHE_DEPTH, is
+ * The caller gives a scratch buffer of at least the body's length (the
+ * unescaped strings go as far into it as they are into the body) and a
+ * stack of size * 32 bytes for the members of the objects open at once.
+ * A body with more members open than the stack holds, nested deeper than
+ * NGX_HTTP_AIGW_CACHE_DEPTH, or with a key twice in one object is
  * NGX_DECLINED (not cached); invalid JSON is NGX_ERROR.
  */
 
@@ -40,21 +45,30 @@ typedef struct {
     const EVP_MD               *md;
 
     u_char                     *scratch;
-    u_char                     *stack;     /* size digests */
+    u_char                     *stack;     /* size * 32 bytes */
     ngx_uint_t                  size;
     ngx_uint_t                  n;
 
     ngx_str_t                  *exclude;   /* top-level keys */
     ngx_uint_t                  nexclude;
 
-    /* a string (its opening quote) whose digest is subst_digest */
+    /* a string (its opening quote) keyed as the digest subst_digest */
     u_char                     *subst;
     u_char                      subst_digest[NGX_HTTP_AIGW_CACHE_KEY_LEN];
+
+    u_char                     *start;     /* the body */
+    size_t                      blen;
+    ngx_uint_t                  failed;
+    u_char                      buf[NGX_HTTP_AIGW_CACHE_BUF];
 } ngx_http_aigw_cache_key_t;
 
 
+/* the body's digest: its own SHA-256 */
 ngx_int_t ngx_http_aigw_cache_key_body(ngx_http_aigw_cache_key_t *k,
     u_char *p, u_char *last, u_char *out);
+/* the body's canonical form fed to k->md_ctx, initialized by the caller */
+ngx_int_t ngx_http_aigw_cache_key_walk(ngx_http_aigw_cache_key_t *k,
+    u_char *p, u_char *last);
 ngx_int_t ngx_http_aigw_cache_key_digest(ngx_http_aigw_cache_key_t *k,
     u_char tag, u_char *p, size_t len, u_char *out);
 
@@ -102,6 +116,24 @@ uint64_t ngx_http_aigw_cache_zone_generation(ngx_shm_zone_t *zone,
     u_char *name, ngx_uint_t bump);
 ngx_http_aigw_cache_counters_t *ngx_http_aigw_cache_zone_counters(
     ngx_shm_zone_t *zone);
+
+
+/*
+ * The second tier (cache_redis.c): an entry's answer, its mode, when it
+ * was stored and its TTL left; value NULL for a miss or an error.
+ */
+typedef void (*ngx_http_aigw_cache_redis_get_pt)(void *data,
+    ngx_str_t *value, ngx_uint_t stream, time_t created, time_t ttl);
+
+struct ngx_http_aigw_redis_s;
+
+char *ngx_http_aigw_cache_redis_init(ngx_conf_t *cf, void **field,
+    struct ngx_http_aigw_redis_s *redis);
+ngx_int_t ngx_http_aigw_cache_redis_get(void *conf, u_char *key,
+    ngx_pool_t *pool, ngx_http_aigw_cache_redis_get_pt handler, void *data,
+    ngx_log_t *log, void **cmd);
+void ngx_http_aigw_cache_redis_put(void *conf, u_char *key, u_char *data,
+    size_t len, ngx_uint_t stream, time_t ttl, ngx_log_t *log);
 
 
 #endif /* _NGX_HTTP_AIGW_CACHE_H_INCLUDED_ */

@@ -1,4 +1,3 @@
-
 /*
  * Copyright (C) aigw authors
  */
@@ -11,32 +10,59 @@
 #include "ngx_http_aigw_cache.h"
 
 
-#define NGX_HTTP_AIGW_KEY_DLEN  NGX_HTTP_AIGW_CACHE_KEY_LEN
+/*
+ * The canonical form fed to the one SHA-256, each value prefix-free so
+ * that a sequence of them reads one way only:
+ *
+ *     string   's' length (7 bits a byte, low first) unescaped bytes
+ *     template 'D' the template's 32-byte digest
+ *     number   'n' [-] significant digits 'e' [-] exponent ';'
+ *              ('N' the number as written ';' past nine exponent digits)
+ *     literal  't', 'f', 'z' (null)
+ *     array    '[' values ']'
+ *     object   '{' (key as a string, value) sorted by key '}'
+ */
 
 
-/* what a value's walk says of it besides its digest */
+/* a member of an open object: its key unescaped, its value's bytes */
 typedef struct {
-    u_char                      text[NGX_HTTP_AIGW_KEY_DLEN];
-    unsigned                    string:1;
-    unsigned                    is_text:1;   /* the string "text" */
-    unsigned                    has_text:1;  /* one text block */
-} ngx_http_aigw_key_info_t;
+    u_char                     *key;
+    size_t                      len;
+    u_char                     *value;
+    u_char                     *end;
+} ngx_http_aigw_key_member_t;
 
 
 static ngx_int_t ngx_http_aigw_cache_key_value(ngx_http_aigw_cache_key_t *k,
-    u_char **pp, u_char *last, ngx_uint_t depth, u_char *out,
-    ngx_http_aigw_key_info_t *info);
+    u_char **pp, u_char *last, ngx_uint_t depth, ngx_uint_t content);
 static ngx_int_t ngx_http_aigw_cache_key_object(ngx_http_aigw_cache_key_t *k,
-    u_char **pp, u_char *last, ngx_uint_t depth, u_char *out,
-    ngx_http_aigw_key_info_t *info);
+    u_char **pp, u_char *last, ngx_uint_t depth);
 static ngx_int_t ngx_http_aigw_cache_key_array(ngx_http_aigw_cache_key_t *k,
-    u_char **pp, u_char *last, ngx_uint_t depth, u_char *out,
-    ngx_http_aigw_key_info_t *info);
+    u_char **pp, u_char *last, ngx_uint_t depth);
+static u_char *ngx_http_aigw_cache_key_text_block(u_char *p, u_char *last,
+    ngx_uint_t depth, u_char **end);
 static u_char *ngx_http_aigw_cache_key_string(u_char *p, u_char *last);
+static u_char *ngx_http_aigw_cache_key_unescape(ngx_http_aigw_cache_key_t *k,
+    u_char *p, u_char *e, size_t *len);
 static ngx_int_t ngx_http_aigw_cache_key_number(ngx_http_aigw_cache_key_t *k,
-    u_char **pp, u_char *last, u_char *out);
+    u_char **pp, u_char *last);
+static void ngx_http_aigw_cache_key_feed(ngx_http_aigw_cache_key_t *k,
+    u_char *p, size_t len);
+static void ngx_http_aigw_cache_key_feed_string(ngx_http_aigw_cache_key_t *k,
+    u_char *p, size_t len);
 static int ngx_libc_cdecl ngx_http_aigw_cache_key_cmp(const void *a,
     const void *b);
+
+
+static ngx_inline void
+ngx_http_aigw_key_byte(ngx_http_aigw_cache_key_t *k, u_char c)
+{
+    if (k->blen == NGX_HTTP_AIGW_CACHE_BUF) {
+        ngx_http_aigw_cache_key_feed(k, NULL, 0);
+    }
+
+    k->buf[k->blen++] = c;
+}
 
 
 #define ngx_http_aigw_key_ws(p, last)                                        \
@@ -46,15 +72,45 @@ static int ngx_libc_cdecl ngx_http_aigw_cache_key_cmp(const void *a,
         p++;                                                                 \
     }
 
+/* where a string's unescaped bytes go: as far into scratch as in the body */
+#define ngx_http_aigw_key_mirror(k, p)  ((k)->scratch + ((p) - (k)->start))
+
 
 ngx_int_t
 ngx_http_aigw_cache_key_body(ngx_http_aigw_cache_key_t *k, u_char *p,
     u_char *last, u_char *out)
 {
-    ngx_int_t                 rc;
-    ngx_http_aigw_key_info_t  info;
+    ngx_int_t     rc;
+    unsigned int  n;
+
+    if (EVP_DigestInit_ex(k->md_ctx, k->md, NULL) != 1) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_aigw_cache_key_walk(k, p, last);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (EVP_DigestFinal_ex(k->md_ctx, out, &n) != 1) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_aigw_cache_key_walk(ngx_http_aigw_cache_key_t *k, u_char *p,
+    u_char *last)
+{
+    ngx_int_t  rc;
 
     k->n = 0;
+    k->blen = 0;
+    k->failed = 0;
+    k->start = p;
 
     ngx_http_aigw_key_ws(p, last);
 
@@ -62,7 +118,7 @@ ngx_http_aigw_cache_key_body(ngx_http_aigw_cache_key_t *k, u_char *p,
         return NGX_ERROR;
     }
 
-    rc = ngx_http_aigw_cache_key_object(k, &p, last, 0, out, &info);
+    rc = ngx_http_aigw_cache_key_object(k, &p, last, 0);
 
     if (rc != NGX_OK) {
         return rc;
@@ -70,7 +126,13 @@ ngx_http_aigw_cache_key_body(ngx_http_aigw_cache_key_t *k, u_char *p,
 
     ngx_http_aigw_key_ws(p, last);
 
-    return p == last ? NGX_OK : NGX_ERROR;
+    if (p != last) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_aigw_cache_key_feed(k, NULL, 0);
+
+    return k->failed ? NGX_ERROR : NGX_OK;
 }
 
 
@@ -94,18 +156,74 @@ ngx_http_aigw_cache_key_digest(ngx_http_aigw_cache_key_t *k, u_char tag,
 }
 
 
+/*
+ * Bytes to the digest through k->buf: the walk's many small pieces cost
+ * a memcpy each, not an EVP call.  NULL flushes.
+ */
+
+static void
+ngx_http_aigw_cache_key_feed(ngx_http_aigw_cache_key_t *k, u_char *p,
+    size_t len)
+{
+    if (k->blen + len > NGX_HTTP_AIGW_CACHE_BUF || p == NULL) {
+
+        if (k->blen && EVP_DigestUpdate(k->md_ctx, k->buf, k->blen) != 1) {
+            k->failed = 1;
+        }
+
+        k->blen = 0;
+
+        if (len > NGX_HTTP_AIGW_CACHE_BUF / 2) {
+            if (EVP_DigestUpdate(k->md_ctx, p, len) != 1) {
+                k->failed = 1;
+            }
+
+            return;
+        }
+    }
+
+    if (len) {
+        ngx_memcpy(k->buf + k->blen, p, len);
+        k->blen += len;
+    }
+}
+
+
+static void
+ngx_http_aigw_cache_key_feed_string(ngx_http_aigw_cache_key_t *k, u_char *p,
+    size_t len)
+{
+    u_char   head[2 + sizeof(size_t) * 8 / 7], *h;
+    size_t   n;
+
+    h = head;
+    *h++ = 's';
+    n = len;
+
+    do {
+        *h = (u_char) (n & 0x7f);
+        n >>= 7;
+
+        if (n) {
+            *h |= 0x80;
+        }
+
+        h++;
+    } while (n);
+
+    ngx_http_aigw_cache_key_feed(k, head, h - head);
+    ngx_http_aigw_cache_key_feed(k, p, len);
+}
+
+
 static ngx_int_t
 ngx_http_aigw_cache_key_value(ngx_http_aigw_cache_key_t *k, u_char **pp,
-    u_char *last, ngx_uint_t depth, u_char *out,
-    ngx_http_aigw_key_info_t *info)
+    u_char *last, ngx_uint_t depth, ngx_uint_t content)
 {
-    u_char  *p, *e, *d;
+    u_char  *p, *e, *d, *q;
+    size_t   len;
 
     p = *pp;
-
-    info->string = 0;
-    info->is_text = 0;
-    info->has_text = 0;
 
     if (p == last) {
         return NGX_ERROR;
@@ -114,12 +232,22 @@ ngx_http_aigw_cache_key_value(ngx_http_aigw_cache_key_t *k, u_char **pp,
     switch (*p) {
 
     case '{':
-        return ngx_http_aigw_cache_key_object(k, pp, last, depth + 1, out,
-                                              info);
-
     case '[':
-        return ngx_http_aigw_cache_key_array(k, pp, last, depth + 1, out,
-                                             info);
+        if (content) {
+            /* a "content" of one text block is keyed as its text */
+            q = ngx_http_aigw_cache_key_text_block(p, last, depth, &e);
+
+            if (q) {
+                *pp = e;
+                return ngx_http_aigw_cache_key_value(k, &q, e, depth, 0);
+            }
+        }
+
+        if (*p == '{') {
+            return ngx_http_aigw_cache_key_object(k, pp, last, depth + 1);
+        }
+
+        return ngx_http_aigw_cache_key_array(k, pp, last, depth + 1);
 
     case '"':
         e = ngx_http_aigw_cache_key_string(p, last);
@@ -128,52 +256,68 @@ ngx_http_aigw_cache_key_value(ngx_http_aigw_cache_key_t *k, u_char **pp,
         }
 
         *pp = e;
-        info->string = 1;
 
         if (p == k->subst) {
             /* a template's text: its name, version and variables */
-            ngx_memcpy(out, k->subst_digest, NGX_HTTP_AIGW_KEY_DLEN);
+            ngx_http_aigw_key_byte(k, 'D');
+            ngx_http_aigw_cache_key_feed(k, k->subst_digest,
+                                         NGX_HTTP_AIGW_CACHE_KEY_LEN);
             return NGX_OK;
         }
 
-        d = ngx_http_aigw_scan_unescape(k->scratch, p + 1, e - 1);
+        q = ngx_http_aigw_cache_key_unescape(k, p + 1, e - 1, &len);
+        ngx_http_aigw_cache_key_feed_string(k, q, len);
 
-        info->is_text = (d - k->scratch == 4
-                         && ngx_strncmp(k->scratch, "text", 4) == 0);
-
-        return ngx_http_aigw_cache_key_digest(k, 's', k->scratch,
-                                              d - k->scratch, out);
+        return NGX_OK;
 
     case 't':
+        q = (u_char *) "true";
+        d = (u_char *) "t";
+        break;
+
     case 'f':
+        q = (u_char *) "false";
+        d = (u_char *) "f";
+        break;
+
     case 'n':
-        e = p + (*p == 'f' ? 5 : 4);
-        if (e > last) {
-            return NGX_ERROR;
-        }
-
-        *pp = e;
-
-        return ngx_http_aigw_cache_key_digest(k, *p, NULL, 0, out);
+        q = (u_char *) "null";
+        d = (u_char *) "z";
+        break;
 
     default:
-        return ngx_http_aigw_cache_key_number(k, pp, last, out);
+        return ngx_http_aigw_cache_key_number(k, pp, last);
     }
+
+    e = p + ngx_strlen(q);
+
+    if (e > last || ngx_strncmp(p, q, e - p) != 0) {
+        return NGX_ERROR;
+    }
+
+    *pp = e;
+    ngx_http_aigw_key_byte(k, *d);
+
+    return NGX_OK;
 }
 
 
+/*
+ * An object in two passes: its members are listed on the stack (a value
+ * is skipped, its bytes kept), sorted by key, then each is walked in
+ * that order.  The same key twice is declined: providers read one of
+ * the two, and which one is theirs to say.
+ */
+
 static ngx_int_t
 ngx_http_aigw_cache_key_object(ngx_http_aigw_cache_key_t *k, u_char **pp,
-    u_char *last, ngx_uint_t depth, u_char *out,
-    ngx_http_aigw_key_info_t *info)
+    u_char *last, ngx_uint_t depth)
 {
-    u_char                    *p, *e, *d, *top;
-    size_t                     len;
-    ngx_int_t                  rc;
-    ngx_uint_t                 base, i, npairs, skip, content, type, text;
-    ngx_http_aigw_key_info_t   vi;
-    u_char                     pair[2 * NGX_HTTP_AIGW_KEY_DLEN];
-    u_char                     tdigest[NGX_HTTP_AIGW_KEY_DLEN];
+    u_char                      *p, *e, *d, *v;
+    size_t                       len;
+    ngx_int_t                    rc;
+    ngx_uint_t                   base, cap, i, j, skip, content;
+    ngx_http_aigw_key_member_t  *m, tmp;
 
     if (depth > NGX_HTTP_AIGW_CACHE_DEPTH) {
         return NGX_DECLINED;
@@ -181,9 +325,9 @@ ngx_http_aigw_cache_key_object(ngx_http_aigw_cache_key_t *k, u_char **pp,
 
     p = *pp + 1;
     base = k->n;
-    npairs = 0;
-    type = 0;
-    text = 0;
+    m = (ngx_http_aigw_key_member_t *) k->stack;
+    cap = k->size * NGX_HTTP_AIGW_CACHE_KEY_LEN
+          / sizeof(ngx_http_aigw_key_member_t);
 
     ngx_http_aigw_key_ws(p, last);
 
@@ -203,39 +347,23 @@ ngx_http_aigw_cache_key_object(ngx_http_aigw_cache_key_t *k, u_char **pp,
             return NGX_ERROR;
         }
 
-        d = ngx_http_aigw_scan_unescape(k->scratch, p + 1, e - 1);
-        len = d - k->scratch;
+        d = ngx_http_aigw_cache_key_unescape(k, p + 1, e - 1, &len);
 
         skip = 0;
 
         if (depth == 0) {
-            if (len == 5 && ngx_strncmp(k->scratch, "model", 5) == 0) {
+            if (len == 5 && ngx_strncmp(d, "model", 5) == 0) {
                 skip = 1;
             }
 
             for (i = 0; i < k->nexclude; i++) {
                 if (k->exclude[i].len == len
-                    && ngx_strncmp(k->scratch, k->exclude[i].data, len) == 0)
+                    && ngx_strncmp(d, k->exclude[i].data, len) == 0)
                 {
                     skip = 1;
                 }
             }
         }
-
-        content = (len == 7 && ngx_strncmp(k->scratch, "content", 7) == 0)
-                  || (len == 6 && ngx_strncmp(k->scratch, "system", 6) == 0);
-
-        vi.is_text = (len == 4 && ngx_strncmp(k->scratch, "type", 4) == 0);
-        vi.has_text = (len == 4 && ngx_strncmp(k->scratch, "text", 4) == 0);
-
-        if (ngx_http_aigw_cache_key_digest(k, 'k', k->scratch, len, pair)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-
-        type = vi.is_text;  /* this key is "type" */
-        i = vi.has_text;    /* this key is "text" */
 
         p = e;
         ngx_http_aigw_key_ws(p, last);
@@ -247,45 +375,22 @@ ngx_http_aigw_cache_key_object(ngx_http_aigw_cache_key_t *k, u_char **pp,
         p++;
         ngx_http_aigw_key_ws(p, last);
 
-        rc = ngx_http_aigw_cache_key_value(k, &p, last, depth, pair
-                                           + NGX_HTTP_AIGW_KEY_DLEN, &vi);
-        if (rc != NGX_OK) {
-            return rc;
-        }
+        v = p;
+        p = ngx_http_aigw_cache_json_skip(p, last);
 
-        npairs++;
-
-        /* a text block: {"type":"text","text":"..."} and nothing else */
-
-        if (type && vi.string && vi.is_text) {
-            text |= 1;
-        }
-
-        if (i && vi.string) {
-            text |= 2;
-            ngx_memcpy(tdigest, pair + NGX_HTTP_AIGW_KEY_DLEN,
-                       NGX_HTTP_AIGW_KEY_DLEN);
-        }
-
-        if (content && vi.has_text) {
-            ngx_memcpy(pair + NGX_HTTP_AIGW_KEY_DLEN, vi.text,
-                       NGX_HTTP_AIGW_KEY_DLEN);
+        if (p == NULL || p == v) {
+            return NGX_ERROR;
         }
 
         if (!skip) {
-            if (k->n == k->size) {
+            if (k->n == cap) {
                 return NGX_DECLINED;
             }
 
-            top = k->stack + k->n * NGX_HTTP_AIGW_KEY_DLEN;
-
-            if (ngx_http_aigw_cache_key_digest(k, 'p', pair, sizeof(pair),
-                                               top)
-                != NGX_OK)
-            {
-                return NGX_ERROR;
-            }
-
+            m[k->n].key = d;
+            m[k->n].len = len;
+            m[k->n].value = v;
+            m[k->n].end = p;
             k->n++;
         }
 
@@ -305,52 +410,81 @@ ngx_http_aigw_cache_key_object(ngx_http_aigw_cache_key_t *k, u_char **pp,
         return NGX_ERROR;
     }
 
+    /* sorted by key: a few members by insertion, many by qsort */
+
+    if (k->n - base > 8) {
+        ngx_qsort(&m[base], k->n - base, sizeof(ngx_http_aigw_key_member_t),
+                  ngx_http_aigw_cache_key_cmp);
+
+    } else {
+        for (i = base + 1; i < k->n; i++) {
+            tmp = m[i];
+
+            for (j = i; j > base
+                        && ngx_http_aigw_cache_key_cmp(&m[j - 1], &tmp) > 0;
+                 j--)
+            {
+                m[j] = m[j - 1];
+            }
+
+            m[j] = tmp;
+        }
+    }
+
+    for (i = base + 1; i < k->n; i++) {
+        if (ngx_http_aigw_cache_key_cmp(&m[i - 1], &m[i]) == 0) {
+            return NGX_DECLINED;
+        }
+    }
+
 done:
 
-    if (k->n - base > 1) {
-        ngx_qsort(k->stack + base * NGX_HTTP_AIGW_KEY_DLEN, k->n - base,
-                  NGX_HTTP_AIGW_KEY_DLEN, ngx_http_aigw_cache_key_cmp);
+    ngx_http_aigw_key_byte(k, '{');
+
+    for (i = base; i < k->n; i++) {
+        d = m[i].key;
+        len = m[i].len;
+
+        ngx_http_aigw_cache_key_feed_string(k, d, len);
+
+        content = (len == 7 && ngx_strncmp(d, "content", 7) == 0)
+                  || (len == 6 && ngx_strncmp(d, "system", 6) == 0);
+
+        v = m[i].value;
+
+        rc = ngx_http_aigw_cache_key_value(k, &v, m[i].end, depth, content);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        if (v != m[i].end) {
+            return NGX_ERROR;
+        }
     }
 
-    rc = ngx_http_aigw_cache_key_digest(k, 'o',
-                                   k->stack + base * NGX_HTTP_AIGW_KEY_DLEN,
-                                   (k->n - base) * NGX_HTTP_AIGW_KEY_DLEN,
-                                   out);
-
-    info->string = 0;
-    info->is_text = 0;
-    info->has_text = (npairs == 2 && text == 3);
-
-    if (info->has_text) {
-        ngx_memcpy(info->text, tdigest, NGX_HTTP_AIGW_KEY_DLEN);
-    }
+    ngx_http_aigw_key_byte(k, '}');
 
     k->n = base;
     *pp = p;
 
-    return rc;
+    return NGX_OK;
 }
 
 
 static ngx_int_t
 ngx_http_aigw_cache_key_array(ngx_http_aigw_cache_key_t *k, u_char **pp,
-    u_char *last, ngx_uint_t depth, u_char *out,
-    ngx_http_aigw_key_info_t *info)
+    u_char *last, ngx_uint_t depth)
 {
-    u_char                    *p, *top;
-    ngx_int_t                  rc;
-    ngx_uint_t                 base, count, one;
-    ngx_http_aigw_key_info_t   vi;
+    u_char     *p;
+    ngx_int_t   rc;
 
     if (depth > NGX_HTTP_AIGW_CACHE_DEPTH) {
         return NGX_DECLINED;
     }
 
     p = *pp + 1;
-    base = k->n;
-    count = 0;
-    one = 0;
 
+    ngx_http_aigw_key_byte(k, '[');
     ngx_http_aigw_key_ws(p, last);
 
     if (p < last && *p == ']') {
@@ -360,23 +494,9 @@ ngx_http_aigw_cache_key_array(ngx_http_aigw_cache_key_t *k, u_char **pp,
 
     for ( ;; ) {
 
-        if (k->n == k->size) {
-            return NGX_DECLINED;
-        }
-
-        top = k->stack + k->n * NGX_HTTP_AIGW_KEY_DLEN;
-
-        rc = ngx_http_aigw_cache_key_value(k, &p, last, depth, top, &vi);
+        rc = ngx_http_aigw_cache_key_value(k, &p, last, depth, 0);
         if (rc != NGX_OK) {
             return rc;
-        }
-
-        k->n++;
-        count++;
-
-        if (count == 1 && vi.has_text) {
-            one = 1;
-            ngx_memcpy(info->text, vi.text, NGX_HTTP_AIGW_KEY_DLEN);
         }
 
         ngx_http_aigw_key_ws(p, last);
@@ -397,19 +517,127 @@ ngx_http_aigw_cache_key_array(ngx_http_aigw_cache_key_t *k, u_char **pp,
 
 done:
 
-    rc = ngx_http_aigw_cache_key_digest(k, 'a',
-                                   k->stack + base * NGX_HTTP_AIGW_KEY_DLEN,
-                                   (k->n - base) * NGX_HTTP_AIGW_KEY_DLEN,
-                                   out);
-
-    info->string = 0;
-    info->is_text = 0;
-    info->has_text = (count == 1 && one);
-
-    k->n = base;
+    ngx_http_aigw_key_byte(k, ']');
     *pp = p;
 
-    return rc;
+    return NGX_OK;
+}
+
+
+/*
+ * One text block: {"type":"text","text":"..."} and nothing else, or an
+ * array of one such value.  Its text's opening quote, and in *end the
+ * byte past the value; NULL if it is anything else.
+ */
+
+static u_char *
+ngx_http_aigw_cache_key_text_block(u_char *p, u_char *last, ngx_uint_t depth,
+    u_char **end)
+{
+    u_char      *e, *ks, *v, *text;
+    ngx_uint_t   n, type;
+
+    if (depth > NGX_HTTP_AIGW_CACHE_DEPTH) {
+        return NULL;
+    }
+
+    if (*p == '[') {
+        p++;
+        ngx_http_aigw_key_ws(p, last);
+
+        if (p == last || (*p != '[' && *p != '{')) {
+            return NULL;
+        }
+
+        text = ngx_http_aigw_cache_key_text_block(p, last, depth + 1, &p);
+        if (text == NULL) {
+            return NULL;
+        }
+
+        ngx_http_aigw_key_ws(p, last);
+
+        if (p == last || *p != ']') {
+            return NULL;
+        }
+
+        *end = p + 1;
+        return text;
+    }
+
+    p++;
+    n = 0;
+    type = 0;
+    text = NULL;
+
+    for ( ;; ) {
+        ngx_http_aigw_key_ws(p, last);
+
+        if (p == last || *p != '"') {
+            return NULL;
+        }
+
+        ks = p + 1;
+        e = ngx_http_aigw_cache_key_string(p, last);
+        if (e == NULL) {
+            return NULL;
+        }
+
+        p = e;
+        ngx_http_aigw_key_ws(p, last);
+
+        if (p == last || *p != ':') {
+            return NULL;
+        }
+
+        p++;
+        ngx_http_aigw_key_ws(p, last);
+
+        if (p == last || *p != '"') {
+            return NULL;
+        }
+
+        v = p;
+        p = ngx_http_aigw_cache_key_string(p, last);
+        if (p == NULL) {
+            return NULL;
+        }
+
+        if (ngx_http_aigw_scan_equal(ks, e - 1, (u_char *) "type", 4)) {
+            if (type
+                || !ngx_http_aigw_scan_equal(v + 1, p - 1,
+                                             (u_char *) "text", 4))
+            {
+                return NULL;
+            }
+
+            type = 1;
+
+        } else if (ngx_http_aigw_scan_equal(ks, e - 1, (u_char *) "text", 4)) {
+            if (text) {
+                return NULL;
+            }
+
+            text = v;
+
+        } else {
+            return NULL;
+        }
+
+        n++;
+        ngx_http_aigw_key_ws(p, last);
+
+        if (p < last && *p == ',' && n < 2) {
+            p++;
+            continue;
+        }
+
+        if (p < last && *p == '}' && n == 2) {
+            *end = p + 1;
+            return text;
+        }
+
+        return NULL;
+    }
 }
 
 
@@ -418,39 +646,73 @@ done:
 static u_char *
 ngx_http_aigw_cache_key_string(u_char *p, u_char *last)
 {
-    for (p++; p < last; p++) {
+    u_char  *start, *q, *b;
 
-        if (*p == '\\') {
-            p++;
-            continue;
+    start = ++p;
+
+    for ( ;; ) {
+        q = memchr(p, '"', last - p);
+
+        if (q == NULL) {
+            return NULL;
         }
 
-        if (*p == '"') {
-            return p + 1;
+        /* escaped if an odd run of backslashes is before it */
+
+        for (b = q; b > start && b[-1] == '\\'; b--) {
+            /* void */
         }
+
+        if ((q - b) % 2 == 0) {
+            return q + 1;
+        }
+
+        p = q + 1;
+    }
+}
+
+
+/* the unescaped bytes of the string content [p, e): in place if it can */
+
+static u_char *
+ngx_http_aigw_cache_key_unescape(ngx_http_aigw_cache_key_t *k, u_char *p,
+    u_char *e, size_t *len)
+{
+    u_char  *d;
+
+    if (memchr(p, '\\', e - p) == NULL) {
+        *len = e - p;
+        return p;
     }
 
-    return NULL;
+    d = ngx_http_aigw_key_mirror(k, p);
+    *len = ngx_http_aigw_scan_unescape(d, p, e) - d;
+
+    return d;
 }
 
 
 /*
  * A number as sign, significant digits and exponent: "-0.0100" and
  * "-1e-2" are both "-1e-2", every zero is "0".  Exponents past nine
- * digits are hashed as written.
+ * digits are taken as written.
  */
+
+#define ngx_http_aigw_key_digit(i)                                           \
+    ((i) < ilen ? ip[i] : fp[(i) - ilen])
 
 static ngx_int_t
 ngx_http_aigw_cache_key_number(ngx_http_aigw_cache_key_t *k, u_char **pp,
-    u_char *last, u_char *out)
+    u_char *last)
 {
-    u_char     *p, *start, *d, *first, *end, tmp;
-    int64_t     exp, e;
-    ngx_uint_t  neg, eneg, edigits;
+    u_char      *p, *start, *ip, *fp, *d;
+    size_t       ilen, flen, f, l, i;
+    int64_t      exp, e;
+    ngx_uint_t   neg, eneg, edigits;
+    u_char       num[NGX_INT64_LEN + 4];
 
     p = *pp;
     start = p;
-    d = k->scratch + 1;
     exp = 0;
     neg = 0;
 
@@ -463,17 +725,25 @@ ngx_http_aigw_cache_key_number(ngx_http_aigw_cache_key_t *k, u_char **pp,
         return NGX_ERROR;
     }
 
+    ip = p;
+
     while (p < last && *p >= '0' && *p <= '9') {
-        *d++ = *p++;
+        p++;
     }
+
+    ilen = p - ip;
+    fp = p;
+    flen = 0;
 
     if (p < last && *p == '.') {
         p++;
+        fp = p;
 
         while (p < last && *p >= '0' && *p <= '9') {
-            *d++ = *p++;
-            exp--;
+            p++;
         }
+
+        flen = p - fp;
     }
 
     if (p < last && (*p == 'e' || *p == 'E')) {
@@ -494,78 +764,102 @@ ngx_http_aigw_cache_key_number(ngx_http_aigw_cache_key_t *k, u_char **pp,
             }
 
             if (edigits > 9) {
-                *pp = p;
-
-                while (*pp < last && **pp >= '0' && **pp <= '9') {
-                    (*pp)++;
+                while (p < last && *p >= '0' && *p <= '9') {
+                    p++;
                 }
 
-                return ngx_http_aigw_cache_key_digest(k, 'N', start,
-                                                      *pp - start, out);
+                *pp = p;
+
+                ngx_http_aigw_key_byte(k, 'N');
+                ngx_http_aigw_cache_key_feed(k, start, p - start);
+                ngx_http_aigw_key_byte(k, ';');
+
+                return NGX_OK;
             }
 
             e = e * 10 + (*p++ - '0');
         }
 
-        exp += eneg ? -e : e;
+        exp = eneg ? -e : e;
     }
 
     *pp = p;
 
     /* significant digits: no leading zeros, trailing ones to exp */
 
-    first = k->scratch + 1;
+    exp -= flen;
 
-    while (first < d && *first == '0') {
-        first++;
+    for (f = 0; f < ilen + flen && ngx_http_aigw_key_digit(f) == '0'; f++) {
+        /* void */
     }
 
-    if (first == d) {
-        return ngx_http_aigw_cache_key_digest(k, 'n', (u_char *) "0", 1,
-                                              out);
+    if (f == ilen + flen) {
+        ngx_http_aigw_cache_key_feed(k, (u_char *) "n0;", 3);
+        return NGX_OK;
     }
 
-    end = d;
-
-    while (end[-1] == '0') {
-        end--;
+    for (l = ilen + flen - 1; ngx_http_aigw_key_digit(l) == '0'; l--) {
         exp++;
     }
 
+    ngx_http_aigw_key_byte(k, 'n');
+
     if (neg) {
-        *--first = '-';
+        ngx_http_aigw_key_byte(k, '-');
     }
 
-    /* "e" and the exponent; no ngx_sprintf(): the unit test has no core */
+    if (f < ilen) {
+        ngx_http_aigw_cache_key_feed(k, ip + f, ngx_min(l + 1, ilen) - f);
+    }
 
-    *end++ = 'e';
+    if (l >= ilen) {
+        i = f > ilen ? f - ilen : 0;
+        ngx_http_aigw_cache_key_feed(k, fp + i, l + 1 - ilen - i);
+    }
 
-    if (exp < 0) {
-        *end++ = '-';
+    /* "e", the exponent, ";"; no ngx_sprintf(): the unit test has no core */
+
+    d = num + sizeof(num);
+    *--d = ';';
+    eneg = (exp < 0);
+
+    if (eneg) {
         exp = -exp;
     }
 
-    d = end;
-
     do {
-        *end++ = (u_char) ('0' + exp % 10);
+        *--d = (u_char) ('0' + exp % 10);
         exp /= 10;
     } while (exp);
 
-    for (e = 0; d + e < end - 1 - e; e++) {
-        tmp = d[e];
-        d[e] = end[-1 - e];
-        end[-1 - e] = tmp;
+    if (eneg) {
+        *--d = '-';
     }
 
-    return ngx_http_aigw_cache_key_digest(k, 'n', first, end - first, out);
+    *--d = 'e';
+
+    ngx_http_aigw_cache_key_feed(k, d, num + sizeof(num) - d);
+
+    return NGX_OK;
 }
 
 
 static int ngx_libc_cdecl
-ngx_http_aigw_cache_key_cmp(const void *a, const void *b)
+ngx_http_aigw_cache_key_cmp(const void *one, const void *two)
 {
-    return ngx_memcmp(a, b, NGX_HTTP_AIGW_KEY_DLEN);
+    int                          rc;
+    ngx_http_aigw_key_member_t  *a, *b;
+
+    a = (ngx_http_aigw_key_member_t *) one;
+    b = (ngx_http_aigw_key_member_t *) two;
+
+    rc = ngx_memcmp(a->key, b->key, ngx_min(a->len, b->len));
+
+    if (rc != 0) {
+        return rc;
+    }
+
+    return (a->len > b->len) - (a->len < b->len);
 }
 
 

@@ -492,6 +492,16 @@ static ngx_command_t  ngx_http_aigw_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_aigw_loc_conf_t, cache_lock_timeout),
       NULL },
+
+    /* cache: the Redis second tier (cache_redis.c) */
+
+    { ngx_string("aigw_cache_redis"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_aigw_loc_conf_t, cache_redis),
+      NULL },
+
     { ngx_string("aigw_pii"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_http_aigw_pii,
@@ -1353,6 +1363,7 @@ ngx_http_aigw_create_loc_conf(ngx_conf_t *cf)
     alcf->cache_lock = NGX_CONF_UNSET;
     alcf->cache_lock_timeout = NGX_CONF_UNSET_MSEC;
     alcf->cache_templates = NGX_CONF_UNSET_PTR;
+    alcf->cache_redis = NGX_CONF_UNSET;
 
     return alcf;
 }

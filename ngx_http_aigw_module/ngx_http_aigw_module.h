@@ -217,6 +217,7 @@ typedef struct {
 
     /* cache (cache.c) */
     ngx_shm_zone_t                *cache_zone;
+    void                          *cache_redis; /* cache_redis.c's */
     /* audit log */
     void                          *audit;      /* aigw_audit, audit.c's */
     /* resilience: the providers' circuit breakers, breaker.c's */
@@ -265,6 +266,7 @@ typedef struct {
     ngx_flag_t                     cache_lock;
     ngx_msec_t                     cache_lock_timeout;
     ngx_array_t                   *cache_templates;
+    ngx_flag_t                     cache_redis;
     /* resilience: timeouts, and the upstream confs that apply them */
     ngx_msec_t                     first_token_timeout;
     ngx_msec_t                     stream_idle_timeout;

@@ -198,18 +198,20 @@ t_prefixes(t_pair_t *p)
 static void
 t_limits(void)
 {
-    char       buf[1024];
-    size_t     n;
-    ngx_uint_t i;
-    u_char     d[NGX_HTTP_AIGW_CACHE_KEY_LEN];
+    char         buf[1024];
+    size_t       n;
+    ngx_uint_t   i;
+    const char  *s;
+    u_char       d[NGX_HTTP_AIGW_CACHE_KEY_LEN];
 
-    /* more values open at once than the stack holds */
+    /* more object members open at once than the stack holds */
     n = 0;
-    n += sprintf(buf + n, "{\"a\":[");
+    n += sprintf(buf + n, "{\"a\":{");
     for (i = 0; i < 100; i++) {
-        n += sprintf(buf + n, "%s%u", i ? "," : "", (unsigned) i);
+        n += sprintf(buf + n, "%s\"%u\":%u", i ? "," : "", (unsigned) i,
+                     (unsigned) i);
     }
-    n += sprintf(buf + n, "]}");
+    n += sprintf(buf + n, "}}");
 
     t_check(t_key(buf, n, T_STACK, d) == NGX_DECLINED,
             "a stack too small: declined");
@@ -228,6 +230,23 @@ t_limits(void)
 
     t_check(t_key(buf, n, T_STACK, d) == NGX_DECLINED,
             "too deep: declined");
+
+    /* a key twice: which one counts is the provider's to say */
+    t_check(t_key("{\"a\":1,\"a\":2}", 13, T_STACK, d) == NGX_DECLINED,
+            "a key twice: declined");
+    s = "{\"x\":{\"a\":1,\"\\u0061\":1}}";
+    t_check(t_key(s, strlen(s), T_STACK, d) == NGX_DECLINED,
+            "a key twice, once escaped: declined");
+
+    /* an array of many values holds no stack */
+    n = 0;
+    n += sprintf(buf + n, "{\"a\":[");
+    for (i = 0; i < 100; i++) {
+        n += sprintf(buf + n, "%s%u", i ? "," : "", (unsigned) i);
+    }
+    n += sprintf(buf + n, "]}");
+
+    t_check(t_key(buf, n, T_STACK, d) == NGX_OK, "a long array: ok");
 
     t_check(t_key("[1]", 3, T_STACK, d) == NGX_ERROR, "not an object");
     t_check(t_key("{\"a\":1} x", 9, T_STACK, d) == NGX_ERROR,

@@ -465,6 +465,7 @@ ngx_http_aigw_answer_json(ngx_http_aigw_scan_t *s, u_char *p, u_char *last)
 
     s->text = NULL;
     s->text_size = 0;
+    s->keys = NULL;
 
     if (ngx_http_aigw_scan(s, p, last) != NGX_ERROR) {
         return NULL;

@@ -1231,8 +1231,11 @@ ngx_http_aigw_scan_top(ngx_http_aigw_scan_t *s, ngx_http_aigw_scan_top_t *top,
     k->len = len;
     k->escaped = (saved != 0);
 
-    s->keys[s->nkeys].start = quote + 1;
-    s->keys[s->nkeys].end = end;
+    if (s->keys) {
+        s->keys[s->nkeys].start = quote + 1;
+        s->keys[s->nkeys].end = end;
+    }
+
     s->nkeys++;
 
     bit = (uint64_t) 1 << (len & 63);

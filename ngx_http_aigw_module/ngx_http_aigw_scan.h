@@ -115,9 +115,11 @@ typedef struct {
     /*
      * Every top-level key, in body order, as the content between its
      * quotes (still JSON-escaped): at most NGX_HTTP_AIGW_SCAN_KEYS, as
-     * more is an error.
+     * more is an error.  The caller gives an array of that many, or
+     * NULL (the keys are counted, not kept): an array in the request's
+     * context would be zeroed with it on every request.
      */
-    ngx_http_aigw_span_t        keys[NGX_HTTP_AIGW_SCAN_KEYS];
+    ngx_http_aigw_span_t       *keys;
     ngx_uint_t                  nkeys;
 
     /* unescaped UTF-8 bytes of all string values but "model"'s */

@@ -48,6 +48,7 @@ f_same(ngx_int_t rc, ngx_http_aigw_scan_t *s, u_char *buf, u_char *last)
     memset(&r, 0x5a, sizeof(r));
     r.text = spans;
     r.text_size = F_TEXTS;
+    r.keys = NULL;
 
     rrc = ngx_http_aigw_ref_scan(&r, buf, last);
 
@@ -93,6 +94,7 @@ f_same(ngx_int_t rc, ngx_http_aigw_scan_t *s, u_char *buf, u_char *last)
 
     /* the checks: as the body step's old walkers, over all text spans */
 
+    r.keys = NULL;
     r.text = malloc((r.ntext + 1) * sizeof(ngx_http_aigw_span_t));
     f_assert(r.text != NULL, "out of memory");
     r.text_size = r.ntext;
@@ -162,6 +164,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ngx_int_t               rc;
     ngx_uint_t              i, n;
     ngx_http_aigw_span_t    spans[F_TEXTS];
+    ngx_http_aigw_span_t    keys[NGX_HTTP_AIGW_SCAN_KEYS];
     ngx_http_aigw_scan_t    s;
     ngx_http_aigw_field_t  *f;
 
@@ -174,8 +177,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(&s, 0xa5, sizeof(s));
     s.text = spans;
     s.text_size = F_TEXTS;
+    s.keys = keys;
 
     rc = ngx_http_aigw_scan(&s, buf, last);
+
+    /* the top-level keys it kept lie inside the input */
+
+    for (i = 0; rc == NGX_OK && i < s.nkeys; i++) {
+        f_assert(s.keys[i].start > buf && s.keys[i].end < last
+                 && s.keys[i].start <= s.keys[i].end, "key outside");
+    }
 
     f_assert(rc == NGX_OK || rc == NGX_DECLINED || rc == NGX_ERROR,
              "unknown rc");

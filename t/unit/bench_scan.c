@@ -50,6 +50,7 @@ main(int argc, char **argv)
     for (i = 0; i < times; i++) {
         s.text = text;
         s.text_size = B_TEXTS;
+        s.keys = NULL;
 
         if (ngx_http_aigw_scan(&s, buf, buf + n) != NGX_OK) {
             fprintf(stderr, "%s: %s at %lu\n", argv[1], s.reason,

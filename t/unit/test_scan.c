@@ -38,6 +38,7 @@ typedef struct {
     ngx_int_t                   rc;
     ngx_http_aigw_scan_t        s;
     ngx_http_aigw_span_t        text[T_TEXTS];
+    ngx_http_aigw_span_t        keys[NGX_HTTP_AIGW_SCAN_KEYS];
 } t_run_t;
 
 
@@ -651,6 +652,7 @@ t_run(t_run_t *r, const u_char *body, size_t n, size_t text_size)
     memset(&r->s, 0xa5, sizeof(r->s));
     r->s.text = text_size ? r->text : NULL;
     r->s.text_size = text_size;
+    r->s.keys = r->keys;
 
     r->rc = ngx_http_aigw_scan(&r->s, r->buf, r->buf + n);
 

@@ -431,6 +431,65 @@ like($res->{body},
 like($ngx->error_log, qr/is larger than aigw_answer_buffer, and must be translated whole/,
      'and the error log says so');
 
+# tool calls in answers, both ways, JSON and streams
+
+my $tools_openai = '"tools":[{"type":"function","function":{"name":"lookup",'
+    . '"parameters":{"type":"object"}}}]';
+my $tools_anthropic = '"tools":[{"name":"lookup","input_schema":{"type":"object"}}]';
+
+$ngx->request('POST', '/_mock/reset', {}, '');
+$res = $ngx->request('POST', '/v1/chat/completions', { 'x-mock' => 'tool' },
+    '{"model":"haiku",' . $tools_openai
+    . ',"messages":[{"role":"user","content":"where is bob"}]}');
+$a = eval { decode_json($res->{body}) } || {};
+my $call = $a->{choices}[0]{message}{tool_calls}[0] // {};
+like($call->{id} // '', qr/^toolu_/, "Anthropic's tool_use as an OpenAI tool call");
+is($call->{function}{name}, 'lookup', 'its name');
+is($call->{function}{arguments}, '{"q":"where is bob"}', 'its input as the arguments string');
+is($a->{choices}[0]{finish_reason}, 'tool_calls', 'tool_use is tool_calls');
+is($a->{choices}[0]{message}{content}, undef, 'no text: content null');
+
+$res = $ngx->request('POST', '/v1/chat/completions', { 'x-mock' => 'tool' },
+    '{"model":"haiku","stream":true,' . $tools_openai
+    . ',"messages":[{"role":"user","content":"where is bob"}]}');
+my @tc = map { /^data: (\{.*\})$/ ? decode_json($1) : () } split /\n\n/, $res->{body};
+my @deltas = map { $_->{choices}[0]{delta}{tool_calls} ? @{ $_->{choices}[0]{delta}{tool_calls} } : () } @tc;
+is($deltas[0]{function}{name}, 'lookup', 'streamed: the call starts with its name');
+like($deltas[0]{id}, qr/^toolu_/, 'and its id');
+is(join('', map { $_->{function}{arguments} // '' } @deltas), '{"q":"where is bob"}',
+   'streamed: the arguments in pieces');
+is((grep { $_->{choices}[0]{finish_reason} } @tc)[0]{choices}[0]{finish_reason},
+   'tool_calls', 'streamed: finish_reason tool_calls');
+like($res->{body}, qr/data: \[DONE\]\n\n\z/, 'streamed: [DONE]');
+
+$res = $ngx->request('POST', '/v1/messages',
+    { 'x-mock' => 'tool', 'anthropic-version' => '2023-06-01' },
+    '{"model":"gpt-4o","max_tokens":100,' . $tools_anthropic
+    . ',"messages":[{"role":"user","content":"where is bob"}]}');
+$a = eval { decode_json($res->{body}) } || {};
+is($a->{content}[0]{type}, 'tool_use', "OpenAI's tool call as a tool_use block");
+is($a->{content}[0]{name}, 'lookup', 'its name');
+is_deeply($a->{content}[0]{input}, { q => 'where is bob' }, 'its arguments as the input object');
+is($a->{stop_reason}, 'tool_use', 'tool_calls is tool_use');
+
+$res = $ngx->request('POST', '/v1/messages',
+    { 'x-mock' => 'tool', 'anthropic-version' => '2023-06-01' },
+    '{"model":"gpt-4o","max_tokens":100,"stream":true,' . $tools_anthropic
+    . ',"messages":[{"role":"user","content":"where is bob"}]}');
+my @ev = map { [ /^event: (\S+)\ndata: (.*)$/s ] } split /\n\n/, $res->{body};
+is_deeply([ map { $_->[0] } @ev ],
+          [ 'message_start', 'content_block_start', 'content_block_delta',
+            'content_block_delta', 'content_block_stop', 'message_delta',
+            'message_stop' ], 'streamed: the events of a tool_use block');
+my $start = decode_json($ev[1][1]);
+is($start->{content_block}{type}, 'tool_use', 'streamed: a tool_use block');
+is($start->{content_block}{name}, 'lookup', 'streamed: its name');
+is(join('', map { $_->[0] eq 'content_block_delta'
+                  ? decode_json($_->[1])->{delta}{partial_json} : '' } @ev),
+   '{"q":"where is bob"}', 'streamed: the input in pieces');
+is(decode_json($ev[5][1])->{delta}{stop_reason}, 'tool_use',
+   'streamed: stop_reason tool_use');
+
 # metering: the provider's usage, priced
 
 open my $al, '<', "$dir/logs/access.log" or die;

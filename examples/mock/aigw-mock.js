@@ -60,6 +60,7 @@ const OPTIONS = {
     status:       { kind: 'int', min: 400, max: 599 },
     retry_after:  { kind: 'int', min: 0, max: 86400 },
     reset:        { kind: 'flag' },
+    tool:         { kind: 'flag' },
     hang:         { kind: 'flag' },
     garbage:      { kind: 'flag' },
     badjson:      { kind: 'flag' },
@@ -756,6 +757,10 @@ function chatCompletions(ctx, body) {
         }
     }
     const promptTokens = Math.max(1, countTokens(promptChars));
+    if (ctx.opts.tool && Array.isArray(body.tools) && body.tools.length
+        && isObject(body.tools[0]) && isObject(body.tools[0].function)) {
+        return chatToolCall(ctx, body, body.tools[0].function.name, lastUser, promptTokens);
+    }
     const maxTokens = body.max_completion_tokens !== undefined ? body.max_completion_tokens : body.max_tokens;
     const answer = limitAnswer(makeAnswer(lastUser, ctx.opts.words, ctx.opts.bigword), maxTokens);
     const finish = answer.truncated ? 'length' : 'stop';
@@ -1222,6 +1227,10 @@ function messages(ctx, body) {
     if (!prompt) {
         return undefined;
     }
+    if (ctx.opts.tool && Array.isArray(body.tools) && body.tools.length
+        && isObject(body.tools[0])) {
+        return messagesToolUse(ctx, body, body.tools[0].name, prompt);
+    }
     const answer = limitAnswer(makeAnswer(prompt.lastUser, ctx.opts.words, ctx.opts.bigword), body.max_tokens);
     const stopReason = answer.truncated ? 'max_tokens' : 'end_turn';
     const id = 'msg_01' + randomBase62(22);
@@ -1261,6 +1270,118 @@ function messages(ctx, body) {
         usage: { output_tokens: outputTokens },
     }));
     events.push(sseEvent('message_stop', { type: 'message_stop' }));
+    return sendStream(ctx, events, sseEvent('error', {
+        type: 'error', error: { type: 'overloaded_error', message: 'Overloaded' },
+    }));
+}
+
+/*
+ * tool: the first tool the request declares is called, with the first
+ * 40 characters of the last user text as {"q": ...}; the arguments are
+ * streamed in two pieces.
+ */
+function toolArguments(lastUser) {
+    return JSON.stringify({ q: lastUser.slice(0, SNIPPET_CHARS) });
+}
+
+function chatToolCall(ctx, body, name, lastUser, promptTokens) {
+    const id = 'chatcmpl-' + randomBase62(29);
+    const callId = 'call_' + randomBase62(24);
+    const created = nowSeconds();
+    const args = toolArguments(lastUser);
+    const usage = openaiUsage(ctx, promptTokens, countTokens(args.length));
+
+    if (body.stream !== true) {
+        return sendJson(ctx, 200, {
+            id, object: 'chat.completion', created, model: body.model,
+            choices: [{
+                index: 0,
+                message: {
+                    role: 'assistant', content: null, refusal: null, annotations: [],
+                    tool_calls: [{ id: callId, type: 'function', function: { name, arguments: args } }],
+                },
+                logprobs: null, finish_reason: 'tool_calls',
+            }],
+            usage, service_tier: 'default', system_fingerprint: SYSTEM_FINGERPRINT,
+        });
+    }
+
+    const withUsage = wantsUsage(body);
+    const chunk = (delta, finish) => {
+        const c = {
+            id, object: 'chat.completion.chunk', created, model: body.model,
+            service_tier: 'default', system_fingerprint: SYSTEM_FINGERPRINT,
+            choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
+        };
+        if (withUsage) {
+            c.usage = null;
+        }
+        return sseData(c);
+    };
+    const half = Math.floor(args.length / 2);
+    const events = [
+        chunk({ role: 'assistant', content: null, refusal: null }, null),
+        chunk({ tool_calls: [{ index: 0, id: callId, type: 'function',
+            function: { name, arguments: '' } }] }, null),
+        chunk({ tool_calls: [{ index: 0, function: { arguments: args.slice(0, half) } }] }, null),
+        chunk({ tool_calls: [{ index: 0, function: { arguments: args.slice(half) } }] }, null),
+        chunk({}, 'tool_calls'),
+    ];
+    if (withUsage) {
+        events.push(sseData({
+            id, object: 'chat.completion.chunk', created, model: body.model,
+            service_tier: 'default', system_fingerprint: SYSTEM_FINGERPRINT, choices: [], usage,
+        }));
+    }
+    events.push(sseData('[DONE]'));
+    return sendStream(ctx, events, sseData(openaiError(500)));
+}
+
+function messagesToolUse(ctx, body, name, prompt) {
+    const id = 'msg_01' + randomBase62(22);
+    const toolId = 'toolu_01' + randomBase62(22);
+    const args = toolArguments(prompt.lastUser);
+    const outputTokens = countTokens(args.length);
+
+    if (body.stream !== true) {
+        return sendJson(ctx, 200, {
+            id, type: 'message', role: 'assistant', model: body.model,
+            content: [{ type: 'tool_use', id: toolId, name, input: JSON.parse(args) }],
+            stop_reason: 'tool_use', stop_sequence: null,
+            usage: anthropicUsage(ctx, prompt.promptTokens, outputTokens),
+        });
+    }
+
+    const half = Math.floor(args.length / 2);
+    const events = [
+        sseEvent('message_start', {
+            type: 'message_start',
+            message: {
+                id, type: 'message', role: 'assistant', model: body.model, content: [],
+                stop_reason: null, stop_sequence: null,
+                usage: anthropicUsage(ctx, prompt.promptTokens, 1),
+            },
+        }),
+        sseEvent('content_block_start', {
+            type: 'content_block_start', index: 0,
+            content_block: { type: 'tool_use', id: toolId, name, input: {} },
+        }),
+        sseEvent('content_block_delta', {
+            type: 'content_block_delta', index: 0,
+            delta: { type: 'input_json_delta', partial_json: args.slice(0, half) },
+        }),
+        sseEvent('content_block_delta', {
+            type: 'content_block_delta', index: 0,
+            delta: { type: 'input_json_delta', partial_json: args.slice(half) },
+        }),
+        sseEvent('content_block_stop', { type: 'content_block_stop', index: 0 }),
+        sseEvent('message_delta', {
+            type: 'message_delta',
+            delta: { stop_reason: 'tool_use', stop_sequence: null },
+            usage: { output_tokens: outputTokens },
+        }),
+        sseEvent('message_stop', { type: 'message_stop' }),
+    ];
     return sendStream(ctx, events, sseEvent('error', {
         type: 'error', error: { type: 'overloaded_error', message: 'Overloaded' },
     }));

@@ -148,3 +148,34 @@ test('Vercel AI SDK across formats, streamed', G, async () => {
         assert.equal((await result.usage).outputTokens, Math.ceil(mockAnswer(prompt).length / 4));
     }
 });
+
+test('tool calls across formats, as each SDK parses them, JSON and streams', G, async () => {
+    const tools = [{ type: 'function', function: { name: 'lookup', parameters: { type: 'object' } } }];
+    const messages = [{ role: 'user', content: 'where is bob' }];
+    const opts = { headers: { 'x-mock': 'tool' } };
+
+    const res = await openaiClient().chat.completions.create(
+        { model: ANTHROPIC_MODEL, tools, messages }, opts);
+    assert.equal(res.choices[0].finish_reason, 'tool_calls');
+    assert.equal(res.choices[0].message.tool_calls[0].function.name, 'lookup');
+    assert.deepEqual(JSON.parse(res.choices[0].message.tool_calls[0].function.arguments), { q: 'where is bob' });
+
+    const stream = openaiClient().chat.completions.stream(
+        { model: ANTHROPIC_MODEL, tools, messages }, opts);
+    const final = await stream.finalChatCompletion();
+    assert.equal(final.choices[0].message.tool_calls[0].function.name, 'lookup');
+    assert.deepEqual(JSON.parse(final.choices[0].message.tool_calls[0].function.arguments), { q: 'where is bob' });
+
+    const atools = [{ name: 'lookup', input_schema: { type: 'object' } }];
+    const msg = await anthropicClient().messages.create(
+        { model: CHAT_MODEL, max_tokens: 100, tools: atools, messages }, opts);
+    assert.equal(msg.stop_reason, 'tool_use');
+    assert.equal(msg.content[0].type, 'tool_use');
+    assert.deepEqual(msg.content[0].input, { q: 'where is bob' });
+
+    const astream = anthropicClient().messages.stream(
+        { model: CHAT_MODEL, max_tokens: 100, tools: atools, messages }, opts);
+    const afinal = await astream.finalMessage();
+    assert.equal(afinal.content[0].type, 'tool_use');
+    assert.deepEqual(afinal.content[0].input, { q: 'where is bob' });
+});

@@ -31,11 +31,15 @@ plan skip_all => 'TEST_NGINX_LOAD_MODULES does not name the module'
 
 my $root = abs_path(dirname(abs_path(__FILE__)) . '/..');
 
-# a port free on both loopback addresses
+# a port free on both loopback addresses: one of the run's own block
+# (run-suite's --port and the 19 after it) if free, so that the suites
+# run side by side by ctest do not pick it too; else any
 sub mock_port {
-    for (1 .. 20) {
+    my $base = $ENV{TEST_NGINX_SERVER_PORT};
+    for my $try (1 .. 20) {
+        my $want = $try == 1 && $base && $base =~ /^\d+$/ ? $base + 17 : 0;
         my $a = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1',
-                                      LocalPort => 0) or next;
+                                      LocalPort => $want) or next;
         my $p = $a->sockport;
         my $b = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.2',
                                       LocalPort => $p) or next;

@@ -123,6 +123,7 @@ sub _serve {
 sub DESTROY {
     my ($self) = @_;
     return unless $self->{pid} && $self->{owner} == $$;
+    local $?;
     kill 'TERM', $self->{pid};
     waitpid $self->{pid}, 0;
     $self->{pid} = 0;

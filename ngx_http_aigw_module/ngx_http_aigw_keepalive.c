@@ -24,6 +24,10 @@ typedef struct {
     ngx_connection_t             *connection;
     ngx_http_aigw_provider_t     *provider;
     ngx_http_aigw_main_conf_t    *amcf;
+
+    /* the peer's address: a resolved provider may have several */
+    ngx_sockaddr_t                sockaddr;
+    socklen_t                     socklen;
 } ngx_http_aigw_keepalive_item_t;
 
 
@@ -76,6 +80,18 @@ ngx_http_aigw_keepalive_get(ngx_http_aigw_main_conf_t *amcf,
         item = ngx_queue_data(q, ngx_http_aigw_keepalive_item_t, queue);
 
         if (item->provider != provider) {
+            continue;
+        }
+
+        /*
+         * only to the address picked: one no longer in a resolved set
+         * gets no more requests, and idles out
+         */
+
+        if (ngx_cmp_sockaddr((struct sockaddr *) &item->sockaddr,
+                             item->socklen, pc->sockaddr, pc->socklen, 1)
+            != NGX_OK)
+        {
             continue;
         }
 
@@ -163,6 +179,9 @@ ngx_http_aigw_keepalive_put(ngx_http_aigw_main_conf_t *amcf,
 
     item->connection = c;
     item->provider = provider;
+
+    item->socklen = ngx_min(pc->socklen, (socklen_t) sizeof(ngx_sockaddr_t));
+    ngx_memcpy(&item->sockaddr, pc->sockaddr, item->socklen);
 
     pc->connection = NULL;
 

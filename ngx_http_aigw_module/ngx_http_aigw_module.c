@@ -154,6 +154,15 @@ static ngx_command_t  ngx_http_aigw_commands[] = {
       0,
       NULL },
 
+    /* routing rules: a route's first candidate chosen by the request */
+
+    { ngx_string("aigw_route_rule"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE3,
+      ngx_http_aigw_route_rule,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("aigw_keys"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_http_aigw_auth_keys,

@@ -149,6 +149,16 @@ typedef struct {
 
     u_char                        *file;       /* where it was defined */
     ngx_uint_t                     line;
+
+    /* resolver re-resolution: this worker's addresses, resolve.c's */
+    in_port_t                      port;
+    ngx_addr_t                    *resolved;   /* ngx_alloc()ed */
+    ngx_uint_t                     nresolved;
+    ngx_uint_t                     next;       /* round robin */
+    time_t                         valid;      /* resolve again from then */
+    unsigned                       resolvable:1;  /* a name */
+    unsigned                       resolving:1;
+    unsigned                       resolve_failed:1;  /* logged */
 } ngx_http_aigw_provider_t;
 
 
@@ -181,6 +191,9 @@ typedef struct {
     ngx_uint_t                    *weights;
     ngx_uint_t                     total_weight;
     ngx_uint_t                     context;    /* on=context_length_... */
+
+    /* routing rules: route_rule.c's, NULL without aigw_route_rule */
+    ngx_array_t                   *rules;
 } ngx_http_aigw_route_t;
 
 
@@ -622,6 +635,19 @@ ngx_msec_t ngx_http_aigw_breaker_ewma(ngx_http_request_t *r,
 size_t ngx_http_aigw_breaker_metrics_size(ngx_http_aigw_main_conf_t *amcf);
 u_char *ngx_http_aigw_breaker_metrics(ngx_http_aigw_main_conf_t *amcf,
     u_char *p, u_char *last);
+
+/* route_rule.c: a route's first candidate chosen by the request */
+char *ngx_http_aigw_route_rule(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_aigw_route_rule_apply(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_route_t *rt);
+
+/* resolve.c: provider host names followed with nginx's resolver */
+#define NGX_HTTP_AIGW_RESOLVE_MAX  16
+void ngx_http_aigw_resolve_init(ngx_conf_t *cf, ngx_http_aigw_provider_t *p,
+    in_port_t port);
+ngx_int_t ngx_http_aigw_resolve_peer(ngx_http_request_t *r,
+    ngx_http_aigw_provider_t *p, ngx_peer_connection_t *pc);
 
 /* keepalive.c */
 ngx_int_t ngx_http_aigw_keepalive_init(ngx_conf_t *cf,

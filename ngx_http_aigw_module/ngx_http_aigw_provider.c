@@ -185,6 +185,8 @@ ngx_http_aigw_provider_parse_url(ngx_conf_t *cf, ngx_http_aigw_provider_t *p,
     p->naddrs = u.naddrs;
     p->sni = u.host;
 
+    ngx_http_aigw_resolve_init(cf, p, u.port);
+
     /* the Host header carries the port only when it is not the default */
 
     if (u.no_port || u.port == u.default_port) {

@@ -606,8 +606,15 @@ ngx_http_aigw_route_resolve(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
         ctx->candidates[ctx->ncandidates++] = m;
     }
 
-    if (rt && rt->balance != NGX_HTTP_AIGW_BALANCE_ORDER
-        && ctx->ncandidates > 1)
+    /* a rule that matches chooses the first; else the balance does */
+
+    if (rt && rt->rules && ctx->ncandidates > 1
+        && ngx_http_aigw_route_rule_apply(r, ctx, rt) == NGX_OK)
+    {
+        /* void */
+
+    } else if (rt && rt->balance != NGX_HTTP_AIGW_BALANCE_ORDER
+               && ctx->ncandidates > 1)
     {
         ngx_http_aigw_route_balance(r, ctx, rt);
     }

@@ -820,7 +820,6 @@ ngx_http_aigw_upstream_get_peer(ngx_peer_connection_t *pc, void *data)
     ngx_http_request_t  *r = data;
 
     ngx_int_t                   rc;
-    ngx_addr_t                 *addr;
     ngx_http_upstream_t        *u;
     ngx_http_aigw_ctx_t        *ctx;
     ngx_http_aigw_model_t      *m;
@@ -876,11 +875,11 @@ ngx_http_aigw_upstream_get_peer(ngx_peer_connection_t *pc, void *data)
         }
     }
 
-    addr = &m->provider->addrs[0];
+    /* the configuration's address, or one the resolver found */
 
-    pc->sockaddr = addr->sockaddr;
-    pc->socklen = addr->socklen;
-    pc->name = &addr->name;
+    if (ngx_http_aigw_resolve_peer(r, m->provider, pc) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
 #if (NGX_HTTP_SSL)
     u->ssl = m->provider->ssl;

@@ -193,5 +193,9 @@ The prompt guard refuses an injection, in the client's format:
   curl -s $u/v1/chat/completions -H 'Authorization: Bearer $key' \\
        -d '{"model":"gpt-4o-mini",$inject}'
 
+Tiers: route gpt-4o-tiers sends a caller with "X-Tier: frontier" to gpt-4o:
+  curl -si $u/v1/chat/completions -H 'Authorization: Bearer $key' \\
+       -H 'X-Tier: frontier' -d '{"model":"gpt-4o-tiers",$msg}' | grep -i '^x-aigw-model'
+
 Logs in $prefix/logs.  Stop it all with: scripts/demo.sh stop
 EOT

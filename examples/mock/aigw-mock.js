@@ -1419,7 +1419,8 @@ function handleControl(name, req, res) {
         return sendControl(res, 405, { error: 'use GET' });
     }
     if (name === 'stats') {
-        return sendControl(res, 200, { requests: state.requests, connections: state.connections });
+        return sendControl(res, 200, { requests: state.requests, connections: state.connections,
+            pid: cluster.isWorker ? process.ppid : process.pid });
     }
     if (state.last === null) {
         return sendControl(res, 404, { error: 'no API request received since the last reset' });

@@ -167,16 +167,19 @@ sub _wait_ready {
             $child_pid = undef;
             return "the mock exited with status $code";
         }
-        return undef if _alive($port);
+        # ours, not a mock of another run that took the port first
+        return undef if _alive($port, $pid);
         Time::HiRes::sleep(0.05);
     }
     return "no answer on port $port within ${START_TIMEOUT}s";
 }
 
 sub _alive {
-    my ($port) = @_;
+    my ($port, $pid) = @_;
     my ($status, $body) = _http('GET', '/_mock/stats', $port, 1);
-    return defined $status && $status == 200 && $body =~ /"requests"/;
+    return 0 unless defined $status && $status == 200 && $body =~ /"requests"/;
+    return 1 unless defined $pid;
+    return $body =~ /"pid":\s*(\d+)/ && $1 == $pid;
 }
 
 sub _stop {

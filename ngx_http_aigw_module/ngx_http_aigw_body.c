@@ -158,8 +158,8 @@ ngx_http_aigw_body_scan(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
 
     /* the top-level keys, for the guard's list of parameters */
 
-    s->keys = ngx_palloc(r->pool,
-                         NGX_HTTP_AIGW_SCAN_KEYS * sizeof(ngx_http_aigw_span_t));
+    s->keys = ngx_palloc(r->pool, NGX_HTTP_AIGW_SCAN_KEYS
+                                  * sizeof(ngx_http_aigw_span_t));
     if (s->keys == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }

@@ -1569,3 +1569,49 @@ ngx_http_aigw_zone_size(ngx_conf_t *cf, ngx_str_t *value, ngx_str_t *name,
 
     return NGX_OK;
 }
+
+
+/*
+ * The shared part of a zone at its first start: size bytes from its
+ * slab pool, and the pool's log context naming the zone; a full zone
+ * is no alert, as entries make room.  NGX_DONE if it exists already
+ * (the zone is another process's), then *sh is it.
+ */
+
+ngx_int_t
+ngx_http_aigw_zone_shared(ngx_shm_zone_t *shm_zone, size_t size,
+    const char *what, void **sh, ngx_slab_pool_t **shpool)
+{
+    size_t            len;
+    ngx_slab_pool_t  *pool;
+
+    pool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+    *shpool = pool;
+
+    if (shm_zone->shm.exists) {
+        *sh = pool->data;
+        return NGX_DONE;
+    }
+
+    *sh = ngx_slab_calloc(pool, size);
+    if (*sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    pool->data = *sh;
+
+    len = sizeof(" in aigw  zone \"\"") + ngx_strlen(what)
+          + shm_zone->shm.name.len;
+
+    pool->log_ctx = ngx_slab_alloc(pool, len);
+    if (pool->log_ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(pool->log_ctx, " in aigw %s zone \"%V\"%Z", what,
+                &shm_zone->shm.name);
+
+    pool->log_nomem = 0;
+
+    return NGX_OK;
+}

@@ -407,6 +407,8 @@ ngx_http_aigw_ctx_t *ngx_http_aigw_ctx_create(ngx_http_request_t *r);
 ngx_str_t *ngx_http_aigw_endpoint_name(ngx_uint_t endpoint);
 ngx_int_t ngx_http_aigw_zone_size(ngx_conf_t *cf, ngx_str_t *value,
     ngx_str_t *name, size_t *size);
+ngx_int_t ngx_http_aigw_zone_shared(ngx_shm_zone_t *shm_zone, size_t size,
+    const char *what, void **sh, ngx_slab_pool_t **shpool);
 
 /*
  * The access phase: one step a file, run in order by module.c.  A step

@@ -156,7 +156,8 @@ ngx_http_aigw_quota_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
     ngx_http_aigw_quota_zone_t  *ozone = data;
 
-    size_t                       len;
+    void                        *sh;
+    ngx_int_t                    rc;
     ngx_http_aigw_quota_zone_t  *zone;
 
     zone = shm_zone->data;
@@ -168,37 +169,18 @@ ngx_http_aigw_quota_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         return NGX_OK;
     }
 
-    zone->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+    rc = ngx_http_aigw_zone_shared(shm_zone, sizeof(ngx_http_aigw_quota_sh_t),
+                                   "quota", &sh, &zone->shpool);
+    zone->sh = sh;
 
-    if (shm_zone->shm.exists) {
-        zone->sh = zone->shpool->data;
-        return NGX_OK;
+    if (rc != NGX_OK) {
+        return (rc == NGX_DONE) ? NGX_OK : NGX_ERROR;
     }
-
-    zone->sh = ngx_slab_calloc(zone->shpool,
-                               sizeof(ngx_http_aigw_quota_sh_t));
-    if (zone->sh == NULL) {
-        return NGX_ERROR;
-    }
-
-    zone->shpool->data = zone->sh;
 
     ngx_rbtree_init(&zone->sh->rbtree, &zone->sh->sentinel,
                     ngx_http_aigw_quota_rbtree_insert);
 
     ngx_queue_init(&zone->sh->queue);
-
-    len = sizeof(" in aigw quota zone \"\"") + shm_zone->shm.name.len;
-
-    zone->shpool->log_ctx = ngx_slab_alloc(zone->shpool, len);
-    if (zone->shpool->log_ctx == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_sprintf(zone->shpool->log_ctx, " in aigw quota zone \"%V\"%Z",
-                &shm_zone->shm.name);
-
-    zone->shpool->log_nomem = 0;
 
     return NGX_OK;
 }

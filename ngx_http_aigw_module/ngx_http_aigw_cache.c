@@ -28,9 +28,13 @@
 #define NGX_HTTP_AIGW_CACHE_S_BYPASS    3
 #define NGX_HTTP_AIGW_CACHE_S_EXPIRED   4
 #define NGX_HTTP_AIGW_CACHE_S_TEMPLATE  5   /* a hit by a template */
+#define NGX_HTTP_AIGW_CACHE_S_SEMANTIC  6   /* a hit by a near vector */
 
 /* the format of the key: a change makes every old entry a miss */
 #define NGX_HTTP_AIGW_CACHE_VERSION     "aigw-cache-2"
+
+/* the format of a semantic partition's digest */
+#define NGX_HTTP_AIGW_CACHE_PART_VERSION  "aigw-semantic-1"
 
 /* object members the key's walk may hold open at once */
 #define NGX_HTTP_AIGW_CACHE_STACK       65536
@@ -66,12 +70,30 @@ typedef struct {
     ngx_int_t                     zone_rc;    /* the zone's answer */
     unsigned                      asked:1;    /* Redis was asked */
     unsigned                      redis_hit:1;
+
+    /* the semantic tier (cache_semantic.c) */
+    void                         *semantic;   /* its request */
+    unsigned                      semantic_tried:1;
+    unsigned                      semantic_over:1;
+    unsigned                      semantic_hit:1;
 } ngx_http_aigw_cache_req_t;
 
 
 static ngx_int_t ngx_http_aigw_cache_key(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_loc_conf_t *alcf, u_char *key,
-    ngx_uint_t *template);
+    ngx_uint_t *template, u_char *subst);
+
+/* cache_semantic.c */
+char *ngx_http_aigw_cache_semantic_merge(ngx_conf_t *cf,
+    ngx_http_aigw_loc_conf_t *prev, ngx_http_aigw_loc_conf_t *conf);
+ngx_int_t ngx_http_aigw_cache_semantic_ask(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, void **data);
+ngx_int_t ngx_http_aigw_cache_semantic_find(ngx_http_request_t *r,
+    void *data, u_char *key);
+void ngx_http_aigw_cache_semantic_put(ngx_http_request_t *r, void *data,
+    u_char *key);
+static ngx_int_t ngx_http_aigw_cache_semantic_result(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_cache_req_t *cr);
 
 /* cache_template.c */
 ngx_int_t ngx_http_aigw_cache_template_match(ngx_http_request_t *r,
@@ -104,13 +126,16 @@ static ngx_str_t  ngx_http_aigw_cache_statuses[] = {
     ngx_string("HIT"),
     ngx_string("BYPASS"),
     ngx_string("EXPIRED"),
-    ngx_string("TEMPLATE_HIT")
+    ngx_string("TEMPLATE_HIT"),
+    ngx_string("SEMANTIC_HIT")
 };
 
 
-/* a hit by a template says so */
+/* a hit by a near vector or a template says so */
 #define ngx_http_aigw_cache_shown(cr)                                         \
-    (((cr)->status == NGX_HTTP_AIGW_CACHE_S_HIT && (cr)->template)            \
+    (((cr)->status == NGX_HTTP_AIGW_CACHE_S_HIT && (cr)->semantic_hit)        \
+     ? NGX_HTTP_AIGW_CACHE_S_SEMANTIC                                         \
+     : ((cr)->status == NGX_HTTP_AIGW_CACHE_S_HIT && (cr)->template)          \
      ? NGX_HTTP_AIGW_CACHE_S_TEMPLATE : (cr)->status)
 
 
@@ -298,6 +323,10 @@ ngx_http_aigw_cache_merge(ngx_conf_t *cf, ngx_http_aigw_loc_conf_t *prev,
                               prev->cache_lock_timeout, 5000);
     ngx_conf_merge_value(conf->cache_redis, prev->cache_redis, 0);
 
+    if (ngx_http_aigw_cache_semantic_merge(cf, prev, conf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     amcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_aigw_module);
 
     if (conf->cache_redis
@@ -349,6 +378,11 @@ ngx_http_aigw_cache_handler(ngx_http_request_t *r)
             return NGX_DONE;
         }
 
+        if (cr->semantic && !cr->semantic_over) {
+            /* resumed: the embeddings came, or failed */
+            return ngx_http_aigw_cache_semantic_result(r, ctx, cr);
+        }
+
         if (cr->asked) {
             /* resumed: Redis answered, or did not in time */
             return ngx_http_aigw_cache_result(r, ctx, cr,
@@ -392,7 +426,7 @@ ngx_http_aigw_cache_handler(ngx_http_request_t *r)
 
     ngx_http_aigw_cache_control(r, &no_cache, &no_store, &max_age);
 
-    rc = ngx_http_aigw_cache_key(r, ctx, alcf, cr->key, &template);
+    rc = ngx_http_aigw_cache_key(r, ctx, alcf, cr->key, &template, NULL);
 
     if (rc == NGX_ERROR) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -519,10 +553,13 @@ static ngx_int_t
 ngx_http_aigw_cache_result(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     ngx_http_aigw_cache_req_t *cr, ngx_int_t rc)
 {
+    ngx_int_t                        src;
     ngx_str_t                        other;
+    ngx_http_aigw_loc_conf_t        *alcf;
     ngx_http_aigw_main_conf_t       *amcf;
     ngx_http_aigw_cache_counters_t  *cnt;
 
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_aigw_module);
     amcf = ngx_http_get_module_main_conf(r, ngx_http_aigw_module);
     cnt = ngx_http_aigw_cache_zone_counters(amcf->cache_zone);
 
@@ -546,6 +583,30 @@ ngx_http_aigw_cache_result(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
 
         } else {
             rc = NGX_HTTP_AIGW_CACHE_NONE;
+            cr->semantic_hit = 0;
+        }
+    }
+
+    if (rc != NGX_HTTP_AIGW_CACHE_FOUND && alcf->cache_semantic.len
+        && !cr->semantic_tried)
+    {
+        /* the semantic tier: the step waits for the embeddings */
+
+        cr->semantic_tried = 1;
+
+        src = ngx_http_aigw_cache_semantic_ask(r, ctx, &cr->semantic);
+
+        if (src == NGX_DONE) {
+            cr->zone_rc = rc;
+            return NGX_DONE;
+        }
+
+        if (src == NGX_ERROR) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (src >= NGX_HTTP_SPECIAL_RESPONSE) {
+            return src;
         }
     }
 
@@ -567,6 +628,66 @@ ngx_http_aigw_cache_result(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     (void) ngx_atomic_fetch_add(&cnt->misses, 1);
 
     return NGX_DECLINED;
+}
+
+
+/*
+ * The semantic tier's answer: the nearest stored answer, as near as
+ * the threshold, is a hit replayed as the exact tier's are; else the
+ * miss stands, and the vector is indexed with the answer stored.
+ */
+
+static ngx_int_t
+ngx_http_aigw_cache_semantic_result(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_cache_req_t *cr)
+{
+    ngx_int_t                        rc;
+    ngx_http_aigw_main_conf_t       *amcf;
+    ngx_http_aigw_cache_counters_t  *cnt;
+    u_char                           key[NGX_HTTP_AIGW_CACHE_KEY_LEN];
+
+    rc = ngx_http_aigw_cache_semantic_find(r, cr->semantic, key);
+
+    if (rc == NGX_AGAIN) {
+        return NGX_DONE;
+    }
+
+    cr->semantic_over = 1;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_aigw_module);
+    cnt = ngx_http_aigw_cache_zone_counters(amcf->cache_zone);
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_aigw_cache_zone_get(amcf->cache_zone, key, cr->max_age,
+                                          0, r->pool, &cr->entry);
+
+        if (rc == NGX_ERROR) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (rc == NGX_HTTP_AIGW_CACHE_FOUND) {
+            cr->semantic_hit = 1;
+
+            rc = ngx_http_aigw_cache_result(r, ctx, cr, rc);
+
+            if (cr->semantic_hit) {
+                (void) ngx_atomic_fetch_add(&cnt->semantic_hits, 1);
+
+                /* nothing is stored under the request's own key */
+                if (cr->locked) {
+                    ngx_http_aigw_cache_zone_unlock(amcf->cache_zone,
+                                                    cr->key);
+                    cr->locked = 0;
+                }
+            }
+
+            return rc;
+        }
+    }
+
+    (void) ngx_atomic_fetch_add(&cnt->semantic_misses, 1);
+
+    return ngx_http_aigw_cache_result(r, ctx, cr, cr->zone_rc);
 }
 
 
@@ -722,9 +843,32 @@ ngx_http_aigw_cache_cleanup(void *data)
  * scope, the namespace and its generation, and the body's canonical form.
  */
 
+/*
+ * The semantic tier's partition: the key with the string whose opening
+ * quote is text (the last user message's) left out, under a version of
+ * its own, so that it is never an exact key.
+ */
+
+ngx_int_t
+ngx_http_aigw_cache_partition(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
+    u_char *text, u_char *part)
+{
+    ngx_int_t                  rc;
+    ngx_uint_t                 template;
+    ngx_http_aigw_loc_conf_t  *alcf;
+
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_aigw_module);
+
+    rc = ngx_http_aigw_cache_key(r, ctx, alcf, part, &template, text);
+
+    return (rc == NGX_OK) ? NGX_OK : NGX_DECLINED;
+}
+
+
 static ngx_int_t
 ngx_http_aigw_cache_key(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
-    ngx_http_aigw_loc_conf_t *alcf, u_char *key, ngx_uint_t *template)
+    ngx_http_aigw_loc_conf_t *alcf, u_char *key, ngx_uint_t *template,
+    u_char *subst)
 {
     size_t                      n;
     u_char                     *p;
@@ -770,7 +914,7 @@ ngx_http_aigw_cache_key(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     }
 
     k.scratch = ngx_pnalloc(r->pool, ngx_max(ctx->body.len,
-                                 sizeof(NGX_HTTP_AIGW_CACHE_VERSION)
+                                 sizeof(NGX_HTTP_AIGW_CACHE_PART_VERSION)
                                  + ctx->format->name.len + ep->len
                                  + model->len + scope->len + ns.len
                                  + 6 * NGX_INT64_LEN + 16));
@@ -791,7 +935,11 @@ ngx_http_aigw_cache_key(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
 
     *template = 0;
 
-    if (alcf->cache_templates) {
+    if (subst) {
+        /* a partition: the text is one fixed digest, all zeros */
+        k.subst = subst;
+
+    } else if (alcf->cache_templates) {
         rc = ngx_http_aigw_cache_template_match(r, ctx, alcf->cache_templates,
                                                 &k);
         if (rc == NGX_ERROR) {
@@ -840,8 +988,9 @@ ngx_http_aigw_cache_key(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
      * the same bytes, then the body's canonical form.
      */
 
-    p = ngx_sprintf(k.scratch, NGX_HTTP_AIGW_CACHE_VERSION
-                    " %uz:%V %uz:%V %uz:%V %uz:%V %uz:%V g%uL ",
+    p = ngx_sprintf(k.scratch, "%s %uz:%V %uz:%V %uz:%V %uz:%V %uz:%V g%uL ",
+                    subst ? NGX_HTTP_AIGW_CACHE_PART_VERSION
+                          : NGX_HTTP_AIGW_CACHE_VERSION,
                     ctx->format->name.len, &ctx->format->name, ep->len, ep,
                     model->len, model, scope->len, scope, ns.len, &ns,
                     generation);
@@ -1213,6 +1362,10 @@ ngx_http_aigw_cache_put(ngx_http_request_t *r, ngx_http_aigw_cache_req_t *cr,
                                       stream, alcf->cache_ttl,
                                       r->connection->log);
     }
+
+    if (cr->semantic) {
+        ngx_http_aigw_cache_semantic_put(r, cr->semantic, cr->key);
+    }
 }
 
 
@@ -1295,7 +1448,7 @@ ngx_http_aigw_cache_variable(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
 size_t
 ngx_http_aigw_cache_metrics_size(ngx_http_aigw_main_conf_t *amcf)
 {
-    return amcf->cache_zone ? 7 * (64 + NGX_ATOMIC_T_LEN) + 256 : 0;
+    return amcf->cache_zone ? 11 * (64 + NGX_ATOMIC_T_LEN) + 512 : 0;
 }
 
 
@@ -1329,7 +1482,15 @@ ngx_http_aigw_cache_metrics(ngx_http_aigw_main_conf_t *amcf, u_char *p,
                  "# TYPE aigw_cache_avoided_tokens_total counter\n"
                  "aigw_cache_avoided_tokens_total %uA\n"
                  "# TYPE aigw_cache_avoided_cost_microdollars_total counter\n"
-                 "aigw_cache_avoided_cost_microdollars_total %uA\n",
+                 "aigw_cache_avoided_cost_microdollars_total %uA\n"
+                 "# TYPE aigw_cache_semantic_lookups_total counter\n"
+                 "aigw_cache_semantic_lookups_total{result=\"hit\"} %uA\n"
+                 "aigw_cache_semantic_lookups_total{result=\"miss\"} %uA\n"
+                 "aigw_cache_semantic_lookups_total{result=\"error\"} %uA\n"
+                 "# TYPE aigw_cache_semantic_vectors_total counter\n"
+                 "aigw_cache_semantic_vectors_total %uA\n",
                  c->hits, c->misses, c->bypasses, c->stores, c->evictions,
-                 c->avoided_tokens, c->avoided_cost);
+                 c->avoided_tokens, c->avoided_cost, c->semantic_hits,
+                 c->semantic_misses, c->semantic_errors,
+                 c->semantic_vectors);
 }

@@ -101,6 +101,11 @@ typedef struct {
     ngx_atomic_t                evictions;
     ngx_atomic_t                avoided_tokens;
     ngx_atomic_t                avoided_cost;   /* micro-dollars */
+    /* the semantic tier */
+    ngx_atomic_t                semantic_hits;
+    ngx_atomic_t                semantic_misses;
+    ngx_atomic_t                semantic_errors;
+    ngx_atomic_t                semantic_vectors;
 } ngx_http_aigw_cache_counters_t;
 
 
@@ -116,6 +121,29 @@ uint64_t ngx_http_aigw_cache_zone_generation(ngx_shm_zone_t *zone,
     u_char *name, ngx_uint_t bump);
 ngx_http_aigw_cache_counters_t *ngx_http_aigw_cache_zone_counters(
     ngx_shm_zone_t *zone);
+
+
+/*
+ * The semantic tier's index in the zone (cache_zone.c): per partition
+ * (a digest of all but the last user message), the vectors of stored
+ * answers with their entries' keys, the oldest out past max.
+ */
+ngx_int_t ngx_http_aigw_cache_zone_vector_add(ngx_shm_zone_t *zone,
+    u_char *part, u_char *key, float *v, ngx_uint_t dim, ngx_uint_t max,
+    ngx_log_t *log);
+ngx_int_t ngx_http_aigw_cache_zone_vector_find(ngx_shm_zone_t *zone,
+    u_char *part, float *v, ngx_uint_t dim, float threshold, u_char *key,
+    float *score);
+
+
+/* cache_semantic_vec.c: the vectors, without nginx's runtime */
+#define NGX_HTTP_AIGW_SEMANTIC_DIM_MAX  4096
+
+ngx_int_t ngx_http_aigw_cache_semantic_parse(u_char *p, u_char *last,
+    float *v, ngx_uint_t max, ngx_uint_t *dim);
+ngx_int_t ngx_http_aigw_cache_semantic_normalize(float *v, ngx_uint_t dim);
+ngx_int_t ngx_http_aigw_cache_semantic_best(const float *vecs, ngx_uint_t n,
+    ngx_uint_t dim, const float *q, float *score);
 
 
 /*

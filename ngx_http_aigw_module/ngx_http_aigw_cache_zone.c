@@ -33,6 +33,26 @@ typedef struct {
 } ngx_http_aigw_cache_node_t;
 
 
+/*
+ * A partition of the semantic index: its first members as an entry's,
+ * so that one tree function serves both.  The vectors of the answers
+ * stored in it, dim floats each, in a ring of cap slots; n used, next
+ * the slot the next one takes (the oldest, once it is full).  A slot
+ * whose vector is all zeros is free: its answer was not found again.
+ */
+typedef struct {
+    ngx_rbtree_node_t               node;
+    ngx_queue_t                     queue;
+    u_char                          part[NGX_HTTP_AIGW_CACHE_KEY_LEN];
+    ngx_uint_t                      dim;
+    ngx_uint_t                      n;
+    ngx_uint_t                      cap;
+    ngx_uint_t                      next;
+    u_char                         *keys;   /* cap keys */
+    float                          *vecs;   /* cap * dim */
+} ngx_http_aigw_cache_part_t;
+
+
 /* a namespace's generation: bumped by a purge, part of every key */
 typedef struct {
     u_char                          name[NGX_HTTP_AIGW_CACHE_KEY_LEN];
@@ -45,6 +65,10 @@ typedef struct {
     ngx_rbtree_node_t               sentinel;
     ngx_queue_t                     queue;
     ngx_http_aigw_cache_counters_t  counters;
+    /* the semantic index: partitions by digest, least recently used */
+    ngx_rbtree_t                    parts;
+    ngx_rbtree_node_t               parts_sentinel;
+    ngx_queue_t                     parts_queue;
     ngx_uint_t                      nns;
     ngx_http_aigw_cache_ns_t        ns[NGX_HTTP_AIGW_CACHE_NS];
 } ngx_http_aigw_cache_sh_t;
@@ -61,7 +85,12 @@ static ngx_int_t ngx_http_aigw_cache_zone_init(ngx_shm_zone_t *shm_zone,
 static void ngx_http_aigw_cache_zone_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 static ngx_http_aigw_cache_node_t *ngx_http_aigw_cache_zone_find(
-    ngx_http_aigw_cache_zone_t *zone, u_char *key);
+    ngx_rbtree_t *tree, u_char *key);
+static void ngx_http_aigw_cache_zone_part_delete(
+    ngx_http_aigw_cache_zone_t *zone, ngx_http_aigw_cache_part_t *pt);
+static void *ngx_http_aigw_cache_zone_vector_alloc(
+    ngx_http_aigw_cache_zone_t *zone, size_t size,
+    ngx_http_aigw_cache_part_t *keep, ngx_uint_t *evicted);
 static void ngx_http_aigw_cache_zone_delete(ngx_http_aigw_cache_zone_t *zone,
     ngx_http_aigw_cache_node_t *cn);
 
@@ -160,6 +189,11 @@ ngx_http_aigw_cache_zone_init(ngx_shm_zone_t *shm_zone, void *data)
 
     ngx_queue_init(&zone->sh->queue);
 
+    ngx_rbtree_init(&zone->sh->parts, &zone->sh->parts_sentinel,
+                    ngx_http_aigw_cache_zone_insert);
+
+    ngx_queue_init(&zone->sh->parts_queue);
+
     return NGX_OK;
 }
 
@@ -203,7 +237,7 @@ ngx_http_aigw_cache_zone_insert(ngx_rbtree_node_t *temp,
 
 
 static ngx_http_aigw_cache_node_t *
-ngx_http_aigw_cache_zone_find(ngx_http_aigw_cache_zone_t *zone, u_char *key)
+ngx_http_aigw_cache_zone_find(ngx_rbtree_t *tree, u_char *key)
 {
     ngx_int_t                    rc;
     ngx_rbtree_key_t             hash;
@@ -212,8 +246,8 @@ ngx_http_aigw_cache_zone_find(ngx_http_aigw_cache_zone_t *zone, u_char *key)
 
     ngx_memcpy(&hash, key, sizeof(ngx_rbtree_key_t));
 
-    node = zone->sh->rbtree.root;
-    sentinel = zone->sh->rbtree.sentinel;
+    node = tree->root;
+    sentinel = tree->sentinel;
 
     while (node != sentinel) {
 
@@ -277,7 +311,7 @@ ngx_http_aigw_cache_zone_get(ngx_shm_zone_t *shm_zone, u_char *key,
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
-    cn = ngx_http_aigw_cache_zone_find(zone, key);
+    cn = ngx_http_aigw_cache_zone_find(&zone->sh->rbtree, key);
 
     if (cn == NULL) {
         rc = NGX_HTTP_AIGW_CACHE_NONE;
@@ -365,7 +399,7 @@ ngx_http_aigw_cache_zone_unlock(ngx_shm_zone_t *shm_zone, u_char *key)
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
-    cn = ngx_http_aigw_cache_zone_find(zone, key);
+    cn = ngx_http_aigw_cache_zone_find(&zone->sh->rbtree, key);
 
     if (cn && cn->pending) {
         ngx_http_aigw_cache_zone_delete(zone, cn);
@@ -397,7 +431,7 @@ ngx_http_aigw_cache_zone_put(ngx_shm_zone_t *shm_zone, u_char *key,
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
-    cn = ngx_http_aigw_cache_zone_find(zone, key);
+    cn = ngx_http_aigw_cache_zone_find(&zone->sh->rbtree, key);
 
     if (cn) {
         ngx_http_aigw_cache_zone_delete(zone, cn);
@@ -408,6 +442,17 @@ ngx_http_aigw_cache_zone_put(ngx_shm_zone_t *shm_zone, u_char *key,
 
         if (cn) {
             break;
+        }
+
+        if (ngx_queue_empty(&zone->sh->queue)
+            && !ngx_queue_empty(&zone->sh->parts_queue))
+        {
+            /* only the semantic index is left: its oldest partition */
+            q = ngx_queue_last(&zone->sh->parts_queue);
+            ngx_http_aigw_cache_zone_part_delete(zone,
+                        ngx_queue_data(q, ngx_http_aigw_cache_part_t, queue));
+            evicted++;
+            continue;
         }
 
         if (ngx_queue_empty(&zone->sh->queue)) {
@@ -515,4 +560,250 @@ ngx_http_aigw_cache_zone_counters(ngx_shm_zone_t *shm_zone)
     zone = shm_zone->data;
 
     return zone->sh ? &zone->sh->counters : NULL;
+}
+
+
+static void
+ngx_http_aigw_cache_zone_part_delete(ngx_http_aigw_cache_zone_t *zone,
+    ngx_http_aigw_cache_part_t *pt)
+{
+    ngx_queue_remove(&pt->queue);
+    ngx_rbtree_delete(&zone->sh->parts, &pt->node);
+
+    if (pt->keys) {
+        ngx_slab_free_locked(zone->shpool, pt->keys);
+    }
+
+    ngx_slab_free_locked(zone->shpool, pt);
+}
+
+
+/*
+ * Room for the index: the least recently used partitions but keep go
+ * first, then the least recently used answers.  NULL when nothing is
+ * left to free.
+ */
+
+static void *
+ngx_http_aigw_cache_zone_vector_alloc(ngx_http_aigw_cache_zone_t *zone,
+    size_t size, ngx_http_aigw_cache_part_t *keep, ngx_uint_t *evicted)
+{
+    void                        *p;
+    ngx_queue_t                 *q;
+    ngx_http_aigw_cache_part_t  *pt;
+
+    for ( ;; ) {
+        p = ngx_slab_alloc_locked(zone->shpool, size);
+
+        if (p) {
+            return p;
+        }
+
+        q = ngx_queue_last(&zone->sh->parts_queue);
+        pt = ngx_queue_data(q, ngx_http_aigw_cache_part_t, queue);
+
+        if (q != ngx_queue_sentinel(&zone->sh->parts_queue) && pt != keep) {
+            ngx_http_aigw_cache_zone_part_delete(zone, pt);
+            (*evicted)++;
+            continue;
+        }
+
+        if (ngx_queue_empty(&zone->sh->queue)) {
+            return NULL;
+        }
+
+        q = ngx_queue_last(&zone->sh->queue);
+
+        ngx_http_aigw_cache_zone_delete(zone,
+                        ngx_queue_data(q, ngx_http_aigw_cache_node_t, queue));
+        (*evicted)++;
+    }
+}
+
+
+/*
+ * The vector v (of unit length) of the answer stored under key, into
+ * the partition part: a new partition, or a larger ring, as needed, up
+ * to max vectors; past that the oldest goes.  A partition of another
+ * dimension (the embedding model changed) starts again.
+ */
+
+ngx_int_t
+ngx_http_aigw_cache_zone_vector_add(ngx_shm_zone_t *shm_zone, u_char *part,
+    u_char *key, float *v, ngx_uint_t dim, ngx_uint_t max, ngx_log_t *log)
+{
+    u_char                      *keys;
+    float                       *vecs;
+    ngx_uint_t                   cap, evicted;
+    ngx_http_aigw_cache_zone_t  *zone;
+    ngx_http_aigw_cache_part_t  *pt;
+
+    zone = shm_zone->data;
+    evicted = 0;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    pt = (ngx_http_aigw_cache_part_t *)
+             ngx_http_aigw_cache_zone_find(&zone->sh->parts, part);
+
+    if (pt && pt->dim != dim) {
+        ngx_http_aigw_cache_zone_part_delete(zone, pt);
+        pt = NULL;
+    }
+
+    if (pt == NULL) {
+        pt = ngx_http_aigw_cache_zone_vector_alloc(zone,
+                                        sizeof(ngx_http_aigw_cache_part_t),
+                                        NULL, &evicted);
+        if (pt == NULL) {
+            goto failed;
+        }
+
+        ngx_memzero(pt, sizeof(ngx_http_aigw_cache_part_t));
+        ngx_memcpy(&pt->node.key, part, sizeof(ngx_rbtree_key_t));
+        ngx_memcpy(pt->part, part, NGX_HTTP_AIGW_CACHE_KEY_LEN);
+        pt->dim = dim;
+
+        ngx_rbtree_insert(&zone->sh->parts, &pt->node);
+        ngx_queue_insert_head(&zone->sh->parts_queue, &pt->queue);
+
+    } else {
+        ngx_queue_remove(&pt->queue);
+        ngx_queue_insert_head(&zone->sh->parts_queue, &pt->queue);
+    }
+
+    if (pt->n == pt->cap && pt->cap < max) {
+
+        /* a ring not yet full is in order: it grows by a copy */
+
+        cap = ngx_min(ngx_max(pt->cap * 2, 8), max);
+
+        keys = ngx_http_aigw_cache_zone_vector_alloc(zone,
+                           cap * (NGX_HTTP_AIGW_CACHE_KEY_LEN
+                                  + dim * sizeof(float)),
+                           pt, &evicted);
+
+        if (keys == NULL) {
+            if (pt->cap == 0) {
+                ngx_http_aigw_cache_zone_part_delete(zone, pt);
+                goto failed;
+            }
+
+            /* no room to grow: the oldest goes */
+            max = pt->cap;
+
+        } else {
+            vecs = (float *) (keys + cap * NGX_HTTP_AIGW_CACHE_KEY_LEN);
+
+            if (pt->n) {
+                ngx_memcpy(keys, pt->keys,
+                           pt->n * NGX_HTTP_AIGW_CACHE_KEY_LEN);
+                ngx_memcpy(vecs, pt->vecs, pt->n * dim * sizeof(float));
+                ngx_slab_free_locked(zone->shpool, pt->keys);
+            }
+
+            pt->keys = keys;
+            pt->vecs = vecs;
+            pt->cap = cap;
+            pt->next = pt->n;
+        }
+    }
+
+    if (pt->next >= pt->cap) {
+        pt->next = 0;
+    }
+
+    ngx_memcpy(pt->keys + pt->next * NGX_HTTP_AIGW_CACHE_KEY_LEN, key,
+               NGX_HTTP_AIGW_CACHE_KEY_LEN);
+    ngx_memcpy(pt->vecs + pt->next * dim, v, dim * sizeof(float));
+
+    pt->next++;
+
+    if (pt->n < pt->cap) {
+        pt->n++;
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    (void) ngx_atomic_fetch_add(&zone->sh->counters.semantic_vectors, 1);
+
+    if (evicted) {
+        (void) ngx_atomic_fetch_add(&zone->sh->counters.evictions, evicted);
+    }
+
+    return NGX_OK;
+
+failed:
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    ngx_log_error(NGX_LOG_WARN, log, 0,
+                  "aigw: a vector of %ui dimensions does not fit in the "
+                  "cache zone \"%V\", not indexed", dim, &shm_zone->shm.name);
+
+    return NGX_DECLINED;
+}
+
+
+/*
+ * The key of the answer whose vector in partition part is nearest to v,
+ * at threshold or above: NGX_OK.  A vector whose answer is gone (evicted,
+ * expired) is freed and the next best looked for, a few times.
+ */
+
+#define NGX_HTTP_AIGW_CACHE_VECTOR_TRIES  4
+
+ngx_int_t
+ngx_http_aigw_cache_zone_vector_find(ngx_shm_zone_t *shm_zone, u_char *part,
+    float *v, ngx_uint_t dim, float threshold, u_char *key, float *score)
+{
+    u_char                      *k;
+    ngx_int_t                    i, rc;
+    ngx_uint_t                   tries;
+    ngx_http_aigw_cache_zone_t  *zone;
+    ngx_http_aigw_cache_part_t  *pt;
+    ngx_http_aigw_cache_node_t  *cn;
+
+    zone = shm_zone->data;
+    rc = NGX_DECLINED;
+    *score = -2;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    pt = (ngx_http_aigw_cache_part_t *)
+             ngx_http_aigw_cache_zone_find(&zone->sh->parts, part);
+
+    if (pt == NULL || pt->dim != dim) {
+        goto done;
+    }
+
+    ngx_queue_remove(&pt->queue);
+    ngx_queue_insert_head(&zone->sh->parts_queue, &pt->queue);
+
+    for (tries = 0; tries < NGX_HTTP_AIGW_CACHE_VECTOR_TRIES; tries++) {
+
+        i = ngx_http_aigw_cache_semantic_best(pt->vecs, pt->n, dim, v, score);
+
+        if (i < 0 || *score < threshold) {
+            break;
+        }
+
+        k = pt->keys + i * NGX_HTTP_AIGW_CACHE_KEY_LEN;
+        cn = ngx_http_aigw_cache_zone_find(&zone->sh->rbtree, k);
+
+        if (cn && !cn->pending && cn->expires > ngx_time()) {
+            ngx_memcpy(key, k, NGX_HTTP_AIGW_CACHE_KEY_LEN);
+            rc = NGX_OK;
+            break;
+        }
+
+        /* its answer is gone: a zero vector is nobody's match */
+        ngx_memzero(pt->vecs + i * dim, dim * sizeof(float));
+    }
+
+done:
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    return rc;
 }

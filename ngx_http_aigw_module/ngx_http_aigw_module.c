@@ -103,6 +103,16 @@ static ngx_conf_num_bounds_t  ngx_http_aigw_keepalive_bounds = {
 };
 
 
+static ngx_conf_num_bounds_t  ngx_http_aigw_semantic_turns_bounds = {
+    ngx_conf_check_num_bounds, 1, 1000
+};
+
+
+static ngx_conf_num_bounds_t  ngx_http_aigw_semantic_partition_bounds = {
+    ngx_conf_check_num_bounds, 1, 1000000
+};
+
+
 static ngx_conf_enum_t  ngx_http_aigw_cache_scopes[] = {
     { ngx_string("tenant"), NGX_HTTP_AIGW_CACHE_TENANT },
     { ngx_string("global"), NGX_HTTP_AIGW_CACHE_GLOBAL },
@@ -509,6 +519,43 @@ static ngx_command_t  ngx_http_aigw_commands[] = {
       ngx_conf_set_flag_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_aigw_loc_conf_t, cache_redis),
+      NULL },
+
+    /* cache: the semantic tier (cache_semantic.c) */
+
+    { ngx_string("aigw_cache_semantic"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_aigw_cache_semantic,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("aigw_cache_semantic_threshold"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_aigw_cache_semantic_threshold,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("aigw_cache_semantic_turns"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_aigw_loc_conf_t, cache_semantic_turns),
+      &ngx_http_aigw_semantic_turns_bounds },
+
+    { ngx_string("aigw_cache_semantic_partition"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_aigw_loc_conf_t, cache_semantic_partition),
+      &ngx_http_aigw_semantic_partition_bounds },
+
+    { ngx_string("aigw_cache_semantic_model"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_aigw_cache_semantic_model,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
       NULL },
 
     { ngx_string("aigw_pii"),
@@ -1373,6 +1420,10 @@ ngx_http_aigw_create_loc_conf(ngx_conf_t *cf)
     alcf->cache_lock_timeout = NGX_CONF_UNSET_MSEC;
     alcf->cache_templates = NGX_CONF_UNSET_PTR;
     alcf->cache_redis = NGX_CONF_UNSET;
+    /* semantic cache */
+    alcf->cache_semantic_threshold = NGX_CONF_UNSET_UINT;
+    alcf->cache_semantic_turns = NGX_CONF_UNSET;
+    alcf->cache_semantic_partition = NGX_CONF_UNSET;
 
     return alcf;
 }

@@ -280,6 +280,12 @@ typedef struct {
     ngx_msec_t                     cache_lock_timeout;
     ngx_array_t                   *cache_templates;
     ngx_flag_t                     cache_redis;
+    /* semantic cache (cache_semantic.c) */
+    ngx_str_t                      cache_semantic;   /* a location's URI */
+    ngx_uint_t                     cache_semantic_threshold; /* x 10^4 */
+    ngx_int_t                      cache_semantic_turns;
+    ngx_int_t                      cache_semantic_partition;
+    ngx_str_t                      cache_semantic_model;
     /* resilience: timeouts, and the upstream confs that apply them */
     ngx_msec_t                     first_token_timeout;
     ngx_msec_t                     stream_idle_timeout;
@@ -501,6 +507,13 @@ char *ngx_http_aigw_cache_zone(ngx_conf_t *cf, ngx_command_t *cmd,
 char *ngx_http_aigw_cache_purge(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_aigw_cache_template(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+/* cache_semantic.c: the semantic tier's directives */
+char *ngx_http_aigw_cache_semantic(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_aigw_cache_semantic_threshold(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+char *ngx_http_aigw_cache_semantic_model(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_aigw_cache_merge(ngx_conf_t *cf,
     ngx_http_aigw_loc_conf_t *prev, ngx_http_aigw_loc_conf_t *conf);

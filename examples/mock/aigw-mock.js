@@ -1050,6 +1050,97 @@ function embeddingVector(text, dims) {
     return v;
 }
 
+/*
+ * The semantic embedder, for models whose name holds "semantic": a
+ * deterministic stand-in for a real embedding model, so that a gateway's
+ * semantic cache can be tested and measured.  The text is lower-cased,
+ * contractions opened ("what's" -> "what is", "isn't" -> "is not"),
+ * split into words; stop words go, synonyms become one word, a plural
+ * "s" goes.  Features: each word (1; a negation or a number 2; a soft
+ * word such as "actually" 0.25) and each unordered pair of neighbouring
+ * words (0.5), hashed (FNV-1a) to a dimension with a sign.  Paraphrases
+ * that differ in stop words, synonyms, case, punctuation or word order
+ * are one vector; a negation, another number or another entity is far
+ * (cosine well under 0.95).  See docs/mock-provider.md.
+ */
+const SEMANTIC_DIMS = 256;
+const SEMANTIC_STOP = new Set(('a an the is are was were be been being of in on at to for from by '
+    + 'with about into as and or what whats which who whom how tell me please can could would '
+    + 'will you your i my we our do does did give show know want like let need some any there '
+    + 'this that these those it its should shall may might must just kindly hey hi hello so '
+    + 'us explain describe say').split(' '));
+const SEMANTIC_SOFT = new Set('actually really exactly currently today basically quite very'.split(' '));
+const SEMANTIC_NEGATION = new Set('not no never without none nothing'.split(' '));
+const SEMANTIC_SYNONYMS = {
+    biggest: 'largest', big: 'large', huge: 'large', large: 'large', automobile: 'car',
+    vehicle: 'car', purchase: 'buy', buying: 'buy', bought: 'buy', quick: 'fast',
+    quickly: 'fast', rapid: 'fast', begin: 'start', commence: 'start', kilometre: 'km',
+    kilometer: 'km', kilometres: 'km', kilometers: 'km', city: 'city', town: 'city',
+    physician: 'doctor', medic: 'doctor', healthy: 'health', cost: 'price', costs: 'price',
+    fix: 'repair', mend: 'repair', film: 'movie', picture: 'movie', author: 'writer',
+    wrote: 'write', written: 'write', writes: 'write', create: 'make', build: 'make',
+    convert: 'convert', translate: 'translate', temp: 'temperature', ocean: 'sea',
+    boil: 'boil', boiling: 'boil', sum: 'add', plus: 'add', capitol: 'capital',
+};
+
+function semanticWords(text) {
+    const t = text.toLowerCase()
+        .replace(/\b(\w+)n't\b/g, '$1 not').replace(/\bcan't\b/g, 'can not')
+        .replace(/\bwon't\b/g, 'will not').replace(/'s\b/g, ' is').replace(/'re\b/g, ' are')
+        .replace(/'m\b/g, ' am').replace(/'ll\b/g, ' will').replace(/'ve\b/g, ' have');
+    const words = [];
+    for (let w of t.split(/[^a-z0-9.]+/)) {
+        w = w.replace(/^\.+|\.+$/g, '');
+        if (w === '' || SEMANTIC_STOP.has(w)) {
+            continue;
+        }
+        if (/^[a-z]+$/.test(w) && w.length > 3 && w.endsWith('s') && !w.endsWith('ss')) {
+            w = w.slice(0, -1);
+        }
+        w = SEMANTIC_SYNONYMS[w] || w;
+        if (!SEMANTIC_STOP.has(w)) {
+            words.push(w);
+        }
+    }
+    return words;
+}
+
+function semanticVector(text, dims) {
+    const v = new Float64Array(dims);
+    const add = (feature, weight) => {
+        let h = 0x811c9dc5;
+        for (let i = 0; i < feature.length; i++) {
+            h ^= feature.charCodeAt(i);
+            h = Math.imul(h, 0x01000193) >>> 0;
+        }
+        v[h % dims] += (h & 0x80000000) ? -weight : weight;
+    };
+    const words = semanticWords(text);
+    const hard = words.filter((w) => !SEMANTIC_SOFT.has(w));
+    for (const w of words) {
+        const weight = SEMANTIC_SOFT.has(w) ? 0.25
+            : (SEMANTIC_NEGATION.has(w) || /^[0-9]/.test(w)) ? 2 : 1;
+        add('u:' + w, weight);
+    }
+    for (let i = 0; i + 1 < hard.length; i++) {
+        const [a, b] = hard[i] < hard[i + 1] ? [hard[i], hard[i + 1]] : [hard[i + 1], hard[i]];
+        add('b:' + a + '|' + b, 0.5);
+    }
+    let norm = 0;
+    for (let i = 0; i < dims; i++) {
+        norm += v[i] * v[i];
+    }
+    norm = Math.sqrt(norm);
+    const out = new Float32Array(dims);
+    for (let i = 0; i < dims; i++) {
+        out[i] = norm ? v[i] / norm : 0;
+    }
+    if (norm === 0) {
+        out[0] = 1;     /* nothing but stop words: one vector for all */
+    }
+    return out;
+}
+
 function embeddings(ctx, body) {
     if (typeof body.model !== 'string' || body.model === '') {
         return sendError(ctx, 400, 'you must provide a model parameter', { code: null });
@@ -1076,7 +1167,8 @@ function embeddings(ctx, body) {
     if (items.length > MAX_EMBEDDING_INPUTS) {
         return sendError(ctx, 400, `'input' : maximum ${MAX_EMBEDDING_INPUTS} items allowed.`, { param: 'input' });
     }
-    let dims = /3-large/.test(body.model) ? 3072 : 1536;
+    const semantic = /semantic/.test(body.model);
+    let dims = semantic ? SEMANTIC_DIMS : /3-large/.test(body.model) ? 3072 : 1536;
     if (body.dimensions !== undefined) {
         if (!Number.isInteger(body.dimensions) || body.dimensions < 1 || body.dimensions > MAX_EMBEDDING_DIMS) {
             return sendError(ctx, 400, `Invalid 'dimensions': must be between 1 and ${MAX_EMBEDDING_DIMS}.`,
@@ -1092,7 +1184,7 @@ function embeddings(ctx, body) {
     let tokens = 0;
     const data = items.map(([text, t], index) => {
         tokens += t;
-        const v = embeddingVector(text, dims);
+        const v = semantic ? semanticVector(text, dims) : embeddingVector(text, dims);
         const embedding = format === 'base64'
             ? Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64')
             : Array.from(v, (x) => Number(x.toPrecision(9)));

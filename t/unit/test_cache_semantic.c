@@ -1,0 +1,265 @@
+
+/*
+ * Copyright (C) aigw authors
+ */
+
+
+/*
+ * Unit test of the semantic cache's vectors (cache_semantic_vec.c),
+ * built standalone against the include directories of a configured
+ * nginx tree (see t/unit/README.md):
+ *
+ *     test_cache_semantic
+ *
+ * The embeddings' reader on answers as providers write them, on every
+ * strict prefix of each (never whole), and on wrong ones; the unit length;
+ * the nearest vector of a partition against a plain double-precision
+ * loop.
+ */
+
+
+#include "../../ngx_http_aigw_module/ngx_http_aigw_cache_semantic_vec.c"
+#include "t_unit.h"
+
+
+#define T_MAX  16
+
+
+typedef struct {
+    const char  *text;
+    ngx_int_t    rc;
+    ngx_uint_t   dim;
+    float        v[4];
+} t_parse_case_t;
+
+
+static t_parse_case_t  t_parse_cases[] = {
+
+    { "{\"object\":\"list\",\"data\":[{\"object\":\"embedding\",\"index\":0,"
+      "\"embedding\":[0.5,-0.25,1e-3,2E+1]}],\"model\":\"m\"}",
+      NGX_OK, 4, { 0.5f, -0.25f, 0.001f, 20.0f } },
+
+    { "{\"data\":[{\"embedding\" : [ 0 , -0.0 ,\n 12.5e-1 ]}]}",
+      NGX_OK, 3, { 0.0f, 0.0f, 1.25f } },
+
+    { "{\"data\":[{\"embedding\":[1]}]}", NGX_OK, 1, { 1.0f } },
+
+    { "{\"data\":[{\"embedding\":[0.000000000000000000001234]}]}",
+      NGX_OK, 1, { 1.234e-21f } },
+
+    { "{\"data\":[{\"embedding\":[123456789012345678901234]}]}",
+      NGX_OK, 1, { 1.2345679e23f } },
+
+    /* the value "embedding" and an escaped key are not the key */
+    { "{\"object\":\"embedding\",\"x\":\"\\\"embedding\\\":[9]\","
+      "\"embedding\":[2]}", NGX_OK, 1, { 2.0f } },
+
+    { "{\"data\":[{\"embedding\":[]}]}", NGX_ERROR, 0, { 0 } },
+    { "{\"data\":[{\"embedding\":\"AAAAAA==\"}]}", NGX_ERROR, 0, { 0 } },
+    { "{\"data\":[{\"embedding\":[1,]}]}", NGX_ERROR, 0, { 0 } },
+    { "{\"data\":[{\"embedding\":[1 2]}]}", NGX_ERROR, 0, { 0 } },
+    { "{\"data\":[{\"embedding\":[.5]}]}", NGX_ERROR, 0, { 0 } },
+    { "{\"data\":[{\"embedding\":[1.]}]}", NGX_ERROR, 0, { 0 } },
+    { "{\"data\":[{\"embedding\":[1e]}]}", NGX_ERROR, 0, { 0 } },
+    { "{\"data\":[{\"embedding\":[1e999]}]}", NGX_ERROR, 0, { 0 } },
+    { "{\"data\":[{\"embedding\":[null]}]}", NGX_ERROR, 0, { 0 } },
+    { "{\"data\":[{\"embedding\":[\"1\"]}]}", NGX_ERROR, 0, { 0 } },
+    { "{\"error\":{\"message\":\"no\"}}", NGX_ERROR, 0, { 0 } },
+    { "", NGX_ERROR, 0, { 0 } },
+};
+
+
+static void
+t_parse(void)
+{
+    float            v[T_MAX];
+    size_t           len, cut;
+    const char      *k, *e;
+    u_char          *s;
+    ngx_int_t        rc;
+    ngx_uint_t       i, j, dim, same;
+    t_parse_case_t  *c;
+
+    for (i = 0; i < sizeof(t_parse_cases) / sizeof(t_parse_case_t); i++) {
+        c = &t_parse_cases[i];
+        len = strlen(c->text);
+        s = t_dup((const u_char *) c->text, len);
+
+        dim = 0;
+        rc = ngx_http_aigw_cache_semantic_parse(s, s + len, v, T_MAX, &dim);
+
+        (void) t_check(rc == c->rc, "rc %d, not %d: %s", (int) rc,
+                       (int) c->rc, c->text);
+
+        if (rc == NGX_OK && c->rc == NGX_OK) {
+            same = (dim == c->dim);
+
+            for (j = 0; same && j < dim; j++) {
+                same = (v[j] == c->v[j]
+                        || (v[j] - c->v[j]) / c->v[j] < 1e-6f);
+            }
+
+            (void) t_check(same, "values: %s", c->text);
+        }
+
+        /*
+         * every prefix that cuts the array (the last "embedding" of
+         * the cases) is refused, read inside its bytes only
+         */
+
+        for (k = c->text, e = NULL; (k = strstr(k, "\"embedding\"")); k++) {
+            e = k;
+        }
+
+        e = e ? strchr(e, ']') : NULL;
+
+        for (cut = 0; c->rc == NGX_OK && e && cut < len; cut++) {
+            free(s);
+            s = t_dup((const u_char *) c->text, cut);
+            rc = ngx_http_aigw_cache_semantic_parse(s, s + cut, v, T_MAX,
+                                                    &dim);
+            (void) t_check(rc == (cut > (size_t) (e - c->text)
+                                  ? NGX_OK : NGX_ERROR),
+                           "prefix %lu: %s", (unsigned long) cut, c->text);
+        }
+
+        free(s);
+    }
+
+    /* more numbers than room: refused, nothing written past it */
+
+    s = (u_char *) "{\"embedding\":[1,2,3,4,5]}";
+    len = strlen((char *) s);
+    rc = ngx_http_aigw_cache_semantic_parse(s, s + len, v, 4, &dim);
+    (void) t_check(rc == NGX_ERROR, "five numbers in room for four");
+
+    rc = ngx_http_aigw_cache_semantic_parse(s, s + len, v, 5, &dim);
+    (void) t_check(rc == NGX_OK && dim == 5, "five numbers in room for five");
+}
+
+
+static void
+t_normalize(void)
+{
+    float       v[T_MAX];
+    double      s;
+    ngx_uint_t  i;
+
+    v[0] = 3;
+    v[1] = 4;
+    (void) t_check(ngx_http_aigw_cache_semantic_normalize(v, 2) == NGX_OK
+                   && v[0] == 0.6f && v[1] == 0.8f, "3,4 is 0.6,0.8");
+
+    for (i = 0; i < T_MAX; i++) {
+        v[i] = 1e-7f * (float) (i + 1);
+    }
+
+    (void) t_check(ngx_http_aigw_cache_semantic_normalize(v, T_MAX) == NGX_OK,
+                   "small numbers");
+
+    for (s = 0, i = 0; i < T_MAX; i++) {
+        s += (double) v[i] * v[i];
+    }
+
+    (void) t_check(s > 0.99999 && s < 1.00001, "unit length: %f", s);
+
+    v[0] = 0;
+    v[1] = 0;
+    (void) t_check(ngx_http_aigw_cache_semantic_normalize(v, 2) == NGX_ERROR,
+                   "a zero vector is refused");
+}
+
+
+/* the nearest of n random unit vectors, against doubles, every dim */
+
+static void
+t_best(void)
+{
+    float       *vecs, *q, score;
+    double       d, best;
+    uint64_t     seed;
+    ngx_int_t    b, want;
+    ngx_uint_t   n, dim, i, j;
+
+    seed = 17;
+
+    for (dim = 1; dim <= 40; dim++) {
+        n = 1 + t_rand(&seed) % 50;
+        vecs = t_alloc(n * dim * sizeof(float));
+        q = t_alloc(dim * sizeof(float));
+
+        for (i = 0; i < n * dim; i++) {
+            vecs[i] = (float) ((int) (t_rand(&seed) % 2001) - 1000) / 1000;
+        }
+
+        for (i = 0; i < n; i++) {
+            vecs[i * dim] += 0.01f;
+            (void) ngx_http_aigw_cache_semantic_normalize(vecs + i * dim,
+                                                          dim);
+        }
+
+        for (j = 0; j < dim; j++) {
+            q[j] = (float) ((int) (t_rand(&seed) % 2001) - 1000) / 1000;
+        }
+
+        q[0] += 0.01f;
+        (void) ngx_http_aigw_cache_semantic_normalize(q, dim);
+
+        want = -1;
+        best = -3;
+
+        for (i = 0; i < n; i++) {
+            for (d = 0, j = 0; j < dim; j++) {
+                d += (double) vecs[i * dim + j] * q[j];
+            }
+
+            if (d > best + 1e-6) {
+                best = d;
+                want = (ngx_int_t) i;
+            }
+        }
+
+        b = ngx_http_aigw_cache_semantic_best(vecs, n, dim, q, &score);
+
+        (void) t_check(b == want && score - best < 1e-5
+                       && best - score < 1e-5,
+                       "dim %lu, n %lu: %ld (%f), not %ld (%f)",
+                       (unsigned long) dim, (unsigned long) n, (long) b,
+                       (double) score, (long) want, best);
+
+        /* the query itself is found at 1 */
+
+        ngx_memcpy(vecs + (n - 1) * dim, q, dim * sizeof(float));
+        b = ngx_http_aigw_cache_semantic_best(vecs, n, dim, q, &score);
+        (void) t_check(score > 0.9999f, "itself at 1, dim %lu",
+                       (unsigned long) dim);
+
+        free(vecs);
+        free(q);
+    }
+
+    (void) t_check(ngx_http_aigw_cache_semantic_best(NULL, 0, 4, NULL, &score)
+                   == -1, "an empty partition");
+}
+
+
+int
+main(int argc, char **argv)
+{
+    t_begin("embeddings read, every prefix");
+    t_parse();
+    t_end();
+
+    t_begin("unit length");
+    t_normalize();
+    t_end();
+
+    t_begin("the nearest vector");
+    t_best();
+    t_end();
+
+    printf("%lu passed, %lu failed\n",
+           (unsigned long) t_passed, (unsigned long) t_failed);
+
+    return t_failed ? 1 : 0;
+}

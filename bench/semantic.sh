@@ -20,7 +20,7 @@
 # Ports: SEMANTIC_BENCH_PORT and SEMANTIC_BENCH_MOCK_PORT (picked free
 # when unset).  Needs gcc, curl, node and /usr/sbin/nginx.
 
-set -euo pipefail
+set -u -o pipefail
 
 . "$(dirname "$0")/lib.sh"
 

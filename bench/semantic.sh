@@ -52,7 +52,8 @@ if [ $lookup = 1 ]; then
     gcc -O2 -Wall -Wextra -Wno-unused-parameter \
         -I "$ngx/objs" -I "$ngx/src/core" -I "$ngx/src/event" \
         -I "$ngx/src/event/modules" -I "$ngx/src/os/unix" \
-        -o "$BENCH_TMP/semantic_lookup" "$BENCH_DIR/semantic_lookup.c"
+        -o "$BENCH_TMP/semantic_lookup" "$BENCH_DIR/semantic_lookup.c" \
+        || bench_die "semantic_lookup.c did not build"
 
     echo "# lookup: one partition scanned, microseconds (best of" \
          "${SEMANTIC_ROUNDS:-20})"

@@ -55,7 +55,7 @@ for my $line (split /\n/, $tour) {
     $cont = $line =~ /\\$/;
 }
 
-is(scalar @cmds, 15, 'the tour has fifteen commands');
+is(scalar @cmds, 16, 'the tour has sixteen commands');
 
 my @want = (
     [ 'chat', qr/"object":"chat\.completion".*"usage":/s ],
@@ -71,6 +71,7 @@ my @want = (
     [ 'pii', qr/"content":"Mock answer to: mail \[EMAIL_1\]"/ ],
     [ 'translation', qr/^\{"id":"msg_.*"object":"chat\.completion".*"model":"claude-haiku".*"content":"Mock answer to: hi"/ ],
     [ 'cache', qr/^X-AIGW-Cache: MISS\r?\nX-AIGW-Cache: HIT\r?$/mi ],
+    [ 'semantic', qr/^X-AIGW-Cache: SEMANTIC_HIT\r?$/mi ],
     [ 'audit', qr/^\{"v":1,.*"outcome":"[a-z_]+".*^good: \d+ records/ms ],
     [ 'rescue', qr/^X-Aigw-Model: gpt-4o-mini\r?\n.*^X-Aigw-Attempts: 2\r?\n.*^data: \[DONE\]/msi ],
     [ 'guard', qr/^\{"error":\{"message":"The request was refused by the content policy \(injection\)\.".*"code":"guard_refused"\}\}$/ ],

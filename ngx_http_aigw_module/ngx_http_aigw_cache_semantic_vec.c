@@ -106,7 +106,9 @@ ngx_http_aigw_cache_semantic_parse(u_char *p, u_char *last, float *v,
 
         p = ngx_http_aigw_cache_semantic_number(p, last, &d);
 
-        if (p == NULL) {
+        /* a float holds it: no embedding has such numbers anyway */
+
+        if (p == NULL || d > 1e30 || d < -1e30) {
             return NGX_ERROR;
         }
 

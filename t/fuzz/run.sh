@@ -30,7 +30,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-[ ${#harnesses[@]} -gt 0 ] || harnesses=(scan sse usage json cache_key)
+[ ${#harnesses[@]} -gt 0 ] || harnesses=(scan sse usage json cache_key cache_semantic)
 
 if [ -z "$tree" ] || [ -z "$work" ]; then
     echo "usage: $0 --tree <nginx tree> --workdir <dir> [--seconds N]" >&2
@@ -56,6 +56,7 @@ seeds_sse=$root/t/data/sse
 seeds_usage=$root/t/data/usage
 seeds_json=$root/t/data/json
 seeds_cache_key=$root/t/data/json
+seeds_cache_semantic=$root/t/data/embeddings
 
 # libraries a harness links besides the sanitizers
 libs_cache_key=-lcrypto

@@ -62,6 +62,7 @@ static t_parse_case_t  t_parse_cases[] = {
     { "{\"data\":[{\"embedding\":[1.]}]}", NGX_ERROR, 0, { 0 } },
     { "{\"data\":[{\"embedding\":[1e]}]}", NGX_ERROR, 0, { 0 } },
     { "{\"data\":[{\"embedding\":[1e999]}]}", NGX_ERROR, 0, { 0 } },
+    { "{\"data\":[{\"embedding\":[-1e31]}]}", NGX_ERROR, 0, { 0 } },
     { "{\"data\":[{\"embedding\":[null]}]}", NGX_ERROR, 0, { 0 } },
     { "{\"data\":[{\"embedding\":[\"1\"]}]}", NGX_ERROR, 0, { 0 } },
     { "{\"error\":{\"message\":\"no\"}}", NGX_ERROR, 0, { 0 } },

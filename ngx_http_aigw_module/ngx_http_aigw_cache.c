@@ -76,6 +76,8 @@ typedef struct {
     unsigned                      semantic_tried:1;
     unsigned                      semantic_over:1;
     unsigned                      semantic_hit:1;
+    unsigned                      semantic_fetch:1;  /* from Redis */
+    u_char                        semantic_key[NGX_HTTP_AIGW_CACHE_KEY_LEN];
 } ngx_http_aigw_cache_req_t;
 
 
@@ -92,8 +94,16 @@ ngx_int_t ngx_http_aigw_cache_semantic_find(ngx_http_request_t *r,
     void *data, u_char *key);
 void ngx_http_aigw_cache_semantic_put(ngx_http_request_t *r, void *data,
     u_char *key);
+void ngx_http_aigw_cache_semantic_drop(ngx_http_request_t *r, void *data,
+    u_char *key);
 static ngx_int_t ngx_http_aigw_cache_semantic_result(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_cache_req_t *cr);
+static ngx_int_t ngx_http_aigw_cache_semantic_hit(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_cache_req_t *cr);
+static ngx_int_t ngx_http_aigw_cache_semantic_fetch(ngx_http_request_t *r,
+    ngx_http_aigw_cache_req_t *cr, u_char *key);
+static void ngx_http_aigw_cache_semantic_fetched(void *data,
+    ngx_str_t *value, ngx_uint_t stream, time_t created, time_t ttl);
 
 /* cache_template.c */
 ngx_int_t ngx_http_aigw_cache_template_match(ngx_http_request_t *r,
@@ -378,6 +388,24 @@ ngx_http_aigw_cache_handler(ngx_http_request_t *r)
             return NGX_DONE;
         }
 
+        if (cr->semantic_fetch) {
+            /* resumed: Redis answered for a semantic hit's answer */
+            cr->semantic_fetch = 0;
+
+            if (cr->semantic_hit) {
+                return ngx_http_aigw_cache_semantic_hit(r, ctx, cr);
+            }
+
+            /* nowhere: that vector is nobody's match any more */
+            ngx_http_aigw_cache_semantic_drop(r, cr->semantic,
+                                              cr->semantic_key);
+
+            cnt = ngx_http_aigw_cache_zone_counters(amcf->cache_zone);
+            (void) ngx_atomic_fetch_add(&cnt->semantic_misses, 1);
+
+            return ngx_http_aigw_cache_result(r, ctx, cr, cr->zone_rc);
+        }
+
         if (cr->semantic && !cr->semantic_over) {
             /* resumed: the embeddings came, or failed */
             return ngx_http_aigw_cache_semantic_result(r, ctx, cr);
@@ -642,6 +670,7 @@ ngx_http_aigw_cache_semantic_result(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_cache_req_t *cr)
 {
     ngx_int_t                        rc;
+    ngx_http_aigw_loc_conf_t        *alcf;
     ngx_http_aigw_main_conf_t       *amcf;
     ngx_http_aigw_cache_counters_t  *cnt;
     u_char                           key[NGX_HTTP_AIGW_CACHE_KEY_LEN];
@@ -654,8 +683,27 @@ ngx_http_aigw_cache_semantic_result(ngx_http_request_t *r,
 
     cr->semantic_over = 1;
 
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_aigw_module);
     amcf = ngx_http_get_module_main_conf(r, ngx_http_aigw_module);
     cnt = ngx_http_aigw_cache_zone_counters(amcf->cache_zone);
+
+    if (rc == NGX_DONE) {
+        /* a vector from Redis whose answer the zone has not: Redis's */
+
+        if (alcf->cache_redis) {
+            rc = ngx_http_aigw_cache_semantic_fetch(r, cr, key);
+
+            if (rc == NGX_ERROR) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            if (rc == NGX_OK) {
+                return NGX_DONE;
+            }
+        }
+
+        rc = NGX_DECLINED;
+    }
 
     if (rc == NGX_OK) {
         rc = ngx_http_aigw_cache_zone_get(amcf->cache_zone, key, cr->max_age,
@@ -667,27 +715,129 @@ ngx_http_aigw_cache_semantic_result(ngx_http_request_t *r,
 
         if (rc == NGX_HTTP_AIGW_CACHE_FOUND) {
             cr->semantic_hit = 1;
-
-            rc = ngx_http_aigw_cache_result(r, ctx, cr, rc);
-
-            if (cr->semantic_hit) {
-                (void) ngx_atomic_fetch_add(&cnt->semantic_hits, 1);
-
-                /* nothing is stored under the request's own key */
-                if (cr->locked) {
-                    ngx_http_aigw_cache_zone_unlock(amcf->cache_zone,
-                                                    cr->key);
-                    cr->locked = 0;
-                }
-            }
-
-            return rc;
+            return ngx_http_aigw_cache_semantic_hit(r, ctx, cr);
         }
     }
 
     (void) ngx_atomic_fetch_add(&cnt->semantic_misses, 1);
 
     return ngx_http_aigw_cache_result(r, ctx, cr, cr->zone_rc);
+}
+
+
+/* a semantic hit's entry, in cr->entry, replayed as the exact tier's */
+
+static ngx_int_t
+ngx_http_aigw_cache_semantic_hit(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_cache_req_t *cr)
+{
+    ngx_int_t                        rc;
+    ngx_http_aigw_main_conf_t       *amcf;
+    ngx_http_aigw_cache_counters_t  *cnt;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_aigw_module);
+    cnt = ngx_http_aigw_cache_zone_counters(amcf->cache_zone);
+
+    rc = ngx_http_aigw_cache_result(r, ctx, cr, NGX_HTTP_AIGW_CACHE_FOUND);
+
+    if (cr->semantic_hit) {
+        (void) ngx_atomic_fetch_add(&cnt->semantic_hits, 1);
+
+        /* nothing is stored under the request's own key */
+        if (cr->locked) {
+            ngx_http_aigw_cache_zone_unlock(amcf->cache_zone, cr->key);
+            cr->locked = 0;
+        }
+
+    } else {
+        /* in the other mode, and not convertible: a miss */
+        (void) ngx_atomic_fetch_add(&cnt->semantic_misses, 1);
+    }
+
+    return rc;
+}
+
+
+/*
+ * The answer of a semantic hit from Redis: the step waits for it as for
+ * the exact tier's (aigw_redis's timeout at most).  NGX_DECLINED: Redis
+ * cannot be asked now.
+ */
+
+static ngx_int_t
+ngx_http_aigw_cache_semantic_fetch(ngx_http_request_t *r,
+    ngx_http_aigw_cache_req_t *cr, u_char *key)
+{
+    ngx_int_t                   rc;
+    ngx_pool_cleanup_t         *cln;
+    ngx_http_aigw_main_conf_t  *amcf;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_aigw_module);
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    cr->request = r;
+    ngx_memcpy(cr->semantic_key, key, NGX_HTTP_AIGW_CACHE_KEY_LEN);
+
+    rc = ngx_http_aigw_cache_redis_get(amcf->cache_redis, cr->semantic_key,
+                                       r->pool,
+                                       ngx_http_aigw_cache_semantic_fetched,
+                                       cr, r->connection->log, &cr->cmd);
+    if (rc != NGX_OK) {
+        cr->cmd = NULL;
+        return rc;
+    }
+
+    cln->handler = ngx_http_aigw_cache_cleanup;
+    cln->data = cr;
+
+    cr->semantic_fetch = 1;
+    cr->waiting = 1;
+    r->main->count++;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_aigw_cache_semantic_fetched(void *data, ngx_str_t *value,
+    ngx_uint_t stream, time_t created, time_t ttl)
+{
+    ngx_http_aigw_cache_req_t *cr = data;
+
+    ngx_http_request_t         *r;
+    ngx_http_aigw_main_conf_t  *amcf;
+
+    r = cr->request;
+    cr->cmd = NULL;
+    cr->waiting = 0;
+
+    if (value
+        && (cr->max_age < 0 || ngx_time() - created <= cr->max_age))
+    {
+        cr->entry.data.data = ngx_pnalloc(r->pool, value->len);
+
+        if (cr->entry.data.data) {
+            ngx_memcpy(cr->entry.data.data, value->data, value->len);
+            cr->entry.data.len = value->len;
+            cr->entry.stream = stream;
+            cr->entry.created = ngx_min(created, ngx_time());
+            cr->semantic_hit = 1;
+
+            amcf = ngx_http_get_module_main_conf(r, ngx_http_aigw_module);
+
+            (void) ngx_http_aigw_cache_zone_put(amcf->cache_zone,
+                                                cr->semantic_key,
+                                                value->data, value->len,
+                                                stream, ttl,
+                                                r->connection->log);
+        }
+    }
+
+    ngx_http_aigw_cache_resume(r);
 }
 
 

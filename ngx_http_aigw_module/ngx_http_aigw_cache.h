@@ -123,6 +123,9 @@ ngx_http_aigw_cache_counters_t *ngx_http_aigw_cache_zone_counters(
     ngx_shm_zone_t *zone);
 
 
+struct ngx_http_aigw_redis_s;
+
+
 /*
  * The semantic tier's index in the zone (cache_zone.c): per partition
  * (a digest of all but the last user message), the vectors of stored
@@ -132,8 +135,29 @@ ngx_int_t ngx_http_aigw_cache_zone_vector_add(ngx_shm_zone_t *zone,
     u_char *part, u_char *key, float *v, ngx_uint_t dim, ngx_uint_t max,
     ngx_log_t *log);
 ngx_int_t ngx_http_aigw_cache_zone_vector_find(ngx_shm_zone_t *zone,
-    u_char *part, float *v, ngx_uint_t dim, float threshold, u_char *key,
-    float *score);
+    u_char *part, float *v, ngx_uint_t dim, float threshold,
+    ngx_uint_t absent, u_char *key, float *score);
+ngx_uint_t ngx_http_aigw_cache_zone_vector_count(ngx_shm_zone_t *zone,
+    u_char *part);
+void ngx_http_aigw_cache_zone_vector_drop(ngx_shm_zone_t *zone, u_char *part,
+    u_char *key);
+
+/*
+ * The index's durable copy (cache_semantic_redis.c): a Redis list
+ * "aigw:sem:HEX" a partition, of entries' keys and vectors; loaded into
+ * an empty partition of the zone, then handler(data) is called.
+ */
+typedef void (*ngx_http_aigw_cache_semantic_loaded_pt)(void *data);
+
+char *ngx_http_aigw_cache_semantic_redis_init(ngx_conf_t *cf, void **field,
+    struct ngx_http_aigw_redis_s *redis);
+void ngx_http_aigw_cache_semantic_redis_put(void *conf, u_char *part,
+    u_char *key, float *v, ngx_uint_t dim, ngx_uint_t max, time_t ttl,
+    ngx_log_t *log);
+ngx_int_t ngx_http_aigw_cache_semantic_redis_load(void *conf,
+    ngx_shm_zone_t *zone, u_char *part, ngx_uint_t max, ngx_pool_t *pool,
+    ngx_http_aigw_cache_semantic_loaded_pt handler, void *data,
+    ngx_log_t *log, void **cmd);
 
 
 /* cache_semantic_vec.c: the vectors, without nginx's runtime */
@@ -152,8 +176,6 @@ ngx_int_t ngx_http_aigw_cache_semantic_best(const float *vecs, ngx_uint_t n,
  */
 typedef void (*ngx_http_aigw_cache_redis_get_pt)(void *data,
     ngx_str_t *value, ngx_uint_t stream, time_t created, time_t ttl);
-
-struct ngx_http_aigw_redis_s;
 
 char *ngx_http_aigw_cache_redis_init(ngx_conf_t *cf, void **field,
     struct ngx_http_aigw_redis_s *redis);

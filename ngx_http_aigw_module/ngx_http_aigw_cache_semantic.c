@@ -37,6 +37,12 @@ typedef struct {
     ngx_uint_t                     dim;
     float                          threshold;
     unsigned                       read:1;
+
+    /* the partition loaded from Redis (aigw_cache_redis) */
+    ngx_http_request_t            *request;
+    void                          *cmd;
+    unsigned                       loading:1;
+    unsigned                       parked:1;    /* waits for the load */
 } ngx_http_aigw_cache_semantic_req_t;
 
 
@@ -53,6 +59,10 @@ static ngx_int_t ngx_http_aigw_cache_semantic_send(ngx_http_request_t *r,
 static ngx_int_t ngx_http_aigw_cache_semantic_done(ngx_http_request_t *r,
     void *data, ngx_int_t rc);
 static void ngx_http_aigw_cache_semantic_error(ngx_http_request_t *r);
+static ngx_int_t ngx_http_aigw_cache_semantic_load(ngx_http_request_t *r,
+    ngx_http_aigw_cache_semantic_req_t *sem);
+static void ngx_http_aigw_cache_semantic_loaded(void *data);
+static void ngx_http_aigw_cache_semantic_cleanup(void *data);
 
 
 /* aigw_cache_semantic URI|off; */
@@ -163,6 +173,8 @@ char *
 ngx_http_aigw_cache_semantic_merge(ngx_conf_t *cf,
     ngx_http_aigw_loc_conf_t *prev, ngx_http_aigw_loc_conf_t *conf)
 {
+    ngx_http_aigw_main_conf_t  *amcf;
+
     ngx_conf_merge_str_value(conf->cache_semantic, prev->cache_semantic, "");
     ngx_conf_merge_uint_value(conf->cache_semantic_threshold,
                               prev->cache_semantic_threshold, 9500);
@@ -173,6 +185,17 @@ ngx_http_aigw_cache_semantic_merge(ngx_conf_t *cf,
     ngx_conf_merge_str_value(conf->cache_semantic_model,
                              prev->cache_semantic_model,
                              "text-embedding-3-small");
+
+    amcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_aigw_module);
+
+    if (conf->cache_redis && conf->cache_semantic.len && amcf->redis
+        && ngx_http_aigw_cache_semantic_redis_init(cf,
+                                                &amcf->cache_semantic_redis,
+                                                amcf->redis)
+           != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
 
     return NGX_CONF_OK;
 }
@@ -238,6 +261,14 @@ ngx_http_aigw_cache_semantic_ask(ngx_http_request_t *r,
     }
 
     *data = sem;
+
+    /* meanwhile, an empty partition is loaded from Redis */
+
+    if (alcf->cache_redis
+        && ngx_http_aigw_cache_semantic_load(r, sem) == NGX_ERROR)
+    {
+        return NGX_ERROR;
+    }
 
     return NGX_DONE;
 }
@@ -522,11 +553,23 @@ ngx_http_aigw_cache_semantic_find(ngx_http_request_t *r, void *data,
     ngx_http_aigw_cache_semantic_req_t *sem = data;
 
     float                       score, *v;
+    ngx_int_t                   rc;
     ngx_uint_t                  dim;
     ngx_http_aigw_loc_conf_t   *alcf;
     ngx_http_aigw_main_conf_t  *amcf;
 
     if (!sem->done) {
+        return NGX_AGAIN;
+    }
+
+    if (sem->loading) {
+        /* the embeddings are here, the partition not yet: it resumes */
+
+        if (!sem->parked) {
+            sem->parked = 1;
+            r->main->count++;
+        }
+
         return NGX_AGAIN;
     }
 
@@ -572,21 +615,24 @@ ngx_http_aigw_cache_semantic_find(ngx_http_request_t *r, void *data,
     sem->vec = v;
     sem->dim = dim;
 
-    if (ngx_http_aigw_cache_zone_vector_find(amcf->cache_zone, sem->part, v,
-                                             dim, sem->threshold, key,
-                                             &score)
-        != NGX_OK)
-    {
+    rc = ngx_http_aigw_cache_zone_vector_find(amcf->cache_zone, sem->part, v,
+                                              dim, sem->threshold,
+                                              alcf->cache_redis, key, &score);
+
+    if (rc == NGX_DECLINED) {
         ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "aigw: semantic cache: nearest %.4f of %ui dims, "
                        "a miss", (double) score, dim);
         return NGX_DECLINED;
     }
 
-    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "aigw: semantic cache: a hit at %.4f", (double) score);
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "aigw: semantic cache: a hit at %.4f%s", (double) score,
+                   rc == NGX_DONE ? ", its answer in Redis" : "");
 
-    return NGX_OK;
+    /* NGX_OK: the answer is in the zone; NGX_DONE: perhaps in Redis */
+
+    return rc;
 }
 
 
@@ -625,4 +671,127 @@ ngx_http_aigw_cache_semantic_put(ngx_http_request_t *r, void *data,
                                        key, sem->vec, sem->dim,
                                        alcf->cache_semantic_partition,
                                        r->connection->log);
+
+    if (alcf->cache_redis && amcf->cache_semantic_redis) {
+        ngx_http_aigw_cache_semantic_redis_put(amcf->cache_semantic_redis,
+                                           sem->part, key, sem->vec, sem->dim,
+                                           alcf->cache_semantic_partition,
+                                           alcf->cache_ttl,
+                                           r->connection->log);
+    }
+}
+
+
+/*
+ * A vector found whose answer was neither in the zone nor in Redis: it
+ * is nobody's match any more.
+ */
+
+void
+ngx_http_aigw_cache_semantic_drop(ngx_http_request_t *r, void *data,
+    u_char *key)
+{
+    ngx_http_aigw_cache_semantic_req_t *sem = data;
+
+    ngx_http_aigw_main_conf_t  *amcf;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_aigw_module);
+
+    ngx_http_aigw_cache_zone_vector_drop(amcf->cache_zone, sem->part, key);
+}
+
+
+/*
+ * The partition loaded from Redis when the zone has none of it (a node
+ * started, or the zone evicted it), while the embeddings are asked for.
+ * Redis not reachable: the lookup goes on without it.
+ */
+
+static ngx_int_t
+ngx_http_aigw_cache_semantic_load(ngx_http_request_t *r,
+    ngx_http_aigw_cache_semantic_req_t *sem)
+{
+    ngx_int_t                   rc;
+    ngx_pool_cleanup_t         *cln;
+    ngx_http_aigw_loc_conf_t   *alcf;
+    ngx_http_aigw_main_conf_t  *amcf;
+
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_aigw_module);
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_aigw_module);
+
+    if (amcf->cache_semantic_redis == NULL
+        || ngx_http_aigw_cache_zone_vector_count(amcf->cache_zone, sem->part))
+    {
+        return NGX_OK;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    sem->request = r;
+
+    rc = ngx_http_aigw_cache_semantic_redis_load(amcf->cache_semantic_redis,
+                                             amcf->cache_zone, sem->part,
+                                             alcf->cache_semantic_partition,
+                                             r->pool,
+                                             ngx_http_aigw_cache_semantic_loaded,
+                                             sem, r->connection->log,
+                                             &sem->cmd);
+    if (rc != NGX_OK) {
+        sem->cmd = NULL;
+        return (rc == NGX_ERROR) ? NGX_ERROR : NGX_OK;
+    }
+
+    /* a request gone first cancels the command */
+    cln->handler = ngx_http_aigw_cache_semantic_cleanup;
+    cln->data = sem;
+
+    sem->loading = 1;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_aigw_cache_semantic_loaded(void *data)
+{
+    ngx_http_aigw_cache_semantic_req_t *sem = data;
+
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    sem->cmd = NULL;
+    sem->loading = 0;
+
+    if (!sem->parked) {
+        /* the embeddings' subrequest resumes the request */
+        return;
+    }
+
+    sem->parked = 0;
+
+    r = sem->request;
+    c = r->connection;
+
+    r->write_event_handler = ngx_http_core_run_phases;
+    ngx_http_core_run_phases(r);
+
+    /* the reference the wait took */
+    ngx_http_finalize_request(r, NGX_DONE);
+
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_http_aigw_cache_semantic_cleanup(void *data)
+{
+    ngx_http_aigw_cache_semantic_req_t *sem = data;
+
+    if (sem->cmd) {
+        ngx_http_aigw_redis_cancel(sem->cmd);
+        sem->cmd = NULL;
+    }
 }

@@ -748,14 +748,16 @@ failed:
 /*
  * The key of the answer whose vector in partition part is nearest to v,
  * at threshold or above: NGX_OK.  A vector whose answer is gone (evicted,
- * expired) is freed and the next best looked for, a few times.
+ * expired) is freed and the next best looked for, a few times; with
+ * absent, one whose answer is not in the zone is NGX_DONE, its key given.
  */
 
 #define NGX_HTTP_AIGW_CACHE_VECTOR_TRIES  4
 
 ngx_int_t
 ngx_http_aigw_cache_zone_vector_find(ngx_shm_zone_t *shm_zone, u_char *part,
-    float *v, ngx_uint_t dim, float threshold, u_char *key, float *score)
+    float *v, ngx_uint_t dim, float threshold, ngx_uint_t absent, u_char *key,
+    float *score)
 {
     u_char                      *k;
     ngx_int_t                    i, rc;
@@ -797,6 +799,13 @@ ngx_http_aigw_cache_zone_vector_find(ngx_shm_zone_t *shm_zone, u_char *part,
             break;
         }
 
+        if (absent && cn == NULL) {
+            /* its answer may be elsewhere (Redis): the caller looks */
+            ngx_memcpy(key, k, NGX_HTTP_AIGW_CACHE_KEY_LEN);
+            rc = NGX_DONE;
+            break;
+        }
+
         /* its answer is gone: a zero vector is nobody's match */
         ngx_memzero(pt->vecs + i * dim, dim * sizeof(float));
     }
@@ -806,4 +815,58 @@ done:
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
     return rc;
+}
+
+
+/* the vectors partition part holds: 0 for none (or no partition) */
+
+ngx_uint_t
+ngx_http_aigw_cache_zone_vector_count(ngx_shm_zone_t *shm_zone, u_char *part)
+{
+    ngx_uint_t                   n;
+    ngx_http_aigw_cache_zone_t  *zone;
+    ngx_http_aigw_cache_part_t  *pt;
+
+    zone = shm_zone->data;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    pt = (ngx_http_aigw_cache_part_t *)
+             ngx_http_aigw_cache_zone_find(&zone->sh->parts, part);
+
+    n = pt ? pt->n : 0;
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    return n;
+}
+
+
+/* the vectors of key in partition part are nobody's match any more */
+
+void
+ngx_http_aigw_cache_zone_vector_drop(ngx_shm_zone_t *shm_zone, u_char *part,
+    u_char *key)
+{
+    ngx_uint_t                   i;
+    ngx_http_aigw_cache_zone_t  *zone;
+    ngx_http_aigw_cache_part_t  *pt;
+
+    zone = shm_zone->data;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    pt = (ngx_http_aigw_cache_part_t *)
+             ngx_http_aigw_cache_zone_find(&zone->sh->parts, part);
+
+    for (i = 0; pt && i < pt->n; i++) {
+        if (ngx_memcmp(pt->keys + i * NGX_HTTP_AIGW_CACHE_KEY_LEN, key,
+                       NGX_HTTP_AIGW_CACHE_KEY_LEN)
+            == 0)
+        {
+            ngx_memzero(pt->vecs + i * pt->dim, pt->dim * sizeof(float));
+        }
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
 }

@@ -231,6 +231,8 @@ typedef struct {
     /* cache (cache.c) */
     ngx_shm_zone_t                *cache_zone;
     void                          *cache_redis; /* cache_redis.c's */
+    /* semantic cache: the index's Redis copy, cache_semantic_redis.c's */
+    void                          *cache_semantic_redis;
     /* audit log */
     void                          *audit;      /* aigw_audit, audit.c's */
     /* resilience: the providers' circuit breakers, breaker.c's */

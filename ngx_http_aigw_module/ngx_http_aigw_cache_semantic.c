@@ -732,13 +732,11 @@ ngx_http_aigw_cache_semantic_load(ngx_http_request_t *r,
 
     sem->request = r;
 
-    rc = ngx_http_aigw_cache_semantic_redis_load(amcf->cache_semantic_redis,
-                                             amcf->cache_zone, sem->part,
-                                             alcf->cache_semantic_partition,
-                                             r->pool,
-                                             ngx_http_aigw_cache_semantic_loaded,
-                                             sem, r->connection->log,
-                                             &sem->cmd);
+    rc = ngx_http_aigw_cache_semantic_redis_load(
+             amcf->cache_semantic_redis, amcf->cache_zone, sem->part,
+             alcf->cache_semantic_partition, r->pool,
+             ngx_http_aigw_cache_semantic_loaded, sem, r->connection->log,
+             &sem->cmd);
     if (rc != NGX_OK) {
         sem->cmd = NULL;
         return (rc == NGX_ERROR) ? NGX_ERROR : NGX_OK;

@@ -346,6 +346,15 @@ ngx_http_aigw_translate_event(ngx_http_request_t *r,
         rc = ngx_http_aigw_translate_messages_event(r, ctx, ts, ev);
     }
 
+    if (rc == NGX_DECLINED) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "aigw: an event of provider \"%V\" has a key twice, "
+                      "it cannot be translated",
+                      &ctx->candidates[ctx->current]->provider->name);
+        ts->done = 1;
+        return NGX_DECLINED;
+    }
+
     if (rc != NGX_OK || ts->out.failed) {
         return NGX_ERROR;
     }
@@ -396,8 +405,12 @@ ngx_http_aigw_translate_error(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
 {
     u_char      *p, *code;
     size_t       len;
-    ngx_str_t    body, error, message, type, msg;
+    ngx_str_t    body, error, message, type, msg, m[2];
     ngx_uint_t   status;
+
+    static ngx_str_t  names[] = {
+        ngx_string("message"), ngx_string("type")
+    };
 
     status = r->upstream->headers_in.status_n;
 
@@ -409,9 +422,11 @@ ngx_http_aigw_translate_error(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
 
     /* {"type":"error","error":{"type","message"}} or {"error":{...}} */
 
-    if (ngx_http_aigw_json_member(&body, "error", &error) == NGX_OK) {
-        (void) ngx_http_aigw_json_member(&error, "message", &message);
-        (void) ngx_http_aigw_json_member(&error, "type", &type);
+    if (ngx_http_aigw_json_member(&body, "error", &error) == NGX_OK
+        && ngx_http_aigw_json_members(&error, names, m, 2) == NGX_OK)
+    {
+        message = m[0];
+        type = m[1];
     }
 
     if (message.len >= 2 && message.data[0] == '"') {
@@ -480,6 +495,39 @@ ngx_http_aigw_translate_refuse(ngx_http_aigw_translate_t *t,
     t->reason = reason;
 
     return NGX_HTTP_AIGW_TRANSLATE_REFUSED;
+}
+
+
+/*
+ * The members of an object of the request (names, in one walk): NGX_OK,
+ * NGX_ERROR, or the request refused for param: what, if the value is not
+ * an object; a key twice, as the scan refuses one at the top level, as
+ * the provider would read the last of them and the gateway the first.
+ */
+
+ngx_int_t
+ngx_http_aigw_translate_members(ngx_http_aigw_translate_t *t,
+    const char *param, const char *what, ngx_str_t *object,
+    ngx_str_t *names, ngx_str_t *values, ngx_uint_t n)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_http_aigw_json_members(object, names, values, n);
+
+    switch (rc) {
+
+    case NGX_OK:
+    case NGX_ERROR:
+        return rc;
+
+    case NGX_DECLINED:
+        return ngx_http_aigw_translate_refuse(t, param, what);
+
+    default: /* NGX_HTTP_AIGW_JSON_TWICE */
+        return ngx_http_aigw_translate_refuse(t, param,
+                                              "an object of it has a key "
+                                              "twice");
+    }
 }
 
 

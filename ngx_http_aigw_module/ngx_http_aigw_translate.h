@@ -61,6 +61,12 @@ typedef struct {
 } ngx_http_aigw_translate_stream_t;
 
 
+/* a table of names, read of an object of the request (translate_members) */
+#define ngx_http_aigw_translate_object(t, param, what, object, names, v)      \
+    ngx_http_aigw_translate_members(t, param, what, object, names, v,         \
+                                    ngx_http_aigw_json_nelts(names))
+
+
 /* translate_chat.c: an OpenAI chat completions client, Anthropic served */
 ngx_int_t ngx_http_aigw_translate_chat_request(ngx_http_aigw_translate_t *t);
 ngx_int_t ngx_http_aigw_translate_chat_answer(ngx_http_request_t *r,
@@ -81,6 +87,9 @@ ngx_int_t ngx_http_aigw_translate_messages_event(ngx_http_request_t *r,
 /* translate.c: what both share */
 ngx_int_t ngx_http_aigw_translate_refuse(ngx_http_aigw_translate_t *t,
     const char *param, const char *reason);
+ngx_int_t ngx_http_aigw_translate_members(ngx_http_aigw_translate_t *t,
+    const char *param, const char *what, ngx_str_t *object,
+    ngx_str_t *names, ngx_str_t *values, ngx_uint_t n);
 ngx_int_t ngx_http_aigw_translate_unescape(ngx_pool_t *pool, ngx_str_t *v,
     ngx_str_t *out);
 ngx_uint_t ngx_http_aigw_translate_number_is(ngx_str_t *v, double low,

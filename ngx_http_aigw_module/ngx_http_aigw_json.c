@@ -313,12 +313,16 @@ ngx_http_aigw_json_members(ngx_str_t *object, ngx_str_t *names,
     ngx_uint_t            i;
     ngx_http_aigw_json_t  j;
 
+    /* opened first: the object may be one of the values */
+
+    rc = ngx_http_aigw_json_open(&j, object);
+
     for (i = 0; i < n; i++) {
         values[i].data = NULL;
         values[i].len = 0;
     }
 
-    if (ngx_http_aigw_json_open(&j, object) != NGX_OK || j.close != '}') {
+    if (rc != NGX_OK || j.close != '}') {
         return NGX_DECLINED;
     }
 

@@ -673,7 +673,12 @@ ngx_int_t ngx_http_aigw_translate_body(ngx_http_request_t *r,
 ngx_int_t ngx_http_aigw_translate_answer(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_buf_t *b);
 ngx_int_t ngx_http_aigw_translate_event(ngx_http_request_t *r,
-    ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_sse_event_t *ev, ngx_str_t *out);
+    ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_sse_event_t *ev,
+    ngx_chain_t **out);
+ngx_chain_t *ngx_http_aigw_translate_buf(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
+void ngx_http_aigw_translate_sent(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_chain_t *out);
 
 /* responses.c: where a stored response of the Responses API is */
 char *ngx_http_aigw_responses_zone(ngx_conf_t *cf, ngx_command_t *cmd,

@@ -27,6 +27,15 @@ static ngx_int_t ngx_http_aigw_translate_source(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_str_t *body);
 static ngx_int_t ngx_http_aigw_translate_error(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_buf_t *b);
+static ngx_http_aigw_translate_stream_t *ngx_http_aigw_translate_stream(
+    ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx);
+static void ngx_http_aigw_translate_pool(ngx_http_request_t *r,
+    ngx_http_aigw_translate_stream_t *ts);
+
+
+/* the tag of a translated stream's buffers */
+#define NGX_HTTP_AIGW_TRANSLATE_TAG                                           \
+    ((ngx_buf_tag_t) &ngx_http_aigw_translate_event)
 
 
 /*
@@ -295,16 +304,14 @@ ngx_http_aigw_translate_body(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
 
 
 /*
- * An event of a translated stream: the provider's, as the client's
- * events, in *out (nothing for an event without a counterpart).  The
- * state lives in the request's pool from the first event on.
+ * The state of a translated stream, in the request's pool from its
+ * first buffer on
  */
 
-ngx_int_t
-ngx_http_aigw_translate_event(ngx_http_request_t *r,
-    ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_sse_event_t *ev, ngx_str_t *out)
+static ngx_http_aigw_translate_stream_t *
+ngx_http_aigw_translate_stream(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx)
 {
-    ngx_int_t                          rc;
     ngx_http_aigw_translate_stream_t  *ts;
 
     ts = ctx->translate_stream;
@@ -312,32 +319,126 @@ ngx_http_aigw_translate_event(ngx_http_request_t *r,
     if (ts == NULL) {
         ts = ngx_pcalloc(r->pool, sizeof(ngx_http_aigw_translate_stream_t));
         if (ts == NULL) {
-            return NGX_ERROR;
+            return NULL;
         }
 
         ts->out.pool = r->pool;
+        ts->scratch.pool = r->pool;
         ctx->translate_stream = ts;
     }
 
-    /* the client's events of this one, in a buffer of their own */
+    return ts;
+}
 
-    ts->out.start = NULL;
-    ts->out.pos = NULL;
-    ts->out.end = NULL;
+
+/*
+ * A buffer of the stream's, empty, its memory (if any) kept: one sent
+ * before, or a new one.  The filter takes its flush buffers here too.
+ */
+
+ngx_chain_t *
+ngx_http_aigw_translate_buf(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
+{
+    u_char                            *start, *end;
+    ngx_buf_t                         *b;
+    ngx_chain_t                       *cl;
+    ngx_http_aigw_translate_stream_t  *ts;
+
+    ts = ngx_http_aigw_translate_stream(r, ctx);
+    if (ts == NULL) {
+        return NULL;
+    }
+
+    cl = ngx_chain_get_free_buf(r->pool, &ts->free);
+    if (cl == NULL) {
+        return NULL;
+    }
+
+    b = cl->buf;
+
+    start = b->start;
+    end = b->end;
+
+    ngx_memzero(b, sizeof(ngx_buf_t));
+
+    b->start = start;
+    b->pos = start;
+    b->last = start;
+    b->end = end;
+    b->tag = NGX_HTTP_AIGW_TRANSLATE_TAG;
+
+    return cl;
+}
+
+
+/* after the filter passed them on: the buffers sent are free again */
+
+void
+ngx_http_aigw_translate_sent(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
+    ngx_chain_t *out)
+{
+    ngx_http_aigw_translate_stream_t  *ts;
+
+    ts = ctx->translate_stream;
+
+    if (ts) {
+        ngx_chain_update_chains(r->pool, &ts->free, &ts->busy, &out,
+                                NGX_HTTP_AIGW_TRANSLATE_TAG);
+    }
+}
+
+
+/*
+ * An event of a translated stream: the provider's, as the client's
+ * events, in a buffer of the stream's at *out (NULL for an event without
+ * a counterpart).  NGX_DECLINED: the event cannot be translated, the
+ * stream ends.
+ */
+
+ngx_int_t
+ngx_http_aigw_translate_event(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_sse_event_t *ev,
+    ngx_chain_t **out)
+{
+    ngx_int_t                          rc;
+    ngx_buf_t                         *b;
+    ngx_chain_t                       *cl;
+    ngx_http_aigw_translate_stream_t  *ts;
+
+    *out = NULL;
+
+    ts = ngx_http_aigw_translate_stream(r, ctx);
+    if (ts == NULL) {
+        return NGX_ERROR;
+    }
 
     if (ts->done) {
-        ngx_str_null(out);
         return NGX_OK;
     }
 
     if (ev->truncated) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "aigw: an event of provider \"%V\" is too large to "
-                      "translate",
+                      "aigw: an event of provider \"%V\" is larger than "
+                      "aigw_translate_buffer, it cannot be translated",
                       &ctx->candidates[ctx->current]->provider->name);
         ts->done = 1;
         return NGX_DECLINED;
     }
+
+    /* the client's events of this one, in a buffer sent before if any */
+
+    cl = ngx_http_aigw_translate_buf(r, ctx);
+    if (cl == NULL) {
+        return NGX_ERROR;
+    }
+
+    b = cl->buf;
+
+    ts->out.start = b->start;
+    ts->out.pos = b->start;
+    ts->out.end = b->end;
+
+    ts->events++;
 
     if (ctx->format == &ngx_http_aigw_openai_format) {
         rc = ngx_http_aigw_translate_chat_event(r, ctx, ts, ev);
@@ -359,10 +460,61 @@ ngx_http_aigw_translate_event(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    out->data = ts->out.start;
-    out->len = ts->out.pos - ts->out.start;
+    /* the memory, grown or not, stays the buffer's */
+
+    b->start = ts->out.start;
+    b->end = ts->out.end;
+
+    if (ts->done) {
+        ngx_http_aigw_translate_pool(r, ts);
+    }
+
+    if (ts->out.pos == ts->out.start) {
+        cl->next = ts->free;
+        ts->free = cl;
+        return NGX_OK;
+    }
+
+    b->pos = ts->out.start;
+    b->last = ts->out.pos;
+    b->temporary = 1;
+
+    *out = cl;
 
     return NGX_OK;
+}
+
+
+/* what the stream took of the request's pool, for the debug log */
+
+static void
+ngx_http_aigw_translate_pool(ngx_http_request_t *r,
+    ngx_http_aigw_translate_stream_t *ts)
+{
+#if (NGX_DEBUG)
+    size_t             used;
+    ngx_uint_t         blocks, large;
+    ngx_pool_t        *p;
+    ngx_pool_large_t  *l;
+
+    used = 0;
+    blocks = 0;
+    large = 0;
+
+    for (p = r->pool; p; p = p->d.next) {
+        used += p->d.last - (u_char *) p;
+        blocks++;
+    }
+
+    for (l = r->pool->large; l; l = l->next) {
+        large++;
+    }
+
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "aigw: translated stream of %ui events: the request's "
+                   "pool has %uz bytes in %ui blocks, %ui large",
+                   ts->events, used, blocks, large);
+#endif
 }
 
 

@@ -55,6 +55,18 @@ typedef struct {
     ngx_uint_t                     tools;      /* tool calls so far */
     ngx_uint_t                     blocks;     /* content blocks so far */
     ngx_http_aigw_json_out_t       out;        /* the client's events */
+
+    /*
+     * What an event is written in, used again from one event to the
+     * next, so that a long stream does not grow the request's pool: a
+     * piece of an event (scratch), the buffers that hold the client's
+     * events (free when sent, busy until then)
+     */
+    ngx_http_aigw_json_out_t       scratch;
+    ngx_chain_t                   *free;
+    ngx_chain_t                   *busy;
+    ngx_uint_t                     events;
+
     unsigned                       started:1;
     unsigned                       open:1;     /* a content block is */
     unsigned                       done:1;

@@ -1295,7 +1295,7 @@ ngx_http_aigw_translate_chat_event(ngx_http_request_t *r,
     ngx_int_t                  rc;
     ngx_str_t                  data, v, block, delta, name, id, m[3], *f;
     ngx_http_aigw_field_t     *inc;
-    ngx_http_aigw_json_out_t   d;
+    ngx_http_aigw_json_out_t  *d;
 
     static ngx_str_t  block_names[] = {
         ngx_string("type"), ngx_string("id"), ngx_string("name")
@@ -1313,8 +1313,10 @@ ngx_http_aigw_translate_chat_event(ngx_http_request_t *r,
 
     data = ev->data;
 
-    ngx_memzero(&d, sizeof(ngx_http_aigw_json_out_t));
-    d.pool = r->pool;
+    /* a chunk's delta, written where the last one was */
+
+    d = &ts->scratch;
+    d->pos = d->start;
 
 #define ngx_http_aigw_event_is(name)                                          \
     (ev->event.len == sizeof(name) - 1                                        \
@@ -1362,17 +1364,17 @@ ngx_http_aigw_translate_chat_event(ngx_http_request_t *r,
         id = m[1];
         name = m[2];
 
-        p = ngx_http_aigw_json_out_reserve(&d, NGX_INT_T_LEN + 32);
+        p = ngx_http_aigw_json_out_reserve(d, NGX_INT_T_LEN + 32);
         if (p) {
-            d.pos = ngx_sprintf(p, "{\"tool_calls\":[{\"index\":%ui,\"id\":",
+            d->pos = ngx_sprintf(p, "{\"tool_calls\":[{\"index\":%ui,\"id\":",
                                 ts->tools++);
         }
 
-        ngx_http_aigw_json_out_str(&d, &id);
-        ngx_http_aigw_json_out_lit(&d, ",\"type\":\"function\","
+        ngx_http_aigw_json_out_str(d, &id);
+        ngx_http_aigw_json_out_lit(d, ",\"type\":\"function\","
                                    "\"function\":{\"name\":");
-        ngx_http_aigw_json_out_str(&d, &name);
-        ngx_http_aigw_json_out_lit(&d, ",\"arguments\":\"\"}}]}");
+        ngx_http_aigw_json_out_str(d, &name);
+        ngx_http_aigw_json_out_lit(d, ",\"arguments\":\"\"}}]}");
 
         goto chunk;
     }
@@ -1395,9 +1397,9 @@ ngx_http_aigw_translate_chat_event(ngx_http_request_t *r,
         }
 
         if (ngx_http_aigw_json_string_is(&m[0], "text_delta") && m[1].len) {
-            ngx_http_aigw_json_out_lit(&d, "{\"content\":");
-            ngx_http_aigw_json_out_str(&d, &m[1]);
-            ngx_http_aigw_json_out_lit(&d, "}");
+            ngx_http_aigw_json_out_lit(d, "{\"content\":");
+            ngx_http_aigw_json_out_str(d, &m[1]);
+            ngx_http_aigw_json_out_lit(d, "}");
             goto chunk;
         }
 
@@ -1406,15 +1408,15 @@ ngx_http_aigw_translate_chat_event(ngx_http_request_t *r,
         {
             v = m[2];
 
-            p = ngx_http_aigw_json_out_reserve(&d, NGX_INT_T_LEN + 48);
+            p = ngx_http_aigw_json_out_reserve(d, NGX_INT_T_LEN + 48);
             if (p) {
-                d.pos = ngx_sprintf(p, "{\"tool_calls\":[{\"index\":%ui,"
+                d->pos = ngx_sprintf(p, "{\"tool_calls\":[{\"index\":%ui,"
                                     "\"function\":{\"arguments\":",
                                     ts->tools - 1);
             }
 
-            ngx_http_aigw_json_out_str(&d, &v);
-            ngx_http_aigw_json_out_lit(&d, "}}]}");
+            ngx_http_aigw_json_out_str(d, &v);
+            ngx_http_aigw_json_out_lit(d, "}}]}");
             goto chunk;
         }
 
@@ -1495,12 +1497,12 @@ ngx_http_aigw_translate_chat_event(ngx_http_request_t *r,
 
 chunk:
 
-    if (d.failed) {
+    if (d->failed) {
         return NGX_ERROR;
     }
 
-    v.data = d.start;
-    v.len = d.pos - d.start;
+    v.data = d->start;
+    v.len = d->pos - d->start;
 
     ngx_http_aigw_translate_chat_chunk(ctx, ts, &v, &null);
 

@@ -72,6 +72,7 @@ ngx_http_aigw_filter_init(ngx_conf_t *cf)
 static ngx_int_t
 ngx_http_aigw_header_filter(ngx_http_request_t *r)
 {
+    size_t                     size;
     ngx_http_aigw_ctx_t       *ctx;
     ngx_http_aigw_loc_conf_t  *alcf;
 
@@ -151,13 +152,18 @@ ngx_http_aigw_header_filter(ngx_http_request_t *r)
                            sizeof("text/event-stream") - 1)
            == 0)
     {
-        ctx->sse_buf = ngx_pnalloc(r->pool, NGX_HTTP_AIGW_SSE_METER);
+        /* a translated stream's events are kept whole up to a bound */
+
+        alcf = ngx_http_get_module_loc_conf(r, ngx_http_aigw_module);
+        size = ctx->translated ? alcf->translate_buffer
+                               : NGX_HTTP_AIGW_SSE_METER;
+
+        ctx->sse_buf = ngx_pnalloc(r->pool, size);
         if (ctx->sse_buf == NULL) {
             return NGX_ERROR;
         }
 
-        ngx_http_aigw_sse_init(&ctx->sse, ctx->sse_buf,
-                               NGX_HTTP_AIGW_SSE_METER);
+        ngx_http_aigw_sse_init(&ctx->sse, ctx->sse_buf, size);
 
         if (ngx_http_aigw_guard_output_init(r, ctx) != NGX_OK) {
             return NGX_ERROR;

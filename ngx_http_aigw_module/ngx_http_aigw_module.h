@@ -268,6 +268,9 @@ typedef struct {
     ngx_flag_t                     responses_fallback;
     ngx_uint_t                     translate_max_tokens;
 
+    /* translation: the largest event of a translated stream */
+    size_t                         translate_buffer;
+
     /* cache (cache.c) */
     ngx_flag_t                     cache;
     time_t                         cache_ttl;
@@ -677,6 +680,7 @@ ngx_int_t ngx_http_aigw_translate_event(ngx_http_request_t *r,
     ngx_chain_t **out);
 ngx_chain_t *ngx_http_aigw_translate_buf(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx);
+extern ngx_conf_post_t  ngx_http_aigw_translate_buffer_post;
 void ngx_http_aigw_translate_sent(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_chain_t *out);
 

@@ -33,6 +33,15 @@ static void ngx_http_aigw_translate_pool(ngx_http_request_t *r,
     ngx_http_aigw_translate_stream_t *ts);
 
 
+static char *ngx_http_aigw_translate_buffer_check(ngx_conf_t *cf,
+    void *post, void *data);
+
+
+ngx_conf_post_t  ngx_http_aigw_translate_buffer_post = {
+    ngx_http_aigw_translate_buffer_check
+};
+
+
 /* the tag of a translated stream's buffers */
 #define NGX_HTTP_AIGW_TRANSLATE_TAG                                           \
     ((ngx_buf_tag_t) &ngx_http_aigw_translate_event)
@@ -382,6 +391,7 @@ ngx_http_aigw_translate_sent(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     ts = ctx->translate_stream;
 
     if (ts) {
+        ts->cur = NULL;
         ngx_chain_update_chains(r->pool, &ts->free, &ts->busy, &out,
                                 NGX_HTTP_AIGW_TRANSLATE_TAG);
     }
@@ -390,9 +400,9 @@ ngx_http_aigw_translate_sent(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
 
 /*
  * An event of a translated stream: the provider's, as the client's
- * events, in a buffer of the stream's at *out (NULL for an event without
- * a counterpart).  NGX_DECLINED: the event cannot be translated, the
- * stream ends.
+ * events, added to the buffer of this pass of the filter; *out is that
+ * buffer when the event begins it, else NULL.  NGX_DECLINED: the event
+ * cannot be translated, the stream ends.
  */
 
 ngx_int_t
@@ -425,18 +435,25 @@ ngx_http_aigw_translate_event(ngx_http_request_t *r,
         return NGX_DECLINED;
     }
 
-    /* the client's events of this one, in a buffer sent before if any */
+    /*
+     * the client's events after those of the events before in this pass,
+     * or in a buffer sent before if any
+     */
 
-    cl = ngx_http_aigw_translate_buf(r, ctx);
+    cl = ts->cur;
+
     if (cl == NULL) {
-        return NGX_ERROR;
+        cl = ngx_http_aigw_translate_buf(r, ctx);
+        if (cl == NULL) {
+            return NGX_ERROR;
+        }
+
+        ts->out.start = cl->buf->start;
+        ts->out.pos = cl->buf->start;
+        ts->out.end = cl->buf->end;
     }
 
     b = cl->buf;
-
-    ts->out.start = b->start;
-    ts->out.pos = b->start;
-    ts->out.end = b->end;
 
     ts->events++;
 
@@ -470,6 +487,7 @@ ngx_http_aigw_translate_event(ngx_http_request_t *r,
     }
 
     if (ts->out.pos == ts->out.start) {
+        /* nothing yet: the buffer goes back */
         cl->next = ts->free;
         ts->free = cl;
         return NGX_OK;
@@ -479,9 +497,35 @@ ngx_http_aigw_translate_event(ngx_http_request_t *r,
     b->last = ts->out.pos;
     b->temporary = 1;
 
-    *out = cl;
+    if (ts->cur == NULL) {
+        ts->cur = cl;
+        *out = cl;
+    }
 
     return NGX_OK;
+}
+
+
+/*
+ * aigw_translate_buffer: the parser's storage of a translated stream,
+ * allocated whole when its header comes (filter.c); from the 16 KB every
+ * stream has to 16 MB
+ */
+
+static char *
+ngx_http_aigw_translate_buffer_check(ngx_conf_t *cf, void *post, void *data)
+{
+    size_t  *sp = data;
+
+    if (*sp < NGX_HTTP_AIGW_SSE_METER || *sp > 16 * 1024 * 1024) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "aigw_translate_buffer must be from %uz to %uz",
+                           (size_t) NGX_HTTP_AIGW_SSE_METER,
+                           (size_t) 16 * 1024 * 1024);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
 }
 
 

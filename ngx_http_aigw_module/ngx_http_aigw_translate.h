@@ -57,12 +57,13 @@ typedef struct {
     ngx_http_aigw_json_out_t       out;        /* the client's events */
 
     /*
-     * What an event is written in, used again from one event to the
-     * next, so that a long stream does not grow the request's pool: a
-     * piece of an event (scratch), the buffers that hold the client's
-     * events (free when sent, busy until then)
+     * What events are written in, used again, so that a long stream does
+     * not grow the request's pool: a piece of an event (scratch); the
+     * buffer of the events of one pass of the filter (cur), and those
+     * passed on (busy until sent, then free)
      */
     ngx_http_aigw_json_out_t       scratch;
+    ngx_chain_t                   *cur;
     ngx_chain_t                   *free;
     ngx_chain_t                   *busy;
     ngx_uint_t                     events;

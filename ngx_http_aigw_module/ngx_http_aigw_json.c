@@ -237,13 +237,17 @@ ngx_http_aigw_json_key_is(ngx_str_t *key, ngx_str_t *name)
     u_char      *p, *last, *n, *nlast;
     ngx_uint_t   i, c, d;
 
-    if (key->len == name->len
-        && ngx_memcmp(key->data, name->data, name->len) == 0)
-    {
-        return 1;
+    /* as it is: an escape would make the key longer than the name */
+
+    if (key->len == name->len) {
+        return name->len == 0
+               || (key->data[0] == name->data[0]
+                   && ngx_memcmp(key->data, name->data, name->len) == 0);
     }
 
-    if (key->len <= name->len
+    /* a \u escape is 6 bytes for 1 */
+
+    if (key->len < name->len + 5
         || memchr(key->data, '\\', key->len) == NULL)
     {
         return 0;

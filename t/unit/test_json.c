@@ -635,12 +635,10 @@ static void
 t_members_fixtures(const char *dir)
 {
     DIR            *d;
-    FILE           *f;
-    long            size;
+    size_t          size;
     u_char         *p, *end;
     ngx_str_t       v;
     struct dirent  *e;
-    char            path[1024];
 
     t_begin("members: every object of the fixtures, whole and cut");
 
@@ -659,20 +657,10 @@ t_members_fixtures(const char *dir)
             continue;
         }
 
-        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-
-        f = fopen(path, "rb");
-        if (f == NULL) {
+        p = t_read(dir, e->d_name, &size);
+        if (p == NULL) {
             continue;
         }
-
-        fseek(f, 0, SEEK_END);
-        size = ftell(f);
-        fseek(f, 0, SEEK_SET);
-
-        p = t_alloc(size);
-        t_check(fread(p, 1, size, f) == (size_t) size, "read %s", path);
-        fclose(f);
 
         v.data = ngx_http_aigw_json_ws(p, p + size);
         end = ngx_http_aigw_json_skip(v.data, p + size);

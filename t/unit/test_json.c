@@ -245,7 +245,8 @@ static t_case_t  t_cases[] = {
     { "{\"a\":[1,2}", "", NGX_ERROR },
     /* a control byte in a string is the scan's to refuse, not ours */
     { "{\"a\":\"x\ny\"}", "a=\"x\ny\";", NGX_DONE },
-    { "{\"a\":\"x\\\\\",\"b\":\"\\\\\\\"\"}", "a=\"x\\\\\";b=\"\\\\\\\"\";", NGX_DONE },
+    { "{\"a\":\"x\\\\\",\"b\":\"\\\\\\\"\"}",
+      "a=\"x\\\\\";b=\"\\\\\\\"\";", NGX_DONE },
     { "{1:2}", "", NGX_ERROR },
     { "{\"a\":1", "a=1;", NGX_ERROR },
     { "[\"a", "", NGX_ERROR },

@@ -33,43 +33,15 @@ ngx_http_aigw_json_ws(u_char *p, u_char *last)
 /*
  * Past the closing quote of the string whose opening quote is at p: the
  * next quote after an even number of backslashes, found by memchr(), as
- * strings are most of what a body or an event holds; the first bytes one
- * by one, as most keys and the values of an event are short
+ * strings are most of what a body or an event holds
  */
-
-#define NGX_HTTP_AIGW_JSON_SHORT  16
-
 
 static u_char *
 ngx_http_aigw_json_string_end(u_char *p, u_char *last)
 {
-    u_char  *q, *b, *end;
+    u_char  *q, *b;
 
-    p++;
-
-    end = (last - p > NGX_HTTP_AIGW_JSON_SHORT)
-          ? p + NGX_HTTP_AIGW_JSON_SHORT : last;
-
-    while (p < end) {
-        if (*p == '"') {
-            return p + 1;
-        }
-
-        if (*p++ == '\\') {
-
-            /* an escape: the byte after it is not the end */
-
-            if (p == last) {
-                return NULL;
-            }
-
-            p++;
-        }
-    }
-
-    /* every byte before p is read: an escape there is whole */
-
-    for ( /* void */ ; p < last; p = q + 1) {
+    for (p++; p < last; p = q + 1) {
         q = memchr(p, '"', last - p);
 
         if (q == NULL) {

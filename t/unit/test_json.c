@@ -251,18 +251,6 @@ static t_case_t  t_cases[] = {
     { "{\"a\":1", "a=1;", NGX_ERROR },
     { "[\"a", "", NGX_ERROR },
     { "{\"a\":@}", "", NGX_ERROR },
-
-    /* strings about 16 bytes long: escapes each side of the 16th */
-    { "[\"0123456789abcdef\",\"0123456789abcdefg\"]",
-      "=\"0123456789abcdef\";=\"0123456789abcdefg\";", NGX_DONE },
-    { "[\"0123456789abcde\\\"x\",\"0123456789abcd\\\\\"]",
-      "=\"0123456789abcde\\\"x\";=\"0123456789abcd\\\\\";", NGX_DONE },
-    { "[\"0123456789abcdef\\\"\\\\\"]",
-      "=\"0123456789abcdef\\\"\\\\\";", NGX_DONE },
-    { "[\"0123456789abcdefghijklmno\\\\\\\"\"]",
-      "=\"0123456789abcdefghijklmno\\\\\\\"\";", NGX_DONE },
-    { "[\"0123456789abcde\\", "", NGX_ERROR },
-    { "[\"0123456789abcdef\\", "", NGX_ERROR },
     { NULL, NULL, 0 }
 };
 

@@ -225,10 +225,10 @@ ngx_http_aigw_json_next(ngx_http_aigw_json_t *j, ngx_str_t *key,
 
 
 /*
- * 1 if a key, as json_next() gives it (escaped), is the name: bytes first,
- * then, for a key that has a backslash, as it unescapes.  The names are
- * ASCII that needs no escape, so only a \u escape of an ASCII code point
- * can stand for one of their bytes; any other escape cannot.
+ * 1 if a key with a backslash, as json_next() gives it (escaped), is the
+ * name as it unescapes.  The names are ASCII that needs no escape, so
+ * only a \u escape of an ASCII code point can stand for one of their
+ * bytes; any other escape cannot.
  */
 
 static ngx_uint_t
@@ -236,22 +236,6 @@ ngx_http_aigw_json_key_is(ngx_str_t *key, ngx_str_t *name)
 {
     u_char      *p, *last, *n, *nlast;
     ngx_uint_t   i, c, d;
-
-    /* as it is: an escape would make the key longer than the name */
-
-    if (key->len == name->len) {
-        return name->len == 0
-               || (key->data[0] == name->data[0]
-                   && ngx_memcmp(key->data, name->data, name->len) == 0);
-    }
-
-    /* a \u escape is 6 bytes for 1 */
-
-    if (key->len < name->len + 5
-        || memchr(key->data, '\\', key->len) == NULL)
-    {
-        return 0;
-    }
 
     p = key->data;
     last = p + key->len;
@@ -314,7 +298,7 @@ ngx_http_aigw_json_members(ngx_str_t *object, ngx_str_t *names,
 {
     ngx_int_t             rc;
     ngx_str_t             key, value;
-    ngx_uint_t            i;
+    ngx_uint_t            i, escaped;
     ngx_http_aigw_json_t  j;
 
     /* opened first: the object may be one of the values */
@@ -332,8 +316,35 @@ ngx_http_aigw_json_members(ngx_str_t *object, ngx_str_t *names,
 
     while ((rc = ngx_http_aigw_json_next(&j, &key, &value)) == NGX_OK) {
 
+        escaped = 2;    /* not looked at yet */
+
         for (i = 0; i < n; i++) {
-            if (ngx_http_aigw_json_key_is(&key, &names[i])) {
+
+            /* as it is: an escape would make the key longer */
+
+            if (key.len == names[i].len) {
+                if (key.len == 0
+                    || (key.data[0] == names[i].data[0]
+                        && ngx_memcmp(key.data, names[i].data, key.len)
+                           == 0))
+                {
+                    break;
+                }
+
+                continue;
+            }
+
+            /* a \u escape is 6 bytes for 1 */
+
+            if (key.len < names[i].len + 5) {
+                continue;
+            }
+
+            if (escaped == 2) {
+                escaped = (memchr(key.data, '\\', key.len) != NULL);
+            }
+
+            if (escaped && ngx_http_aigw_json_key_is(&key, &names[i])) {
                 break;
             }
         }

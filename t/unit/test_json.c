@@ -251,6 +251,13 @@ static t_case_t  t_cases[] = {
     { "{\"a\":1", "a=1;", NGX_ERROR },
     { "[\"a", "", NGX_ERROR },
     { "{\"a\":@}", "", NGX_ERROR },
+
+    /* escapes where a string's end is looked for */
+    { "[\"0123456789abcde\\\"x\",\"0123456789abcd\\\\\"]",
+      "=\"0123456789abcde\\\"x\";=\"0123456789abcd\\\\\";", NGX_DONE },
+    { "[\"0123456789abcdefghijklmno\\\\\\\"\"]",
+      "=\"0123456789abcdefghijklmno\\\\\\\"\";", NGX_DONE },
+    { "[\"0123456789abcdef\\", "", NGX_ERROR },
     { NULL, NULL, 0 }
 };
 

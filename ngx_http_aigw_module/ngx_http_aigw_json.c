@@ -334,9 +334,11 @@ ngx_http_aigw_json_members(ngx_str_t *object, ngx_str_t *names,
                 continue;
             }
 
-            /* a \u escape is 6 bytes for 1 */
+            /* only \u escapes can stand for a name's bytes: 6 for 1 */
 
-            if (key.len < names[i].len + 5) {
+            if (key.len < names[i].len + 5
+                || (key.len - names[i].len) % 5 != 0)
+            {
                 continue;
             }
 

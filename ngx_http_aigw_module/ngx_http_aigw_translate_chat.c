@@ -1172,7 +1172,7 @@ ngx_http_aigw_translate_chat_blocks(ngx_http_aigw_json_out_t *o,
     ngx_uint_t            texts;
     ngx_http_aigw_json_t  j;
 
-    /* what a block is read for: its text, or its tool call */
+    /* what a block is read for: its text, then its tool call */
 
     static ngx_str_t  names[] = {
         ngx_string("type"), ngx_string("text"), ngx_string("id"),
@@ -1192,7 +1192,9 @@ ngx_http_aigw_translate_chat_blocks(ngx_http_aigw_json_out_t *o,
     /* the text first: adjacent string literals joined into one */
 
     while ((rc = ngx_http_aigw_json_next(&j, &key, &block)) == NGX_OK) {
-        if (ngx_http_aigw_json_members(&block, names, m, 5) != NGX_OK) {
+        /* type, text: the first two names */
+
+        if (ngx_http_aigw_json_members(&block, names, m, 2) != NGX_OK) {
             return NGX_ERROR;
         }
 

@@ -652,7 +652,7 @@ ngx_http_aigw_translate_messages_assistant(ngx_http_aigw_translate_t *t,
     ngx_http_aigw_json_t       j;
     ngx_http_aigw_json_out_t  *o;
 
-    /* a text block's, or a tool_use block's */
+    /* a text block's, then a tool_use block's */
 
     static ngx_str_t  names[] = {
         ngx_string("type"), ngx_string("text"), ngx_string("id"),
@@ -679,8 +679,10 @@ ngx_http_aigw_translate_messages_assistant(ngx_http_aigw_translate_t *t,
     calls = 0;
 
     while ((rc = ngx_http_aigw_json_next(&j, &key, &block)) == NGX_OK) {
-        rc = ngx_http_aigw_translate_object(t, "messages", "a block without "
-                                            "a type", &block, names, m);
+        /* type, text: the first two names */
+
+        rc = ngx_http_aigw_translate_members(t, "messages", "a block without "
+                                             "a type", &block, names, m, 2);
         if (rc != NGX_OK) {
             return rc;
         }

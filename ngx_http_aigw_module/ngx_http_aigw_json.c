@@ -298,6 +298,7 @@ ngx_http_aigw_json_members(ngx_str_t *object, ngx_str_t *names,
 {
     ngx_int_t             rc;
     ngx_str_t             key, value;
+    size_t                k;
     ngx_uint_t            i, escaped;
     ngx_http_aigw_json_t  j;
 
@@ -320,14 +321,19 @@ ngx_http_aigw_json_members(ngx_str_t *object, ngx_str_t *names,
 
         for (i = 0; i < n; i++) {
 
-            /* as it is: an escape would make the key longer */
+            /*
+             * as it is (an escape would make the key longer), byte by
+             * byte: a name is a few bytes, shorter than a call
+             */
 
             if (key.len == names[i].len) {
-                if (key.len == 0
-                    || (key.data[0] == names[i].data[0]
-                        && ngx_memcmp(key.data, names[i].data, key.len)
-                           == 0))
-                {
+                for (k = 0; k < key.len; k++) {
+                    if (key.data[k] != names[i].data[k]) {
+                        break;
+                    }
+                }
+
+                if (k == key.len) {
                     break;
                 }
 

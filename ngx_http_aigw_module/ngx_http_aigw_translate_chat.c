@@ -762,8 +762,9 @@ ngx_http_aigw_translate_chat_tool_call(ngx_http_aigw_translate_t *t,
     ngx_str_null(&args);
 
     if (c[1].len && c[1].data[0] == '{') {
-        rc = ngx_http_aigw_translate_object(t, "messages", "", &c[1],
-                                            function_names, f);
+        rc = ngx_http_aigw_translate_object(t, "messages", "a tool call's "
+                                            "function is not an object",
+                                            &c[1], function_names, f);
         if (rc != NGX_OK) {
             return rc;
         }

@@ -67,6 +67,8 @@ typedef struct {
 
 static ngx_int_t ngx_http_aigw_breaker_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
+static void ngx_http_aigw_breaker_slots(ngx_http_aigw_breaker_t *bk,
+    ngx_http_aigw_breaker_sh_t *sh, ngx_http_aigw_breaker_sh_t *osh);
 static ngx_http_aigw_breaker_node_t *ngx_http_aigw_breaker_node(
     ngx_http_aigw_breaker_t *bk, ngx_http_aigw_provider_t *provider);
 static void ngx_http_aigw_breaker_open(ngx_http_aigw_breaker_node_t *node,
@@ -92,8 +94,7 @@ ngx_http_aigw_breaker(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_aigw_main_conf_t *amcf = conf;
 
-    u_char                   *p;
-    ssize_t                   size;
+    size_t                    size;
     ngx_int_t                 n;
     ngx_str_t                *value, name, s;
     ngx_uint_t                i;
@@ -123,26 +124,10 @@ ngx_http_aigw_breaker(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     for (i = 1; i < cf->args->nelts; i++) {
 
         if (ngx_strncmp(value[i].data, "zone=", 5) == 0) {
-            name.data = value[i].data + 5;
-            p = (u_char *) ngx_strchr(name.data, ':');
+            s.data = value[i].data + 5;
+            s.len = value[i].len - 5;
 
-            if (p == NULL) {
-                goto invalid;
-            }
-
-            name.len = p - name.data;
-            s.data = p + 1;
-            s.len = value[i].data + value[i].len - s.data;
-
-            size = ngx_parse_size(&s);
-
-            if (name.len == 0 || size == NGX_ERROR
-                || size < (ssize_t) (8 * ngx_pagesize))
-            {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid zone \"%V\", must be "
-                                   "\"name:size\" of at least %uz",
-                                   &value[i], 8 * ngx_pagesize);
+            if (ngx_http_aigw_zone_size(cf, &s, &name, &size) != NGX_OK) {
                 return NGX_CONF_ERROR;
             }
 
@@ -225,30 +210,46 @@ ngx_http_aigw_breaker_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
     ngx_http_aigw_breaker_t  *obk = data;
 
-    size_t                         len;
-    ngx_uint_t                     i, j;
+    void                          *p;
+    size_t                         len, size;
+    ngx_int_t                      rc;
+    ngx_uint_t                     i;
     ngx_http_aigw_breaker_t       *bk;
     ngx_http_aigw_provider_t     **pp;
     ngx_http_aigw_breaker_sh_t    *sh, *osh;
-    ngx_http_aigw_breaker_node_t  *node;
 
     bk = shm_zone->data;
-    bk->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
-
-    osh = NULL;
-
-    if (obk) {
-        osh = obk->sh;
-
-    } else if (shm_zone->shm.exists) {
-        osh = bk->shpool->data;
-    }
 
     pp = bk->amcf->providers.elts;
+    size = sizeof(ngx_http_aigw_breaker_sh_t)
+           + bk->amcf->providers.nelts * sizeof(ngx_http_aigw_breaker_node_t);
+
+    if (obk) {
+        bk->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+        osh = obk->sh;
+
+    } else {
+        rc = ngx_http_aigw_zone_shared(shm_zone, size, "breaker", &p,
+                                       &bk->shpool);
+
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        if (rc == NGX_OK) {
+            /* the first start: every breaker closed */
+            bk->sh = p;
+            ngx_http_aigw_breaker_slots(bk, bk->sh, NULL);
+            return NGX_OK;
+        }
+
+        /* NGX_DONE: the zone exists, another process's */
+        osh = p;
+    }
 
     /* the same providers: the same slots */
 
-    if (osh && osh->n == bk->amcf->providers.nelts) {
+    if (osh->n == bk->amcf->providers.nelts) {
         for (i = 0; i < osh->n; i++) {
             len = ngx_min(pp[i]->name.len, NGX_HTTP_AIGW_BREAKER_NAME);
 
@@ -271,13 +272,32 @@ ngx_http_aigw_breaker_init_zone(ngx_shm_zone_t *shm_zone, void *data)
      * slots stay, as the old workers use them until they exit
      */
 
-    sh = ngx_slab_calloc(bk->shpool,
-                         sizeof(ngx_http_aigw_breaker_sh_t)
-                         + bk->amcf->providers.nelts
-                           * sizeof(ngx_http_aigw_breaker_node_t));
+    sh = ngx_slab_calloc(bk->shpool, size);
     if (sh == NULL) {
         return NGX_ERROR;
     }
+
+    ngx_http_aigw_breaker_slots(bk, sh, osh);
+
+    bk->sh = sh;
+    bk->shpool->data = sh;
+
+    return NGX_OK;
+}
+
+
+/* a slot a provider, named, with the state of its old slot if any */
+
+static void
+ngx_http_aigw_breaker_slots(ngx_http_aigw_breaker_t *bk,
+    ngx_http_aigw_breaker_sh_t *sh, ngx_http_aigw_breaker_sh_t *osh)
+{
+    size_t                         len;
+    ngx_uint_t                     i, j;
+    ngx_http_aigw_provider_t     **pp;
+    ngx_http_aigw_breaker_node_t  *node;
+
+    pp = bk->amcf->providers.elts;
 
     sh->n = bk->amcf->providers.nelts;
 
@@ -296,23 +316,6 @@ ngx_http_aigw_breaker_init_zone(ngx_shm_zone_t *shm_zone, void *data)
             }
         }
     }
-
-    bk->sh = sh;
-    bk->shpool->data = sh;
-
-    if (bk->shpool->log_ctx == NULL) {
-        len = sizeof(" in aigw breaker zone \"\"") + shm_zone->shm.name.len;
-
-        bk->shpool->log_ctx = ngx_slab_alloc(bk->shpool, len);
-        if (bk->shpool->log_ctx == NULL) {
-            return NGX_ERROR;
-        }
-
-        ngx_sprintf(bk->shpool->log_ctx, " in aigw breaker zone \"%V\"%Z",
-                    &shm_zone->shm.name);
-    }
-
-    return NGX_OK;
 }
 
 

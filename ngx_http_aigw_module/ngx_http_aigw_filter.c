@@ -72,6 +72,7 @@ ngx_http_aigw_filter_init(ngx_conf_t *cf)
 static ngx_int_t
 ngx_http_aigw_header_filter(ngx_http_request_t *r)
 {
+    size_t                     size;
     ngx_http_aigw_ctx_t       *ctx;
     ngx_http_aigw_loc_conf_t  *alcf;
 
@@ -151,13 +152,18 @@ ngx_http_aigw_header_filter(ngx_http_request_t *r)
                            sizeof("text/event-stream") - 1)
            == 0)
     {
-        ctx->sse_buf = ngx_pnalloc(r->pool, NGX_HTTP_AIGW_SSE_METER);
+        /* a translated stream's events are kept whole up to a bound */
+
+        alcf = ngx_http_get_module_loc_conf(r, ngx_http_aigw_module);
+        size = ctx->translated ? alcf->translate_buffer
+                               : NGX_HTTP_AIGW_SSE_METER;
+
+        ctx->sse_buf = ngx_pnalloc(r->pool, size);
         if (ctx->sse_buf == NULL) {
             return NGX_ERROR;
         }
 
-        ngx_http_aigw_sse_init(&ctx->sse, ctx->sse_buf,
-                               NGX_HTTP_AIGW_SSE_METER);
+        ngx_http_aigw_sse_init(&ctx->sse, ctx->sse_buf, size);
 
         if (ngx_http_aigw_guard_output_init(r, ctx) != NGX_OK) {
             return NGX_ERROR;
@@ -816,6 +822,7 @@ ngx_http_aigw_sse_translate(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     ngx_chain_t *in)
 {
     u_char                     *pos;
+    ngx_int_t                   rc;
     ngx_buf_t                  *b;
     ngx_uint_t                  last, flush;
     ngx_chain_t                *cl, *out, **ll;
@@ -861,23 +868,27 @@ ngx_http_aigw_sse_translate(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     }
 
     if (last || flush) {
-        b = ngx_calloc_buf(r->pool);
-        cl = ngx_alloc_chain_link(r->pool);
-        if (b == NULL || cl == NULL) {
+        /* translate.c's buffers: used again once sent */
+        cl = ngx_http_aigw_translate_buf(r, ctx);
+        if (cl == NULL) {
             return NGX_ERROR;
         }
+
+        b = cl->buf;
 
         b->last_buf = last;
         b->last_in_chain = last;
         b->flush = 1;
         b->sync = 1;
 
-        cl->buf = b;
-        cl->next = NULL;
         *ll = cl;
     }
 
-    return ngx_http_aigw_sse_next(r, ctx, out);
+    rc = ngx_http_aigw_sse_next(r, ctx, out);
+
+    ngx_http_aigw_translate_sent(r, ctx, out);
+
+    return rc;
 }
 
 
@@ -888,13 +899,12 @@ ngx_http_aigw_sse_translated(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     ngx_http_aigw_sse_event_t *ev, ngx_chain_t ***ll)
 {
     ngx_int_t     rc;
-    ngx_str_t     text;
     ngx_buf_t    *b;
     ngx_chain_t  *cl;
 
     (void) ngx_http_aigw_sse_event(r, ctx, ev);
 
-    rc = ngx_http_aigw_translate_event(r, ctx, ev, &text);
+    rc = ngx_http_aigw_translate_event(r, ctx, ev, &cl);
 
     if (rc == NGX_ERROR) {
         return NGX_ERROR;
@@ -914,27 +924,17 @@ ngx_http_aigw_sse_translated(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
             return NGX_ERROR;
         }
 
-    } else if (text.len) {
-        b = ngx_calloc_buf(r->pool);
-        if (b == NULL) {
+        cl = ngx_alloc_chain_link(r->pool);
+        if (cl == NULL) {
             return NGX_ERROR;
         }
 
-        b->memory = 1;
-        b->pos = text.data;
-        b->last = text.data + text.len;
+        cl->buf = b;
+        cl->next = NULL;
 
-    } else {
+    } else if (cl == NULL) {
         return NGX_OK;
     }
-
-    cl = ngx_alloc_chain_link(r->pool);
-    if (cl == NULL) {
-        return NGX_ERROR;
-    }
-
-    cl->buf = b;
-    cl->next = NULL;
 
     **ll = cl;
     *ll = &cl->next;

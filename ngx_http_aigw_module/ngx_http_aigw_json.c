@@ -224,28 +224,176 @@ ngx_http_aigw_json_next(ngx_http_aigw_json_t *j, ngx_str_t *key,
 }
 
 
-/* the value of an object's member: NGX_OK, NGX_DECLINED if none */
+/*
+ * 1 if a key with a backslash, as json_next() gives it (escaped), is the
+ * name as it unescapes.  The names are ASCII that needs no escape, so
+ * only a \u escape of an ASCII code point can stand for one of their
+ * bytes; any other escape cannot.
+ */
+
+static ngx_uint_t
+ngx_http_aigw_json_key_is(ngx_str_t *key, ngx_str_t *name)
+{
+    u_char      *p, *last, *n, *nlast;
+    ngx_uint_t   i, c, d;
+
+    p = key->data;
+    last = p + key->len;
+    n = name->data;
+    nlast = n + name->len;
+
+    while (p < last) {
+
+        if (n == nlast) {
+            return 0;
+        }
+
+        if (*p != '\\') {
+            if (*p++ != *n++) {
+                return 0;
+            }
+
+            continue;
+        }
+
+        if (last - p < 6 || p[1] != 'u') {
+            return 0;
+        }
+
+        c = 0;
+
+        for (i = 2; i < 6; i++) {
+            d = p[i];
+
+            if (d >= '0' && d <= '9') {
+                d -= '0';
+
+            } else {
+                d |= 0x20;
+
+                if (d < 'a' || d > 'f') {
+                    return 0;
+                }
+
+                d -= 'a' - 10;
+            }
+
+            c = c * 16 + d;
+        }
+
+        if (c != *n++) {
+            return 0;
+        }
+
+        p += 6;
+    }
+
+    return n == nlast;
+}
+
+
+ngx_int_t
+ngx_http_aigw_json_members(ngx_str_t *object, ngx_str_t *names,
+    ngx_str_t *values, ngx_uint_t n)
+{
+    ngx_int_t             rc;
+    ngx_str_t             key, value;
+    size_t                k;
+    ngx_uint_t            i, escaped;
+    ngx_http_aigw_json_t  j;
+
+    /* opened first: the object may be one of the values */
+
+    rc = ngx_http_aigw_json_open(&j, object);
+
+    for (i = 0; i < n; i++) {
+        values[i].data = NULL;
+        values[i].len = 0;
+    }
+
+    if (rc != NGX_OK || j.close != '}') {
+        return NGX_DECLINED;
+    }
+
+    while ((rc = ngx_http_aigw_json_next(&j, &key, &value)) == NGX_OK) {
+
+        escaped = 2;    /* not looked at yet */
+
+        for (i = 0; i < n; i++) {
+
+            /*
+             * as it is (an escape would make the key longer), byte by
+             * byte: a name is a few bytes, shorter than a call
+             */
+
+            if (key.len == names[i].len) {
+                for (k = 0; k < key.len; k++) {
+                    if (key.data[k] != names[i].data[k]) {
+                        break;
+                    }
+                }
+
+                if (k == key.len) {
+                    break;
+                }
+
+                continue;
+            }
+
+            /* only \u escapes can stand for a name's bytes: 6 for 1 */
+
+            if (key.len < names[i].len + 5
+                || (key.len - names[i].len) % 5 != 0)
+            {
+                continue;
+            }
+
+            if (escaped == 2) {
+                escaped = (memchr(key.data, '\\', key.len) != NULL);
+            }
+
+            if (escaped && ngx_http_aigw_json_key_is(&key, &names[i])) {
+                break;
+            }
+        }
+
+        if (i == n) {
+            continue;
+        }
+
+        if (values[i].data) {
+            rc = NGX_HTTP_AIGW_JSON_TWICE;
+            break;
+        }
+
+        values[i] = value;
+    }
+
+    if (rc == NGX_DONE) {
+        return NGX_OK;
+    }
+
+    /* nothing half found */
+
+    for (i = 0; i < n; i++) {
+        values[i].data = NULL;
+        values[i].len = 0;
+    }
+
+    return (rc == NGX_HTTP_AIGW_JSON_TWICE) ? rc : NGX_ERROR;
+}
+
 
 ngx_int_t
 ngx_http_aigw_json_member(ngx_str_t *object, const char *name,
     ngx_str_t *value)
 {
-    size_t                len;
-    ngx_int_t             rc;
-    ngx_str_t             key;
-    ngx_http_aigw_json_t  j;
+    ngx_str_t  n;
 
-    if (ngx_http_aigw_json_open(&j, object) != NGX_OK || j.close != '}') {
-        return NGX_DECLINED;
-    }
+    n.data = (u_char *) name;
+    n.len = ngx_strlen(name);
 
-    len = ngx_strlen(name);
-
-    while ((rc = ngx_http_aigw_json_next(&j, &key, value)) == NGX_OK) {
-        if (key.len == len && ngx_memcmp(key.data, name, len) == 0) {
-            return NGX_OK;
-        }
-    }
-
-    return NGX_DECLINED;
+    return (ngx_http_aigw_json_members(object, &n, value, 1) == NGX_OK
+            && value->data)
+           ? NGX_OK : NGX_DECLINED;
 }

@@ -79,7 +79,30 @@ void ngx_http_aigw_json_out_escaped(ngx_http_aigw_json_out_t *o,
     ngx_http_aigw_json_out_add(o, (u_char *) s, sizeof(s) - 1)
 
 
-/* the value of an object's member by its name: NGX_OK, or NGX_DECLINED */
+/* a name json_members() found twice in one object */
+#define NGX_HTTP_AIGW_JSON_TWICE  NGX_ABORT
+
+/*
+ * The values of the members names[0..n-1] of an object, in one walk:
+ * values[i] is the value of names[i], or empty (data NULL) if the object
+ * has none.  A key is compared as it unescapes, as the scan compares the
+ * top-level keys, so the names must be ASCII that needs no escape.
+ * NGX_OK; NGX_DECLINED if the value is not an object; NGX_ERROR if the
+ * text is bad; NGX_HTTP_AIGW_JSON_TWICE if a name comes twice (the scan
+ * refuses that at the top level: a provider would read the last, the
+ * gateway the first).  Unless NGX_OK, every value is left empty.
+ */
+ngx_int_t ngx_http_aigw_json_members(ngx_str_t *object, ngx_str_t *names,
+    ngx_str_t *values, ngx_uint_t n);
+
+/* the number of names of a static table */
+#define ngx_http_aigw_json_nelts(names)                                       \
+    (sizeof(names) / sizeof(ngx_str_t))
+
+/*
+ * The value of one member by its name: NGX_OK, or NGX_DECLINED (value
+ * empty) if there is none, it comes twice, or the text is not an object.
+ */
 ngx_int_t ngx_http_aigw_json_member(ngx_str_t *object, const char *name,
     ngx_str_t *value);
 

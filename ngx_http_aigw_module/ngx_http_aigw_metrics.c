@@ -385,7 +385,8 @@ ngx_http_aigw_metrics_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
     ngx_http_aigw_metrics_t  *omt = data;
 
-    size_t                    len;
+    void                     *sh;
+    ngx_int_t                 rc;
     ngx_uint_t                i;
     ngx_http_aigw_metrics_t  *mt;
 
@@ -412,19 +413,14 @@ ngx_http_aigw_metrics_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         return NGX_OK;
     }
 
-    mt->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+    rc = ngx_http_aigw_zone_shared(shm_zone,
+                                   sizeof(ngx_http_aigw_metrics_sh_t),
+                                   "metrics", &sh, &mt->shpool);
+    mt->sh = sh;
 
-    if (shm_zone->shm.exists) {
-        mt->sh = mt->shpool->data;
-        return NGX_OK;
+    if (rc != NGX_OK) {
+        return (rc == NGX_DONE) ? NGX_OK : NGX_ERROR;
     }
-
-    mt->sh = ngx_slab_calloc(mt->shpool, sizeof(ngx_http_aigw_metrics_sh_t));
-    if (mt->sh == NULL) {
-        return NGX_ERROR;
-    }
-
-    mt->shpool->data = mt->sh;
 
     ngx_rbtree_init(&mt->sh->rbtree, &mt->sh->sentinel,
                     ngx_http_aigw_metrics_insert);
@@ -444,18 +440,6 @@ ngx_http_aigw_metrics_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         ngx_memcpy(mt->sh->overflow->data + i * (sizeof("_overflow") - 1),
                    "_overflow", sizeof("_overflow") - 1);
     }
-
-    len = sizeof(" in aigw metrics zone \"\"") + shm_zone->shm.name.len;
-
-    mt->shpool->log_ctx = ngx_slab_alloc(mt->shpool, len);
-    if (mt->shpool->log_ctx == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_sprintf(mt->shpool->log_ctx, " in aigw metrics zone \"%V\"%Z",
-                &shm_zone->shm.name);
-
-    mt->shpool->log_nomem = 0;
 
     return NGX_OK;
 }

@@ -240,6 +240,13 @@ static ngx_command_t  ngx_http_aigw_commands[] = {
       offsetof(ngx_http_aigw_loc_conf_t, translate_max_tokens),
       NULL },
 
+    { ngx_string("aigw_translate_buffer"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_aigw_loc_conf_t, translate_buffer),
+      &ngx_http_aigw_translate_buffer_post },
+
     { ngx_string("aigw_metrics_zone"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
       ngx_http_aigw_metrics_zone,
@@ -1397,6 +1404,7 @@ ngx_http_aigw_create_loc_conf(ngx_conf_t *cf)
     alcf->tenant_user = NGX_CONF_UNSET;
     alcf->responses_fallback = NGX_CONF_UNSET;
     alcf->translate_max_tokens = NGX_CONF_UNSET_UINT;
+    alcf->translate_buffer = NGX_CONF_UNSET_SIZE;
     alcf->answer_buffer = NGX_CONF_UNSET_SIZE;
     alcf->quota = NGX_CONF_UNSET;
     alcf->limits = NGX_CONF_UNSET_PTR;
@@ -1472,6 +1480,9 @@ ngx_http_aigw_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                          0);
     ngx_conf_merge_uint_value(conf->translate_max_tokens,
                               prev->translate_max_tokens, 4096);
+    ngx_conf_merge_size_value(conf->translate_buffer,
+                              prev->translate_buffer,
+                              NGX_HTTP_AIGW_SSE_METER);
     ngx_conf_merge_size_value(conf->answer_buffer, prev->answer_buffer,
                               1024 * 1024);
 

@@ -270,6 +270,9 @@ typedef struct {
     ngx_flag_t                     responses_fallback;
     ngx_uint_t                     translate_max_tokens;
 
+    /* translation: the largest event of a translated stream */
+    size_t                         translate_buffer;
+
     /* cache (cache.c) */
     ngx_flag_t                     cache;
     time_t                         cache_ttl;
@@ -688,7 +691,13 @@ ngx_int_t ngx_http_aigw_translate_body(ngx_http_request_t *r,
 ngx_int_t ngx_http_aigw_translate_answer(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_buf_t *b);
 ngx_int_t ngx_http_aigw_translate_event(ngx_http_request_t *r,
-    ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_sse_event_t *ev, ngx_str_t *out);
+    ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_sse_event_t *ev,
+    ngx_chain_t **out);
+ngx_chain_t *ngx_http_aigw_translate_buf(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
+extern ngx_conf_post_t  ngx_http_aigw_translate_buffer_post;
+void ngx_http_aigw_translate_sent(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_chain_t *out);
 
 /* responses.c: where a stored response of the Responses API is */
 char *ngx_http_aigw_responses_zone(ngx_conf_t *cf, ngx_command_t *cmd,

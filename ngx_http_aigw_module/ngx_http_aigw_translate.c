@@ -27,6 +27,24 @@ static ngx_int_t ngx_http_aigw_translate_source(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_str_t *body);
 static ngx_int_t ngx_http_aigw_translate_error(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_buf_t *b);
+static ngx_http_aigw_translate_stream_t *ngx_http_aigw_translate_stream(
+    ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx);
+static void ngx_http_aigw_translate_pool(ngx_http_request_t *r,
+    ngx_http_aigw_translate_stream_t *ts);
+
+
+static char *ngx_http_aigw_translate_buffer_check(ngx_conf_t *cf,
+    void *post, void *data);
+
+
+ngx_conf_post_t  ngx_http_aigw_translate_buffer_post = {
+    ngx_http_aigw_translate_buffer_check
+};
+
+
+/* the tag of a translated stream's buffers */
+#define NGX_HTTP_AIGW_TRANSLATE_TAG                                           \
+    ((ngx_buf_tag_t) &ngx_http_aigw_translate_event)
 
 
 /*
@@ -295,16 +313,14 @@ ngx_http_aigw_translate_body(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
 
 
 /*
- * An event of a translated stream: the provider's, as the client's
- * events, in *out (nothing for an event without a counterpart).  The
- * state lives in the request's pool from the first event on.
+ * The state of a translated stream, in the request's pool from its
+ * first buffer on
  */
 
-ngx_int_t
-ngx_http_aigw_translate_event(ngx_http_request_t *r,
-    ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_sse_event_t *ev, ngx_str_t *out)
+static ngx_http_aigw_translate_stream_t *
+ngx_http_aigw_translate_stream(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx)
 {
-    ngx_int_t                          rc;
     ngx_http_aigw_translate_stream_t  *ts;
 
     ts = ctx->translate_stream;
@@ -312,32 +328,134 @@ ngx_http_aigw_translate_event(ngx_http_request_t *r,
     if (ts == NULL) {
         ts = ngx_pcalloc(r->pool, sizeof(ngx_http_aigw_translate_stream_t));
         if (ts == NULL) {
-            return NGX_ERROR;
+            return NULL;
         }
 
         ts->out.pool = r->pool;
+        ts->scratch.pool = r->pool;
         ctx->translate_stream = ts;
     }
 
-    /* the client's events of this one, in a buffer of their own */
+    return ts;
+}
 
-    ts->out.start = NULL;
-    ts->out.pos = NULL;
-    ts->out.end = NULL;
+
+/*
+ * A buffer of the stream's, empty, its memory (if any) kept: one sent
+ * before, or a new one.  The filter takes its flush buffers here too.
+ */
+
+ngx_chain_t *
+ngx_http_aigw_translate_buf(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
+{
+    u_char                            *start, *end;
+    ngx_buf_t                         *b;
+    ngx_chain_t                       *cl;
+    ngx_http_aigw_translate_stream_t  *ts;
+
+    ts = ngx_http_aigw_translate_stream(r, ctx);
+    if (ts == NULL) {
+        return NULL;
+    }
+
+    cl = ngx_chain_get_free_buf(r->pool, &ts->free);
+    if (cl == NULL) {
+        return NULL;
+    }
+
+    b = cl->buf;
+
+    start = b->start;
+    end = b->end;
+
+    ngx_memzero(b, sizeof(ngx_buf_t));
+
+    b->start = start;
+    b->pos = start;
+    b->last = start;
+    b->end = end;
+    b->tag = NGX_HTTP_AIGW_TRANSLATE_TAG;
+
+    return cl;
+}
+
+
+/* after the filter passed them on: the buffers sent are free again */
+
+void
+ngx_http_aigw_translate_sent(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
+    ngx_chain_t *out)
+{
+    ngx_http_aigw_translate_stream_t  *ts;
+
+    ts = ctx->translate_stream;
+
+    if (ts) {
+        ts->cur = NULL;
+        ngx_chain_update_chains(r->pool, &ts->free, &ts->busy, &out,
+                                NGX_HTTP_AIGW_TRANSLATE_TAG);
+    }
+}
+
+
+/*
+ * An event of a translated stream: the provider's, as the client's
+ * events, added to the buffer of this pass of the filter; *out is that
+ * buffer when the event begins it, else NULL.  NGX_DECLINED: the event
+ * cannot be translated, the stream ends.
+ */
+
+ngx_int_t
+ngx_http_aigw_translate_event(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_sse_event_t *ev,
+    ngx_chain_t **out)
+{
+    ngx_int_t                          rc;
+    ngx_buf_t                         *b;
+    ngx_chain_t                       *cl;
+    ngx_http_aigw_translate_stream_t  *ts;
+
+    *out = NULL;
+
+    ts = ngx_http_aigw_translate_stream(r, ctx);
+    if (ts == NULL) {
+        return NGX_ERROR;
+    }
 
     if (ts->done) {
-        ngx_str_null(out);
         return NGX_OK;
     }
 
     if (ev->truncated) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "aigw: an event of provider \"%V\" is too large to "
-                      "translate",
+                      "aigw: an event of provider \"%V\" is larger than "
+                      "aigw_translate_buffer, it cannot be translated",
                       &ctx->candidates[ctx->current]->provider->name);
         ts->done = 1;
         return NGX_DECLINED;
     }
+
+    /*
+     * the client's events after those of the events before in this pass,
+     * or in a buffer sent before if any
+     */
+
+    cl = ts->cur;
+
+    if (cl == NULL) {
+        cl = ngx_http_aigw_translate_buf(r, ctx);
+        if (cl == NULL) {
+            return NGX_ERROR;
+        }
+
+        ts->out.start = cl->buf->start;
+        ts->out.pos = cl->buf->start;
+        ts->out.end = cl->buf->end;
+    }
+
+    b = cl->buf;
+
+    ts->events++;
 
     if (ctx->format == &ngx_http_aigw_openai_format) {
         rc = ngx_http_aigw_translate_chat_event(r, ctx, ts, ev);
@@ -346,14 +464,101 @@ ngx_http_aigw_translate_event(ngx_http_request_t *r,
         rc = ngx_http_aigw_translate_messages_event(r, ctx, ts, ev);
     }
 
+    if (rc == NGX_DECLINED) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "aigw: an event of provider \"%V\" has a key twice, "
+                      "it cannot be translated",
+                      &ctx->candidates[ctx->current]->provider->name);
+        ts->done = 1;
+        return NGX_DECLINED;
+    }
+
     if (rc != NGX_OK || ts->out.failed) {
         return NGX_ERROR;
     }
 
-    out->data = ts->out.start;
-    out->len = ts->out.pos - ts->out.start;
+    /* the memory, grown or not, stays the buffer's */
+
+    b->start = ts->out.start;
+    b->end = ts->out.end;
+
+    if (ts->done) {
+        ngx_http_aigw_translate_pool(r, ts);
+    }
+
+    if (ts->out.pos == ts->out.start) {
+        /* nothing yet: the buffer goes back */
+        cl->next = ts->free;
+        ts->free = cl;
+        return NGX_OK;
+    }
+
+    b->pos = ts->out.start;
+    b->last = ts->out.pos;
+    b->temporary = 1;
+
+    if (ts->cur == NULL) {
+        ts->cur = cl;
+        *out = cl;
+    }
 
     return NGX_OK;
+}
+
+
+/*
+ * aigw_translate_buffer: the parser's storage of a translated stream,
+ * allocated whole when its header comes (filter.c); from the 16 KB every
+ * stream has to 16 MB
+ */
+
+static char *
+ngx_http_aigw_translate_buffer_check(ngx_conf_t *cf, void *post, void *data)
+{
+    size_t  *sp = data;
+
+    if (*sp < NGX_HTTP_AIGW_SSE_METER || *sp > 16 * 1024 * 1024) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "aigw_translate_buffer must be from %uz to %uz",
+                           (size_t) NGX_HTTP_AIGW_SSE_METER,
+                           (size_t) 16 * 1024 * 1024);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* what the stream took of the request's pool, for the debug log */
+
+static void
+ngx_http_aigw_translate_pool(ngx_http_request_t *r,
+    ngx_http_aigw_translate_stream_t *ts)
+{
+#if (NGX_DEBUG)
+    size_t             used;
+    ngx_uint_t         blocks, large;
+    ngx_pool_t        *p;
+    ngx_pool_large_t  *l;
+
+    used = 0;
+    blocks = 0;
+    large = 0;
+
+    for (p = r->pool; p; p = p->d.next) {
+        used += p->d.last - (u_char *) p;
+        blocks++;
+    }
+
+    for (l = r->pool->large; l; l = l->next) {
+        large++;
+    }
+
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "aigw: translated stream of %ui events: the request's "
+                   "pool has %uz bytes in %ui blocks, %ui large",
+                   ts->events, used, blocks, large);
+#endif
 }
 
 
@@ -396,8 +601,12 @@ ngx_http_aigw_translate_error(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
 {
     u_char      *p, *code;
     size_t       len;
-    ngx_str_t    body, error, message, type, msg;
+    ngx_str_t    body, error, message, type, msg, m[2];
     ngx_uint_t   status;
+
+    static ngx_str_t  names[] = {
+        ngx_string("message"), ngx_string("type")
+    };
 
     status = r->upstream->headers_in.status_n;
 
@@ -409,9 +618,11 @@ ngx_http_aigw_translate_error(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
 
     /* {"type":"error","error":{"type","message"}} or {"error":{...}} */
 
-    if (ngx_http_aigw_json_member(&body, "error", &error) == NGX_OK) {
-        (void) ngx_http_aigw_json_member(&error, "message", &message);
-        (void) ngx_http_aigw_json_member(&error, "type", &type);
+    if (ngx_http_aigw_json_member(&body, "error", &error) == NGX_OK
+        && ngx_http_aigw_json_members(&error, names, m, 2) == NGX_OK)
+    {
+        message = m[0];
+        type = m[1];
     }
 
     if (message.len >= 2 && message.data[0] == '"') {
@@ -480,6 +691,39 @@ ngx_http_aigw_translate_refuse(ngx_http_aigw_translate_t *t,
     t->reason = reason;
 
     return NGX_HTTP_AIGW_TRANSLATE_REFUSED;
+}
+
+
+/*
+ * The members of an object of the request (names, in one walk): NGX_OK,
+ * NGX_ERROR, or the request refused for param: what, if the value is not
+ * an object; a key twice, as the scan refuses one at the top level, as
+ * the provider would read the last of them and the gateway the first.
+ */
+
+ngx_int_t
+ngx_http_aigw_translate_members(ngx_http_aigw_translate_t *t,
+    const char *param, const char *what, ngx_str_t *object,
+    ngx_str_t *names, ngx_str_t *values, ngx_uint_t n)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_http_aigw_json_members(object, names, values, n);
+
+    switch (rc) {
+
+    case NGX_OK:
+    case NGX_ERROR:
+        return rc;
+
+    case NGX_DECLINED:
+        return ngx_http_aigw_translate_refuse(t, param, what);
+
+    default: /* NGX_HTTP_AIGW_JSON_TWICE */
+        return ngx_http_aigw_translate_refuse(t, param,
+                                              "an object of it has a key "
+                                              "twice");
+    }
 }
 
 

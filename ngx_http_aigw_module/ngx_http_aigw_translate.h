@@ -55,10 +55,29 @@ typedef struct {
     ngx_uint_t                     tools;      /* tool calls so far */
     ngx_uint_t                     blocks;     /* content blocks so far */
     ngx_http_aigw_json_out_t       out;        /* the client's events */
+
+    /*
+     * What events are written in, used again, so that a long stream does
+     * not grow the request's pool: a piece of an event (scratch); the
+     * buffer of the events of one pass of the filter (cur), and those
+     * passed on (busy until sent, then free)
+     */
+    ngx_http_aigw_json_out_t       scratch;
+    ngx_chain_t                   *cur;
+    ngx_chain_t                   *free;
+    ngx_chain_t                   *busy;
+    ngx_uint_t                     events;
+
     unsigned                       started:1;
     unsigned                       open:1;     /* a content block is */
     unsigned                       done:1;
 } ngx_http_aigw_translate_stream_t;
+
+
+/* a table of names, read of an object of the request (translate_members) */
+#define ngx_http_aigw_translate_object(t, param, what, object, names, v)      \
+    ngx_http_aigw_translate_members(t, param, what, object, names, v,         \
+                                    ngx_http_aigw_json_nelts(names))
 
 
 /* translate_chat.c: an OpenAI chat completions client, Anthropic served */
@@ -81,6 +100,9 @@ ngx_int_t ngx_http_aigw_translate_messages_event(ngx_http_request_t *r,
 /* translate.c: what both share */
 ngx_int_t ngx_http_aigw_translate_refuse(ngx_http_aigw_translate_t *t,
     const char *param, const char *reason);
+ngx_int_t ngx_http_aigw_translate_members(ngx_http_aigw_translate_t *t,
+    const char *param, const char *what, ngx_str_t *object,
+    ngx_str_t *names, ngx_str_t *values, ngx_uint_t n);
 ngx_int_t ngx_http_aigw_translate_unescape(ngx_pool_t *pool, ngx_str_t *v,
     ngx_str_t *out);
 ngx_uint_t ngx_http_aigw_translate_number_is(ngx_str_t *v, double low,

@@ -573,9 +573,13 @@ ngx_http_aigw_translate_chat_content(ngx_http_aigw_translate_t *t,
     ngx_str_t *content)
 {
     ngx_int_t                  rc;
-    ngx_str_t                  key, part, value, type, text;
+    ngx_str_t                  key, part, m[2];
     ngx_http_aigw_json_out_t  *o;
-    ngx_http_aigw_json_t       j, k;
+    ngx_http_aigw_json_t       j;
+
+    static ngx_str_t  names[] = {
+        ngx_string("type"), ngx_string("text")
+    };
 
     o = &t->out;
 
@@ -597,36 +601,23 @@ ngx_http_aigw_translate_chat_content(ngx_http_aigw_translate_t *t,
 
     while ((rc = ngx_http_aigw_json_next(&j, &key, &part)) == NGX_OK) {
 
-        if (ngx_http_aigw_json_open(&k, &part) != NGX_OK) {
-            return ngx_http_aigw_translate_refuse(t, "messages",
-                                                  "a content part is not "
-                                                  "an object");
+        /* type, text */
+
+        rc = ngx_http_aigw_translate_object(t, "messages", "a content part "
+                                            "is not an object", &part,
+                                            names, m);
+        if (rc != NGX_OK) {
+            return rc;
         }
 
-        ngx_str_null(&type);
-        ngx_str_null(&text);
-
-        while ((rc = ngx_http_aigw_json_next(&k, &key, &value)) == NGX_OK) {
-            if (ngx_http_aigw_json_is(&key, "type")) {
-                type = value;
-
-            } else if (ngx_http_aigw_json_is(&key, "text")) {
-                text = value;
-            }
-        }
-
-        if (rc != NGX_DONE) {
-            return NGX_ERROR;
-        }
-
-        if (ngx_http_aigw_json_string_is(&type, "text") && text.len) {
+        if (ngx_http_aigw_json_string_is(&m[0], "text") && m[1].len) {
             ngx_http_aigw_json_out_lit(o, "{\"type\":\"text\",\"text\":");
-            ngx_http_aigw_json_out_str(o, &text);
+            ngx_http_aigw_json_out_str(o, &m[1]);
             ngx_http_aigw_json_out_lit(o, "},");
             continue;
         }
 
-        if (ngx_http_aigw_json_string_is(&type, "image_url")) {
+        if (ngx_http_aigw_json_string_is(&m[0], "image_url")) {
             rc = ngx_http_aigw_translate_chat_image(t, &part);
 
             if (rc != NGX_OK) {
@@ -667,40 +658,27 @@ ngx_http_aigw_translate_chat_image(ngx_http_aigw_translate_t *t,
 {
     u_char                    *p, *comma, *last;
     ngx_int_t                  rc;
-    ngx_str_t                  key, value, image, url;
+    ngx_str_t                  image, url;
     ngx_http_aigw_json_out_t  *o;
-    ngx_http_aigw_json_t       j;
+
+    static ngx_str_t  image_url = ngx_string("image_url");
+    static ngx_str_t  url_name = ngx_string("url");
 
     o = &t->out;
 
-    ngx_str_null(&image);
-    ngx_str_null(&url);
-
-    if (ngx_http_aigw_json_open(&j, part) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    while ((rc = ngx_http_aigw_json_next(&j, &key, &value)) == NGX_OK) {
-        if (ngx_http_aigw_json_is(&key, "image_url")) {
-            image = value;
-        }
-    }
-
-    if (rc != NGX_DONE) {
-        return NGX_ERROR;
+    rc = ngx_http_aigw_translate_members(t, "messages", "an image_url "
+                                         "part is not an object", part,
+                                         &image_url, &image, 1);
+    if (rc != NGX_OK) {
+        return rc;
     }
 
     if (image.len && image.data[0] == '{') {
-        (void) ngx_http_aigw_json_open(&j, &image);
-
-        while ((rc = ngx_http_aigw_json_next(&j, &key, &value)) == NGX_OK) {
-            if (ngx_http_aigw_json_is(&key, "url")) {
-                url = value;
-            }
-        }
-
-        if (rc != NGX_DONE) {
-            return NGX_ERROR;
+        rc = ngx_http_aigw_translate_members(t, "messages", "an image_url "
+                                             "is not an object", &image,
+                                             &url_name, &url, 1);
+        if (rc != NGX_OK) {
+            return rc;
         }
 
     } else {
@@ -760,49 +738,39 @@ ngx_http_aigw_translate_chat_tool_call(ngx_http_aigw_translate_t *t,
 {
     u_char                    *end;
     ngx_int_t                  rc;
-    ngx_str_t                  key, value, id, function, name, args;
+    ngx_str_t                  id, name, args, c[2], f[2];
     ngx_http_aigw_json_out_t  *o;
-    ngx_http_aigw_json_t       j;
+
+    static ngx_str_t  call_names[] = {
+        ngx_string("id"), ngx_string("function")
+    };
+
+    static ngx_str_t  function_names[] = {
+        ngx_string("name"), ngx_string("arguments")
+    };
 
     o = &t->out;
 
-    ngx_str_null(&id);
-    ngx_str_null(&function);
+    rc = ngx_http_aigw_translate_object(t, "messages", "a tool call is not "
+                                        "an object", call, call_names, c);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    id = c[0];
     ngx_str_null(&name);
     ngx_str_null(&args);
 
-    if (ngx_http_aigw_json_open(&j, call) != NGX_OK) {
-        return ngx_http_aigw_translate_refuse(t, "messages",
-                                              "a tool call is not an "
-                                              "object");
-    }
-
-    while ((rc = ngx_http_aigw_json_next(&j, &key, &value)) == NGX_OK) {
-        if (ngx_http_aigw_json_is(&key, "id")) {
-            id = value;
-
-        } else if (ngx_http_aigw_json_is(&key, "function")) {
-            function = value;
-        }
-    }
-
-    if (rc != NGX_DONE) {
-        return NGX_ERROR;
-    }
-
-    if (function.len && ngx_http_aigw_json_open(&j, &function) == NGX_OK) {
-        while ((rc = ngx_http_aigw_json_next(&j, &key, &value)) == NGX_OK) {
-            if (ngx_http_aigw_json_is(&key, "name")) {
-                name = value;
-
-            } else if (ngx_http_aigw_json_is(&key, "arguments")) {
-                args = value;
-            }
+    if (c[1].len && c[1].data[0] == '{') {
+        rc = ngx_http_aigw_translate_object(t, "messages", "a tool call's "
+                                            "function is not an object",
+                                            &c[1], function_names, f);
+        if (rc != NGX_OK) {
+            return rc;
         }
 
-        if (rc != NGX_DONE) {
-            return NGX_ERROR;
-        }
+        name = f[0];
+        args = f[1];
     }
 
     if (id.len < 2 || id.data[0] != '"' || name.len < 2
@@ -862,8 +830,12 @@ ngx_http_aigw_translate_chat_texts(ngx_http_aigw_translate_t *t,
     ngx_str_t *content, ngx_array_t *into)
 {
     ngx_int_t             rc;
-    ngx_str_t             key, part, value, type, text, *s;
-    ngx_http_aigw_json_t  j, k;
+    ngx_str_t             key, part, text, m[3], *s;
+    ngx_http_aigw_json_t  j;
+
+    static ngx_str_t  names[] = {
+        ngx_string("type"), ngx_string("text"), ngx_string("refusal")
+    };
 
     if (content->len && content->data[0] == '"') {
         text = *content;
@@ -896,30 +868,19 @@ ngx_http_aigw_translate_chat_texts(ngx_http_aigw_translate_t *t,
 
 part:
 
-    if (ngx_http_aigw_json_open(&k, &part) != NGX_OK) {
-        return NGX_ERROR;
+    /* type, and text or refusal */
+
+    rc = ngx_http_aigw_translate_object(t, "messages", "a part that is not "
+                                        "text where only text can be",
+                                        &part, names, m);
+    if (rc != NGX_OK) {
+        return rc;
     }
 
-    ngx_str_null(&type);
-    ngx_str_null(&text);
+    text = m[1].len ? m[1] : m[2];
 
-    while ((rc = ngx_http_aigw_json_next(&k, &key, &value)) == NGX_OK) {
-        if (ngx_http_aigw_json_is(&key, "type")) {
-            type = value;
-
-        } else if (ngx_http_aigw_json_is(&key, "text")
-                   || ngx_http_aigw_json_is(&key, "refusal"))
-        {
-            text = value;
-        }
-    }
-
-    if (rc != NGX_DONE) {
-        return NGX_ERROR;
-    }
-
-    if (!(ngx_http_aigw_json_string_is(&type, "text")
-          || ngx_http_aigw_json_string_is(&type, "refusal"))
+    if (!(ngx_http_aigw_json_string_is(&m[0], "text")
+          || ngx_http_aigw_json_string_is(&m[0], "refusal"))
         || text.len < 2 || text.data[0] != '"')
     {
         return ngx_http_aigw_translate_refuse(t, "messages",
@@ -956,11 +917,19 @@ static ngx_int_t
 ngx_http_aigw_translate_chat_tools(ngx_http_aigw_translate_t *t,
     ngx_str_t *tools)
 {
-    ngx_int_t  rc;
-    ngx_str_t              key, tool, value, function, name, description,
-                           parameters;
-    ngx_http_aigw_json_out_t   *o;
-    ngx_http_aigw_json_t   j, k;
+    ngx_int_t                  rc;
+    ngx_str_t                  key, tool, m[2], f[3];
+    ngx_http_aigw_json_out_t  *o;
+    ngx_http_aigw_json_t       j;
+
+    static ngx_str_t  tool_names[] = {
+        ngx_string("type"), ngx_string("function")
+    };
+
+    static ngx_str_t  function_names[] = {
+        ngx_string("name"), ngx_string("description"),
+        ngx_string("parameters")
+    };
 
     o = &t->out;
 
@@ -972,67 +941,47 @@ ngx_http_aigw_translate_chat_tools(ngx_http_aigw_translate_t *t,
 
     while ((rc = ngx_http_aigw_json_next(&j, &key, &tool)) == NGX_OK) {
 
-        ngx_str_null(&function);
-        ngx_str_null(&name);
-        ngx_str_null(&description);
-        ngx_str_null(&parameters);
+        /* type, function */
 
-        if (ngx_http_aigw_json_open(&k, &tool) != NGX_OK) {
-            return ngx_http_aigw_translate_refuse(t, "tools",
-                                                  "a tool is not an object");
+        rc = ngx_http_aigw_translate_object(t, "tools", "a tool is not an "
+                                            "object", &tool, tool_names, m);
+        if (rc != NGX_OK) {
+            return rc;
         }
 
-        while ((rc = ngx_http_aigw_json_next(&k, &key, &value)) == NGX_OK) {
-            if (ngx_http_aigw_json_is(&key, "function")) {
-                function = value;
-
-            } else if (ngx_http_aigw_json_is(&key, "type")
-                       && !ngx_http_aigw_json_string_is(&value, "function"))
-            {
-                return ngx_http_aigw_translate_refuse(t, "tools",
-                                                      "a tool that is not a "
-                                                      "function");
-            }
-        }
-
-        if (rc != NGX_DONE
-            || ngx_http_aigw_json_open(&k, &function) != NGX_OK)
-        {
+        if (m[0].len && !ngx_http_aigw_json_string_is(&m[0], "function")) {
             return ngx_http_aigw_translate_refuse(t, "tools",
-                                                  "a tool without its "
+                                                  "a tool that is not a "
                                                   "function");
         }
 
-        while ((rc = ngx_http_aigw_json_next(&k, &key, &value)) == NGX_OK) {
-            if (ngx_http_aigw_json_is(&key, "name")) {
-                name = value;
+        /* name, description, parameters */
 
-            } else if (ngx_http_aigw_json_is(&key, "description")) {
-                description = value;
-
-            } else if (ngx_http_aigw_json_is(&key, "parameters")) {
-                parameters = value;
-            }
+        rc = ngx_http_aigw_translate_object(t, "tools", "a tool without its "
+                                            "function", &m[1],
+                                            function_names, f);
+        if (rc != NGX_OK) {
+            return rc;
         }
 
-        if (rc != NGX_DONE || name.len < 2) {
+        if (f[0].len < 2) {
             return ngx_http_aigw_translate_refuse(t, "tools",
                                                   "a function without a "
                                                   "name");
         }
 
         ngx_http_aigw_json_out_lit(o, "{\"name\":");
-        ngx_http_aigw_json_out_str(o, &name);
+        ngx_http_aigw_json_out_str(o, &f[0]);
 
-        if (description.len) {
+        if (f[1].len) {
             ngx_http_aigw_json_out_lit(o, ",\"description\":");
-            ngx_http_aigw_json_out_str(o, &description);
+            ngx_http_aigw_json_out_str(o, &f[1]);
         }
 
         ngx_http_aigw_json_out_lit(o, ",\"input_schema\":");
 
-        if (parameters.len && parameters.data[0] == '{') {
-            ngx_http_aigw_json_out_str(o, &parameters);
+        if (f[2].len && f[2].data[0] == '{') {
+            ngx_http_aigw_json_out_str(o, &f[2]);
 
         } else {
             ngx_http_aigw_json_out_lit(o, "{\"type\":\"object\"}");
@@ -1119,38 +1068,24 @@ ngx_http_aigw_translate_chat_answer(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_buf_t *b)
 {
     u_char                    *p;
-    ngx_int_t                  rc;
-    ngx_str_t                  key, value, id, content, stop, body, *f;
+    ngx_str_t                  id, content, stop, body, m[3], *f;
     ngx_uint_t                 calls;
-    ngx_http_aigw_json_t       j;
     ngx_http_aigw_json_out_t   o;
+
+    static ngx_str_t  names[] = {
+        ngx_string("id"), ngx_string("content"), ngx_string("stop_reason")
+    };
 
     body.data = b->pos;
     body.len = r->upstream->headers_in.content_length_n;
 
-    ngx_str_null(&id);
-    ngx_str_null(&content);
-    ngx_str_null(&stop);
-
-    if (ngx_http_aigw_json_open(&j, &body) != NGX_OK) {
+    if (ngx_http_aigw_json_members(&body, names, m, 3) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    while ((rc = ngx_http_aigw_json_next(&j, &key, &value)) == NGX_OK) {
-        if (ngx_http_aigw_json_is(&key, "id")) {
-            id = value;
-
-        } else if (ngx_http_aigw_json_is(&key, "content")) {
-            content = value;
-
-        } else if (ngx_http_aigw_json_is(&key, "stop_reason")) {
-            stop = value;
-        }
-    }
-
-    if (rc != NGX_DONE) {
-        return NGX_ERROR;
-    }
+    id = m[0];
+    content = m[1];
+    stop = m[2];
 
     ngx_memzero(&o, sizeof(ngx_http_aigw_json_out_t));
     o.pool = r->pool;
@@ -1234,9 +1169,16 @@ ngx_http_aigw_translate_chat_blocks(ngx_http_aigw_json_out_t *o,
     ngx_str_t *content, ngx_uint_t *calls)
 {
     ngx_int_t             rc;
-    ngx_str_t             key, block, value, type, text, id, name, input;
+    ngx_str_t             key, block, input, m[5];
     ngx_uint_t            texts;
-    ngx_http_aigw_json_t  j, k;
+    ngx_http_aigw_json_t  j;
+
+    /* what a block is read for: its text, then its tool call */
+
+    static ngx_str_t  names[] = {
+        ngx_string("type"), ngx_string("text"), ngx_string("id"),
+        ngx_string("name"), ngx_string("input")
+    };
 
     *calls = 0;
     texts = 0;
@@ -1251,36 +1193,22 @@ ngx_http_aigw_translate_chat_blocks(ngx_http_aigw_json_out_t *o,
     /* the text first: adjacent string literals joined into one */
 
     while ((rc = ngx_http_aigw_json_next(&j, &key, &block)) == NGX_OK) {
-        if (ngx_http_aigw_json_open(&k, &block) != NGX_OK) {
+        /* type, text: the first two names */
+
+        if (ngx_http_aigw_json_members(&block, names, m, 2) != NGX_OK) {
             return NGX_ERROR;
         }
 
-        ngx_str_null(&type);
-        ngx_str_null(&text);
-
-        while ((rc = ngx_http_aigw_json_next(&k, &key, &value)) == NGX_OK) {
-            if (ngx_http_aigw_json_is(&key, "type")) {
-                type = value;
-
-            } else if (ngx_http_aigw_json_is(&key, "text")) {
-                text = value;
-            }
-        }
-
-        if (rc != NGX_DONE) {
-            return NGX_ERROR;
-        }
-
-        if (ngx_http_aigw_json_string_is(&type, "text")
-            && text.len >= 2 && text.data[0] == '"')
+        if (ngx_http_aigw_json_string_is(&m[0], "text")
+            && m[1].len >= 2 && m[1].data[0] == '"')
         {
             if (texts++ == 0) {
                 ngx_http_aigw_json_out_lit(o, "\"");
             }
 
-            ngx_http_aigw_json_out_add(o, text.data + 1, text.len - 2);
+            ngx_http_aigw_json_out_add(o, m[1].data + 1, m[1].len - 2);
 
-        } else if (ngx_http_aigw_json_string_is(&type, "tool_use")) {
+        } else if (ngx_http_aigw_json_string_is(&m[0], "tool_use")) {
             (*calls)++;
         }
     }
@@ -1307,30 +1235,10 @@ ngx_http_aigw_translate_chat_blocks(ngx_http_aigw_json_out_t *o,
     texts = 0;
 
     while ((rc = ngx_http_aigw_json_next(&j, &key, &block)) == NGX_OK) {
-        (void) ngx_http_aigw_json_open(&k, &block);
+        (void) ngx_http_aigw_json_members(&block, names, m, 5);
 
-        ngx_str_null(&type);
-        ngx_str_null(&id);
-        ngx_str_null(&name);
-        ngx_str_null(&input);
-
-        while ((rc = ngx_http_aigw_json_next(&k, &key, &value)) == NGX_OK) {
-            if (ngx_http_aigw_json_is(&key, "type")) {
-                type = value;
-
-            } else if (ngx_http_aigw_json_is(&key, "id")) {
-                id = value;
-
-            } else if (ngx_http_aigw_json_is(&key, "name")) {
-                name = value;
-
-            } else if (ngx_http_aigw_json_is(&key, "input")) {
-                input = value;
-            }
-        }
-
-        if (!ngx_http_aigw_json_string_is(&type, "tool_use")
-            || id.len < 2 || name.len < 2)
+        if (!ngx_http_aigw_json_string_is(&m[0], "tool_use")
+            || m[2].len < 2 || m[3].len < 2)
         {
             continue;
         }
@@ -1339,11 +1247,13 @@ ngx_http_aigw_translate_chat_blocks(ngx_http_aigw_json_out_t *o,
             ngx_http_aigw_json_out_lit(o, ",");
         }
 
+        input = m[4];
+
         ngx_http_aigw_json_out_lit(o, "{\"id\":");
-        ngx_http_aigw_json_out_str(o, &id);
+        ngx_http_aigw_json_out_str(o, &m[2]);
         ngx_http_aigw_json_out_lit(o, ",\"type\":\"function\","
                                    "\"function\":{\"name\":");
-        ngx_http_aigw_json_out_str(o, &name);
+        ngx_http_aigw_json_out_str(o, &m[3]);
         ngx_http_aigw_json_out_lit(o, ",\"arguments\":\"");
         if (input.len == 0) {
             ngx_str_set(&input, "{}");
@@ -1385,9 +1295,18 @@ ngx_http_aigw_translate_chat_event(ngx_http_request_t *r,
     ngx_http_aigw_sse_event_t *ev)
 {
     u_char                    *p;
-    ngx_str_t                  data, v, block, type, delta, name, id, *f;
+    ngx_int_t                  rc;
+    ngx_str_t                  data, v, block, delta, name, id, m[3], *f;
     ngx_http_aigw_field_t     *inc;
-    ngx_http_aigw_json_out_t   d;
+    ngx_http_aigw_json_out_t  *d;
+
+    static ngx_str_t  block_names[] = {
+        ngx_string("type"), ngx_string("id"), ngx_string("name")
+    };
+
+    static ngx_str_t  delta_names[] = {
+        ngx_string("type"), ngx_string("text"), ngx_string("partial_json")
+    };
 
     static ngx_str_t  role = ngx_string("{\"role\":\"assistant\","
                                         "\"content\":\"\"}");
@@ -1397,8 +1316,10 @@ ngx_http_aigw_translate_chat_event(ngx_http_request_t *r,
 
     data = ev->data;
 
-    ngx_memzero(&d, sizeof(ngx_http_aigw_json_out_t));
-    d.pool = r->pool;
+    /* a chunk's delta, written where the last one was */
+
+    d = &ts->scratch;
+    d->pos = d->start;
 
 #define ngx_http_aigw_event_is(name)                                          \
     (ev->event.len == sizeof(name) - 1                                        \
@@ -1424,60 +1345,81 @@ ngx_http_aigw_translate_chat_event(ngx_http_request_t *r,
 
     if (ngx_http_aigw_event_is("content_block_start")) {
         if (ngx_http_aigw_json_member(&data, "content_block", &block)
-            != NGX_OK
-            || ngx_http_aigw_json_member(&block, "type", &type) != NGX_OK
-            || !ngx_http_aigw_json_string_is(&type, "tool_use")
-            || ngx_http_aigw_json_member(&block, "id", &id) != NGX_OK
-            || ngx_http_aigw_json_member(&block, "name", &name) != NGX_OK)
+            != NGX_OK)
         {
             return NGX_OK;
         }
 
-        p = ngx_http_aigw_json_out_reserve(&d, NGX_INT_T_LEN + 32);
+        /* type, id, name */
+
+        rc = ngx_http_aigw_json_members(&block, block_names, m, 3);
+
+        if (rc == NGX_HTTP_AIGW_JSON_TWICE) {
+            return NGX_DECLINED;
+        }
+
+        if (rc != NGX_OK || !ngx_http_aigw_json_string_is(&m[0], "tool_use")
+            || m[1].len == 0 || m[2].len == 0)
+        {
+            return NGX_OK;
+        }
+
+        id = m[1];
+        name = m[2];
+
+        p = ngx_http_aigw_json_out_reserve(d, NGX_INT_T_LEN + 32);
         if (p) {
-            d.pos = ngx_sprintf(p, "{\"tool_calls\":[{\"index\":%ui,\"id\":",
+            d->pos = ngx_sprintf(p, "{\"tool_calls\":[{\"index\":%ui,\"id\":",
                                 ts->tools++);
         }
 
-        ngx_http_aigw_json_out_str(&d, &id);
-        ngx_http_aigw_json_out_lit(&d, ",\"type\":\"function\","
+        ngx_http_aigw_json_out_str(d, &id);
+        ngx_http_aigw_json_out_lit(d, ",\"type\":\"function\","
                                    "\"function\":{\"name\":");
-        ngx_http_aigw_json_out_str(&d, &name);
-        ngx_http_aigw_json_out_lit(&d, ",\"arguments\":\"\"}}]}");
+        ngx_http_aigw_json_out_str(d, &name);
+        ngx_http_aigw_json_out_lit(d, ",\"arguments\":\"\"}}]}");
 
         goto chunk;
     }
 
     if (ngx_http_aigw_event_is("content_block_delta")) {
-        if (ngx_http_aigw_json_member(&data, "delta", &delta) != NGX_OK
-            || ngx_http_aigw_json_member(&delta, "type", &type) != NGX_OK)
-        {
+        if (ngx_http_aigw_json_member(&data, "delta", &delta) != NGX_OK) {
             return NGX_OK;
         }
 
-        if (ngx_http_aigw_json_string_is(&type, "text_delta")
-            && ngx_http_aigw_json_member(&delta, "text", &v) == NGX_OK)
-        {
-            ngx_http_aigw_json_out_lit(&d, "{\"content\":");
-            ngx_http_aigw_json_out_str(&d, &v);
-            ngx_http_aigw_json_out_lit(&d, "}");
+        /* type, text, partial_json */
+
+        rc = ngx_http_aigw_json_members(&delta, delta_names, m, 3);
+
+        if (rc == NGX_HTTP_AIGW_JSON_TWICE) {
+            return NGX_DECLINED;
+        }
+
+        if (rc != NGX_OK) {
+            return NGX_OK;
+        }
+
+        if (ngx_http_aigw_json_string_is(&m[0], "text_delta") && m[1].len) {
+            ngx_http_aigw_json_out_lit(d, "{\"content\":");
+            ngx_http_aigw_json_out_str(d, &m[1]);
+            ngx_http_aigw_json_out_lit(d, "}");
             goto chunk;
         }
 
-        if (ngx_http_aigw_json_string_is(&type, "input_json_delta")
-            && ngx_http_aigw_json_member(&delta, "partial_json", &v)
-               == NGX_OK
-            && ts->tools)
+        if (ngx_http_aigw_json_string_is(&m[0], "input_json_delta")
+            && m[2].len && ts->tools)
         {
-            p = ngx_http_aigw_json_out_reserve(&d, NGX_INT_T_LEN + 48);
+            v = m[2];
+
+            p = ngx_http_aigw_json_out_reserve(d, NGX_INT_T_LEN + 48);
             if (p) {
-                d.pos = ngx_sprintf(p, "{\"tool_calls\":[{\"index\":%ui,"
+                d->pos = ngx_sprintf(p, "{\"tool_calls\":[{\"index\":%ui,"
                                     "\"function\":{\"arguments\":",
                                     ts->tools - 1);
             }
 
-            ngx_http_aigw_json_out_str(&d, &v);
-            ngx_http_aigw_json_out_lit(&d, "}}]}");
+            ngx_http_aigw_json_out_str(d, &v);
+            ngx_http_aigw_json_out_lit(d, "}}]}");
             goto chunk;
         }
 
@@ -1558,12 +1500,12 @@ ngx_http_aigw_translate_chat_event(ngx_http_request_t *r,
 
 chunk:
 
-    if (d.failed) {
+    if (d->failed) {
         return NGX_ERROR;
     }
 
-    v.data = d.start;
-    v.len = d.pos - d.start;
+    v.data = d->start;
+    v.len = d->pos - d->start;
 
     ngx_http_aigw_translate_chat_chunk(ctx, ts, &v, &null);
 

@@ -35,7 +35,8 @@ static ngx_int_t ngx_http_aigw_translate_messages_assistant(
 static ngx_int_t ngx_http_aigw_translate_messages_result(
     ngx_http_aigw_translate_t *t, ngx_str_t *result);
 static ngx_int_t ngx_http_aigw_translate_messages_part(
-    ngx_http_aigw_translate_t *t, ngx_str_t *type, ngx_str_t *block);
+    ngx_http_aigw_translate_t *t, ngx_str_t *type, ngx_str_t *text,
+    ngx_str_t *block);
 static ngx_int_t ngx_http_aigw_translate_messages_image(
     ngx_http_aigw_translate_t *t, ngx_str_t *block);
 static ngx_int_t ngx_http_aigw_translate_messages_tools(
@@ -45,6 +46,16 @@ static ngx_int_t ngx_http_aigw_translate_messages_tool_choice(
 static ngx_int_t ngx_http_aigw_translate_messages_input(
     ngx_http_aigw_json_out_t *o, ngx_pool_t *pool, ngx_str_t *arguments);
 
+
+/* a tool call of an answer or a chunk, and its function */
+
+static ngx_str_t  ngx_http_aigw_translate_call_names[] = {
+    ngx_string("id"), ngx_string("function")
+};
+
+static ngx_str_t  ngx_http_aigw_translate_function_names[] = {
+    ngx_string("name"), ngx_string("arguments")
+};
 
 /* finish_reason as stop_reason */
 
@@ -245,9 +256,13 @@ ngx_http_aigw_translate_messages_system(ngx_http_aigw_translate_t *t,
 {
     ngx_int_t                  rc;
     ngx_uint_t                 n;
-    ngx_str_t                  key, block, type, text;
+    ngx_str_t                  key, block, m[2];
     ngx_http_aigw_json_t       j;
     ngx_http_aigw_json_out_t  *o;
+
+    static ngx_str_t  names[] = {
+        ngx_string("type"), ngx_string("text")
+    };
 
     o = &t->out;
 
@@ -272,10 +287,14 @@ ngx_http_aigw_translate_messages_system(ngx_http_aigw_translate_t *t,
     for (n = 0; (rc = ngx_http_aigw_json_next(&j, &key, &block)) == NGX_OK;
          n++)
     {
-        if (ngx_http_aigw_json_member(&block, "type", &type) != NGX_OK
-            || !ngx_http_aigw_json_string_is(&type, "text")
-            || ngx_http_aigw_json_member(&block, "text", &text) != NGX_OK
-            || text.data[0] != '"')
+        rc = ngx_http_aigw_translate_object(t, "system", "a block that is "
+                                            "not text", &block, names, m);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        if (!ngx_http_aigw_json_string_is(&m[0], "text")
+            || m[1].len < 2 || m[1].data[0] != '"')
         {
             return ngx_http_aigw_translate_refuse(t, "system",
                                                   "a block that is not "
@@ -286,7 +305,7 @@ ngx_http_aigw_translate_messages_system(ngx_http_aigw_translate_t *t,
             ngx_http_aigw_json_out_lit(o, "\\n");
         }
 
-        ngx_http_aigw_json_out_add(o, text.data + 1, text.len - 2);
+        ngx_http_aigw_json_out_add(o, m[1].data + 1, m[1].len - 2);
     }
 
     if (rc != NGX_DONE) {
@@ -303,22 +322,31 @@ static ngx_int_t
 ngx_http_aigw_translate_messages_message(ngx_http_aigw_translate_t *t,
     ngx_str_t *message)
 {
-    ngx_str_t  role, content;
+    ngx_int_t  rc;
+    ngx_str_t  m[2];
 
-    if (ngx_http_aigw_json_member(message, "role", &role) != NGX_OK
-        || ngx_http_aigw_json_member(message, "content", &content) != NGX_OK)
-    {
+    static ngx_str_t  names[] = {
+        ngx_string("role"), ngx_string("content")
+    };
+
+    rc = ngx_http_aigw_translate_object(t, "messages", "a message is not "
+                                        "an object", message, names, m);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (m[0].len == 0 || m[1].len == 0) {
         return ngx_http_aigw_translate_refuse(t, "messages",
                                               "a message without a role "
                                               "or a content");
     }
 
-    if (ngx_http_aigw_json_string_is(&role, "user")) {
-        return ngx_http_aigw_translate_messages_user(t, &content);
+    if (ngx_http_aigw_json_string_is(&m[0], "user")) {
+        return ngx_http_aigw_translate_messages_user(t, &m[1]);
     }
 
-    if (ngx_http_aigw_json_string_is(&role, "assistant")) {
-        return ngx_http_aigw_translate_messages_assistant(t, &content);
+    if (ngx_http_aigw_json_string_is(&m[0], "assistant")) {
+        return ngx_http_aigw_translate_messages_assistant(t, &m[1]);
     }
 
     return ngx_http_aigw_translate_refuse(t, "messages",
@@ -339,9 +367,16 @@ ngx_http_aigw_translate_messages_user(ngx_http_aigw_translate_t *t,
 {
     ngx_int_t                  rc;
     ngx_uint_t                 parts;
-    ngx_str_t                  key, block, type, id, result;
+    ngx_str_t                  key, block, m[4];
     ngx_http_aigw_json_t       j;
     ngx_http_aigw_json_out_t  *o;
+
+    /* a tool result's, or a text block's */
+
+    static ngx_str_t  names[] = {
+        ngx_string("type"), ngx_string("tool_use_id"), ngx_string("content"),
+        ngx_string("text")
+    };
 
     o = &t->out;
 
@@ -361,36 +396,40 @@ ngx_http_aigw_translate_messages_user(ngx_http_aigw_translate_t *t,
     parts = 0;
 
     while ((rc = ngx_http_aigw_json_next(&j, &key, &block)) == NGX_OK) {
-        if (ngx_http_aigw_json_member(&block, "type", &type) != NGX_OK) {
+        rc = ngx_http_aigw_translate_object(t, "messages", "a block without "
+                                            "a type", &block, names, m);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        if (m[0].len == 0) {
             return ngx_http_aigw_translate_refuse(t, "messages",
                                                   "a block without a type");
         }
 
-        if (!ngx_http_aigw_json_string_is(&type, "tool_result")) {
+        if (!ngx_http_aigw_json_string_is(&m[0], "tool_result")) {
             parts++;
             continue;
         }
 
-        if (ngx_http_aigw_json_member(&block, "tool_use_id", &id) != NGX_OK
-            || id.data[0] != '"')
-        {
+        if (m[1].len == 0 || m[1].data[0] != '"') {
             return ngx_http_aigw_translate_refuse(t, "messages",
                                                   "a tool_result without "
                                                   "its tool_use_id");
         }
 
         ngx_http_aigw_json_out_lit(o, "{\"role\":\"tool\",\"tool_call_id\":");
-        ngx_http_aigw_json_out_str(o, &id);
+        ngx_http_aigw_json_out_str(o, &m[1]);
         ngx_http_aigw_json_out_lit(o, ",\"content\":");
 
-        if (ngx_http_aigw_json_member(&block, "content", &result) != NGX_OK) {
+        if (m[2].len == 0) {
             ngx_http_aigw_json_out_lit(o, "\"\"");
 
-        } else if (result.data[0] == '"') {
-            ngx_http_aigw_json_out_str(o, &result);
+        } else if (m[2].data[0] == '"') {
+            ngx_http_aigw_json_out_str(o, &m[2]);
 
         } else {
-            rc = ngx_http_aigw_translate_messages_result(t, &result);
+            rc = ngx_http_aigw_translate_messages_result(t, &m[2]);
 
             if (rc != NGX_OK) {
                 return rc;
@@ -413,13 +452,13 @@ ngx_http_aigw_translate_messages_user(ngx_http_aigw_translate_t *t,
     (void) ngx_http_aigw_json_open(&j, content);
 
     while ((rc = ngx_http_aigw_json_next(&j, &key, &block)) == NGX_OK) {
-        (void) ngx_http_aigw_json_member(&block, "type", &type);
+        (void) ngx_http_aigw_json_members(&block, names, m, 4);
 
-        if (ngx_http_aigw_json_string_is(&type, "tool_result")) {
+        if (ngx_http_aigw_json_string_is(&m[0], "tool_result")) {
             continue;
         }
 
-        rc = ngx_http_aigw_translate_messages_part(t, &type, &block);
+        rc = ngx_http_aigw_translate_messages_part(t, &m[0], &m[3], &block);
 
         if (rc != NGX_OK) {
             return rc;
@@ -443,8 +482,12 @@ ngx_http_aigw_translate_messages_result(ngx_http_aigw_translate_t *t,
     ngx_str_t *result)
 {
     ngx_int_t             rc;
-    ngx_str_t             key, block, type;
+    ngx_str_t             key, block, m[2];
     ngx_http_aigw_json_t  j;
+
+    static ngx_str_t  names[] = {
+        ngx_string("type"), ngx_string("text")
+    };
 
     if (ngx_http_aigw_json_open(&j, result) != NGX_OK || j.close != ']') {
         return ngx_http_aigw_translate_refuse(t, "messages",
@@ -456,15 +499,20 @@ ngx_http_aigw_translate_messages_result(ngx_http_aigw_translate_t *t,
     ngx_http_aigw_json_out_lit(&t->out, "[");
 
     while ((rc = ngx_http_aigw_json_next(&j, &key, &block)) == NGX_OK) {
-        if (ngx_http_aigw_json_member(&block, "type", &type) != NGX_OK
-            || !ngx_http_aigw_json_string_is(&type, "text"))
-        {
+        rc = ngx_http_aigw_translate_object(t, "messages", "a tool_result "
+                                            "with a block other than text",
+                                            &block, names, m);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        if (!ngx_http_aigw_json_string_is(&m[0], "text")) {
             return ngx_http_aigw_translate_refuse(t, "messages",
                                                   "a tool_result with a "
                                                   "block other than text");
         }
 
-        rc = ngx_http_aigw_translate_messages_part(t, &type, &block);
+        rc = ngx_http_aigw_translate_messages_part(t, &m[0], &m[1], &block);
 
         if (rc != NGX_OK) {
             return rc;
@@ -489,21 +537,17 @@ ngx_http_aigw_translate_messages_result(ngx_http_aigw_translate_t *t,
 
 static ngx_int_t
 ngx_http_aigw_translate_messages_part(ngx_http_aigw_translate_t *t,
-    ngx_str_t *type, ngx_str_t *block)
+    ngx_str_t *type, ngx_str_t *text, ngx_str_t *block)
 {
-    ngx_str_t  text;
-
     if (ngx_http_aigw_json_string_is(type, "text")) {
-        if (ngx_http_aigw_json_member(block, "text", &text) != NGX_OK
-            || text.data[0] != '"')
-        {
+        if (text->len == 0 || text->data[0] != '"') {
             return ngx_http_aigw_translate_refuse(t, "messages",
                                                   "a text block without "
                                                   "its text");
         }
 
         ngx_http_aigw_json_out_lit(&t->out, "{\"type\":\"text\",\"text\":");
-        ngx_http_aigw_json_out_str(&t->out, &text);
+        ngx_http_aigw_json_out_str(&t->out, text);
         ngx_http_aigw_json_out_lit(&t->out, "},");
 
         return NGX_OK;
@@ -526,32 +570,52 @@ static ngx_int_t
 ngx_http_aigw_translate_messages_image(ngx_http_aigw_translate_t *t,
     ngx_str_t *block)
 {
-    ngx_str_t                  source, type, media, data, url;
+    ngx_int_t                  rc;
+    ngx_str_t                  source, media, data, m[4];
     ngx_http_aigw_json_out_t  *o;
+
+    static ngx_str_t  source_name = ngx_string("source");
+
+    static ngx_str_t  names[] = {
+        ngx_string("type"), ngx_string("url"), ngx_string("media_type"),
+        ngx_string("data")
+    };
 
     o = &t->out;
 
-    if (ngx_http_aigw_json_member(block, "source", &source) != NGX_OK
-        || ngx_http_aigw_json_member(&source, "type", &type) != NGX_OK)
-    {
+    rc = ngx_http_aigw_translate_members(t, "messages", "an image without "
+                                         "a source", block, &source_name,
+                                         &source, 1);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    rc = ngx_http_aigw_translate_object(t, "messages", "an image without a "
+                                        "source", &source, names, m);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (m[0].len == 0) {
         return ngx_http_aigw_translate_refuse(t, "messages",
                                               "an image without a source");
     }
 
-    if (ngx_http_aigw_json_string_is(&type, "url")
-        && ngx_http_aigw_json_member(&source, "url", &url) == NGX_OK
-        && url.data[0] == '"')
+    if (ngx_http_aigw_json_string_is(&m[0], "url")
+        && m[1].len && m[1].data[0] == '"')
     {
         ngx_http_aigw_json_out_lit(o, "{\"type\":\"image_url\","
                                    "\"image_url\":{\"url\":");
-        ngx_http_aigw_json_out_str(o, &url);
+        ngx_http_aigw_json_out_str(o, &m[1]);
         ngx_http_aigw_json_out_lit(o, "}},");
         return NGX_OK;
     }
 
-    if (!ngx_http_aigw_json_string_is(&type, "base64")
-        || ngx_http_aigw_json_member(&source, "media_type", &media) != NGX_OK
-        || ngx_http_aigw_json_member(&source, "data", &data) != NGX_OK
+    media = m[2];
+    data = m[3];
+
+    if (!ngx_http_aigw_json_string_is(&m[0], "base64")
+        || media.len == 0 || data.len == 0
         || media.data[0] != '"' || data.data[0] != '"')
     {
         return ngx_http_aigw_translate_refuse(t, "messages",
@@ -584,9 +648,16 @@ ngx_http_aigw_translate_messages_assistant(ngx_http_aigw_translate_t *t,
 {
     ngx_int_t                  rc;
     ngx_uint_t                 texts, calls;
-    ngx_str_t                  key, block, type, text, id, name, input;
+    ngx_str_t                  key, block, input, m[5];
     ngx_http_aigw_json_t       j;
     ngx_http_aigw_json_out_t  *o;
+
+    /* a text block's, then a tool_use block's */
+
+    static ngx_str_t  names[] = {
+        ngx_string("type"), ngx_string("text"), ngx_string("id"),
+        ngx_string("name"), ngx_string("input")
+    };
 
     o = &t->out;
 
@@ -608,26 +679,33 @@ ngx_http_aigw_translate_messages_assistant(ngx_http_aigw_translate_t *t,
     calls = 0;
 
     while ((rc = ngx_http_aigw_json_next(&j, &key, &block)) == NGX_OK) {
-        if (ngx_http_aigw_json_member(&block, "type", &type) != NGX_OK) {
+        /* type, text: the first two names */
+
+        rc = ngx_http_aigw_translate_members(t, "messages", "a block without "
+                                             "a type", &block, names, m, 2);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        if (m[0].len == 0) {
             return ngx_http_aigw_translate_refuse(t, "messages",
                                                   "a block without a type");
         }
 
-        if (ngx_http_aigw_json_string_is(&type, "text")
-            && ngx_http_aigw_json_member(&block, "text", &text) == NGX_OK
-            && text.data[0] == '"')
+        if (ngx_http_aigw_json_string_is(&m[0], "text")
+            && m[1].len && m[1].data[0] == '"')
         {
             if (texts++ == 0) {
                 ngx_http_aigw_json_out_lit(o, "\"");
             }
 
-            ngx_http_aigw_json_out_add(o, text.data + 1, text.len - 2);
+            ngx_http_aigw_json_out_add(o, m[1].data + 1, m[1].len - 2);
 
-        } else if (ngx_http_aigw_json_string_is(&type, "tool_use")) {
+        } else if (ngx_http_aigw_json_string_is(&m[0], "tool_use")) {
             calls++;
 
-        } else if (!ngx_http_aigw_json_string_is(&type, "thinking")
-                   && !ngx_http_aigw_json_string_is(&type,
+        } else if (!ngx_http_aigw_json_string_is(&m[0], "thinking")
+                   && !ngx_http_aigw_json_string_is(&m[0],
                                                     "redacted_thinking"))
         {
             return ngx_http_aigw_translate_refuse(t, "messages",
@@ -654,32 +732,31 @@ ngx_http_aigw_translate_messages_assistant(ngx_http_aigw_translate_t *t,
         (void) ngx_http_aigw_json_open(&j, content);
 
         while ((rc = ngx_http_aigw_json_next(&j, &key, &block)) == NGX_OK) {
-            (void) ngx_http_aigw_json_member(&block, "type", &type);
+            (void) ngx_http_aigw_json_members(&block, names, m, 5);
 
-            if (!ngx_http_aigw_json_string_is(&type, "tool_use")) {
+            if (!ngx_http_aigw_json_string_is(&m[0], "tool_use")) {
                 continue;
             }
 
-            if (ngx_http_aigw_json_member(&block, "id", &id) != NGX_OK
-                || ngx_http_aigw_json_member(&block, "name", &name) != NGX_OK
-                || id.data[0] != '"' || name.data[0] != '"')
+            if (m[2].len == 0 || m[3].len == 0
+                || m[2].data[0] != '"' || m[3].data[0] != '"')
             {
                 return ngx_http_aigw_translate_refuse(t, "messages",
                                                       "a tool_use without "
                                                       "an id or a name");
             }
 
-            if (ngx_http_aigw_json_member(&block, "input", &input)
-                != NGX_OK)
-            {
+            input = m[4];
+
+            if (input.len == 0) {
                 ngx_str_set(&input, "{}");
             }
 
             ngx_http_aigw_json_out_lit(o, "{\"id\":");
-            ngx_http_aigw_json_out_str(o, &id);
+            ngx_http_aigw_json_out_str(o, &m[2]);
             ngx_http_aigw_json_out_lit(o, ",\"type\":\"function\","
                                        "\"function\":{\"name\":");
-            ngx_http_aigw_json_out_str(o, &name);
+            ngx_http_aigw_json_out_str(o, &m[3]);
             ngx_http_aigw_json_out_lit(o, ",\"arguments\":\"");
             ngx_http_aigw_json_out_escaped(o, input.data, input.len);
             ngx_http_aigw_json_out_lit(o, "\"}},");
@@ -709,9 +786,14 @@ ngx_http_aigw_translate_messages_tools(ngx_http_aigw_translate_t *t,
     ngx_str_t *tools)
 {
     ngx_int_t                  rc;
-    ngx_str_t                  key, tool, type, name, description, schema;
+    ngx_str_t                  key, tool, m[4];
     ngx_http_aigw_json_t       j;
     ngx_http_aigw_json_out_t  *o;
+
+    static ngx_str_t  names[] = {
+        ngx_string("type"), ngx_string("name"), ngx_string("description"),
+        ngx_string("input_schema")
+    };
 
     o = &t->out;
 
@@ -723,37 +805,37 @@ ngx_http_aigw_translate_messages_tools(ngx_http_aigw_translate_t *t,
 
     while ((rc = ngx_http_aigw_json_next(&j, &key, &tool)) == NGX_OK) {
 
-        if (ngx_http_aigw_json_member(&tool, "type", &type) == NGX_OK
-            && !ngx_http_aigw_json_string_is(&type, "custom"))
-        {
+        /* type, name, description, input_schema */
+
+        rc = ngx_http_aigw_translate_object(t, "tools", "a tool without a "
+                                            "name", &tool, names, m);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        if (m[0].len && !ngx_http_aigw_json_string_is(&m[0], "custom")) {
             return ngx_http_aigw_translate_refuse(t, "tools",
                                                   "a server tool of "
                                                   "Anthropic's");
         }
 
-        if (ngx_http_aigw_json_member(&tool, "name", &name) != NGX_OK
-            || name.data[0] != '"')
-        {
+        if (m[1].len == 0 || m[1].data[0] != '"') {
             return ngx_http_aigw_translate_refuse(t, "tools",
                                                   "a tool without a name");
         }
 
         ngx_http_aigw_json_out_lit(o, "{\"type\":\"function\","
                                    "\"function\":{\"name\":");
-        ngx_http_aigw_json_out_str(o, &name);
+        ngx_http_aigw_json_out_str(o, &m[1]);
 
-        if (ngx_http_aigw_json_member(&tool, "description", &description)
-            == NGX_OK)
-        {
+        if (m[2].len) {
             ngx_http_aigw_json_out_lit(o, ",\"description\":");
-            ngx_http_aigw_json_out_str(o, &description);
+            ngx_http_aigw_json_out_str(o, &m[2]);
         }
 
-        if (ngx_http_aigw_json_member(&tool, "input_schema", &schema)
-            == NGX_OK)
-        {
+        if (m[3].len) {
             ngx_http_aigw_json_out_lit(o, ",\"parameters\":");
-            ngx_http_aigw_json_out_str(o, &schema);
+            ngx_http_aigw_json_out_str(o, &m[3]);
         }
 
         ngx_http_aigw_json_out_lit(o, "}},");
@@ -779,17 +861,29 @@ static ngx_int_t
 ngx_http_aigw_translate_messages_tool_choice(ngx_http_aigw_translate_t *t,
     ngx_str_t *choice)
 {
-    ngx_str_t                 type, name, serial;
+    ngx_int_t                 rc;
+    ngx_str_t                 type, name, m[3];
     ngx_http_aigw_json_out_t  o;
 
-    if (ngx_http_aigw_json_member(choice, "disable_parallel_tool_use",
-                                  &serial)
-        == NGX_OK && serial.data[0] == 't')
-    {
+    static ngx_str_t  names[] = {
+        ngx_string("type"), ngx_string("name"),
+        ngx_string("disable_parallel_tool_use")
+    };
+
+    rc = ngx_http_aigw_translate_object(t, "tool_choice", "without a type",
+                                        choice, names, m);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    type = m[0];
+    name = m[1];
+
+    if (m[2].len && m[2].data[0] == 't') {
         t->serial = 1;
     }
 
-    if (ngx_http_aigw_json_member(choice, "type", &type) != NGX_OK) {
+    if (type.len == 0) {
         return ngx_http_aigw_translate_refuse(t, "tool_choice",
                                               "without a type");
     }
@@ -810,8 +904,7 @@ ngx_http_aigw_translate_messages_tool_choice(ngx_http_aigw_translate_t *t,
     }
 
     if (!ngx_http_aigw_json_string_is(&type, "tool")
-        || ngx_http_aigw_json_member(choice, "name", &name) != NGX_OK
-        || name.data[0] != '"')
+        || name.len == 0 || name.data[0] != '"')
     {
         return ngx_http_aigw_translate_refuse(t, "tool_choice",
                                               "not auto, any, none or a "
@@ -843,40 +936,66 @@ ngx_int_t
 ngx_http_aigw_translate_messages_answer(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_buf_t *b)
 {
-    u_char      *p;
-    ngx_int_t    rc;
-    ngx_uint_t   blocks;
-    ngx_str_t                  body, key, id, choices, choice,
-                               message, content, refusal, calls, finish,
-                               call, function, name, args, *f;
+    u_char                    *p;
+    ngx_int_t                  rc;
+    ngx_uint_t                 blocks;
+    ngx_str_t                  body, key, id, choice, content, refusal,
+                               calls, finish, call, args, top[2], c[2],
+                               msg[3], fn[2], *f;
     ngx_http_aigw_json_t       j;
     ngx_http_aigw_json_out_t   o;
+
+    static ngx_str_t  top_names[] = {
+        ngx_string("id"), ngx_string("choices")
+    };
+
+    static ngx_str_t  choice_names[] = {
+        ngx_string("finish_reason"), ngx_string("message")
+    };
+
+    static ngx_str_t  message_names[] = {
+        ngx_string("content"), ngx_string("refusal"),
+        ngx_string("tool_calls")
+    };
 
     body.data = b->pos;
     body.len = r->upstream->headers_in.content_length_n;
 
-    ngx_str_null(&id);
     ngx_str_null(&content);
     ngx_str_null(&refusal);
     ngx_str_null(&calls);
     ngx_str_null(&finish);
 
-    (void) ngx_http_aigw_json_member(&body, "id", &id);
+    /* a key twice: the client would not read what the provider meant */
+
+    if (ngx_http_aigw_json_members(&body, top_names, top, 2)
+        == NGX_HTTP_AIGW_JSON_TWICE)
+    {
+        return NGX_ERROR;
+    }
+
+    id = top[0];
 
     /* the first choice: Anthropic has one answer */
 
-    if (ngx_http_aigw_json_member(&body, "choices", &choices) == NGX_OK
-        && ngx_http_aigw_json_open(&j, &choices) == NGX_OK
+    if (ngx_http_aigw_json_open(&j, &top[1]) == NGX_OK
         && ngx_http_aigw_json_next(&j, &key, &choice) == NGX_OK)
     {
-        (void) ngx_http_aigw_json_member(&choice, "finish_reason", &finish);
+        rc = ngx_http_aigw_json_members(&choice, choice_names, c, 2);
 
-        if (ngx_http_aigw_json_member(&choice, "message", &message)
-            == NGX_OK)
-        {
-            (void) ngx_http_aigw_json_member(&message, "content", &content);
-            (void) ngx_http_aigw_json_member(&message, "refusal", &refusal);
-            (void) ngx_http_aigw_json_member(&message, "tool_calls", &calls);
+        if (rc == NGX_OK) {
+            finish = c[0];
+            rc = ngx_http_aigw_json_members(&c[1], message_names, msg, 3);
+        }
+
+        if (rc == NGX_HTTP_AIGW_JSON_TWICE) {
+            return NGX_ERROR;
+        }
+
+        if (rc == NGX_OK) {
+            content = msg[0];
+            refusal = msg[1];
+            calls = msg[2];
         }
     }
 
@@ -921,28 +1040,31 @@ ngx_http_aigw_translate_messages_answer(ngx_http_request_t *r,
 
     if (calls.len && ngx_http_aigw_json_open(&j, &calls) == NGX_OK) {
         while ((rc = ngx_http_aigw_json_next(&j, &key, &call)) == NGX_OK) {
-            if (ngx_http_aigw_json_member(&call, "id", &id) != NGX_OK
-                || ngx_http_aigw_json_member(&call, "function", &function)
+
+            /* id, function: name, arguments */
+
+            if (ngx_http_aigw_json_members(&call,
+                                           ngx_http_aigw_translate_call_names,
+                                           c, 2)
+                != NGX_OK
+                || ngx_http_aigw_json_members(&c[1],
+                                       ngx_http_aigw_translate_function_names,
+                                       fn, 2)
                    != NGX_OK
-                || ngx_http_aigw_json_member(&function, "name", &name)
-                   != NGX_OK)
+                || c[0].len == 0 || fn[0].len == 0)
             {
                 continue;
             }
 
-            if (ngx_http_aigw_json_member(&function, "arguments", &args)
-                != NGX_OK)
-            {
-                ngx_str_null(&args);
-            }
+            args = fn[1];
 
             if (blocks) {
             ngx_http_aigw_json_out_lit(&o, ",");
         }
             ngx_http_aigw_json_out_lit(&o, "{\"type\":\"tool_use\",\"id\":");
-            ngx_http_aigw_json_out_str(&o, &id);
+            ngx_http_aigw_json_out_str(&o, &c[0]);
             ngx_http_aigw_json_out_lit(&o, ",\"name\":");
-            ngx_http_aigw_json_out_str(&o, &name);
+            ngx_http_aigw_json_out_str(&o, &fn[0]);
             ngx_http_aigw_json_out_lit(&o, ",\"input\":");
 
             if (ngx_http_aigw_translate_messages_input(&o, r->pool, &args)
@@ -1067,11 +1189,23 @@ ngx_http_aigw_translate_messages_event(ngx_http_request_t *r,
 {
     u_char                    *p;
     ngx_int_t                  rc;
-    ngx_str_t                  data, key, v, choices, choice, delta, content,
-                               calls, call, id, function, name, args,
-                               finish, *f;
+    ngx_str_t                  data, key, name, choice, content, calls, call,
+                               id, args, finish, top[3], c[2], d[2], fn[2],
+                               *f;
     ngx_http_aigw_json_t       j, k;
     ngx_http_aigw_json_out_t  *o;
+
+    static ngx_str_t  top_names[] = {
+        ngx_string("error"), ngx_string("id"), ngx_string("choices")
+    };
+
+    static ngx_str_t  choice_names[] = {
+        ngx_string("delta"), ngx_string("finish_reason")
+    };
+
+    static ngx_str_t  delta_names[] = {
+        ngx_string("content"), ngx_string("tool_calls")
+    };
 
     o = &ts->out;
 
@@ -1112,10 +1246,18 @@ ngx_http_aigw_translate_messages_event(ngx_http_request_t *r,
         return NGX_OK;
     }
 
+    /* error, id, choices; a key twice cannot be translated */
+
+    rc = ngx_http_aigw_json_members(&data, top_names, top, 3);
+
+    if (rc == NGX_HTTP_AIGW_JSON_TWICE) {
+        return NGX_DECLINED;
+    }
+
     /* an error event of the provider's */
 
-    if (ngx_http_aigw_json_member(&data, "error", &v) == NGX_OK) {
-        if (ngx_http_aigw_json_member(&v, "message", &name) == NGX_OK
+    if (top[0].len) {
+        if (ngx_http_aigw_json_member(&top[0], "message", &name) == NGX_OK
             && name.data[0] == '"')
         {
             ngx_http_aigw_json_out_lit(o, "event: error\ndata: {\"type\":"
@@ -1131,9 +1273,9 @@ ngx_http_aigw_translate_messages_event(ngx_http_request_t *r,
     if (!ts->started) {
         ts->started = 1;
 
-        if (ngx_http_aigw_json_member(&data, "id", &id) != NGX_OK
-            || id.data[0] != '"')
-        {
+        id = top[1];
+
+        if (id.len == 0 || id.data[0] != '"') {
             ngx_str_set(&id, "\"\"");
         }
 
@@ -1151,115 +1293,133 @@ ngx_http_aigw_translate_messages_event(ngx_http_request_t *r,
                                    "\"output_tokens\":0}}}\n\n");
     }
 
-    if (ngx_http_aigw_json_member(&data, "choices", &choices) != NGX_OK
-        || ngx_http_aigw_json_open(&j, &choices) != NGX_OK
+    if (ngx_http_aigw_json_open(&j, &top[2]) != NGX_OK
         || ngx_http_aigw_json_next(&j, &key, &choice) != NGX_OK)
     {
         return NGX_OK;      /* the usage chunk */
     }
 
-    if (ngx_http_aigw_json_member(&choice, "delta", &delta) == NGX_OK) {
+    /* delta, finish_reason; delta's content, tool_calls */
 
-        if (ngx_http_aigw_json_member(&delta, "content", &content) == NGX_OK
-            && content.len > 2 && content.data[0] == '"')
+    rc = ngx_http_aigw_json_members(&choice, choice_names, c, 2);
+
+    if (rc == NGX_OK && c[0].len) {
+        rc = ngx_http_aigw_json_members(&c[0], delta_names, d, 2);
+
+    } else {
+        ngx_str_null(&d[0]);
+        ngx_str_null(&d[1]);
+    }
+
+    if (rc == NGX_HTTP_AIGW_JSON_TWICE) {
+        return NGX_DECLINED;
+    }
+
+    content = d[0];
+    calls = d[1];
+    finish = c[1];
+
+    if (content.len > 2 && content.data[0] == '"') {
+        if (!ts->open) {
+            p = ngx_http_aigw_json_out_reserve(o, NGX_INT_T_LEN + 160);
+            if (p) {
+                o->pos = ngx_sprintf(p, "event: content_block_start\n"
+                                     "data: {\"type\":"
+                                     "\"content_block_start\","
+                                     "\"index\":%ui,\"content_block\":"
+                                     "{\"type\":\"text\",\"text\":\"\"}}"
+                                     "\n\n", ts->blocks);
+            }
+
+            ts->open = 1;
+        }
+
+        p = ngx_http_aigw_json_out_reserve(o, NGX_INT_T_LEN + 128);
+        if (p) {
+            o->pos = ngx_sprintf(p, "event: content_block_delta\n"
+                                 "data: {\"type\":\"content_block_delta\","
+                                 "\"index\":%ui,\"delta\":{\"type\":"
+                                 "\"text_delta\",\"text\":", ts->blocks);
+        }
+
+        ngx_http_aigw_json_out_str(o, &content);
+        ngx_http_aigw_json_out_lit(o, "}}\n\n");
+    }
+
+    if (ngx_http_aigw_json_open(&k, &calls) == NGX_OK) {
+        while ((rc = ngx_http_aigw_json_next(&k, &key, &call)) == NGX_OK)
         {
-            if (!ts->open) {
-                p = ngx_http_aigw_json_out_reserve(o, NGX_INT_T_LEN + 160);
+            /* id, function: name, arguments */
+
+            rc = ngx_http_aigw_json_members(&call,
+                                        ngx_http_aigw_translate_call_names,
+                                        c, 2);
+            if (rc == NGX_OK) {
+                rc = ngx_http_aigw_json_members(&c[1],
+                                   ngx_http_aigw_translate_function_names,
+                                   fn, 2);
+            }
+
+            if (rc == NGX_HTTP_AIGW_JSON_TWICE) {
+                return NGX_DECLINED;
+            }
+
+            if (rc != NGX_OK) {
+                continue;
+            }
+
+            id = c[0];
+            name = fn[0];
+            args = fn[1];
+
+            /* an id begins a call: a tool_use block of its own */
+
+            if (id.len && id.data[0] == '"' && name.len) {
+                if (ts->open) {
+                    ngx_http_aigw_translate_messages_stop_block(ts);
+                }
+
+                p = ngx_http_aigw_json_out_reserve(o, NGX_INT_T_LEN
+                                                      + 160);
                 if (p) {
                     o->pos = ngx_sprintf(p, "event: content_block_start\n"
                                          "data: {\"type\":"
                                          "\"content_block_start\","
-                                         "\"index\":%ui,\"content_block\":"
-                                         "{\"type\":\"text\",\"text\":\"\"}}"
-                                         "\n\n", ts->blocks);
+                                         "\"index\":%ui,"
+                                         "\"content_block\":{\"type\":"
+                                         "\"tool_use\",\"id\":",
+                                         ts->blocks);
                 }
+
+                ngx_http_aigw_json_out_str(o, &id);
+                ngx_http_aigw_json_out_lit(o, ",\"name\":");
+                ngx_http_aigw_json_out_str(o, &name);
+                ngx_http_aigw_json_out_lit(o, ",\"input\":{}}}\n\n");
 
                 ts->open = 1;
+                ts->tools++;
             }
 
-            p = ngx_http_aigw_json_out_reserve(o, NGX_INT_T_LEN + 128);
-            if (p) {
-                o->pos = ngx_sprintf(p, "event: content_block_delta\n"
-                                     "data: {\"type\":\"content_block_delta\","
-                                     "\"index\":%ui,\"delta\":{\"type\":"
-                                     "\"text_delta\",\"text\":", ts->blocks);
-            }
-
-            ngx_http_aigw_json_out_str(o, &content);
-            ngx_http_aigw_json_out_lit(o, "}}\n\n");
-        }
-
-        if (ngx_http_aigw_json_member(&delta, "tool_calls", &calls) == NGX_OK
-            && ngx_http_aigw_json_open(&k, &calls) == NGX_OK)
-        {
-            while ((rc = ngx_http_aigw_json_next(&k, &key, &call)) == NGX_OK)
-            {
-                if (ngx_http_aigw_json_member(&call, "function", &function)
-                    != NGX_OK)
-                {
-                    continue;
+            if (ts->tools && args.len > 2 && args.data[0] == '"') {
+                p = ngx_http_aigw_json_out_reserve(o, NGX_INT_T_LEN
+                                                      + 160);
+                if (p) {
+                    o->pos = ngx_sprintf(p, "event: content_block_delta"
+                                         "\ndata: {\"type\":"
+                                         "\"content_block_delta\","
+                                         "\"index\":%ui,\"delta\":{"
+                                         "\"type\":\"input_json_delta\","
+                                         "\"partial_json\":",
+                                         ts->blocks);
                 }
 
-                /* an id begins a call: a tool_use block of its own */
-
-                if (ngx_http_aigw_json_member(&call, "id", &id) == NGX_OK
-                    && id.data[0] == '"'
-                    && ngx_http_aigw_json_member(&function, "name", &name)
-                       == NGX_OK)
-                {
-                    if (ts->open) {
-                        ngx_http_aigw_translate_messages_stop_block(ts);
-                    }
-
-                    p = ngx_http_aigw_json_out_reserve(o, NGX_INT_T_LEN
-                                                          + 160);
-                    if (p) {
-                        o->pos = ngx_sprintf(p, "event: content_block_start\n"
-                                             "data: {\"type\":"
-                                             "\"content_block_start\","
-                                             "\"index\":%ui,"
-                                             "\"content_block\":{\"type\":"
-                                             "\"tool_use\",\"id\":",
-                                             ts->blocks);
-                    }
-
-                    ngx_http_aigw_json_out_str(o, &id);
-                    ngx_http_aigw_json_out_lit(o, ",\"name\":");
-                    ngx_http_aigw_json_out_str(o, &name);
-                    ngx_http_aigw_json_out_lit(o, ",\"input\":{}}}\n\n");
-
-                    ts->open = 1;
-                    ts->tools++;
-                }
-
-                if (ts->tools
-                    && ngx_http_aigw_json_member(&function, "arguments",
-                                                 &args)
-                       == NGX_OK
-                    && args.len > 2 && args.data[0] == '"')
-                {
-                    p = ngx_http_aigw_json_out_reserve(o, NGX_INT_T_LEN
-                                                          + 160);
-                    if (p) {
-                        o->pos = ngx_sprintf(p, "event: content_block_delta"
-                                             "\ndata: {\"type\":"
-                                             "\"content_block_delta\","
-                                             "\"index\":%ui,\"delta\":{"
-                                             "\"type\":\"input_json_delta\","
-                                             "\"partial_json\":",
-                                             ts->blocks);
-                    }
-
-                    ngx_http_aigw_json_out_str(o, &args);
-                    ngx_http_aigw_json_out_lit(o, "}}\n\n");
-                }
+                ngx_http_aigw_json_out_str(o, &args);
+                ngx_http_aigw_json_out_lit(o, "}}\n\n");
             }
         }
     }
 
-    if (ngx_http_aigw_json_member(&choice, "finish_reason", &finish)
-        == NGX_OK && finish.data[0] == '"')
-    {
+    if (finish.len && finish.data[0] == '"') {
         if (ts->open) {
             ngx_http_aigw_translate_messages_stop_block(ts);
         }

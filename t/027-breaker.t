@@ -190,6 +190,18 @@ invalid parameter "failures=0"
 
 
 
+=== TEST 10b: a zone too small, as every zone is told
+--- http_config
+    aigw_breaker zone=b:1k;
+    aigw_provider ok http://127.0.0.1:$TEST_NGINX_MOCK_PORT/v1;
+    aigw_model good ok:gpt-4o-mini;
+--- config
+--- must_die
+--- error_log
+invalid zone size "b:1k"
+
+
+
 === TEST 11: balance=latency: the provider with the lowest recent time to
 first byte first, one not measured yet before all
 "slow" (300 ms) is measured by the first request, "fast" by the second;

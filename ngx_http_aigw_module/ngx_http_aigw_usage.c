@@ -10,39 +10,14 @@
 #include "ngx_http_aigw_usage.h"
 
 
-typedef struct {
-    ngx_str_t    name;
-    ngx_uint_t   index;
-} ngx_http_aigw_usage_key_t;
-
-
 static u_char *ngx_http_aigw_usage_after_key(u_char *p, u_char *last);
-
-
-/* the lengths of the keys above, a bit each */
-#define NGX_HTTP_AIGW_USAGE_KEY_LENS                                          \
-    ((1u << 12) | (1u << 13) | (1u << 16) | (1u << 17) | (1u << 23)          \
-     | (1u << 27))
+static ngx_int_t ngx_http_aigw_usage_index(u_char *key, size_t len);
 
 
 /* the bytes that begin or end something in a usage object */
 static u_char  ngx_http_aigw_usage_special[256] = {
     ['"'] = 1, ['{'] = 1, ['}'] = 1, ['['] = 1, [']'] = 1
 };
-
-
-static ngx_http_aigw_usage_key_t  ngx_http_aigw_usage_keys[] = {
-    { ngx_string("input_tokens"), NGX_HTTP_AIGW_U_INPUT },
-    { ngx_string("output_tokens"), NGX_HTTP_AIGW_U_OUTPUT },
-    { ngx_string("cache_read_input_tokens"), NGX_HTTP_AIGW_U_CACHE_READ },
-    { ngx_string("cache_creation_input_tokens"), NGX_HTTP_AIGW_U_CACHE_NEW },
-    { ngx_string("prompt_tokens"), NGX_HTTP_AIGW_U_PROMPT },
-    { ngx_string("completion_tokens"), NGX_HTTP_AIGW_U_COMPLETION },
-    { ngx_string("cached_tokens"), NGX_HTTP_AIGW_U_CACHED },
-    { ngx_string("reasoning_tokens"), NGX_HTTP_AIGW_U_REASONING },
-    { ngx_null_string, 0 }
-};
-
 
 /*
  * One pass over the object's text: a cJSON tree with its allocations
@@ -53,9 +28,9 @@ static ngx_http_aigw_usage_key_t  ngx_http_aigw_usage_keys[] = {
 ngx_int_t
 ngx_http_aigw_usage_read(ngx_http_aigw_usage_t *u, u_char *p, u_char *last)
 {
-    u_char                     *key, *end;
-    ngx_uint_t                  n, depth;
-    ngx_http_aigw_usage_key_t  *k;
+    u_char      *key, *end;
+    ngx_int_t    i;
+    ngx_uint_t   n, depth;
 
     for (n = 0; n < NGX_HTTP_AIGW_U_N; n++) {
         u->n[n] = NGX_HTTP_AIGW_USAGE_UNSET;
@@ -153,23 +128,84 @@ ngx_http_aigw_usage_read(ngx_http_aigw_usage_t *u, u_char *p, u_char *last)
 
         p--;
 
-        if (end - key > 31
-            || !(NGX_HTTP_AIGW_USAGE_KEY_LENS & (1u << (end - key))))
-        {
-            continue;
-        }
+        i = ngx_http_aigw_usage_index(key, end - key);
 
-        for (k = ngx_http_aigw_usage_keys; k->name.len; k++) {
-            if ((size_t) (end - key) == k->name.len
-                && ngx_memcmp(key, k->name.data, k->name.len) == 0)
-            {
-                u->n[k->index] = n;
-                break;
-            }
+        if (i != NGX_ERROR) {
+            u->n[i] = n;
         }
     }
 
     return NGX_DECLINED;
+}
+
+
+/*
+ * The count a key names, NGX_ERROR if none: by its length and first
+ * byte, then one compare.  A key with an escape never matches, as
+ * before: the names have none.
+ */
+
+static ngx_int_t
+ngx_http_aigw_usage_index(u_char *key, size_t len)
+{
+    ngx_int_t    i;
+    const char  *name;
+
+    switch (len) {
+
+    case 12:
+        name = "input_tokens";
+        i = NGX_HTTP_AIGW_U_INPUT;
+        break;
+
+    case 13:
+        switch (key[0]) {
+        case 'o':
+            name = "output_tokens";
+            i = NGX_HTTP_AIGW_U_OUTPUT;
+            break;
+        case 'p':
+            name = "prompt_tokens";
+            i = NGX_HTTP_AIGW_U_PROMPT;
+            break;
+        case 'c':
+            name = "cached_tokens";
+            i = NGX_HTTP_AIGW_U_CACHED;
+            break;
+        default:
+            return NGX_ERROR;
+        }
+        break;
+
+    case 16:
+        name = "reasoning_tokens";
+        i = NGX_HTTP_AIGW_U_REASONING;
+        break;
+
+    case 17:
+        name = "completion_tokens";
+        i = NGX_HTTP_AIGW_U_COMPLETION;
+        break;
+
+    case 23:
+        name = "cache_read_input_tokens";
+        i = NGX_HTTP_AIGW_U_CACHE_READ;
+        break;
+
+    case 27:
+        name = "cache_creation_input_tokens";
+        i = NGX_HTTP_AIGW_U_CACHE_NEW;
+        break;
+
+    default:
+        return NGX_ERROR;
+    }
+
+    if (key[0] != (u_char) name[0] || ngx_memcmp(key, name, len) != 0) {
+        return NGX_ERROR;
+    }
+
+    return i;
 }
 
 

@@ -19,6 +19,11 @@ static u_char  ngx_http_aigw_usage_special[256] = {
     ['"'] = 1, ['{'] = 1, ['}'] = 1, ['['] = 1, [']'] = 1
 };
 
+/* JSON's blanks */
+static u_char  ngx_http_aigw_usage_blank[256] = {
+    [' '] = 1, ['\t'] = 1, ['\r'] = 1, ['\n'] = 1
+};
+
 /*
  * One pass over the object's text: a cJSON tree with its allocations
  * and strtod() costs more than the rest of a request.  A string is a
@@ -71,11 +76,14 @@ ngx_http_aigw_usage_read(ngx_http_aigw_usage_t *u, u_char *p, u_char *last)
 
         key = ++p;
 
-        /* most strings have no escape: their end is the next quote */
+        /*
+         * most strings have no escape: their end is the next quote, if
+         * no backslash is before it (one there may escape it)
+         */
 
         end = memchr(p, '"', last - p);
 
-        if (end && memchr(p, '\\', end - p) == NULL) {
+        if (end && (end == p || end[-1] != '\\')) {
             p = end;
 
         } else {
@@ -96,12 +104,14 @@ ngx_http_aigw_usage_read(ngx_http_aigw_usage_t *u, u_char *p, u_char *last)
             return NGX_DECLINED;
         }
 
-        end = p;
+        end = p++;
 
-        for (p++; p < last && (*p == ' ' || *p == '\t' || *p == '\r'
-                               || *p == '\n'); p++)
-        {
-            /* void */
+        /* blanks around the colon are rare: looked for only then */
+
+        if (p < last && *p != ':') {
+            while (p < last && ngx_http_aigw_usage_blank[*p]) {
+                p++;
+            }
         }
 
         if (p == last || *p != ':') {
@@ -109,10 +119,12 @@ ngx_http_aigw_usage_read(ngx_http_aigw_usage_t *u, u_char *p, u_char *last)
             continue;
         }
 
-        for (p++; p < last && (*p == ' ' || *p == '\t' || *p == '\r'
-                               || *p == '\n'); p++)
-        {
-            /* void */
+        p++;
+
+        if (p < last && (u_char) (*p - '0') > 9) {
+            while (p < last && ngx_http_aigw_usage_blank[*p]) {
+                p++;
+            }
         }
 
         if (p == last || *p < '0' || *p > '9') {

@@ -50,6 +50,7 @@ static ngx_int_t ngx_http_aigw_auth_credential(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_str_t *secret);
 static ngx_http_aigw_key_t *ngx_http_aigw_auth_lookup(ngx_http_request_t *r,
     ngx_http_aigw_main_conf_t *amcf, ngx_str_t *secret);
+static void ngx_http_aigw_auth_forget(void *data);
 static void ngx_http_aigw_auth_siphash(uint64_t k0, uint64_t k1, u_char *p,
     size_t len, uint64_t *out);
 #if (OPENSSL_VERSION_NUMBER >= 0x30000000L)
@@ -68,7 +69,8 @@ ngx_http_aigw_auth_keys(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_aigw_main_conf_t *amcf = conf;
 
-    ngx_str_t  *value, file;
+    ngx_str_t           *value, file;
+    ngx_pool_cleanup_t  *cln;
 
     if (amcf->keys) {
         return "is duplicate";
@@ -82,6 +84,16 @@ ngx_http_aigw_auth_keys(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     if (amcf->keys == NULL) {
         return NGX_CONF_ERROR;
     }
+
+    /* the worker's cache points into this table: emptied when it goes */
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    cln->handler = ngx_http_aigw_auth_forget;
+    cln->data = amcf->keys;
 
     return ngx_http_aigw_auth_sha256(cf, amcf);
 }
@@ -263,6 +275,16 @@ ngx_http_aigw_auth_handler(ngx_http_request_t *r)
     ctx->tenant = key->tenant;
 
     return NGX_OK;
+}
+
+
+static void
+ngx_http_aigw_auth_forget(void *data)
+{
+    if (ngx_http_aigw_auth_cache.keys == data) {
+        ngx_explicit_memzero(&ngx_http_aigw_auth_cache,
+                             sizeof(ngx_http_aigw_auth_cache_t));
+    }
 }
 
 

@@ -100,16 +100,17 @@ ngx_http_aigw_trace_init(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
 }
 
 
-/* the n low nibbles of v as lowercase hex digits, the highest first */
+/* the n low nibbles of v (n even) as lowercase hex, the highest first */
 
 static void
 ngx_http_aigw_trace_hex(u_char *p, uint64_t v, ngx_uint_t n)
 {
     static u_char  hex[] = "0123456789abcdef";
 
-    while (n--) {
-        p[n] = hex[v & 0xf];
-        v >>= 4;
+    while (n) {
+        p[--n] = hex[v & 0xf];
+        p[--n] = hex[(v >> 4) & 0xf];
+        v >>= 8;
     }
 }
 

@@ -22,8 +22,9 @@
  * worker, and the key's entry: never the secret.  Only keys found are
  * cached (unknown ones cannot evict them); whether a key is disabled
  * or expired is checked on every request, hit or not.  The entries
- * belong to one key table: a reload starts new workers, and a table
- * other than the one the slots were filled from empties them.
+ * belong to one key table: a reload starts new workers, the table's
+ * pool cleanup empties the cache, and so does a table other than the
+ * one the slots were filled from.
  */
 
 #define NGX_HTTP_AIGW_AUTH_SLOTS  64    /* a power of two */
@@ -422,6 +423,9 @@ ngx_http_aigw_auth_siphash(uint64_t k0, uint64_t k1, u_char *p, size_t len,
     ngx_http_aigw_auth_sipround();
     ngx_http_aigw_auth_sipround();
     v0 ^= m;
+
+    /* the secret's last bytes are not left on the stack */
+    ngx_explicit_memzero(&m, sizeof(m));
 
     v2 ^= 0xee;
 

@@ -168,7 +168,8 @@ bench_listening_ports() {
 }
 
 # bench_pick_port VAR: a port below the kernel's ephemeral range (so that
-# no outgoing connection holds it) that nothing listens on.
+# no outgoing connection holds it) that nothing listens on; with
+# BENCH_PORT_BASE set, only from the 20 ports starting there.
 
 bench_pick_port() {
     local var=$1 p i busy
@@ -176,7 +177,13 @@ bench_pick_port() {
     busy=" $(bench_listening_ports | tr '\n' ' ') "
 
     for i in $(seq 1 200); do
-        p=$((20000 + RANDOM % 12000))
+        if [ -n "${BENCH_PORT_BASE:-}" ]; then
+            # a range of the caller's own: BENCH_PORT_BASE .. +19
+            [ "$i" -gt 20 ] && break
+            p=$((BENCH_PORT_BASE + i - 1))
+        else
+            p=$((20000 + RANDOM % 12000))
+        fi
 
         case "$busy$BENCH_PORTS" in
             *" $p "*) continue ;;

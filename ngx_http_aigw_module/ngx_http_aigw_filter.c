@@ -525,7 +525,9 @@ ngx_http_aigw_sse_rewrite(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
 
     rc = ngx_http_aigw_sse_next(r, ctx, out);
 
-    ngx_http_aigw_sse_update(r, ctx, (ll == NULL) ? NULL : out);
+    if (ll || ctx->busy) {
+        ngx_http_aigw_sse_update(r, ctx, (ll == NULL) ? NULL : out);
+    }
 
     return rc;
 }

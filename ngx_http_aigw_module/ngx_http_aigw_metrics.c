@@ -110,8 +110,14 @@ typedef struct {
 } ngx_http_aigw_report_item_t;
 
 
+/* the series the worker counted into last (metrics_series) */
+static ngx_http_aigw_series_t      *ngx_http_aigw_metrics_last;
+static ngx_http_aigw_metrics_sh_t  *ngx_http_aigw_metrics_last_sh;
+
+
 static ngx_int_t ngx_http_aigw_metrics_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
+static void ngx_http_aigw_metrics_forget(void *data);
 static void ngx_http_aigw_metrics_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 static ngx_http_aigw_series_t *ngx_http_aigw_metrics_series(
@@ -350,6 +356,8 @@ ngx_http_aigw_metrics_add_zone(ngx_conf_t *cf,
 {
     ngx_http_aigw_metrics_t  *mt = data;
 
+    ngx_pool_cleanup_t  *cln;
+
     if (mt == NULL) {
         mt = ngx_pcalloc(cf->pool, sizeof(ngx_http_aigw_metrics_t));
         if (mt == NULL) {
@@ -376,7 +384,24 @@ ngx_http_aigw_metrics_add_zone(ngx_conf_t *cf,
     amcf->metrics_zone->data = mt;
     amcf->metrics = mt;
 
+    /* the zone may go with the cycle: its last series is forgotten */
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    cln->handler = ngx_http_aigw_metrics_forget;
+
     return NGX_CONF_OK;
+}
+
+
+static void
+ngx_http_aigw_metrics_forget(void *data)
+{
+    ngx_http_aigw_metrics_last = NULL;
+    ngx_http_aigw_metrics_last_sh = NULL;
 }
 
 
@@ -540,6 +565,22 @@ ngx_http_aigw_metrics_series(ngx_http_aigw_metrics_t *mt, ngx_str_t *labels,
         len += probe->len[i];
     }
 
+    /*
+     * the series of the worker's last request: a worker's requests mostly
+     * count into a few; a series, once in the tree, never changes nor
+     * goes, so it is read without the lock
+     */
+
+    s = ngx_http_aigw_metrics_last;
+
+    if (s && ngx_http_aigw_metrics_last_sh == mt->sh
+        && s->status == status
+        && ngx_memcmp(s->len, probe->len, NGX_HTTP_AIGW_LABELS) == 0
+        && ngx_memcmp(s->data, probe->data, len) == 0)
+    {
+        return s;
+    }
+
     hash = ngx_crc32_short(probe->data, len) ^ (uint32_t) status;
 
     ngx_shmtx_lock(&mt->shpool->mutex);
@@ -559,6 +600,8 @@ ngx_http_aigw_metrics_series(ngx_http_aigw_metrics_t *mt, ngx_str_t *labels,
 
         if (rc == 0) {
             ngx_shmtx_unlock(&mt->shpool->mutex);
+            ngx_http_aigw_metrics_last = s;
+            ngx_http_aigw_metrics_last_sh = mt->sh;
             return s;
         }
 
@@ -594,6 +637,9 @@ ngx_http_aigw_metrics_series(ngx_http_aigw_metrics_t *mt, ngx_str_t *labels,
     mt->sh->nseries++;
 
     ngx_shmtx_unlock(&mt->shpool->mutex);
+
+    ngx_http_aigw_metrics_last = s;
+    ngx_http_aigw_metrics_last_sh = mt->sh;
 
     return s;
 }

@@ -183,20 +183,29 @@ ngx_http_aigw_request_build(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
         p = ngx_cpymem(p, extra.data, extra.len);
     }
 
+    /* copies, not ngx_sprintf(): its format walk costs more (hot path) */
+
     if (alcf->tenant_header.len && ctx->tenant.len) {
-        p = ngx_sprintf(p, "%V: %V" CRLF, &alcf->tenant_header,
-                        &ctx->tenant);
+        p = ngx_cpymem(p, alcf->tenant_header.data, alcf->tenant_header.len);
+        *p++ = ':'; *p++ = ' ';
+        p = ngx_cpymem(p, ctx->tenant.data, ctx->tenant.len);
+        *p++ = CR; *p++ = LF;
     }
 
     if (r->method == NGX_HTTP_POST) {
-        p = ngx_sprintf(p, "Content-Type: application/json" CRLF
-                        "Content-Length: %uz" CRLF, body_len);
+        p = ngx_cpymem(p, "Content-Type: application/json" CRLF
+                       "Content-Length: ",
+                       sizeof("Content-Type: application/json" CRLF
+                              "Content-Length: ") - 1);
+        p = ngx_sprintf(p, "%uz" CRLF, body_len);
     }
 
     /* the request's id, the client's own when it was sane (trace.c) */
 
     if (ctx->request_id.len) {
-        p = ngx_sprintf(p, "X-Request-Id: %V" CRLF, &ctx->request_id);
+        p = ngx_cpymem(p, "X-Request-Id: ", sizeof("X-Request-Id: ") - 1);
+        p = ngx_cpymem(p, ctx->request_id.data, ctx->request_id.len);
+        *p++ = CR; *p++ = LF;
     }
 
     p = ngx_cpymem(p, ctx->client_headers.data, ctx->client_headers.len);

@@ -86,8 +86,24 @@ void ngx_http_aigw_sse_init(ngx_http_aigw_sse_parser_t *p, u_char *buf,
  * its CRLF included, unless the CR is the last byte of the buffer: that
  * LF is then the first byte used by the next call.
  */
-ngx_int_t ngx_http_aigw_sse_parse(ngx_http_aigw_sse_parser_t *p,
+ngx_int_t ngx_http_aigw_sse_parse_bytes(ngx_http_aigw_sse_parser_t *p,
     u_char **pos, u_char *last, ngx_http_aigw_sse_event_t *ev);
+
+/*
+ * A buffer used up is the end of nearly every event's loop of calls: it
+ * costs no call (nothing is pending across calls, see the parser)
+ */
+
+static ngx_inline ngx_int_t
+ngx_http_aigw_sse_parse(ngx_http_aigw_sse_parser_t *p, u_char **pos,
+    u_char *last, ngx_http_aigw_sse_event_t *ev)
+{
+    if (*pos == last) {
+        return NGX_AGAIN;
+    }
+
+    return ngx_http_aigw_sse_parse_bytes(p, pos, last, ev);
+}
 
 /*
  * End of stream: returns NGX_OK with a pending event if the stream ended

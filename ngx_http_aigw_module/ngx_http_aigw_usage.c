@@ -10,19 +10,8 @@
 #include "ngx_http_aigw_usage.h"
 
 
-typedef struct {
-    ngx_str_t    name;
-    ngx_uint_t   index;
-} ngx_http_aigw_usage_key_t;
-
-
 static u_char *ngx_http_aigw_usage_after_key(u_char *p, u_char *last);
-
-
-/* the lengths of the keys above, a bit each */
-#define NGX_HTTP_AIGW_USAGE_KEY_LENS                                          \
-    ((1u << 12) | (1u << 13) | (1u << 16) | (1u << 17) | (1u << 23)          \
-     | (1u << 27))
+static ngx_int_t ngx_http_aigw_usage_index(u_char *key, size_t len);
 
 
 /* the bytes that begin or end something in a usage object */
@@ -30,19 +19,10 @@ static u_char  ngx_http_aigw_usage_special[256] = {
     ['"'] = 1, ['{'] = 1, ['}'] = 1, ['['] = 1, [']'] = 1
 };
 
-
-static ngx_http_aigw_usage_key_t  ngx_http_aigw_usage_keys[] = {
-    { ngx_string("input_tokens"), NGX_HTTP_AIGW_U_INPUT },
-    { ngx_string("output_tokens"), NGX_HTTP_AIGW_U_OUTPUT },
-    { ngx_string("cache_read_input_tokens"), NGX_HTTP_AIGW_U_CACHE_READ },
-    { ngx_string("cache_creation_input_tokens"), NGX_HTTP_AIGW_U_CACHE_NEW },
-    { ngx_string("prompt_tokens"), NGX_HTTP_AIGW_U_PROMPT },
-    { ngx_string("completion_tokens"), NGX_HTTP_AIGW_U_COMPLETION },
-    { ngx_string("cached_tokens"), NGX_HTTP_AIGW_U_CACHED },
-    { ngx_string("reasoning_tokens"), NGX_HTTP_AIGW_U_REASONING },
-    { ngx_null_string, 0 }
+/* JSON's blanks */
+static u_char  ngx_http_aigw_usage_blank[256] = {
+    [' '] = 1, ['\t'] = 1, ['\r'] = 1, ['\n'] = 1
 };
-
 
 /*
  * One pass over the object's text: a cJSON tree with its allocations
@@ -53,9 +33,9 @@ static ngx_http_aigw_usage_key_t  ngx_http_aigw_usage_keys[] = {
 ngx_int_t
 ngx_http_aigw_usage_read(ngx_http_aigw_usage_t *u, u_char *p, u_char *last)
 {
-    u_char                     *key, *end;
-    ngx_uint_t                  n, depth;
-    ngx_http_aigw_usage_key_t  *k;
+    u_char      *key, *end;
+    ngx_int_t    i;
+    ngx_uint_t   n, depth;
 
     for (n = 0; n < NGX_HTTP_AIGW_U_N; n++) {
         u->n[n] = NGX_HTTP_AIGW_USAGE_UNSET;
@@ -96,11 +76,14 @@ ngx_http_aigw_usage_read(ngx_http_aigw_usage_t *u, u_char *p, u_char *last)
 
         key = ++p;
 
-        /* most strings have no escape: their end is the next quote */
+        /*
+         * most strings have no escape: their end is the next quote, if
+         * no backslash is before it (one there may escape it)
+         */
 
         end = memchr(p, '"', last - p);
 
-        if (end && memchr(p, '\\', end - p) == NULL) {
+        if (end && (end == p || end[-1] != '\\')) {
             p = end;
 
         } else {
@@ -121,12 +104,14 @@ ngx_http_aigw_usage_read(ngx_http_aigw_usage_t *u, u_char *p, u_char *last)
             return NGX_DECLINED;
         }
 
-        end = p;
+        end = p++;
 
-        for (p++; p < last && (*p == ' ' || *p == '\t' || *p == '\r'
-                               || *p == '\n'); p++)
-        {
-            /* void */
+        /* blanks around the colon are rare: looked for only then */
+
+        if (p < last && *p != ':') {
+            while (p < last && ngx_http_aigw_usage_blank[*p]) {
+                p++;
+            }
         }
 
         if (p == last || *p != ':') {
@@ -134,10 +119,12 @@ ngx_http_aigw_usage_read(ngx_http_aigw_usage_t *u, u_char *p, u_char *last)
             continue;
         }
 
-        for (p++; p < last && (*p == ' ' || *p == '\t' || *p == '\r'
-                               || *p == '\n'); p++)
-        {
-            /* void */
+        p++;
+
+        if (p < last && (u_char) (*p - '0') > 9) {
+            while (p < last && ngx_http_aigw_usage_blank[*p]) {
+                p++;
+            }
         }
 
         if (p == last || *p < '0' || *p > '9') {
@@ -153,23 +140,84 @@ ngx_http_aigw_usage_read(ngx_http_aigw_usage_t *u, u_char *p, u_char *last)
 
         p--;
 
-        if (end - key > 31
-            || !(NGX_HTTP_AIGW_USAGE_KEY_LENS & (1u << (end - key))))
-        {
-            continue;
-        }
+        i = ngx_http_aigw_usage_index(key, end - key);
 
-        for (k = ngx_http_aigw_usage_keys; k->name.len; k++) {
-            if ((size_t) (end - key) == k->name.len
-                && ngx_memcmp(key, k->name.data, k->name.len) == 0)
-            {
-                u->n[k->index] = n;
-                break;
-            }
+        if (i != NGX_ERROR) {
+            u->n[i] = n;
         }
     }
 
     return NGX_DECLINED;
+}
+
+
+/*
+ * The count a key names, NGX_ERROR if none: by its length and first
+ * byte, then one compare.  A key with an escape never matches, as
+ * before: the names have none.
+ */
+
+static ngx_int_t
+ngx_http_aigw_usage_index(u_char *key, size_t len)
+{
+    ngx_int_t    i;
+    const char  *name;
+
+    switch (len) {
+
+    case 12:
+        name = "input_tokens";
+        i = NGX_HTTP_AIGW_U_INPUT;
+        break;
+
+    case 13:
+        switch (key[0]) {
+        case 'o':
+            name = "output_tokens";
+            i = NGX_HTTP_AIGW_U_OUTPUT;
+            break;
+        case 'p':
+            name = "prompt_tokens";
+            i = NGX_HTTP_AIGW_U_PROMPT;
+            break;
+        case 'c':
+            name = "cached_tokens";
+            i = NGX_HTTP_AIGW_U_CACHED;
+            break;
+        default:
+            return NGX_ERROR;
+        }
+        break;
+
+    case 16:
+        name = "reasoning_tokens";
+        i = NGX_HTTP_AIGW_U_REASONING;
+        break;
+
+    case 17:
+        name = "completion_tokens";
+        i = NGX_HTTP_AIGW_U_COMPLETION;
+        break;
+
+    case 23:
+        name = "cache_read_input_tokens";
+        i = NGX_HTTP_AIGW_U_CACHE_READ;
+        break;
+
+    case 27:
+        name = "cache_creation_input_tokens";
+        i = NGX_HTTP_AIGW_U_CACHE_NEW;
+        break;
+
+    default:
+        return NGX_ERROR;
+    }
+
+    if (key[0] != (u_char) name[0] || ngx_memcmp(key, name, len) != 0) {
+        return NGX_ERROR;
+    }
+
+    return i;
 }
 
 

@@ -556,3 +556,43 @@ aigw: the tenant has a control character at byte 1
 [200, 400, 200, 200]
 --- response_body_like eval
 [qr/./, qr/invalid_tenant/, qr/"requests": *0/, qr/Mock answer/]
+
+
+
+=== TEST 25: the worker's cache of keys: a known key again, keys that differ from it by a byte, a disabled one twice
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request eval
+["POST /v1/chat/completions
+{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
+"POST /v1/chat/completions
+{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
+"POST /v1/chat/completions
+{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
+"POST /v1/chat/completions
+{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
+"POST /v1/chat/completions
+{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
+"POST /v1/chat/completions
+{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
+"POST /v1/chat/completions
+{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
+"POST /v1/chat/completions
+{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}"]
+--- more_headers eval
+["Authorization: Bearer sk-aigw-test-good",
+"Authorization: Bearer sk-aigw-test-good",
+"Authorization: Bearer sk-aigw-test-goot",
+"Authorization: Bearer sk-aigw-test-goo",
+"Authorization: Bearer sk-aigw-test-good1",
+"x-api-key: sk-aigw-test-good",
+"Authorization: Bearer sk-aigw-test-disabled",
+"Authorization: Bearer sk-aigw-test-disabled"]
+--- error_code eval
+[200, 200, 401, 401, 401, 200, 403, 403]
+--- response_body_like eval
+[qr/Mock answer/, qr/Mock answer/, qr/invalid_api_key/, qr/invalid_api_key/,
+qr/invalid_api_key/, qr/Mock answer/, qr/key_disabled/, qr/key_disabled/]
+--- response_headers eval
+["X-Key-Id: key_good", "X-Key-Id: key_good", "X-Key-Id: ", "X-Key-Id: ",
+"X-Key-Id: ", "X-Key-Id: key_good", "X-Key-Id: ", "X-Key-Id: "]

@@ -70,6 +70,19 @@ static t_usage_case_t  t_usage_cases[] = {
       NGX_OK,
       { T_UNSET, T_UNSET, T_UNSET, T_UNSET, 3, T_UNSET, T_UNSET, T_UNSET } },
 
+    /* escapes: a string ending in a backslash, a key escaped */
+    { "{\"a\\\\\":\"b\\\"\",\"cached_tokens\":2,"
+      "\"prompt\\u005ftokens\":8,\"output_tokens\":\"x\\\\\"}",
+      NGX_OK,
+      { T_UNSET, T_UNSET, T_UNSET, T_UNSET, T_UNSET, T_UNSET, 2, T_UNSET } },
+
+    /* keys of a known length and first byte that are not counts */
+    { "{\"total_tokens\":1,\"audio_tokens\":2,\"otput_tokens\":3,"
+      "\"cacheX_tokens\":4,\"input_tokenz\":5,\"completion_tokenS\":6,"
+      "\"reasoning_tokens\"\n:\n9}",
+      NGX_OK,
+      { T_UNSET, T_UNSET, T_UNSET, T_UNSET, T_UNSET, T_UNSET, T_UNSET, 9 } },
+
     /* counts that are not numbers are not counts */
     { "{\"prompt_tokens\":null,\"completion_tokens\":\"7\"}",
       NGX_OK,

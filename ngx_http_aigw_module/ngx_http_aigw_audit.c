@@ -57,7 +57,7 @@ static ngx_str_t  ngx_http_aigw_usage_names[] = {
 /*
  * aigw_audit DIR [zone=SIZE] [sign_key=FILE] [hmac_key=FILE] [origin=TEXT]
  *                [node=NAME] [segment=SIZE] [keep=N] [flush=TIME]
- *                [thread_pool=NAME];
+ *                [thread_pool=NAME] [redis=on|off];
  */
 
 char *
@@ -220,6 +220,16 @@ ngx_http_aigw_audit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         {
             acf->thread_pool.data = value[i].data + 12;
             acf->thread_pool.len = value[i].len - 12;
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "redis=on") == 0) {
+            acf->redis = 1;
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "redis=off") == 0) {
+            acf->redis = 0;
             continue;
         }
 
@@ -705,7 +715,9 @@ ngx_http_aigw_audit_init_process(ngx_cycle_t *cycle)
 
     ngx_queue_init(&acf->overflow);
 
-    if (ngx_http_aigw_audit_writer_init(cycle, acf) != NGX_OK) {
+    if (ngx_http_aigw_audit_writer_init(cycle, acf) != NGX_OK
+        || ngx_http_aigw_audit_ship_init_process(cycle, acf) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -732,6 +744,7 @@ ngx_http_aigw_audit_exit_process(ngx_cycle_t *cycle)
     if (amcf && amcf->audit) {
         ngx_http_aigw_audit_flight_exit(amcf->audit, cycle->log);
         ngx_http_aigw_audit_writer_exit(cycle, amcf->audit);
+        ngx_http_aigw_audit_ship_exit(cycle, amcf->audit);
     }
 }
 
@@ -750,6 +763,7 @@ ngx_http_aigw_audit_timer(ngx_event_t *ev)
 
     ngx_http_aigw_audit_release(acf);
     ngx_http_aigw_audit_writer_kick(acf);
+    ngx_http_aigw_audit_ship_kick(acf);
 
     if (!ngx_exiting) {
         ngx_add_timer(ev, acf->flush);
@@ -1185,4 +1199,14 @@ ngx_http_aigw_audit_outcome(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     }
 
     return "refused";
+}
+
+
+/* redis=on: from the http block's init, when aigw_redis is known */
+
+char *
+ngx_http_aigw_audit_ship_conf(ngx_conf_t *cf,
+    ngx_http_aigw_main_conf_t *amcf)
+{
+    return ngx_http_aigw_audit_ship_init(cf, amcf->audit, amcf->redis);
 }

@@ -1304,6 +1304,14 @@ ngx_http_aigw_init_main_conf(ngx_conf_t *cf, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    /* audit: shipping to Redis, once aigw_redis is known */
+
+    if (amcf->audit
+        && ngx_http_aigw_audit_ship_conf(cf, amcf) != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
     /* metrics are on by default, in a zone of their own */
 
     if (amcf->metrics == NULL && amcf->providers.nelts) {

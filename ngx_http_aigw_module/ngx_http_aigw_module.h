@@ -730,6 +730,8 @@ char *ngx_http_aigw_audit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 ngx_int_t ngx_http_aigw_audit_init_module(ngx_cycle_t *cycle);
 ngx_int_t ngx_http_aigw_audit_init_process(ngx_cycle_t *cycle);
 void ngx_http_aigw_audit_exit_process(ngx_cycle_t *cycle);
+char *ngx_http_aigw_audit_ship_conf(ngx_conf_t *cf,
+    ngx_http_aigw_main_conf_t *amcf);
 void ngx_http_aigw_audit_log(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx);
 void ngx_http_aigw_audit_flight_begin(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx);

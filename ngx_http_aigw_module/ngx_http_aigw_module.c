@@ -1218,6 +1218,12 @@ ngx_http_aigw_postconfiguration(ngx_conf_t *cf)
 
     *h = ngx_http_aigw_metrics_log_handler;
 
+    /* after aigw's filter: the answer's bytes as the client gets them */
+
+    if (ngx_http_aigw_audit_filter_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_http_aigw_filter_init(cf);
 }
 

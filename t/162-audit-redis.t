@@ -15,7 +15,7 @@ use AigwNginx;
 use AigwRedis;
 
 use Test::More;
-use Digest::SHA qw(sha256_hex);
+use Digest::SHA qw(sha256_hex hmac_sha256_hex);
 use Time::HiRes qw(sleep time);
 
 my $ngx = AigwNginx->new;
@@ -44,6 +44,8 @@ $ngx->write_file('conf/keys.json',
             . '{"id":"key_globex","hash":"%s","tenant":"globex"}]',
             sha256_hex($keys{acme}), sha256_hex($keys{globex})));
 $ngx->write_file('conf/provider.key', 'sk-provider-ship');
+my $hkey = 'ship-hmac-key-0123456789abcdef';
+$ngx->write_file('conf/hmac.key', "$hkey\n");
 
 system("openssl genpkey -algorithm ed25519 -out $dir/conf/sign.pem "
        . "2>/dev/null") == 0 or BAIL_OUT('openssl genpkey');
@@ -61,7 +63,7 @@ http {
     client_body_temp_path $dir/body;
     aigw_keys keys.json;
     aigw_audit $audit sign_key=sign.pem origin=ship.example/aigw
-               segment=16k flush=50ms redis=on;
+               segment=16k flush=50ms redis=on hmac_key=hmac.key;
     aigw_redis 127.0.0.1:$rport password=ship-redis-pass timeout=1s;
     aigw_provider ok http://127.0.0.1:$mock/v1 key_file=provider.key;
     aigw_provider s500 http://127.0.0.1:$mock/fault/status=500/v1
@@ -165,7 +167,8 @@ sub verify_out {
 
 # --- shipping ---------------------------------------------------------------
 
-call("ship-$_") for 1 .. 40;
+my %answer;
+$answer{"ship-$_"} = call("ship-$_")->{body} for 1 .. 40;
 is(wait_records(40), 40, '40 records on disk');
 is(wait_shipped(40), 40, 'and 40 in Redis');
 
@@ -191,6 +194,19 @@ my ($ts) = $acme[3] =~ /"ts":(\d+)/;
 my @from = `$cli query --redis 127.0.0.1:$rport --password ship-redis-pass --tenant acme --from $ts`;
 my $want = grep { /"ts":(\d+)/ && $1 >= $ts } @acme;
 is(scalar @from, $want, 'query --redis --from: the later ones');
+
+# the answer's HMAC: of the body as the client got it, JSON and streams
+my @hm = grep { /"answer_hmac":"([0-9a-f]{64})"/ } values %disk;
+is(scalar @hm, 40, 'every record has the answer\'s HMAC');
+my @wrong = grep {
+    my ($id) = /"id":"([^"]+)"/;
+    my ($mac) = /"answer_hmac":"([0-9a-f]{64})"/;
+    hmac_sha256_hex($answer{$id}, $hkey) ne $mac
+} @hm;
+is(scalar @wrong, 0, 'each one the HMAC of the answer sent')
+    or diag "$wrong[0]\n", $answer{($wrong[0] =~ /"id":"([^"]+)"/)[0]};
+ok(scalar(grep { /"status":200,.*"stream":true/ } @hm) >= 8,
+   '... streams among them');
 
 # --- Redis hung, then back --------------------------------------------------
 

@@ -33,8 +33,6 @@ static char *ngx_http_aigw_audit_hmac_key(ngx_conf_t *cf,
     ngx_http_aigw_audit_conf_t *acf, ngx_str_t *file);
 static char *ngx_http_aigw_audit_sign_key(ngx_conf_t *cf,
     ngx_http_aigw_audit_conf_t *acf, ngx_str_t *file);
-static char *ngx_http_aigw_audit_config_hash(ngx_conf_t *cf,
-    ngx_http_aigw_audit_conf_t *acf);
 static void ngx_http_aigw_audit_cleanup(void *data);
 static u_char *ngx_http_aigw_audit_hmac(ngx_http_aigw_audit_conf_t *acf,
     u_char *p, ngx_str_t *body, EVP_MD_CTX *inner);
@@ -335,7 +333,7 @@ ngx_http_aigw_audit_cleanup(void *data)
 
 /* a file's bytes, whole, into the configuration's pool */
 
-static ngx_int_t
+ngx_int_t
 ngx_http_aigw_audit_read(ngx_conf_t *cf, ngx_str_t *name, ngx_str_t *out,
     size_t max)
 {
@@ -528,41 +526,6 @@ ngx_http_aigw_audit_sign_key(ngx_conf_t *cf, ngx_http_aigw_audit_conf_t *acf,
     }
 
     ngx_memcpy(acf->key_id, hash, 4);
-
-    return NGX_CONF_OK;
-}
-
-
-/* what served a record: the main configuration file's SHA-256, cut */
-
-static char *
-ngx_http_aigw_audit_config_hash(ngx_conf_t *cf,
-    ngx_http_aigw_audit_conf_t *acf)
-{
-    u_char     hash[32];
-    ngx_str_t  text;
-
-    if (ngx_http_aigw_audit_read(cf, &cf->cycle->conf_file, &text,
-                                 64 * 1024 * 1024)
-        != NGX_OK)
-    {
-        return NGX_CONF_ERROR;
-    }
-
-    if (ngx_http_aigw_audit_hash(acf->md, acf->sha256, -1, NULL, 0,
-                                 text.data, text.len, hash)
-        != NGX_OK)
-    {
-        return NGX_CONF_ERROR;
-    }
-
-    acf->config_hash.len = 32;
-    acf->config_hash.data = ngx_pnalloc(cf->pool, 32);
-    if (acf->config_hash.data == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    ngx_hex_dump(acf->config_hash.data, hash, 16);
 
     return NGX_CONF_OK;
 }

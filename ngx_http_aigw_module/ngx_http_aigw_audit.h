@@ -173,8 +173,14 @@ typedef struct {
 void ngx_http_aigw_audit_release(ngx_http_aigw_audit_conf_t *acf);
 void ngx_http_aigw_audit_add(ngx_http_aigw_audit_conf_t *acf, u_char *line,
     size_t len, u_char *leaf, ngx_log_t *log);
+ngx_int_t ngx_http_aigw_audit_read(ngx_conf_t *cf, ngx_str_t *name,
+    ngx_str_t *out, size_t max);
 u_char *ngx_http_aigw_audit_string(u_char *p, u_char *last,
     const char *name, ngx_str_t *s);
+
+/* audit_config.c: the hash of every configuration file nginx reads */
+char *ngx_http_aigw_audit_config_hash(ngx_conf_t *cf,
+    ngx_http_aigw_audit_conf_t *acf);
 
 /* audit_flight.c: requests in flight, incomplete if their worker dies */
 ngx_int_t ngx_http_aigw_audit_flight_init_zone(ngx_slab_pool_t *shpool,

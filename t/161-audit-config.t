@@ -83,6 +83,11 @@ my @bad = (
     [ 'aigw_audit audit hmac_key=none.key;',
       qr/open\(\) ".*none\.key" failed/ ],
     [ 'aigw_audit audit redis=yes;', qr/invalid parameter "redis=yes"/ ],
+    # the configuration hash walks includes: a loop is refused, not run
+    [ "aigw_audit audit; include $dir/nginx.conf;",
+      qr/configuration hash: more than 16 levels of "include"/ ],
+    [ 'aigw_audit audit; include missing.conf;',
+      qr/open\(\) ".*missing\.conf" failed/ ],
 );
 
 # redis=on without aigw_redis: said at the end of the http block

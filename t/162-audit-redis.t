@@ -69,7 +69,8 @@ http {
     aigw_provider s500 http://127.0.0.1:$mock/fault/status=500/v1
                   key_file=provider.key;
     aigw_model gpt-4o ok:gpt-4o;
-    aigw_model bad s500:gpt-4o;
+    include "models.conf"; # include not-this.conf;
+    include extra.d/*.conf;
     server {
         listen 127.0.0.1:$port;
         location /v1/ {
@@ -79,6 +80,22 @@ http {
     }
 }
 EOC
+
+# the configuration hash covers the files included, in nginx's order
+mkdir "$dir/conf/extra.d" or die;
+$ngx->write_file('conf/models.conf', "aigw_model bad s500:gpt-4o;\n");
+$ngx->write_file('conf/extra.d/b.conf', "aigw_model b ok:gpt-4o;\n");
+$ngx->write_file('conf/extra.d/a.conf',
+                 "aigw_model a ok:gpt-4o; # include nothing.conf;\n");
+
+sub config_hash {
+    my $h = Digest::SHA->new(256);
+    for my $f (qw(nginx.conf models.conf extra.d/a.conf extra.d/b.conf)) {
+        my $text = do { local (@ARGV, $/) = "$dir/conf/$f"; <> };
+        $h->add("$dir/conf/$f\0" . length($text) . "\0$text");
+    }
+    return substr $h->hexdigest, 0, 32;
+}
 
 ok($ngx->start, 'nginx starts, audit shipped to Redis')
     or diag $ngx->start_error;
@@ -194,6 +211,10 @@ my ($ts) = $acme[3] =~ /"ts":(\d+)/;
 my @from = `$cli query --redis 127.0.0.1:$rport --password ship-redis-pass --tenant acme --from $ts`;
 my $want = grep { /"ts":(\d+)/ && $1 >= $ts } @acme;
 is(scalar @from, $want, 'query --redis --from: the later ones');
+
+my $ch = config_hash();
+is(scalar(grep { !/"config":"$ch"/ } values %disk), 0,
+   'config: the hash of the main file and the files it includes');
 
 # the answer's HMAC: of the body as the client got it, JSON and streams
 my @hm = grep { /"answer_hmac":"([0-9a-f]{64})"/ } values %disk;

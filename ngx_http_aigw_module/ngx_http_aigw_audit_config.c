@@ -229,14 +229,17 @@ ngx_http_aigw_audit_config_include(ngx_http_aigw_audit_walk_t *w,
             break;
         }
 
-        /* the name is the glob's, valid until the next read: a copy */
+        /* the glob's name, valid until the next read: a C string copy */
 
         file.len = name.len;
-        file.data = ngx_pstrdup(w->cf->temp_pool, &name);
+        file.data = ngx_pnalloc(w->cf->temp_pool, name.len + 1);
         if (file.data == NULL) {
             rc = NGX_ERROR;
             break;
         }
+
+        ngx_memcpy(file.data, name.data, name.len);
+        file.data[name.len] = '\0';
 
         rc = ngx_http_aigw_audit_config_file(w, &file, depth + 1);
         if (rc != NGX_OK) {

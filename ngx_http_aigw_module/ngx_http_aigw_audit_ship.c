@@ -111,7 +111,8 @@ static void ngx_http_aigw_audit_ship_error(ngx_http_aigw_audit_ship_t *sp,
 /*
  * ARGV: prefix, first leaf, checkpoint ("": none), "1" when the leaves
  * before the first are gone for good, "", then tenant, ts, leaf hash (its
- * first 8 bytes, hex, as in the index) and line of each record.  Returns how many records Redis holds after it.
+ * first 8 bytes, hex, as in the index) and line of each record.  Returns
+ * how many records Redis holds after it.
  */
 
 static ngx_str_t  ngx_http_aigw_audit_ship_lua = ngx_string(

@@ -259,6 +259,14 @@ like($ngx->error_log, qr/Redis holds 0 audit records/,
 is($rc, 0, 'verify --redis after the outages: good') or diag $out;
 like($out, qr/^good: 100 records/, '... no record lost, none twice');
 
+# a checkpoint kept from the start is consistent with Redis now
+system("cp $audit/checkpoint $dir/trusted") == 0 or die;
+call("late-$_") for 1 .. 5;
+is(wait_shipped(105), 105, '5 more shipped');
+my @t = (@verify, '--trusted', "$dir/trusted");
+like(`@t 2>&1`, qr/^good: 105 records.*consistent with trusted checkpoint/,
+     'verify --redis --trusted: the old checkpoint is a prefix');
+
 my $len = rget('XLEN', "${prefix}tenant:acme");
 my $disk_acme = () = `$cli query $audit --tenant acme`;
 is($len, $disk_acme, 'the acme stream: as many entries as the folder');

@@ -103,7 +103,6 @@ typedef struct {
     off_t                          offset;
     uint64_t                       leaf;       /* the next to ship */
     uint64_t                       saved;      /* in "shipped" */
-    ngx_atomic_t                   shipped;    /* records, for tests */
 } ngx_http_aigw_audit_ship_sh_t;
 
 
@@ -181,6 +180,10 @@ u_char *ngx_http_aigw_audit_string(u_char *p, u_char *last,
 /* audit_config.c: the hash of every configuration file nginx reads */
 char *ngx_http_aigw_audit_config_hash(ngx_conf_t *cf,
     ngx_http_aigw_audit_conf_t *acf);
+
+/* audit_token.c: the next token of nginx's configuration syntax */
+u_char *ngx_http_aigw_audit_config_token(u_char *p, u_char *last,
+    ngx_str_t *tok, u_char *buf);
 
 /* audit_flight.c: requests in flight, incomplete if their worker dies */
 ngx_int_t ngx_http_aigw_audit_flight_init_zone(ngx_slab_pool_t *shpool,

@@ -45,8 +45,6 @@ static ngx_int_t ngx_http_aigw_audit_config_file(
     ngx_http_aigw_audit_walk_t *w, ngx_str_t *name, ngx_uint_t depth);
 static ngx_int_t ngx_http_aigw_audit_config_include(
     ngx_http_aigw_audit_walk_t *w, ngx_str_t *arg, ngx_uint_t depth);
-static u_char *ngx_http_aigw_audit_config_token(u_char *p, u_char *last,
-    ngx_str_t *tok, u_char *buf);
 
 
 char *
@@ -250,107 +248,4 @@ ngx_http_aigw_audit_config_include(ngx_http_aigw_audit_walk_t *w,
     ngx_close_glob(&gl);
 
     return rc;
-}
-
-
-/*
- * The next token of nginx's configuration syntax: a word, a quoted
- * string (its quotes gone, \" \' \\ \t \r \n unescaped, as nginx does),
- * or one of ; { } (tok pointing into the text, not into buf).  Comments
- * and white space are skipped.  tok->data is NULL at the end.
- */
-
-static u_char *
-ngx_http_aigw_audit_config_token(u_char *p, u_char *last, ngx_str_t *tok,
-    u_char *buf)
-{
-    u_char  *b, q;
-
-    tok->data = NULL;
-    tok->len = 0;
-
-    for ( ;; ) {
-        while (p < last && (*p == ' ' || *p == '\t' || *p == '\r'
-                            || *p == '\n'))
-        {
-            p++;
-        }
-
-        if (p < last && *p == '#') {
-            while (p < last && *p != '\n') {
-                p++;
-            }
-
-            continue;
-        }
-
-        break;
-    }
-
-    if (p == last) {
-        return p;
-    }
-
-    if (*p == ';' || *p == '{' || *p == '}') {
-        tok->data = p;
-        tok->len = 1;
-        return p + 1;
-    }
-
-    b = buf;
-
-    if (*p == '"' || *p == '\'') {
-        q = *p++;
-
-        while (p < last && *p != q) {
-            if (*p == '\\' && p + 1 < last) {
-                p++;
-
-                switch (*p) {
-                case 't':
-                    *b++ = '\t';
-                    break;
-                case 'r':
-                    *b++ = '\r';
-                    break;
-                case 'n':
-                    *b++ = '\n';
-                    break;
-                case '"':
-                case '\'':
-                case '\\':
-                    *b++ = *p;
-                    break;
-                default:
-                    *b++ = '\\';
-                    *b++ = *p;
-                }
-
-                p++;
-                continue;
-            }
-
-            *b++ = *p++;
-        }
-
-        if (p < last) {
-            p++;
-        }
-
-    } else {
-        while (p < last && *p != ' ' && *p != '\t' && *p != '\r'
-               && *p != '\n' && *p != ';' && *p != '{' && *p != '}')
-        {
-            if (*p == '\\' && p + 1 < last) {
-                p++;
-            }
-
-            *b++ = *p++;
-        }
-    }
-
-    tok->data = buf;
-    tok->len = b - buf;
-
-    return p;
 }

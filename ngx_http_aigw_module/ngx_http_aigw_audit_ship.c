@@ -854,7 +854,6 @@ ngx_http_aigw_audit_ship_reply(void *data, redisReply *reply, ngx_int_t rc)
         ss->leaf = end;
         ss->segment = sp->segment;
         ss->offset = sp->offset;
-        (void) ngx_atomic_fetch_add(&ss->shipped, sp->nrec);
 
     } else {
         /* Redis holds another count: ship from there */

@@ -267,6 +267,14 @@ my @t = (@verify, '--trusted', "$dir/trusted");
 like(`@t 2>&1`, qr/^good: 105 records.*consistent with trusted checkpoint/,
      'verify --redis --trusted: the old checkpoint is a prefix');
 
+# a reload: the new workers ship on from the cursor in the zone
+my $old = $ngx->workers;
+$ngx->signal('HUP');
+ok($ngx->reloaded($old, 20), 'reloaded');
+call("reload-$_") for 1 .. 5;
+is(wait_records(110), 110, '110 records on disk');
+is(wait_shipped(110), 110, 'and 110 in Redis, none twice');
+
 my $len = rget('XLEN', "${prefix}tenant:acme");
 my $disk_acme = () = `$cli query $audit --tenant acme`;
 is($len, $disk_acme, 'the acme stream: as many entries as the folder');

@@ -8,7 +8,8 @@
 #   bench/audit.sh [-d SECONDS] [-c CONNECTIONS] [-r ROUNDS] [-k]
 #
 # Environment twins: BENCH_DURATION (5), BENCH_CONNECTIONS (16),
-# BENCH_ROUNDS (2), BENCH_KEEP.  AIGW_MODULE_SO, NGINX_BIN as for run.sh.
+# BENCH_ROUNDS (2), BENCH_KEEP, BENCH_FRONT_PORT and BENCH_MOCK_PORT (the
+# ports, else free ones).  AIGW_MODULE_SO, NGINX_BIN as for run.sh.
 # One worker; the audit log has a thread pool of one thread, signs every
 # checkpoint (Ed25519) and HMACs every body.
 
@@ -51,8 +52,11 @@ bench_check_tools wrk curl openssl timeout
 bench_make_tmp
 bench_traps
 
-bench_pick_port FRONT
-bench_pick_port MOCK
+# BENCH_FRONT_PORT, BENCH_MOCK_PORT: given ports instead of free ones
+if [ -n "${BENCH_FRONT_PORT:-}" ]; then FRONT=$BENCH_FRONT_PORT; else
+    bench_pick_port FRONT; fi
+if [ -n "${BENCH_MOCK_PORT:-}" ]; then MOCK=$BENCH_MOCK_PORT; else
+    bench_pick_port MOCK; fi
 
 bench_write_request "$BENCH_TMP"
 

@@ -33,11 +33,9 @@ static char *ngx_http_aigw_audit_hmac_key(ngx_conf_t *cf,
     ngx_http_aigw_audit_conf_t *acf, ngx_str_t *file);
 static char *ngx_http_aigw_audit_sign_key(ngx_conf_t *cf,
     ngx_http_aigw_audit_conf_t *acf, ngx_str_t *file);
-static char *ngx_http_aigw_audit_config_hash(ngx_conf_t *cf,
-    ngx_http_aigw_audit_conf_t *acf);
 static void ngx_http_aigw_audit_cleanup(void *data);
 static u_char *ngx_http_aigw_audit_hmac(ngx_http_aigw_audit_conf_t *acf,
-    u_char *p, ngx_str_t *body);
+    u_char *p, ngx_str_t *body, EVP_MD_CTX *inner);
 static const char *ngx_http_aigw_audit_outcome(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_uint_t status);
 static void ngx_http_aigw_audit_timer(ngx_event_t *ev);
@@ -45,6 +43,14 @@ static ngx_int_t ngx_http_aigw_audit_put(ngx_http_aigw_audit_conf_t *acf,
     u_char *line, size_t len, u_char *leaf);
 static void ngx_http_aigw_audit_hold(ngx_http_aigw_audit_conf_t *acf,
     u_char *line, size_t len, u_char *leaf, ngx_log_t *log);
+
+
+static ngx_int_t ngx_http_aigw_audit_body_filter(ngx_http_request_t *r,
+    ngx_chain_t *in);
+static void ngx_http_aigw_audit_answer_cleanup(void *data);
+
+
+static ngx_http_output_body_filter_pt  ngx_http_aigw_audit_next_body_filter;
 
 
 static ngx_str_t  ngx_http_aigw_usage_names[] = {
@@ -57,7 +63,7 @@ static ngx_str_t  ngx_http_aigw_usage_names[] = {
 /*
  * aigw_audit DIR [zone=SIZE] [sign_key=FILE] [hmac_key=FILE] [origin=TEXT]
  *                [node=NAME] [segment=SIZE] [keep=N] [flush=TIME]
- *                [thread_pool=NAME];
+ *                [thread_pool=NAME] [redis=on|off];
  */
 
 char *
@@ -223,6 +229,16 @@ ngx_http_aigw_audit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        if (ngx_strcmp(value[i].data, "redis=on") == 0) {
+            acf->redis = 1;
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "redis=off") == 0) {
+            acf->redis = 0;
+            continue;
+        }
+
         goto invalid;
     }
 
@@ -317,7 +333,7 @@ ngx_http_aigw_audit_cleanup(void *data)
 
 /* a file's bytes, whole, into the configuration's pool */
 
-static ngx_int_t
+ngx_int_t
 ngx_http_aigw_audit_read(ngx_conf_t *cf, ngx_str_t *name, ngx_str_t *out,
     size_t max)
 {
@@ -515,41 +531,6 @@ ngx_http_aigw_audit_sign_key(ngx_conf_t *cf, ngx_http_aigw_audit_conf_t *acf,
 }
 
 
-/* what served a record: the main configuration file's SHA-256, cut */
-
-static char *
-ngx_http_aigw_audit_config_hash(ngx_conf_t *cf,
-    ngx_http_aigw_audit_conf_t *acf)
-{
-    u_char     hash[32];
-    ngx_str_t  text;
-
-    if (ngx_http_aigw_audit_read(cf, &cf->cycle->conf_file, &text,
-                                 64 * 1024 * 1024)
-        != NGX_OK)
-    {
-        return NGX_CONF_ERROR;
-    }
-
-    if (ngx_http_aigw_audit_hash(acf->md, acf->sha256, -1, NULL, 0,
-                                 text.data, text.len, hash)
-        != NGX_OK)
-    {
-        return NGX_CONF_ERROR;
-    }
-
-    acf->config_hash.len = 32;
-    acf->config_hash.data = ngx_pnalloc(cf->pool, 32);
-    if (acf->config_hash.data == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    ngx_hex_dump(acf->config_hash.data, hash, 16);
-
-    return NGX_CONF_OK;
-}
-
-
 /* SHA-256 of a prefix byte (-1: none) and two pieces (NULL: none) */
 
 ngx_int_t
@@ -705,7 +686,9 @@ ngx_http_aigw_audit_init_process(ngx_cycle_t *cycle)
 
     ngx_queue_init(&acf->overflow);
 
-    if (ngx_http_aigw_audit_writer_init(cycle, acf) != NGX_OK) {
+    if (ngx_http_aigw_audit_writer_init(cycle, acf) != NGX_OK
+        || ngx_http_aigw_audit_ship_init_process(cycle, acf) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -732,6 +715,7 @@ ngx_http_aigw_audit_exit_process(ngx_cycle_t *cycle)
     if (amcf && amcf->audit) {
         ngx_http_aigw_audit_flight_exit(amcf->audit, cycle->log);
         ngx_http_aigw_audit_writer_exit(cycle, amcf->audit);
+        ngx_http_aigw_audit_ship_exit(cycle, amcf->audit);
     }
 }
 
@@ -750,6 +734,7 @@ ngx_http_aigw_audit_timer(ngx_event_t *ev)
 
     ngx_http_aigw_audit_release(acf);
     ngx_http_aigw_audit_writer_kick(acf);
+    ngx_http_aigw_audit_ship_kick(acf);
 
     if (!ngx_exiting) {
         ngx_add_timer(ev, acf->flush);
@@ -909,11 +894,18 @@ ngx_http_aigw_audit_log(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
     if (acf->hmac && ctx->body.len) {
         p = ngx_cpymem(p, ",\"body_hmac\":\"",
                        sizeof(",\"body_hmac\":\"") - 1);
-        p = ngx_http_aigw_audit_hmac(acf, p, &ctx->body);
+        p = ngx_http_aigw_audit_hmac(acf, p, &ctx->body, NULL);
         *p++ = '"';
     }
 
-    /* the answer's HMAC: where the gateway holds it whole (answer.c) */
+    /* the answer's HMAC, the body as it went to the client */
+
+    if (ctx->audit_answer && !ctx->audit_answer_off) {
+        p = ngx_cpymem(p, ",\"answer_hmac\":\"",
+                       sizeof(",\"answer_hmac\":\"") - 1);
+        p = ngx_http_aigw_audit_hmac(acf, p, NULL, ctx->audit_answer);
+        *p++ = '"';
+    }
 
     *p++ = '}';
 
@@ -1105,16 +1097,30 @@ ngx_http_aigw_audit_string(u_char *p, u_char *last, const char *name,
 }
 
 
+/*
+ * HMAC-SHA256 of a body whole, or (body NULL) of what an inner digest
+ * begun from hmac_inner has taken so far
+ */
+
 static u_char *
 ngx_http_aigw_audit_hmac(ngx_http_aigw_audit_conf_t *acf, u_char *p,
-    ngx_str_t *body)
+    ngx_str_t *body, EVP_MD_CTX *md)
 {
     u_char  inner[32], mac[32];
 
-    if (!EVP_MD_CTX_copy_ex(acf->md, acf->hmac_inner)
-        || !EVP_DigestUpdate(acf->md, body->data, body->len)
-        || !EVP_DigestFinal_ex(acf->md, inner, NULL)
-        || !EVP_MD_CTX_copy_ex(acf->md, acf->hmac_outer)
+    if (body) {
+        if (!EVP_MD_CTX_copy_ex(acf->md, acf->hmac_inner)
+            || !EVP_DigestUpdate(acf->md, body->data, body->len)
+            || !EVP_DigestFinal_ex(acf->md, inner, NULL))
+        {
+            return p;
+        }
+
+    } else if (!EVP_DigestFinal_ex(md, inner, NULL)) {
+        return p;
+    }
+
+    if (!EVP_MD_CTX_copy_ex(acf->md, acf->hmac_outer)
         || !EVP_DigestUpdate(acf->md, inner, 32)
         || !EVP_DigestFinal_ex(acf->md, mac, NULL))
     {
@@ -1185,4 +1191,115 @@ ngx_http_aigw_audit_outcome(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     }
 
     return "refused";
+}
+
+
+/* redis=on: from the http block's init, when aigw_redis is known */
+
+char *
+ngx_http_aigw_audit_ship_conf(ngx_conf_t *cf,
+    ngx_http_aigw_main_conf_t *amcf)
+{
+    return ngx_http_aigw_audit_ship_init(cf, amcf->audit, amcf->redis);
+}
+
+
+/*
+ * hmac_key=: the answer's HMAC, taken as its bytes pass.  The filter
+ * sits after aigw's own (registered before it), so that it sees the body
+ * as the client gets it, a stream's events as rewritten or translated,
+ * and before gzip and chunked.  Without hmac_key= it is not there.
+ */
+
+ngx_int_t
+ngx_http_aigw_audit_filter_init(ngx_conf_t *cf)
+{
+    ngx_http_aigw_main_conf_t   *amcf;
+    ngx_http_aigw_audit_conf_t  *acf;
+
+    amcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_aigw_module);
+    acf = amcf->audit;
+
+    if (acf == NULL || !acf->hmac) {
+        return NGX_OK;
+    }
+
+    ngx_http_aigw_audit_next_body_filter = ngx_http_top_body_filter;
+    ngx_http_top_body_filter = ngx_http_aigw_audit_body_filter;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_aigw_audit_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
+{
+    size_t                       size;
+    EVP_MD_CTX                  *md;
+    ngx_chain_t                 *cl;
+    ngx_pool_cleanup_t          *cln;
+    ngx_http_aigw_ctx_t         *ctx;
+    ngx_http_aigw_main_conf_t   *amcf;
+    ngx_http_aigw_audit_conf_t  *acf;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
+
+    if (ctx == NULL || r != r->main || in == NULL || ctx->audit_answer_off) {
+        return ngx_http_aigw_audit_next_body_filter(r, in);
+    }
+
+    md = ctx->audit_answer;
+
+    if (md == NULL) {
+        amcf = ngx_http_get_module_main_conf(r, ngx_http_aigw_module);
+        acf = amcf->audit;
+
+        cln = ngx_pool_cleanup_add(r->pool, 0);
+        if (cln == NULL) {
+            return NGX_ERROR;
+        }
+
+        md = EVP_MD_CTX_new();
+
+        if (md == NULL || !EVP_MD_CTX_copy_ex(md, acf->hmac_inner)) {
+            EVP_MD_CTX_free(md);
+            ctx->audit_answer_off = 1;
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "aigw: audit answer HMAC not available");
+            return ngx_http_aigw_audit_next_body_filter(r, in);
+        }
+
+        cln->handler = ngx_http_aigw_audit_answer_cleanup;
+        cln->data = md;
+        ctx->audit_answer = md;
+    }
+
+    for (cl = in; cl; cl = cl->next) {
+        size = ngx_buf_size(cl->buf);
+
+        if (size == 0) {
+            continue;
+        }
+
+        /* a body from a file is not read here: no HMAC, said so */
+
+        if (!ngx_buf_in_memory(cl->buf)
+            || !EVP_DigestUpdate(md, cl->buf->pos, size))
+        {
+            ctx->audit_answer_off = 1;
+            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                          "aigw: audit answer HMAC not taken: the answer "
+                          "is not in memory");
+            break;
+        }
+    }
+
+    return ngx_http_aigw_audit_next_body_filter(r, in);
+}
+
+
+static void
+ngx_http_aigw_audit_answer_cleanup(void *data)
+{
+    EVP_MD_CTX_free(data);
 }

@@ -93,6 +93,19 @@ typedef struct {
 } ngx_http_aigw_audit_tree_t;
 
 
+/* shipping to Redis (audit_ship.c): where it is, shared by workers */
+
+typedef struct {
+    ngx_atomic_t                   pid;        /* the shipper; 0: none */
+    ngx_uint_t                     loaded;     /* read from "shipped" */
+    ngx_uint_t                     rewind;     /* find "leaf" on disk */
+    ngx_uint_t                     segment;    /* the next line's */
+    off_t                          offset;
+    uint64_t                       leaf;       /* the next to ship */
+    uint64_t                       saved;      /* in "shipped" */
+} ngx_http_aigw_audit_ship_sh_t;
+
+
 typedef struct {
     ngx_atomic_t                   head;       /* the next seq to take */
     ngx_atomic_t                   tail;       /* the first not on disk */
@@ -107,6 +120,7 @@ typedef struct {
     time_t                         stall_time;
 
     ngx_http_aigw_audit_tree_t     tree;
+    ngx_http_aigw_audit_ship_sh_t  ship;
 
     ngx_http_aigw_audit_slot_t    *slots;
     ngx_http_aigw_audit_table_t   *tables;     /* NULL: no room */
@@ -148,14 +162,28 @@ typedef struct {
     ngx_http_aigw_audit_table_t   *table;      /* the worker's, in flight */
     ngx_uint_t                     next_entry;
     time_t                         flight_checked;
+
+    /* shipping to Redis Streams (audit_ship.c) */
+    ngx_flag_t                     redis;      /* redis=on */
+    void                          *ship;       /* audit_ship.c's */
 } ngx_http_aigw_audit_conf_t;
 
 
 void ngx_http_aigw_audit_release(ngx_http_aigw_audit_conf_t *acf);
 void ngx_http_aigw_audit_add(ngx_http_aigw_audit_conf_t *acf, u_char *line,
     size_t len, u_char *leaf, ngx_log_t *log);
+ngx_int_t ngx_http_aigw_audit_read(ngx_conf_t *cf, ngx_str_t *name,
+    ngx_str_t *out, size_t max);
 u_char *ngx_http_aigw_audit_string(u_char *p, u_char *last,
     const char *name, ngx_str_t *s);
+
+/* audit_config.c: the hash of every configuration file nginx reads */
+char *ngx_http_aigw_audit_config_hash(ngx_conf_t *cf,
+    ngx_http_aigw_audit_conf_t *acf);
+
+/* audit_token.c: the next token of nginx's configuration syntax */
+u_char *ngx_http_aigw_audit_config_token(u_char *p, u_char *last,
+    ngx_str_t *tok, u_char *buf);
 
 /* audit_flight.c: requests in flight, incomplete if their worker dies */
 ngx_int_t ngx_http_aigw_audit_flight_init_zone(ngx_slab_pool_t *shpool,
@@ -174,9 +202,20 @@ ngx_int_t ngx_http_aigw_audit_writer_init(ngx_cycle_t *cycle,
 void ngx_http_aigw_audit_writer_kick(ngx_http_aigw_audit_conf_t *acf);
 void ngx_http_aigw_audit_writer_exit(ngx_cycle_t *cycle,
     ngx_http_aigw_audit_conf_t *acf);
+ngx_int_t ngx_http_aigw_audit_replace(ngx_http_aigw_audit_conf_t *acf,
+    const char *name, u_char *data, size_t len, ngx_log_t *log);
 ngx_int_t ngx_http_aigw_audit_hash(EVP_MD_CTX *md, const EVP_MD *type,
     ngx_int_t prefix, u_char *a, size_t alen, u_char *b, size_t blen,
     u_char *out);
+
+/* audit_ship.c: records on disk shipped to Redis Streams, a tenant each */
+char *ngx_http_aigw_audit_ship_init(ngx_conf_t *cf,
+    ngx_http_aigw_audit_conf_t *acf, ngx_http_aigw_redis_t *redis);
+ngx_int_t ngx_http_aigw_audit_ship_init_process(ngx_cycle_t *cycle,
+    ngx_http_aigw_audit_conf_t *acf);
+void ngx_http_aigw_audit_ship_kick(ngx_http_aigw_audit_conf_t *acf);
+void ngx_http_aigw_audit_ship_exit(ngx_cycle_t *cycle,
+    ngx_http_aigw_audit_conf_t *acf);
 
 
 #endif /* _NGX_HTTP_AIGW_AUDIT_H_INCLUDED_ */

@@ -63,8 +63,6 @@ static ngx_int_t ngx_http_aigw_audit_start(ngx_http_aigw_audit_thread_t *t,
 static ngx_int_t ngx_http_aigw_audit_checkpoint(
     ngx_http_aigw_audit_thread_t *t, ngx_http_aigw_audit_tree_t *tree,
     ngx_log_t *log);
-static ngx_int_t ngx_http_aigw_audit_replace(ngx_http_aigw_audit_conf_t *acf,
-    const char *name, u_char *data, size_t len, ngx_log_t *log);
 static ngx_fd_t ngx_http_aigw_audit_open(ngx_http_aigw_audit_conf_t *acf,
     ngx_uint_t segment, const char *ext, off_t offset, ngx_log_t *log);
 
@@ -646,7 +644,7 @@ ngx_http_aigw_audit_start(ngx_http_aigw_audit_thread_t *t,
 
 /* a small file replaced whole: written aside, synced, renamed */
 
-static ngx_int_t
+ngx_int_t
 ngx_http_aigw_audit_replace(ngx_http_aigw_audit_conf_t *acf,
     const char *name, u_char *data, size_t len, ngx_log_t *log)
 {

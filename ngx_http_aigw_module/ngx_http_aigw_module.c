@@ -1272,6 +1272,12 @@ ngx_http_aigw_postconfiguration(ngx_conf_t *cf)
 
     *h = ngx_http_aigw_metrics_log_handler;
 
+    /* after aigw's filter: the answer's bytes as the client gets them */
+
+    if (ngx_http_aigw_audit_filter_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_http_aigw_filter_init(cf);
 }
 
@@ -1354,6 +1360,14 @@ ngx_http_aigw_init_main_conf(ngx_conf_t *cf, void *conf)
 
     if (ngx_http_aigw_prices_apply(cf, amcf) != NGX_OK
         || ngx_http_aigw_quota_init(cf, amcf) != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    /* audit: shipping to Redis, once aigw_redis is known */
+
+    if (amcf->audit
+        && ngx_http_aigw_audit_ship_conf(cf, amcf) != NGX_CONF_OK)
     {
         return NGX_CONF_ERROR;
     }

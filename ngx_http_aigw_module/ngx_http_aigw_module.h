@@ -359,6 +359,10 @@ struct ngx_http_aigw_ctx_s {
     /* audit log */
     void                          *audit;      /* in flight, audit_flight.c */
 
+    /* audit log: the answer's HMAC as it passes (audit.c), hmac_key= */
+    void                          *audit_answer; /* EVP_MD_CTX */
+    unsigned                       audit_answer_off:1; /* not whole */
+
     /* metering */
     ngx_uint_t                     prompt_tokens;
     ngx_uint_t                     completion_tokens;
@@ -754,6 +758,9 @@ char *ngx_http_aigw_audit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 ngx_int_t ngx_http_aigw_audit_init_module(ngx_cycle_t *cycle);
 ngx_int_t ngx_http_aigw_audit_init_process(ngx_cycle_t *cycle);
 void ngx_http_aigw_audit_exit_process(ngx_cycle_t *cycle);
+char *ngx_http_aigw_audit_ship_conf(ngx_conf_t *cf,
+    ngx_http_aigw_main_conf_t *amcf);
+ngx_int_t ngx_http_aigw_audit_filter_init(ngx_conf_t *cf);
 void ngx_http_aigw_audit_log(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx);
 void ngx_http_aigw_audit_flight_begin(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx);

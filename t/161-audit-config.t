@@ -82,7 +82,24 @@ my @bad = (
       qr/hmac key ".*short\.key" is shorter than 16 bytes/ ],
     [ 'aigw_audit audit hmac_key=none.key;',
       qr/open\(\) ".*none\.key" failed/ ],
+    [ 'aigw_audit audit redis=yes;', qr/invalid parameter "redis=yes"/ ],
+    # the configuration hash walks includes: a loop is refused, not run
+    [ "aigw_audit audit; include $dir/nginx.conf;",
+      qr/configuration hash: more than 16 levels of "include"/ ],
+    [ 'aigw_audit audit; include missing.conf;',
+      qr/open\(\) ".*missing\.conf" failed/ ],
 );
+
+# redis=on without aigw_redis: said at the end of the http block
+{
+    my ($ok, $out) = nginx_t('    aigw_audit audit redis=on;');
+    ok(!$ok, 'refused: redis=on without aigw_redis');
+    like($out, qr/"aigw_audit" with "redis=on" needs "aigw_redis"/,
+         '... with the reason') or diag $out;
+    ($ok, $out) = nginx_t("    aigw_audit audit redis=on;\n"
+                          . "    aigw_redis 127.0.0.1:1;");
+    ok($ok, 'accepted: redis=on, aigw_redis after it') or diag $out;
+}
 
 for my $b (@bad) {
     my ($c, $re) = @$b;

@@ -121,6 +121,13 @@ typedef struct {
                                          ngx_http_aigw_sse_event_t *ev,
                                          u_char **pos,
                                          ngx_http_aigw_span_t *text);
+
+    /*
+     * resilience: 1 when an event of a provider's stream carries content
+     * (text, a tool call) or ends the stream; the events before it are
+     * held while the first token is waited for
+     */
+    ngx_uint_t                   (*content)(ngx_http_aigw_sse_event_t *ev);
 } ngx_http_aigw_format_t;
 
 
@@ -399,6 +406,9 @@ struct ngx_http_aigw_ctx_s {
     unsigned                       first_wait:1;
     unsigned                       deadline_passed:1;
     unsigned                       stream_failed:1;
+
+    /* resilience: the first token, keep-alives while waiting for it */
+    u_char                        *first_buf;  /* an event, parsed */
 };
 
 

@@ -11,6 +11,10 @@
 #include "ngx_http_aigw_module.h"
 
 
+/* the largest event read whole while the first token is waited for */
+#define NGX_HTTP_AIGW_FIRST_EVENT  4096
+
+
 /*
  * Resilience: each timeout measured from its own moment, and a stream
  * that fails after its status went out ends honestly.
@@ -28,6 +32,11 @@
 
 
 static ngx_int_t ngx_http_aigw_resilience_process(ngx_http_request_t *r);
+static ngx_int_t ngx_http_aigw_resilience_first(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
+static ngx_int_t ngx_http_aigw_resilience_scan(
+    ngx_http_aigw_sse_parser_t *sse, ngx_http_aigw_format_t *format,
+    u_char **pos, u_char *last);
 static void ngx_http_aigw_resilience_deadline(ngx_event_t *ev);
 static void ngx_http_aigw_resilience_cleanup(void *data);
 static void ngx_http_aigw_resilience_fail(ngx_http_request_t *r,
@@ -584,8 +593,11 @@ ngx_http_aigw_resilience_hold(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
 static ngx_int_t
 ngx_http_aigw_resilience_process(ngx_http_request_t *r)
 {
+    ngx_int_t             rc;
     ngx_http_upstream_t  *u;
+    ngx_http_aigw_ctx_t  *ctx;
 
+    ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
     u = r->upstream;
 
     /* u->buffer.pos is where the body starts; reads go on at last */
@@ -594,11 +606,122 @@ ngx_http_aigw_resilience_process(ngx_http_request_t *r)
         return NGX_AGAIN;
     }
 
+    rc = ngx_http_aigw_resilience_first(r, ctx);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (rc == NGX_AGAIN) {
+
+        if (u->buffer.last < u->buffer.end) {
+            /* held: the first token may still be late */
+            return NGX_AGAIN;
+        }
+
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "aigw: %uz bytes of events without content from "
+                      "provider \"%V\" fill the buffer, passed on",
+                      (size_t) (u->buffer.last - u->buffer.pos),
+                      &ctx->candidates[ctx->current]->provider->name);
+    }
+
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "aigw: first event after %M ms",
+                   "aigw: first content event after %M ms",
                    ngx_http_aigw_msec_since(r));
 
     return NGX_OK;
+}
+
+
+/*
+ * Whether the body read so far holds an event with content: NGX_OK, or
+ * NGX_AGAIN while it holds only events without (OpenAI's role chunk,
+ * Anthropic's message_start and ping), which stay in u->buffer and go
+ * out with the first one with content.  The provider's format says what
+ * content is.  The body is parsed from its start at each read: it is
+ * small, and bounded by the buffer.
+ */
+
+static ngx_int_t
+ngx_http_aigw_resilience_first(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx)
+{
+    u_char                      *pos, *last;
+    size_t                       n;
+    ngx_int_t                    rc;
+    ngx_buf_t                    b;
+    ngx_http_chunked_t           chunked;
+    ngx_http_upstream_t         *u;
+    ngx_http_aigw_format_t      *format;
+    ngx_http_aigw_sse_parser_t   sse;
+
+    u = r->upstream;
+    format = ctx->candidates[ctx->current]->provider->format;
+
+    if (ctx->first_buf == NULL) {
+        ctx->first_buf = ngx_pnalloc(r->pool, NGX_HTTP_AIGW_FIRST_EVENT);
+        if (ctx->first_buf == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    /* an event larger than this is truncated: taken as content */
+    ngx_http_aigw_sse_init(&sse, ctx->first_buf, NGX_HTTP_AIGW_FIRST_EVENT);
+
+    if (!u->headers_in.chunked) {
+        pos = u->buffer.pos;
+        return ngx_http_aigw_resilience_scan(&sse, format, &pos,
+                                             u->buffer.last);
+    }
+
+    /* the chunks' data, the framing skipped; a copy of the state */
+
+    b = u->buffer;
+    ngx_memzero(&chunked, sizeof(ngx_http_chunked_t));
+
+    for ( ;; ) {
+
+#if (nginx_version >= 1027002)
+        rc = ngx_http_parse_chunked(r, &b, &chunked, 0);
+#else
+        rc = ngx_http_parse_chunked(r, &b, &chunked);
+#endif
+
+        if (rc != NGX_OK) {
+            /* the end of the body, or a broken one: nothing to wait for */
+            return (rc == NGX_AGAIN) ? NGX_AGAIN : NGX_OK;
+        }
+
+        n = ngx_min((size_t) (b.last - b.pos), (size_t) chunked.size);
+        pos = b.pos;
+        last = b.pos + n;
+
+        if (ngx_http_aigw_resilience_scan(&sse, format, &pos, last)
+            == NGX_OK)
+        {
+            return NGX_OK;
+        }
+
+        b.pos = last;
+        chunked.size -= n;
+    }
+}
+
+
+static ngx_int_t
+ngx_http_aigw_resilience_scan(ngx_http_aigw_sse_parser_t *sse,
+    ngx_http_aigw_format_t *format, u_char **pos, u_char *last)
+{
+    ngx_http_aigw_sse_event_t  ev;
+
+    while (ngx_http_aigw_sse_parse(sse, pos, last, &ev) == NGX_OK) {
+        if (format->content(&ev)) {
+            return NGX_OK;
+        }
+    }
+
+    return NGX_AGAIN;
 }
 
 

@@ -71,6 +71,7 @@ const OPTIONS = {
     delay:        { kind: 'int', min: 0, max: 600000 },
     pace:         { kind: 'int', min: 0, max: 60000 },
     first:        { kind: 'int', min: 0, max: 600000 },
+    firstat:      { kind: 'int', min: 0, max: 1000000 },
     stall:        { kind: 'int', min: 0, max: 1000000 },
     context:      { kind: 'int', min: 1, max: 100000000 },
     splitat:      { kind: 'int', min: 0, max: 100000000 },
@@ -567,8 +568,9 @@ async function sendStream(ctx, events, errorEvent) {
         if (i > 0 && opts.pace) {
             await sleep(opts.pace);
         }
-        if (i === 0 && opts.first) {
-            /* the headers went out; the first token is late */
+        if (i === (opts.firstat || 0) && opts.first) {
+            /* the headers (and firstat events) went out; the first
+             * token is late */
             await sleep(opts.first);
         }
         if (gone(ctx)) {

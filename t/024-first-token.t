@@ -1,0 +1,176 @@
+# Resilience: the first token is the first event with content, not the
+# first bytes.  A provider that sends its role chunk (or message_start,
+# content_block_start and ping) at once and then keeps the first token
+# waiting is still left for the next candidate: those early events are
+# held, and the client gets them only with the first event with content.
+
+BEGIN { push @INC, 't/lib' }
+use AigwMock;
+use Test::Nginx::Socket 'no_plan';
+
+$ENV{AIGW_TEST_KEY} = 'sk-provider-secret';
+env_to_nginx('AIGW_TEST_KEY');
+
+our $HttpConfig = <<'_EOC_';
+    log_format outcome 'o=$aigw_outcome s=$status a=$aigw_attempts '
+                       'p=$aigw_provider';
+
+    aigw_provider ok http://127.0.0.1:$TEST_NGINX_MOCK_PORT/v1
+                  key_env=AIGW_TEST_KEY;
+    aigw_provider claude http://127.0.0.1:$TEST_NGINX_MOCK_PORT/v1
+                  format=anthropic key_env=AIGW_TEST_KEY;
+    aigw_provider role http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/firstat=1,first=3000/v1
+                  key_env=AIGW_TEST_KEY;
+    aigw_provider quick http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/firstat=1,first=300/v1
+                  key_env=AIGW_TEST_KEY;
+    aigw_provider ping http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/firstat=3,first=3000/v1
+                  format=anthropic key_env=AIGW_TEST_KEY;
+    aigw_provider rolecut http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/cut=1/v1
+                  key_env=AIGW_TEST_KEY;
+    aigw_provider empty http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/words=0/v1
+                  key_env=AIGW_TEST_KEY;
+    aigw_provider tool http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/tool/v1
+                  key_env=AIGW_TEST_KEY;
+
+    aigw_model fast ok:gpt-4o-mini;
+    aigw_model haiku claude:claude-3-5-haiku;
+    aigw_model role role:gpt-4o-mini;
+    aigw_model quick quick:gpt-4o-mini;
+    aigw_model ping ping:claude-3-5-haiku;
+    aigw_model rolecut rolecut:gpt-4o-mini;
+    aigw_model empty empty:gpt-4o-mini;
+    aigw_model tool tool:gpt-4o-mini;
+
+    aigw_route role-rescued role fast;
+    aigw_route ping-rescued ping haiku;
+    aigw_route cut-rescued rolecut fast;
+_EOC_
+
+our $Config = <<'_EOC_';
+    location /v1/ {
+        access_log logs/access.log outcome;
+        aigw_first_token_timeout 1s;
+        aigw_stream_idle_timeout 1s;
+        aigw_pass;
+    }
+_EOC_
+
+no_shuffle();
+run_tests();
+
+__DATA__
+
+=== TEST 1: the role chunk at once, the first token late: rescued, and the
+client gets one stream, from the second provider, with one role chunk
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request
+POST /v1/chat/completions
+{"model":"role-rescued","stream":true,"messages":[{"role":"user","content":"hi"}]}
+--- response_body_like eval
+qr/^data: \{"id":"chatcmpl-[^\n]*"role":"assistant"(?s:(?!"role").)*data: \[DONE\]\n\n$/
+--- access_log eval
+qr/^o=complete s=200 a=2 p=ok$/
+--- error_log
+upstream timed out
+aigw: provider "role" failed for "role", falling back to "fast" of provider "ok"
+--- timeout: 5
+
+
+
+=== TEST 2: message_start, content_block_start and ping at once, the first
+delta late: an Anthropic stream is rescued too
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request
+POST /v1/messages
+{"model":"ping-rescued","stream":true,"max_tokens":50,"messages":[{"role":"user","content":"hi"}]}
+--- response_body_like eval
+qr/^event: message_start\n(?s:(?!event: message_start).)*event: message_stop\n[^\n]*\n\n$/
+--- access_log eval
+qr/^o=complete s=200 a=2 p=claude$/
+--- error_log
+upstream timed out
+aigw: provider "ping" failed for "ping", falling back to "haiku" of provider "claude"
+--- timeout: 5
+
+
+
+=== TEST 3: the role chunk at once, the first token within the timeout:
+the held role chunk goes out first, nothing is lost
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request
+POST /v1/chat/completions
+{"model":"quick","stream":true,"messages":[{"role":"user","content":"one two three"}]}
+--- response_body_like eval
+qr/^data: \{"id":"chatcmpl-[^\n]*"role":"assistant"[^\n]*\n\ndata: [^\n]*"content":"Mock[^\n]*\n\n(?s:.)*data: \[DONE\]\n\n$/
+--- access_log eval
+qr/^o=complete s=200 a=1 p=quick$/
+--- no_error_log
+[warn]
+[error]
+
+
+
+=== TEST 4: a stream cut after its role chunk only: the client had
+nothing yet, the next candidate answers
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request
+POST /v1/chat/completions
+{"model":"cut-rescued","stream":true,"messages":[{"role":"user","content":"hi"}]}
+--- response_body_like: ^data: \{"id":"chatcmpl-(?s:.)*data: \[DONE\]\n\n$
+--- access_log eval
+qr/^o=complete s=200 a=2 p=ok$/
+--- error_log
+upstream prematurely closed connection
+aigw: provider "rolecut" failed for "rolecut", falling back to "fast" of provider "ok"
+
+
+
+=== TEST 5: cut after the role chunk, no candidate left: an error status,
+not a stream that looks begun
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request
+POST /v1/chat/completions
+{"model":"rolecut","stream":true,"messages":[{"role":"user","content":"hi"}]}
+--- error_code: 502
+--- response_body_like eval
+qr/^\{"error":\{"message":"No provider of `rolecut` could answer \(1 attempt\(s\)\)\.","type":"[a-z_]+","param":null,"code":"upstream_error"\}\}$/
+--- access_log eval
+qr/^o=error s=502 a=1 p=rolecut$/
+
+
+
+=== TEST 6: an answer without text: its finish chunk ends the wait, it is
+not held until the timeout
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request
+POST /v1/chat/completions
+{"model":"empty","stream":true,"messages":[{"role":"user","content":"hi"}]}
+--- response_body_like: "finish_reason":"stop"(?s:.)*data: \[DONE\]\n\n$
+--- access_log eval
+qr/^o=complete s=200 a=1 p=empty$/
+--- no_error_log
+[warn]
+[error]
+--- timeout: 0.9
+
+
+
+=== TEST 7: a tool call is content
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request
+POST /v1/chat/completions
+{"model":"tool","stream":true,"messages":[{"role":"user","content":"weather"}],"tools":[{"type":"function","function":{"name":"get","parameters":{"type":"object"}}}]}
+--- response_body_like: "tool_calls"(?s:.)*data: \[DONE\]\n\n$
+--- access_log eval
+qr/^o=complete s=200 a=1 p=tool$/
+--- no_error_log
+[warn]
+[error]
+--- timeout: 0.9

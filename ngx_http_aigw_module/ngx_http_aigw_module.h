@@ -297,6 +297,7 @@ typedef struct {
     ngx_uint_t                     retry_on;   /* NGX_HTTP_AIGW_RETRY_* */
     ngx_msec_t                     retry_backoff;
     ngx_msec_t                     retry_after_max;
+    ngx_msec_t                     stream_keepalive; /* its interval */
     /* guard: aigw_guard_*, guard.c's */
     void                          *guard;
 } ngx_http_aigw_loc_conf_t;
@@ -409,6 +410,12 @@ struct ngx_http_aigw_ctx_s {
 
     /* resilience: the first token, keep-alives while waiting for it */
     u_char                        *first_buf;  /* an event, parsed */
+    ngx_event_t                   *keepalive;  /* its timer */
+    ngx_msec_t                     last_read;  /* of the provider */
+    ngx_uint_t                     keepalives; /* sent */
+    unsigned                       committed:1; /* headers by a keep-alive */
+    unsigned                       keepalive_out:1; /* being sent */
+    unsigned                       first_failed:1; /* after keep-alives */
 };
 
 
@@ -620,6 +627,8 @@ void ngx_http_aigw_resilience_body(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx);
 void ngx_http_aigw_resilience_finalize(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_int_t rc);
+ngx_int_t ngx_http_aigw_resilience_committed(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
 char *ngx_http_aigw_resilience_retries(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 ngx_int_t ngx_http_aigw_resilience_retry(ngx_http_request_t *r,

@@ -45,6 +45,12 @@ static ngx_http_upstream_conf_t *ngx_http_aigw_resilience_conf(
     ngx_conf_t *cf, ngx_http_upstream_conf_t *conf, ngx_msec_t timeout);
 static ngx_int_t ngx_http_aigw_resilience_output(void *data, ngx_chain_t *in);
 static void ngx_http_aigw_resilience_retry_handler(ngx_event_t *ev);
+static ngx_int_t ngx_http_aigw_resilience_release(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
+static void ngx_http_aigw_resilience_keepalive(ngx_event_t *ev);
+static ngx_int_t ngx_http_aigw_resilience_commit(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
+static ngx_uint_t ngx_http_aigw_resilience_sse(ngx_http_request_t *r);
 
 
 static ngx_conf_bitmask_t  ngx_http_aigw_retry_on[] = {
@@ -79,6 +85,8 @@ ngx_http_aigw_resilience_merge(ngx_conf_t *cf,
     ngx_conf_merge_msec_value(conf->stream_idle_timeout,
                               prev->stream_idle_timeout, 0);
     ngx_conf_merge_msec_value(conf->timeout, prev->timeout, 0);
+    ngx_conf_merge_msec_value(conf->stream_keepalive,
+                              prev->stream_keepalive, 0);
 
     /* aigw_retries sets its parameters together: inherited together */
 
@@ -290,6 +298,31 @@ ngx_http_aigw_resilience_start(ngx_http_request_t *r,
 
         cln->handler = ngx_http_aigw_resilience_cleanup;
         cln->data = ctx->retry_ev;
+    }
+
+    if (ctx->stream && alcf->stream_keepalive) {
+
+        /* comments to the client while it waits: a timer of its own */
+
+        ctx->keepalive = ngx_pcalloc(r->pool, sizeof(ngx_event_t));
+        if (ctx->keepalive == NULL) {
+            return NGX_ERROR;
+        }
+
+        cln = ngx_pool_cleanup_add(r->pool, 0);
+        if (cln == NULL) {
+            return NGX_ERROR;
+        }
+
+        ctx->keepalive->handler = ngx_http_aigw_resilience_keepalive;
+        ctx->keepalive->data = r;
+        ctx->keepalive->log = r->connection->log;
+
+        cln->handler = ngx_http_aigw_resilience_cleanup;
+        cln->data = ctx->keepalive;
+
+        ctx->last_read = ngx_current_msec;
+        ngx_add_timer(ctx->keepalive, alcf->stream_keepalive);
     }
 
     if (alcf->timeout == 0) {
@@ -554,6 +587,31 @@ ngx_http_aigw_resilience_retry_handler(ngx_event_t *ev)
 }
 
 
+/* a provider's answer is a 200 event stream */
+
+static ngx_uint_t
+ngx_http_aigw_resilience_sse(ngx_http_request_t *r)
+{
+    ngx_str_t            *type;
+    ngx_http_upstream_t  *u;
+
+    u = r->upstream;
+
+    if (u->headers_in.status_n != NGX_HTTP_OK
+        || u->headers_in.content_type == NULL)
+    {
+        return 0;
+    }
+
+    type = &u->headers_in.content_type->value;
+
+    return type->len >= sizeof("text/event-stream") - 1
+           && ngx_strncasecmp(type->data, (u_char *) "text/event-stream",
+                              sizeof("text/event-stream") - 1)
+              == 0;
+}
+
+
 /*
  * The headers of a stream are done: the client gets them with the first
  * event, so that a provider that is late with it can still be left.
@@ -562,29 +620,11 @@ ngx_http_aigw_resilience_retry_handler(ngx_event_t *ev)
 ngx_int_t
 ngx_http_aigw_resilience_hold(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
 {
-    ngx_str_t            *type;
-    ngx_http_upstream_t  *u;
-
-    u = r->upstream;
-
-    if (!ctx->first_wait
-        || u->headers_in.status_n != NGX_HTTP_OK
-        || u->headers_in.content_type == NULL)
-    {
-        return NGX_OK;
+    if (!ctx->first_wait || !ngx_http_aigw_resilience_sse(r)) {
+        return ngx_http_aigw_resilience_release(r, ctx);
     }
 
-    type = &u->headers_in.content_type->value;
-
-    if (type->len < sizeof("text/event-stream") - 1
-        || ngx_strncasecmp(type->data, (u_char *) "text/event-stream",
-                           sizeof("text/event-stream") - 1)
-           != 0)
-    {
-        return NGX_OK;
-    }
-
-    u->process_header = ngx_http_aigw_resilience_process;
+    r->upstream->process_header = ngx_http_aigw_resilience_process;
 
     return ngx_http_aigw_resilience_process(r);
 }
@@ -629,6 +669,169 @@ ngx_http_aigw_resilience_process(ngx_http_request_t *r)
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "aigw: first content event after %M ms",
                    ngx_http_aigw_msec_since(r));
+
+    return ngx_http_aigw_resilience_release(r, ctx);
+}
+
+
+/*
+ * The answer goes to the client.  When a keep-alive sent the status and
+ * headers already, upstream sends them again: the header filter takes
+ * them (ctx->committed) and marks them sent, nothing goes out twice.
+ */
+
+static ngx_int_t
+ngx_http_aigw_resilience_release(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx)
+{
+    if (ctx->committed) {
+        r->header_sent = 0;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The provider's headers, when a keep-alive committed a 200 stream: only
+ * a 200 event stream can follow; anything else is a failed attempt (the
+ * next candidate, or the stream's error event).
+ */
+
+ngx_int_t
+ngx_http_aigw_resilience_committed(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx)
+{
+    if (!ctx->committed || ngx_http_aigw_resilience_sse(r)) {
+        return NGX_OK;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "aigw: provider \"%V\" answered %ui, not a stream, after "
+                  "the client's stream started with keep-alives",
+                  &ctx->candidates[ctx->current]->provider->name,
+                  r->upstream->headers_in.status_n);
+
+    return NGX_HTTP_UPSTREAM_INVALID_HEADER;
+}
+
+
+/*
+ * aigw_stream_keepalive: an SSE comment to a streaming client while it
+ * waits for the first token, and after gaps in the stream, so that its
+ * read timeout does not fire.  The first one sends the status and the
+ * headers: from then on a failure is the stream's error event.  In a
+ * stream, comments go only between two events of the provider.
+ */
+
+static void
+ngx_http_aigw_resilience_keepalive(ngx_event_t *ev)
+{
+    ngx_http_request_t  *r = ev->data;
+
+    ngx_int_t                  rc;
+    ngx_msec_t                 interval, idle;
+    ngx_buf_t                 *b;
+    ngx_chain_t               *cl;
+    ngx_http_upstream_t       *u;
+    ngx_http_aigw_ctx_t       *ctx;
+    ngx_http_aigw_loc_conf_t  *alcf;
+
+    static u_char  comment[] = ": keep-alive\n\n";
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_aigw_module);
+    u = r->upstream;
+    interval = alcf->stream_keepalive;
+
+    if (u == NULL || r->connection->error || ctx->stream_failed
+        || ctx->sse_done)
+    {
+        return;
+    }
+
+    if (u->header_sent) {
+
+        /* the stream runs: a comment only after a gap, between events */
+
+        idle = ngx_current_msec - ctx->last_read;
+
+        if (idle < interval) {
+            ngx_add_timer(ev, interval - idle);
+            return;
+        }
+
+        if (ctx->sse_buf == NULL || ctx->guard_output
+            || !ngx_http_aigw_sse_between(&ctx->sse))
+        {
+            ngx_add_timer(ev, interval);
+            return;
+        }
+
+    } else if (!ctx->committed
+               && ngx_http_aigw_resilience_commit(r, ctx) != NGX_OK)
+    {
+        return;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return;
+    }
+
+    cl = ngx_alloc_chain_link(r->pool);
+    if (cl == NULL) {
+        return;
+    }
+
+    b->memory = 1;
+    b->flush = 1;
+    b->pos = comment;
+    b->last = comment + sizeof(comment) - 1;
+
+    cl->buf = b;
+    cl->next = NULL;
+
+    /* the body filter passes it as it is */
+    ctx->keepalive_out = 1;
+    rc = ngx_http_output_filter(r, cl);
+    ctx->keepalive_out = 0;
+
+    if (rc == NGX_ERROR) {
+        return;
+    }
+
+    ctx->keepalives++;
+
+    ngx_add_timer(ev, interval);
+}
+
+
+/* the first keep-alive: a 200 event stream, committed */
+
+static ngx_int_t
+ngx_http_aigw_resilience_commit(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx)
+{
+    ngx_int_t  rc;
+
+    r->headers_out.status = NGX_HTTP_OK;
+    ngx_str_set(&r->headers_out.content_type, "text/event-stream");
+    r->headers_out.content_type_len = sizeof("text/event-stream") - 1;
+    r->headers_out.content_type_lowcase = NULL;
+    r->headers_out.content_length_n = -1;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ctx->committed = 1;
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "aigw: no first token after %M ms, the stream's status "
+                  "sent with a keep-alive", ngx_http_aigw_msec_since(r));
 
     return NGX_OK;
 }
@@ -765,8 +968,19 @@ ngx_http_aigw_resilience_finalize(ngx_http_request_t *r,
         ngx_del_timer(ctx->retry_ev);
     }
 
+    if (ctx->keepalive && ctx->keepalive->timer_set) {
+        ngx_del_timer(ctx->keepalive);
+    }
+
     if (!r->upstream->header_sent) {
-        return;
+
+        if (!ctx->committed) {
+            return;
+        }
+
+        /* the status went out with a keep-alive: a stream that failed */
+        r->upstream->header_sent = 1;
+        ctx->first_failed = 1;
     }
 
     if (rc == NGX_HTTP_CLIENT_CLOSED_REQUEST
@@ -785,6 +999,12 @@ ngx_http_aigw_resilience_finalize(ngx_http_request_t *r,
     if (ctx->deadline_passed) {
         ctx->outcome = NGX_HTTP_AIGW_OUTCOME_TIMEOUT;
 
+    } else if (ctx->first_failed) {
+        /* keep-alives only: no provider began the answer */
+        ctx->outcome = (rc == NGX_HTTP_GATEWAY_TIME_OUT)
+                       ? NGX_HTTP_AIGW_OUTCOME_TIMEOUT
+                       : NGX_HTTP_AIGW_OUTCOME_ERROR;
+
     } else if (rc == NGX_HTTP_GATEWAY_TIME_OUT) {
         ctx->outcome = NGX_HTTP_AIGW_OUTCOME_STALLED;
 
@@ -792,7 +1012,7 @@ ngx_http_aigw_resilience_finalize(ngx_http_request_t *r,
         ctx->outcome = NGX_HTTP_AIGW_OUTCOME_CUT;
     }
 
-    if (ctx->sse_buf) {
+    if (ctx->sse_buf || ctx->first_failed) {
         ngx_http_aigw_resilience_fail(r, ctx, rc);
     }
 }
@@ -803,7 +1023,7 @@ ngx_http_aigw_resilience_fail(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     ngx_int_t rc)
 {
     ngx_buf_t                 *b;
-    ngx_str_t                 *name;
+    ngx_str_t                 *name, *route;
     ngx_uint_t                 status;
     ngx_chain_t                out[2], *cl;
     ngx_http_aigw_loc_conf_t  *alcf;
@@ -811,7 +1031,29 @@ ngx_http_aigw_resilience_fail(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     alcf = ngx_http_get_module_loc_conf(r, ngx_http_aigw_module);
     name = &ctx->candidates[ctx->last]->provider->name;
 
-    switch (ctx->outcome) {
+    switch (ctx->first_failed && !ctx->deadline_passed ? 0 : ctx->outcome) {
+
+    case 0:
+        /* after keep-alives, no provider began the answer */
+
+        route = ctx->route_name.len ? &ctx->route_name : &ctx->model;
+
+        if (ctx->outcome == NGX_HTTP_AIGW_OUTCOME_TIMEOUT) {
+            status = NGX_HTTP_GATEWAY_TIME_OUT;
+            (void) ngx_http_aigw_error(r, ctx, status, "upstream_timeout",
+                                       "The providers of `%V` did not "
+                                       "answer in time (%ui attempt(s)).",
+                                       route, ctx->attempts);
+
+        } else {
+            status = NGX_HTTP_BAD_GATEWAY;
+            (void) ngx_http_aigw_error(r, ctx, status, "upstream_error",
+                                       "No provider of `%V` could answer "
+                                       "(%ui attempt(s)).",
+                                       route, ctx->attempts);
+        }
+
+        break;
 
     case NGX_HTTP_AIGW_OUTCOME_TIMEOUT:
         status = NGX_HTTP_GATEWAY_TIME_OUT;
@@ -839,11 +1081,19 @@ ngx_http_aigw_resilience_fail(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
         break;
     }
 
-    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                  "aigw: stream from provider \"%V\" was %V after "
-                  "%ui event(s), ended with an error event",
-                  name, &ngx_http_aigw_outcomes[ctx->outcome],
-                  ctx->sse_events);
+    if (ctx->first_failed) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "aigw: no provider began the stream after %ui "
+                      "keep-alive(s), which ends with an error event",
+                      ctx->keepalives);
+
+    } else {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "aigw: stream from provider \"%V\" was %V after "
+                      "%ui event(s), ended with an error event",
+                      name, &ngx_http_aigw_outcomes[ctx->outcome],
+                      ctx->sse_events);
+    }
 
     b = ngx_http_aigw_error_event(r, ctx, status);
     if (b == NULL) {

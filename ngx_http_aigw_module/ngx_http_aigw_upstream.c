@@ -501,6 +501,13 @@ ngx_http_aigw_upstream_process_header(ngx_http_request_t *r)
                 u->keepalive = !u->headers_in.connection_close;
             }
 
+            /* after keep-alives, only a stream can follow */
+            rc = ngx_http_aigw_resilience_committed(r, ctx);
+
+            if (rc != NGX_OK) {
+                return rc;
+            }
+
             /* a 200 goes on once its body is whole and is JSON */
             rc = ngx_http_aigw_answer_hold(r, ctx);
 
@@ -574,8 +581,13 @@ ngx_http_aigw_upstream_copy_filter(void *data, ssize_t bytes)
     ngx_buf_t            *b;
     ngx_chain_t          *cl, **ll;
     ngx_http_upstream_t  *u;
+    ngx_http_aigw_ctx_t  *ctx;
 
+    ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
     u = r->upstream;
+
+    /* aigw_stream_keepalive counts gaps from here */
+    ctx->last_read = ngx_current_msec;
 
     if (u->length == 0) {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
@@ -642,6 +654,8 @@ ngx_http_aigw_upstream_chunked_filter(void *data, ssize_t bytes)
     ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
     u = r->upstream;
     buf = &u->buffer;
+
+    ctx->last_read = ngx_current_msec;
 
     buf->pos = buf->last;
     buf->last += bytes;

@@ -3,6 +3,8 @@
 # content_block_start and ping) at once and then keeps the first token
 # waiting is still left for the next candidate: those early events are
 # held, and the client gets them only with the first event with content.
+# aigw_stream_keepalive: SSE comments while the client waits, after
+# which a failure is the stream's error event.
 
 BEGIN { push @INC, 't/lib' }
 use AigwMock;
@@ -31,6 +33,18 @@ our $HttpConfig = <<'_EOC_';
                   key_env=AIGW_TEST_KEY;
     aigw_provider tool http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/tool/v1
                   key_env=AIGW_TEST_KEY;
+    aigw_provider late http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/first=1200/v1
+                  key_env=AIGW_TEST_KEY;
+    aigw_provider later http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/first=5000/v1
+                  key_env=AIGW_TEST_KEY;
+    aigw_provider silent http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/stall=0/v1
+                  key_env=AIGW_TEST_KEY;
+    aigw_provider claudesilent http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/stall=3/v1
+                  format=anthropic key_env=AIGW_TEST_KEY;
+    aigw_provider busy http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/delay=900,status=503/v1
+                  key_env=AIGW_TEST_KEY;
+    aigw_provider paced http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/pace=800/v1
+                  key_env=AIGW_TEST_KEY;
 
     aigw_model fast ok:gpt-4o-mini;
     aigw_model haiku claude:claude-3-5-haiku;
@@ -40,10 +54,17 @@ our $HttpConfig = <<'_EOC_';
     aigw_model rolecut rolecut:gpt-4o-mini;
     aigw_model empty empty:gpt-4o-mini;
     aigw_model tool tool:gpt-4o-mini;
+    aigw_model late late:gpt-4o-mini;
+    aigw_model later later:gpt-4o-mini;
+    aigw_model silent silent:gpt-4o-mini;
+    aigw_model claudesilent claudesilent:claude-3-5-haiku;
+    aigw_model busy busy:gpt-4o-mini;
+    aigw_model paced paced:gpt-4o-mini;
 
     aigw_route role-rescued role fast;
     aigw_route ping-rescued ping haiku;
     aigw_route cut-rescued rolecut fast;
+    aigw_route later-rescued later fast;
 _EOC_
 
 our $Config = <<'_EOC_';
@@ -51,6 +72,13 @@ our $Config = <<'_EOC_';
         access_log logs/access.log outcome;
         aigw_first_token_timeout 1s;
         aigw_stream_idle_timeout 1s;
+        aigw_pass;
+    }
+    location /ka/v1/ {
+        access_log logs/access.log outcome;
+        aigw_first_token_timeout 2s;
+        aigw_stream_idle_timeout 2s;
+        aigw_stream_keepalive 300ms;
         aigw_pass;
     }
 _EOC_
@@ -174,3 +202,118 @@ qr/^o=complete s=200 a=1 p=tool$/
 [warn]
 [error]
 --- timeout: 0.9
+
+
+
+=== TEST 8: keep-alives while the first token is late, then the answer
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request
+POST /ka/v1/chat/completions
+{"model":"late","stream":true,"messages":[{"role":"user","content":"hi"}]}
+--- response_headers_like
+Content-Type: text/event-stream.*
+--- response_body_like eval
+qr/^(: keep-alive\n\n){2,}data: \{"id":"chatcmpl-[^\n]*"role":"assistant"(?s:(?!keep-alive).)*data: \[DONE\]\n\n$/
+--- access_log eval
+qr/^o=complete s=200 a=1 p=late$/
+--- error_log
+the stream's status sent with a keep-alive
+--- no_error_log
+[warn]
+[error]
+[alert]
+--- timeout: 5
+
+
+
+=== TEST 9: keep-alives, then no first token in time and no candidate
+left: the status went out, so the stream ends with its error event
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request
+POST /ka/v1/chat/completions
+{"model":"silent","stream":true,"messages":[{"role":"user","content":"hi"}]}
+--- response_body_like eval
+qr/^(: keep-alive\n\n){3,}data: \{"error":\{"message":"The providers of `silent` did not answer in time \(1 attempt\(s\)\)\.","type":"[a-z_]+","param":null,"code":"upstream_timeout"\}\}\n\n$/
+--- access_log eval
+qr/^o=timeout s=200 a=1 p=silent$/
+--- error_log
+upstream timed out
+keep-alive(s), which ends with an error event
+--- no_error_log
+[alert]
+--- timeout: 5
+
+
+
+=== TEST 10: keep-alives, then a rescue: the client's one stream goes on
+with the next candidate's answer
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request
+POST /ka/v1/chat/completions
+{"model":"later-rescued","stream":true,"messages":[{"role":"user","content":"hi"}]}
+--- response_body_like eval
+qr/^(: keep-alive\n\n){3,}data: \{"id":"chatcmpl-(?s:(?!keep-alive).)*data: \[DONE\]\n\n$/
+--- access_log eval
+qr/^o=complete s=200 a=2 p=ok$/
+--- error_log
+aigw: provider "later" failed for "later", falling back to "fast" of provider "ok"
+--- no_error_log
+[alert]
+--- timeout: 5
+
+
+
+=== TEST 11: keep-alives, then an error status: not passed as a stream's
+body, the stream ends with its error event
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request
+POST /ka/v1/chat/completions
+{"model":"busy","stream":true,"messages":[{"role":"user","content":"hi"}]}
+--- response_body_like eval
+qr/^(: keep-alive\n\n){2,}data: \{"error":\{"message":"No provider of `busy` could answer \(1 attempt\(s\)\)\.","type":"[a-z_]+","param":null,"code":"upstream_error"\}\}\n\n$/
+--- access_log eval
+qr/^o=error s=200 a=1 p=busy$/
+--- error_log
+aigw: provider "busy" answered 503, not a stream, after the client's stream started with keep-alives
+--- no_error_log
+[alert]
+--- timeout: 5
+
+
+
+=== TEST 12: an Anthropic client: keep-alives, then its error event
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request
+POST /ka/v1/messages
+{"model":"claudesilent","stream":true,"max_tokens":50,"messages":[{"role":"user","content":"hi"}]}
+--- response_body_like eval
+qr/^(: keep-alive\n\n){3,}event: error\ndata: \{"type":"error","error":\{"type":"[a-z_]+","message":"The providers of `claudesilent` did not answer in time \(1 attempt\(s\)\)\."\}\}\n\n$/
+--- access_log eval
+qr/^o=timeout s=200 a=1 p=claudesilent$/
+--- no_error_log
+[alert]
+--- timeout: 5
+
+
+
+=== TEST 13: keep-alives in the long gaps of a slow stream, each between
+two events
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request
+POST /ka/v1/chat/completions
+{"model":"paced","stream":true,"messages":[{"role":"user","content":"one two"}]}
+--- response_body_like eval
+qr/^(: keep-alive\n\n)*data: \{"id":"chatcmpl-[^\n]*"role"[^\n]*\n\n(?s:.)*\}\n\n(: keep-alive\n\n)+data: \{(?s:.)*data: \[DONE\]\n\n$/
+--- access_log eval
+qr/^o=complete s=200 a=1 p=paced$/
+--- no_error_log
+[warn]
+[error]
+[alert]
+--- timeout: 8

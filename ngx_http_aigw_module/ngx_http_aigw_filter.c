@@ -763,6 +763,11 @@ ngx_http_aigw_sse_event(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
         ctx->sse_done = 1;
     }
 
+    if (ctx->resume_on) {
+        /* the text so far, for a resume (resilience.c) */
+        ngx_http_aigw_resilience_event(r, ctx, ev);
+    }
+
     return rc & NGX_HTTP_AIGW_EVENT_HIDE;
 }
 

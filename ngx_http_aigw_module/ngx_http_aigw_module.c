@@ -351,6 +351,13 @@ static ngx_command_t  ngx_http_aigw_commands[] = {
       offsetof(ngx_http_aigw_loc_conf_t, stream_keepalive),
       NULL },
 
+    { ngx_string("aigw_stream_resume"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_aigw_loc_conf_t, stream_resume),
+      NULL },
+
     { ngx_string("aigw_retries"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_http_aigw_resilience_retries,
@@ -1368,6 +1375,7 @@ ngx_http_aigw_create_loc_conf(ngx_conf_t *cf)
     alcf->timeout = NGX_CONF_UNSET_MSEC;
     alcf->retries = NGX_CONF_UNSET_UINT;
     alcf->stream_keepalive = NGX_CONF_UNSET_MSEC;
+    alcf->stream_resume = NGX_CONF_UNSET;
 
     /* cache */
     alcf->cache = NGX_CONF_UNSET;

@@ -14,6 +14,9 @@
 /* the largest event read whole while the first token is waited for */
 #define NGX_HTTP_AIGW_FIRST_EVENT  4096
 
+/* the longest text of a stream kept for a resume, JSON-escaped */
+#define NGX_HTTP_AIGW_RESUME_TEXT  32768
+
 
 /*
  * Resilience: each timeout measured from its own moment, and a stream
@@ -34,9 +37,6 @@
 static ngx_int_t ngx_http_aigw_resilience_process(ngx_http_request_t *r);
 static ngx_int_t ngx_http_aigw_resilience_first(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx);
-static ngx_int_t ngx_http_aigw_resilience_scan(
-    ngx_http_aigw_sse_parser_t *sse, ngx_http_aigw_format_t *format,
-    u_char **pos, u_char *last);
 static void ngx_http_aigw_resilience_deadline(ngx_event_t *ev);
 static void ngx_http_aigw_resilience_cleanup(void *data);
 static void ngx_http_aigw_resilience_fail(ngx_http_request_t *r,
@@ -51,6 +51,18 @@ static void ngx_http_aigw_resilience_keepalive(ngx_event_t *ev);
 static ngx_int_t ngx_http_aigw_resilience_commit(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx);
 static ngx_uint_t ngx_http_aigw_resilience_sse(ngx_http_request_t *r);
+static void ngx_http_aigw_resilience_posted_cleanup(void *data);
+static void ngx_http_aigw_resilience_read(ngx_http_request_t *r,
+    ngx_http_upstream_t *u);
+static ssize_t ngx_http_aigw_resilience_recv(ngx_connection_t *c, u_char *buf,
+    size_t size);
+static void ngx_http_aigw_resilience_resume_handler(ngx_event_t *ev);
+static ngx_uint_t ngx_http_aigw_resilience_resumable(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
+static void ngx_http_aigw_resilience_resume(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_uint_t outcome);
+static ngx_int_t ngx_http_aigw_resilience_messages(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
 
 
 static ngx_conf_bitmask_t  ngx_http_aigw_retry_on[] = {
@@ -70,8 +82,15 @@ static ngx_str_t  ngx_http_aigw_outcomes[] = {
     ngx_string("stalled"),
     ngx_string("timeout"),
     ngx_string("client_gone"),
-    ngx_string("error")
+    ngx_string("error"),
+    ngx_string("resumed")
 };
+
+
+/* what a model without a prefill is asked after the text so far */
+static ngx_str_t  ngx_http_aigw_resume_ask = ngx_string(
+    "Continue exactly where your last message stops, without repeating "
+    "any of it.");
 
 
 /* the timeouts of a level, inherited as nginx's own */
@@ -87,6 +106,7 @@ ngx_http_aigw_resilience_merge(ngx_conf_t *cf,
     ngx_conf_merge_msec_value(conf->timeout, prev->timeout, 0);
     ngx_conf_merge_msec_value(conf->stream_keepalive,
                               prev->stream_keepalive, 0);
+    ngx_conf_merge_value(conf->stream_resume, prev->stream_resume, 0);
 
     /* aigw_retries sets its parameters together: inherited together */
 
@@ -325,6 +345,30 @@ ngx_http_aigw_resilience_start(ngx_http_request_t *r,
         ngx_add_timer(ctx->keepalive, alcf->stream_keepalive);
     }
 
+    if (ctx->stream && alcf->stream_resume) {
+
+        /* a cut is seen in a read, and resumed from a posted event */
+
+        ctx->resume_ev = ngx_pcalloc(r->pool, sizeof(ngx_event_t));
+        if (ctx->resume_ev == NULL) {
+            return NGX_ERROR;
+        }
+
+        cln = ngx_pool_cleanup_add(r->pool, 0);
+        if (cln == NULL) {
+            return NGX_ERROR;
+        }
+
+        ctx->resume_ev->handler = ngx_http_aigw_resilience_resume_handler;
+        ctx->resume_ev->data = r;
+        ctx->resume_ev->log = r->connection->log;
+
+        cln->handler = ngx_http_aigw_resilience_posted_cleanup;
+        cln->data = ctx->resume_ev;
+
+        ctx->resume_on = 1;
+    }
+
     if (alcf->timeout == 0) {
         return NGX_OK;
     }
@@ -365,6 +409,17 @@ ngx_http_aigw_resilience_cleanup(void *data)
 
     if (ev->timer_set) {
         ngx_del_timer(ev);
+    }
+}
+
+
+static void
+ngx_http_aigw_resilience_posted_cleanup(void *data)
+{
+    ngx_event_t  *ev = data;
+
+    if (ev->posted) {
+        ngx_delete_posted_event(ev);
     }
 }
 
@@ -620,7 +675,9 @@ ngx_http_aigw_resilience_sse(ngx_http_request_t *r)
 ngx_int_t
 ngx_http_aigw_resilience_hold(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
 {
-    if (!ctx->first_wait || !ngx_http_aigw_resilience_sse(r)) {
+    if (!(ctx->first_wait || ctx->resuming)
+        || !ngx_http_aigw_resilience_sse(r))
+    {
         return ngx_http_aigw_resilience_release(r, ctx);
     }
 
@@ -669,6 +726,19 @@ ngx_http_aigw_resilience_process(ngx_http_request_t *r)
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "aigw: first content event after %M ms",
                    ngx_http_aigw_msec_since(r));
+
+    if (ctx->resuming) {
+        ctx->resuming = 0;
+        ctx->resumed = 1;
+
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "aigw: stream resumed on \"%V\" of provider \"%V\" "
+                      "after %ui event(s) of \"%V\"",
+                      &ctx->candidates[ctx->current]->name,
+                      &ctx->candidates[ctx->current]->provider->name,
+                      ctx->resume_events,
+                      &ctx->candidates[ctx->resume_from]->name);
+    }
 
     return ngx_http_aigw_resilience_release(r, ctx);
 }
@@ -843,20 +913,24 @@ ngx_http_aigw_resilience_commit(ngx_http_request_t *r,
  * Anthropic's message_start and ping), which stay in u->buffer and go
  * out with the first one with content.  The provider's format says what
  * content is.  The body is parsed from its start at each read: it is
- * small, and bounded by the buffer.
+ * small, and bounded by the buffer.  A resumed stream's events before
+ * the content are dropped: u->buffer.pos (and the chunked state) moved
+ * to where the event with content starts.
  */
 
 static ngx_int_t
 ngx_http_aigw_resilience_first(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx)
 {
-    u_char                      *pos, *last;
+    u_char                      *pos, *last, *start, *data;
     size_t                       n;
     ngx_int_t                    rc;
     ngx_buf_t                    b;
-    ngx_http_chunked_t           chunked;
+    ngx_uint_t                   chunked_body;
+    ngx_http_chunked_t           chunked, at;
     ngx_http_upstream_t         *u;
     ngx_http_aigw_format_t      *format;
+    ngx_http_aigw_sse_event_t    ev;
     ngx_http_aigw_sse_parser_t   sse;
 
     u = r->upstream;
@@ -872,38 +946,61 @@ ngx_http_aigw_resilience_first(ngx_http_request_t *r,
     /* an event larger than this is truncated: taken as content */
     ngx_http_aigw_sse_init(&sse, ctx->first_buf, NGX_HTTP_AIGW_FIRST_EVENT);
 
-    if (!u->headers_in.chunked) {
-        pos = u->buffer.pos;
-        return ngx_http_aigw_resilience_scan(&sse, format, &pos,
-                                             u->buffer.last);
-    }
-
-    /* the chunks' data, the framing skipped; a copy of the state */
+    /* the chunks' data, the framing skipped, on copies of the state */
 
     b = u->buffer;
+    chunked_body = u->headers_in.chunked;
     ngx_memzero(&chunked, sizeof(ngx_http_chunked_t));
+
+    start = b.pos;      /* where the events not yet read start */
+    at = chunked;
 
     for ( ;; ) {
 
+        if (chunked_body) {
+
 #if (nginx_version >= 1027002)
-        rc = ngx_http_parse_chunked(r, &b, &chunked, 0);
+            rc = ngx_http_parse_chunked(r, &b, &chunked, 0);
 #else
-        rc = ngx_http_parse_chunked(r, &b, &chunked);
+            rc = ngx_http_parse_chunked(r, &b, &chunked);
 #endif
 
-        if (rc != NGX_OK) {
-            /* the end of the body, or a broken one: nothing to wait for */
-            return (rc == NGX_AGAIN) ? NGX_AGAIN : NGX_OK;
+            if (rc != NGX_OK) {
+                /* the end of the body, or a broken one: nothing to wait for */
+                return (rc == NGX_AGAIN) ? NGX_AGAIN : NGX_OK;
+            }
+
+            n = ngx_min((size_t) (b.last - b.pos), (size_t) chunked.size);
+
+        } else {
+            n = b.last - b.pos;
         }
 
-        n = ngx_min((size_t) (b.last - b.pos), (size_t) chunked.size);
+        data = b.pos;
         pos = b.pos;
         last = b.pos + n;
 
-        if (ngx_http_aigw_resilience_scan(&sse, format, &pos, last)
-            == NGX_OK)
-        {
-            return NGX_OK;
+        while (ngx_http_aigw_sse_parse(&sse, &pos, last, &ev) == NGX_OK) {
+
+            if (format->content(&ev)) {
+
+                if (ctx->resuming) {
+                    u->buffer.pos = start;
+                    ctx->chunked = at;
+                }
+
+                return NGX_OK;
+            }
+
+            /* the next event starts here */
+
+            start = pos;
+            at = chunked;
+            at.size -= pos - data;
+        }
+
+        if (!chunked_body) {
+            return NGX_AGAIN;
         }
 
         b.pos = last;
@@ -912,27 +1009,12 @@ ngx_http_aigw_resilience_first(ngx_http_request_t *r,
 }
 
 
-static ngx_int_t
-ngx_http_aigw_resilience_scan(ngx_http_aigw_sse_parser_t *sse,
-    ngx_http_aigw_format_t *format, u_char **pos, u_char *last)
-{
-    ngx_http_aigw_sse_event_t  ev;
-
-    while (ngx_http_aigw_sse_parse(sse, pos, last, &ev) == NGX_OK) {
-        if (format->content(&ev)) {
-            return NGX_OK;
-        }
-    }
-
-    return NGX_AGAIN;
-}
-
-
 /* the body starts: from now on the stream's idle timeout */
 
 void
 ngx_http_aigw_resilience_body(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
 {
+    ngx_connection_t          *c;
     ngx_http_aigw_loc_conf_t  *alcf;
 
     alcf = ngx_http_get_module_loc_conf(r, ngx_http_aigw_module);
@@ -948,6 +1030,19 @@ ngx_http_aigw_resilience_body(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
 
     r->upstream->conf = alcf->stream_conf ? alcf->stream_conf
                                           : &alcf->upstream;
+
+    if (ctx->resume_on && !ctx->resume_off) {
+
+        /* a cut or a stall is seen before upstream sees it: a resume */
+
+        c = r->upstream->peer.connection;
+
+        ctx->stream_handler = r->upstream->read_event_handler;
+        r->upstream->read_event_handler = ngx_http_aigw_resilience_read;
+
+        ctx->recv = c->recv;
+        c->recv = ngx_http_aigw_resilience_recv;
+    }
 }
 
 
@@ -992,7 +1087,15 @@ ngx_http_aigw_resilience_finalize(ngx_http_request_t *r,
     }
 
     if (ctx->sse_buf ? ctx->sse_done : rc == NGX_OK) {
-        ctx->outcome = NGX_HTTP_AIGW_OUTCOME_COMPLETE;
+        ctx->outcome = ctx->resumed ? NGX_HTTP_AIGW_OUTCOME_RESUMED
+                                    : NGX_HTTP_AIGW_OUTCOME_COMPLETE;
+        return;
+    }
+
+    if (ctx->resuming) {
+        /* the resume failed: the stream ends as it would have without */
+        ctx->outcome = ctx->resume_outcome;
+        ngx_http_aigw_resilience_fail(r, ctx, rc);
         return;
     }
 
@@ -1029,7 +1132,8 @@ ngx_http_aigw_resilience_fail(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     ngx_http_aigw_loc_conf_t  *alcf;
 
     alcf = ngx_http_get_module_loc_conf(r, ngx_http_aigw_module);
-    name = &ctx->candidates[ctx->last]->provider->name;
+    name = &ctx->candidates[ctx->resuming ? ctx->resume_from : ctx->last]
+               ->provider->name;
 
     switch (ctx->first_failed && !ctx->deadline_passed ? 0 : ctx->outcome) {
 
@@ -1191,4 +1295,458 @@ ngx_http_aigw_resilience_outcome(ngx_http_request_t *r,
     }
 
     return NGX_HTTP_AIGW_OUTCOME_COMPLETE;
+}
+
+
+/*
+ * aigw_stream_resume: a stream cut, or stalled past its idle timeout,
+ * after the client got part of the answer, goes on with the next
+ * candidate in the same client stream.
+ *
+ * nginx's upstream ends the request at any failure after the headers
+ * went out, so the failure is caught before it sees it: a stall in the
+ * read handler (wrapped, its timer fired), a cut in the connection's
+ * recv (wrapped: the end is reported as NGX_AGAIN, and a posted event
+ * resumes).  The resume then runs nginx's header reader again, with the
+ * read timed out (a stall) or at the end (a cut), whose failure is
+ * upstream's next_upstream: the next candidate is connected to, with the
+ * text the client got in its request.  Its headers are taken by the
+ * header filter (ctx->committed), its events before the first with
+ * content dropped (resilience_first), and the client's stream goes on.
+ */
+
+
+/* each event the client got: its text kept, JSON-escaped, bounded */
+
+void
+ngx_http_aigw_resilience_event(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_sse_event_t *ev)
+{
+    u_char                 *p, *pos, *last;
+    size_t                  len, size;
+    ngx_http_aigw_span_t    text;
+    ngx_http_aigw_format_t *format;
+
+    if (ctx->resume_off) {
+        return;
+    }
+
+    format = ctx->candidates[ctx->current]->provider->format;
+
+    /* a tool call in flight cannot be continued; nor a text not read */
+
+    if (ctx->translated || ev->truncated
+        || (ev->data.len
+            && ngx_strlcasestrn(ev->data.data, ev->data.data + ev->data.len,
+                                (u_char *) "\"tool_",
+                                sizeof("\"tool_") - 2)
+               != NULL))
+    {
+        ctx->resume_off = 1;
+        return;
+    }
+
+    pos = ev->data.data;
+    last = ev->data.data + ev->data.len;
+
+    while (pos < last && format->text(ctx, ev, &pos, &text) == NGX_OK) {
+
+        len = text.end - text.start;
+
+        if (len == 0) {
+            continue;
+        }
+
+        if (ctx->resume_len + len > NGX_HTTP_AIGW_RESUME_TEXT) {
+            ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                           "aigw: the stream is too long to be resumed");
+            ctx->resume_off = 1;
+            return;
+        }
+
+        if (ctx->resume_len + len > ctx->resume_size) {
+
+            /* grown by doubling, up to the bound: few copies */
+
+            for (size = ngx_max(ctx->resume_size, 1024);
+                 size < ctx->resume_len + len;
+                 size *= 2)
+            {
+                /* void */
+            }
+
+            p = ngx_pnalloc(r->pool, size);
+            if (p == NULL) {
+                ctx->resume_off = 1;
+                return;
+            }
+
+            if (ctx->resume_len) {
+                ngx_memcpy(p, ctx->resume_text, ctx->resume_len);
+            }
+
+            ctx->resume_text = p;
+            ctx->resume_size = size;
+        }
+
+        ngx_memcpy(ctx->resume_text + ctx->resume_len, text.start, len);
+        ctx->resume_len += len;
+    }
+}
+
+
+/* a resumed stream: the first attempt's tokens, added to the last's */
+
+void
+ngx_http_aigw_resilience_usage(ngx_http_aigw_ctx_t *ctx)
+{
+    ctx->prompt_tokens += ctx->resume_prompt;
+    ctx->completion_tokens += ctx->resume_completion;
+
+    ctx->resume_prompt = 0;
+    ctx->resume_completion = 0;
+}
+
+
+/*
+ * upstream's reinit before a resume's connection: u->buffer may still be
+ * in the client's output (a slow client) while upstream rewinds it; the
+ * resume gets a buffer of its own.
+ */
+
+ngx_int_t
+ngx_http_aigw_resilience_reinit(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx)
+{
+    u_char               *p;
+    ngx_http_upstream_t  *u;
+
+    u = r->upstream;
+
+    if (!u->header_sent || u->busy_bufs == NULL) {
+        return NGX_OK;
+    }
+
+    p = ngx_palloc(r->pool, u->conf->buffer_size);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    u->buffer.start = p;
+    u->buffer.pos = p;
+    u->buffer.last = p;
+    u->buffer.end = p + u->conf->buffer_size;
+
+    return NGX_OK;
+}
+
+
+/* the provider's connection as it was, before it is closed or cached */
+
+void
+ngx_http_aigw_resilience_unwrap(ngx_http_aigw_ctx_t *ctx, ngx_connection_t *c)
+{
+    if (c && c->recv == ngx_http_aigw_resilience_recv) {
+        c->recv = ctx->recv;
+    }
+}
+
+
+/* upstream's read handler of a stream: a stall is resumed */
+
+static void
+ngx_http_aigw_resilience_read(ngx_http_request_t *r, ngx_http_upstream_t *u)
+{
+    ngx_http_aigw_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
+
+    if (u->peer.connection && u->peer.connection->read->timedout
+        && ngx_http_aigw_resilience_resumable(r, ctx))
+    {
+        ngx_http_aigw_resilience_resume(r, ctx,
+                                        NGX_HTTP_AIGW_OUTCOME_STALLED);
+        return;
+    }
+
+    ctx->stream_handler(r, u);
+}
+
+
+/* the provider's recv: the end of a stream not done is resumed */
+
+static ssize_t
+ngx_http_aigw_resilience_recv(ngx_connection_t *c, u_char *buf, size_t size)
+{
+    ngx_http_request_t  *r = c->data;
+
+    ssize_t               n;
+    ngx_http_aigw_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
+
+    if (ctx->resume_cut) {
+        /* the end again, now for the header reader, which moves on */
+        c->read->ready = 0;
+        c->read->eof = 1;
+        return 0;
+    }
+
+    n = ctx->recv(c, buf, size);
+
+    if ((n == 0 || n == NGX_ERROR)
+        && ngx_http_aigw_resilience_resumable(r, ctx))
+    {
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "aigw: the provider's stream ended before its end, "
+                      "resumed");
+
+        c->read->ready = 0;
+        c->read->eof = 0;
+        c->read->error = 0;
+
+        ctx->resume_cut = 1;
+        ngx_post_event(ctx->resume_ev, &ngx_posted_events);
+
+        return NGX_AGAIN;
+    }
+
+    return n;
+}
+
+
+static void
+ngx_http_aigw_resilience_resume_handler(ngx_event_t *ev)
+{
+    ngx_http_request_t  *r = ev->data;
+
+    ngx_connection_t     *c;
+    ngx_http_aigw_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
+
+    if (r->upstream == NULL || r->upstream->peer.connection == NULL
+        || !ctx->resume_cut)
+    {
+        return;
+    }
+
+    c = r->connection;
+
+    ngx_http_aigw_resilience_resume(r, ctx, NGX_HTTP_AIGW_OUTCOME_CUT);
+
+    ngx_http_run_posted_requests(c);
+}
+
+
+/*
+ * A stream may be resumed when the client got part of it, events whole,
+ * text only, not translated nor checked by the output guard, with a
+ * candidate of the client's format left, before the deadline.
+ */
+
+static ngx_uint_t
+ngx_http_aigw_resilience_resumable(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx)
+{
+    ngx_http_upstream_t    *u;
+    ngx_http_aigw_field_t  *f;
+
+    u = r->upstream;
+    f = &ctx->scan.field[NGX_HTTP_AIGW_F_MESSAGES];
+
+    if (ctx->resume_off || ctx->resume_cut || ctx->sse_done
+        || ctx->deadline_passed || ctx->resume_len == 0
+        || ctx->sse_buf == NULL || ctx->guard_output || ctx->translated
+        || r->connection->error
+        || !ngx_http_aigw_sse_between(&ctx->sse) || ctx->pending_len
+        || u == NULL || !u->header_sent || u->peer.tries < 2
+        || ctx->current + 1 >= ctx->ncandidates
+        || ctx->candidates[ctx->current + 1]->provider->format
+           != ctx->format
+        || f->key == NULL || f->end - f->start < 3 || f->end[-1] != ']')
+    {
+        return 0;
+    }
+
+    return 1;
+}
+
+
+static void
+ngx_http_aigw_resilience_resume(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_uint_t outcome)
+{
+    ngx_uint_t                 prompt, completion;
+    ngx_http_upstream_t       *u;
+    ngx_http_upstream_conf_t  *conf;
+    ngx_http_aigw_loc_conf_t  *alcf;
+
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_aigw_module);
+    u = r->upstream;
+
+    ctx->resume_off = 1;
+
+    conf = ngx_palloc(r->pool, sizeof(ngx_http_upstream_conf_t));
+
+    if (conf == NULL || ngx_http_aigw_resilience_messages(r, ctx) != NGX_OK) {
+
+        /* not resumed: the failure goes its way */
+
+        if (outcome == NGX_HTTP_AIGW_OUTCOME_STALLED) {
+            ctx->stream_handler(r, u);
+
+        } else {
+            ngx_http_aigw_resilience_unwrap(ctx, u->peer.connection);
+            u->peer.connection->read->eof = 1;
+            ctx->stream_handler(r, u);
+        }
+
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                  "aigw: stream from provider \"%V\" was %V after %ui "
+                  "event(s), resumed on the next model",
+                  &ctx->candidates[ctx->current]->provider->name,
+                  &ngx_http_aigw_outcomes[outcome], ctx->sse_events);
+
+    ctx->resume_outcome = outcome;
+    ctx->resume_events = ctx->sse_events;
+    ctx->resume_from = ctx->current;
+    ctx->resuming = 1;
+
+    /* the status went out: the next provider's headers are not sent */
+    ctx->committed = 1;
+
+    /* the first attempt's usage: the provider's where it said, else */
+    /* estimated; the next attempt's is its own */
+
+    prompt = (ctx->scan.string_bytes + 3) / 4;
+    completion = (ctx->est_completion + 3) / 4;
+
+    if (ctx->usage_source == NGX_HTTP_AIGW_USAGE_PROVIDER) {
+        prompt = ctx->prompt_tokens;
+        completion = ngx_max(completion, ctx->completion_tokens);
+    }
+
+    ctx->resume_prompt = prompt;
+    ctx->resume_completion = completion;
+
+    ctx->prompt_tokens = 0;
+    ctx->completion_tokens = 0;
+    ctx->cached_tokens = 0;
+    ctx->cache_write_tokens = 0;
+    ctx->reasoning_tokens = 0;
+    ctx->usage_source = NGX_HTTP_AIGW_USAGE_NONE;
+    ctx->est_completion = 0;
+
+    /* the request is built again, with the text */
+    ctx->built = NGX_CONF_UNSET_UINT;
+
+    /*
+     * upstream writes no request once the client has the headers, unless
+     * told to (grpc's preserve_output): a copy of the conf for this one
+     */
+
+    *conf = alcf->first_token_conf ? *alcf->first_token_conf : *u->conf;
+    conf->preserve_output = 1;
+    u->conf = conf;
+
+    if (u->peer.connection->read->timer_set) {
+        ngx_del_timer(u->peer.connection->read);
+    }
+
+    /*
+     * nginx's header reader fails, at the end (the recv says so) or on
+     * the timed-out read: upstream moves on to the next candidate
+     */
+
+    u->read_event_handler = ctx->header_handler;
+    ctx->header_handler(r, u);
+}
+
+
+/*
+ * The text the client got, at the end of "messages": as an assistant
+ * message, which a model with a prefill continues; for one without, and
+ * a user message asking to continue.  Spliced into the client's body,
+ * for every candidate after this one; the one built picks its text.
+ */
+
+static ngx_int_t
+ngx_http_aigw_resilience_messages(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx)
+{
+    u_char                 *p, *at;
+    size_t                  len, n;
+    ngx_http_aigw_field_t  *f;
+
+    static u_char  open[] = ",{\"role\":\"assistant\",\"content\":\"";
+    static u_char  ask[] = "\"},{\"role\":\"user\",\"content\":\"";
+
+    f = &ctx->scan.field[NGX_HTTP_AIGW_F_MESSAGES];
+    at = f->end - 1;
+
+    /* a prefill may not end in white space (Anthropic refuses it) */
+
+    n = ctx->resume_len;
+
+    while (n && (ctx->resume_text[n - 1] == ' '
+                 || ctx->resume_text[n - 1] == '\t'))
+    {
+        n--;
+    }
+
+    len = sizeof(open) - 1 + n + sizeof("\"}") - 1
+          + sizeof(open) - 1 + ctx->resume_len + sizeof(ask) - 1
+          + ngx_http_aigw_resume_ask.len + sizeof("\"}") - 1;
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->resume_prefill.data = p;
+    p = ngx_cpymem(p, open, sizeof(open) - 1);
+    p = ngx_cpymem(p, ctx->resume_text, n);
+    p = ngx_cpymem(p, "\"}", 2);
+    ctx->resume_prefill.len = p - ctx->resume_prefill.data;
+
+    ctx->resume_ask.data = p;
+    p = ngx_cpymem(p, open, sizeof(open) - 1);
+    p = ngx_cpymem(p, ctx->resume_text, ctx->resume_len);
+    p = ngx_cpymem(p, ask, sizeof(ask) - 1);
+    p = ngx_cpymem(p, ngx_http_aigw_resume_ask.data,
+                   ngx_http_aigw_resume_ask.len);
+    p = ngx_cpymem(p, "\"}", 2);
+    ctx->resume_ask.len = p - ctx->resume_ask.data;
+
+    return ngx_http_aigw_body_splice(r, ctx, at, at, &ctx->resume_ask);
+}
+
+
+/* the candidate built: the text as a prefill where its model takes one */
+
+void
+ngx_http_aigw_resilience_prefill(ngx_http_aigw_ctx_t *ctx,
+    ngx_http_aigw_model_t *m)
+{
+    ngx_uint_t               i;
+    ngx_http_aigw_splice_t  *sp;
+
+    if (ctx->resume_prefill.data == NULL) {
+        return;
+    }
+
+    sp = ctx->splices->elts;
+
+    for (i = 0; i < ctx->splices->nelts; i++) {
+        if (sp[i].text.data == ctx->resume_prefill.data
+            || sp[i].text.data == ctx->resume_ask.data)
+        {
+            sp[i].text = m->prefill ? ctx->resume_prefill : ctx->resume_ask;
+            return;
+        }
+    }
 }

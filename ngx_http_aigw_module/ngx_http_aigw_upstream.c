@@ -277,6 +277,9 @@ ngx_http_aigw_upstream_build(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
 
     m = ctx->candidates[ctx->current];
 
+    /* a resumed stream's text, as its model takes it */
+    ngx_http_aigw_resilience_prefill(ctx, m);
+
     rc = ngx_http_aigw_request_build(r, ctx, m);
 
     if (rc != NGX_OK) {
@@ -310,7 +313,8 @@ ngx_http_aigw_upstream_reinit_request(ngx_http_request_t *r)
     r->upstream->input_filter = ngx_http_aigw_upstream_copy_filter;
     r->state = 0;
 
-    return NGX_OK;
+    /* a resumed stream's buffer may still be on its way to the client */
+    return ngx_http_aigw_resilience_reinit(r, ctx);
 }
 
 
@@ -324,6 +328,12 @@ ngx_http_aigw_upstream_process_status_line(ngx_http_request_t *r)
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
     u = r->upstream;
+
+    /* nginx's header reader, which a resumed stream runs again */
+
+    if (ctx->header_handler == NULL) {
+        ctx->header_handler = u->read_event_handler;
+    }
 
     rc = ngx_http_parse_status_line(r, &u->buffer, &ctx->status);
 
@@ -937,6 +947,9 @@ ngx_http_aigw_upstream_free_peer(ngx_peer_connection_t *pc, void *data,
     }
 
     m = ctx->candidates[ctx->current];
+
+    /* the connection's own recv again, before it is closed or cached */
+    ngx_http_aigw_resilience_unwrap(ctx, pc->connection);
 
     if (pc->tries) {
         pc->tries--;

@@ -801,6 +801,10 @@ ngx_http_aigw_metrics_error_kind(ngx_http_request_t *r,
         case NGX_HTTP_AIGW_OUTCOME_TIMEOUT:
             return NGX_HTTP_AIGW_ERR_STREAM_STALL;
 
+        case NGX_HTTP_AIGW_OUTCOME_ERROR:
+            /* after keep-alives: no provider could begin the stream */
+            return NGX_HTTP_AIGW_ERR_UPSTREAM;
+
         default:
             return NGX_HTTP_AIGW_ERR_NONE;
         }

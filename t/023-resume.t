@@ -10,28 +10,21 @@ BEGIN { push @INC, 't/lib' }
 use AigwMock;
 use Test::Nginx::Socket 'no_plan';
 
-$ENV{AIGW_TEST_KEY} = 'sk-provider-secret';
-env_to_nginx('AIGW_TEST_KEY');
+# The providers have no key: the suite reads the mock's /_mock/last,
+# which shows every header the gateway sent.
 
 our $HttpConfig = <<'_EOC_';
     log_format outcome 'o=$aigw_outcome s=$status a=$aigw_attempts '
                        'p=$aigw_provider c=$aigw_completion_tokens '
                        'src=$aigw_usage_source';
 
-    aigw_provider ok http://127.0.0.1:$TEST_NGINX_MOCK_PORT/v1
-                  key_env=AIGW_TEST_KEY;
-    aigw_provider claude http://127.0.0.1:$TEST_NGINX_MOCK_PORT/v1
-                  format=anthropic key_env=AIGW_TEST_KEY;
-    aigw_provider cut http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/cut=3,chars=5/v1
-                  key_env=AIGW_TEST_KEY;
-    aigw_provider stall http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/stall=3,chars=5/v1
-                  key_env=AIGW_TEST_KEY;
-    aigw_provider claudecut http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/cut=5,chars=5/v1
-                  format=anthropic key_env=AIGW_TEST_KEY;
-    aigw_provider refuses http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/status=400/v1
-                  key_env=AIGW_TEST_KEY;
-    aigw_provider tool http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/tool,cut=2/v1
-                  key_env=AIGW_TEST_KEY;
+    aigw_provider ok http://127.0.0.1:$TEST_NGINX_MOCK_PORT/v1;
+    aigw_provider claude http://127.0.0.1:$TEST_NGINX_MOCK_PORT/v1 format=anthropic;
+    aigw_provider cut http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/cut=3,chars=5/v1;
+    aigw_provider stall http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/stall=3,chars=5/v1;
+    aigw_provider claudecut http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/cut=5,chars=5/v1 format=anthropic;
+    aigw_provider refuses http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/status=400/v1;
+    aigw_provider tool http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/tool,cut=2/v1;
 
     aigw_model fast ok:gpt-4o-mini;
     aigw_model fast-prefill ok:gpt-4o-mini prefill;
@@ -148,7 +141,7 @@ POST /v1/messages
 --- response_body_like eval
 qr/^event: message_start\ndata: [^\n]*\n\n(?s:(?!event: message_start|Mock answer).)*"text":"Mock "(?s:(?!event: message_start|Mock answer).)*"text":"answe"(?s:(?!event: message_start|event: content_block_start|event: ping|Mock answer).)*"text":"r to: (?s:(?!event: message_start|Mock answer).)*event: message_stop\n[^\n]*\n\n$/
 --- access_log eval
-qr/^o=resumed s=200 a=2 p=claude /
+qr/^o=resumed s=200 a=2 p=claude c=8 src=provider$/
 
 
 

@@ -777,8 +777,8 @@ ngx_http_aigw_resilience_committed(ngx_http_request_t *r,
     }
 
     ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                  "aigw: provider \"%V\" answered %ui, not a stream, after "
-                  "the client's stream started with keep-alives",
+                  "aigw: provider \"%V\" answered %ui, not a stream, to a "
+                  "stream the client has begun",
                   &ctx->candidates[ctx->current]->provider->name,
                   r->upstream->headers_in.status_n);
 

@@ -157,7 +157,7 @@ qr/^data: \{"id":"chatcmpl-(?s:(?!\[DONE\]).)*"content":"answe"(?s:(?!\[DONE\]).
 --- access_log eval
 qr/^o=cut s=200 a=2 p=refuses /
 --- error_log
-aigw: provider "refuses" answered 400, not a stream, after the client's stream started with keep-alives
+aigw: provider "refuses" answered 400, not a stream, to a stream the client has begun
 aigw: stream from provider "cut" was cut after 3 event(s), ended with an error event
 
 

@@ -278,7 +278,7 @@ qr/^(: keep-alive\n\n){2,}data: \{"error":\{"message":"No provider of `busy` cou
 --- access_log eval
 qr/^o=error s=200 a=1 p=busy$/
 --- error_log
-aigw: provider "busy" answered 503, not a stream, after the client's stream started with keep-alives
+aigw: provider "busy" answered 503, not a stream, to a stream the client has begun
 --- no_error_log
 [alert]
 --- timeout: 5

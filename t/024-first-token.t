@@ -33,6 +33,8 @@ our $HttpConfig = <<'_EOC_';
                   key_env=AIGW_TEST_KEY;
     aigw_provider tool http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/tool/v1
                   key_env=AIGW_TEST_KEY;
+    aigw_provider resplate http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/firstat=4,first=3000/v1
+                  key_env=AIGW_TEST_KEY;
     aigw_provider late http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/first=1200/v1
                   key_env=AIGW_TEST_KEY;
     aigw_provider later http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/first=5000/v1
@@ -55,6 +57,7 @@ our $HttpConfig = <<'_EOC_';
     aigw_model empty empty:gpt-4o-mini;
     aigw_model tool tool:gpt-4o-mini;
     aigw_model late late:gpt-4o-mini;
+    aigw_model resplate resplate:gpt-4o-mini;
     aigw_model later later:gpt-4o-mini;
     aigw_model silent silent:gpt-4o-mini;
     aigw_model claudesilent claudesilent:claude-3-5-haiku;
@@ -65,6 +68,7 @@ our $HttpConfig = <<'_EOC_';
     aigw_route ping-rescued ping haiku;
     aigw_route cut-rescued rolecut fast;
     aigw_route later-rescued later fast;
+    aigw_route resp-rescued resplate fast;
 _EOC_
 
 our $Config = <<'_EOC_';
@@ -317,3 +321,22 @@ qr/^o=complete s=200 a=1 p=paced$/
 [error]
 [alert]
 --- timeout: 8
+
+
+
+=== TEST 14: a Responses stream: response.created, .in_progress,
+.output_item.added and .content_part.added at once, the first
+output_text.delta late: rescued, one response.created to the client
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request
+POST /v1/responses
+{"model":"resp-rescued","stream":true,"input":"hi"}
+--- response_body_like eval
+qr/^event: response\.created\n(?s:(?!event: response\.created).)*event: response\.output_text\.delta\n(?s:.)*event: response\.completed\n[^\n]*\n\n$/
+--- access_log eval
+qr/^o=complete s=200 a=2 p=ok$/
+--- error_log
+upstream timed out
+aigw: provider "resplate" failed for "resplate", falling back to "fast" of provider "ok"
+--- timeout: 5

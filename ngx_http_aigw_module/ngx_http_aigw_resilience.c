@@ -1349,6 +1349,18 @@ ngx_http_aigw_resilience_event(ngx_http_request_t *r,
     pos = ev->data.data;
     last = ev->data.data + ev->data.len;
 
+    /* choices after the first (n > 1): one text cannot continue them */
+
+    p = ngx_strlcasestrn(pos, last, (u_char *) "\"choices\":[{\"index\":",
+                         sizeof("\"choices\":[{\"index\":") - 2);
+
+    if (p && p + sizeof("\"choices\":[{\"index\":") - 1 < last
+        && p[sizeof("\"choices\":[{\"index\":") - 1] != '0')
+    {
+        ctx->resume_off = 1;
+        return;
+    }
+
     while (pos < last && format->text(ctx, ev, &pos, &text) == NGX_OK) {
 
         len = text.end - text.start;

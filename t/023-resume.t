@@ -184,3 +184,16 @@ POST /off/v1/chat/completions
 --- response_body_like: "code":"stream_cut"\}\}\n\n$
 --- access_log eval
 qr/^o=cut s=200 a=1 p=cut /
+
+
+
+=== TEST 9: several choices (n = 2) are not resumed: one text cannot
+continue them
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request
+POST /v1/chat/completions
+{"model":"prefilled","stream":true,"n":2,"messages":[{"role":"user","content":"one two three"}]}
+--- response_body_like: "code":"stream_cut"\}\}\n\n$
+--- access_log eval
+qr/^o=cut s=200 a=1 p=cut /

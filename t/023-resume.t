@@ -35,6 +35,8 @@ our $HttpConfig = <<'_EOC_';
     aigw_model refuses refuses:gpt-4o-mini;
     aigw_model tool tool:gpt-4o-mini;
 
+    aigw_metrics_zone resume_metrics:1m;
+
     aigw_route prefilled cut fast-prefill;
     aigw_route continued cut fast;
     aigw_route stalled stall fast-prefill;
@@ -53,6 +55,10 @@ our $Config = <<'_EOC_';
     location /off/v1/ {
         access_log logs/access.log outcome;
         aigw_pass;
+    }
+    location = /metrics {
+        access_log off;
+        aigw_metrics;
     }
     location = /last {
         access_log off;
@@ -197,3 +203,16 @@ POST /v1/chat/completions
 --- response_body_like: "code":"stream_cut"\}\}\n\n$
 --- access_log eval
 qr/^o=cut s=200 a=1 p=cut /
+
+
+
+=== TEST 10: the metrics count the resume, and the failure as a fallback
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request eval
+["POST /v1/chat/completions
+{\"model\":\"prefilled\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"one two three\"}]}",
+"GET /metrics"]
+--- response_body_like eval
+[qr/data: \[DONE\]\n\n$/,
+qr/\A(?=(?s:.)*^aigw_stream_resumes_total\{[^}]*\} 1$)(?=(?s:.)*^aigw_fallbacks_total\{[^}]*\} 1$)/m]

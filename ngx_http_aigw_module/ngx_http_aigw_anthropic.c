@@ -40,6 +40,8 @@ static u_char *ngx_http_aigw_anthropic_error(u_char *p, ngx_uint_t status,
     const char *code, ngx_str_t *msg);
 static ngx_int_t ngx_http_aigw_anthropic_text(ngx_http_aigw_ctx_t *ctx,
     ngx_http_aigw_sse_event_t *ev, u_char **pos, ngx_http_aigw_span_t *text);
+static ngx_uint_t ngx_http_aigw_anthropic_content(
+    ngx_http_aigw_sse_event_t *ev);
 
 
 static ngx_http_aigw_endpoint_t  ngx_http_aigw_anthropic_endpoints[] = {
@@ -61,7 +63,8 @@ ngx_http_aigw_format_t  ngx_http_aigw_anthropic_format = {
     sizeof("{\"type\":\"error\",\"error\":{\"type\":\"authentication_error\","
            "\"message\":\"\"}}") - 1,
     ngx_string("event: error\ndata: "),
-    ngx_http_aigw_anthropic_text
+    ngx_http_aigw_anthropic_text,
+    ngx_http_aigw_anthropic_content
 };
 
 
@@ -599,4 +602,51 @@ ngx_http_aigw_anthropic_text(ngx_http_aigw_ctx_t *ctx,
     *pos = q + 1;
 
     return NGX_OK;
+}
+
+
+/*
+ * Whether an event carries content: a content_block_delta (text, thinking,
+ * a tool's input), a tool_use block's start (its name); or ends the
+ * answer (message_delta with the stop reason, message_stop, an error).
+ * message_start, an empty text block's start and ping carry none.
+ */
+
+static ngx_uint_t
+ngx_http_aigw_anthropic_content(ngx_http_aigw_sse_event_t *ev)
+{
+    ngx_str_t   *name;
+    ngx_uint_t   i;
+
+    static ngx_str_t  names[] = {
+        ngx_string("content_block_delta"),
+        ngx_string("message_delta"),
+        ngx_string("message_stop"),
+        ngx_string("error")
+    };
+
+    if (ev->truncated) {
+        return 1;
+    }
+
+    name = &ev->event;
+
+    for (i = 0; i < sizeof(names) / sizeof(ngx_str_t); i++) {
+        if (name->len == names[i].len
+            && ngx_strncmp(name->data, names[i].data, name->len) == 0)
+        {
+            return 1;
+        }
+    }
+
+    if (name->len == sizeof("content_block_start") - 1
+        && ngx_strncmp(name->data, "content_block_start", name->len) == 0)
+    {
+        return ngx_http_aigw_usage_value(ev->data.data,
+                                         ev->data.data + ev->data.len,
+                                         "\"text\"", 6)
+               == NULL;
+    }
+
+    return 0;
 }

@@ -9,6 +9,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_aigw_module.h"
+#include "ngx_http_aigw_retry_after.h"
 
 
 /*
@@ -73,7 +74,6 @@ static ngx_http_aigw_breaker_node_t *ngx_http_aigw_breaker_node(
     ngx_http_aigw_breaker_t *bk, ngx_http_aigw_provider_t *provider);
 static void ngx_http_aigw_breaker_open(ngx_http_aigw_breaker_node_t *node,
     ngx_msec_t until);
-static ngx_msec_t ngx_http_aigw_breaker_duration(ngx_str_t *value);
 static ngx_int_t ngx_http_aigw_breaker_status_handler(ngx_http_request_t *r);
 
 
@@ -583,7 +583,6 @@ ngx_http_aigw_breaker_open(ngx_http_aigw_breaker_node_t *node,
 ngx_msec_t
 ngx_http_aigw_breaker_retry_after(ngx_http_request_t *r)
 {
-    ngx_int_t             n;
     ngx_uint_t            i;
     ngx_msec_t            wait, ms;
     ngx_list_part_t      *part;
@@ -624,15 +623,15 @@ ngx_http_aigw_breaker_retry_after(ngx_http_request_t *r)
                                h[i].key.len)
                == 0)
         {
-            n = ngx_atoi(h[i].value.data, h[i].value.len);
-            ms = (n == NGX_ERROR || n > 86400) ? 0 : (ngx_msec_t) n * 1000;
+            ms = ngx_http_aigw_retry_after(h[i].value.data, h[i].value.len);
 
         } else if (h[i].key.len > sizeof("x-ratelimit-reset-") - 1
                    && ngx_strncmp(h[i].lowcase_key, "x-ratelimit-reset-",
                                   sizeof("x-ratelimit-reset-") - 1)
                       == 0)
         {
-            ms = ngx_http_aigw_breaker_duration(&h[i].value);
+            ms = ngx_http_aigw_retry_after_duration(h[i].value.data,
+                                                    h[i].value.len);
 
         } else {
             continue;
@@ -642,78 +641,6 @@ ngx_http_aigw_breaker_retry_after(ngx_http_request_t *r)
     }
 
     return wait;
-}
-
-
-/* "6m0s", "1.5s", "20ms", "2": seconds by default; 0 when not that */
-
-static ngx_msec_t
-ngx_http_aigw_breaker_duration(ngx_str_t *value)
-{
-    u_char      *p, *last;
-    ngx_msec_t   total, n, frac, scale, unit;
-
-    p = value->data;
-    last = p + value->len;
-    total = 0;
-
-    while (p < last) {
-        n = 0;
-        frac = 0;
-        scale = 1;
-
-        if (*p < '0' || *p > '9') {
-            return 0;
-        }
-
-        while (p < last && *p >= '0' && *p <= '9') {
-            if (n > 86400000) {
-                return 0;
-            }
-
-            n = n * 10 + (*p++ - '0');
-        }
-
-        if (p < last && *p == '.') {
-            for (p++; p < last && *p >= '0' && *p <= '9'; p++) {
-                if (scale < 1000) {
-                    frac = frac * 10 + (*p - '0');
-                    scale *= 10;
-                }
-            }
-        }
-
-        if (p == last) {
-            unit = 1000;
-
-        } else if (*p == 'h') {
-            unit = 3600000;
-            p++;
-
-        } else if (*p == 'm' && p + 1 < last && p[1] == 's') {
-            unit = 1;
-            p += 2;
-
-        } else if (*p == 'm') {
-            unit = 60000;
-            p++;
-
-        } else if (*p == 's') {
-            unit = 1000;
-            p++;
-
-        } else {
-            return 0;
-        }
-
-        total += n * unit + frac * unit / scale;
-
-        if (total > 86400000) {
-            return 0;
-        }
-    }
-
-    return total;
 }
 
 

@@ -176,6 +176,12 @@ ngx_http_aigw_header_filter(ngx_http_request_t *r)
         ctx->json_answer = 1;
     }
 
+    if (ctx->committed) {
+        /* sent already, with a keep-alive (resilience.c) */
+        r->header_sent = 1;
+        return NGX_OK;
+    }
+
     return ngx_http_next_header_filter(r);
 }
 
@@ -196,8 +202,8 @@ ngx_http_aigw_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         return ngx_http_aigw_error_filter(r, ctx, in);
     }
 
-    if (ctx->stream_failed) {
-        /* the error event that ends a failed stream, as it is */
+    if (ctx->stream_failed || ctx->keepalive_out) {
+        /* the error event that ends a failed stream, a keep-alive */
         return ngx_http_next_body_filter(r, in);
     }
 
@@ -763,6 +769,11 @@ ngx_http_aigw_sse_event(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
 
     if (rc & NGX_HTTP_AIGW_EVENT_LAST) {
         ctx->sse_done = 1;
+    }
+
+    if (ctx->resume_on) {
+        /* the text so far, for a resume (resilience.c) */
+        ngx_http_aigw_resilience_event(r, ctx, ev);
     }
 
     return rc & NGX_HTTP_AIGW_EVENT_HIDE;

@@ -202,6 +202,9 @@ ngx_http_aigw_meter_finish(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
         ctx->cache_write_tokens = 0;
     }
 
+    /* a resumed stream: the first attempt's tokens too */
+    ngx_http_aigw_resilience_usage(ctx);
+
     overflow = 0;
 
     ctx->cost = ngx_http_aigw_meter_cost(ctx, &overflow);

@@ -59,6 +59,7 @@ typedef struct {
     ngx_atomic_t                    cost;          /* micro-dollars */
     ngx_atomic_t                    fallbacks;
     ngx_atomic_t                    estimated;
+    ngx_atomic_t                    resumes;       /* aigw_stream_resume */
     ngx_atomic_t                    errors[NGX_HTTP_AIGW_ERR_KINDS];
 
     ngx_atomic_t                    latency[NGX_HTTP_AIGW_LAT_BUCKETS];
@@ -782,6 +783,10 @@ ngx_http_aigw_metrics_log_handler(ngx_http_request_t *r)
         (void) ngx_atomic_fetch_add(&s->estimated, 1);
     }
 
+    if (ctx->resumed) {
+        (void) ngx_atomic_fetch_add(&s->resumes, 1);
+    }
+
     kind = ngx_http_aigw_metrics_error_kind(r, ctx, status);
 
     if (kind) {
@@ -830,6 +835,10 @@ ngx_http_aigw_metrics_error_kind(ngx_http_request_t *r,
         case NGX_HTTP_AIGW_OUTCOME_STALLED:
         case NGX_HTTP_AIGW_OUTCOME_TIMEOUT:
             return NGX_HTTP_AIGW_ERR_STREAM_STALL;
+
+        case NGX_HTTP_AIGW_OUTCOME_ERROR:
+            /* after keep-alives: no provider could begin the stream */
+            return NGX_HTTP_AIGW_ERR_UPSTREAM;
 
         default:
             return NGX_HTTP_AIGW_ERR_NONE;
@@ -955,6 +964,8 @@ static ngx_http_aigw_family_t  ngx_http_aigw_families[] = {
       "Candidates of a route that failed before one answered." },
     { "aigw_usage_estimated_total", "counter",
       "Requests whose tokens were estimated, the provider reporting none." },
+    { "aigw_stream_resumes_total", "counter",
+      "Streams cut or stalled that went on with the next model." },
     { "aigw_request_duration_seconds", "histogram",
       "Time from the request's first byte to its last answer byte." },
     { "aigw_ttft_seconds", "histogram",
@@ -1068,6 +1079,12 @@ ngx_http_aigw_metrics_family(u_char *p, ngx_http_aigw_metrics_t *mt,
                : p;
 
     case 6:
+        return s->resumes
+               ? ngx_sprintf(p, "aigw_stream_resumes_total{%*s} %uA\n",
+                             lbl, s->resumes)
+               : p;
+
+    case 7:
         return ngx_http_aigw_metrics_histogram(p,
                                            "aigw_request_duration_seconds",
                                            labels, l - labels, s->latency,

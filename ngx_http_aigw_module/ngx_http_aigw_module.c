@@ -361,6 +361,20 @@ static ngx_command_t  ngx_http_aigw_commands[] = {
       offsetof(ngx_http_aigw_loc_conf_t, timeout),
       NULL },
 
+    { ngx_string("aigw_stream_keepalive"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_aigw_loc_conf_t, stream_keepalive),
+      NULL },
+
+    { ngx_string("aigw_stream_resume"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_aigw_loc_conf_t, stream_resume),
+      NULL },
+
     { ngx_string("aigw_retries"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_http_aigw_resilience_retries,
@@ -1429,6 +1443,8 @@ ngx_http_aigw_create_loc_conf(ngx_conf_t *cf)
     alcf->stream_idle_timeout = NGX_CONF_UNSET_MSEC;
     alcf->timeout = NGX_CONF_UNSET_MSEC;
     alcf->retries = NGX_CONF_UNSET_UINT;
+    alcf->stream_keepalive = NGX_CONF_UNSET_MSEC;
+    alcf->stream_resume = NGX_CONF_UNSET;
 
     /* cache */
     alcf->cache = NGX_CONF_UNSET;

@@ -57,6 +57,7 @@
 #define NGX_HTTP_AIGW_OUTCOME_TIMEOUT      4
 #define NGX_HTTP_AIGW_OUTCOME_CLIENT_GONE  5
 #define NGX_HTTP_AIGW_OUTCOME_ERROR        6
+#define NGX_HTTP_AIGW_OUTCOME_RESUMED      7
 
 /* where token counts come from */
 #define NGX_HTTP_AIGW_USAGE_NONE       0
@@ -121,6 +122,13 @@ typedef struct {
                                          ngx_http_aigw_sse_event_t *ev,
                                          u_char **pos,
                                          ngx_http_aigw_span_t *text);
+
+    /*
+     * resilience: 1 when an event of a provider's stream carries content
+     * (text, a tool call) or ends the stream; the events before it are
+     * held while the first token is waited for
+     */
+    ngx_uint_t                   (*content)(ngx_http_aigw_sse_event_t *ev);
 } ngx_http_aigw_format_t;
 
 
@@ -172,6 +180,9 @@ typedef struct {
     ngx_uint_t                     output_price;
     ngx_uint_t                     cached_price;
     ngx_uint_t                     cache_write_price;
+
+    /* resilience: takes an assistant prefill (aigw_stream_resume) */
+    unsigned                       prefill:1;
 } ngx_http_aigw_model_t;
 
 
@@ -301,6 +312,8 @@ typedef struct {
     ngx_uint_t                     retry_on;   /* NGX_HTTP_AIGW_RETRY_* */
     ngx_msec_t                     retry_backoff;
     ngx_msec_t                     retry_after_max;
+    ngx_msec_t                     stream_keepalive; /* its interval */
+    ngx_flag_t                     stream_resume;
     /* guard: aigw_guard_*, guard.c's */
     void                          *guard;
 } ngx_http_aigw_loc_conf_t;
@@ -414,6 +427,36 @@ struct ngx_http_aigw_ctx_s {
     unsigned                       first_wait:1;
     unsigned                       deadline_passed:1;
     unsigned                       stream_failed:1;
+
+    /* resilience: the first token, keep-alives while waiting for it */
+    u_char                        *first_buf;  /* an event, parsed */
+    ngx_event_t                   *keepalive;  /* its timer */
+    ngx_msec_t                     last_read;  /* of the provider */
+    ngx_uint_t                     keepalives; /* sent */
+    unsigned                       committed:1; /* headers by a keep-alive */
+    unsigned                       keepalive_out:1; /* being sent */
+    unsigned                       first_failed:1; /* after keep-alives */
+
+    /* resilience: a stream resumed on the next candidate */
+    ngx_http_upstream_handler_pt   header_handler; /* nginx's */
+    ngx_http_upstream_handler_pt   stream_handler; /* nginx's */
+    ngx_recv_pt                    recv;       /* the provider's */
+    ngx_event_t                   *resume_ev;
+    u_char                        *resume_text; /* sent, JSON-escaped */
+    size_t                         resume_len;
+    size_t                         resume_size;
+    ngx_str_t                      resume_prefill; /* its splice's text */
+    ngx_str_t                      resume_ask;     /* or this */
+    ngx_uint_t                     resume_outcome; /* the first failure */
+    ngx_uint_t                     resume_events;
+    ngx_uint_t                     resume_from; /* the cut candidate */
+    ngx_uint_t                     resume_prompt;  /* the first's usage */
+    ngx_uint_t                     resume_completion;
+    unsigned                       resume_on:1;  /* may be resumed */
+    unsigned                       resume_off:1; /* no longer */
+    unsigned                       resuming:1;   /* no content yet */
+    unsigned                       resumed:1;
+    unsigned                       resume_cut:1; /* recv said the end */
 };
 
 
@@ -632,6 +675,17 @@ void ngx_http_aigw_resilience_body(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx);
 void ngx_http_aigw_resilience_finalize(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_int_t rc);
+ngx_int_t ngx_http_aigw_resilience_committed(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
+void ngx_http_aigw_resilience_event(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_sse_event_t *ev);
+void ngx_http_aigw_resilience_usage(ngx_http_aigw_ctx_t *ctx);
+ngx_int_t ngx_http_aigw_resilience_reinit(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
+void ngx_http_aigw_resilience_unwrap(ngx_http_aigw_ctx_t *ctx,
+    ngx_connection_t *c);
+void ngx_http_aigw_resilience_prefill(ngx_http_aigw_ctx_t *ctx,
+    ngx_http_aigw_model_t *m);
 char *ngx_http_aigw_resilience_retries(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 ngx_int_t ngx_http_aigw_resilience_retry(ngx_http_request_t *r,

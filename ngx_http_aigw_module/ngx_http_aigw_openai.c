@@ -41,6 +41,9 @@ static u_char *ngx_http_aigw_openai_error(u_char *p, ngx_uint_t status,
     const char *code, ngx_str_t *msg);
 static ngx_int_t ngx_http_aigw_openai_text(ngx_http_aigw_ctx_t *ctx,
     ngx_http_aigw_sse_event_t *ev, u_char **pos, ngx_http_aigw_span_t *text);
+static ngx_uint_t ngx_http_aigw_openai_content(ngx_http_aigw_sse_event_t *ev);
+static ngx_uint_t ngx_http_aigw_openai_filled(u_char *p, u_char *last,
+    const char *key, size_t len);
 
 
 static ngx_http_aigw_endpoint_t  ngx_http_aigw_openai_endpoints[] = {
@@ -65,7 +68,8 @@ ngx_http_aigw_format_t  ngx_http_aigw_openai_format = {
     sizeof("{\"error\":{\"message\":\"\",\"type\":\"invalid_request_error\","
            "\"param\":null,\"code\":\"\"}}") - 1,
     ngx_string("data: "),
-    ngx_http_aigw_openai_text
+    ngx_http_aigw_openai_text,
+    ngx_http_aigw_openai_content
 };
 
 
@@ -696,4 +700,112 @@ ngx_http_aigw_openai_text(ngx_http_aigw_ctx_t *ctx,
     *pos = last;
 
     return NGX_DECLINED;
+}
+
+
+/*
+ * Whether an event carries content: a chat delta with text, reasoning, a
+ * refusal or a tool call, a completion's text, a Responses "*.delta";
+ * or ends the answer (a finish reason, [DONE], an error, the Responses
+ * end).  The role chunk that comes first carries none.
+ */
+
+static ngx_uint_t
+ngx_http_aigw_openai_content(ngx_http_aigw_sse_event_t *ev)
+{
+    u_char      *p, *last;
+    ngx_str_t   *name;
+    ngx_uint_t   i;
+
+    static ngx_str_t  delta = ngx_string(".delta");
+    static ngx_str_t  ends[] = {
+        ngx_string("response.completed"),
+        ngx_string("response.incomplete"),
+        ngx_string("response.failed")
+    };
+    static ngx_str_t  keys[] = {
+        ngx_string("\"content\""),
+        ngx_string("\"reasoning_content\""),
+        ngx_string("\"reasoning\""),
+        ngx_string("\"refusal\""),
+        ngx_string("\"tool_calls\""),
+        ngx_string("\"text\""),
+        ngx_string("\"finish_reason\""),
+        ngx_string("\"error\"")
+    };
+
+    if (ev->done || ev->truncated) {
+        return 1;
+    }
+
+    name = &ev->event;
+
+    if (name->len > sizeof("response.") - 1
+        && ngx_strncmp(name->data, "response.", sizeof("response.") - 1)
+           == 0)
+    {
+        if (name->len > delta.len
+            && ngx_strncmp(name->data + name->len - delta.len, delta.data,
+                           delta.len)
+               == 0)
+        {
+            return 1;
+        }
+
+        for (i = 0; i < sizeof(ends) / sizeof(ngx_str_t); i++) {
+            if (name->len == ends[i].len
+                && ngx_strncmp(name->data, ends[i].data, name->len) == 0)
+            {
+                return 1;
+            }
+        }
+
+        return 0;
+    }
+
+    if (name->len == sizeof("error") - 1
+        && ngx_strncmp(name->data, "error", name->len) == 0)
+    {
+        return 1;
+    }
+
+    p = ev->data.data;
+    last = p + ev->data.len;
+
+    for (i = 0; i < sizeof(keys) / sizeof(ngx_str_t); i++) {
+        if (ngx_http_aigw_openai_filled(p, last, (char *) keys[i].data,
+                                        keys[i].len))
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/* a key whose value is neither null nor empty ("", [], {}) */
+
+static ngx_uint_t
+ngx_http_aigw_openai_filled(u_char *p, u_char *last, const char *key,
+    size_t len)
+{
+    while (p < last) {
+        p = ngx_http_aigw_usage_value(p, last, key, len);
+
+        if (p == NULL || p + 1 >= last) {
+            return 0;
+        }
+
+        if ((p[0] == '"' && p[1] != '"')
+            || (p[0] == '[' && p[1] != ']')
+            || (p[0] == '{' && p[1] != '}'))
+        {
+            return 1;
+        }
+
+        p++;
+    }
+
+    return 0;
 }

@@ -11,6 +11,13 @@
 #include "ngx_http_aigw_module.h"
 
 
+/* the largest event read whole while the first token is waited for */
+#define NGX_HTTP_AIGW_FIRST_EVENT  4096
+
+/* the longest text of a stream kept for a resume, JSON-escaped */
+#define NGX_HTTP_AIGW_RESUME_TEXT  32768
+
+
 /*
  * Resilience: each timeout measured from its own moment, and a stream
  * that fails after its status went out ends honestly.
@@ -28,6 +35,8 @@
 
 
 static ngx_int_t ngx_http_aigw_resilience_process(ngx_http_request_t *r);
+static ngx_int_t ngx_http_aigw_resilience_first(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
 static void ngx_http_aigw_resilience_deadline(ngx_event_t *ev);
 static void ngx_http_aigw_resilience_cleanup(void *data);
 static void ngx_http_aigw_resilience_fail(ngx_http_request_t *r,
@@ -36,6 +45,24 @@ static ngx_http_upstream_conf_t *ngx_http_aigw_resilience_conf(
     ngx_conf_t *cf, ngx_http_upstream_conf_t *conf, ngx_msec_t timeout);
 static ngx_int_t ngx_http_aigw_resilience_output(void *data, ngx_chain_t *in);
 static void ngx_http_aigw_resilience_retry_handler(ngx_event_t *ev);
+static ngx_int_t ngx_http_aigw_resilience_release(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
+static void ngx_http_aigw_resilience_keepalive(ngx_event_t *ev);
+static ngx_int_t ngx_http_aigw_resilience_commit(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
+static ngx_uint_t ngx_http_aigw_resilience_sse(ngx_http_request_t *r);
+static void ngx_http_aigw_resilience_posted_cleanup(void *data);
+static void ngx_http_aigw_resilience_read(ngx_http_request_t *r,
+    ngx_http_upstream_t *u);
+static ssize_t ngx_http_aigw_resilience_recv(ngx_connection_t *c, u_char *buf,
+    size_t size);
+static void ngx_http_aigw_resilience_resume_handler(ngx_event_t *ev);
+static ngx_uint_t ngx_http_aigw_resilience_resumable(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
+static void ngx_http_aigw_resilience_resume(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_uint_t outcome);
+static ngx_int_t ngx_http_aigw_resilience_messages(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx);
 
 
 static ngx_conf_bitmask_t  ngx_http_aigw_retry_on[] = {
@@ -55,8 +82,15 @@ static ngx_str_t  ngx_http_aigw_outcomes[] = {
     ngx_string("stalled"),
     ngx_string("timeout"),
     ngx_string("client_gone"),
-    ngx_string("error")
+    ngx_string("error"),
+    ngx_string("resumed")
 };
+
+
+/* what a model without a prefill is asked after the text so far */
+static ngx_str_t  ngx_http_aigw_resume_ask = ngx_string(
+    "Continue exactly where your last message stops, without repeating "
+    "any of it.");
 
 
 /* the timeouts of a level, inherited as nginx's own */
@@ -70,6 +104,9 @@ ngx_http_aigw_resilience_merge(ngx_conf_t *cf,
     ngx_conf_merge_msec_value(conf->stream_idle_timeout,
                               prev->stream_idle_timeout, 0);
     ngx_conf_merge_msec_value(conf->timeout, prev->timeout, 0);
+    ngx_conf_merge_msec_value(conf->stream_keepalive,
+                              prev->stream_keepalive, 0);
+    ngx_conf_merge_value(conf->stream_resume, prev->stream_resume, 0);
 
     /* aigw_retries sets its parameters together: inherited together */
 
@@ -283,6 +320,55 @@ ngx_http_aigw_resilience_start(ngx_http_request_t *r,
         cln->data = ctx->retry_ev;
     }
 
+    if (ctx->stream && alcf->stream_keepalive) {
+
+        /* comments to the client while it waits: a timer of its own */
+
+        ctx->keepalive = ngx_pcalloc(r->pool, sizeof(ngx_event_t));
+        if (ctx->keepalive == NULL) {
+            return NGX_ERROR;
+        }
+
+        cln = ngx_pool_cleanup_add(r->pool, 0);
+        if (cln == NULL) {
+            return NGX_ERROR;
+        }
+
+        ctx->keepalive->handler = ngx_http_aigw_resilience_keepalive;
+        ctx->keepalive->data = r;
+        ctx->keepalive->log = r->connection->log;
+
+        cln->handler = ngx_http_aigw_resilience_cleanup;
+        cln->data = ctx->keepalive;
+
+        ctx->last_read = ngx_current_msec;
+        ngx_add_timer(ctx->keepalive, alcf->stream_keepalive);
+    }
+
+    if (ctx->stream && alcf->stream_resume) {
+
+        /* a cut is seen in a read, and resumed from a posted event */
+
+        ctx->resume_ev = ngx_pcalloc(r->pool, sizeof(ngx_event_t));
+        if (ctx->resume_ev == NULL) {
+            return NGX_ERROR;
+        }
+
+        cln = ngx_pool_cleanup_add(r->pool, 0);
+        if (cln == NULL) {
+            return NGX_ERROR;
+        }
+
+        ctx->resume_ev->handler = ngx_http_aigw_resilience_resume_handler;
+        ctx->resume_ev->data = r;
+        ctx->resume_ev->log = r->connection->log;
+
+        cln->handler = ngx_http_aigw_resilience_posted_cleanup;
+        cln->data = ctx->resume_ev;
+
+        ctx->resume_on = 1;
+    }
+
     if (alcf->timeout == 0) {
         return NGX_OK;
     }
@@ -323,6 +409,17 @@ ngx_http_aigw_resilience_cleanup(void *data)
 
     if (ev->timer_set) {
         ngx_del_timer(ev);
+    }
+}
+
+
+static void
+ngx_http_aigw_resilience_posted_cleanup(void *data)
+{
+    ngx_event_t  *ev = data;
+
+    if (ev->posted) {
+        ngx_delete_posted_event(ev);
     }
 }
 
@@ -545,6 +642,31 @@ ngx_http_aigw_resilience_retry_handler(ngx_event_t *ev)
 }
 
 
+/* a provider's answer is a 200 event stream */
+
+static ngx_uint_t
+ngx_http_aigw_resilience_sse(ngx_http_request_t *r)
+{
+    ngx_str_t            *type;
+    ngx_http_upstream_t  *u;
+
+    u = r->upstream;
+
+    if (u->headers_in.status_n != NGX_HTTP_OK
+        || u->headers_in.content_type == NULL)
+    {
+        return 0;
+    }
+
+    type = &u->headers_in.content_type->value;
+
+    return type->len >= sizeof("text/event-stream") - 1
+           && ngx_strncasecmp(type->data, (u_char *) "text/event-stream",
+                              sizeof("text/event-stream") - 1)
+              == 0;
+}
+
+
 /*
  * The headers of a stream are done: the client gets them with the first
  * event, so that a provider that is late with it can still be left.
@@ -553,29 +675,13 @@ ngx_http_aigw_resilience_retry_handler(ngx_event_t *ev)
 ngx_int_t
 ngx_http_aigw_resilience_hold(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
 {
-    ngx_str_t            *type;
-    ngx_http_upstream_t  *u;
-
-    u = r->upstream;
-
-    if (!ctx->first_wait
-        || u->headers_in.status_n != NGX_HTTP_OK
-        || u->headers_in.content_type == NULL)
+    if (!(ctx->first_wait || ctx->resuming)
+        || !ngx_http_aigw_resilience_sse(r))
     {
-        return NGX_OK;
+        return ngx_http_aigw_resilience_release(r, ctx);
     }
 
-    type = &u->headers_in.content_type->value;
-
-    if (type->len < sizeof("text/event-stream") - 1
-        || ngx_strncasecmp(type->data, (u_char *) "text/event-stream",
-                           sizeof("text/event-stream") - 1)
-           != 0)
-    {
-        return NGX_OK;
-    }
-
-    u->process_header = ngx_http_aigw_resilience_process;
+    r->upstream->process_header = ngx_http_aigw_resilience_process;
 
     return ngx_http_aigw_resilience_process(r);
 }
@@ -584,8 +690,11 @@ ngx_http_aigw_resilience_hold(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
 static ngx_int_t
 ngx_http_aigw_resilience_process(ngx_http_request_t *r)
 {
+    ngx_int_t             rc;
     ngx_http_upstream_t  *u;
+    ngx_http_aigw_ctx_t  *ctx;
 
+    ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
     u = r->upstream;
 
     /* u->buffer.pos is where the body starts; reads go on at last */
@@ -594,11 +703,309 @@ ngx_http_aigw_resilience_process(ngx_http_request_t *r)
         return NGX_AGAIN;
     }
 
+    rc = ngx_http_aigw_resilience_first(r, ctx);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (rc == NGX_AGAIN) {
+
+        if (u->buffer.last < u->buffer.end) {
+            /* held: the first token may still be late */
+            return NGX_AGAIN;
+        }
+
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "aigw: %uz bytes of events without content from "
+                      "provider \"%V\" fill the buffer, passed on",
+                      (size_t) (u->buffer.last - u->buffer.pos),
+                      &ctx->candidates[ctx->current]->provider->name);
+    }
+
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "aigw: first event after %M ms",
+                   "aigw: first content event after %M ms",
                    ngx_http_aigw_msec_since(r));
 
+    if (ctx->resuming) {
+        ctx->resuming = 0;
+        ctx->resumed = 1;
+
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "aigw: stream resumed on \"%V\" of provider \"%V\" "
+                      "after %ui event(s) of \"%V\"",
+                      &ctx->candidates[ctx->current]->name,
+                      &ctx->candidates[ctx->current]->provider->name,
+                      ctx->resume_events,
+                      &ctx->candidates[ctx->resume_from]->name);
+    }
+
+    return ngx_http_aigw_resilience_release(r, ctx);
+}
+
+
+/*
+ * The answer goes to the client.  When a keep-alive sent the status and
+ * headers already, upstream sends them again: the header filter takes
+ * them (ctx->committed) and marks them sent, nothing goes out twice.
+ */
+
+static ngx_int_t
+ngx_http_aigw_resilience_release(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx)
+{
+    if (ctx->committed) {
+        r->header_sent = 0;
+    }
+
     return NGX_OK;
+}
+
+
+/*
+ * The provider's headers, when a keep-alive committed a 200 stream: only
+ * a 200 event stream can follow; anything else is a failed attempt (the
+ * next candidate, or the stream's error event).
+ */
+
+ngx_int_t
+ngx_http_aigw_resilience_committed(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx)
+{
+    if (!ctx->committed || ngx_http_aigw_resilience_sse(r)) {
+        return NGX_OK;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "aigw: provider \"%V\" answered %ui, not a stream, to a "
+                  "stream the client has begun",
+                  &ctx->candidates[ctx->current]->provider->name,
+                  r->upstream->headers_in.status_n);
+
+    return NGX_HTTP_UPSTREAM_INVALID_HEADER;
+}
+
+
+/*
+ * aigw_stream_keepalive: an SSE comment to a streaming client while it
+ * waits for the first token, and after gaps in the stream, so that its
+ * read timeout does not fire.  The first one sends the status and the
+ * headers: from then on a failure is the stream's error event.  In a
+ * stream, comments go only between two events of the provider.
+ */
+
+static void
+ngx_http_aigw_resilience_keepalive(ngx_event_t *ev)
+{
+    ngx_http_request_t  *r = ev->data;
+
+    ngx_int_t                  rc;
+    ngx_msec_t                 interval, idle;
+    ngx_buf_t                 *b;
+    ngx_chain_t               *cl;
+    ngx_http_upstream_t       *u;
+    ngx_http_aigw_ctx_t       *ctx;
+    ngx_http_aigw_loc_conf_t  *alcf;
+
+    static u_char  comment[] = ": keep-alive\n\n";
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_aigw_module);
+    u = r->upstream;
+    interval = alcf->stream_keepalive;
+
+    if (u == NULL || r->connection->error || ctx->stream_failed
+        || ctx->sse_done)
+    {
+        return;
+    }
+
+    if (u->header_sent) {
+
+        /* the stream runs: a comment only after a gap, between events */
+
+        idle = ngx_current_msec - ctx->last_read;
+
+        if (idle < interval) {
+            ngx_add_timer(ev, interval - idle);
+            return;
+        }
+
+        if (ctx->sse_buf == NULL || ctx->guard_output
+            || !ngx_http_aigw_sse_between(&ctx->sse))
+        {
+            ngx_add_timer(ev, interval);
+            return;
+        }
+
+    } else if (!ctx->committed
+               && ngx_http_aigw_resilience_commit(r, ctx) != NGX_OK)
+    {
+        return;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return;
+    }
+
+    cl = ngx_alloc_chain_link(r->pool);
+    if (cl == NULL) {
+        return;
+    }
+
+    b->memory = 1;
+    b->flush = 1;
+    b->pos = comment;
+    b->last = comment + sizeof(comment) - 1;
+
+    cl->buf = b;
+    cl->next = NULL;
+
+    /* the body filter passes it as it is */
+    ctx->keepalive_out = 1;
+    rc = ngx_http_output_filter(r, cl);
+    ctx->keepalive_out = 0;
+
+    if (rc == NGX_ERROR) {
+        return;
+    }
+
+    ctx->keepalives++;
+
+    ngx_add_timer(ev, interval);
+}
+
+
+/* the first keep-alive: a 200 event stream, committed */
+
+static ngx_int_t
+ngx_http_aigw_resilience_commit(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx)
+{
+    ngx_int_t  rc;
+
+    r->headers_out.status = NGX_HTTP_OK;
+    ngx_str_set(&r->headers_out.content_type, "text/event-stream");
+    r->headers_out.content_type_len = sizeof("text/event-stream") - 1;
+    r->headers_out.content_type_lowcase = NULL;
+    r->headers_out.content_length_n = -1;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ctx->committed = 1;
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "aigw: no first token after %M ms, the stream's status "
+                  "sent with a keep-alive", ngx_http_aigw_msec_since(r));
+
+    return NGX_OK;
+}
+
+
+/*
+ * Whether the body read so far holds an event with content: NGX_OK, or
+ * NGX_AGAIN while it holds only events without (OpenAI's role chunk,
+ * Anthropic's message_start and ping), which stay in u->buffer and go
+ * out with the first one with content.  The provider's format says what
+ * content is.  The body is parsed from its start at each read: it is
+ * small, and bounded by the buffer.  A resumed stream's events before
+ * the content are dropped: u->buffer.pos (and the chunked state) moved
+ * to where the event with content starts.
+ */
+
+static ngx_int_t
+ngx_http_aigw_resilience_first(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx)
+{
+    u_char                      *pos, *last, *start, *data;
+    size_t                       n;
+    ngx_int_t                    rc;
+    ngx_buf_t                    b;
+    ngx_uint_t                   chunked_body;
+    ngx_http_chunked_t           chunked, at;
+    ngx_http_upstream_t         *u;
+    ngx_http_aigw_format_t      *format;
+    ngx_http_aigw_sse_event_t    ev;
+    ngx_http_aigw_sse_parser_t   sse;
+
+    u = r->upstream;
+    format = ctx->candidates[ctx->current]->provider->format;
+
+    if (ctx->first_buf == NULL) {
+        ctx->first_buf = ngx_pnalloc(r->pool, NGX_HTTP_AIGW_FIRST_EVENT);
+        if (ctx->first_buf == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    /* an event larger than this is truncated: taken as content */
+    ngx_http_aigw_sse_init(&sse, ctx->first_buf, NGX_HTTP_AIGW_FIRST_EVENT);
+
+    /* the chunks' data, the framing skipped, on copies of the state */
+
+    b = u->buffer;
+    chunked_body = u->headers_in.chunked;
+    ngx_memzero(&chunked, sizeof(ngx_http_chunked_t));
+
+    start = b.pos;      /* where the events not yet read start */
+    at = chunked;
+
+    for ( ;; ) {
+
+        if (chunked_body) {
+
+#if (nginx_version >= 1027002)
+            rc = ngx_http_parse_chunked(r, &b, &chunked, 0);
+#else
+            rc = ngx_http_parse_chunked(r, &b, &chunked);
+#endif
+
+            if (rc != NGX_OK) {
+                /* the end of the body, or a broken one: nothing to wait for */
+                return (rc == NGX_AGAIN) ? NGX_AGAIN : NGX_OK;
+            }
+
+            n = ngx_min((size_t) (b.last - b.pos), (size_t) chunked.size);
+
+        } else {
+            n = b.last - b.pos;
+        }
+
+        data = b.pos;
+        pos = b.pos;
+        last = b.pos + n;
+
+        while (ngx_http_aigw_sse_parse(&sse, &pos, last, &ev) == NGX_OK) {
+
+            if (format->content(&ev)) {
+
+                if (ctx->resuming) {
+                    u->buffer.pos = start;
+                    ctx->chunked = at;
+                }
+
+                return NGX_OK;
+            }
+
+            /* the next event starts here */
+
+            start = pos;
+            at = chunked;
+            at.size -= pos - data;
+        }
+
+        if (!chunked_body) {
+            return NGX_AGAIN;
+        }
+
+        b.pos = last;
+        chunked.size -= n;
+    }
 }
 
 
@@ -607,6 +1014,7 @@ ngx_http_aigw_resilience_process(ngx_http_request_t *r)
 void
 ngx_http_aigw_resilience_body(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
 {
+    ngx_connection_t          *c;
     ngx_http_aigw_loc_conf_t  *alcf;
 
     alcf = ngx_http_get_module_loc_conf(r, ngx_http_aigw_module);
@@ -622,6 +1030,19 @@ ngx_http_aigw_resilience_body(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
 
     r->upstream->conf = alcf->stream_conf ? alcf->stream_conf
                                           : &alcf->upstream;
+
+    if (ctx->resume_on && !ctx->resume_off) {
+
+        /* a cut or a stall is seen before upstream sees it: a resume */
+
+        c = r->upstream->peer.connection;
+
+        ctx->stream_handler = r->upstream->read_event_handler;
+        r->upstream->read_event_handler = ngx_http_aigw_resilience_read;
+
+        ctx->recv = c->recv;
+        c->recv = ngx_http_aigw_resilience_recv;
+    }
 }
 
 
@@ -642,8 +1063,19 @@ ngx_http_aigw_resilience_finalize(ngx_http_request_t *r,
         ngx_del_timer(ctx->retry_ev);
     }
 
+    if (ctx->keepalive && ctx->keepalive->timer_set) {
+        ngx_del_timer(ctx->keepalive);
+    }
+
     if (!r->upstream->header_sent) {
-        return;
+
+        if (!ctx->committed) {
+            return;
+        }
+
+        /* the status went out with a keep-alive: a stream that failed */
+        r->upstream->header_sent = 1;
+        ctx->first_failed = 1;
     }
 
     if (rc == NGX_HTTP_CLIENT_CLOSED_REQUEST
@@ -655,12 +1087,26 @@ ngx_http_aigw_resilience_finalize(ngx_http_request_t *r,
     }
 
     if (ctx->sse_buf ? ctx->sse_done : rc == NGX_OK) {
-        ctx->outcome = NGX_HTTP_AIGW_OUTCOME_COMPLETE;
+        ctx->outcome = ctx->resumed ? NGX_HTTP_AIGW_OUTCOME_RESUMED
+                                    : NGX_HTTP_AIGW_OUTCOME_COMPLETE;
+        return;
+    }
+
+    if (ctx->resuming) {
+        /* the resume failed: the stream ends as it would have without */
+        ctx->outcome = ctx->resume_outcome;
+        ngx_http_aigw_resilience_fail(r, ctx, rc);
         return;
     }
 
     if (ctx->deadline_passed) {
         ctx->outcome = NGX_HTTP_AIGW_OUTCOME_TIMEOUT;
+
+    } else if (ctx->first_failed) {
+        /* keep-alives only: no provider began the answer */
+        ctx->outcome = (rc == NGX_HTTP_GATEWAY_TIME_OUT)
+                       ? NGX_HTTP_AIGW_OUTCOME_TIMEOUT
+                       : NGX_HTTP_AIGW_OUTCOME_ERROR;
 
     } else if (rc == NGX_HTTP_GATEWAY_TIME_OUT) {
         ctx->outcome = NGX_HTTP_AIGW_OUTCOME_STALLED;
@@ -669,7 +1115,7 @@ ngx_http_aigw_resilience_finalize(ngx_http_request_t *r,
         ctx->outcome = NGX_HTTP_AIGW_OUTCOME_CUT;
     }
 
-    if (ctx->sse_buf) {
+    if (ctx->sse_buf || ctx->first_failed) {
         ngx_http_aigw_resilience_fail(r, ctx, rc);
     }
 }
@@ -680,15 +1126,38 @@ ngx_http_aigw_resilience_fail(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     ngx_int_t rc)
 {
     ngx_buf_t                 *b;
-    ngx_str_t                 *name;
+    ngx_str_t                 *name, *route;
     ngx_uint_t                 status;
     ngx_chain_t                out[2], *cl;
     ngx_http_aigw_loc_conf_t  *alcf;
 
     alcf = ngx_http_get_module_loc_conf(r, ngx_http_aigw_module);
-    name = &ctx->candidates[ctx->last]->provider->name;
+    name = &ctx->candidates[ctx->resuming ? ctx->resume_from : ctx->last]
+               ->provider->name;
 
-    switch (ctx->outcome) {
+    switch (ctx->first_failed && !ctx->deadline_passed ? 0 : ctx->outcome) {
+
+    case 0:
+        /* after keep-alives, no provider began the answer */
+
+        route = ctx->route_name.len ? &ctx->route_name : &ctx->model;
+
+        if (ctx->outcome == NGX_HTTP_AIGW_OUTCOME_TIMEOUT) {
+            status = NGX_HTTP_GATEWAY_TIME_OUT;
+            (void) ngx_http_aigw_error(r, ctx, status, "upstream_timeout",
+                                       "The providers of `%V` did not "
+                                       "answer in time (%ui attempt(s)).",
+                                       route, ctx->attempts);
+
+        } else {
+            status = NGX_HTTP_BAD_GATEWAY;
+            (void) ngx_http_aigw_error(r, ctx, status, "upstream_error",
+                                       "No provider of `%V` could answer "
+                                       "(%ui attempt(s)).",
+                                       route, ctx->attempts);
+        }
+
+        break;
 
     case NGX_HTTP_AIGW_OUTCOME_TIMEOUT:
         status = NGX_HTTP_GATEWAY_TIME_OUT;
@@ -716,11 +1185,19 @@ ngx_http_aigw_resilience_fail(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
         break;
     }
 
-    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                  "aigw: stream from provider \"%V\" was %V after "
-                  "%ui event(s), ended with an error event",
-                  name, &ngx_http_aigw_outcomes[ctx->outcome],
-                  ctx->sse_events);
+    if (ctx->first_failed) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "aigw: no provider began the stream after %ui "
+                      "keep-alive(s), which ends with an error event",
+                      ctx->keepalives);
+
+    } else {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "aigw: stream from provider \"%V\" was %V after "
+                      "%ui event(s), ended with an error event",
+                      name, &ngx_http_aigw_outcomes[ctx->outcome],
+                      ctx->sse_events);
+    }
 
     b = ngx_http_aigw_error_event(r, ctx, status);
     if (b == NULL) {
@@ -818,4 +1295,470 @@ ngx_http_aigw_resilience_outcome(ngx_http_request_t *r,
     }
 
     return NGX_HTTP_AIGW_OUTCOME_COMPLETE;
+}
+
+
+/*
+ * aigw_stream_resume: a stream cut, or stalled past its idle timeout,
+ * after the client got part of the answer, goes on with the next
+ * candidate in the same client stream.
+ *
+ * nginx's upstream ends the request at any failure after the headers
+ * went out, so the failure is caught before it sees it: a stall in the
+ * read handler (wrapped, its timer fired), a cut in the connection's
+ * recv (wrapped: the end is reported as NGX_AGAIN, and a posted event
+ * resumes).  The resume then runs nginx's header reader again, with the
+ * read timed out (a stall) or at the end (a cut), whose failure is
+ * upstream's next_upstream: the next candidate is connected to, with the
+ * text the client got in its request.  Its headers are taken by the
+ * header filter (ctx->committed), its events before the first with
+ * content dropped (resilience_first), and the client's stream goes on.
+ */
+
+
+/* each event the client got: its text kept, JSON-escaped, bounded */
+
+void
+ngx_http_aigw_resilience_event(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_sse_event_t *ev)
+{
+    u_char                 *p, *pos, *last;
+    size_t                  len, size;
+    ngx_http_aigw_span_t    text;
+    ngx_http_aigw_format_t *format;
+
+    if (ctx->resume_off) {
+        return;
+    }
+
+    format = ctx->candidates[ctx->current]->provider->format;
+
+    /* a tool call in flight cannot be continued; nor a text not read */
+
+    if (ctx->translated || ev->truncated
+        || (ev->data.len
+            && ngx_strlcasestrn(ev->data.data, ev->data.data + ev->data.len,
+                                (u_char *) "\"tool_",
+                                sizeof("\"tool_") - 2)
+               != NULL))
+    {
+        ctx->resume_off = 1;
+        return;
+    }
+
+    pos = ev->data.data;
+    last = ev->data.data + ev->data.len;
+
+    /* choices after the first (n > 1): one text cannot continue them */
+
+    p = ngx_strlcasestrn(pos, last, (u_char *) "\"choices\":[{\"index\":",
+                         sizeof("\"choices\":[{\"index\":") - 2);
+
+    if (p && p + sizeof("\"choices\":[{\"index\":") - 1 < last
+        && p[sizeof("\"choices\":[{\"index\":") - 1] != '0')
+    {
+        ctx->resume_off = 1;
+        return;
+    }
+
+    while (pos < last && format->text(ctx, ev, &pos, &text) == NGX_OK) {
+
+        len = text.end - text.start;
+
+        if (len == 0) {
+            continue;
+        }
+
+        if (ctx->resume_len + len > NGX_HTTP_AIGW_RESUME_TEXT) {
+            ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                           "aigw: the stream is too long to be resumed");
+            ctx->resume_off = 1;
+            return;
+        }
+
+        if (ctx->resume_len + len > ctx->resume_size) {
+
+            /* grown by doubling, up to the bound: few copies */
+
+            for (size = ngx_max(ctx->resume_size, 1024);
+                 size < ctx->resume_len + len;
+                 size *= 2)
+            {
+                /* void */
+            }
+
+            p = ngx_pnalloc(r->pool, size);
+            if (p == NULL) {
+                ctx->resume_off = 1;
+                return;
+            }
+
+            if (ctx->resume_len) {
+                ngx_memcpy(p, ctx->resume_text, ctx->resume_len);
+            }
+
+            ctx->resume_text = p;
+            ctx->resume_size = size;
+        }
+
+        ngx_memcpy(ctx->resume_text + ctx->resume_len, text.start, len);
+        ctx->resume_len += len;
+    }
+}
+
+
+/* a resumed stream: the first attempt's tokens, added to the last's */
+
+void
+ngx_http_aigw_resilience_usage(ngx_http_aigw_ctx_t *ctx)
+{
+    ctx->prompt_tokens += ctx->resume_prompt;
+    ctx->completion_tokens += ctx->resume_completion;
+
+    ctx->resume_prompt = 0;
+    ctx->resume_completion = 0;
+}
+
+
+/*
+ * upstream's reinit before a resume's connection: u->buffer may still be
+ * in the client's output (a slow client) while upstream rewinds it; the
+ * resume gets a buffer of its own.
+ */
+
+ngx_int_t
+ngx_http_aigw_resilience_reinit(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx)
+{
+    u_char               *p;
+    ngx_http_upstream_t  *u;
+
+    u = r->upstream;
+
+    if (!u->header_sent || u->busy_bufs == NULL) {
+        return NGX_OK;
+    }
+
+    p = ngx_palloc(r->pool, u->conf->buffer_size);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    u->buffer.start = p;
+    u->buffer.pos = p;
+    u->buffer.last = p;
+    u->buffer.end = p + u->conf->buffer_size;
+
+    return NGX_OK;
+}
+
+
+/* the provider's connection as it was, before it is closed or cached */
+
+void
+ngx_http_aigw_resilience_unwrap(ngx_http_aigw_ctx_t *ctx, ngx_connection_t *c)
+{
+    if (c && c->recv == ngx_http_aigw_resilience_recv) {
+        c->recv = ctx->recv;
+    }
+}
+
+
+/* upstream's read handler of a stream: a stall is resumed */
+
+static void
+ngx_http_aigw_resilience_read(ngx_http_request_t *r, ngx_http_upstream_t *u)
+{
+    ngx_http_aigw_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
+
+    if (u->peer.connection && u->peer.connection->read->timedout
+        && ngx_http_aigw_resilience_resumable(r, ctx))
+    {
+        ngx_http_aigw_resilience_resume(r, ctx,
+                                        NGX_HTTP_AIGW_OUTCOME_STALLED);
+        return;
+    }
+
+    ctx->stream_handler(r, u);
+}
+
+
+/* the provider's recv: the end of a stream not done is resumed */
+
+static ssize_t
+ngx_http_aigw_resilience_recv(ngx_connection_t *c, u_char *buf, size_t size)
+{
+    ngx_http_request_t  *r = c->data;
+
+    ssize_t               n;
+    ngx_http_aigw_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
+
+    if (ctx->resume_cut) {
+        /* the end again, now for the header reader, which moves on */
+        c->read->ready = 0;
+        c->read->eof = 1;
+        return 0;
+    }
+
+    n = ctx->recv(c, buf, size);
+
+    if ((n == 0 || n == NGX_ERROR)
+        && ngx_http_aigw_resilience_resumable(r, ctx))
+    {
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "aigw: the provider's stream ended before its end, "
+                      "resumed");
+
+        c->read->ready = 0;
+        c->read->eof = 0;
+        c->read->error = 0;
+
+        ctx->resume_cut = 1;
+        ngx_post_event(ctx->resume_ev, &ngx_posted_events);
+
+        return NGX_AGAIN;
+    }
+
+    return n;
+}
+
+
+static void
+ngx_http_aigw_resilience_resume_handler(ngx_event_t *ev)
+{
+    ngx_http_request_t  *r = ev->data;
+
+    ngx_connection_t     *c;
+    ngx_http_aigw_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
+
+    if (r->upstream == NULL || r->upstream->peer.connection == NULL
+        || !ctx->resume_cut)
+    {
+        return;
+    }
+
+    c = r->connection;
+
+    ngx_http_aigw_resilience_resume(r, ctx, NGX_HTTP_AIGW_OUTCOME_CUT);
+
+    ngx_http_run_posted_requests(c);
+}
+
+
+/*
+ * A stream may be resumed when the client got part of it, events whole,
+ * text only, not translated nor checked by the output guard, with a
+ * candidate of the client's format left, before the deadline.
+ */
+
+static ngx_uint_t
+ngx_http_aigw_resilience_resumable(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx)
+{
+    ngx_http_upstream_t    *u;
+    ngx_http_aigw_field_t  *f;
+
+    u = r->upstream;
+    f = &ctx->scan.field[NGX_HTTP_AIGW_F_MESSAGES];
+
+    if (ctx->resume_off || ctx->resume_cut || ctx->sse_done
+        || ctx->deadline_passed || ctx->resume_len == 0
+        || ctx->sse_buf == NULL || ctx->guard_output || ctx->translated
+        || r->connection->error
+        || !ngx_http_aigw_sse_between(&ctx->sse) || ctx->pending_len
+        || u == NULL || !u->header_sent || u->peer.tries < 2
+        || ctx->current + 1 >= ctx->ncandidates
+        || ctx->candidates[ctx->current + 1]->provider->format
+           != ctx->format
+        || f->key == NULL || f->end - f->start < 3 || f->end[-1] != ']')
+    {
+        return 0;
+    }
+
+    return 1;
+}
+
+
+static void
+ngx_http_aigw_resilience_resume(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_uint_t outcome)
+{
+    ngx_uint_t                 prompt, completion;
+    ngx_http_upstream_t       *u;
+    ngx_http_upstream_conf_t  *conf;
+    ngx_http_aigw_loc_conf_t  *alcf;
+
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_aigw_module);
+    u = r->upstream;
+
+    ctx->resume_off = 1;
+
+    conf = ngx_palloc(r->pool, sizeof(ngx_http_upstream_conf_t));
+
+    if (conf == NULL || ngx_http_aigw_resilience_messages(r, ctx) != NGX_OK) {
+
+        /* not resumed: the failure goes its way */
+
+        if (outcome == NGX_HTTP_AIGW_OUTCOME_STALLED) {
+            ctx->stream_handler(r, u);
+
+        } else {
+            ngx_http_aigw_resilience_unwrap(ctx, u->peer.connection);
+            u->peer.connection->read->eof = 1;
+            ctx->stream_handler(r, u);
+        }
+
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                  "aigw: stream from provider \"%V\" was %V after %ui "
+                  "event(s), resumed on the next model",
+                  &ctx->candidates[ctx->current]->provider->name,
+                  &ngx_http_aigw_outcomes[outcome], ctx->sse_events);
+
+    ctx->resume_outcome = outcome;
+    ctx->resume_events = ctx->sse_events;
+    ctx->resume_from = ctx->current;
+    ctx->resuming = 1;
+
+    /* the status went out: the next provider's headers are not sent */
+    ctx->committed = 1;
+
+    /* the first attempt's usage: the provider's where it said, else */
+    /* estimated; the next attempt's is its own */
+
+    prompt = (ctx->scan.string_bytes + 3) / 4;
+    completion = (ctx->est_completion + 3) / 4;
+
+    if (ctx->usage_source == NGX_HTTP_AIGW_USAGE_PROVIDER) {
+        prompt = ctx->prompt_tokens;
+        completion = ngx_max(completion, ctx->completion_tokens);
+    }
+
+    ctx->resume_prompt = prompt;
+    ctx->resume_completion = completion;
+
+    ctx->prompt_tokens = 0;
+    ctx->completion_tokens = 0;
+    ctx->cached_tokens = 0;
+    ctx->cache_write_tokens = 0;
+    ctx->reasoning_tokens = 0;
+    ctx->usage_source = NGX_HTTP_AIGW_USAGE_NONE;
+    ctx->est_completion = 0;
+
+    /* the request is built again, with the text */
+    ctx->built = NGX_CONF_UNSET_UINT;
+
+    /*
+     * upstream writes no request once the client has the headers, unless
+     * told to (grpc's preserve_output): a copy of the conf for this one
+     */
+
+    *conf = alcf->first_token_conf ? *alcf->first_token_conf : *u->conf;
+    conf->preserve_output = 1;
+    u->conf = conf;
+
+    if (u->peer.connection->read->timer_set) {
+        ngx_del_timer(u->peer.connection->read);
+    }
+
+    /*
+     * nginx's header reader fails, at the end (the recv says so) or on
+     * the timed-out read: upstream moves on to the next candidate
+     */
+
+    u->read_event_handler = ctx->header_handler;
+    ctx->header_handler(r, u);
+}
+
+
+/*
+ * The text the client got, at the end of "messages": as an assistant
+ * message, which a model with a prefill continues; for one without, and
+ * a user message asking to continue.  Spliced into the client's body,
+ * for every candidate after this one; the one built picks its text.
+ */
+
+static ngx_int_t
+ngx_http_aigw_resilience_messages(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx)
+{
+    u_char                 *p, *at;
+    size_t                  len, n;
+    ngx_http_aigw_field_t  *f;
+
+    static u_char  open[] = ",{\"role\":\"assistant\",\"content\":\"";
+    static u_char  ask[] = "\"},{\"role\":\"user\",\"content\":\"";
+
+    f = &ctx->scan.field[NGX_HTTP_AIGW_F_MESSAGES];
+    at = f->end - 1;
+
+    /* a prefill may not end in white space (Anthropic refuses it) */
+
+    n = ctx->resume_len;
+
+    while (n && (ctx->resume_text[n - 1] == ' '
+                 || ctx->resume_text[n - 1] == '\t'))
+    {
+        n--;
+    }
+
+    len = sizeof(open) - 1 + n + sizeof("\"}") - 1
+          + sizeof(open) - 1 + ctx->resume_len + sizeof(ask) - 1
+          + ngx_http_aigw_resume_ask.len + sizeof("\"}") - 1;
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->resume_prefill.data = p;
+    p = ngx_cpymem(p, open, sizeof(open) - 1);
+    p = ngx_cpymem(p, ctx->resume_text, n);
+    p = ngx_cpymem(p, "\"}", 2);
+    ctx->resume_prefill.len = p - ctx->resume_prefill.data;
+
+    ctx->resume_ask.data = p;
+    p = ngx_cpymem(p, open, sizeof(open) - 1);
+    p = ngx_cpymem(p, ctx->resume_text, ctx->resume_len);
+    p = ngx_cpymem(p, ask, sizeof(ask) - 1);
+    p = ngx_cpymem(p, ngx_http_aigw_resume_ask.data,
+                   ngx_http_aigw_resume_ask.len);
+    p = ngx_cpymem(p, "\"}", 2);
+    ctx->resume_ask.len = p - ctx->resume_ask.data;
+
+    return ngx_http_aigw_body_splice(r, ctx, at, at, &ctx->resume_ask);
+}
+
+
+/* the candidate built: the text as a prefill where its model takes one */
+
+void
+ngx_http_aigw_resilience_prefill(ngx_http_aigw_ctx_t *ctx,
+    ngx_http_aigw_model_t *m)
+{
+    ngx_uint_t               i;
+    ngx_http_aigw_splice_t  *sp;
+
+    if (ctx->resume_prefill.data == NULL) {
+        return;
+    }
+
+    sp = ctx->splices->elts;
+
+    for (i = 0; i < ctx->splices->nelts; i++) {
+        if (sp[i].text.data == ctx->resume_prefill.data
+            || sp[i].text.data == ctx->resume_ask.data)
+        {
+            sp[i].text = m->prefill ? ctx->resume_prefill : ctx->resume_ask;
+            return;
+        }
+    }
 }

@@ -91,6 +91,15 @@ ngx_http_aigw_model(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     for (i = 3; i < cf->args->nelts; i++) {
 
+        /* resilience: a resumed stream's text goes as a prefill */
+
+        if (value[i].len == sizeof("prefill") - 1
+            && ngx_strncmp(value[i].data, "prefill", value[i].len) == 0)
+        {
+            m->prefill = 1;
+            continue;
+        }
+
         if (ngx_strncmp(value[i].data, "input=", 6) == 0) {
             price = &m->input_price;
             s.data = value[i].data + 6;

@@ -277,6 +277,9 @@ ngx_http_aigw_upstream_build(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
 
     m = ctx->candidates[ctx->current];
 
+    /* a resumed stream's text, as its model takes it */
+    ngx_http_aigw_resilience_prefill(ctx, m);
+
     rc = ngx_http_aigw_request_build(r, ctx, m);
 
     if (rc != NGX_OK) {
@@ -310,7 +313,8 @@ ngx_http_aigw_upstream_reinit_request(ngx_http_request_t *r)
     r->upstream->input_filter = ngx_http_aigw_upstream_copy_filter;
     r->state = 0;
 
-    return NGX_OK;
+    /* a resumed stream's buffer may still be on its way to the client */
+    return ngx_http_aigw_resilience_reinit(r, ctx);
 }
 
 
@@ -324,6 +328,12 @@ ngx_http_aigw_upstream_process_status_line(ngx_http_request_t *r)
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
     u = r->upstream;
+
+    /* nginx's header reader, which a resumed stream runs again */
+
+    if (ctx->header_handler == NULL) {
+        ctx->header_handler = u->read_event_handler;
+    }
 
     rc = ngx_http_parse_status_line(r, &u->buffer, &ctx->status);
 
@@ -501,6 +511,13 @@ ngx_http_aigw_upstream_process_header(ngx_http_request_t *r)
                 u->keepalive = !u->headers_in.connection_close;
             }
 
+            /* after keep-alives, only a stream can follow */
+            rc = ngx_http_aigw_resilience_committed(r, ctx);
+
+            if (rc != NGX_OK) {
+                return rc;
+            }
+
             /* a 200 goes on once its body is whole and is JSON */
             rc = ngx_http_aigw_answer_hold(r, ctx);
 
@@ -574,8 +591,13 @@ ngx_http_aigw_upstream_copy_filter(void *data, ssize_t bytes)
     ngx_buf_t            *b;
     ngx_chain_t          *cl, **ll;
     ngx_http_upstream_t  *u;
+    ngx_http_aigw_ctx_t  *ctx;
 
+    ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
     u = r->upstream;
+
+    /* aigw_stream_keepalive counts gaps from here */
+    ctx->last_read = ngx_current_msec;
 
     if (u->length == 0) {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
@@ -642,6 +664,8 @@ ngx_http_aigw_upstream_chunked_filter(void *data, ssize_t bytes)
     ctx = ngx_http_get_module_ctx(r, ngx_http_aigw_module);
     u = r->upstream;
     buf = &u->buffer;
+
+    ctx->last_read = ngx_current_msec;
 
     buf->pos = buf->last;
     buf->last += bytes;
@@ -923,6 +947,9 @@ ngx_http_aigw_upstream_free_peer(ngx_peer_connection_t *pc, void *data,
     }
 
     m = ctx->candidates[ctx->current];
+
+    /* the connection's own recv again, before it is closed or cached */
+    ngx_http_aigw_resilience_unwrap(ctx, pc->connection);
 
     if (pc->tries) {
         pc->tries--;

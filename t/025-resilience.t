@@ -22,7 +22,7 @@ our $HttpConfig = <<'_EOC_';
                   format=anthropic key_env=AIGW_TEST_KEY;
     aigw_provider cut http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/cut=2/v1
                   key_env=AIGW_TEST_KEY;
-    aigw_provider claudecut http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/cut=3/v1
+    aigw_provider claudecut http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/cut=4/v1
                   format=anthropic key_env=AIGW_TEST_KEY;
     aigw_provider stall http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/stall=2/v1
                   key_env=AIGW_TEST_KEY;
@@ -105,11 +105,11 @@ aigw: stream from provider "cut" was cut after 2 event(s), ended with an error e
 POST /v1/messages
 {"model":"claudecut","stream":true,"max_tokens":50,"messages":[{"role":"user","content":"hi"}]}
 --- response_body_like eval
-qr/^event: message_start\n(?s:(?!message_stop).)*\n\nevent: error\ndata: \{"type":"error","error":\{"type":"[a-z_]+","message":"The provider's stream was cut after 3 event\(s\); the answer is incomplete\."\}\}\n\n$/
+qr/^event: message_start\n(?s:(?!message_stop).)*\n\nevent: error\ndata: \{"type":"error","error":\{"type":"[a-z_]+","message":"The provider's stream was cut after 4 event\(s\); the answer is incomplete\."\}\}\n\n$/
 --- access_log eval
 qr/^o=cut s=200 a=1 p=claudecut /
 --- error_log
-aigw: stream from provider "claudecut" was cut after 3 event(s), ended with an error event
+aigw: stream from provider "claudecut" was cut after 4 event(s), ended with an error event
 
 
 

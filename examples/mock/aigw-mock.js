@@ -71,6 +71,7 @@ const OPTIONS = {
     delay:        { kind: 'int', min: 0, max: 600000 },
     pace:         { kind: 'int', min: 0, max: 60000 },
     first:        { kind: 'int', min: 0, max: 600000 },
+    firstat:      { kind: 'int', min: 0, max: 1000000 },
     stall:        { kind: 'int', min: 0, max: 1000000 },
     context:      { kind: 'int', min: 1, max: 100000000 },
     splitat:      { kind: 'int', min: 0, max: 100000000 },
@@ -310,6 +311,20 @@ function makeAnswer(promptText, words, bigword) {
             : FILLER[(i - baseWords.length) % FILLER.length]);
     }
     return out.join(' ');
+}
+
+/*
+ * A conversation that ends with an assistant message (a prefill) is
+ * continued: the answer is what follows that text in the answer to the
+ * last user message, when the answer starts with it.
+ */
+function continuePrefill(answer, messages) {
+    const last = messages[messages.length - 1];
+    if (!isObject(last) || last.role !== 'assistant') {
+        return answer;
+    }
+    const prefill = textParts(last.content, []).join(' ');
+    return prefill !== '' && answer.startsWith(prefill) ? answer.slice(prefill.length) : answer;
 }
 
 /* Applies max_tokens: returns { text, tokens, truncated }. */
@@ -567,8 +582,9 @@ async function sendStream(ctx, events, errorEvent) {
         if (i > 0 && opts.pace) {
             await sleep(opts.pace);
         }
-        if (i === 0 && opts.first) {
-            /* the headers went out; the first token is late */
+        if (i === (opts.firstat || 0) && opts.first) {
+            /* the headers (and firstat events) went out; the first
+             * token is late */
             await sleep(opts.first);
         }
         if (gone(ctx)) {
@@ -762,7 +778,8 @@ function chatCompletions(ctx, body) {
         return chatToolCall(ctx, body, body.tools[0].function.name, lastUser, promptTokens);
     }
     const maxTokens = body.max_completion_tokens !== undefined ? body.max_completion_tokens : body.max_tokens;
-    const answer = limitAnswer(makeAnswer(lastUser, ctx.opts.words, ctx.opts.bigword), maxTokens);
+    const answer = limitAnswer(continuePrefill(makeAnswer(lastUser, ctx.opts.words, ctx.opts.bigword),
+        body.messages), maxTokens);
     const finish = answer.truncated ? 'length' : 'stop';
     const n = choiceCount(body);
     const id = 'chatcmpl-' + randomBase62(29);
@@ -1323,7 +1340,8 @@ function messages(ctx, body) {
         && isObject(body.tools[0])) {
         return messagesToolUse(ctx, body, body.tools[0].name, prompt);
     }
-    const answer = limitAnswer(makeAnswer(prompt.lastUser, ctx.opts.words, ctx.opts.bigword), body.max_tokens);
+    const answer = limitAnswer(continuePrefill(makeAnswer(prompt.lastUser, ctx.opts.words, ctx.opts.bigword),
+        body.messages), body.max_tokens);
     const stopReason = answer.truncated ? 'max_tokens' : 'end_turn';
     const id = 'msg_01' + randomBase62(22);
     const outputTokens = answer.tokens + (ctx.opts.reasoning || 0);

@@ -30,7 +30,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-[ ${#harnesses[@]} -gt 0 ] || harnesses=(scan sse usage json cache_key cache_semantic)
+[ ${#harnesses[@]} -gt 0 ] || harnesses=(scan sse usage json cache_key cache_semantic retry_after)
 
 if [ -z "$tree" ] || [ -z "$work" ]; then
     echo "usage: $0 --tree <nginx tree> --workdir <dir> [--seconds N]" >&2

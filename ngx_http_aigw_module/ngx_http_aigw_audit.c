@@ -1153,6 +1153,14 @@ ngx_http_aigw_audit_outcome(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
 
         case NGX_HTTP_AIGW_OUTCOME_TIMEOUT:
             return "timeout";
+
+        case NGX_HTTP_AIGW_OUTCOME_RESUMED:
+            return "resumed";
+
+        /* the status went out with a keep-alive, then no provider served */
+
+        case NGX_HTTP_AIGW_OUTCOME_ERROR:
+            return "provider_error";
         }
 
         if (ctx->sse_buf && !ctx->sse_done) {

@@ -75,7 +75,15 @@ http {
                   key_file=provider.key;
     aigw_provider slow http://127.0.0.1:$mock/fault/pace=40,words=40/v1
                   key_file=provider.key;
+    aigw_provider cut http://127.0.0.1:$mock/fault/cut=3,chars=5/v1
+                  key_file=provider.key;
+    aigw_provider busy http://127.0.0.1:$mock/fault/delay=600,status=503/v1
+                  key_file=provider.key;
     aigw_model gpt-4o ok:gpt-4o input=2.50 output=10.00;
+    aigw_model gpt-4o-prefill ok:gpt-4o prefill;
+    aigw_model cut cut:gpt-4o;
+    aigw_model busy busy:gpt-4o;
+    aigw_route resumed cut gpt-4o-prefill;
     aigw_model bad s500:gpt-4o;
     aigw_model stuck hang:gpt-4o;
     aigw_model paced slow:gpt-4o;
@@ -84,6 +92,16 @@ http {
         # streams of the kill test: a busy machine may pause the mock
         location /slow/v1/ {
             aigw_read_timeout 10s;
+            aigw_pass;
+        }
+        # a stream cut mid-answer goes on with the next model
+        location /resume/v1/ {
+            aigw_stream_resume on;
+            aigw_pass;
+        }
+        # the status goes out with a keep-alive; the provider then fails
+        location /ka/v1/ {
+            aigw_stream_keepalive 100ms;
             aigw_pass;
         }
         # a provider that hangs: a 504 soon
@@ -113,7 +131,9 @@ sub body {
 sub call {
     my ($id, $key, $model, $text, $stream) = @_;
     my $path = $model eq 'stuck' ? '/stuck/v1/chat/completions'
-                                 : '/v1/chat/completions';
+             : $model eq 'resumed' ? '/resume/v1/chat/completions'
+             : $model eq 'busy' ? '/ka/v1/chat/completions'
+             : '/v1/chat/completions';
     return $ngx->request('POST', $path,
                          { 'X-Request-Id' => $id,
                            $key ? (Authorization => "Bearer $key") : () },
@@ -213,6 +233,12 @@ push @extra, [ "gone-$_", 'client_gone', 499, sub { call_gone($_[0]) } ]
     for 1 .. 3;
 push @extra, [ "stuck-$_", 'timeout', 504,
                sub { call($_[0], $keys{acme}, 'stuck') } ] for 1 .. 3;
+push @extra, [ "resumed-$_", 'resumed', 200,
+               sub { call($_[0], $keys{acme}, 'resumed', 'one two', 1) } ]
+    for 1 .. 2;
+push @extra, [ "kafail-$_", 'provider_error', 200,
+               sub { call($_[0], $keys{acme}, 'busy', 'hi', 1) } ]
+    for 1 .. 2;
 push @extra, [ "lim-$_", $_ <= 5 ? 'answered' : 'rate_limited',
                $_ <= 5 ? 200 : 429,
                sub { call($_[0], $keys{lim}, 'gpt-4o') } ] for 1 .. 7;

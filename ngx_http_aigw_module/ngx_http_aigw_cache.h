@@ -166,6 +166,9 @@ ngx_int_t ngx_http_aigw_cache_semantic_redis_load(void *conf,
 ngx_int_t ngx_http_aigw_cache_semantic_parse(u_char *p, u_char *last,
     float *v, ngx_uint_t max, ngx_uint_t *dim);
 ngx_int_t ngx_http_aigw_cache_semantic_normalize(float *v, ngx_uint_t dim);
+void ngx_http_aigw_cache_semantic_scan(const float *vecs, ngx_uint_t n,
+    ngx_uint_t stride, ngx_uint_t dim, const float *q, ngx_int_t base,
+    ngx_int_t *best, float *score);
 ngx_int_t ngx_http_aigw_cache_semantic_best(const float *vecs, ngx_uint_t n,
     ngx_uint_t dim, const float *q, float *score);
 

@@ -284,25 +284,25 @@ ngx_http_aigw_cache_semantic_normalize(float *v, ngx_uint_t dim)
 
 
 /*
- * The index of the vector of vecs (n of dim floats each, one after the
- * other) nearest to q, and its dot product in *score; -1 when n is 0.
- * Eight sums at once, so that the compiler may use vector registers.
+ * The nearest to q of n vectors of dim floats, stride floats apart
+ * (the zone keeps a key before each), against the best found so far:
+ * *best (-1 for none) and its dot product *score (-2 for none), the
+ * index given as base + i.  A scan split into parts, in order, finds
+ * what one scan finds: a tie keeps the first.  Eight sums at once, so
+ * that the compiler may use vector registers.
  */
 
-ngx_int_t
-ngx_http_aigw_cache_semantic_best(const float *vecs, ngx_uint_t n,
-    ngx_uint_t dim, const float *q, float *score)
+void
+ngx_http_aigw_cache_semantic_scan(const float *vecs, ngx_uint_t n,
+    ngx_uint_t stride, ngx_uint_t dim, const float *q, ngx_int_t base,
+    ngx_int_t *best, float *score)
 {
-    float        s[8], dot, best;
-    ngx_int_t    b;
+    float        s[8], dot;
     ngx_uint_t   i, j, k;
     const float *v;
 
-    b = -1;
-    best = -2;
-
     for (i = 0; i < n; i++) {
-        v = vecs + i * dim;
+        v = vecs + i * stride;
 
         for (k = 0; k < 8; k++) {
             s[k] = 0;
@@ -322,13 +322,29 @@ ngx_http_aigw_cache_semantic_best(const float *vecs, ngx_uint_t n,
 
         dot += (s[0] + s[1]) + (s[2] + s[3]) + (s[4] + s[5]) + (s[6] + s[7]);
 
-        if (dot > best) {
-            best = dot;
-            b = (ngx_int_t) i;
+        if (dot > *score) {
+            *score = dot;
+            *best = base + (ngx_int_t) i;
         }
     }
+}
 
-    *score = best;
+
+/*
+ * The index of the vector of vecs (n of dim floats each, one after the
+ * other) nearest to q, and its dot product in *score; -1 when n is 0.
+ */
+
+ngx_int_t
+ngx_http_aigw_cache_semantic_best(const float *vecs, ngx_uint_t n,
+    ngx_uint_t dim, const float *q, float *score)
+{
+    ngx_int_t  b;
+
+    b = -1;
+    *score = -2;
+
+    ngx_http_aigw_cache_semantic_scan(vecs, n, dim, dim, q, 0, &b, score);
 
     return b;
 }

@@ -14,7 +14,7 @@
  * The embeddings' reader on answers as providers write them, on every
  * strict prefix of each (never whole), and on wrong ones; the unit length;
  * the nearest vector of a partition against a plain double-precision
- * loop.
+ * loop; the scan split as the zone splits it, at every point.
  */
 
 
@@ -244,6 +244,108 @@ t_best(void)
 }
 
 
+/*
+ * The scan as the zone does it, a block at a time with its lock let go
+ * between blocks: slots of a key (8 floats here, garbage the scan must
+ * not read) then the vector; at every split in two and in parts of
+ * every size, the same slot and the same score, bit for bit, as one
+ * scan; ties (a vector twice) keep the first.
+ */
+
+static void
+t_split(void)
+{
+    float       *slots, *q, score, whole;
+    uint64_t     seed;
+    ngx_int_t    b, want;
+    ngx_uint_t   n, dim, stride, i, j, cut, size, from, ok;
+
+    seed = 29;
+
+    for (dim = 2; dim <= 34; dim += 4) {
+        n = 2 + t_rand(&seed) % 40;
+        stride = dim + 8;
+        slots = t_alloc(n * stride * sizeof(float));
+        q = t_alloc(dim * sizeof(float));
+
+        for (i = 0; i < n; i++) {
+            for (j = 0; j < 8; j++) {
+                slots[i * stride + j] = 1e30f;
+            }
+
+            for (j = 0; j < dim; j++) {
+                slots[i * stride + 8 + j] =
+                    (float) ((int) (t_rand(&seed) % 2001) - 1000) / 1000;
+            }
+
+            slots[i * stride + 8] += 0.01f;
+            (void) ngx_http_aigw_cache_semantic_normalize(
+                                           slots + i * stride + 8, dim);
+        }
+
+        for (j = 0; j < dim; j++) {
+            q[j] = slots[(n / 2) * stride + 8 + j];
+        }
+
+        /* the best twice: the first is the one */
+
+        ngx_memcpy(slots + (n - 1) * stride + 8, q, dim * sizeof(float));
+
+        want = -1;
+        whole = -2;
+        ngx_http_aigw_cache_semantic_scan(slots + 8, n, stride, dim, q, 0,
+                                          &want, &whole);
+
+        (void) t_check(want == (ngx_int_t) (n / 2), "dim %lu: the first of "
+                       "a tie, %ld", (unsigned long) dim, (long) want);
+
+        for (ok = 1, cut = 0; cut <= n; cut++) {
+            b = -1;
+            score = -2;
+            ngx_http_aigw_cache_semantic_scan(slots + 8, cut, stride, dim, q,
+                                              0, &b, &score);
+            ngx_http_aigw_cache_semantic_scan(slots + cut * stride + 8,
+                                              n - cut, stride, dim, q,
+                                              (ngx_int_t) cut, &b, &score);
+            ok = ok && b == want && score == whole;
+        }
+
+        (void) t_check(ok, "dim %lu, n %lu: every split in two",
+                       (unsigned long) dim, (unsigned long) n);
+
+        for (ok = 1, size = 1; size <= n; size++) {
+            b = -1;
+            score = -2;
+
+            for (from = 0; from < n; from += size) {
+                ngx_http_aigw_cache_semantic_scan(slots + from * stride + 8,
+                                                  ngx_min(size, n - from),
+                                                  stride, dim, q,
+                                                  (ngx_int_t) from, &b,
+                                                  &score);
+            }
+
+            ok = ok && b == want && score == whole;
+        }
+
+        (void) t_check(ok, "dim %lu, n %lu: parts of every size",
+                       (unsigned long) dim, (unsigned long) n);
+
+        /* the slot read again alone scores what the scan found */
+
+        b = -1;
+        score = -2;
+        ngx_http_aigw_cache_semantic_scan(slots + want * stride + 8, 1,
+                                          stride, dim, q, 0, &b, &score);
+        (void) t_check(b == 0 && score == whole, "read again, dim %lu",
+                       (unsigned long) dim);
+
+        free(slots);
+        free(q);
+    }
+}
+
+
 int
 main(int argc, char **argv)
 {
@@ -257,6 +359,10 @@ main(int argc, char **argv)
 
     t_begin("the nearest vector");
     t_best();
+    t_end();
+
+    t_begin("the scan split");
+    t_split();
     t_end();
 
     printf("%lu passed, %lu failed\n",

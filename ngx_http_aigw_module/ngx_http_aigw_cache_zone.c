@@ -88,6 +88,7 @@ typedef struct {
     ngx_rbtree_node_t               parts_sentinel;
     ngx_queue_t                     parts_queue;
     ngx_uint_t                      part_id;
+    ngx_atomic_t                    waiting;  /* for the lock */
     ngx_uint_t                      nns;
     ngx_http_aigw_cache_ns_t        ns[NGX_HTTP_AIGW_CACHE_NS];
 } ngx_http_aigw_cache_sh_t;
@@ -112,6 +113,7 @@ static void *ngx_http_aigw_cache_zone_vector_alloc(
     ngx_http_aigw_cache_part_t *keep, ngx_uint_t *evicted);
 static void ngx_http_aigw_cache_zone_delete(ngx_http_aigw_cache_zone_t *zone,
     ngx_http_aigw_cache_node_t *cn);
+static void ngx_http_aigw_cache_zone_lock(ngx_http_aigw_cache_zone_t *zone);
 
 
 /* NAME:SIZE */
@@ -295,6 +297,26 @@ ngx_http_aigw_cache_zone_find(ngx_rbtree_t *tree, u_char *key)
 }
 
 
+/*
+ * The zone's lock, its waiters counted: a scan of the semantic index,
+ * which lets it go between blocks, waits for a waiter to take it
+ * (part_again); one spinning or asleep in ngx_shmtx_lock() would miss
+ * the moment it is free.
+ */
+
+static void
+ngx_http_aigw_cache_zone_lock(ngx_http_aigw_cache_zone_t *zone)
+{
+    if (ngx_shmtx_trylock(&zone->shpool->mutex)) {
+        return;
+    }
+
+    (void) ngx_atomic_fetch_add(&zone->sh->waiting, 1);
+    ngx_shmtx_lock(&zone->shpool->mutex);
+    (void) ngx_atomic_fetch_add(&zone->sh->waiting, -1);
+}
+
+
 static void
 ngx_http_aigw_cache_zone_delete(ngx_http_aigw_cache_zone_t *zone,
     ngx_http_aigw_cache_node_t *cn)
@@ -328,7 +350,7 @@ ngx_http_aigw_cache_zone_get(ngx_shm_zone_t *shm_zone, u_char *key,
     now = ngx_time();
     e->locked = 0;
 
-    ngx_shmtx_lock(&zone->shpool->mutex);
+    ngx_http_aigw_cache_zone_lock(zone);
 
     cn = ngx_http_aigw_cache_zone_find(&zone->sh->rbtree, key);
 
@@ -416,7 +438,7 @@ ngx_http_aigw_cache_zone_unlock(ngx_shm_zone_t *shm_zone, u_char *key)
 
     zone = shm_zone->data;
 
-    ngx_shmtx_lock(&zone->shpool->mutex);
+    ngx_http_aigw_cache_zone_lock(zone);
 
     cn = ngx_http_aigw_cache_zone_find(&zone->sh->rbtree, key);
 
@@ -448,7 +470,7 @@ ngx_http_aigw_cache_zone_put(ngx_shm_zone_t *shm_zone, u_char *key,
     size = offsetof(ngx_http_aigw_cache_node_t, data) + len;
     evicted = 0;
 
-    ngx_shmtx_lock(&zone->shpool->mutex);
+    ngx_http_aigw_cache_zone_lock(zone);
 
     cn = ngx_http_aigw_cache_zone_find(&zone->sh->rbtree, key);
 
@@ -531,7 +553,7 @@ ngx_http_aigw_cache_zone_generation(ngx_shm_zone_t *shm_zone, u_char *name,
 
     zone = shm_zone->data;
 
-    ngx_shmtx_lock(&zone->shpool->mutex);
+    ngx_http_aigw_cache_zone_lock(zone);
 
     for (i = 0; i < zone->sh->nns; i++) {
         if (ngx_memcmp(zone->sh->ns[i].name, name,
@@ -760,32 +782,32 @@ ngx_http_aigw_cache_zone_part_again(ngx_http_aigw_cache_zone_t *zone,
     ngx_shmtx_t                 *mtx;
     ngx_http_aigw_cache_part_t  *pt;
 #if (NGX_HAVE_ATOMIC_OPS)
-    ngx_uint_t                   i, n;
+    ngx_uint_t                   i;
 #endif
 
     mtx = &zone->shpool->mutex;
 
+    ngx_shmtx_unlock(mtx);
+
 #if (NGX_HAVE_ATOMIC_OPS)
-    n = 16;
 
-#if (NGX_HAVE_POSIX_SEM)
-    if (mtx->semaphore && *mtx->wait) {
-        /* one sleeps for the lock: the unlock wakes it, let it take it */
-        n = 8192;
+    /*
+     * one waits: it takes the lock before the next block, unless it is
+     * not let run for a while (a scan waits some 100 us at most)
+     */
+
+    for (i = 0; i < 96 && zone->sh->waiting && *mtx->lock == 0; i++) {
+        if (i < 64) {
+            ngx_cpu_pause();
+
+        } else {
+            ngx_sched_yield();
+        }
     }
+
 #endif
 
-    ngx_shmtx_unlock(mtx);
-
-    for (i = 0; i < n && *mtx->lock == 0; i++) {
-        ngx_cpu_pause();
-    }
-
-#else
-    ngx_shmtx_unlock(mtx);
-#endif
-
-    ngx_shmtx_lock(mtx);
+    ngx_http_aigw_cache_zone_lock(zone);
 
     pt = (ngx_http_aigw_cache_part_t *)
              ngx_http_aigw_cache_zone_find(&zone->sh->parts, part);
@@ -813,7 +835,7 @@ ngx_http_aigw_cache_zone_vector_add(ngx_shm_zone_t *shm_zone, u_char *part,
     zone = shm_zone->data;
     evicted = 0;
 
-    ngx_shmtx_lock(&zone->shpool->mutex);
+    ngx_http_aigw_cache_zone_lock(zone);
 
     pt = (ngx_http_aigw_cache_part_t *)
              ngx_http_aigw_cache_zone_find(&zone->sh->parts, part);
@@ -930,7 +952,7 @@ ngx_http_aigw_cache_zone_vector_find(ngx_shm_zone_t *shm_zone, u_char *part,
     *score = -2;
     stride = ngx_http_aigw_cache_slot_size(dim) / sizeof(float);
 
-    ngx_shmtx_lock(&zone->shpool->mutex);
+    ngx_http_aigw_cache_zone_lock(zone);
 
     pt = (ngx_http_aigw_cache_part_t *)
              ngx_http_aigw_cache_zone_find(&zone->sh->parts, part);
@@ -1024,7 +1046,7 @@ ngx_http_aigw_cache_zone_vector_count(ngx_shm_zone_t *shm_zone, u_char *part)
 
     zone = shm_zone->data;
 
-    ngx_shmtx_lock(&zone->shpool->mutex);
+    ngx_http_aigw_cache_zone_lock(zone);
 
     pt = (ngx_http_aigw_cache_part_t *)
              ngx_http_aigw_cache_zone_find(&zone->sh->parts, part);
@@ -1053,7 +1075,7 @@ ngx_http_aigw_cache_zone_vector_drop(ngx_shm_zone_t *shm_zone, u_char *part,
 
     zone = shm_zone->data;
 
-    ngx_shmtx_lock(&zone->shpool->mutex);
+    ngx_http_aigw_cache_zone_lock(zone);
 
     pt = (ngx_http_aigw_cache_part_t *)
              ngx_http_aigw_cache_zone_find(&zone->sh->parts, part);

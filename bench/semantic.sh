@@ -15,7 +15,8 @@
 #    the first question is asked (stored), then the second, in a namespace
 #    of its own; the second's X-AIGW-Cache is compared to what the pair
 #    says it should be: a paraphrase that is a SEMANTIC_HIT is a hit, a
-#    hard negative that is one is a false hit.
+#    hard negative that is one is a false hit.  SEMANTIC_PRECISION, when
+#    set: the index's (float32, int8), in -r's and -c's nginx.
 #
 # 3. (-c, only when asked: it stores SEMANTIC_CONTENTION_N vectors first,
 #    some minutes of CPU) the lock: nginx with two workers and a
@@ -107,6 +108,7 @@ http {
             aigw_cache_namespace  \$http_x_pair;
             aigw_cache_semantic  /_embeddings;
             aigw_cache_semantic_model  mock-semantic;
+            ${SEMANTIC_PRECISION:+aigw_cache_semantic_precision  $SEMANTIC_PRECISION;}
             aigw_pass;
         }
         location = /_embeddings {
@@ -188,6 +190,7 @@ http {
             aigw_cache_semantic  /_embeddings;
             aigw_cache_semantic_model  text-embedding-3-small;
             aigw_cache_semantic_partition  $want;
+            ${SEMANTIC_PRECISION:+aigw_cache_semantic_precision  $SEMANTIC_PRECISION;}
             aigw_pass;
         }
         location = /_embeddings {

@@ -348,3 +348,81 @@ ngx_http_aigw_cache_semantic_best(const float *vecs, ngx_uint_t n,
 
     return b;
 }
+
+
+/*
+ * int8 with a scale a vector (aigw_cache_semantic_precision int8): c[j]
+ * the nearest of -127..127 to v[j] / scale, scale = max |v[j]| / 127; a
+ * quarter of float32's bytes.  A zero vector is scale 0.
+ */
+
+void
+ngx_http_aigw_cache_semantic_quantize(const float *v, ngx_uint_t dim,
+    float *scale, int8_t *c)
+{
+    float       m, a, x;
+    ngx_uint_t  j;
+
+    m = 0;
+
+    for (j = 0; j < dim; j++) {
+        a = v[j] < 0 ? -v[j] : v[j];
+
+        if (a > m) {
+            m = a;
+        }
+    }
+
+    *scale = m / 127;
+
+    for (j = 0; j < dim; j++) {
+        x = (m > 0) ? v[j] * 127 / m : 0;
+        c[j] = (int8_t) (x < 0 ? x - 0.5f : x + 0.5f);
+    }
+}
+
+
+/*
+ * The scan of int8 slots, as ngx_http_aigw_cache_semantic_scan() of
+ * float ones: each slot's scale (a float) then its dim codes, the slots
+ * stride bytes apart.
+ */
+
+void
+ngx_http_aigw_cache_semantic_scan8(const u_char *slots, ngx_uint_t n,
+    size_t stride, ngx_uint_t dim, const float *q, ngx_int_t base,
+    ngx_int_t *best, float *score)
+{
+    float          s[8], dot, scale;
+    ngx_uint_t     i, j, k;
+    const int8_t  *c;
+
+    for (i = 0; i < n; i++) {
+        ngx_memcpy(&scale, slots + i * stride, sizeof(float));
+        c = (const int8_t *) (slots + i * stride + sizeof(float));
+
+        for (k = 0; k < 8; k++) {
+            s[k] = 0;
+        }
+
+        for (j = 0; j + 8 <= dim; j += 8) {
+            for (k = 0; k < 8; k++) {
+                s[k] += (float) c[j + k] * q[j + k];
+            }
+        }
+
+        dot = 0;
+
+        for ( /* void */ ; j < dim; j++) {
+            dot += (float) c[j] * q[j];
+        }
+
+        dot += (s[0] + s[1]) + (s[2] + s[3]) + (s[4] + s[5]) + (s[6] + s[7]);
+        dot *= scale;
+
+        if (dot > *score) {
+            *score = dot;
+            *best = base + (ngx_int_t) i;
+        }
+    }
+}

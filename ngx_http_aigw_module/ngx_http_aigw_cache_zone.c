@@ -38,7 +38,8 @@ typedef struct {
  * so that one tree function serves both.  The vectors of the answers
  * stored in it, in a ring of cap slots; n used, next the slot the next
  * one takes (the oldest, once it is full).  A slot is an entry's key
- * then its vector, dim floats.  The slots are in blocks of per slots
+ * then its vector: dim floats, or (precision int8) a float scale and
+ * dim codes, to a multiple of 4 bytes.  The slots are in blocks of per slots
  * (some 64K bytes): the first grows by a copy up to per, then a block
  * is added at a time, so that growth never copies more than a block.
  * A slot whose vector is all zeros is free: its answer was not found
@@ -50,6 +51,7 @@ typedef struct {
     ngx_queue_t                     queue;
     u_char                          part[NGX_HTTP_AIGW_CACHE_KEY_LEN];
     ngx_uint_t                      dim;
+    ngx_uint_t                      precision;
     ngx_uint_t                      n;
     ngx_uint_t                      cap;
     ngx_uint_t                      next;
@@ -67,8 +69,10 @@ typedef struct {
  */
 #define NGX_HTTP_AIGW_CACHE_VECTOR_BLOCK  16384
 
-#define ngx_http_aigw_cache_slot_size(dim)                                    \
-    (NGX_HTTP_AIGW_CACHE_KEY_LEN + (dim) * sizeof(float))
+#define ngx_http_aigw_cache_slot_size(dim, precision)                         \
+    (NGX_HTTP_AIGW_CACHE_KEY_LEN                                              \
+     + ((precision) == NGX_HTTP_AIGW_SEMANTIC_INT8                            \
+        ? sizeof(float) + ngx_align(dim, 4) : (dim) * sizeof(float)))
 
 
 /* a namespace's generation: bumped by a purge, part of every key */
@@ -114,6 +118,9 @@ static void *ngx_http_aigw_cache_zone_vector_alloc(
 static void ngx_http_aigw_cache_zone_delete(ngx_http_aigw_cache_zone_t *zone,
     ngx_http_aigw_cache_node_t *cn);
 static void ngx_http_aigw_cache_zone_lock(ngx_http_aigw_cache_zone_t *zone);
+static void ngx_http_aigw_cache_zone_scan(u_char *p, ngx_uint_t n,
+    size_t stride, ngx_uint_t dim, ngx_uint_t precision, float *v,
+    ngx_int_t base, ngx_int_t *best, float *score);
 
 
 /* NAME:SIZE */
@@ -631,7 +638,8 @@ static ngx_inline u_char *
 ngx_http_aigw_cache_zone_slot(ngx_http_aigw_cache_part_t *pt, ngx_uint_t i)
 {
     return pt->blocks[i / pt->per]
-           + (i % pt->per) * ngx_http_aigw_cache_slot_size(pt->dim);
+           + (i % pt->per) * ngx_http_aigw_cache_slot_size(pt->dim,
+                                                           pt->precision);
 }
 
 
@@ -692,7 +700,7 @@ ngx_http_aigw_cache_zone_part_grow(ngx_http_aigw_cache_zone_t *zone,
     size_t       size;
     ngx_uint_t   cap, nb;
 
-    size = ngx_http_aigw_cache_slot_size(pt->dim);
+    size = ngx_http_aigw_cache_slot_size(pt->dim, pt->precision);
 
     if (pt->nblocks == 0) {
         pt->blocks = ngx_http_aigw_cache_zone_vector_alloc(zone,
@@ -820,14 +828,16 @@ ngx_http_aigw_cache_zone_part_again(ngx_http_aigw_cache_zone_t *zone,
  * The vector v (of unit length) of the answer stored under key, into
  * the partition part: a new partition, or more slots, as needed, up to
  * max vectors; past that the oldest goes.  A partition of another
- * dimension (the embedding model changed) starts again.
+ * dimension (the embedding model changed) or precision starts again.
  */
 
 ngx_int_t
 ngx_http_aigw_cache_zone_vector_add(ngx_shm_zone_t *shm_zone, u_char *part,
-    u_char *key, float *v, ngx_uint_t dim, ngx_uint_t max, ngx_log_t *log)
+    u_char *key, float *v, ngx_uint_t dim, ngx_uint_t precision,
+    ngx_uint_t max, ngx_log_t *log)
 {
     u_char                      *p;
+    float                        scale;
     ngx_uint_t                   evicted;
     ngx_http_aigw_cache_zone_t  *zone;
     ngx_http_aigw_cache_part_t  *pt;
@@ -840,7 +850,7 @@ ngx_http_aigw_cache_zone_vector_add(ngx_shm_zone_t *shm_zone, u_char *part,
     pt = (ngx_http_aigw_cache_part_t *)
              ngx_http_aigw_cache_zone_find(&zone->sh->parts, part);
 
-    if (pt && pt->dim != dim) {
+    if (pt && (pt->dim != dim || pt->precision != precision)) {
         ngx_http_aigw_cache_zone_part_delete(zone, pt);
         pt = NULL;
     }
@@ -857,6 +867,7 @@ ngx_http_aigw_cache_zone_vector_add(ngx_shm_zone_t *shm_zone, u_char *part,
         ngx_memcpy(&pt->node.key, part, sizeof(ngx_rbtree_key_t));
         ngx_memcpy(pt->part, part, NGX_HTTP_AIGW_CACHE_KEY_LEN);
         pt->dim = dim;
+        pt->precision = precision;
         pt->per = ngx_max(NGX_HTTP_AIGW_CACHE_VECTOR_BLOCK / dim, 1);
         pt->id = ++zone->sh->part_id;
 
@@ -891,7 +902,16 @@ ngx_http_aigw_cache_zone_vector_add(ngx_shm_zone_t *shm_zone, u_char *part,
     p = ngx_http_aigw_cache_zone_slot(pt, pt->next);
 
     ngx_memcpy(p, key, NGX_HTTP_AIGW_CACHE_KEY_LEN);
-    ngx_memcpy(p + NGX_HTTP_AIGW_CACHE_KEY_LEN, v, dim * sizeof(float));
+    p += NGX_HTTP_AIGW_CACHE_KEY_LEN;
+
+    if (precision == NGX_HTTP_AIGW_SEMANTIC_INT8) {
+        ngx_http_aigw_cache_semantic_quantize(v, dim, &scale,
+                                              (int8_t *) (p + sizeof(float)));
+        ngx_memcpy(p, &scale, sizeof(float));
+
+    } else {
+        ngx_memcpy(p, v, dim * sizeof(float));
+    }
 
     pt->next++;
 
@@ -921,6 +941,26 @@ failed:
 }
 
 
+/* n slots from the slot at p, of either precision */
+
+static void
+ngx_http_aigw_cache_zone_scan(u_char *p, ngx_uint_t n, size_t stride,
+    ngx_uint_t dim, ngx_uint_t precision, float *v, ngx_int_t base,
+    ngx_int_t *best, float *score)
+{
+    p += NGX_HTTP_AIGW_CACHE_KEY_LEN;
+
+    if (precision == NGX_HTTP_AIGW_SEMANTIC_INT8) {
+        ngx_http_aigw_cache_semantic_scan8(p, n, stride, dim, v, base, best,
+                                           score);
+        return;
+    }
+
+    ngx_http_aigw_cache_semantic_scan((float *) p, n, stride / sizeof(float),
+                                      dim, v, base, best, score);
+}
+
+
 /*
  * The key of the answer whose vector in partition part is nearest to v,
  * at threshold or above: NGX_OK.  The partition is read a block at a
@@ -936,13 +976,14 @@ failed:
 
 ngx_int_t
 ngx_http_aigw_cache_zone_vector_find(ngx_shm_zone_t *shm_zone, u_char *part,
-    float *v, ngx_uint_t dim, float threshold, ngx_uint_t absent, u_char *key,
-    float *score)
+    float *v, ngx_uint_t dim, ngx_uint_t precision, float threshold,
+    ngx_uint_t absent, u_char *key, float *score)
 {
     u_char                      *k;
     float                        again;
     ngx_int_t                    i, j, rc;
-    ngx_uint_t                   tries, from, id, stride;
+    size_t                       stride;
+    ngx_uint_t                   tries, from, id;
     ngx_http_aigw_cache_zone_t  *zone;
     ngx_http_aigw_cache_part_t  *pt;
     ngx_http_aigw_cache_node_t  *cn;
@@ -950,14 +991,14 @@ ngx_http_aigw_cache_zone_vector_find(ngx_shm_zone_t *shm_zone, u_char *part,
     zone = shm_zone->data;
     rc = NGX_DECLINED;
     *score = -2;
-    stride = ngx_http_aigw_cache_slot_size(dim) / sizeof(float);
+    stride = ngx_http_aigw_cache_slot_size(dim, precision);
 
     ngx_http_aigw_cache_zone_lock(zone);
 
     pt = (ngx_http_aigw_cache_part_t *)
              ngx_http_aigw_cache_zone_find(&zone->sh->parts, part);
 
-    if (pt == NULL || pt->dim != dim) {
+    if (pt == NULL || pt->dim != dim || pt->precision != precision) {
         goto done;
     }
 
@@ -982,11 +1023,10 @@ ngx_http_aigw_cache_zone_vector_find(ngx_shm_zone_t *shm_zone, u_char *part,
                 }
             }
 
-            ngx_http_aigw_cache_semantic_scan(
-                (float *) (pt->blocks[from / pt->per]
-                           + NGX_HTTP_AIGW_CACHE_KEY_LEN),
-                ngx_min(pt->per, pt->n - from), stride, dim, v,
-                (ngx_int_t) from, &i, score);
+            ngx_http_aigw_cache_zone_scan(pt->blocks[from / pt->per],
+                                          ngx_min(pt->per, pt->n - from),
+                                          stride, dim, precision, v,
+                                          (ngx_int_t) from, &i, score);
         }
 
         if (i < 0 || *score < threshold) {
@@ -1000,9 +1040,8 @@ ngx_http_aigw_cache_zone_vector_find(ngx_shm_zone_t *shm_zone, u_char *part,
         j = -1;
         again = -2;
 
-        ngx_http_aigw_cache_semantic_scan(
-            (float *) (k + NGX_HTTP_AIGW_CACHE_KEY_LEN), 1, stride, dim, v,
-            0, &j, &again);
+        ngx_http_aigw_cache_zone_scan(k, 1, stride, dim, precision, v, 0, &j,
+                                      &again);
 
         if (again != *score) {
             continue;
@@ -1024,7 +1063,8 @@ ngx_http_aigw_cache_zone_vector_find(ngx_shm_zone_t *shm_zone, u_char *part,
         }
 
         /* its answer is gone: a zero vector is nobody's match */
-        ngx_memzero(k + NGX_HTTP_AIGW_CACHE_KEY_LEN, dim * sizeof(float));
+        ngx_memzero(k + NGX_HTTP_AIGW_CACHE_KEY_LEN,
+                    stride - NGX_HTTP_AIGW_CACHE_KEY_LEN);
     }
 
 done:
@@ -1096,7 +1136,8 @@ ngx_http_aigw_cache_zone_vector_drop(ngx_shm_zone_t *shm_zone, u_char *part,
 
         if (ngx_memcmp(p, key, NGX_HTTP_AIGW_CACHE_KEY_LEN) == 0) {
             ngx_memzero(p + NGX_HTTP_AIGW_CACHE_KEY_LEN,
-                        pt->dim * sizeof(float));
+                        ngx_http_aigw_cache_slot_size(pt->dim, pt->precision)
+                        - NGX_HTTP_AIGW_CACHE_KEY_LEN);
         }
     }
 

@@ -89,6 +89,11 @@ http {
             aigw_cache_semantic_partition 3;
             aigw_pass;
         }
+        location /int8/v1/ {
+            aigw_cache_namespace int8;
+            aigw_cache_semantic_precision int8;
+            aigw_pass;
+        }
         location /off/v1/ {
             aigw_cache_namespace off;
             aigw_cache_semantic off;
@@ -295,6 +300,20 @@ is($an->('How do I fix a flat bicycle tire?')->{cache}, 'MISS',
 my $ah = $an->('How can I repair a flat bicycle tire?');
 is($ah->{cache}, 'SEMANTIC_HIT', 'Anthropic: a paraphrase hits');
 like($ah->{body}, qr/"type":"message"/, 'Anthropic: a message');
+
+# int8 vectors: the same hits and misses as float32's
+
+my $i8 = '/int8/v1/chat/completions';
+my $ia = ask($i8, 'What is the capital of France?');
+is($ia->{cache}, 'MISS', 'int8: stored');
+is(ask($i8, 'Tell me the capital of France.')->{cache}, 'SEMANTIC_HIT',
+   'int8: a paraphrase hits');
+is(ask($i8, 'what is actually the capital of france')->{cache},
+   'SEMANTIC_HIT', 'int8: a paraphrase at 0.986 hits');
+is(ask($i8, 'What is not the capital of France?')->{cache}, 'MISS',
+   'int8: a negation misses');
+is(ask($i8, 'What is the capital of Germany?')->{cache}, 'MISS',
+   'int8: another entity misses');
 
 # aigw_cache_semantic off: only exact hits
 

@@ -25,6 +25,24 @@
 #define T_MAX  16
 
 
+/* Newton's, as the module's: no libm */
+
+static double
+sqrt_approx(double s)
+{
+    double      r;
+    ngx_uint_t  i;
+
+    r = s > 1 ? s : 1;
+
+    for (i = 0; i < 100; i++) {
+        r = (r + s / r) / 2;
+    }
+
+    return r;
+}
+
+
 typedef struct {
     const char  *text;
     ngx_int_t    rc;
@@ -346,6 +364,140 @@ t_split(void)
 }
 
 
+/*
+ * int8 with a scale: the score of a vector near a query (cosines of
+ * 0.90 to 0.99 built on purpose) against float32's, at 256 and 1536
+ * dimensions; the largest difference is printed and bounded; the scan
+ * of int8 slots split in two finds what one scan finds.
+ */
+
+static void
+t_int8(void)
+{
+    u_char      *slots;
+    float       *v, *q, *u, f, g, err, max, scale;
+    double       d, cs;
+    size_t       stride;
+    uint64_t     seed;
+    ngx_int_t    b, want;
+    ngx_uint_t   dims[2] = { 256, 1536 }, di, dim, i, j, n, cut, ok;
+
+    seed = 41;
+    n = 200;
+
+    for (di = 0; di < 2; di++) {
+        dim = dims[di];
+        stride = sizeof(float) + ngx_align(dim, 4);
+        slots = t_alloc(n * stride);
+        v = t_alloc(dim * sizeof(float));
+        u = t_alloc(dim * sizeof(float));
+        q = t_alloc(dim * sizeof(float));
+        max = 0;
+
+        for (j = 0; j < dim; j++) {
+            q[j] = (float) ((int) (t_rand(&seed) % 2001) - 1000) / 1000;
+        }
+
+        q[0] += 0.01f;
+        (void) ngx_http_aigw_cache_semantic_normalize(q, dim);
+
+        for (i = 0; i < n; i++) {
+
+            /* v = cs q + sqrt(1 - cs^2) u, u random, made orthogonal */
+
+            cs = 0.90 + 0.09 * (double) (t_rand(&seed) % 1000) / 1000;
+
+            for (j = 0; j < dim; j++) {
+                u[j] = (float) ((int) (t_rand(&seed) % 2001) - 1000) / 1000;
+            }
+
+            for (d = 0, j = 0; j < dim; j++) {
+                d += (double) u[j] * q[j];
+            }
+
+            for (j = 0; j < dim; j++) {
+                u[j] -= (float) (d * q[j]);
+            }
+
+            (void) ngx_http_aigw_cache_semantic_normalize(u, dim);
+
+            for (j = 0; j < dim; j++) {
+                v[j] = (float) (cs * q[j] + sqrt_approx(1 - cs * cs) * u[j]);
+            }
+
+            (void) ngx_http_aigw_cache_semantic_normalize(v, dim);
+
+            f = -2;
+            b = -1;
+            ngx_http_aigw_cache_semantic_scan(v, 1, dim, dim, q, 0, &b, &f);
+
+            ngx_http_aigw_cache_semantic_quantize(v, dim, &scale,
+                                  (int8_t *) (slots + i * stride
+                                              + sizeof(float)));
+            ngx_memcpy(slots + i * stride, &scale, sizeof(float));
+
+            g = -2;
+            b = -1;
+            ngx_http_aigw_cache_semantic_scan8(slots + i * stride, 1, stride,
+                                               dim, q, 0, &b, &g);
+
+            err = f > g ? f - g : g - f;
+
+            if (err > max) {
+                max = err;
+            }
+        }
+
+        printf("# int8, %lu dims: largest score error %.6f "
+               "(cosines 0.90-0.99)\n", (unsigned long) dim, (double) max);
+
+        (void) t_check(max < 0.002f, "int8, %lu dims: error %f",
+                       (unsigned long) dim, (double) max);
+
+        want = -1;
+        f = -2;
+        ngx_http_aigw_cache_semantic_scan8(slots, n, stride, dim, q, 0,
+                                           &want, &f);
+
+        for (ok = 1, cut = 0; cut <= n; cut++) {
+            b = -1;
+            g = -2;
+            ngx_http_aigw_cache_semantic_scan8(slots, cut, stride, dim, q, 0,
+                                               &b, &g);
+            ngx_http_aigw_cache_semantic_scan8(slots + cut * stride, n - cut,
+                                               stride, dim, q,
+                                               (ngx_int_t) cut, &b, &g);
+            ok = ok && b == want && g == f;
+        }
+
+        (void) t_check(ok, "int8, %lu dims: every split in two",
+                       (unsigned long) dim);
+
+        free(slots);
+        free(v);
+        free(u);
+        free(q);
+    }
+
+    /* a zero vector scores 0 */
+
+    v = t_alloc(8 * sizeof(float));
+    slots = t_alloc(sizeof(float) + 8);
+    ngx_memzero(v, 8 * sizeof(float));
+    ngx_http_aigw_cache_semantic_quantize(v, 8, &scale,
+                                          (int8_t *) (slots + sizeof(float)));
+    ngx_memcpy(slots, &scale, sizeof(float));
+    f = -2;
+    b = -1;
+    v[0] = 1;
+    ngx_http_aigw_cache_semantic_scan8(slots, 1, sizeof(float) + 8, 8, v, 0,
+                                       &b, &f);
+    (void) t_check(b == 0 && f == 0, "int8: a zero vector scores 0");
+    free(v);
+    free(slots);
+}
+
+
 int
 main(int argc, char **argv)
 {
@@ -363,6 +515,10 @@ main(int argc, char **argv)
 
     t_begin("the scan split");
     t_split();
+    t_end();
+
+    t_begin("int8 with a scale");
+    t_int8();
     t_end();
 
     printf("%lu passed, %lu failed\n",

@@ -70,7 +70,7 @@ if [ $lookup = 1 ]; then
 
     echo "# lookup: one partition scanned, microseconds (best of" \
          "${SEMANTIC_ROUNDS:-20})"
-    echo "# vectors dims us"
+    echo "# vectors dims us int8-us"
 
     for n in 1024 10000 50000; do
         for d in 256 1536; do

@@ -395,7 +395,7 @@ http {
     proxy_temp_path $dir2/proxy;
     access_log off;
     aigw_keys keys.json;
-    aigw_cache_zone storm:512k;
+    aigw_cache_zone storm:384k;
     aigw_provider ok http://127.0.0.1:$mock/v1;
     aigw_model gpt-4o ok:gpt-4o;
     server {
@@ -405,6 +405,11 @@ http {
         aigw_cache_semantic_model text-embedding-3-small;
         aigw_cache_semantic_partition 400;
         location /v1/ {
+            aigw_pass;
+        }
+        location /i8/v1/ {
+            aigw_cache_namespace i8;
+            aigw_cache_semantic_precision int8;
             aigw_pass;
         }
         location /para/v1/ {
@@ -436,8 +441,9 @@ sub ask2 {
     return $res;
 }
 
-# four clients, 45 questions each, two partitions (two system prompts);
-# a client's exit status is its count of unexpected answers
+# four clients, 45 questions each, two partitions (two system prompts)
+# of float32 vectors, two of int8 (another namespace); a client's exit
+# status is its count of unexpected answers
 
 my @kids;
 for my $c (0 .. 3) {
@@ -447,7 +453,8 @@ for my $c (0 .. 3) {
         for my $i (0 .. 44) {
             # a quarter asked by two clients: exact hits and locks too
             my $n = $i % 4 ? "$c-$i" : $i;
-            my $r = ask2('/v1/chat/completions',
+            my $r = ask2($i % 3 ? '/v1/chat/completions'
+                                : '/i8/v1/chat/completions',
                          'You are terse, prompt ' . ($i % 2),
                          "Storm question number $n, answer briefly");
             $bad++ unless $r->{status} == 200

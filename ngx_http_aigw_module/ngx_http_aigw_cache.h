@@ -132,11 +132,11 @@ struct ngx_http_aigw_redis_s;
  * answers with their entries' keys, the oldest out past max.
  */
 ngx_int_t ngx_http_aigw_cache_zone_vector_add(ngx_shm_zone_t *zone,
-    u_char *part, u_char *key, float *v, ngx_uint_t dim, ngx_uint_t max,
-    ngx_log_t *log);
+    u_char *part, u_char *key, float *v, ngx_uint_t dim,
+    ngx_uint_t precision, ngx_uint_t max, ngx_log_t *log);
 ngx_int_t ngx_http_aigw_cache_zone_vector_find(ngx_shm_zone_t *zone,
-    u_char *part, float *v, ngx_uint_t dim, float threshold,
-    ngx_uint_t absent, u_char *key, float *score);
+    u_char *part, float *v, ngx_uint_t dim, ngx_uint_t precision,
+    float threshold, ngx_uint_t absent, u_char *key, float *score);
 ngx_uint_t ngx_http_aigw_cache_zone_vector_count(ngx_shm_zone_t *zone,
     u_char *part);
 void ngx_http_aigw_cache_zone_vector_drop(ngx_shm_zone_t *zone, u_char *part,
@@ -155,7 +155,8 @@ void ngx_http_aigw_cache_semantic_redis_put(void *conf, u_char *part,
     u_char *key, float *v, ngx_uint_t dim, ngx_uint_t max, time_t ttl,
     ngx_log_t *log);
 ngx_int_t ngx_http_aigw_cache_semantic_redis_load(void *conf,
-    ngx_shm_zone_t *zone, u_char *part, ngx_uint_t max, ngx_pool_t *pool,
+    ngx_shm_zone_t *zone, u_char *part, ngx_uint_t max,
+    ngx_uint_t precision, ngx_pool_t *pool,
     ngx_http_aigw_cache_semantic_loaded_pt handler, void *data,
     ngx_log_t *log, void **cmd);
 
@@ -166,6 +167,14 @@ ngx_int_t ngx_http_aigw_cache_semantic_redis_load(void *conf,
 ngx_int_t ngx_http_aigw_cache_semantic_parse(u_char *p, u_char *last,
     float *v, ngx_uint_t max, ngx_uint_t *dim);
 ngx_int_t ngx_http_aigw_cache_semantic_normalize(float *v, ngx_uint_t dim);
+void ngx_http_aigw_cache_semantic_scan(const float *vecs, ngx_uint_t n,
+    ngx_uint_t stride, ngx_uint_t dim, const float *q, ngx_int_t base,
+    ngx_int_t *best, float *score);
+void ngx_http_aigw_cache_semantic_quantize(const float *v, ngx_uint_t dim,
+    float *scale, int8_t *c);
+void ngx_http_aigw_cache_semantic_scan8(const u_char *slots, ngx_uint_t n,
+    size_t stride, ngx_uint_t dim, const float *q, ngx_int_t base,
+    ngx_int_t *best, float *score);
 ngx_int_t ngx_http_aigw_cache_semantic_best(const float *vecs, ngx_uint_t n,
     ngx_uint_t dim, const float *q, float *score);
 

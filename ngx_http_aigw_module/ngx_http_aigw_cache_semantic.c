@@ -182,6 +182,9 @@ ngx_http_aigw_cache_semantic_merge(ngx_conf_t *cf,
                          prev->cache_semantic_turns, 1);
     ngx_conf_merge_value(conf->cache_semantic_partition,
                          prev->cache_semantic_partition, 1024);
+    ngx_conf_merge_uint_value(conf->cache_semantic_precision,
+                              prev->cache_semantic_precision,
+                              NGX_HTTP_AIGW_SEMANTIC_FLOAT32);
     ngx_conf_merge_str_value(conf->cache_semantic_model,
                              prev->cache_semantic_model,
                              "text-embedding-3-small");
@@ -616,7 +619,9 @@ ngx_http_aigw_cache_semantic_find(ngx_http_request_t *r, void *data,
     sem->dim = dim;
 
     rc = ngx_http_aigw_cache_zone_vector_find(amcf->cache_zone, sem->part, v,
-                                              dim, sem->threshold,
+                                              dim,
+                                              alcf->cache_semantic_precision,
+                                              sem->threshold,
                                               alcf->cache_redis, key, &score);
 
     if (rc == NGX_DECLINED) {
@@ -669,6 +674,7 @@ ngx_http_aigw_cache_semantic_put(ngx_http_request_t *r, void *data,
 
     (void) ngx_http_aigw_cache_zone_vector_add(amcf->cache_zone, sem->part,
                                        key, sem->vec, sem->dim,
+                                       alcf->cache_semantic_precision,
                                        alcf->cache_semantic_partition,
                                        r->connection->log);
 
@@ -734,7 +740,8 @@ ngx_http_aigw_cache_semantic_load(ngx_http_request_t *r,
 
     rc = ngx_http_aigw_cache_semantic_redis_load(
              amcf->cache_semantic_redis, amcf->cache_zone, sem->part,
-             alcf->cache_semantic_partition, r->pool,
+             alcf->cache_semantic_partition,
+             alcf->cache_semantic_precision, r->pool,
              ngx_http_aigw_cache_semantic_loaded, sem, r->connection->log,
              &sem->cmd);
     if (rc != NGX_OK) {

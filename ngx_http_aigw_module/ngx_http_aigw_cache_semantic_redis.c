@@ -42,6 +42,7 @@ typedef struct {
     ngx_http_aigw_sem_redis_t               *conf;
     ngx_shm_zone_t                          *zone;
     ngx_uint_t                               max;
+    ngx_uint_t                               precision;
     ngx_http_aigw_cache_semantic_loaded_pt   handler;
     void                                    *data;
     u_char                                   part[NGX_HTTP_AIGW_CACHE_KEY_LEN];
@@ -164,7 +165,7 @@ ngx_http_aigw_sem_redis_stored(void *data, redisReply *reply, ngx_int_t rc)
 
 ngx_int_t
 ngx_http_aigw_cache_semantic_redis_load(void *conf, ngx_shm_zone_t *zone,
-    u_char *part, ngx_uint_t max, ngx_pool_t *pool,
+    u_char *part, ngx_uint_t max, ngx_uint_t precision, ngx_pool_t *pool,
     ngx_http_aigw_cache_semantic_loaded_pt handler, void *data,
     ngx_log_t *log, void **cmd)
 {
@@ -184,6 +185,7 @@ ngx_http_aigw_cache_semantic_redis_load(void *conf, ngx_shm_zone_t *zone,
     ld->conf = srd;
     ld->zone = zone;
     ld->max = max;
+    ld->precision = precision;
     ld->handler = handler;
     ld->data = data;
     ngx_memcpy(ld->part, part, NGX_HTTP_AIGW_CACHE_KEY_LEN);
@@ -259,7 +261,8 @@ ngx_http_aigw_sem_redis_got(void *data, redisReply *reply, ngx_int_t rc)
 
         if (ngx_http_aigw_cache_zone_vector_add(ld->zone, ld->part,
                                                 (u_char *) e->str, v, dim,
-                                                ld->max, ngx_cycle->log)
+                                                ld->precision, ld->max,
+                                                ngx_cycle->log)
             != NGX_OK)
         {
             break;

@@ -284,25 +284,25 @@ ngx_http_aigw_cache_semantic_normalize(float *v, ngx_uint_t dim)
 
 
 /*
- * The index of the vector of vecs (n of dim floats each, one after the
- * other) nearest to q, and its dot product in *score; -1 when n is 0.
- * Eight sums at once, so that the compiler may use vector registers.
+ * The nearest to q of n vectors of dim floats, stride floats apart
+ * (the zone keeps a key before each), against the best found so far:
+ * *best (-1 for none) and its dot product *score (-2 for none), the
+ * index given as base + i.  A scan split into parts, in order, finds
+ * what one scan finds: a tie keeps the first.  Eight sums at once, so
+ * that the compiler may use vector registers.
  */
 
-ngx_int_t
-ngx_http_aigw_cache_semantic_best(const float *vecs, ngx_uint_t n,
-    ngx_uint_t dim, const float *q, float *score)
+void
+ngx_http_aigw_cache_semantic_scan(const float *vecs, ngx_uint_t n,
+    ngx_uint_t stride, ngx_uint_t dim, const float *q, ngx_int_t base,
+    ngx_int_t *best, float *score)
 {
-    float        s[8], dot, best;
-    ngx_int_t    b;
+    float        s[8], dot;
     ngx_uint_t   i, j, k;
     const float *v;
 
-    b = -1;
-    best = -2;
-
     for (i = 0; i < n; i++) {
-        v = vecs + i * dim;
+        v = vecs + i * stride;
 
         for (k = 0; k < 8; k++) {
             s[k] = 0;
@@ -322,13 +322,107 @@ ngx_http_aigw_cache_semantic_best(const float *vecs, ngx_uint_t n,
 
         dot += (s[0] + s[1]) + (s[2] + s[3]) + (s[4] + s[5]) + (s[6] + s[7]);
 
-        if (dot > best) {
-            best = dot;
-            b = (ngx_int_t) i;
+        if (dot > *score) {
+            *score = dot;
+            *best = base + (ngx_int_t) i;
+        }
+    }
+}
+
+
+/*
+ * The index of the vector of vecs (n of dim floats each, one after the
+ * other) nearest to q, and its dot product in *score; -1 when n is 0.
+ */
+
+ngx_int_t
+ngx_http_aigw_cache_semantic_best(const float *vecs, ngx_uint_t n,
+    ngx_uint_t dim, const float *q, float *score)
+{
+    ngx_int_t  b;
+
+    b = -1;
+    *score = -2;
+
+    ngx_http_aigw_cache_semantic_scan(vecs, n, dim, dim, q, 0, &b, score);
+
+    return b;
+}
+
+
+/*
+ * int8 with a scale a vector (aigw_cache_semantic_precision int8): c[j]
+ * the nearest of -127..127 to v[j] / scale, scale = max |v[j]| / 127; a
+ * quarter of float32's bytes.  A zero vector is scale 0.
+ */
+
+void
+ngx_http_aigw_cache_semantic_quantize(const float *v, ngx_uint_t dim,
+    float *scale, int8_t *c)
+{
+    float       m, a, x;
+    ngx_uint_t  j;
+
+    m = 0;
+
+    for (j = 0; j < dim; j++) {
+        a = v[j] < 0 ? -v[j] : v[j];
+
+        if (a > m) {
+            m = a;
         }
     }
 
-    *score = best;
+    *scale = m / 127;
 
-    return b;
+    for (j = 0; j < dim; j++) {
+        x = (m > 0) ? v[j] * 127 / m : 0;
+        c[j] = (int8_t) (x < 0 ? x - 0.5f : x + 0.5f);
+    }
+}
+
+
+/*
+ * The scan of int8 slots, as ngx_http_aigw_cache_semantic_scan() of
+ * float ones: each slot's scale (a float) then its dim codes, the slots
+ * stride bytes apart.
+ */
+
+void
+ngx_http_aigw_cache_semantic_scan8(const u_char *slots, ngx_uint_t n,
+    size_t stride, ngx_uint_t dim, const float *q, ngx_int_t base,
+    ngx_int_t *best, float *score)
+{
+    float          s[8], dot, scale;
+    ngx_uint_t     i, j, k;
+    const int8_t  *c;
+
+    for (i = 0; i < n; i++) {
+        ngx_memcpy(&scale, slots + i * stride, sizeof(float));
+        c = (const int8_t *) (slots + i * stride + sizeof(float));
+
+        for (k = 0; k < 8; k++) {
+            s[k] = 0;
+        }
+
+        for (j = 0; j + 8 <= dim; j += 8) {
+            for (k = 0; k < 8; k++) {
+                s[k] += (float) c[j + k] * q[j + k];
+            }
+        }
+
+        dot = 0;
+
+        for ( /* void */ ; j < dim; j++) {
+            dot += (float) c[j] * q[j];
+        }
+
+        dot += (s[0] + s[1]) + (s[2] + s[3]) + (s[4] + s[5]) + (s[6] + s[7]);
+        dot *= scale;
+
+        if (dot > *score) {
+            *score = dot;
+            *best = base + (ngx_int_t) i;
+        }
+    }
 }

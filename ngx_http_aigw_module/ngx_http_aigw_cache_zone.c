@@ -36,21 +36,43 @@ typedef struct {
 /*
  * A partition of the semantic index: its first members as an entry's,
  * so that one tree function serves both.  The vectors of the answers
- * stored in it, dim floats each, in a ring of cap slots; n used, next
- * the slot the next one takes (the oldest, once it is full).  A slot
- * whose vector is all zeros is free: its answer was not found again.
+ * stored in it, in a ring of cap slots; n used, next the slot the next
+ * one takes (the oldest, once it is full).  A slot is an entry's key
+ * then its vector: dim floats, or (precision int8) a float scale and
+ * dim codes, to a multiple of 4 bytes.  The slots are in blocks of per slots
+ * (some 64K bytes): the first grows by a copy up to per, then a block
+ * is added at a time, so that growth never copies more than a block.
+ * A slot whose vector is all zeros is free: its answer was not found
+ * again.  id tells the partition from one made again under its digest
+ * while a scan let the lock go.
  */
 typedef struct {
     ngx_rbtree_node_t               node;
     ngx_queue_t                     queue;
     u_char                          part[NGX_HTTP_AIGW_CACHE_KEY_LEN];
     ngx_uint_t                      dim;
+    ngx_uint_t                      precision;
     ngx_uint_t                      n;
     ngx_uint_t                      cap;
     ngx_uint_t                      next;
-    u_char                         *keys;   /* cap keys */
-    float                          *vecs;   /* cap * dim */
+    ngx_uint_t                      per;
+    ngx_uint_t                      nblocks;  /* room in blocks */
+    u_char                        **blocks;
+    ngx_uint_t                      id;
 } ngx_http_aigw_cache_part_t;
+
+
+/*
+ * The floats a scan reads in one hold of the zone's lock: 16,384 floats
+ * (64K bytes) take some 5-15 us here (memory-bound); every vector at
+ * least, so a dimension of 4096 holds it some 4 us a vector.
+ */
+#define NGX_HTTP_AIGW_CACHE_VECTOR_BLOCK  16384
+
+#define ngx_http_aigw_cache_slot_size(dim, precision)                         \
+    (NGX_HTTP_AIGW_CACHE_KEY_LEN                                              \
+     + ((precision) == NGX_HTTP_AIGW_SEMANTIC_INT8                            \
+        ? sizeof(float) + ngx_align(dim, 4) : (dim) * sizeof(float)))
 
 
 /* a namespace's generation: bumped by a purge, part of every key */
@@ -69,6 +91,8 @@ typedef struct {
     ngx_rbtree_t                    parts;
     ngx_rbtree_node_t               parts_sentinel;
     ngx_queue_t                     parts_queue;
+    ngx_uint_t                      part_id;
+    ngx_atomic_t                    waiting;  /* for the lock */
     ngx_uint_t                      nns;
     ngx_http_aigw_cache_ns_t        ns[NGX_HTTP_AIGW_CACHE_NS];
 } ngx_http_aigw_cache_sh_t;
@@ -93,6 +117,10 @@ static void *ngx_http_aigw_cache_zone_vector_alloc(
     ngx_http_aigw_cache_part_t *keep, ngx_uint_t *evicted);
 static void ngx_http_aigw_cache_zone_delete(ngx_http_aigw_cache_zone_t *zone,
     ngx_http_aigw_cache_node_t *cn);
+static void ngx_http_aigw_cache_zone_lock(ngx_http_aigw_cache_zone_t *zone);
+static void ngx_http_aigw_cache_zone_scan(u_char *p, ngx_uint_t n,
+    size_t stride, ngx_uint_t dim, ngx_uint_t precision, float *v,
+    ngx_int_t base, ngx_int_t *best, float *score);
 
 
 /* NAME:SIZE */
@@ -276,6 +304,26 @@ ngx_http_aigw_cache_zone_find(ngx_rbtree_t *tree, u_char *key)
 }
 
 
+/*
+ * The zone's lock, its waiters counted: a scan of the semantic index,
+ * which lets it go between blocks, waits for a waiter to take it
+ * (part_again); one spinning or asleep in ngx_shmtx_lock() would miss
+ * the moment it is free.
+ */
+
+static void
+ngx_http_aigw_cache_zone_lock(ngx_http_aigw_cache_zone_t *zone)
+{
+    if (ngx_shmtx_trylock(&zone->shpool->mutex)) {
+        return;
+    }
+
+    (void) ngx_atomic_fetch_add(&zone->sh->waiting, 1);
+    ngx_shmtx_lock(&zone->shpool->mutex);
+    (void) ngx_atomic_fetch_add(&zone->sh->waiting, -1);
+}
+
+
 static void
 ngx_http_aigw_cache_zone_delete(ngx_http_aigw_cache_zone_t *zone,
     ngx_http_aigw_cache_node_t *cn)
@@ -309,7 +357,7 @@ ngx_http_aigw_cache_zone_get(ngx_shm_zone_t *shm_zone, u_char *key,
     now = ngx_time();
     e->locked = 0;
 
-    ngx_shmtx_lock(&zone->shpool->mutex);
+    ngx_http_aigw_cache_zone_lock(zone);
 
     cn = ngx_http_aigw_cache_zone_find(&zone->sh->rbtree, key);
 
@@ -397,7 +445,7 @@ ngx_http_aigw_cache_zone_unlock(ngx_shm_zone_t *shm_zone, u_char *key)
 
     zone = shm_zone->data;
 
-    ngx_shmtx_lock(&zone->shpool->mutex);
+    ngx_http_aigw_cache_zone_lock(zone);
 
     cn = ngx_http_aigw_cache_zone_find(&zone->sh->rbtree, key);
 
@@ -429,7 +477,7 @@ ngx_http_aigw_cache_zone_put(ngx_shm_zone_t *shm_zone, u_char *key,
     size = offsetof(ngx_http_aigw_cache_node_t, data) + len;
     evicted = 0;
 
-    ngx_shmtx_lock(&zone->shpool->mutex);
+    ngx_http_aigw_cache_zone_lock(zone);
 
     cn = ngx_http_aigw_cache_zone_find(&zone->sh->rbtree, key);
 
@@ -512,7 +560,7 @@ ngx_http_aigw_cache_zone_generation(ngx_shm_zone_t *shm_zone, u_char *name,
 
     zone = shm_zone->data;
 
-    ngx_shmtx_lock(&zone->shpool->mutex);
+    ngx_http_aigw_cache_zone_lock(zone);
 
     for (i = 0; i < zone->sh->nns; i++) {
         if (ngx_memcmp(zone->sh->ns[i].name, name,
@@ -567,14 +615,31 @@ static void
 ngx_http_aigw_cache_zone_part_delete(ngx_http_aigw_cache_zone_t *zone,
     ngx_http_aigw_cache_part_t *pt)
 {
+    ngx_uint_t  b, nb;
+
     ngx_queue_remove(&pt->queue);
     ngx_rbtree_delete(&zone->sh->parts, &pt->node);
 
-    if (pt->keys) {
-        ngx_slab_free_locked(zone->shpool, pt->keys);
+    nb = (pt->cap + pt->per - 1) / pt->per;
+
+    for (b = 0; b < nb; b++) {
+        ngx_slab_free_locked(zone->shpool, pt->blocks[b]);
+    }
+
+    if (pt->blocks) {
+        ngx_slab_free_locked(zone->shpool, pt->blocks);
     }
 
     ngx_slab_free_locked(zone->shpool, pt);
+}
+
+
+static ngx_inline u_char *
+ngx_http_aigw_cache_zone_slot(ngx_http_aigw_cache_part_t *pt, ngx_uint_t i)
+{
+    return pt->blocks[i / pt->per]
+           + (i % pt->per) * ngx_http_aigw_cache_slot_size(pt->dim,
+                                                           pt->precision);
 }
 
 
@@ -622,31 +687,170 @@ ngx_http_aigw_cache_zone_vector_alloc(ngx_http_aigw_cache_zone_t *zone,
 
 
 /*
+ * More slots for a full partition, up to max: the first block twice as
+ * large (a copy of at most a block), or one block more (a copy of the
+ * blocks' pointers at most).  NGX_DECLINED when there is no room.
+ */
+
+static ngx_int_t
+ngx_http_aigw_cache_zone_part_grow(ngx_http_aigw_cache_zone_t *zone,
+    ngx_http_aigw_cache_part_t *pt, ngx_uint_t max, ngx_uint_t *evicted)
+{
+    u_char      *p, **blocks;
+    size_t       size;
+    ngx_uint_t   cap, nb;
+
+    size = ngx_http_aigw_cache_slot_size(pt->dim, pt->precision);
+
+    if (pt->nblocks == 0) {
+        pt->blocks = ngx_http_aigw_cache_zone_vector_alloc(zone,
+                                          8 * sizeof(u_char *), pt, evicted);
+        if (pt->blocks == NULL) {
+            return NGX_DECLINED;
+        }
+
+        pt->nblocks = 8;
+    }
+
+    if (pt->cap < pt->per) {
+        cap = ngx_min(ngx_min(ngx_max(pt->cap * 2, 8), pt->per), max);
+
+        p = ngx_http_aigw_cache_zone_vector_alloc(zone, cap * size, pt,
+                                                  evicted);
+        if (p == NULL) {
+            return NGX_DECLINED;
+        }
+
+        if (pt->cap) {
+            ngx_memcpy(p, pt->blocks[0], pt->n * size);
+            ngx_slab_free_locked(zone->shpool, pt->blocks[0]);
+        }
+
+        pt->blocks[0] = p;
+        pt->cap = cap;
+
+        return NGX_OK;
+    }
+
+    if (pt->cap % pt->per) {
+        /* a larger max than before: the last block has room */
+        pt->cap = ngx_min(pt->cap - pt->cap % pt->per + pt->per, max);
+        return NGX_OK;
+    }
+
+    nb = pt->cap / pt->per;
+
+    if (nb == pt->nblocks) {
+        blocks = ngx_http_aigw_cache_zone_vector_alloc(zone,
+                                          2 * nb * sizeof(u_char *), pt,
+                                          evicted);
+        if (blocks == NULL) {
+            return NGX_DECLINED;
+        }
+
+        ngx_memcpy(blocks, pt->blocks, nb * sizeof(u_char *));
+        ngx_slab_free_locked(zone->shpool, pt->blocks);
+
+        pt->blocks = blocks;
+        pt->nblocks = 2 * nb;
+    }
+
+    p = ngx_http_aigw_cache_zone_vector_alloc(zone, pt->per * size, pt,
+                                              evicted);
+    if (p == NULL) {
+        return NGX_DECLINED;
+    }
+
+    pt->blocks[nb] = p;
+    pt->cap = ngx_min(pt->cap + pt->per, max);
+
+    return NGX_OK;
+}
+
+
+/*
+ * Lets the zone's lock go between two blocks of a walk over a partition,
+ * and takes it again: the others' lookups and stores wait for a block,
+ * never for the walk.  The partition is found again by its digest, and
+ * is the walk's if its id is: NULL when it went meanwhile.
+ *
+ * Why blocks under the lock, not a partition pinned and read without it:
+ * every read is under the lock, so a slot is never read half written,
+ * growth and eviction free what they like, and nothing but the lock is
+ * shared; what a block costs is a lock taken again, some 50 ns a 10 us.
+ * What changed meanwhile: blocks already read may hold new vectors (a
+ * lookup that started before them misses them) and the slot found best
+ * may have been taken by another; the caller reads it again.
+ */
+
+static ngx_http_aigw_cache_part_t *
+ngx_http_aigw_cache_zone_part_again(ngx_http_aigw_cache_zone_t *zone,
+    u_char *part, ngx_uint_t id)
+{
+    ngx_shmtx_t                 *mtx;
+    ngx_http_aigw_cache_part_t  *pt;
+#if (NGX_HAVE_ATOMIC_OPS)
+    ngx_uint_t                   i;
+#endif
+
+    mtx = &zone->shpool->mutex;
+
+    ngx_shmtx_unlock(mtx);
+
+#if (NGX_HAVE_ATOMIC_OPS)
+
+    /*
+     * one waits: it takes the lock before the next block, unless it is
+     * not let run for a while (a scan waits some 100 us at most)
+     */
+
+    for (i = 0; i < 96 && zone->sh->waiting && *mtx->lock == 0; i++) {
+        if (i < 64) {
+            ngx_cpu_pause();
+
+        } else {
+            ngx_sched_yield();
+        }
+    }
+
+#endif
+
+    ngx_http_aigw_cache_zone_lock(zone);
+
+    pt = (ngx_http_aigw_cache_part_t *)
+             ngx_http_aigw_cache_zone_find(&zone->sh->parts, part);
+
+    return (pt && pt->id == id) ? pt : NULL;
+}
+
+
+/*
  * The vector v (of unit length) of the answer stored under key, into
- * the partition part: a new partition, or a larger ring, as needed, up
- * to max vectors; past that the oldest goes.  A partition of another
- * dimension (the embedding model changed) starts again.
+ * the partition part: a new partition, or more slots, as needed, up to
+ * max vectors; past that the oldest goes.  A partition of another
+ * dimension (the embedding model changed) or precision starts again.
  */
 
 ngx_int_t
 ngx_http_aigw_cache_zone_vector_add(ngx_shm_zone_t *shm_zone, u_char *part,
-    u_char *key, float *v, ngx_uint_t dim, ngx_uint_t max, ngx_log_t *log)
+    u_char *key, float *v, ngx_uint_t dim, ngx_uint_t precision,
+    ngx_uint_t max, ngx_log_t *log)
 {
-    u_char                      *keys;
-    float                       *vecs;
-    ngx_uint_t                   cap, evicted;
+    u_char                      *p;
+    float                        scale;
+    ngx_uint_t                   evicted;
     ngx_http_aigw_cache_zone_t  *zone;
     ngx_http_aigw_cache_part_t  *pt;
 
     zone = shm_zone->data;
     evicted = 0;
 
-    ngx_shmtx_lock(&zone->shpool->mutex);
+    ngx_http_aigw_cache_zone_lock(zone);
 
     pt = (ngx_http_aigw_cache_part_t *)
              ngx_http_aigw_cache_zone_find(&zone->sh->parts, part);
 
-    if (pt && pt->dim != dim) {
+    if (pt && (pt->dim != dim || pt->precision != precision)) {
         ngx_http_aigw_cache_zone_part_delete(zone, pt);
         pt = NULL;
     }
@@ -663,6 +867,9 @@ ngx_http_aigw_cache_zone_vector_add(ngx_shm_zone_t *shm_zone, u_char *part,
         ngx_memcpy(&pt->node.key, part, sizeof(ngx_rbtree_key_t));
         ngx_memcpy(pt->part, part, NGX_HTTP_AIGW_CACHE_KEY_LEN);
         pt->dim = dim;
+        pt->precision = precision;
+        pt->per = ngx_max(NGX_HTTP_AIGW_CACHE_VECTOR_BLOCK / dim, 1);
+        pt->id = ++zone->sh->part_id;
 
         ngx_rbtree_insert(&zone->sh->parts, &pt->node);
         ngx_queue_insert_head(&zone->sh->parts_queue, &pt->queue);
@@ -674,48 +881,37 @@ ngx_http_aigw_cache_zone_vector_add(ngx_shm_zone_t *shm_zone, u_char *part,
 
     if (pt->n == pt->cap && pt->cap < max) {
 
-        /* a ring not yet full is in order: it grows by a copy */
-
-        cap = ngx_min(ngx_max(pt->cap * 2, 8), max);
-
-        keys = ngx_http_aigw_cache_zone_vector_alloc(zone,
-                           cap * (NGX_HTTP_AIGW_CACHE_KEY_LEN
-                                  + dim * sizeof(float)),
-                           pt, &evicted);
-
-        if (keys == NULL) {
-            if (pt->cap == 0) {
-                ngx_http_aigw_cache_zone_part_delete(zone, pt);
-                goto failed;
-            }
-
-            /* no room to grow: the oldest goes */
-            max = pt->cap;
-
-        } else {
-            vecs = (float *) (keys + cap * NGX_HTTP_AIGW_CACHE_KEY_LEN);
-
-            if (pt->n) {
-                ngx_memcpy(keys, pt->keys,
-                           pt->n * NGX_HTTP_AIGW_CACHE_KEY_LEN);
-                ngx_memcpy(vecs, pt->vecs, pt->n * dim * sizeof(float));
-                ngx_slab_free_locked(zone->shpool, pt->keys);
-            }
-
-            pt->keys = keys;
-            pt->vecs = vecs;
-            pt->cap = cap;
+        if (ngx_http_aigw_cache_zone_part_grow(zone, pt, max, &evicted)
+            == NGX_OK)
+        {
+            /* new slots are free: they come first */
             pt->next = pt->n;
+
+        } else if (pt->cap == 0) {
+            ngx_http_aigw_cache_zone_part_delete(zone, pt);
+            goto failed;
         }
+
+        /* else no room to grow: the oldest goes */
     }
 
     if (pt->next >= pt->cap) {
         pt->next = 0;
     }
 
-    ngx_memcpy(pt->keys + pt->next * NGX_HTTP_AIGW_CACHE_KEY_LEN, key,
-               NGX_HTTP_AIGW_CACHE_KEY_LEN);
-    ngx_memcpy(pt->vecs + pt->next * dim, v, dim * sizeof(float));
+    p = ngx_http_aigw_cache_zone_slot(pt, pt->next);
+
+    ngx_memcpy(p, key, NGX_HTTP_AIGW_CACHE_KEY_LEN);
+    p += NGX_HTTP_AIGW_CACHE_KEY_LEN;
+
+    if (precision == NGX_HTTP_AIGW_SEMANTIC_INT8) {
+        ngx_http_aigw_cache_semantic_quantize(v, dim, &scale,
+                                              (int8_t *) (p + sizeof(float)));
+        ngx_memcpy(p, &scale, sizeof(float));
+
+    } else {
+        ngx_memcpy(p, v, dim * sizeof(float));
+    }
 
     pt->next++;
 
@@ -745,23 +941,49 @@ failed:
 }
 
 
+/* n slots from the slot at p, of either precision */
+
+static void
+ngx_http_aigw_cache_zone_scan(u_char *p, ngx_uint_t n, size_t stride,
+    ngx_uint_t dim, ngx_uint_t precision, float *v, ngx_int_t base,
+    ngx_int_t *best, float *score)
+{
+    p += NGX_HTTP_AIGW_CACHE_KEY_LEN;
+
+    if (precision == NGX_HTTP_AIGW_SEMANTIC_INT8) {
+        ngx_http_aigw_cache_semantic_scan8(p, n, stride, dim, v, base, best,
+                                           score);
+        return;
+    }
+
+    ngx_http_aigw_cache_semantic_scan((float *) p, n, stride / sizeof(float),
+                                      dim, v, base, best, score);
+}
+
+
 /*
  * The key of the answer whose vector in partition part is nearest to v,
- * at threshold or above: NGX_OK.  A vector whose answer is gone (evicted,
- * expired) is freed and the next best looked for, a few times; with
- * absent, one whose answer is not in the zone is NGX_DONE, its key given.
+ * at threshold or above: NGX_OK.  The partition is read a block at a
+ * time, the lock let go between blocks (part_again); the partition gone
+ * meanwhile is a miss, and the slot found best read again under the
+ * lock: another vector in it since is a new try.  A vector whose answer
+ * is gone (evicted, expired) is freed and the next best looked for, a
+ * few times; with absent, one whose answer is not in the zone is
+ * NGX_DONE, its key given.
  */
 
 #define NGX_HTTP_AIGW_CACHE_VECTOR_TRIES  4
 
 ngx_int_t
 ngx_http_aigw_cache_zone_vector_find(ngx_shm_zone_t *shm_zone, u_char *part,
-    float *v, ngx_uint_t dim, float threshold, ngx_uint_t absent, u_char *key,
-    float *score)
+    float *v, ngx_uint_t dim, ngx_uint_t precision, float threshold,
+    ngx_uint_t absent, u_char *key, float *score)
 {
     u_char                      *k;
-    ngx_int_t                    i, rc;
-    ngx_uint_t                   tries;
+    float                        again;
+    ngx_int_t                    i, j, rc;
+    size_t                       stride;
+    ngx_uint_t                   tries, from, id;
     ngx_http_aigw_cache_zone_t  *zone;
     ngx_http_aigw_cache_part_t  *pt;
     ngx_http_aigw_cache_node_t  *cn;
@@ -769,28 +991,62 @@ ngx_http_aigw_cache_zone_vector_find(ngx_shm_zone_t *shm_zone, u_char *part,
     zone = shm_zone->data;
     rc = NGX_DECLINED;
     *score = -2;
+    stride = ngx_http_aigw_cache_slot_size(dim, precision);
 
-    ngx_shmtx_lock(&zone->shpool->mutex);
+    ngx_http_aigw_cache_zone_lock(zone);
 
     pt = (ngx_http_aigw_cache_part_t *)
              ngx_http_aigw_cache_zone_find(&zone->sh->parts, part);
 
-    if (pt == NULL || pt->dim != dim) {
+    if (pt == NULL || pt->dim != dim || pt->precision != precision) {
         goto done;
     }
 
     ngx_queue_remove(&pt->queue);
     ngx_queue_insert_head(&zone->sh->parts_queue, &pt->queue);
 
+    id = pt->id;
+
     for (tries = 0; tries < NGX_HTTP_AIGW_CACHE_VECTOR_TRIES; tries++) {
 
-        i = ngx_http_aigw_cache_semantic_best(pt->vecs, pt->n, dim, v, score);
+        i = -1;
+        *score = -2;
+
+        for (from = 0; from < pt->n; from += pt->per) {
+
+            if (from) {
+                pt = ngx_http_aigw_cache_zone_part_again(zone, part, id);
+
+                if (pt == NULL) {
+                    *score = -2;
+                    goto done;
+                }
+            }
+
+            ngx_http_aigw_cache_zone_scan(pt->blocks[from / pt->per],
+                                          ngx_min(pt->per, pt->n - from),
+                                          stride, dim, precision, v,
+                                          (ngx_int_t) from, &i, score);
+        }
 
         if (i < 0 || *score < threshold) {
             break;
         }
 
-        k = pt->keys + i * NGX_HTTP_AIGW_CACHE_KEY_LEN;
+        k = ngx_http_aigw_cache_zone_slot(pt, i);
+
+        /* the slot's vector still, not another's stored since its block */
+
+        j = -1;
+        again = -2;
+
+        ngx_http_aigw_cache_zone_scan(k, 1, stride, dim, precision, v, 0, &j,
+                                      &again);
+
+        if (again != *score) {
+            continue;
+        }
+
         cn = ngx_http_aigw_cache_zone_find(&zone->sh->rbtree, k);
 
         if (cn && !cn->pending && cn->expires > ngx_time()) {
@@ -807,7 +1063,8 @@ ngx_http_aigw_cache_zone_vector_find(ngx_shm_zone_t *shm_zone, u_char *part,
         }
 
         /* its answer is gone: a zero vector is nobody's match */
-        ngx_memzero(pt->vecs + i * dim, dim * sizeof(float));
+        ngx_memzero(k + NGX_HTTP_AIGW_CACHE_KEY_LEN,
+                    stride - NGX_HTTP_AIGW_CACHE_KEY_LEN);
     }
 
 done:
@@ -829,7 +1086,7 @@ ngx_http_aigw_cache_zone_vector_count(ngx_shm_zone_t *shm_zone, u_char *part)
 
     zone = shm_zone->data;
 
-    ngx_shmtx_lock(&zone->shpool->mutex);
+    ngx_http_aigw_cache_zone_lock(zone);
 
     pt = (ngx_http_aigw_cache_part_t *)
              ngx_http_aigw_cache_zone_find(&zone->sh->parts, part);
@@ -842,29 +1099,45 @@ ngx_http_aigw_cache_zone_vector_count(ngx_shm_zone_t *shm_zone, u_char *part)
 }
 
 
-/* the vectors of key in partition part are nobody's match any more */
+/*
+ * The vectors of key in partition part are nobody's match any more: a
+ * block at a time, as a lookup reads them.
+ */
 
 void
 ngx_http_aigw_cache_zone_vector_drop(ngx_shm_zone_t *shm_zone, u_char *part,
     u_char *key)
 {
-    ngx_uint_t                   i;
+    u_char                      *p;
+    ngx_uint_t                   i, id;
     ngx_http_aigw_cache_zone_t  *zone;
     ngx_http_aigw_cache_part_t  *pt;
 
     zone = shm_zone->data;
 
-    ngx_shmtx_lock(&zone->shpool->mutex);
+    ngx_http_aigw_cache_zone_lock(zone);
 
     pt = (ngx_http_aigw_cache_part_t *)
              ngx_http_aigw_cache_zone_find(&zone->sh->parts, part);
 
+    id = pt ? pt->id : 0;
+
     for (i = 0; pt && i < pt->n; i++) {
-        if (ngx_memcmp(pt->keys + i * NGX_HTTP_AIGW_CACHE_KEY_LEN, key,
-                       NGX_HTTP_AIGW_CACHE_KEY_LEN)
-            == 0)
-        {
-            ngx_memzero(pt->vecs + i * pt->dim, pt->dim * sizeof(float));
+
+        if (i && i % pt->per == 0) {
+            pt = ngx_http_aigw_cache_zone_part_again(zone, part, id);
+
+            if (pt == NULL) {
+                break;
+            }
+        }
+
+        p = ngx_http_aigw_cache_zone_slot(pt, i);
+
+        if (ngx_memcmp(p, key, NGX_HTTP_AIGW_CACHE_KEY_LEN) == 0) {
+            ngx_memzero(p + NGX_HTTP_AIGW_CACHE_KEY_LEN,
+                        ngx_http_aigw_cache_slot_size(pt->dim, pt->precision)
+                        - NGX_HTTP_AIGW_CACHE_KEY_LEN);
         }
     }
 

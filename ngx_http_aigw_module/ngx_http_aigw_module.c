@@ -113,6 +113,14 @@ static ngx_conf_num_bounds_t  ngx_http_aigw_semantic_partition_bounds = {
 };
 
 
+/* the semantic index's vectors: float32, or int8 with a scale */
+static ngx_conf_enum_t  ngx_http_aigw_semantic_precisions[] = {
+    { ngx_string("float32"), NGX_HTTP_AIGW_SEMANTIC_FLOAT32 },
+    { ngx_string("int8"), NGX_HTTP_AIGW_SEMANTIC_INT8 },
+    { ngx_null_string, 0 }
+};
+
+
 static ngx_conf_enum_t  ngx_http_aigw_cache_scopes[] = {
     { ngx_string("tenant"), NGX_HTTP_AIGW_CACHE_TENANT },
     { ngx_string("global"), NGX_HTTP_AIGW_CACHE_GLOBAL },
@@ -578,6 +586,13 @@ static ngx_command_t  ngx_http_aigw_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
+
+    { ngx_string("aigw_cache_semantic_precision"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_aigw_loc_conf_t, cache_semantic_precision),
+      &ngx_http_aigw_semantic_precisions },
 
     { ngx_string("aigw_pii"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
@@ -1462,6 +1477,7 @@ ngx_http_aigw_create_loc_conf(ngx_conf_t *cf)
     alcf->cache_semantic_threshold = NGX_CONF_UNSET_UINT;
     alcf->cache_semantic_turns = NGX_CONF_UNSET;
     alcf->cache_semantic_partition = NGX_CONF_UNSET;
+    alcf->cache_semantic_precision = NGX_CONF_UNSET_UINT;
 
     return alcf;
 }

@@ -302,6 +302,7 @@ typedef struct {
     ngx_int_t                      cache_semantic_turns;
     ngx_int_t                      cache_semantic_partition;
     ngx_str_t                      cache_semantic_model;
+    ngx_uint_t                     cache_semantic_precision;
     /* resilience: timeouts, and the upstream confs that apply them */
     ngx_msec_t                     first_token_timeout;
     ngx_msec_t                     stream_idle_timeout;
@@ -553,6 +554,10 @@ u_char *ngx_http_aigw_pii_metrics(ngx_http_aigw_main_conf_t *amcf,
 /* cache.c: the last step, the exact cache */
 #define NGX_HTTP_AIGW_CACHE_TENANT     0
 #define NGX_HTTP_AIGW_CACHE_GLOBAL     1
+
+/* aigw_cache_semantic_precision: how the index keeps a vector */
+#define NGX_HTTP_AIGW_SEMANTIC_FLOAT32  0
+#define NGX_HTTP_AIGW_SEMANTIC_INT8     1
 
 char *ngx_http_aigw_cache_zone(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);

@@ -7,7 +7,9 @@
 # never lower it; long conversations are not looked up; the embedder
 # down, slow or wrong costs the request nothing but the wait; a stream
 # replay of a JSON answer parses as SSE; a full partition drops its
-# oldest vectors without an error.
+# oldest vectors without an error.  Two workers, four clients: one
+# partition scanned (a block at a time) while it grows, wraps and is
+# evicted, and a zone full of vectors still stores exact answers.
 
 use strict;
 use warnings;
@@ -20,6 +22,7 @@ use Test::More;
 use Digest::SHA qw(sha256_hex);
 use JSON::PP;
 use Time::HiRes qw(time);
+use POSIX ();
 
 my $module = (split ' ', ($ENV{TEST_NGINX_LOAD_MODULES} || ''))[0];
 
@@ -84,6 +87,11 @@ http {
         location /small/v1/ {
             aigw_cache_namespace small;
             aigw_cache_semantic_partition 3;
+            aigw_pass;
+        }
+        location /int8/v1/ {
+            aigw_cache_namespace int8;
+            aigw_cache_semantic_precision int8;
             aigw_pass;
         }
         location /off/v1/ {
@@ -293,6 +301,20 @@ my $ah = $an->('How can I repair a flat bicycle tire?');
 is($ah->{cache}, 'SEMANTIC_HIT', 'Anthropic: a paraphrase hits');
 like($ah->{body}, qr/"type":"message"/, 'Anthropic: a message');
 
+# int8 vectors: the same hits and misses as float32's
+
+my $i8 = '/int8/v1/chat/completions';
+my $ia = ask($i8, 'What is the capital of France?');
+is($ia->{cache}, 'MISS', 'int8: stored');
+is(ask($i8, 'Tell me the capital of France.')->{cache}, 'SEMANTIC_HIT',
+   'int8: a paraphrase hits');
+is(ask($i8, 'what is actually the capital of france')->{cache},
+   'SEMANTIC_HIT', 'int8: a paraphrase at 0.986 hits');
+is(ask($i8, 'What is not the capital of France?')->{cache}, 'MISS',
+   'int8: a negation misses');
+is(ask($i8, 'What is the capital of Germany?')->{cache}, 'MISS',
+   'int8: another entity misses');
+
 # aigw_cache_semantic off: only exact hits
 
 is(ask('/off/v1/chat/completions', 'Is coffee good for your health?')
@@ -348,5 +370,136 @@ ok(($vecs // 0) >= 10, "metrics: vectors indexed (" . ($vecs // 'none') . ")");
 unlike($ngx->error_log, qr/\[(alert|crit|emerg)\]/, 'no alert, crit or emerg');
 
 $ngx->stop;
+
+# Two workers at one partition of 1536-dimension vectors (ten a block of
+# the scan) in a zone too small for it: lookups scan it while the other
+# worker's stores grow it, wrap its ring and evict it (and its
+# neighbour's) for room; every request answered, no alert, a clean ASan.
+
+my $ngx2 = AigwNginx->new;
+my $dir2 = $ngx2->dir;
+my $port2 = $ngx2->port;
+
+$ngx2->write_file('conf/keys.json', JSON::PP->new->encode({ keys => [
+    { id => 'k_sem_acme', tenant => 'acme',
+      hash => sha256_hex('sk-sem-acme') } ] }));
+
+$ngx2->write_conf(<<"EOC");
+load_module $module;
+worker_processes 2;
+error_log $dir2/logs/error.log info;
+pid $dir2/logs/nginx.pid;
+events { worker_connections 64; }
+http {
+    client_body_temp_path $dir2/body;
+    proxy_temp_path $dir2/proxy;
+    access_log off;
+    aigw_keys keys.json;
+    aigw_cache_zone storm:384k;
+    aigw_provider ok http://127.0.0.1:$mock/v1;
+    aigw_model gpt-4o ok:gpt-4o;
+    server {
+        listen 127.0.0.1:$port2 reuseport;
+        aigw_cache on;
+        aigw_cache_semantic /_embed;
+        aigw_cache_semantic_model text-embedding-3-small;
+        aigw_cache_semantic_partition 400;
+        location /v1/ {
+            aigw_pass;
+        }
+        location /i8/v1/ {
+            aigw_cache_namespace i8;
+            aigw_cache_semantic_precision int8;
+            aigw_pass;
+        }
+        location /para/v1/ {
+            aigw_cache_namespace para;
+            aigw_cache_semantic_model mock-semantic;
+            aigw_pass;
+        }
+        location = /_embed {
+$embed            proxy_pass http://127.0.0.1:$mock/v1/embeddings;
+        }
+        location = /metrics {
+            aigw_metrics;
+        }
+    }
+}
+EOC
+
+ok($ngx2->start, 'two workers: nginx starts') or BAIL_OUT($ngx2->start_error);
+
+sub ask2 {
+    my ($path, $system, $text) = @_;
+    my $res = $ngx2->request('POST', $path,
+        { Authorization => 'Bearer sk-sem-acme',
+          'Content-Type' => 'application/json' },
+        JSON::PP->new->canonical->encode({ model => 'gpt-4o',
+            messages => msgs(system => $system, user => $text) }));
+    ($res->{cache}) = $res->{headers} =~ /^X-AIGW-Cache:\s*(\S+)/mi;
+    $res->{cache} //= '';
+    return $res;
+}
+
+# four clients, 45 questions each, two partitions (two system prompts)
+# of float32 vectors, two of int8 (another namespace); a client's exit
+# status is its count of unexpected answers
+
+my @kids;
+for my $c (0 .. 3) {
+    my $pid = fork // die "fork: $!";
+    if ($pid == 0) {
+        my $bad = 0;
+        for my $i (0 .. 44) {
+            # a quarter asked by two clients: exact hits and locks too
+            my $n = $i % 4 ? "$c-$i" : $i;
+            my $r = ask2($i % 3 ? '/v1/chat/completions'
+                                : '/i8/v1/chat/completions',
+                         'You are terse, prompt ' . ($i % 2),
+                         "Storm question number $n, answer briefly");
+            $bad++ unless $r->{status} == 200
+                          && $r->{cache} =~ /^(MISS|HIT|SEMANTIC_HIT)$/;
+        }
+        POSIX::_exit($bad > 250 ? 250 : $bad);
+    }
+    push @kids, $pid;
+}
+
+my $unexpected = 0;
+for my $pid (@kids) {
+    waitpid($pid, 0);
+    $unexpected += $? >> 8 || ($? & 127 ? 1 : 0);
+}
+is($unexpected, 0, 'two workers, four clients: every request answered 200');
+
+my $m2 = $ngx2->request('GET', '/metrics', {}, undef)->{body};
+my ($ev) = $m2 =~ /^aigw_cache_evictions_total (\d+)/m;
+my ($vs) = $m2 =~ /^aigw_cache_semantic_vectors_total (\d+)/m;
+ok(($vs // 0) >= 100, 'two workers: vectors indexed (' . ($vs // 'none')
+   . ')');
+ok(($ev // 0) > 0, 'two workers: the zone evicted ('
+   . ($ev // 'none') . ')');
+
+# the zone full of vectors stores an exact answer still
+
+is(ask2('/v1/chat/completions', 'You are terse, prompt 0',
+        'One more question after the storm')->{cache}, 'MISS',
+   'a zone full of vectors: stored');
+is(ask2('/v1/chat/completions', 'You are terse, prompt 0',
+        'One more question after the storm')->{cache}, 'HIT',
+   'a zone full of vectors: an exact hit');
+
+# and a paraphrase still hits, whichever worker answers
+
+is(ask2('/para/v1/chat/completions', 'x', 'What is the capital of France?')
+   ->{cache}, 'MISS', 'two workers: stored');
+is(ask2('/para/v1/chat/completions', 'x', 'Tell me the capital of France.')
+   ->{cache}, 'SEMANTIC_HIT', 'two workers: a paraphrase hits');
+
+my $log2 = $ngx2->error_log;
+unlike($log2, qr/\[(alert|crit|emerg)\]|exited on signal|AddressSanitizer|runtime error/,
+       'two workers: no alert, no crash, no sanitizer report');
+
+$ngx2->stop;
 
 done_testing;

@@ -14,7 +14,7 @@
  * The embeddings' reader on answers as providers write them, on every
  * strict prefix of each (never whole), and on wrong ones; the unit length;
  * the nearest vector of a partition against a plain double-precision
- * loop.
+ * loop; the scan split as the zone splits it, at every point.
  */
 
 
@@ -23,6 +23,24 @@
 
 
 #define T_MAX  16
+
+
+/* Newton's, as the module's: no libm */
+
+static double
+sqrt_approx(double s)
+{
+    double      r;
+    ngx_uint_t  i;
+
+    r = s > 1 ? s : 1;
+
+    for (i = 0; i < 100; i++) {
+        r = (r + s / r) / 2;
+    }
+
+    return r;
+}
 
 
 typedef struct {
@@ -244,6 +262,242 @@ t_best(void)
 }
 
 
+/*
+ * The scan as the zone does it, a block at a time with its lock let go
+ * between blocks: slots of a key (8 floats here, garbage the scan must
+ * not read) then the vector; at every split in two and in parts of
+ * every size, the same slot and the same score, bit for bit, as one
+ * scan; ties (a vector twice) keep the first.
+ */
+
+static void
+t_split(void)
+{
+    float       *slots, *q, score, whole;
+    uint64_t     seed;
+    ngx_int_t    b, want;
+    ngx_uint_t   n, dim, stride, i, j, cut, size, from, ok;
+
+    seed = 29;
+
+    for (dim = 2; dim <= 34; dim += 4) {
+        n = 2 + t_rand(&seed) % 40;
+        stride = dim + 8;
+        slots = t_alloc(n * stride * sizeof(float));
+        q = t_alloc(dim * sizeof(float));
+
+        for (i = 0; i < n; i++) {
+            for (j = 0; j < 8; j++) {
+                slots[i * stride + j] = 1e30f;
+            }
+
+            for (j = 0; j < dim; j++) {
+                slots[i * stride + 8 + j] =
+                    (float) ((int) (t_rand(&seed) % 2001) - 1000) / 1000;
+            }
+
+            slots[i * stride + 8] += 0.01f;
+            (void) ngx_http_aigw_cache_semantic_normalize(
+                                           slots + i * stride + 8, dim);
+        }
+
+        for (j = 0; j < dim; j++) {
+            q[j] = slots[(n / 2) * stride + 8 + j];
+        }
+
+        /* the best twice: the first is the one */
+
+        ngx_memcpy(slots + (n - 1) * stride + 8, q, dim * sizeof(float));
+
+        want = -1;
+        whole = -2;
+        ngx_http_aigw_cache_semantic_scan(slots + 8, n, stride, dim, q, 0,
+                                          &want, &whole);
+
+        (void) t_check(want == (ngx_int_t) (n / 2), "dim %lu: the first of "
+                       "a tie, %ld", (unsigned long) dim, (long) want);
+
+        for (ok = 1, cut = 0; cut <= n; cut++) {
+            b = -1;
+            score = -2;
+            ngx_http_aigw_cache_semantic_scan(slots + 8, cut, stride, dim, q,
+                                              0, &b, &score);
+            ngx_http_aigw_cache_semantic_scan(slots + cut * stride + 8,
+                                              n - cut, stride, dim, q,
+                                              (ngx_int_t) cut, &b, &score);
+            ok = ok && b == want && score == whole;
+        }
+
+        (void) t_check(ok, "dim %lu, n %lu: every split in two",
+                       (unsigned long) dim, (unsigned long) n);
+
+        for (ok = 1, size = 1; size <= n; size++) {
+            b = -1;
+            score = -2;
+
+            for (from = 0; from < n; from += size) {
+                ngx_http_aigw_cache_semantic_scan(slots + from * stride + 8,
+                                                  ngx_min(size, n - from),
+                                                  stride, dim, q,
+                                                  (ngx_int_t) from, &b,
+                                                  &score);
+            }
+
+            ok = ok && b == want && score == whole;
+        }
+
+        (void) t_check(ok, "dim %lu, n %lu: parts of every size",
+                       (unsigned long) dim, (unsigned long) n);
+
+        /* the slot read again alone scores what the scan found */
+
+        b = -1;
+        score = -2;
+        ngx_http_aigw_cache_semantic_scan(slots + want * stride + 8, 1,
+                                          stride, dim, q, 0, &b, &score);
+        (void) t_check(b == 0 && score == whole, "read again, dim %lu",
+                       (unsigned long) dim);
+
+        free(slots);
+        free(q);
+    }
+}
+
+
+/*
+ * int8 with a scale: the score of a vector near a query (cosines of
+ * 0.90 to 0.99 built on purpose) against float32's, at 256 and 1536
+ * dimensions; the largest difference is printed and bounded; the scan
+ * of int8 slots split in two finds what one scan finds.
+ */
+
+static void
+t_int8(void)
+{
+    u_char      *slots;
+    float       *v, *q, *u, f, g, err, max, scale;
+    double       d, cs;
+    size_t       stride;
+    uint64_t     seed;
+    ngx_int_t    b, want;
+    ngx_uint_t   dims[2] = { 256, 1536 }, di, dim, i, j, n, cut, ok;
+
+    seed = 41;
+    n = 200;
+
+    for (di = 0; di < 2; di++) {
+        dim = dims[di];
+        stride = sizeof(float) + ngx_align(dim, 4);
+        slots = t_alloc(n * stride);
+        v = t_alloc(dim * sizeof(float));
+        u = t_alloc(dim * sizeof(float));
+        q = t_alloc(dim * sizeof(float));
+        max = 0;
+
+        for (j = 0; j < dim; j++) {
+            q[j] = (float) ((int) (t_rand(&seed) % 2001) - 1000) / 1000;
+        }
+
+        q[0] += 0.01f;
+        (void) ngx_http_aigw_cache_semantic_normalize(q, dim);
+
+        for (i = 0; i < n; i++) {
+
+            /* v = cs q + sqrt(1 - cs^2) u, u random, made orthogonal */
+
+            cs = 0.90 + 0.09 * (double) (t_rand(&seed) % 1000) / 1000;
+
+            for (j = 0; j < dim; j++) {
+                u[j] = (float) ((int) (t_rand(&seed) % 2001) - 1000) / 1000;
+            }
+
+            for (d = 0, j = 0; j < dim; j++) {
+                d += (double) u[j] * q[j];
+            }
+
+            for (j = 0; j < dim; j++) {
+                u[j] -= (float) (d * q[j]);
+            }
+
+            (void) ngx_http_aigw_cache_semantic_normalize(u, dim);
+
+            for (j = 0; j < dim; j++) {
+                v[j] = (float) (cs * q[j] + sqrt_approx(1 - cs * cs) * u[j]);
+            }
+
+            (void) ngx_http_aigw_cache_semantic_normalize(v, dim);
+
+            f = -2;
+            b = -1;
+            ngx_http_aigw_cache_semantic_scan(v, 1, dim, dim, q, 0, &b, &f);
+
+            ngx_http_aigw_cache_semantic_quantize(v, dim, &scale,
+                                  (int8_t *) (slots + i * stride
+                                              + sizeof(float)));
+            ngx_memcpy(slots + i * stride, &scale, sizeof(float));
+
+            g = -2;
+            b = -1;
+            ngx_http_aigw_cache_semantic_scan8(slots + i * stride, 1, stride,
+                                               dim, q, 0, &b, &g);
+
+            err = f > g ? f - g : g - f;
+
+            if (err > max) {
+                max = err;
+            }
+        }
+
+        printf("# int8, %lu dims: largest score error %.6f "
+               "(cosines 0.90-0.99)\n", (unsigned long) dim, (double) max);
+
+        (void) t_check(max < 0.002f, "int8, %lu dims: error %f",
+                       (unsigned long) dim, (double) max);
+
+        want = -1;
+        f = -2;
+        ngx_http_aigw_cache_semantic_scan8(slots, n, stride, dim, q, 0,
+                                           &want, &f);
+
+        for (ok = 1, cut = 0; cut <= n; cut++) {
+            b = -1;
+            g = -2;
+            ngx_http_aigw_cache_semantic_scan8(slots, cut, stride, dim, q, 0,
+                                               &b, &g);
+            ngx_http_aigw_cache_semantic_scan8(slots + cut * stride, n - cut,
+                                               stride, dim, q,
+                                               (ngx_int_t) cut, &b, &g);
+            ok = ok && b == want && g == f;
+        }
+
+        (void) t_check(ok, "int8, %lu dims: every split in two",
+                       (unsigned long) dim);
+
+        free(slots);
+        free(v);
+        free(u);
+        free(q);
+    }
+
+    /* a zero vector scores 0 */
+
+    v = t_alloc(8 * sizeof(float));
+    slots = t_alloc(sizeof(float) + 8);
+    ngx_memzero(v, 8 * sizeof(float));
+    ngx_http_aigw_cache_semantic_quantize(v, 8, &scale,
+                                          (int8_t *) (slots + sizeof(float)));
+    ngx_memcpy(slots, &scale, sizeof(float));
+    f = -2;
+    b = -1;
+    v[0] = 1;
+    ngx_http_aigw_cache_semantic_scan8(slots, 1, sizeof(float) + 8, 8, v, 0,
+                                       &b, &f);
+    (void) t_check(b == 0 && f == 0, "int8: a zero vector scores 0");
+    free(v);
+    free(slots);
+}
+
+
 int
 main(int argc, char **argv)
 {
@@ -257,6 +511,14 @@ main(int argc, char **argv)
 
     t_begin("the nearest vector");
     t_best();
+    t_end();
+
+    t_begin("the scan split");
+    t_split();
+    t_end();
+
+    t_begin("int8 with a scale");
+    t_int8();
     t_end();
 
     printf("%lu passed, %lu failed\n",

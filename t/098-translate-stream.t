@@ -87,19 +87,28 @@ sub events {
 # least 2,000 events, and the request's pool, which holds the request,
 # its body and the stream's few buffers, under 48 KB (a buffer an event
 # would be 2,000 times more: 0.7 to 1.3 MB)
+# (nginx writes debug lines only when built --with-debug: Debian's is,
+# the 1.30 and 1.31 trees of the suite are not)
+my $debug = `$ngx->{nginx} -V 2>&1` =~ /--with-debug/;
+
 sub pool_ok {
     my ($what) = @_;
-    my ($events, $pool);
-    if (open my $fh, '<', "$dir/logs/debug.log") {
-        my @l = grep { /translated stream of \d+ events/ } <$fh>;
-        ($events, $pool) = $l[-1] =~ /of (\d+) events: the request's pool has (\d+) bytes/
-            if @l;
+    SKIP: {
+        skip "$what: nginx without --with-debug writes no pool line", 2
+            unless $debug;
+        my ($events, $pool);
+        if (open my $fh, '<', "$dir/logs/debug.log") {
+            my @l = grep { /translated stream of \d+ events/ } <$fh>;
+            ($events, $pool) = $l[-1]
+                =~ /of (\d+) events: the request's pool has (\d+) bytes/
+                if @l;
+        }
+        ok($events && $events >= 2000, "$what: the stream's end is logged, "
+           . ($events // 0) . ' events');
+        cmp_ok($pool // 1e9, '<', 48 * 1024,
+               "$what: the request's pool stays small: "
+               . ($pool // 'none') . ' bytes');
     }
-    ok($events && $events >= 2000, "$what: the stream's end is logged, "
-       . ($events // 0) . ' events');
-    cmp_ok($pool // 1e9, '<', 48 * 1024,
-           "$what: the request's pool stays small: "
-           . ($pool // 'none') . ' bytes');
 }
 
 # --- a long stream, Anthropic's, to an OpenAI client ------------------

@@ -77,6 +77,12 @@ ngx_http_aigw_sse_parse_bytes(ngx_http_aigw_sse_parser_t *p, u_char **pos,
     state = p->state;
     s = *pos;
 
+    /* the CR found earlier is of this buffer only if the call resumes it */
+
+    if (s != p->cr_pos || last != p->cr_last) {
+        p->cr = NULL;
+    }
+
     /*
      * The event of nearly every stream, one data line and the blank line
      * whole in the buffer, at an event's start: dispatched here as the
@@ -109,6 +115,9 @@ ngx_http_aigw_sse_parse_bytes(ngx_http_aigw_sse_parser_t *p, u_char **pos,
             ev->truncated = 0;
 
             *pos = e + 2;
+            p->cr_pos = e + 2;
+            p->cr_last = last;
+
             return NGX_OK;
         }
 
@@ -261,6 +270,9 @@ ngx_http_aigw_sse_parse_bytes(ngx_http_aigw_sse_parser_t *p, u_char **pos,
 
                     p->state = state;
                     *pos = s + 1;
+                    p->cr_pos = s + 1;
+                    p->cr_last = last;
+
                     return NGX_OK;
                 }
 
@@ -317,6 +329,7 @@ again:
 
     p->state = state;
     *pos = last;
+    p->cr = NULL;
 
     return NGX_AGAIN;
 }
@@ -366,10 +379,11 @@ ngx_http_aigw_sse_eol(ngx_http_aigw_sse_parser_t *p, u_char *s, u_char *last)
 
     /*
      * Lines end in LF or CRLF in practice, and memchr() is the fastest scan
-     * at hand: the LF first, then a CR before it.  Where lines end in lone
-     * CRs, the LF scan would run past every line end to the next LF or to
-     * the end of the buffer, on every line; such a stream gets the plain
-     * byte loop, which is linear whatever the line ends.
+     * at hand: the buffer's next CR, looked for once until a line end
+     * passes it (never, in an LF stream), then the LF before it.  Each
+     * byte of a buffer is searched for a CR once, and for an LF once.  A
+     * stream whose lines end in lone CRs (rare) gets the plain byte loop:
+     * one pass where the two scans would be two on every line.
      */
 
     if (p->lone_cr) {
@@ -380,15 +394,14 @@ ngx_http_aigw_sse_eol(ngx_http_aigw_sse_parser_t *p, u_char *s, u_char *last)
         return s;
     }
 
-    lf = memchr(s, LF, last - s);
-
-    if (lf == NULL) {
-        lf = last;
+    if (p->cr == NULL || p->cr < s) {
+        cr = memchr(s, CR, last - s);
+        p->cr = (cr != NULL) ? cr : last;
     }
 
-    cr = memchr(s, CR, lf - s);
+    lf = memchr(s, LF, p->cr - s);
 
-    return (cr != NULL) ? cr : lf;
+    return (lf != NULL) ? lf : p->cr;
 }
 
 

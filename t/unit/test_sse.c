@@ -954,6 +954,25 @@ t_cases(void)
     t_case_str("event: e\rdata: x\r\r", T_DATA_SIZE, "e|x|;");
     t_case_str(":c\r\ndata: x\r\n\r\n", T_DATA_SIZE, "|x|;");
     t_case_str("\r\n\r\ndata: x\n\n", T_DATA_SIZE, "|x|;");
+
+    /*
+     * the buffer's first CR is looked for once and remembered across
+     * events: CRs after several LF lines, one ending the buffer, a lone
+     * CR inside what an LF scan alone would take for one line
+     */
+    t_case_str("data: a\n\ndata: b\n\ndata: c\rdata: d\r\n\r\n",
+               T_DATA_SIZE, "|a|;|b|;|c\\nd|;");
+    t_case_str("data: a\n\ndata: b\n\ndata: c\r\r", T_DATA_SIZE,
+               "|a|;|b|;|c|;");
+    t_case_str("data: x\n\ndata: y\rz\n\n", T_DATA_SIZE, "|x|;|y|;");
+    t_case_str("data: x\n\ndata: y\r\rdata: z\n\n", T_DATA_SIZE,
+               "|x|;|y|;|z|;");
+    t_case_str("data: x\n\n\rdata: y\n\n", T_DATA_SIZE, "|x|;|y|;");
+    t_case_str("data: x\n\ndata: y\n\n\r", T_DATA_SIZE, "|x|;|y|;");
+    t_case_str("data: x\r\n\r\ndata: y\n\ndata: z\r\r", T_DATA_SIZE,
+               "|x|;|y|;|z|;");
+    t_case_str("event: e\ndata: x\n\nevent: f\rdata: y\n\n", T_DATA_SIZE,
+               "e|x|;f|y|;");
     t_end();
 
     t_begin("[DONE]");

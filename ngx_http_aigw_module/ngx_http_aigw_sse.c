@@ -98,12 +98,6 @@ ngx_http_aigw_sse_parse_bytes(ngx_http_aigw_sse_parser_t *p, u_char **pos,
     state = p->state;
     s = *pos;
 
-    /* the CR found earlier is of this buffer only if the call resumes it */
-
-    if (s != p->cr_pos || last != p->cr_last) {
-        p->cr = NULL;
-    }
-
     /*
      * The event of nearly every stream, one data line and the blank line
      * whole in the buffer, at an event's start: dispatched here as the
@@ -136,9 +130,6 @@ ngx_http_aigw_sse_parse_bytes(ngx_http_aigw_sse_parser_t *p, u_char **pos,
             ev->truncated = 0;
 
             *pos = e + 2;
-            p->cr_pos = e + 2;
-            p->cr_last = last;
-
             return NGX_OK;
         }
 
@@ -291,9 +282,6 @@ ngx_http_aigw_sse_parse_bytes(ngx_http_aigw_sse_parser_t *p, u_char **pos,
 
                     p->state = state;
                     *pos = s + 1;
-                    p->cr_pos = s + 1;
-                    p->cr_last = last;
-
                     return NGX_OK;
                 }
 
@@ -350,7 +338,6 @@ again:
 
     p->state = state;
     *pos = last;
-    p->cr = NULL;
 
     return NGX_AGAIN;
 }
@@ -399,13 +386,22 @@ ngx_http_aigw_sse_eol(ngx_http_aigw_sse_parser_t *p, u_char *s, u_char *last)
     u_char  *lf, *cr;
 
     /*
-     * Lines end in LF or CRLF in practice, and memchr() is the fastest scan
-     * at hand: the buffer's next CR, looked for once until a line end
-     * passes it (never, in an LF stream), then the LF before it.  Each
-     * byte of a buffer is searched for a CR once, and for an LF once.  A
-     * stream whose lines end in lone CRs (rare) gets the plain byte loop:
-     * one pass where the two scans would be two on every line.
+     * With AVX2, one pass finds the first LF or CR, whatever the line
+     * ends.  Else: lines end in LF or CRLF in practice, and memchr() is
+     * the fastest scan at hand: the LF first, then a CR before it.  Where
+     * lines end in lone CRs, the LF scan would run past every line end to
+     * the next LF or to the end of the buffer, on every line; such a
+     * stream gets the plain byte loop, which is linear whatever the line
+     * ends.
      */
+
+#if (NGX_HTTP_AIGW_SSE_AVX2)
+
+    if (p->avx2) {
+        return ngx_http_aigw_sse_eol_avx2(s, last);
+    }
+
+#endif
 
     if (p->lone_cr) {
         while (s < last && *s != CR && *s != LF) {
@@ -415,34 +411,15 @@ ngx_http_aigw_sse_eol(ngx_http_aigw_sse_parser_t *p, u_char *s, u_char *last)
         return s;
     }
 
-    if (p->cr == NULL || p->cr < s) {
+    lf = memchr(s, LF, last - s);
 
-#if (NGX_HTTP_AIGW_SSE_AVX2)
-
-        /*
-         * one pass to the line's end, LF or CR: an LF tells nothing of
-         * the CRs after it, a CR is remembered as memchr() would have it
-         */
-
-        if (p->avx2) {
-            lf = ngx_http_aigw_sse_eol_avx2(s, last);
-
-            if (lf != last && *lf == CR) {
-                p->cr = lf;
-            }
-
-            return lf;
-        }
-
-#endif
-
-        cr = memchr(s, CR, last - s);
-        p->cr = (cr != NULL) ? cr : last;
+    if (lf == NULL) {
+        lf = last;
     }
 
-    lf = memchr(s, LF, p->cr - s);
+    cr = memchr(s, CR, lf - s);
 
-    return (lf != NULL) ? lf : p->cr;
+    return (cr != NULL) ? cr : lf;
 }
 
 

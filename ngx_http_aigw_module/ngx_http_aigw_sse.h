@@ -53,16 +53,6 @@ typedef struct {
     u_char               *direct;
     size_t                direct_len;
 
-    /*
-     * the buffer's first CR from where it was looked for, or its end:
-     * kept from one event to the next while the caller goes on in the
-     * same buffer (at *pos as returned, with the same end), so that a
-     * buffer without CRs is searched for one once, not once a line
-     */
-    u_char               *cr;
-    u_char               *cr_pos;
-    u_char               *cr_last;
-
     u_char                event[NGX_HTTP_AIGW_SSE_EVENT_LEN];
     size_t                event_len;
 
@@ -96,10 +86,6 @@ void ngx_http_aigw_sse_init(ngx_http_aigw_sse_parser_t *p, u_char *buf,
  * After NGX_OK, *pos is just past the blank line that ended the event,
  * its CRLF included, unless the CR is the last byte of the buffer: that
  * LF is then the first byte used by the next call.
- *
- * A call that resumes a buffer (the *pos returned with NGX_OK, the same
- * last) must find the bytes from *pos on as they were: the parser
- * remembers where the buffer's next CR is.
  */
 ngx_int_t ngx_http_aigw_sse_parse_bytes(ngx_http_aigw_sse_parser_t *p,
     u_char **pos, u_char *last, ngx_http_aigw_sse_event_t *ev);

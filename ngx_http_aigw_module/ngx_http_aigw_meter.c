@@ -315,10 +315,15 @@ ngx_http_aigw_meter_estimate(ngx_http_aigw_ctx_t *ctx, u_char *p,
         n = ngx_http_aigw_usage_text_bytes(p, last, key, len);
         ctx->est_completion += n;
         ctx->est_overhead += size - n;
-        ctx->est_samples++;
+
+        /* from the fourth on, the mean: no division an event */
+        if (++ctx->est_samples == 4) {
+            ctx->est_overhead /= 4;
+        }
+
         return;
     }
 
-    n = ctx->est_overhead / ctx->est_samples;
+    n = ctx->est_overhead;
     ctx->est_completion += size > n ? size - n : 0;
 }

@@ -69,6 +69,7 @@ typedef struct {
     unsigned              data_truncated:1;
     unsigned              event_truncated:1;
     unsigned              lone_cr:1;
+    unsigned              avx2:1;       /* the CPU has it: one-pass scan */
 } ngx_http_aigw_sse_parser_t;
 
 

@@ -79,6 +79,11 @@ f_parse(const uint8_t *data, size_t size, size_t at, size_t storage,
 
     ngx_http_aigw_sse_init(&p, buf, storage);
 
+    /* the line-end scans, vector and memchr(), each on half the splits */
+    if (at & 1) {
+        p.avx2 = 0;
+    }
+
     for (off = 0; off < size || off == 0; off += len) {
         len = (off < at) ? at - off : size - off;
 

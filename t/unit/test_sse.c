@@ -239,6 +239,22 @@ t_piece(t_split_t *sp, size_t off, size_t left)
 
 
 /*
+ * The line-end scan: the one-pass vector scan where the CPU has it, and
+ * the memchr() pair; each run of the cases and streams goes through both.
+ */
+
+static ngx_uint_t  t_scalar;
+
+static void
+t_scan_mode(ngx_http_aigw_sse_parser_t *p)
+{
+    if (t_scalar) {
+        p->avx2 = 0;
+    }
+}
+
+
+/*
  * Feeds the stream to the parser in the pieces the split asks for, each in
  * a buffer of its own exact size so that AddressSanitizer sees any read past
  * "last"; the data storage is exact too.
@@ -257,6 +273,7 @@ t_parse(const u_char *stream, size_t n, size_t size, t_split_t *sp,
     buf = size ? t_alloc(size) : NULL;
 
     ngx_http_aigw_sse_init(&p, buf, size);
+    t_scan_mode(&p);
 
     off = 0;
 
@@ -842,6 +859,61 @@ t_fixtures(const char *dir)
 
 
 /*
+ * Every byte but LF and CR is a byte of a line: lines of each one, of
+ * lengths that take every path of the line-end scan (bytes, 32, 64 at a
+ * time, the last 32 overlapping)
+ */
+
+static void
+t_bytes_in_line(void)
+{
+    u_char       s[256];
+    size_t       n, len;
+    ngx_uint_t   c, k;
+    t_result_t   r;
+    t_split_t    whole = { t_whole, 0, 0, 0 };
+
+    static size_t  lens[] = { 1, 25, 26, 57, 58, 100, 121, 122, 200 };
+
+    t_begin("every other byte in a line, every length of the scan");
+
+    for (c = 0; c < 256; c++) {
+        if (c == LF || c == CR) {
+            continue;
+        }
+
+        for (k = 0; k < sizeof(lens) / sizeof(lens[0]); k++) {
+            len = lens[k];
+
+            ngx_memcpy(s, "data:", 5);
+            ngx_memset(s + 5, c, len);
+            ngx_memcpy(s + 5 + len, "\n\n", 2);
+            n = 5 + len + 2;
+
+            /* a space right after the colon is not data */
+            if (c == ' ') {
+                len--;
+            }
+
+            ngx_memzero(&r, sizeof(t_result_t));
+            t_parse(s, n, T_DATA_SIZE, &whole, &r);
+
+            t_check(r.error == NULL && r.n == 1
+                    && r.events[0].data_len == len
+                    && ngx_memcmp(r.events[0].data, s + n - 2 - len, len)
+                       == 0,
+                    "a line of %lu bytes 0x%02x", (unsigned long) len,
+                    (unsigned) c);
+
+            t_free(&r);
+        }
+    }
+
+    t_end();
+}
+
+
+/*
  * A hand-written case: "expect" is the serialized result, see t_serialize();
  * the stream is checked against the model too, then parsed every way.
  */
@@ -954,7 +1026,28 @@ t_cases(void)
     t_case_str("event: e\rdata: x\r\r", T_DATA_SIZE, "e|x|;");
     t_case_str(":c\r\ndata: x\r\n\r\n", T_DATA_SIZE, "|x|;");
     t_case_str("\r\n\r\ndata: x\n\n", T_DATA_SIZE, "|x|;");
+
+    /*
+     * the buffer's first CR is looked for once and remembered across
+     * events: CRs after several LF lines, one ending the buffer, a lone
+     * CR inside what an LF scan alone would take for one line
+     */
+    t_case_str("data: a\n\ndata: b\n\ndata: c\rdata: d\r\n\r\n",
+               T_DATA_SIZE, "|a|;|b|;|c\\nd|;");
+    t_case_str("data: a\n\ndata: b\n\ndata: c\r\r", T_DATA_SIZE,
+               "|a|;|b|;|c|;");
+    t_case_str("data: x\n\ndata: y\rz\n\n", T_DATA_SIZE, "|x|;|y|;");
+    t_case_str("data: x\n\ndata: y\r\rdata: z\n\n", T_DATA_SIZE,
+               "|x|;|y|;|z|;");
+    t_case_str("data: x\n\n\rdata: y\n\n", T_DATA_SIZE, "|x|;|y|;");
+    t_case_str("data: x\n\ndata: y\n\n\r", T_DATA_SIZE, "|x|;|y|;");
+    t_case_str("data: x\r\n\r\ndata: y\n\ndata: z\r\r", T_DATA_SIZE,
+               "|x|;|y|;|z|;");
+    t_case_str("event: e\ndata: x\n\nevent: f\rdata: y\n\n", T_DATA_SIZE,
+               "e|x|;f|y|;");
     t_end();
+
+    t_bytes_in_line();
 
     t_begin("[DONE]");
     t_case_str("data: [DONE]\n\n", T_DATA_SIZE, "|[DONE]|D;");
@@ -1223,6 +1316,7 @@ t_big_one(const char *what, u_char *s, size_t n, size_t piece,
 
     buf = t_alloc(T_DATA_SIZE);
     ngx_http_aigw_sse_init(&p, buf, T_DATA_SIZE);
+    t_scan_mode(&p);
 
     events = 0;
     done = 0;
@@ -1317,10 +1411,16 @@ main(int argc, char **argv)
     setvbuf(stdout, NULL, _IOLBF, 0);
 
     t_contract();
-    t_cases();
-    t_fixtures(argv[1]);
-    t_fuzz();
-    t_big(argv[1]);
+
+    for (t_scalar = 0; t_scalar < 2; t_scalar++) {
+        printf("# line ends found by %s\n",
+               t_scalar ? "memchr()" : "the parser's default scan");
+
+        t_cases();
+        t_fixtures(argv[1]);
+        t_fuzz();
+        t_big(argv[1]);
+    }
 
     printf("%lu passed, %lu failed\n", (unsigned long) t_passed,
            (unsigned long) t_failed);

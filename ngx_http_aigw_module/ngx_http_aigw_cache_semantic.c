@@ -441,10 +441,8 @@ ngx_http_aigw_cache_semantic_send(ngx_http_request_t *r,
 {
     u_char                      *p;
     size_t                       len;
+    ngx_int_t                    rc;
     ngx_buf_t                   *b;
-    ngx_chain_t                 *cl;
-    ngx_http_request_t          *sr;
-    ngx_http_request_body_t     *rb;
     ngx_http_post_subrequest_t  *ps;
     ngx_http_aigw_loc_conf_t    *alcf;
 
@@ -478,38 +476,18 @@ ngx_http_aigw_cache_semantic_send(ngx_http_request_t *r,
     ps->handler = ngx_http_aigw_cache_semantic_done;
     ps->data = sem;
 
-    if (ngx_http_subrequest(r, &alcf->cache_semantic, NULL, &sr, ps,
-                            NGX_HTTP_SUBREQUEST_WAITED
-                            |NGX_HTTP_SUBREQUEST_IN_MEMORY)
-        != NGX_OK)
-    {
+    rc = ngx_http_aigw_subrequest_post(r, &alcf->cache_semantic, b, ps);
+
+    if (rc == NGX_DECLINED) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "aigw: semantic cache: no subrequest to \"%V\", "
                       "the request goes on", &alcf->cache_semantic);
         return NGX_DECLINED;
     }
 
-    /* a POST of its own body, not the client's */
-
-    rb = ngx_pcalloc(r->pool, sizeof(ngx_http_request_body_t));
-    if (rb == NULL) {
+    if (rc != NGX_OK) {
         return NGX_ERROR;
     }
-
-    cl = ngx_alloc_chain_link(r->pool);
-    if (cl == NULL) {
-        return NGX_ERROR;
-    }
-
-    cl->buf = b;
-    cl->next = NULL;
-    rb->bufs = cl;
-
-    sr->request_body = rb;
-    sr->method = NGX_HTTP_POST;
-    ngx_str_set(&sr->method_name, "POST");
-    sr->headers_in.content_length_n = b->last - b->pos;
-    sr->headers_in.chunked = 0;
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "aigw: semantic cache: embeddings from \"%V\"",

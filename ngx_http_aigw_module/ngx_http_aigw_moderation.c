@@ -83,9 +83,6 @@ ngx_http_aigw_moderation_send(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     ngx_http_aigw_guard_conf_t *gc)
 {
     ngx_buf_t                       *b;
-    ngx_chain_t                     *cl;
-    ngx_http_request_t              *sr;
-    ngx_http_request_body_t         *rb;
     ngx_http_post_subrequest_t      *ps;
     ngx_http_aigw_moderation_ctx_t  *mctx;
 
@@ -106,35 +103,9 @@ ngx_http_aigw_moderation_send(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     ps->handler = ngx_http_aigw_moderation_done;
     ps->data = mctx;
 
-    if (ngx_http_subrequest(r, &gc->moderation, NULL, &sr, ps,
-                            NGX_HTTP_SUBREQUEST_WAITED
-                            |NGX_HTTP_SUBREQUEST_IN_MEMORY)
-        != NGX_OK)
-    {
+    if (ngx_http_aigw_subrequest_post(r, &gc->moderation, b, ps) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    /* a POST of its own body, not the client's */
-
-    rb = ngx_pcalloc(r->pool, sizeof(ngx_http_request_body_t));
-    if (rb == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    cl = ngx_alloc_chain_link(r->pool);
-    if (cl == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    cl->buf = b;
-    cl->next = NULL;
-    rb->bufs = cl;
-
-    sr->request_body = rb;
-    sr->method = NGX_HTTP_POST;
-    ngx_str_set(&sr->method_name, "POST");
-    sr->headers_in.content_length_n = b->last - b->pos;
-    sr->headers_in.chunked = 0;
 
     ctx->moderation = mctx;
 

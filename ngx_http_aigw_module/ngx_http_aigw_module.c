@@ -1723,3 +1723,52 @@ ngx_http_aigw_zone_shared(ngx_shm_zone_t *shm_zone, size_t size,
 
     return NGX_OK;
 }
+
+
+/*
+ * A POST of body b to the internal location uri, in a subrequest whose
+ * answer is kept in memory and given to ps->handler, as auth_request
+ * does: the moderation and the semantic cache's embeddings.  NGX_OK, or
+ * NGX_DECLINED when no subrequest could be made, or NGX_ERROR.
+ */
+
+ngx_int_t
+ngx_http_aigw_subrequest_post(ngx_http_request_t *r, ngx_str_t *uri,
+    ngx_buf_t *b, ngx_http_post_subrequest_t *ps)
+{
+    ngx_chain_t              *cl;
+    ngx_http_request_t       *sr;
+    ngx_http_request_body_t  *rb;
+
+    if (ngx_http_subrequest(r, uri, NULL, &sr, ps,
+                            NGX_HTTP_SUBREQUEST_WAITED
+                            |NGX_HTTP_SUBREQUEST_IN_MEMORY)
+        != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    /* a POST of its own body, not the client's */
+
+    rb = ngx_pcalloc(r->pool, sizeof(ngx_http_request_body_t));
+    if (rb == NULL) {
+        return NGX_ERROR;
+    }
+
+    cl = ngx_alloc_chain_link(r->pool);
+    if (cl == NULL) {
+        return NGX_ERROR;
+    }
+
+    cl->buf = b;
+    cl->next = NULL;
+    rb->bufs = cl;
+
+    sr->request_body = rb;
+    sr->method = NGX_HTTP_POST;
+    ngx_str_set(&sr->method_name, "POST");
+    sr->headers_in.content_length_n = b->last - b->pos;
+    sr->headers_in.chunked = 0;
+
+    return NGX_OK;
+}

@@ -464,6 +464,8 @@ struct ngx_http_aigw_ctx_s {
 /* module.c */
 ngx_http_aigw_ctx_t *ngx_http_aigw_ctx_create(ngx_http_request_t *r);
 ngx_str_t *ngx_http_aigw_endpoint_name(ngx_uint_t endpoint);
+ngx_int_t ngx_http_aigw_subrequest_post(ngx_http_request_t *r, ngx_str_t *uri,
+    ngx_buf_t *b, ngx_http_post_subrequest_t *ps);
 ngx_int_t ngx_http_aigw_zone_size(ngx_conf_t *cf, ngx_str_t *value,
     ngx_str_t *name, size_t *size);
 ngx_int_t ngx_http_aigw_zone_shared(ngx_shm_zone_t *shm_zone, size_t size,

@@ -888,6 +888,10 @@ ngx_http_aigw_hedge_recv(ngx_connection_t *c, u_char *buf, size_t size)
     ngx_memcpy(buf, h->replay, n);
     h->replay += n;
 
+    if (h->replay == h->buf.last && c->recv == ngx_http_aigw_hedge_recv) {
+        c->recv = h->recv;
+    }
+
     return n;
 }
 

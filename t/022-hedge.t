@@ -30,6 +30,8 @@ our $HttpConfig = <<'_EOC_';
     aigw_provider hedgelate http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/first=1200/v1
                   key_env=AIGW_TEST_KEY;
 
+    aigw_keepalive 16;
+
     aigw_model fast ok:gpt-4o-mini;
     aigw_model haiku claude:claude-3-5-haiku;
     aigw_model slow slow:gpt-4o-mini;
@@ -52,6 +54,9 @@ our $Config = <<'_EOC_';
         aigw_first_token_timeout 5s;
         aigw_hedge 300ms;
         aigw_pass;
+    }
+    location /_mock/ {
+        proxy_pass http://127.0.0.1:$TEST_NGINX_MOCK_PORT;
     }
     location /nohedge/v1/ {
         access_log logs/access.log outcome;
@@ -187,3 +192,33 @@ qr/^o=complete s=200 a=1 p=soon$/
 --- no_error_log
 hedged on
 [error]
+
+
+
+=== TEST 8: the hedge's connection, handed to upstream, carries its
+request once, and is kept alive clean for the next request
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request eval
+["GET /_mock/reset",
+ qq'POST /v1/chat/completions\n{"model":"slow-fast","stream":true,"messages":[{"role":"user","content":"hi"}]}',
+ qq'POST /v1/chat/completions\n{"model":"fast","messages":[{"role":"user","content":"again"}]}',
+ "GET /_mock/stats"]
+--- response_body_like eval
+[qr//, qr/data: \[DONE\]\n\n$/, qr/Mock answer to: again/,
+ qr/"requests": 3,\s+"connections": 2\b/]
+--- timeout: 3
+
+
+
+=== TEST 9: the first attempt failed while the hedge ran: the provider
+of the hedge had one request, not two
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request eval
+["GET /_mock/reset",
+ qq'POST /v1/chat/completions\n{"model":"reset-late","stream":true,"messages":[{"role":"user","content":"hi"}]}',
+ "GET /_mock/stats"]
+--- response_body_like eval
+[qr//, qr/data: \[DONE\]\n\n$/, qr/"requests": 2,/]
+--- timeout: 3

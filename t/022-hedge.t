@@ -32,6 +32,9 @@ our $HttpConfig = <<'_EOC_';
 
     aigw_keepalive 16;
 
+    aigw_provider slow2 http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/first=2500/v1
+                  key_env=AIGW_TEST_KEY;
+    aigw_model slow2 slow2:gpt-4o-mini;
     aigw_model fast ok:gpt-4o-mini;
     aigw_model haiku claude:claude-3-5-haiku;
     aigw_model slow slow:gpt-4o-mini;
@@ -42,6 +45,7 @@ our $HttpConfig = <<'_EOC_';
     aigw_model hedgelate hedgelate:gpt-4o-mini;
 
     aigw_route slow-fast slow fast;
+    aigw_route slow-slow slow slow2;
     aigw_route claude-slow-fast claudeslow haiku;
     aigw_route soon-slow soon slow;
     aigw_route soon-busy soon busy;
@@ -52,6 +56,20 @@ our $Config = <<'_EOC_';
     location /v1/ {
         access_log logs/access.log outcome;
         aigw_first_token_timeout 5s;
+        aigw_hedge 300ms;
+        aigw_pass;
+    }
+    location /deadline/v1/ {
+        access_log logs/access.log outcome;
+        aigw_first_token_timeout 5s;
+        aigw_hedge 300ms;
+        aigw_timeout 900ms;
+        aigw_pass;
+    }
+    location /ka/v1/ {
+        access_log logs/access.log outcome;
+        aigw_first_token_timeout 5s;
+        aigw_stream_keepalive 100ms;
         aigw_hedge 300ms;
         aigw_pass;
     }
@@ -221,4 +239,40 @@ of the hedge had one request, not two
  "GET /_mock/stats"]
 --- response_body_like eval
 [qr//, qr/data: \[DONE\]\n\n$/, qr/"requests": 2,/]
+--- timeout: 3
+
+
+
+=== TEST 10: the deadline passes during the race: both ended, a 504,
+the hedge's timer and connection gone
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request
+POST /deadline/v1/chat/completions
+{"model":"slow-slow","stream":true,"messages":[{"role":"user","content":"hi"}]}
+--- error_code: 504
+--- response_body_like: "code":"upstream_timeout"
+--- access_log eval
+qr/^o=timeout s=504 a=2 p=slow$/
+--- error_log eval
+[qr/hedged on "slow2" of provider "slow2"/,
+ qr/ran out of its 900 ms deadline after 2 attempt/,
+ qr/the hedge on "slow2" of provider "slow2" closed after \d+ ms/]
+--- timeout: 3
+
+
+
+=== TEST 11: keep-alive comments went out (the status committed): the
+hedge still serves, after them, in the same stream
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request
+POST /ka/v1/chat/completions
+{"model":"slow-fast","stream":true,"messages":[{"role":"user","content":"hi"}]}
+--- response_body_like eval
+qr/^: keep-alive\n\n(?:: keep-alive\n\n)*data: \{"id":"chatcmpl-[^\n]*"role":"assistant"(?s:(?!"role").)*data: \[DONE\]\n\n$/
+--- access_log eval
+qr/^o=hedged s=200 a=2 p=ok$/
+--- error_log
+had its first token first
 --- timeout: 3

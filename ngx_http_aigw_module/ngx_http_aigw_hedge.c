@@ -100,6 +100,9 @@ ngx_http_aigw_hedge_init(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     cln->handler = ngx_http_aigw_hedge_cleanup;
     cln->data = h;
 
+    /* the first attempt's events held until its first token too */
+    ctx->first_wait = 1;
+
     h->request = r;
     h->timer.handler = ngx_http_aigw_hedge_start;
     h->timer.data = h;

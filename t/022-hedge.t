@@ -73,6 +73,11 @@ our $Config = <<'_EOC_';
         aigw_hedge 300ms;
         aigw_pass;
     }
+    location /noft/v1/ {
+        access_log logs/access.log outcome;
+        aigw_hedge 300ms;
+        aigw_pass;
+    }
     location /_mock/ {
         proxy_pass http://127.0.0.1:$TEST_NGINX_MOCK_PORT;
     }
@@ -276,3 +281,37 @@ qr/^o=hedged s=200 a=2 p=ok$/
 --- error_log
 had its first token first
 --- timeout: 3
+
+
+
+=== TEST 12: without aigw_first_token_timeout: the first attempt's early
+events are held all the same, and the hedge's first token serves
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request
+POST /noft/v1/chat/completions
+{"model":"slow-fast","stream":true,"messages":[{"role":"user","content":"hi"}]}
+--- response_body_like eval
+qr/^data: \{"id":"chatcmpl-[^\n]*"role":"assistant"(?s:(?!"role").)*data: \[DONE\]\n\n$/
+--- access_log eval
+qr/^o=hedged s=200 a=2 p=ok$/
+--- error_log
+the hedge on "fast" had its first token first
+--- timeout: 2
+
+
+
+=== TEST 13: without aigw_first_token_timeout: the first attempt's first
+token closes the hedge then, not at the end of the stream
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request
+POST /noft/v1/chat/completions
+{"model":"soon-slow","stream":true,"messages":[{"role":"user","content":"hi"}]}
+--- response_body_like eval
+qr/^data: \{"id":"chatcmpl-[^\n]*"role":"assistant"(?s:(?!"role").)*data: \[DONE\]\n\n$/
+--- access_log eval
+qr/^o=complete s=200 a=2 p=soon$/
+--- error_log eval
+qr/the hedge on "slow" of provider "slow" closed after [0-9]{3} ms/
+--- timeout: 2

@@ -1,6 +1,8 @@
 # aigw_hedge: a stream whose first token is late gets a second request,
 # to the next candidate, without the first ending; whichever has its
-# first token first serves, the other is closed and metered.
+# first token first serves, the other is closed and metered: pt= is the
+# winner's prompt tokens (the mock's: 1 for "hi") and the loser's,
+# estimated (2).
 
 BEGIN { push @INC, 't/lib' }
 use AigwMock;
@@ -11,7 +13,7 @@ env_to_nginx('AIGW_TEST_KEY');
 
 our $HttpConfig = <<'_EOC_';
     log_format outcome 'o=$aigw_outcome s=$status a=$aigw_attempts '
-                       'p=$aigw_provider';
+                       'p=$aigw_provider pt=$aigw_prompt_tokens';
 
     aigw_provider ok http://127.0.0.1:$TEST_NGINX_MOCK_PORT/v1
                   key_env=AIGW_TEST_KEY;
@@ -103,7 +105,7 @@ POST /v1/chat/completions
 --- response_body_like eval
 qr/^data: \{"id":"chatcmpl-[^\n]*"role":"assistant"(?s:(?!"role").)*data: \[DONE\]\n\n$/
 --- access_log eval
-qr/^o=hedged s=200 a=2 p=ok$/
+qr/^o=hedged s=200 a=2 p=ok pt=3$/
 --- error_log eval
 [qr/no first token from provider "slow" after \d+ ms, hedged on "fast" of provider "ok"/,
  qr/the hedge on "fast" had its first token first, after \d+ ms; "slow" of provider "slow" left, [1-9]\d* prompt token\(s\) estimated/]
@@ -121,7 +123,7 @@ POST /v1/messages
 --- response_body_like eval
 qr/^event: message_start\n(?s:(?!event: message_start).)*event: message_stop\n[^\n]*\n\n$/
 --- access_log eval
-qr/^o=hedged s=200 a=2 p=claude$/
+qr/^o=hedged s=200 a=2 p=claude pt=\d+$/
 --- error_log
 had its first token first
 --- timeout: 2
@@ -138,7 +140,7 @@ POST /v1/chat/completions
 --- response_body_like eval
 qr/^data: \{"id":"chatcmpl-(?s:.)*data: \[DONE\]\n\n$/
 --- access_log eval
-qr/^o=complete s=200 a=2 p=soon$/
+qr/^o=complete s=200 a=2 p=soon pt=3$/
 --- error_log eval
 [qr/hedged on "slow" of provider "slow"/,
  qr/the hedge on "slow" of provider "slow" closed after \d+ ms, [1-9]\d* prompt token\(s\) estimated/]
@@ -157,7 +159,7 @@ POST /v1/chat/completions
 --- response_body_like eval
 qr/^data: \{"id":"chatcmpl-(?s:.)*data: \[DONE\]\n\n$/
 --- access_log eval
-qr/^o=complete s=200 a=2 p=soon$/
+qr/^o=complete s=200 a=2 p=soon pt=1$/
 --- error_log
 the hedge's provider answered 503
 the hedge on "busy" of provider "busy" failed: answered with an error
@@ -175,7 +177,7 @@ POST /v1/chat/completions
 --- response_body_like eval
 qr/^data: \{"id":"chatcmpl-[^\n]*"role":"assistant"(?s:(?!"role").)*data: \[DONE\]\n\n$/
 --- access_log eval
-qr/^o=complete s=200 a=2 p=hedgelate$/
+qr/^o=complete s=200 a=2 p=hedgelate pt=1$/
 --- error_log
 the hedge on "hedgelate" goes on in its place
 --- timeout: 3
@@ -197,7 +199,7 @@ POST /v1/chat/completions
 [qr/hedged on "slow"/,
  qr/the hedge on "slow" of provider "slow" closed after \d+ ms/]
 --- access_log eval
-qr/^o=client_gone s=499 a=2 p=soon$/
+qr/^o=client_gone s=499 a=2 p=soon pt=\d+$/
 
 
 
@@ -211,7 +213,7 @@ POST /nohedge/v1/chat/completions
 --- response_body_like eval
 qr/^data: \{"id":"chatcmpl-(?s:.)*data: \[DONE\]\n\n$/
 --- access_log eval
-qr/^o=complete s=200 a=1 p=soon$/
+qr/^o=complete s=200 a=1 p=soon pt=1$/
 --- no_error_log
 hedged on
 [error]
@@ -258,7 +260,7 @@ POST /deadline/v1/chat/completions
 --- error_code: 504
 --- response_body_like: "code":"upstream_timeout"
 --- access_log eval
-qr/^o=timeout s=504 a=2 p=slow$/
+qr/^o=timeout s=504 a=2 p=slow pt=\d+$/
 --- error_log eval
 [qr/hedged on "slow2" of provider "slow2"/,
  qr/ran out of its 900 ms deadline after 2 attempt/,
@@ -277,7 +279,7 @@ POST /ka/v1/chat/completions
 --- response_body_like eval
 qr/^: keep-alive\n\n(?:: keep-alive\n\n)*data: \{"id":"chatcmpl-[^\n]*"role":"assistant"(?s:(?!"role").)*data: \[DONE\]\n\n$/
 --- access_log eval
-qr/^o=hedged s=200 a=2 p=ok$/
+qr/^o=hedged s=200 a=2 p=ok pt=3$/
 --- error_log
 had its first token first
 --- timeout: 3
@@ -294,7 +296,7 @@ POST /noft/v1/chat/completions
 --- response_body_like eval
 qr/^data: \{"id":"chatcmpl-[^\n]*"role":"assistant"(?s:(?!"role").)*data: \[DONE\]\n\n$/
 --- access_log eval
-qr/^o=hedged s=200 a=2 p=ok$/
+qr/^o=hedged s=200 a=2 p=ok pt=3$/
 --- error_log
 the hedge on "fast" had its first token first
 --- timeout: 2
@@ -311,7 +313,7 @@ POST /noft/v1/chat/completions
 --- response_body_like eval
 qr/^data: \{"id":"chatcmpl-[^\n]*"role":"assistant"(?s:(?!"role").)*data: \[DONE\]\n\n$/
 --- access_log eval
-qr/^o=complete s=200 a=2 p=soon$/
+qr/^o=complete s=200 a=2 p=soon pt=3$/
 --- error_log eval
 qr/the hedge on "slow" of provider "slow" closed after [0-9]{3} ms/
 --- timeout: 2

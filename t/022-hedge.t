@@ -48,6 +48,9 @@ our $HttpConfig = <<'_EOC_';
 
     aigw_route slow-fast slow fast;
     aigw_route slow-slow slow slow2;
+    aigw_provider refused http://127.0.0.1:1/v1 key_env=AIGW_TEST_KEY;
+    aigw_model refused refused:gpt-4o-mini;
+    aigw_route soon-refused soon refused;
     aigw_route claude-slow-fast claudeslow haiku;
     aigw_route soon-slow soon slow;
     aigw_route soon-busy soon busy;
@@ -316,4 +319,21 @@ qr/^data: \{"id":"chatcmpl-[^\n]*"role":"assistant"(?s:(?!"role").)*data: \[DONE
 qr/^o=complete s=200 a=2 p=soon pt=3$/
 --- error_log eval
 qr/the hedge on "slow" of provider "slow" closed after [0-9]{3} ms/
+--- timeout: 2
+
+
+
+=== TEST 14: the hedge cannot connect: it is no attempt, the first goes
+on and serves
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request
+POST /v1/chat/completions
+{"model":"soon-refused","stream":true,"messages":[{"role":"user","content":"hi"}]}
+--- response_body_like eval
+qr/^data: \{"id":"chatcmpl-(?s:.)*data: \[DONE\]\n\n$/
+--- access_log eval
+qr/^o=complete s=200 a=1 p=soon pt=1$/
+--- error_log eval
+qr/the hedge on "refused" of provider "refused" failed: (could not connect|could not send the request)/
 --- timeout: 2

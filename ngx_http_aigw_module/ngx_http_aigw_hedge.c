@@ -821,10 +821,10 @@ ngx_http_aigw_hedge_peer(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
 }
 
 
-/* a hedge runs or won: the first attempt's failure is not retried */
+/* a hedge runs or won: it is the next attempt, a failure not retried */
 
 ngx_uint_t
-ngx_http_aigw_hedge_won(ngx_http_aigw_ctx_t *ctx)
+ngx_http_aigw_hedge_next(ngx_http_aigw_ctx_t *ctx)
 {
     ngx_http_aigw_hedge_t  *h;
 

@@ -994,7 +994,7 @@ ngx_http_aigw_upstream_free_peer(ngx_peer_connection_t *pc, void *data,
         } else {
             ngx_http_aigw_breaker_record(r, m->provider, 1);
 
-            if (!ngx_http_aigw_hedge_won(ctx)
+            if (!ngx_http_aigw_hedge_next(ctx)
                 && ngx_http_aigw_resilience_retry(r, ctx, pc, 0) == NGX_OK)
             {
 

@@ -383,6 +383,15 @@ static ngx_command_t  ngx_http_aigw_commands[] = {
       offsetof(ngx_http_aigw_loc_conf_t, stream_resume),
       NULL },
 
+    /* hedge: the next candidate when the first token is late */
+
+    { ngx_string("aigw_hedge"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_aigw_loc_conf_t, hedge),
+      NULL },
+
     { ngx_string("aigw_retries"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_http_aigw_resilience_retries,
@@ -1460,6 +1469,7 @@ ngx_http_aigw_create_loc_conf(ngx_conf_t *cf)
     alcf->retries = NGX_CONF_UNSET_UINT;
     alcf->stream_keepalive = NGX_CONF_UNSET_MSEC;
     alcf->stream_resume = NGX_CONF_UNSET;
+    alcf->hedge = NGX_CONF_UNSET_MSEC;
 
     /* cache */
     alcf->cache = NGX_CONF_UNSET;

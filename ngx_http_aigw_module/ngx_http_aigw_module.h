@@ -58,6 +58,7 @@
 #define NGX_HTTP_AIGW_OUTCOME_CLIENT_GONE  5
 #define NGX_HTTP_AIGW_OUTCOME_ERROR        6
 #define NGX_HTTP_AIGW_OUTCOME_RESUMED      7
+#define NGX_HTTP_AIGW_OUTCOME_HEDGED       8
 
 /* where token counts come from */
 #define NGX_HTTP_AIGW_USAGE_NONE       0
@@ -315,6 +316,8 @@ typedef struct {
     ngx_msec_t                     retry_after_max;
     ngx_msec_t                     stream_keepalive; /* its interval */
     ngx_flag_t                     stream_resume;
+    /* hedge: the next candidate after this much waiting (aigw_hedge) */
+    ngx_msec_t                     hedge;
     /* guard: aigw_guard_*, guard.c's */
     void                          *guard;
 } ngx_http_aigw_loc_conf_t;
@@ -458,6 +461,11 @@ struct ngx_http_aigw_ctx_s {
     unsigned                       resuming:1;   /* no content yet */
     unsigned                       resumed:1;
     unsigned                       resume_cut:1; /* recv said the end */
+
+    /* hedge: a second candidate racing the first (hedge.c's) */
+    void                          *hedge;
+    ngx_uint_t                     hedge_prompt; /* the loser's, estimated */
+    unsigned                       hedged:1;     /* the hedge won */
 };
 
 
@@ -668,6 +676,15 @@ ngx_int_t ngx_http_aigw_answer_release(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx);
 void ngx_http_aigw_answer_failed(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx);
+
+/* hedge.c: aigw_hedge, the next candidate racing a late first token */
+ngx_int_t ngx_http_aigw_hedge_init(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_msec_t time);
+void ngx_http_aigw_hedge_lost(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx);
+ngx_int_t ngx_http_aigw_hedge_peer(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_peer_connection_t *pc);
+ngx_uint_t ngx_http_aigw_hedge_next(ngx_http_aigw_ctx_t *ctx);
+void ngx_http_aigw_hedge_unwrap(ngx_http_aigw_ctx_t *ctx, ngx_connection_t *c);
 
 /* resilience.c: timeouts, rescue, honest stream failures */
 char *ngx_http_aigw_resilience_merge(ngx_conf_t *cf,

@@ -83,7 +83,8 @@ static ngx_str_t  ngx_http_aigw_outcomes[] = {
     ngx_string("timeout"),
     ngx_string("client_gone"),
     ngx_string("error"),
-    ngx_string("resumed")
+    ngx_string("resumed"),
+    ngx_string("hedged")
 };
 
 
@@ -107,6 +108,7 @@ ngx_http_aigw_resilience_merge(ngx_conf_t *cf,
     ngx_conf_merge_msec_value(conf->stream_keepalive,
                               prev->stream_keepalive, 0);
     ngx_conf_merge_value(conf->stream_resume, prev->stream_resume, 0);
+    ngx_conf_merge_msec_value(conf->hedge, prev->hedge, 0);
 
     /* aigw_retries sets its parameters together: inherited together */
 
@@ -367,6 +369,14 @@ ngx_http_aigw_resilience_start(ngx_http_request_t *r,
         cln->data = ctx->resume_ev;
 
         ctx->resume_on = 1;
+    }
+
+    /* aigw_hedge: the next candidate, should the first token be late */
+
+    if (ctx->stream && alcf->hedge
+        && ngx_http_aigw_hedge_init(r, ctx, alcf->hedge) != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
     if (alcf->timeout == 0) {
@@ -727,6 +737,9 @@ ngx_http_aigw_resilience_process(ngx_http_request_t *r)
                    "aigw: first content event after %M ms",
                    ngx_http_aigw_msec_since(r));
 
+    /* a hedge racing this attempt lost */
+    ngx_http_aigw_hedge_lost(r, ctx);
+
     if (ctx->resuming) {
         ctx->resuming = 0;
         ctx->resumed = 1;
@@ -1059,6 +1072,9 @@ ngx_http_aigw_resilience_finalize(ngx_http_request_t *r,
         ngx_del_timer(ctx->deadline);
     }
 
+    /* a hedge still racing ends with the request */
+    ngx_http_aigw_hedge_lost(r, ctx);
+
     if (ctx->retry_ev && ctx->retry_ev->timer_set) {
         ngx_del_timer(ctx->retry_ev);
     }
@@ -1088,7 +1104,8 @@ ngx_http_aigw_resilience_finalize(ngx_http_request_t *r,
 
     if (ctx->sse_buf ? ctx->sse_done : rc == NGX_OK) {
         ctx->outcome = ctx->resumed ? NGX_HTTP_AIGW_OUTCOME_RESUMED
-                                    : NGX_HTTP_AIGW_OUTCOME_COMPLETE;
+                       : ctx->hedged ? NGX_HTTP_AIGW_OUTCOME_HEDGED
+                       : NGX_HTTP_AIGW_OUTCOME_COMPLETE;
         return;
     }
 
@@ -1412,8 +1429,10 @@ ngx_http_aigw_resilience_event(ngx_http_request_t *r,
 void
 ngx_http_aigw_resilience_usage(ngx_http_aigw_ctx_t *ctx)
 {
-    ctx->prompt_tokens += ctx->resume_prompt;
+    ctx->prompt_tokens += ctx->resume_prompt + ctx->hedge_prompt;
     ctx->completion_tokens += ctx->resume_completion;
+
+    ctx->hedge_prompt = 0;
 
     ctx->resume_prompt = 0;
     ctx->resume_completion = 0;

@@ -853,6 +853,14 @@ ngx_http_aigw_upstream_get_peer(ngx_peer_connection_t *pc, void *data)
     amcf = ngx_http_get_module_main_conf(r, ngx_http_aigw_module);
     u = r->upstream;
 
+    /* a hedge's connection, its request sent already (aigw_hedge) */
+
+    rc = ngx_http_aigw_hedge_peer(r, ctx, pc);
+
+    if (rc != NGX_DECLINED) {
+        return rc;
+    }
+
     /*
      * upstream gives back the try of a cached connection that failed, as
      * it was likely closed by the provider while idle: the same candidate
@@ -950,6 +958,7 @@ ngx_http_aigw_upstream_free_peer(ngx_peer_connection_t *pc, void *data,
 
     /* the connection's own recv again, before it is closed or cached */
     ngx_http_aigw_resilience_unwrap(ctx, pc->connection);
+    ngx_http_aigw_hedge_unwrap(ctx, pc->connection);
 
     if (pc->tries) {
         pc->tries--;
@@ -985,7 +994,9 @@ ngx_http_aigw_upstream_free_peer(ngx_peer_connection_t *pc, void *data,
         } else {
             ngx_http_aigw_breaker_record(r, m->provider, 1);
 
-            if (ngx_http_aigw_resilience_retry(r, ctx, pc, 0) == NGX_OK) {
+            if (!ngx_http_aigw_hedge_next(ctx)
+                && ngx_http_aigw_resilience_retry(r, ctx, pc, 0) == NGX_OK)
+            {
 
                 /* the same candidate again: upstream grants the try */
 

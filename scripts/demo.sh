@@ -194,6 +194,9 @@ roots, the signed checkpoint):
 A rescue: gpt-4o-late's stream starts 3 s late, gpt-4o-mini streams it:
   curl -siN $u/v1/chat/completions -H 'Authorization: Bearer $key' \\
        -d '{"model":"gpt-4o-rescue","stream":true,$msg}' | grep -iE '^x-aigw-(model|attempts)|DONE'
+A hedge: after 300 ms without gpt-4o-late's first token, gpt-4o-mini races it, and wins:
+  curl -siN $u/hedge/v1/chat/completions -H 'Authorization: Bearer $key' \\
+       -d '{"model":"gpt-4o-rescue","stream":true,$msg}' | grep -iE '^x-aigw-(model|attempts)|DONE'
 The prompt guard refuses an injection, in the client's format:
   curl -s $u/v1/chat/completions -H 'Authorization: Bearer $key' \\
        -d '{"model":"gpt-4o-mini",$inject}'

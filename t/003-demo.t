@@ -55,7 +55,7 @@ for my $line (split /\n/, $tour) {
     $cont = $line =~ /\\$/;
 }
 
-is(scalar @cmds, 16, 'the tour has sixteen commands');
+is(scalar @cmds, 17, 'the tour has seventeen commands');
 
 my @want = (
     [ 'chat', qr/"object":"chat\.completion".*"usage":/s ],
@@ -74,6 +74,7 @@ my @want = (
     [ 'semantic', qr/^X-AIGW-Cache: SEMANTIC_HIT\r?$/mi ],
     [ 'audit', qr/^\{"v":1,.*"outcome":"[a-z_]+".*^good: \d+ records/ms ],
     [ 'rescue', qr/^X-Aigw-Model: gpt-4o-mini\r?\n.*^X-Aigw-Attempts: 2\r?\n.*^data: \[DONE\]/msi ],
+    [ 'hedge', qr/^X-Aigw-Model: gpt-4o-mini\r?\n.*^X-Aigw-Attempts: 2\r?\n.*^data: \[DONE\]/msi ],
     [ 'guard', qr/^\{"error":\{"message":"The request was refused by the content policy \(injection\)\.".*"code":"guard_refused"\}\}$/ ],
     [ 'tiers', qr/^X-Aigw-Model: gpt-4o\r?$/mi ],
 );

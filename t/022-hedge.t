@@ -1,0 +1,339 @@
+# aigw_hedge: a stream whose first token is late gets a second request,
+# to the next candidate, without the first ending; whichever has its
+# first token first serves, the other is closed and metered: pt= is the
+# winner's prompt tokens (the mock's: 1 for "hi") and the loser's,
+# estimated (2).
+
+BEGIN { push @INC, 't/lib' }
+use AigwMock;
+use Test::Nginx::Socket 'no_plan';
+
+$ENV{AIGW_TEST_KEY} = 'sk-provider-secret';
+env_to_nginx('AIGW_TEST_KEY');
+
+our $HttpConfig = <<'_EOC_';
+    log_format outcome 'o=$aigw_outcome s=$status a=$aigw_attempts '
+                       'p=$aigw_provider pt=$aigw_prompt_tokens';
+
+    aigw_provider ok http://127.0.0.1:$TEST_NGINX_MOCK_PORT/v1
+                  key_env=AIGW_TEST_KEY;
+    aigw_provider claude http://127.0.0.1:$TEST_NGINX_MOCK_PORT/v1
+                  format=anthropic key_env=AIGW_TEST_KEY;
+    aigw_provider slow http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/firstat=1,first=2500/v1
+                  key_env=AIGW_TEST_KEY;
+    aigw_provider claudeslow http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/firstat=3,first=2500/v1
+                  format=anthropic key_env=AIGW_TEST_KEY;
+    aigw_provider soon http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/first=700/v1
+                  key_env=AIGW_TEST_KEY;
+    aigw_provider busy http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/status=503/v1
+                  key_env=AIGW_TEST_KEY;
+    aigw_provider reset http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/delay=600,reset/v1
+                  key_env=AIGW_TEST_KEY;
+    aigw_provider hedgelate http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/first=1200/v1
+                  key_env=AIGW_TEST_KEY;
+
+    aigw_keepalive 16;
+
+    aigw_provider slow2 http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/first=2500/v1
+                  key_env=AIGW_TEST_KEY;
+    aigw_model slow2 slow2:gpt-4o-mini;
+    aigw_model fast ok:gpt-4o-mini;
+    aigw_model haiku claude:claude-3-5-haiku;
+    aigw_model slow slow:gpt-4o-mini;
+    aigw_model claudeslow claudeslow:claude-3-5-haiku;
+    aigw_model soon soon:gpt-4o-mini;
+    aigw_model busy busy:gpt-4o-mini;
+    aigw_model reset reset:gpt-4o-mini;
+    aigw_model hedgelate hedgelate:gpt-4o-mini;
+
+    aigw_route slow-fast slow fast;
+    aigw_route slow-slow slow slow2;
+    aigw_provider refused http://127.0.0.1:1/v1 key_env=AIGW_TEST_KEY;
+    aigw_model refused refused:gpt-4o-mini;
+    aigw_route soon-refused soon refused;
+    aigw_route claude-slow-fast claudeslow haiku;
+    aigw_route soon-slow soon slow;
+    aigw_route soon-busy soon busy;
+    aigw_route reset-late reset hedgelate;
+_EOC_
+
+our $Config = <<'_EOC_';
+    location /v1/ {
+        access_log logs/access.log outcome;
+        aigw_first_token_timeout 5s;
+        aigw_hedge 300ms;
+        aigw_pass;
+    }
+    location /deadline/v1/ {
+        access_log logs/access.log outcome;
+        aigw_first_token_timeout 5s;
+        aigw_hedge 300ms;
+        aigw_timeout 900ms;
+        aigw_pass;
+    }
+    location /ka/v1/ {
+        access_log logs/access.log outcome;
+        aigw_first_token_timeout 5s;
+        aigw_stream_keepalive 100ms;
+        aigw_hedge 300ms;
+        aigw_pass;
+    }
+    location /noft/v1/ {
+        access_log logs/access.log outcome;
+        aigw_hedge 300ms;
+        aigw_pass;
+    }
+    location /_mock/ {
+        proxy_pass http://127.0.0.1:$TEST_NGINX_MOCK_PORT;
+    }
+    location /nohedge/v1/ {
+        access_log logs/access.log outcome;
+        aigw_first_token_timeout 5s;
+        aigw_pass;
+    }
+_EOC_
+
+no_shuffle();
+run_tests();
+
+__DATA__
+
+=== TEST 1: the first token late: the hedge on the next candidate has its
+first token first and serves the whole stream, one role chunk
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request
+POST /v1/chat/completions
+{"model":"slow-fast","stream":true,"messages":[{"role":"user","content":"hi"}]}
+--- response_body_like eval
+qr/^data: \{"id":"chatcmpl-[^\n]*"role":"assistant"(?s:(?!"role").)*data: \[DONE\]\n\n$/
+--- access_log eval
+qr/^o=hedged s=200 a=2 p=ok pt=3$/
+--- error_log eval
+[qr/no first token from provider "slow" after \d+ ms, hedged on "fast" of provider "ok"/,
+ qr/the hedge on "fast" had its first token first, after \d+ ms; "slow" of provider "slow" left, [1-9]\d* prompt token\(s\) estimated/]
+--- timeout: 2
+
+
+
+=== TEST 2: Anthropic: message_start, content_block_start and ping at
+once, the first delta late: the hedge serves
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request
+POST /v1/messages
+{"model":"claude-slow-fast","stream":true,"max_tokens":50,"messages":[{"role":"user","content":"hi"}]}
+--- response_body_like eval
+qr/^event: message_start\n(?s:(?!event: message_start).)*event: message_stop\n[^\n]*\n\n$/
+--- access_log eval
+qr/^o=hedged s=200 a=2 p=claude pt=\d+$/
+--- error_log
+had its first token first
+--- timeout: 2
+
+
+
+=== TEST 3: the first attempt's first token comes before the hedge's:
+the first serves, the hedge is closed and metered
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request
+POST /v1/chat/completions
+{"model":"soon-slow","stream":true,"messages":[{"role":"user","content":"hi"}]}
+--- response_body_like eval
+qr/^data: \{"id":"chatcmpl-(?s:.)*data: \[DONE\]\n\n$/
+--- access_log eval
+qr/^o=complete s=200 a=2 p=soon pt=3$/
+--- error_log eval
+[qr/hedged on "slow" of provider "slow"/,
+ qr/the hedge on "slow" of provider "slow" closed after \d+ ms, [1-9]\d* prompt token\(s\) estimated/]
+--- no_error_log
+had its first token first
+--- timeout: 3
+
+
+
+=== TEST 4: the hedge fails (503): the first attempt goes on and serves
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request
+POST /v1/chat/completions
+{"model":"soon-busy","stream":true,"messages":[{"role":"user","content":"hi"}]}
+--- response_body_like eval
+qr/^data: \{"id":"chatcmpl-(?s:.)*data: \[DONE\]\n\n$/
+--- access_log eval
+qr/^o=complete s=200 a=2 p=soon pt=1$/
+--- error_log
+the hedge's provider answered 503
+the hedge on "busy" of provider "busy" failed: answered with an error
+--- timeout: 3
+
+
+
+=== TEST 5: the first attempt fails after the hedge started: the hedge's
+connection goes on in its place, its request not sent again
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request
+POST /v1/chat/completions
+{"model":"reset-late","stream":true,"messages":[{"role":"user","content":"hi"}]}
+--- response_body_like eval
+qr/^data: \{"id":"chatcmpl-[^\n]*"role":"assistant"(?s:(?!"role").)*data: \[DONE\]\n\n$/
+--- access_log eval
+qr/^o=complete s=200 a=2 p=hedgelate pt=1$/
+--- error_log
+the hedge on "hedgelate" goes on in its place
+--- timeout: 3
+
+
+
+=== TEST 6: the client leaves during the race: both connections closed,
+nothing left behind
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request
+POST /v1/chat/completions
+{"model":"soon-slow","stream":true,"messages":[{"role":"user","content":"hi"}]}
+--- abort
+--- timeout: 0.5
+--- ignore_response
+--- wait: 1
+--- error_log eval
+[qr/hedged on "slow"/,
+ qr/the hedge on "slow" of provider "slow" closed after \d+ ms/]
+--- access_log eval
+qr/^o=client_gone s=499 a=2 p=soon pt=\d+$/
+
+
+
+=== TEST 7: without aigw_hedge nothing changes: the late first token is
+waited for
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request
+POST /nohedge/v1/chat/completions
+{"model":"soon-slow","stream":true,"messages":[{"role":"user","content":"hi"}]}
+--- response_body_like eval
+qr/^data: \{"id":"chatcmpl-(?s:.)*data: \[DONE\]\n\n$/
+--- access_log eval
+qr/^o=complete s=200 a=1 p=soon pt=1$/
+--- no_error_log
+hedged on
+[error]
+
+
+
+=== TEST 8: the hedge's connection, handed to upstream, carries its
+request once, and is kept alive clean for the next request
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request eval
+["GET /_mock/reset",
+ qq'POST /v1/chat/completions\n{"model":"slow-fast","stream":true,"messages":[{"role":"user","content":"hi"}]}',
+ qq'POST /v1/chat/completions\n{"model":"fast","messages":[{"role":"user","content":"again"}]}',
+ "GET /_mock/stats"]
+--- response_body_like eval
+[qr//, qr/data: \[DONE\]\n\n$/, qr/Mock answer to: again/,
+ qr/"requests": 3,\s+"connections": 2\b/]
+--- timeout: 3
+
+
+
+=== TEST 9: the first attempt failed while the hedge ran: the provider
+of the hedge had one request, not two
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request eval
+["GET /_mock/reset",
+ qq'POST /v1/chat/completions\n{"model":"reset-late","stream":true,"messages":[{"role":"user","content":"hi"}]}',
+ "GET /_mock/stats"]
+--- response_body_like eval
+[qr//, qr/data: \[DONE\]\n\n$/, qr/"requests": 2,/]
+--- timeout: 3
+
+
+
+=== TEST 10: the deadline passes during the race: both ended, a 504,
+the hedge's timer and connection gone
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request
+POST /deadline/v1/chat/completions
+{"model":"slow-slow","stream":true,"messages":[{"role":"user","content":"hi"}]}
+--- error_code: 504
+--- response_body_like: "code":"upstream_timeout"
+--- access_log eval
+qr/^o=timeout s=504 a=2 p=slow pt=\d+$/
+--- error_log eval
+[qr/hedged on "slow2" of provider "slow2"/,
+ qr/ran out of its 900 ms deadline after 2 attempt/,
+ qr/the hedge on "slow2" of provider "slow2" closed after \d+ ms/]
+--- timeout: 3
+
+
+
+=== TEST 11: keep-alive comments went out (the status committed): the
+hedge still serves, after them, in the same stream
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request
+POST /ka/v1/chat/completions
+{"model":"slow-fast","stream":true,"messages":[{"role":"user","content":"hi"}]}
+--- response_body_like eval
+qr/^: keep-alive\n\n(?:: keep-alive\n\n)*data: \{"id":"chatcmpl-[^\n]*"role":"assistant"(?s:(?!"role").)*data: \[DONE\]\n\n$/
+--- access_log eval
+qr/^o=hedged s=200 a=2 p=ok pt=3$/
+--- error_log
+had its first token first
+--- timeout: 3
+
+
+
+=== TEST 12: without aigw_first_token_timeout: the first attempt's early
+events are held all the same, and the hedge's first token serves
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request
+POST /noft/v1/chat/completions
+{"model":"slow-fast","stream":true,"messages":[{"role":"user","content":"hi"}]}
+--- response_body_like eval
+qr/^data: \{"id":"chatcmpl-[^\n]*"role":"assistant"(?s:(?!"role").)*data: \[DONE\]\n\n$/
+--- access_log eval
+qr/^o=hedged s=200 a=2 p=ok pt=3$/
+--- error_log
+the hedge on "fast" had its first token first
+--- timeout: 2
+
+
+
+=== TEST 13: without aigw_first_token_timeout: the first attempt's first
+token closes the hedge then, not at the end of the stream
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request
+POST /noft/v1/chat/completions
+{"model":"soon-slow","stream":true,"messages":[{"role":"user","content":"hi"}]}
+--- response_body_like eval
+qr/^data: \{"id":"chatcmpl-[^\n]*"role":"assistant"(?s:(?!"role").)*data: \[DONE\]\n\n$/
+--- access_log eval
+qr/^o=complete s=200 a=2 p=soon pt=3$/
+--- error_log eval
+qr/the hedge on "slow" of provider "slow" closed after [0-9]{3} ms/
+--- timeout: 2
+
+
+
+=== TEST 14: the hedge cannot connect: it is no attempt, the first goes
+on and serves
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request
+POST /v1/chat/completions
+{"model":"soon-refused","stream":true,"messages":[{"role":"user","content":"hi"}]}
+--- response_body_like eval
+qr/^data: \{"id":"chatcmpl-(?s:.)*data: \[DONE\]\n\n$/
+--- access_log eval
+qr/^o=complete s=200 a=1 p=soon pt=1$/
+--- error_log eval
+qr/the hedge on "refused" of provider "refused" failed: (could not connect|could not send the request)/
+--- timeout: 2

@@ -1157,6 +1157,9 @@ ngx_http_aigw_audit_outcome(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
         case NGX_HTTP_AIGW_OUTCOME_RESUMED:
             return "resumed";
 
+        case NGX_HTTP_AIGW_OUTCOME_HEDGED:
+            return "hedged";
+
         /* the status went out with a keep-alive, then no provider served */
 
         case NGX_HTTP_AIGW_OUTCOME_ERROR:

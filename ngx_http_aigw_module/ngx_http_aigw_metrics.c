@@ -60,6 +60,7 @@ typedef struct {
     ngx_atomic_t                    fallbacks;
     ngx_atomic_t                    estimated;
     ngx_atomic_t                    resumes;       /* aigw_stream_resume */
+    ngx_atomic_t                    hedges;        /* aigw_hedge, won */
     ngx_atomic_t                    errors[NGX_HTTP_AIGW_ERR_KINDS];
 
     ngx_atomic_t                    latency[NGX_HTTP_AIGW_LAT_BUCKETS];
@@ -787,6 +788,10 @@ ngx_http_aigw_metrics_log_handler(ngx_http_request_t *r)
         (void) ngx_atomic_fetch_add(&s->resumes, 1);
     }
 
+    if (ctx->hedged) {
+        (void) ngx_atomic_fetch_add(&s->hedges, 1);
+    }
+
     kind = ngx_http_aigw_metrics_error_kind(r, ctx, status);
 
     if (kind) {
@@ -966,6 +971,8 @@ static ngx_http_aigw_family_t  ngx_http_aigw_families[] = {
       "Requests whose tokens were estimated, the provider reporting none." },
     { "aigw_stream_resumes_total", "counter",
       "Streams cut or stalled that went on with the next model." },
+    { "aigw_stream_hedges_total", "counter",
+      "Streams the hedge of aigw_hedge served, its first token first." },
     { "aigw_request_duration_seconds", "histogram",
       "Time from the request's first byte to its last answer byte." },
     { "aigw_ttft_seconds", "histogram",
@@ -1085,6 +1092,12 @@ ngx_http_aigw_metrics_family(u_char *p, ngx_http_aigw_metrics_t *mt,
                : p;
 
     case 7:
+        return s->hedges
+               ? ngx_sprintf(p, "aigw_stream_hedges_total{%*s} %uA\n",
+                             lbl, s->hedges)
+               : p;
+
+    case 8:
         return ngx_http_aigw_metrics_histogram(p,
                                            "aigw_request_duration_seconds",
                                            labels, l - labels, s->latency,
@@ -1105,7 +1118,7 @@ ngx_http_aigw_metrics_family(u_char *p, ngx_http_aigw_metrics_t *mt,
 
 
 /* at most this many lines a series, each its labels and 192 bytes */
-#define NGX_HTTP_AIGW_METRICS_LINES  48
+#define NGX_HTTP_AIGW_METRICS_LINES  56
 
 
 static ngx_int_t

@@ -55,6 +55,8 @@ our $HttpConfig = <<'_EOC_';
     aigw_route soon-slow soon slow;
     aigw_route soon-busy soon busy;
     aigw_route reset-late reset hedgelate;
+
+    aigw_metrics_zone hedge_metrics:1m;
 _EOC_
 
 our $Config = <<'_EOC_';
@@ -82,6 +84,10 @@ our $Config = <<'_EOC_';
         access_log logs/access.log outcome;
         aigw_hedge 300ms;
         aigw_pass;
+    }
+    location = /metrics {
+        access_log off;
+        aigw_metrics;
     }
     location /_mock/ {
         proxy_pass http://127.0.0.1:$TEST_NGINX_MOCK_PORT;
@@ -337,3 +343,18 @@ qr/^o=complete s=200 a=1 p=soon pt=1$/
 --- error_log eval
 qr/the hedge on "refused" of provider "refused" failed: (could not connect|could not send the request)/
 --- timeout: 2
+
+
+
+=== TEST 15: the metrics count the stream the hedge served, and the
+first attempt it left as a fallback
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request eval
+["POST /v1/chat/completions
+{\"model\":\"slow-fast\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
+"GET /metrics"]
+--- response_body_like eval
+[qr/data: \[DONE\]\n\n$/,
+qr/\A(?=(?s:.)*^aigw_stream_hedges_total\{[^}]*\} 1$)(?=(?s:.)*^aigw_fallbacks_total\{[^}]*\} 1$)/m]
+--- timeout: 4

@@ -83,7 +83,11 @@ http {
     aigw_model gpt-4o-prefill ok:gpt-4o prefill;
     aigw_model cut cut:gpt-4o;
     aigw_model busy busy:gpt-4o;
+    aigw_provider late http://127.0.0.1:$mock/fault/first=1500/v1
+                  key_file=provider.key;
+    aigw_model late late:gpt-4o;
     aigw_route resumed cut gpt-4o-prefill;
+    aigw_route hedged late gpt-4o;
     aigw_model bad s500:gpt-4o;
     aigw_model stuck hang:gpt-4o;
     aigw_model paced slow:gpt-4o;
@@ -97,6 +101,11 @@ http {
         # a stream cut mid-answer goes on with the next model
         location /resume/v1/ {
             aigw_stream_resume on;
+            aigw_pass;
+        }
+        # a late first token: the next model races it, and wins
+        location /hedge/v1/ {
+            aigw_hedge 200ms;
             aigw_pass;
         }
         # the status goes out with a keep-alive; the provider then fails
@@ -133,6 +142,7 @@ sub call {
     my $path = $model eq 'stuck' ? '/stuck/v1/chat/completions'
              : $model eq 'resumed' ? '/resume/v1/chat/completions'
              : $model eq 'busy' ? '/ka/v1/chat/completions'
+             : $model eq 'hedged' ? '/hedge/v1/chat/completions'
              : '/v1/chat/completions';
     return $ngx->request('POST', $path,
                          { 'X-Request-Id' => $id,
@@ -238,6 +248,9 @@ push @extra, [ "resumed-$_", 'resumed', 200,
     for 1 .. 2;
 push @extra, [ "kafail-$_", 'provider_error', 200,
                sub { call($_[0], $keys{acme}, 'busy', 'hi', 1) } ]
+    for 1 .. 2;
+push @extra, [ "hedged-$_", 'hedged', 200,
+               sub { call($_[0], $keys{acme}, 'hedged', 'hi', 1) } ]
     for 1 .. 2;
 push @extra, [ "lim-$_", $_ <= 5 ? 'answered' : 'rate_limited',
                $_ <= 5 ? 200 : 429,

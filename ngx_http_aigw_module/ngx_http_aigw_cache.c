@@ -115,6 +115,9 @@ static ngx_int_t ngx_http_aigw_cache_result(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_cache_req_t *cr, ngx_int_t rc);
 static ngx_int_t ngx_http_aigw_cache_redis_ask(ngx_http_request_t *r,
     ngx_http_aigw_cache_req_t *cr);
+static ngx_int_t ngx_http_aigw_cache_redis_wait(ngx_http_request_t *r,
+    ngx_http_aigw_cache_req_t *cr, u_char *key,
+    ngx_http_aigw_cache_redis_get_pt handler);
 static void ngx_http_aigw_cache_redis_answer(void *data, ngx_str_t *value,
     ngx_uint_t stream, time_t created, time_t ttl);
 static void ngx_http_aigw_cache_resume(ngx_http_request_t *r);
@@ -768,37 +771,17 @@ static ngx_int_t
 ngx_http_aigw_cache_semantic_fetch(ngx_http_request_t *r,
     ngx_http_aigw_cache_req_t *cr, u_char *key)
 {
-    ngx_int_t                   rc;
-    ngx_pool_cleanup_t         *cln;
-    ngx_http_aigw_main_conf_t  *amcf;
+    ngx_int_t  rc;
 
-    amcf = ngx_http_get_module_main_conf(r, ngx_http_aigw_module);
-
-    cln = ngx_pool_cleanup_add(r->pool, 0);
-    if (cln == NULL) {
-        return NGX_ERROR;
-    }
-
-    cr->request = r;
     ngx_memcpy(cr->semantic_key, key, NGX_HTTP_AIGW_CACHE_KEY_LEN);
 
-    rc = ngx_http_aigw_cache_redis_get(amcf->cache_redis, cr->semantic_key,
-                                       r->pool,
-                                       ngx_http_aigw_cache_semantic_fetched,
-                                       cr, r->connection->log, &cr->cmd);
-    if (rc != NGX_OK) {
-        cr->cmd = NULL;
-        return rc;
+    rc = ngx_http_aigw_cache_redis_wait(r, cr, cr->semantic_key,
+                                        ngx_http_aigw_cache_semantic_fetched);
+    if (rc == NGX_OK) {
+        cr->semantic_fetch = 1;
     }
 
-    cln->handler = ngx_http_aigw_cache_cleanup;
-    cln->data = cr;
-
-    cr->semantic_fetch = 1;
-    cr->waiting = 1;
-    r->main->count++;
-
-    return NGX_OK;
+    return rc;
 }
 
 
@@ -851,6 +834,24 @@ static ngx_int_t
 ngx_http_aigw_cache_redis_ask(ngx_http_request_t *r,
     ngx_http_aigw_cache_req_t *cr)
 {
+    cr->asked = 1;
+
+    return ngx_http_aigw_cache_redis_wait(r, cr, cr->key,
+                                          ngx_http_aigw_cache_redis_answer);
+}
+
+
+/*
+ * Asks Redis for the entry of key; the request waits for the handler,
+ * called once with the answer or at aigw_redis's timeout.  NGX_DECLINED:
+ * Redis cannot be asked now.
+ */
+
+static ngx_int_t
+ngx_http_aigw_cache_redis_wait(ngx_http_request_t *r,
+    ngx_http_aigw_cache_req_t *cr, u_char *key,
+    ngx_http_aigw_cache_redis_get_pt handler)
+{
     ngx_int_t                   rc;
     ngx_pool_cleanup_t         *cln;
     ngx_http_aigw_main_conf_t  *amcf;
@@ -862,12 +863,11 @@ ngx_http_aigw_cache_redis_ask(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    cr->asked = 1;
     cr->request = r;
 
-    rc = ngx_http_aigw_cache_redis_get(amcf->cache_redis, cr->key, r->pool,
-                                       ngx_http_aigw_cache_redis_answer, cr,
-                                       r->connection->log, &cr->cmd);
+    rc = ngx_http_aigw_cache_redis_get(amcf->cache_redis, key, r->pool,
+                                       handler, cr, r->connection->log,
+                                       &cr->cmd);
     if (rc != NGX_OK) {
         cr->cmd = NULL;
         return rc;

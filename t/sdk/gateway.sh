@@ -59,6 +59,9 @@ free_port() {
                                      LocalPort => 0)->sockport'
 }
 
+# the file exists before the background child opens it: sed below may run
+# first, and a sed that cannot read its file ends this script (set -e)
+: > "$prefix/logs/mock.out"
 node "$root/examples/mock/aigw-mock.js" --port 0 --host 127.0.0.1 \
     > "$prefix/logs/mock.out" 2>&1 &
 mock_pid=$!

@@ -127,6 +127,19 @@ struct ngx_http_aigw_redis_s;
 
 
 /*
+ * A lookup's place in a partition it reads in slices (vector_find), kept
+ * across the worker's turns of its event loop; zeroed before the first.
+ */
+typedef struct {
+    ngx_uint_t                      id;       /* the partition's */
+    ngx_uint_t                      from;     /* the next slot to read */
+    ngx_uint_t                      tries;
+    ngx_int_t                       best;     /* the nearest slot so far */
+    float                           score;
+} ngx_http_aigw_cache_vscan_t;
+
+
+/*
  * The semantic tier's index in the zone (cache_zone.c): per partition
  * (a digest of all but the last user message), the vectors of stored
  * answers with their entries' keys, the oldest out past max.
@@ -136,7 +149,8 @@ ngx_int_t ngx_http_aigw_cache_zone_vector_add(ngx_shm_zone_t *zone,
     ngx_uint_t precision, ngx_uint_t max, ngx_log_t *log);
 ngx_int_t ngx_http_aigw_cache_zone_vector_find(ngx_shm_zone_t *zone,
     u_char *part, float *v, ngx_uint_t dim, ngx_uint_t precision,
-    float threshold, ngx_uint_t absent, u_char *key, float *score);
+    float threshold, ngx_uint_t absent, ngx_http_aigw_cache_vscan_t *vs,
+    u_char *key);
 ngx_uint_t ngx_http_aigw_cache_zone_vector_count(ngx_shm_zone_t *zone,
     u_char *part);
 void ngx_http_aigw_cache_zone_vector_drop(ngx_shm_zone_t *zone, u_char *part,

@@ -38,6 +38,11 @@ typedef struct {
     float                          threshold;
     unsigned                       read:1;
 
+    /* the partition read in slices, the worker let go between them */
+    ngx_http_aigw_cache_vscan_t    vs;
+    ngx_event_t                    slice;
+    unsigned                       scanning:1;
+
     /* the partition loaded from Redis (aigw_cache_redis) */
     ngx_http_request_t            *request;
     void                          *cmd;
@@ -62,6 +67,11 @@ static void ngx_http_aigw_cache_semantic_error(ngx_http_request_t *r);
 static ngx_int_t ngx_http_aigw_cache_semantic_load(ngx_http_request_t *r,
     ngx_http_aigw_cache_semantic_req_t *sem);
 static void ngx_http_aigw_cache_semantic_loaded(void *data);
+static ngx_int_t ngx_http_aigw_cache_semantic_scan_on(ngx_http_request_t *r,
+    ngx_http_aigw_cache_semantic_req_t *sem);
+static void ngx_http_aigw_cache_semantic_slice(ngx_event_t *ev);
+static void ngx_http_aigw_cache_semantic_resume(
+    ngx_http_aigw_cache_semantic_req_t *sem);
 static void ngx_http_aigw_cache_semantic_cleanup(void *data);
 
 
@@ -522,7 +532,8 @@ ngx_http_aigw_cache_semantic_done(ngx_http_request_t *r, void *data,
 
 
 /*
- * The step resumed: NGX_AGAIN while the embeddings are not there;
+ * The step resumed: NGX_AGAIN while the embeddings are not there (or
+ * the partition, or the partition's next slice is to be read);
  * NGX_OK and the key of the nearest stored answer at the threshold or
  * above; NGX_DECLINED for none, or when the embeddings failed.
  */
@@ -533,7 +544,7 @@ ngx_http_aigw_cache_semantic_find(ngx_http_request_t *r, void *data,
 {
     ngx_http_aigw_cache_semantic_req_t *sem = data;
 
-    float                       score, *v;
+    float                      *v;
     ngx_int_t                   rc;
     ngx_uint_t                  dim;
     ngx_http_aigw_loc_conf_t   *alcf;
@@ -554,14 +565,22 @@ ngx_http_aigw_cache_semantic_find(ngx_http_request_t *r, void *data,
         return NGX_AGAIN;
     }
 
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_aigw_module);
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_aigw_module);
+
+    if (sem->scanning) {
+        if (sem->slice.posted) {
+            return NGX_AGAIN;
+        }
+
+        goto scan;
+    }
+
     if (sem->read) {
         return NGX_DECLINED;
     }
 
     sem->read = 1;
-
-    alcf = ngx_http_get_module_loc_conf(r, ngx_http_aigw_module);
-    amcf = ngx_http_get_module_main_conf(r, ngx_http_aigw_module);
 
     if (sem->status != NGX_HTTP_OK || sem->body.data == NULL) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
@@ -596,21 +615,35 @@ ngx_http_aigw_cache_semantic_find(ngx_http_request_t *r, void *data,
     sem->vec = v;
     sem->dim = dim;
 
-    rc = ngx_http_aigw_cache_zone_vector_find(amcf->cache_zone, sem->part, v,
-                                              dim,
+scan:
+
+    rc = ngx_http_aigw_cache_zone_vector_find(amcf->cache_zone, sem->part,
+                                              sem->vec, sem->dim,
                                               alcf->cache_semantic_precision,
                                               sem->threshold,
-                                              alcf->cache_redis, key, &score);
+                                              alcf->cache_redis, &sem->vs,
+                                              key);
+
+    if (rc == NGX_AGAIN) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "aigw: semantic cache: the scan goes on at vector %ui",
+                       sem->vs.from);
+
+        return ngx_http_aigw_cache_semantic_scan_on(r, sem);
+    }
+
+    sem->scanning = 0;
 
     if (rc == NGX_DECLINED) {
         ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "aigw: semantic cache: nearest %.4f of %ui dims, "
-                       "a miss", (double) score, dim);
+                       "a miss", (double) sem->vs.score, sem->dim);
         return NGX_DECLINED;
     }
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "aigw: semantic cache: a hit at %.4f%s", (double) score,
+                   "aigw: semantic cache: a hit at %.4f%s",
+                   (double) sem->vs.score,
                    rc == NGX_DONE ? ", its answer in Redis" : "");
 
     /* NGX_OK: the answer is in the zone; NGX_DONE: perhaps in Redis */
@@ -742,9 +775,6 @@ ngx_http_aigw_cache_semantic_loaded(void *data)
 {
     ngx_http_aigw_cache_semantic_req_t *sem = data;
 
-    ngx_connection_t    *c;
-    ngx_http_request_t  *r;
-
     sem->cmd = NULL;
     sem->loading = 0;
 
@@ -752,6 +782,65 @@ ngx_http_aigw_cache_semantic_loaded(void *data)
         /* the embeddings' subrequest resumes the request */
         return;
     }
+
+    ngx_http_aigw_cache_semantic_resume(sem);
+}
+
+
+/*
+ * A large partition (10,000 vectors of 1,536 numbers is 60 MB, some
+ * 9 ms to read) is read in slices: between two, the worker goes round
+ * its event loop once (ngx_posted_next_events) and serves the others.
+ */
+
+static ngx_int_t
+ngx_http_aigw_cache_semantic_scan_on(ngx_http_request_t *r,
+    ngx_http_aigw_cache_semantic_req_t *sem)
+{
+    ngx_pool_cleanup_t  *cln;
+
+    if (!sem->scanning) {
+        cln = ngx_pool_cleanup_add(r->pool, 0);
+        if (cln == NULL) {
+            return NGX_DECLINED;
+        }
+
+        /* a request ended meanwhile takes its slice off the queue */
+        cln->handler = ngx_http_aigw_cache_semantic_cleanup;
+        cln->data = sem;
+
+        sem->scanning = 1;
+        sem->request = r;
+        sem->slice.handler = ngx_http_aigw_cache_semantic_slice;
+        sem->slice.data = sem;
+        sem->slice.log = r->connection->log;
+    }
+
+    if (!sem->parked) {
+        sem->parked = 1;
+        r->main->count++;
+    }
+
+    ngx_post_event(&sem->slice, &ngx_posted_next_events);
+
+    return NGX_AGAIN;
+}
+
+
+static void
+ngx_http_aigw_cache_semantic_slice(ngx_event_t *ev)
+{
+    ngx_http_aigw_cache_semantic_resume(ev->data);
+}
+
+
+/* the request parked for a load or a slice goes on through its steps */
+
+static void
+ngx_http_aigw_cache_semantic_resume(ngx_http_aigw_cache_semantic_req_t *sem)
+{
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
 
     sem->parked = 0;
 
@@ -776,5 +865,9 @@ ngx_http_aigw_cache_semantic_cleanup(void *data)
     if (sem->cmd) {
         ngx_http_aigw_redis_cancel(sem->cmd);
         sem->cmd = NULL;
+    }
+
+    if (sem->slice.posted) {
+        ngx_delete_posted_event(&sem->slice);
     }
 }

@@ -964,76 +964,96 @@ ngx_http_aigw_cache_zone_scan(u_char *p, ngx_uint_t n, size_t stride,
 /*
  * The key of the answer whose vector in partition part is nearest to v,
  * at threshold or above: NGX_OK.  The partition is read a block at a
- * time, the lock let go between blocks (part_again); the partition gone
- * meanwhile is a miss, and the slot found best read again under the
- * lock: another vector in it since is a new try.  A vector whose answer
- * is gone (evicted, expired) is freed and the next best looked for, a
- * few times; with absent, one whose answer is not in the zone is
- * NGX_DONE, its key given.
+ * time, the lock let go between blocks (part_again), and some
+ * NGX_HTTP_AIGW_CACHE_SCAN_BLOCKS blocks a call: then NGX_AGAIN, the
+ * place kept in vs, and the caller lets its worker serve others before
+ * it calls again.  The partition gone meanwhile (or made again) is a
+ * miss, and the slot found best read again under the lock: another
+ * vector in it since is a new try.  A vector whose answer is gone
+ * (evicted, expired) is freed and the next best looked for, a few
+ * times; with absent, one whose answer is not in the zone is NGX_DONE,
+ * its key given.
  */
 
 #define NGX_HTTP_AIGW_CACHE_VECTOR_TRIES  4
+#define NGX_HTTP_AIGW_CACHE_SCAN_BLOCKS   8
 
 ngx_int_t
 ngx_http_aigw_cache_zone_vector_find(ngx_shm_zone_t *shm_zone, u_char *part,
     float *v, ngx_uint_t dim, ngx_uint_t precision, float threshold,
-    ngx_uint_t absent, u_char *key, float *score)
+    ngx_uint_t absent, ngx_http_aigw_cache_vscan_t *vs, u_char *key)
 {
     u_char                      *k;
     float                        again;
-    ngx_int_t                    i, j, rc;
+    ngx_int_t                    j, rc;
     size_t                       stride;
-    ngx_uint_t                   tries, from, id;
+    ngx_uint_t                   blocks;
     ngx_http_aigw_cache_zone_t  *zone;
     ngx_http_aigw_cache_part_t  *pt;
     ngx_http_aigw_cache_node_t  *cn;
 
     zone = shm_zone->data;
     rc = NGX_DECLINED;
-    *score = -2;
     stride = ngx_http_aigw_cache_slot_size(dim, precision);
+    blocks = 0;
 
     ngx_http_aigw_cache_zone_lock(zone);
 
     pt = (ngx_http_aigw_cache_part_t *)
              ngx_http_aigw_cache_zone_find(&zone->sh->parts, part);
 
-    if (pt == NULL || pt->dim != dim || pt->precision != precision) {
+    if (pt == NULL || pt->dim != dim || pt->precision != precision
+        || (vs->id && pt->id != vs->id))
+    {
+        vs->score = -2;
         goto done;
     }
 
-    ngx_queue_remove(&pt->queue);
-    ngx_queue_insert_head(&zone->sh->parts_queue, &pt->queue);
+    if (vs->id == 0) {
+        ngx_queue_remove(&pt->queue);
+        ngx_queue_insert_head(&zone->sh->parts_queue, &pt->queue);
 
-    id = pt->id;
+        vs->id = pt->id;
+        vs->best = -1;
+        vs->score = -2;
+    }
 
-    for (tries = 0; tries < NGX_HTTP_AIGW_CACHE_VECTOR_TRIES; tries++) {
+    for ( /* void */ ; vs->tries < NGX_HTTP_AIGW_CACHE_VECTOR_TRIES;
+         vs->tries++)
+    {
+        for ( /* void */ ; vs->from < pt->n; vs->from += pt->per) {
 
-        i = -1;
-        *score = -2;
+            if (blocks == NGX_HTTP_AIGW_CACHE_SCAN_BLOCKS) {
+                rc = NGX_AGAIN;
+                goto done;
+            }
 
-        for (from = 0; from < pt->n; from += pt->per) {
-
-            if (from) {
-                pt = ngx_http_aigw_cache_zone_part_again(zone, part, id);
+            if (blocks++) {
+                pt = ngx_http_aigw_cache_zone_part_again(zone, part, vs->id);
 
                 if (pt == NULL) {
-                    *score = -2;
+                    vs->score = -2;
                     goto done;
                 }
             }
 
-            ngx_http_aigw_cache_zone_scan(pt->blocks[from / pt->per],
-                                          ngx_min(pt->per, pt->n - from),
+            ngx_http_aigw_cache_zone_scan(pt->blocks[vs->from / pt->per],
+                                          ngx_min(pt->per, pt->n - vs->from),
                                           stride, dim, precision, v,
-                                          (ngx_int_t) from, &i, score);
+                                          (ngx_int_t) vs->from, &vs->best,
+                                          &vs->score);
         }
 
-        if (i < 0 || *score < threshold) {
+        if (vs->best < 0 || vs->score < threshold) {
             break;
         }
 
-        k = ngx_http_aigw_cache_zone_slot(pt, i);
+        k = ngx_http_aigw_cache_zone_slot(pt, vs->best);
+
+        /* the next try, if any, reads the partition from its start */
+
+        vs->from = 0;
+        vs->best = -1;
 
         /* the slot's vector still, not another's stored since its block */
 
@@ -1043,7 +1063,8 @@ ngx_http_aigw_cache_zone_vector_find(ngx_shm_zone_t *shm_zone, u_char *part,
         ngx_http_aigw_cache_zone_scan(k, 1, stride, dim, precision, v, 0, &j,
                                       &again);
 
-        if (again != *score) {
+        if (again != vs->score) {
+            vs->score = -2;
             continue;
         }
 
@@ -1065,6 +1086,8 @@ ngx_http_aigw_cache_zone_vector_find(ngx_shm_zone_t *shm_zone, u_char *part,
         /* its answer is gone: a zero vector is nobody's match */
         ngx_memzero(k + NGX_HTTP_AIGW_CACHE_KEY_LEN,
                     stride - NGX_HTTP_AIGW_CACHE_KEY_LEN);
+
+        vs->score = -2;
     }
 
 done:

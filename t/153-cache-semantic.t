@@ -60,7 +60,7 @@ http {
     log_format c '\$uri \$aigw_cache_status \$status';
     access_log $dir/logs/access.log c;
     aigw_keys keys.json;
-    aigw_cache_zone cache:1m;
+    aigw_cache_zone cache:4m;
     aigw_provider ok http://127.0.0.1:$mock/v1;
     aigw_provider claude http://127.0.0.1:$mock/v1 format=anthropic;
     aigw_model gpt-4o ok:gpt-4o;
@@ -87,6 +87,12 @@ http {
         location /small/v1/ {
             aigw_cache_namespace small;
             aigw_cache_semantic_partition 3;
+            aigw_pass;
+        }
+        location /big/v1/ {
+            aigw_cache_namespace big;
+            aigw_cache_semantic_model mock-semantic-3072;
+            error_log $dir/logs/big.log debug;
             aigw_pass;
         }
         location /int8/v1/ {
@@ -356,6 +362,40 @@ is(ask($small, 'Can I purchase an automobile for 3000 dollars?')->{cache},
    'SEMANTIC_HIT', 'small partition: the newest is found');
 is(ask($small, 'Is coffee good for the health?')->{cache}, 'MISS',
    'small partition: the oldest is gone');
+
+# a partition of 3072-number vectors (five a block) is read eight
+# blocks at a time, the worker let go between: a hit in its first slice
+# and in its last, a miss read to its end, and another client served
+# meanwhile
+
+my $big = '/big/v1/chat/completions';
+is(ask($big, 'What is the capital of France?')->{cache}, 'MISS',
+   'a large partition: the first stored');
+my $filled = 0;
+for my $i (1 .. 100) {
+    $filled++ if ask($big, "How many km is $i miles?")->{cache} eq 'MISS';
+}
+is($filled, 100, 'a large partition: 100 more stored');
+is(ask($big, 'Who wrote the novel Dracula?')->{cache}, 'MISS',
+   'a large partition: the last stored');
+
+is(ask($big, 'what is actually the capital of france')->{cache},
+   'SEMANTIC_HIT', 'a large partition: a hit in the first slice');
+is(ask($big, 'who actually wrote the novel dracula')->{cache},
+   'SEMANTIC_HIT', 'a large partition: a hit in the last slice');
+is(ask($big, 'What is the capital of Spain?')->{cache}, 'MISS',
+   'a large partition: a miss read to the end');
+
+SKIP: {
+    skip 'nginx without --with-debug writes no debug line', 1
+        unless `$ngx->{nginx} -V 2>&1` =~ /--with-debug/;
+    my $log = do { local $/; open my $fh, '<', "$dir/logs/big.log"; <$fh> }
+              // '';
+    my @on = $log =~ /semantic cache: the scan goes on at vector (\d+)/g;
+    ok(@on >= 4 && grep({ $_ == 40 } @on) && grep({ $_ == 80 } @on),
+       'a large partition: read in slices of 40 vectors (' . scalar(@on)
+       . ' breaks)');
+}
 
 # metrics
 

@@ -1185,7 +1185,10 @@ function embeddings(ctx, body) {
         return sendError(ctx, 400, `'input' : maximum ${MAX_EMBEDDING_INPUTS} items allowed.`, { param: 'input' });
     }
     const semantic = /semantic/.test(body.model);
-    let dims = semantic ? SEMANTIC_DIMS : /3-large/.test(body.model) ? 3072 : 1536;
+    // "mock-semantic-3072": the semantic embedder at 3072 numbers
+    const sdims = /semantic-(\d+)$/.exec(body.model);
+    let dims = semantic ? (sdims ? Math.min(+sdims[1] || SEMANTIC_DIMS, MAX_EMBEDDING_DIMS) : SEMANTIC_DIMS)
+        : /3-large/.test(body.model) ? 3072 : 1536;
     if (body.dimensions !== undefined) {
         if (!Number.isInteger(body.dimensions) || body.dimensions < 1 || body.dimensions > MAX_EMBEDDING_DIMS) {
             return sendError(ctx, 400, `Invalid 'dimensions': must be between 1 and ${MAX_EMBEDDING_DIMS}.`,

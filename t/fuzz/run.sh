@@ -30,7 +30,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-[ ${#harnesses[@]} -gt 0 ] || harnesses=(scan sse usage json cache_key cache_semantic retry_after)
+[ ${#harnesses[@]} -gt 0 ] || harnesses=(scan sse usage json cache_key cache_semantic retry_after audit_token)
 
 if [ -z "$tree" ] || [ -z "$work" ]; then
     echo "usage: $0 --tree <nginx tree> --workdir <dir> [--seconds N]" >&2
@@ -57,6 +57,7 @@ seeds_usage=$root/t/data/usage
 seeds_json=$root/t/data/json
 seeds_cache_key=$root/t/data/json
 seeds_cache_semantic=$root/t/data/embeddings
+seeds_audit_token=$root/examples
 
 # libraries a harness links besides the sanitizers
 libs_cache_key=-lcrypto

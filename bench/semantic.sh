@@ -25,7 +25,9 @@
 #    bench/semantic.lua; then the latency of an exact hit (wrk, one
 #    connection, SEMANTIC_CONTENTION_SECONDS, 10) alone, and while another
 #    connection runs semantic lookups of that partition back to back
-#    (Cache-Control: no-store: looked up, not stored).  Run it once with
+#    (Cache-Control: no-store: looked up, not stored); with
+#    SEMANTIC_CONTENTION_WORKERS=1 both on one worker (the scan's slices).
+#    Run it once with
 #    AIGW_MODULE_SO of the build before a change, once after.
 #
 # Ports: SEMANTIC_BENCH_PORT and SEMANTIC_BENCH_MOCK_PORT (picked free
@@ -168,9 +170,12 @@ if [ $contention = 1 ]; then
 
     bench_start_node_mock "$cmport"
 
+    cworkers=${SEMANTIC_CONTENTION_WORKERS:-2}
+    case $cworkers in 1|2) ;; *) bench_die "SEMANTIC_CONTENTION_WORKERS: 1 or 2" ;; esac
+
     cat > "$BENCH_TMP/conf/contention.conf" <<EOC
 load_module  $AIGW_MODULE_SO;
-worker_processes  2;
+worker_processes  $cworkers;
 pid        $BENCH_TMP/logs/contention.pid;
 error_log  $BENCH_TMP/logs/error.log  warn;
 events { worker_connections 64; }
@@ -245,7 +250,7 @@ EOC
     [ "$hit" = HIT ] || bench_die "the exact request is not a hit ($hit)"
 
     echo "# exact hits, one connection, $secs s; semantic lookups of" \
-         "$want vectors x 1536 dims on another, served by the other worker" \
+         "$want vectors x 1536 dims on another, $cworkers worker(s)" \
          "(module $AIGW_MODULE_SO)"
 
     hits=$((secs * 1000))
@@ -291,7 +296,8 @@ EOC
     for try in $(seq 1 8); do
         hits
 
-        if [ -n "$(workers | grep -vx "$lw")" ]; then
+        # one worker: the hits wait for the lookups' slices on it
+        if [ "$cworkers" = 1 ] || [ -n "$(workers | grep -vx "$lw")" ]; then
             wait "$exact"
             bench_forget "$exact"
             sed -n 's/^/exact with lookups: /p' "$BENCH_TMP/exact.out"

@@ -597,6 +597,8 @@ ngx_http_aigw_hedge_win(ngx_http_aigw_hedge_t *h)
 
     prompt = (ctx->scan.string_bytes + 3) / 4;
     ctx->hedge_prompt += prompt;
+    ngx_http_aigw_meter_carry(ctx, ctx->candidates[ctx->current], prompt, 0,
+                              0);
 
     ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                   "aigw: the hedge on \"%V\" had its first token first, "
@@ -697,6 +699,7 @@ ngx_http_aigw_hedge_lost(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
     if (h->sent) {
         prompt = (ctx->scan.string_bytes + 3) / 4;
         ctx->hedge_prompt += prompt;
+        ngx_http_aigw_meter_carry(ctx, m, prompt, 0, 0);
     }
 
     ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,

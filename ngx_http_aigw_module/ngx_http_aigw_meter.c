@@ -202,12 +202,13 @@ ngx_http_aigw_meter_finish(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
         ctx->cache_write_tokens = 0;
     }
 
-    /* a resumed stream: the first attempt's tokens too */
-    ngx_http_aigw_resilience_usage(ctx);
-
     overflow = 0;
 
+    /* the last attempt's tokens at its prices, the earlier ones' added */
     ctx->cost = ngx_http_aigw_meter_cost(ctx, &overflow);
+
+    /* a resumed or hedged stream: the earlier attempts' tokens too */
+    ngx_http_aigw_resilience_usage(ctx);
 
     if (overflow) {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
@@ -222,51 +223,96 @@ ngx_http_aigw_meter_finish(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
 
 
 /*
- * The cost of the tokens counted so far, in micro-dollars, rounded.
- * Prices are micro-dollars per million tokens, integers throughout; a
- * sum past 2^64 (counts a provider says near 2^32, large prices) stays
- * at 2^64 - 1 and sets *overflow.
+ * What tokens cost at model m's prices, in 10^-12 dollars: prices are
+ * micro-dollars per million tokens, integers throughout; a sum past
+ * 2^64 (counts a provider says near 2^32, large prices) stays at
+ * 2^64 - 1 and sets *overflow.
  */
 
-uint64_t
-ngx_http_aigw_meter_cost(ngx_http_aigw_ctx_t *ctx, ngx_uint_t *overflow)
+static uint64_t
+ngx_http_aigw_meter_price(ngx_http_aigw_model_t *m, ngx_uint_t prompt,
+    ngx_uint_t cached, ngx_uint_t cache_write, ngx_uint_t completion,
+    ngx_uint_t *overflow)
 {
-    uint64_t                cost, uncached;
-    ngx_http_aigw_model_t  *m;
-
-    if (ctx->attempts == 0) {
-        return 0;
-    }
-
-    m = ctx->candidates[ctx->last];
+    uint64_t  cost, uncached;
 
     /* Anthropic's cache reads and writes have prices of their own */
 
-    uncached = ctx->prompt_tokens > ctx->cached_tokens
-               ? ctx->prompt_tokens - ctx->cached_tokens : 0;
-    uncached = uncached > ctx->cache_write_tokens
-               ? uncached - ctx->cache_write_tokens : 0;
+    uncached = prompt > cached ? prompt - cached : 0;
+    uncached = uncached > cache_write ? uncached - cache_write : 0;
 
     cost = ngx_http_aigw_meter_add(
                ngx_http_aigw_meter_mul(uncached, m->input_price, overflow),
-               ngx_http_aigw_meter_mul(ctx->cached_tokens,
+               ngx_http_aigw_meter_mul(cached,
                                        m->cached_price ? m->cached_price
                                                        : m->input_price,
                                        overflow),
                overflow);
 
     cost = ngx_http_aigw_meter_add(cost,
-               ngx_http_aigw_meter_mul(ctx->cache_write_tokens,
+               ngx_http_aigw_meter_mul(cache_write,
                                        m->cache_write_price
                                        ? m->cache_write_price
                                        : m->input_price,
                                        overflow),
                overflow);
 
-    cost = ngx_http_aigw_meter_add(cost,
-               ngx_http_aigw_meter_mul(ctx->completion_tokens,
-                                       m->output_price, overflow),
+    return ngx_http_aigw_meter_add(cost,
+               ngx_http_aigw_meter_mul(completion, m->output_price,
+                                       overflow),
                overflow);
+}
+
+
+/*
+ * An attempt that is not the last (a resumed stream's first, a hedge's
+ * loser): its tokens at its own model's prices, kept for the request's
+ * cost.
+ */
+
+void
+ngx_http_aigw_meter_carry(ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_model_t *m,
+    ngx_uint_t prompt, ngx_uint_t cached, ngx_uint_t completion)
+{
+    ngx_uint_t  overflow;
+
+    overflow = 0;
+
+    ctx->carried_cost = ngx_http_aigw_meter_add(ctx->carried_cost,
+                            ngx_http_aigw_meter_price(m, prompt, cached, 0,
+                                                      completion, &overflow),
+                            &overflow);
+
+    if (overflow) {
+        ctx->carried_overflow = 1;
+    }
+}
+
+
+/*
+ * The cost of the tokens counted so far, in micro-dollars, rounded: the
+ * last attempt's at its model's prices, and the earlier attempts'.
+ */
+
+uint64_t
+ngx_http_aigw_meter_cost(ngx_http_aigw_ctx_t *ctx, ngx_uint_t *overflow)
+{
+    uint64_t  cost;
+
+    if (ctx->attempts == 0) {
+        return 0;
+    }
+
+    cost = ngx_http_aigw_meter_price(ctx->candidates[ctx->last],
+                                     ctx->prompt_tokens, ctx->cached_tokens,
+                                     ctx->cache_write_tokens,
+                                     ctx->completion_tokens, overflow);
+
+    cost = ngx_http_aigw_meter_add(cost, ctx->carried_cost, overflow);
+
+    if (ctx->carried_overflow) {
+        *overflow = 1;
+    }
 
     return cost / 1000000 + (cost % 1000000 >= 500000);
 }

@@ -466,6 +466,11 @@ struct ngx_http_aigw_ctx_s {
     void                          *hedge;
     ngx_uint_t                     hedge_prompt; /* the loser's, estimated */
     unsigned                       hedged:1;     /* the hedge won */
+
+    /* the cost of attempts before the last (resumed, hedged), each at */
+    /* its own model's prices; in 10^-12 dollars, as meter_cost sums */
+    uint64_t                       carried_cost;
+    unsigned                       carried_overflow:1;
 };
 
 
@@ -828,6 +833,9 @@ void ngx_http_aigw_meter_estimate(ngx_http_aigw_ctx_t *ctx, u_char *p,
     u_char *last, const char *key, size_t len);
 void ngx_http_aigw_meter_finish(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx);
+void ngx_http_aigw_meter_carry(ngx_http_aigw_ctx_t *ctx,
+    ngx_http_aigw_model_t *m, ngx_uint_t prompt, ngx_uint_t cached,
+    ngx_uint_t completion);
 uint64_t ngx_http_aigw_meter_cost(ngx_http_aigw_ctx_t *ctx,
     ngx_uint_t *overflow);
 

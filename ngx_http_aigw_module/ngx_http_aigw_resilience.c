@@ -746,11 +746,13 @@ ngx_http_aigw_resilience_process(ngx_http_request_t *r)
 
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "aigw: stream resumed on \"%V\" of provider \"%V\" "
-                      "after %ui event(s) of \"%V\"",
+                      "after %ui event(s) of \"%V\", its %ui prompt and "
+                      "%ui completion token(s) counted",
                       &ctx->candidates[ctx->current]->name,
                       &ctx->candidates[ctx->current]->provider->name,
                       ctx->resume_events,
-                      &ctx->candidates[ctx->resume_from]->name);
+                      &ctx->candidates[ctx->resume_from]->name,
+                      ctx->resume_prompt, ctx->resume_completion);
     }
 
     return ngx_http_aigw_resilience_release(r, ctx);
@@ -1608,7 +1610,7 @@ static void
 ngx_http_aigw_resilience_resume(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_uint_t outcome)
 {
-    ngx_uint_t                 prompt, completion;
+    ngx_uint_t                 prompt, completion, cached;
     ngx_http_upstream_t       *u;
     ngx_http_upstream_conf_t  *conf;
     ngx_http_aigw_loc_conf_t  *alcf;
@@ -1655,14 +1657,20 @@ ngx_http_aigw_resilience_resume(ngx_http_request_t *r,
 
     prompt = (ctx->scan.string_bytes + 3) / 4;
     completion = (ctx->est_completion + 3) / 4;
+    cached = 0;
 
     if (ctx->usage_source == NGX_HTTP_AIGW_USAGE_PROVIDER) {
         prompt = ctx->prompt_tokens;
+        cached = ctx->cached_tokens;
         completion = ngx_max(completion, ctx->completion_tokens);
     }
 
     ctx->resume_prompt = prompt;
     ctx->resume_completion = completion;
+
+    /* priced as the cut model's, whichever model ends the answer */
+    ngx_http_aigw_meter_carry(ctx, ctx->candidates[ctx->current], prompt,
+                              cached, completion);
 
     ctx->prompt_tokens = 0;
     ctx->completion_tokens = 0;

@@ -34,6 +34,8 @@ our $HttpConfig = <<'_EOC_';
     aigw_model claudecut claudecut:claude-3-5-haiku;
     aigw_model refuses refuses:gpt-4o-mini;
     aigw_model tool tool:gpt-4o-mini;
+    aigw_model cut-priced cut:gpt-4o-mini input=1000000 output=1000000;
+    aigw_model fast-priced ok:gpt-4o-mini prefill input=1000000 output=1000000;
 
     aigw_metrics_zone resume_metrics:1m;
 
@@ -43,11 +45,22 @@ our $HttpConfig = <<'_EOC_';
     aigw_route claude claudecut haiku;
     aigw_route refused cut refuses;
     aigw_route tools tool fast-prefill;
+    aigw_route priced-first cut-priced fast-prefill;
+    aigw_route priced-last cut fast-priced;
+
+    log_format cost 'o=$aigw_outcome p=$aigw_prompt_tokens '
+                    'c=$aigw_completion_tokens cost=$aigw_cost';
 _EOC_
 
 our $Config = <<'_EOC_';
     location /v1/ {
         access_log logs/access.log outcome;
+        aigw_stream_idle_timeout 1s;
+        aigw_stream_resume on;
+        aigw_pass;
+    }
+    location /cost/v1/ {
+        access_log logs/access.log cost;
         aigw_stream_idle_timeout 1s;
         aigw_stream_resume on;
         aigw_pass;
@@ -216,3 +229,35 @@ qr/^o=cut s=200 a=1 p=cut /
 --- response_body_like eval
 [qr/data: \[DONE\]\n\n$/,
 qr/\A(?=(?s:.)*^aigw_stream_resumes_total\{[^}]*\} 1$)(?=(?s:.)*^aigw_fallbacks_total\{[^}]*\} 1$)/m]
+
+
+
+=== TEST 11: each attempt at its own model's prices: the cut model's
+estimated tokens at $1 a token, the free model's tokens free
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request
+POST /cost/v1/chat/completions
+{"model":"priced-first","stream":true,"messages":[{"role":"user","content":"one two three"}]}
+--- response_body_like eval
+qr/data: \[DONE\]\n\n$/
+--- access_log eval
+qr/^o=resumed p=\d+ c=\d+ cost=8\.000000$/
+--- error_log
+of "cut-priced", its 5 prompt and 3 completion token(s) counted
+
+
+
+=== TEST 12: and the other way: the sum's tokens less the cut model's
+5 + 3 priced, the last model's
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request
+POST /cost/v1/chat/completions
+{"model":"priced-last","stream":true,"messages":[{"role":"user","content":"one two three"}]}
+--- response_body_like eval
+qr/data: \[DONE\]\n\n$/
+--- access_log eval
+qr/^o=resumed p=(\d+) c=(\d+) cost=(??{ $1 + $2 - 8 })\.000000$/
+--- error_log
+of "cut", its 5 prompt and 3 completion token(s) counted

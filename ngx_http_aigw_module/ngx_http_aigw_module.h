@@ -820,10 +820,12 @@ void ngx_http_aigw_trace_provider_id(ngx_http_request_t *r, ngx_str_t *id);
 /* meter.c: usage read from answers and events, estimates, cost */
 ngx_int_t ngx_http_aigw_meter_json(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_chain_t *in);
-void ngx_http_aigw_meter_answer(ngx_http_aigw_ctx_t *ctx, u_char *p,
-    u_char *last);
+void ngx_http_aigw_meter_answer(ngx_http_aigw_ctx_t *ctx,
+    ngx_http_aigw_usage_t *usage);
 void ngx_http_aigw_meter_usage(ngx_http_aigw_ctx_t *ctx, u_char *p,
     u_char *last, ngx_uint_t delta);
+void ngx_http_aigw_meter_counts(ngx_http_aigw_ctx_t *ctx,
+    ngx_http_aigw_usage_t *usage, ngx_uint_t delta);
 void ngx_http_aigw_meter_estimate(ngx_http_aigw_ctx_t *ctx, u_char *p,
     u_char *last, const char *key, size_t len);
 void ngx_http_aigw_meter_finish(ngx_http_request_t *r,

@@ -237,7 +237,9 @@ typedef struct {
 
     ngx_http_aigw_redis_t         *redis;      /* aigw_redis */
 
-    uint64_t                       request_seq; /* the worker's ids */
+    /* trace.c: the worker's last request id, and the second it is of */
+    u_char                         request_id[32];
+    time_t                         request_id_time;
     void                          *pii;        /* pii.c's detectors */
 
     /* cache (cache.c) */

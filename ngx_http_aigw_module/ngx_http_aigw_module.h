@@ -228,6 +228,8 @@ typedef struct {
     void                          *metrics;
 
     ngx_hash_t                     drop_headers; /* kept from providers */
+    /* request.c: a bit per length of those names, by first letter */
+    uint32_t                       drop_lens[32];
 
     ngx_uint_t                     keepalive;
     ngx_msec_t                     keepalive_timeout;

@@ -372,26 +372,19 @@ ngx_http_aigw_request_header(ngx_http_request_t *r, const char *name,
     found = NULL;
     n = 0;
 
-    part = &r->headers_in.headers.part;
-    h = part->elts;
+    /* the length, then the first byte: most headers cost two compares */
 
-    for (i = 0; /* void */ ; i++) {
+    for (part = &r->headers_in.headers.part; part; part = part->next) {
+        h = part->elts;
 
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
+        for (i = 0; i < part->nelts; i++) {
+            if (h[i].key.len == len
+                && h[i].lowcase_key[0] == (u_char) name[0]
+                && ngx_strncmp(h[i].lowcase_key, name, len) == 0)
+            {
+                found = &h[i];
+                n++;
             }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == len
-            && ngx_strncmp(h[i].lowcase_key, name, len) == 0)
-        {
-            found = &h[i];
-            n++;
         }
     }
 

@@ -624,6 +624,7 @@ ngx_int_t ngx_http_aigw_moderation_handler(ngx_http_request_t *r);
 char *ngx_http_aigw_guard_merge(ngx_conf_t *cf,
     ngx_http_aigw_loc_conf_t *prev, ngx_http_aigw_loc_conf_t *conf);
 ngx_int_t ngx_http_aigw_guard_handler(ngx_http_request_t *r);
+ngx_uint_t ngx_http_aigw_guard_params_on(ngx_http_request_t *r);
 ngx_int_t ngx_http_aigw_guard_refuse(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_uint_t reason, ngx_str_t *name,
     const char *fmt, ...);

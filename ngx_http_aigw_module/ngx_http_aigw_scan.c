@@ -114,7 +114,9 @@ typedef struct {
 typedef struct {
     ngx_http_aigw_scan_key_t    keys[NGX_HTTP_AIGW_SCAN_KEYS];
     ngx_uint_t                  nkeys;
-    uint64_t                    lens;     /* a bit per length, modulo 64 */
+    uint64_t                    lens;     /* a bit per length and last */
+                                          /* byte, modulo 64 */
+    ngx_uint_t                  escaped;  /* a key with an escape seen */
     u_char                     *dup;      /* the first key seen twice */
     ngx_int_t                   count;    /* the usage count a key names */
 } ngx_http_aigw_scan_top_t;
@@ -292,6 +294,7 @@ ngx_http_aigw_scan(ngx_http_aigw_scan_t *s, u_char *p, u_char *last)
     lflags = 0;
     top.nkeys = 0;
     top.lens = 0;
+    top.escaped = 0;
     top.dup = NULL;
 
     shape = &s->messages;
@@ -1311,9 +1314,19 @@ ngx_http_aigw_scan_top(ngx_http_aigw_scan_t *s, ngx_http_aigw_scan_top_t *top,
 
     s->nkeys++;
 
-    bit = (uint64_t) 1 << (len & 63);
+    /*
+     * Keys are compared only when their bit was seen: of the length and
+     * the last byte, so that "model" and "usage" do not meet; once a key
+     * with an escape is seen, whose bytes are not its name's, always
+     */
 
-    if ((top->lens & bit) && top->dup == NULL
+    bit = (uint64_t) 1 << ((len + ((size_t) end[-1] << 3)) & 63);
+
+    if (saved) {
+        top->escaped = 1;
+    }
+
+    if (((top->lens & bit) || top->escaped) && top->dup == NULL
         && ngx_http_aigw_scan_dup(top->keys, top->nkeys))
     {
         top->dup = quote;

@@ -1117,6 +1117,36 @@ t_duplicates(void)
             (unsigned long) r.s.error);
     t_done(&r);
 
+    /*
+     * keys are compared when their length and last byte meet, and all of
+     * them once one has an escape: an escaped last byte, either order
+     */
+
+    t_run(&r, T("{\"a\":1,\"mode\\u006c\":2,\"b\":3,\"model\":4}"), 0);
+    t_check(r.rc == NGX_DECLINED && r.s.error == 28,
+            "escaped last byte, then plain: rc %ld at %lu", (long) r.rc,
+            (unsigned long) r.s.error);
+    t_done(&r);
+
+    t_run(&r, T("{\"model\":1,\"b\":2,\"mode\\u006c\":3}"), 0);
+    t_check(r.rc == NGX_DECLINED && r.s.error == 17,
+            "plain, then escaped last byte: rc %ld at %lu", (long) r.rc,
+            (unsigned long) r.s.error);
+    t_done(&r);
+
+    /* the same length and last byte, not the same key */
+
+    t_run(&r, T("{\"model\":1,\"label\":2,\"usage\":3,\"image\":4}"), 0);
+    t_check(r.rc == NGX_OK, "same length and last byte: rc %ld",
+            (long) r.rc);
+    t_done(&r);
+
+    t_run(&r, T("{\"model\":1,\"label\":2,\"model\":3}"), 0);
+    t_check(r.rc == NGX_DECLINED && r.s.error == 21,
+            "a key twice among keys of its bit: rc %ld at %lu", (long) r.rc,
+            (unsigned long) r.s.error);
+    t_done(&r);
+
     /* many keys inside nested objects are not limited */
     w = ngx_cpymem(s, "{\"a\":{", 6);
 

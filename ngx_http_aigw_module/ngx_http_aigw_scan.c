@@ -110,7 +110,10 @@ typedef struct {
 } ngx_http_aigw_scan_key_t;
 
 
-/* the top-level keys, kept for the duplicate check */
+/*
+ * the top-level keys, kept for the duplicate check; and the count a key
+ * in "usage" names, kept here, in memory, not in a register of the loop
+ */
 typedef struct {
     ngx_http_aigw_scan_key_t    keys[NGX_HTTP_AIGW_SCAN_KEYS];
     ngx_uint_t                  nkeys;
@@ -245,7 +248,10 @@ static ngx_str_t  ngx_http_aigw_scan_role = ngx_string("role");
  * "input" and "prompt", looked at where a value starts when the value's
  * flags say so (NGX_HTTP_AIGW_V_CHECK), a message's role when its object
  * closes; and text strings are scanned to a byte past ASCII too, which
- * the slow path checks as UTF-8, as it checks escapes for \u0000.
+ * the slow path checks as UTF-8, as it checks escapes for \u0000.  In an
+ * answer's top-level "usage" object (NGX_HTTP_AIGW_V_USAGE), a key that
+ * names a count marks its value (NGX_HTTP_AIGW_V_COUNT), which is read
+ * into s->usage where it is a number.
  */
 
 ngx_int_t

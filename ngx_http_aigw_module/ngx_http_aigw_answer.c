@@ -534,8 +534,8 @@ ngx_http_aigw_answer_check(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
         if (s.reason == NULL) {
             f = &s.field[NGX_HTTP_AIGW_F_USAGE];
 
-            ngx_http_aigw_meter_answer(ctx, f->key ? f->start : NULL,
-                                       f->key ? f->end : NULL);
+            ngx_http_aigw_meter_answer(ctx, (f->key && *f->start == '{')
+                                            ? &s.usage : NULL);
 
             if (ctx->endpoint == NGX_HTTP_AIGW_EP_RESPONSES) {
                 ngx_http_aigw_responses_remember(r, ctx,

@@ -156,12 +156,19 @@ ngx_http_aigw_body_scan(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
     s->text = text;
     s->text_size = NGX_HTTP_AIGW_BODY_TEXT;
 
-    /* the top-level keys, for the guard's list of parameters */
+    /*
+     * the top-level keys, for the guard's list of parameters: only where
+     * there is one (2 KB a request, most of a pool block)
+     */
 
-    s->keys = ngx_palloc(r->pool, NGX_HTTP_AIGW_SCAN_KEYS
-                                  * sizeof(ngx_http_aigw_span_t));
-    if (s->keys == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    s->keys = NULL;
+
+    if (ngx_http_aigw_guard_params_on(r)) {
+        s->keys = ngx_palloc(r->pool, NGX_HTTP_AIGW_SCAN_KEYS
+                                      * sizeof(ngx_http_aigw_span_t));
+        if (s->keys == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
     }
 
     rc = ngx_http_aigw_scan(s, body.data, body.data + body.len);

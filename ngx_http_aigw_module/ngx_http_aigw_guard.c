@@ -661,6 +661,21 @@ ngx_http_aigw_guard_models(ngx_http_aigw_guard_conf_t *gc, ngx_str_t *model)
 }
 
 
+/* a list of parameters: the body step keeps the top-level keys for it */
+
+ngx_uint_t
+ngx_http_aigw_guard_params_on(ngx_http_request_t *r)
+{
+    ngx_http_aigw_loc_conf_t    *alcf;
+    ngx_http_aigw_guard_conf_t  *gc;
+
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_aigw_module);
+    gc = alcf->guard;
+
+    return gc != NULL && gc->request && gc->params != NULL;
+}
+
+
 /* every top-level key is one of the list; *bad is the first that is not */
 
 static ngx_int_t

@@ -88,13 +88,17 @@ ngx_http_aigw_meter_json(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
 }
 
 
-/* the usage object of a whole JSON answer, as the answer check found it */
+/*
+ * the counts of a whole JSON answer's usage object, as the answer check's
+ * scan read them; NULL if it has none
+ */
 
 void
-ngx_http_aigw_meter_answer(ngx_http_aigw_ctx_t *ctx, u_char *p, u_char *last)
+ngx_http_aigw_meter_answer(ngx_http_aigw_ctx_t *ctx,
+    ngx_http_aigw_usage_t *usage)
 {
-    if (p && *p == '{' && ngx_http_aigw_endpoint_spends(ctx->endpoint)) {
-        ngx_http_aigw_meter_usage(ctx, p, last, 0);
+    if (usage && ngx_http_aigw_endpoint_spends(ctx->endpoint)) {
+        ngx_http_aigw_meter_counts(ctx, usage, 0);
     }
 
     ctx->answer_metered = 1;
@@ -111,14 +115,25 @@ void
 ngx_http_aigw_meter_usage(ngx_http_aigw_ctx_t *ctx, u_char *p, u_char *last,
     ngx_uint_t delta)
 {
-    ngx_uint_t             n, *u;
     ngx_http_aigw_usage_t  usage;
 
     if (ngx_http_aigw_usage_read(&usage, p, last) != NGX_OK) {
         return;    /* not whole */
     }
 
-    u = usage.n;
+    ngx_http_aigw_meter_counts(ctx, &usage, delta);
+}
+
+
+/* the counts of a usage object, read, as the request's */
+
+void
+ngx_http_aigw_meter_counts(ngx_http_aigw_ctx_t *ctx,
+    ngx_http_aigw_usage_t *usage, ngx_uint_t delta)
+{
+    ngx_uint_t  n, *u;
+
+    u = usage->n;
 
     ctx->usage_source = NGX_HTTP_AIGW_USAGE_PROVIDER;
 

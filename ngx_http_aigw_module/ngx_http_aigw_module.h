@@ -228,6 +228,8 @@ typedef struct {
     void                          *metrics;
 
     ngx_hash_t                     drop_headers; /* kept from providers */
+    /* request.c: a bit per length of those names, by first letter */
+    uint32_t                       drop_lens[32];
 
     ngx_uint_t                     keepalive;
     ngx_msec_t                     keepalive_timeout;
@@ -237,7 +239,9 @@ typedef struct {
 
     ngx_http_aigw_redis_t         *redis;      /* aigw_redis */
 
-    uint64_t                       request_seq; /* the worker's ids */
+    /* trace.c: the worker's last request id, and the second it is of */
+    u_char                         request_id[32];
+    time_t                         request_id_time;
     void                          *pii;        /* pii.c's detectors */
 
     /* cache (cache.c) */
@@ -625,6 +629,7 @@ ngx_int_t ngx_http_aigw_moderation_handler(ngx_http_request_t *r);
 char *ngx_http_aigw_guard_merge(ngx_conf_t *cf,
     ngx_http_aigw_loc_conf_t *prev, ngx_http_aigw_loc_conf_t *conf);
 ngx_int_t ngx_http_aigw_guard_handler(ngx_http_request_t *r);
+ngx_uint_t ngx_http_aigw_guard_params_on(ngx_http_request_t *r);
 ngx_int_t ngx_http_aigw_guard_refuse(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_uint_t reason, ngx_str_t *name,
     const char *fmt, ...);
@@ -825,10 +830,12 @@ void ngx_http_aigw_trace_provider_id(ngx_http_request_t *r, ngx_str_t *id);
 /* meter.c: usage read from answers and events, estimates, cost */
 ngx_int_t ngx_http_aigw_meter_json(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_chain_t *in);
-void ngx_http_aigw_meter_answer(ngx_http_aigw_ctx_t *ctx, u_char *p,
-    u_char *last);
+void ngx_http_aigw_meter_answer(ngx_http_aigw_ctx_t *ctx,
+    ngx_http_aigw_usage_t *usage);
 void ngx_http_aigw_meter_usage(ngx_http_aigw_ctx_t *ctx, u_char *p,
     u_char *last, ngx_uint_t delta);
+void ngx_http_aigw_meter_counts(ngx_http_aigw_ctx_t *ctx,
+    ngx_http_aigw_usage_t *usage, ngx_uint_t delta);
 void ngx_http_aigw_meter_estimate(ngx_http_aigw_ctx_t *ctx, u_char *p,
     u_char *last, const char *key, size_t len);
 void ngx_http_aigw_meter_finish(ngx_http_request_t *r,

@@ -47,6 +47,10 @@
 #define NGX_HTTP_AIGW_V_ROLE         0x4000  /* a message's "role" */
 #define NGX_HTTP_AIGW_V_IN_MESSAGE   0x8000  /* a level: a message */
 
+/* an answer's "usage", and a value there that may be a count */
+#define NGX_HTTP_AIGW_V_USAGE        0x10000
+#define NGX_HTTP_AIGW_V_COUNT        0x20000
+
 #define NGX_HTTP_AIGW_V_ELEMENTS                                             \
     (NGX_HTTP_AIGW_V_MESSAGES|NGX_HTTP_AIGW_V_INPUT|NGX_HTTP_AIGW_V_TOKENS)
 
@@ -55,7 +59,7 @@
      |NGX_HTTP_AIGW_V_ROLE)
 
 #define NGX_HTTP_AIGW_V_INHERIT                                              \
-    (NGX_HTTP_AIGW_V_TREE|NGX_HTTP_AIGW_V_NO_COUNT)
+    (NGX_HTTP_AIGW_V_TREE|NGX_HTTP_AIGW_V_NO_COUNT|NGX_HTTP_AIGW_V_USAGE)
 
 /*
  * The plain run of a string is scanned 16 bytes at a time: with SSE2
@@ -106,12 +110,18 @@ typedef struct {
 } ngx_http_aigw_scan_key_t;
 
 
-/* the top-level keys, kept for the duplicate check */
+/*
+ * the top-level keys, kept for the duplicate check; and the count a key
+ * in "usage" names, kept here, in memory, not in a register of the loop
+ */
 typedef struct {
     ngx_http_aigw_scan_key_t    keys[NGX_HTTP_AIGW_SCAN_KEYS];
     ngx_uint_t                  nkeys;
-    uint64_t                    lens;     /* a bit per length, modulo 64 */
+    uint64_t                    lens;     /* a bit per length and last */
+                                          /* byte, modulo 64 */
+    ngx_uint_t                  escaped;  /* a key with an escape seen */
     u_char                     *dup;      /* the first key seen twice */
+    ngx_int_t                   count;    /* the usage count a key names */
 } ngx_http_aigw_scan_top_t;
 
 
@@ -151,6 +161,8 @@ static void ngx_http_aigw_scan_wrong(ngx_http_aigw_shape_t *shape,
 static ngx_uint_t ngx_http_aigw_scan_in(ngx_http_aigw_scan_t *s, u_char *p);
 static ngx_inline u_char *ngx_http_aigw_scan_number(u_char *p,
     u_char *last);
+static void ngx_http_aigw_scan_count(ngx_http_aigw_scan_t *s, ngx_int_t i,
+    u_char *p, u_char *last);
 static ngx_uint_t ngx_http_aigw_scan_top(ngx_http_aigw_scan_t *s,
     ngx_http_aigw_scan_top_t *top, u_char *quote, u_char *end, size_t saved);
 static ngx_uint_t ngx_http_aigw_scan_field(u_char *p, u_char *last,
@@ -192,7 +204,7 @@ static ngx_str_t  ngx_http_aigw_scan_fields[] = {
 };
 
 /* what a top-level field's value is, by field */
-static uint16_t  ngx_http_aigw_scan_vflags[] = {
+static uint32_t  ngx_http_aigw_scan_vflags[] = {
     NGX_HTTP_AIGW_V_NO_COUNT,                               /* model */
     0,
     NGX_HTTP_AIGW_V_OPTIONS,                                /* stream_options */
@@ -209,7 +221,7 @@ static uint16_t  ngx_http_aigw_scan_vflags[] = {
     |NGX_HTTP_AIGW_V_TREE,                                  /* system */
     NGX_HTTP_AIGW_V_TEXT|NGX_HTTP_AIGW_V_TEXT_ARRAY
     |NGX_HTTP_AIGW_V_TREE|NGX_HTTP_AIGW_V_INPUT,            /* prompt */
-    0,
+    NGX_HTTP_AIGW_V_USAGE,                                  /* usage */
     0,
     0,
     NGX_HTTP_AIGW_V_TEXT|NGX_HTTP_AIGW_V_TEXT_ARRAY
@@ -236,7 +248,10 @@ static ngx_str_t  ngx_http_aigw_scan_role = ngx_string("role");
  * "input" and "prompt", looked at where a value starts when the value's
  * flags say so (NGX_HTTP_AIGW_V_CHECK), a message's role when its object
  * closes; and text strings are scanned to a byte past ASCII too, which
- * the slow path checks as UTF-8, as it checks escapes for \u0000.
+ * the slow path checks as UTF-8, as it checks escapes for \u0000.  In an
+ * answer's top-level "usage" object (NGX_HTTP_AIGW_V_USAGE), a key that
+ * names a count marks its value (NGX_HTTP_AIGW_V_COUNT), which is read
+ * into s->usage where it is a number.
  */
 
 ngx_int_t
@@ -248,7 +263,7 @@ ngx_http_aigw_scan(ngx_http_aigw_scan_t *s, u_char *p, u_char *last)
     ngx_http_aigw_scan_str_t    str;
     ngx_http_aigw_scan_top_t    top;
     ngx_http_aigw_shape_t      *shape;
-    uint16_t                    flags[NGX_HTTP_AIGW_SCAN_DEPTH];
+    uint32_t                    flags[NGX_HTTP_AIGW_SCAN_DEPTH];
     u_char                      fields[NGX_HTTP_AIGW_SCAN_DEPTH];
 
     ngx_memzero(s->field, sizeof(s->field));
@@ -285,11 +300,13 @@ ngx_http_aigw_scan(ngx_http_aigw_scan_t *s, u_char *p, u_char *last)
     lflags = 0;
     top.nkeys = 0;
     top.lens = 0;
+    top.escaped = 0;
     top.dup = NULL;
 
     shape = &s->messages;
     index = 0;
     role = NULL;
+    top.count = NGX_ERROR;
 
     /* the top-level object is a value */
 
@@ -409,7 +426,7 @@ value:
                 lflags |= NGX_HTTP_AIGW_V_TOP;
             }
 
-            flags[depth++] = (uint16_t) lflags;
+            flags[depth++] = (uint32_t) lflags;
 
             ngx_http_aigw_scan_skip(p, last);
 
@@ -422,7 +439,7 @@ value:
 
         lflags = vflags & ~(NGX_HTTP_AIGW_V_TEXT|NGX_HTTP_AIGW_V_OPTIONS
                             |NGX_HTTP_AIGW_V_METADATA);
-        flags[depth++] = (uint16_t) lflags;
+        flags[depth++] = (uint32_t) lflags;
 
         if (vflags & (NGX_HTTP_AIGW_V_MESSAGES|NGX_HTTP_AIGW_V_INPUT)) {
             shape = (vfield == NGX_HTTP_AIGW_F_MESSAGES) ? &s->messages
@@ -476,6 +493,10 @@ value:
         if (q == NULL) {
             s->reason = "invalid value";
             goto failed;
+        }
+
+        if (vflags & NGX_HTTP_AIGW_V_COUNT) {
+            ngx_http_aigw_scan_count(s, top.count, p, q);
         }
 
         p = q;
@@ -601,6 +622,20 @@ member:
         goto colon;
     }
 
+    /*
+     * A key inside an answer's "usage": if it names a count, its value is
+     * read where it is a number, here or where any value is.  The usage
+     * is read in the pass that checks the answer, not again after it.
+     */
+
+    if (lflags & NGX_HTTP_AIGW_V_USAGE) {
+        top.count = ngx_http_aigw_usage_index(q + 1, p - q - 1);
+
+        if (top.count != NGX_ERROR) {
+            vflags |= NGX_HTTP_AIGW_V_COUNT;
+        }
+    }
+
     if (last - p < 3 || p[1] != ':') {
         goto colon;
     }
@@ -625,6 +660,10 @@ member:
         if (q == NULL) {
             s->reason = "invalid value";
             goto failed;
+        }
+
+        if (vflags & NGX_HTTP_AIGW_V_COUNT) {
+            ngx_http_aigw_scan_count(s, top.count, p, q);
         }
 
         p = q;
@@ -680,6 +719,10 @@ any_key:
     vflags = lflags & NGX_HTTP_AIGW_V_INHERIT;
     vfield = NGX_HTTP_AIGW_SCAN_NONE;
 
+    if (lflags & NGX_HTTP_AIGW_V_USAGE) {
+        goto count;
+    }
+
     if (!(lflags & (NGX_HTTP_AIGW_V_TREE|NGX_HTTP_AIGW_V_OPTIONS
                     |NGX_HTTP_AIGW_V_METADATA)))
     {
@@ -732,6 +775,18 @@ top:
     vfield = ngx_http_aigw_scan_top(s, &top, q, p, str.saved);
     vflags = (vfield == NGX_HTTP_AIGW_SCAN_NONE)
              ? 0 : ngx_http_aigw_scan_vflags[vfield];
+
+    goto colon;
+
+count:
+
+    /* a key in an answer's "usage" with a blank before it, as above */
+
+    top.count = ngx_http_aigw_usage_index(q + 1, p - q - 1);
+
+    if (top.count != NGX_ERROR) {
+        vflags |= NGX_HTTP_AIGW_V_COUNT;
+    }
 
 colon:
 
@@ -1210,6 +1265,33 @@ ngx_http_aigw_scan_number(u_char *p, u_char *last)
 
 
 /*
+ * A count of an answer's usage: a number [p, last), read as
+ * ngx_http_aigw_usage_read() reads it: the digits before any fraction
+ * or exponent, up to the first past NGX_MAX_UINT32_VALUE; a negative one
+ * is no count.
+ */
+
+static void
+ngx_http_aigw_scan_count(ngx_http_aigw_scan_t *s, ngx_int_t i, u_char *p,
+    u_char *last)
+{
+    ngx_uint_t  n;
+
+    if (*p == '-') {
+        return;
+    }
+
+    for (n = 0; p < last && (u_char) (*p - '0') < 10
+                && n < NGX_MAX_UINT32_VALUE; p++)
+    {
+        n = n * 10 + (*p - '0');
+    }
+
+    s->usage.n[i] = n;
+}
+
+
+/*
  * A top-level key, [quote, end] with its quotes: kept, checked against
  * those before it, and its field, if any, recorded and returned.
  */
@@ -1220,7 +1302,7 @@ ngx_http_aigw_scan_top(ngx_http_aigw_scan_t *s, ngx_http_aigw_scan_top_t *top,
 {
     size_t                     len;
     uint64_t                   bit;
-    ngx_uint_t                 f;
+    ngx_uint_t                 f, i;
     ngx_http_aigw_scan_key_t  *k;
 
     len = (end - quote - 1) - saved;
@@ -1238,9 +1320,19 @@ ngx_http_aigw_scan_top(ngx_http_aigw_scan_t *s, ngx_http_aigw_scan_top_t *top,
 
     s->nkeys++;
 
-    bit = (uint64_t) 1 << (len & 63);
+    /*
+     * Keys are compared only when their bit was seen: of the length and
+     * the last byte, so that "model" and "usage" do not meet; once a key
+     * with an escape is seen, whose bytes are not its name's, always
+     */
 
-    if ((top->lens & bit) && top->dup == NULL
+    bit = (uint64_t) 1 << ((len + ((size_t) end[-1] << 3)) & 63);
+
+    if (saved) {
+        top->escaped = 1;
+    }
+
+    if (((top->lens & bit) || top->escaped) && top->dup == NULL
         && ngx_http_aigw_scan_dup(top->keys, top->nkeys))
     {
         top->dup = quote;
@@ -1252,6 +1344,12 @@ ngx_http_aigw_scan_top(ngx_http_aigw_scan_t *s, ngx_http_aigw_scan_top_t *top,
 
     if (f != NGX_HTTP_AIGW_SCAN_NONE) {
         s->field[f].key = quote;
+
+        if (f == NGX_HTTP_AIGW_F_USAGE) {
+            for (i = 0; i < NGX_HTTP_AIGW_U_N; i++) {
+                s->usage.n[i] = NGX_HTTP_AIGW_USAGE_UNSET;
+            }
+        }
     }
 
     return f;

@@ -11,6 +11,8 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 
+#include "ngx_http_aigw_usage.h"
+
 
 /*
  * The one scan of a request body (RFC 8259 JSON, whole in memory), and
@@ -124,6 +126,14 @@ typedef struct {
 
     /* unescaped UTF-8 bytes of all string values but "model"'s */
     size_t                      string_bytes;
+
+    /*
+     * The counts of the top-level "usage" object of an answer, read as
+     * the scan passes them, as ngx_http_aigw_usage_read() reads them
+     * (keys at any depth, non-negative integers): valid when
+     * field[NGX_HTTP_AIGW_F_USAGE] is set and its value is an object.
+     */
+    ngx_http_aigw_usage_t       usage;
 
     /*
      * Checks of what the gateway reads, made on the way, valid after

@@ -31,6 +31,7 @@ static u_char *ngx_http_aigw_trace_log_handler(ngx_http_request_t *r,
     ngx_http_request_t *sr, u_char *buf, size_t len);
 static ngx_uint_t ngx_http_aigw_trace_sane(ngx_str_t *id);
 static void ngx_http_aigw_trace_hex(u_char *p, uint64_t v, ngx_uint_t n);
+static void ngx_http_aigw_trace_next(u_char *p, u_char *last);
 
 
 /*
@@ -42,7 +43,8 @@ static ngx_http_log_handler_pt  ngx_http_aigw_trace_next_log_handler;
 ngx_int_t
 ngx_http_aigw_trace_init(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
 {
-    u_char                     *p;
+    u_char                     *p, *id;
+    time_t                      now;
     ngx_uint_t                  count;
     ngx_table_elt_t            *h;
     ngx_http_aigw_main_conf_t  *amcf;
@@ -59,29 +61,39 @@ ngx_http_aigw_trace_init(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
          * 32 hex digits: the time, the worker, and a sequence of the
          * worker's from a random start: unique, and cheap to make, where
          * $request_id asks OpenSSL for 16 random bytes (some 7,000
-         * instructions a request)
+         * instructions a request).  The worker's last id is kept: its
+         * time is written once a second, its worker once, and the
+         * sequence is counted on in place, in hex.
          */
 
         amcf = ngx_http_get_module_main_conf(r, ngx_http_aigw_module);
+        id = amcf->request_id;
+        now = ngx_time();
+
+        if (amcf->request_id_time != now) {
+
+            if (amcf->request_id_time == 0) {
+                ngx_http_aigw_trace_hex(id + 8, (uint32_t) ngx_pid, 8);
+                ngx_http_aigw_trace_hex(id + 16,
+                                        ((uint64_t) ngx_random() << 32)
+                                        ^ (uint64_t) ngx_random(), 16);
+            }
+
+            ngx_http_aigw_trace_hex(id, (uint32_t) now, 8);
+            amcf->request_id_time = now;
+        }
+
+        ngx_http_aigw_trace_next(id + 16, id + 32);
 
         p = ngx_pnalloc(r->pool, 32);
         if (p == NULL) {
             return NGX_ERROR;
         }
 
-        if (amcf->request_seq == 0) {
-            amcf->request_seq = ((uint64_t) ngx_random() << 32)
-                                ^ (uint64_t) ngx_random();
-        }
+        ngx_memcpy(p, id, 32);
 
         ctx->request_id.data = p;
         ctx->request_id.len = 32;
-
-        /* by hand: ngx_sprintf()'s "%08xD%08xD%016xL" costs five times */
-
-        ngx_http_aigw_trace_hex(p, (uint32_t) ngx_time(), 8);
-        ngx_http_aigw_trace_hex(p + 8, (uint32_t) ngx_pid, 8);
-        ngx_http_aigw_trace_hex(p + 16, amcf->request_seq++, 16);
     }
 
     if (r->log_handler != ngx_http_aigw_trace_log_handler) {
@@ -111,6 +123,25 @@ ngx_http_aigw_trace_hex(u_char *p, uint64_t v, ngx_uint_t n)
         p[--n] = hex[v & 0xf];
         p[--n] = hex[(v >> 4) & 0xf];
         v >>= 8;
+    }
+}
+
+
+/* the lowercase hex number [p, last) plus one, wrapping at its width */
+
+static void
+ngx_http_aigw_trace_next(u_char *p, u_char *last)
+{
+    while (last > p) {
+        last--;
+
+        if (*last == 'f') {
+            *last = '0';
+            continue;
+        }
+
+        *last = (*last == '9') ? 'a' : *last + 1;
+        return;
     }
 }
 

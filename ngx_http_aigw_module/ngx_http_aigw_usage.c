@@ -11,7 +11,6 @@
 
 
 static u_char *ngx_http_aigw_usage_after_key(u_char *p, u_char *last);
-static ngx_int_t ngx_http_aigw_usage_index(u_char *key, size_t len);
 
 
 /* the bytes that begin or end something in a usage object */
@@ -148,76 +147,6 @@ ngx_http_aigw_usage_read(ngx_http_aigw_usage_t *u, u_char *p, u_char *last)
     }
 
     return NGX_DECLINED;
-}
-
-
-/*
- * The count a key names, NGX_ERROR if none: by its length and first
- * byte, then one compare.  A key with an escape never matches, as
- * before: the names have none.
- */
-
-static ngx_int_t
-ngx_http_aigw_usage_index(u_char *key, size_t len)
-{
-    ngx_int_t    i;
-    const char  *name;
-
-    switch (len) {
-
-    case 12:
-        name = "input_tokens";
-        i = NGX_HTTP_AIGW_U_INPUT;
-        break;
-
-    case 13:
-        switch (key[0]) {
-        case 'o':
-            name = "output_tokens";
-            i = NGX_HTTP_AIGW_U_OUTPUT;
-            break;
-        case 'p':
-            name = "prompt_tokens";
-            i = NGX_HTTP_AIGW_U_PROMPT;
-            break;
-        case 'c':
-            name = "cached_tokens";
-            i = NGX_HTTP_AIGW_U_CACHED;
-            break;
-        default:
-            return NGX_ERROR;
-        }
-        break;
-
-    case 16:
-        name = "reasoning_tokens";
-        i = NGX_HTTP_AIGW_U_REASONING;
-        break;
-
-    case 17:
-        name = "completion_tokens";
-        i = NGX_HTTP_AIGW_U_COMPLETION;
-        break;
-
-    case 23:
-        name = "cache_read_input_tokens";
-        i = NGX_HTTP_AIGW_U_CACHE_READ;
-        break;
-
-    case 27:
-        name = "cache_creation_input_tokens";
-        i = NGX_HTTP_AIGW_U_CACHE_NEW;
-        break;
-
-    default:
-        return NGX_ERROR;
-    }
-
-    if (key[0] != (u_char) name[0] || ngx_memcmp(key, name, len) != 0) {
-        return NGX_ERROR;
-    }
-
-    return i;
 }
 
 

@@ -39,6 +39,62 @@ typedef struct {
 
 
 /*
+ * The count a key names, NGX_ERROR if none: by its length (and first
+ * byte), then one compare.  A key with an escape never matches, as
+ * before: the names have none.  Inline: the answer's scan
+ * (ngx_http_aigw_scan.c, built alone in its tests) asks it too.
+ */
+
+static ngx_inline ngx_int_t
+ngx_http_aigw_usage_index(u_char *key, size_t len)
+{
+    /* constant lengths: the compiler compares inline, no memcmp() call */
+
+#define ngx_http_aigw_usage_is(name, i)                                       \
+    return (ngx_memcmp(key, name, sizeof(name) - 1) == 0) ? (i) : NGX_ERROR
+
+    switch (len) {
+
+    case 12:
+        ngx_http_aigw_usage_is("input_tokens", NGX_HTTP_AIGW_U_INPUT);
+
+    case 13:
+        switch (key[0]) {
+        case 'o':
+            ngx_http_aigw_usage_is("output_tokens", NGX_HTTP_AIGW_U_OUTPUT);
+        case 'p':
+            ngx_http_aigw_usage_is("prompt_tokens", NGX_HTTP_AIGW_U_PROMPT);
+        case 'c':
+            ngx_http_aigw_usage_is("cached_tokens", NGX_HTTP_AIGW_U_CACHED);
+        default:
+            return NGX_ERROR;
+        }
+
+    case 16:
+        ngx_http_aigw_usage_is("reasoning_tokens",
+                               NGX_HTTP_AIGW_U_REASONING);
+
+    case 17:
+        ngx_http_aigw_usage_is("completion_tokens",
+                               NGX_HTTP_AIGW_U_COMPLETION);
+
+    case 23:
+        ngx_http_aigw_usage_is("cache_read_input_tokens",
+                               NGX_HTTP_AIGW_U_CACHE_READ);
+
+    case 27:
+        ngx_http_aigw_usage_is("cache_creation_input_tokens",
+                               NGX_HTTP_AIGW_U_CACHE_NEW);
+
+    default:
+        return NGX_ERROR;
+    }
+
+#undef ngx_http_aigw_usage_is
+}
+
+
+/*
  * The counts of the object that starts at p ('{'), nested ones
  * (OpenAI's *_details) included.  NGX_OK if the object is whole,
  * NGX_DECLINED if it is cut.

@@ -10,11 +10,13 @@
  * JSON, every recorded span lies inside it, in order, and unescaping never
  * writes more than it reads.  And it must give what the reference scanner
  * (scan_ref.c) gives: the same result, error offset and reason, fields,
- * text spans and string_bytes.
+ * text spans and string_bytes; and the counts of an answer's "usage"
+ * object that the usage reader (ngx_http_aigw_usage_read()) reads.
  */
 
 
 #include "../../ngx_http_aigw_module/ngx_http_aigw_scan.c"
+#include "../../ngx_http_aigw_module/ngx_http_aigw_usage.c"
 #include "scan_ref.c"
 
 
@@ -166,6 +168,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ngx_http_aigw_span_t    spans[F_TEXTS];
     ngx_http_aigw_span_t    keys[NGX_HTTP_AIGW_SCAN_KEYS];
     ngx_http_aigw_scan_t    s;
+    ngx_http_aigw_usage_t   u;
     ngx_http_aigw_field_t  *f;
 
     /* an exact-size copy: AddressSanitizer sees any read past the end */
@@ -192,6 +195,20 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
              "unknown rc");
 
     f_same(rc, &s, buf, last);
+
+    /* the usage counts read on the way: as the usage reader's */
+
+    f = &s.field[NGX_HTTP_AIGW_F_USAGE];
+
+    if (rc == NGX_OK && f->key && *f->start == '{') {
+        f_assert(ngx_http_aigw_usage_read(&u, f->start, f->end) == NGX_OK,
+                 "a valid usage object the usage reader finds cut");
+
+        for (i = 0; i < NGX_HTTP_AIGW_U_N; i++) {
+            f_assert(s.usage.n[i] == u.n[i],
+                     "usage counts not as the usage reader's");
+        }
+    }
 
     if (rc == NGX_ERROR) {
         f_assert(s.reason != NULL && s.error <= size, "error out of range");

@@ -19,6 +19,7 @@
 
 
 #include "../../ngx_http_aigw_module/ngx_http_aigw_scan.c"
+#include "../../ngx_http_aigw_module/ngx_http_aigw_usage.c"
 #include "t_unit.h"
 #include "../fuzz/scan_ref.c"
 
@@ -641,6 +642,36 @@ t_against_checks(t_run_t *r)
 }
 
 
+/*
+ * The counts the scan read of an answer's "usage" object: as the usage
+ * reader (ngx_http_aigw_usage_read()) reads them from the object's span
+ */
+
+static void
+t_against_usage(t_run_t *r)
+{
+    int                     same;
+    ngx_uint_t              i;
+    ngx_http_aigw_usage_t   u;
+    ngx_http_aigw_field_t  *f;
+
+    f = &r->s.field[NGX_HTTP_AIGW_F_USAGE];
+
+    if (r->rc != NGX_OK || f->key == NULL || *f->start != '{') {
+        return;
+    }
+
+    same = (ngx_http_aigw_usage_read(&u, f->start, f->end) == NGX_OK);
+
+    for (i = 0; same && i < NGX_HTTP_AIGW_U_N; i++) {
+        same = (u.n[i] == r->s.usage.n[i]);
+    }
+
+    t_check(same, "usage counts not as the usage reader's: \"%.*s\"",
+            (int) ngx_min(r->n, 60), r->buf);
+}
+
+
 /* scans a copy of exactly n bytes; t_done() frees it */
 
 static void
@@ -655,6 +686,8 @@ t_run(t_run_t *r, const u_char *body, size_t n, size_t text_size)
     r->s.keys = r->keys;
 
     r->rc = ngx_http_aigw_scan(&r->s, r->buf, r->buf + n);
+
+    t_against_usage(r);
 
     if (t_reference) {
         t_against_ref(r);
@@ -1084,6 +1117,36 @@ t_duplicates(void)
             (unsigned long) r.s.error);
     t_done(&r);
 
+    /*
+     * keys are compared when their length and last byte meet, and all of
+     * them once one has an escape: an escaped last byte, either order
+     */
+
+    t_run(&r, T("{\"a\":1,\"mode\\u006c\":2,\"b\":3,\"model\":4}"), 0);
+    t_check(r.rc == NGX_DECLINED && r.s.error == 28,
+            "escaped last byte, then plain: rc %ld at %lu", (long) r.rc,
+            (unsigned long) r.s.error);
+    t_done(&r);
+
+    t_run(&r, T("{\"model\":1,\"b\":2,\"mode\\u006c\":3}"), 0);
+    t_check(r.rc == NGX_DECLINED && r.s.error == 17,
+            "plain, then escaped last byte: rc %ld at %lu", (long) r.rc,
+            (unsigned long) r.s.error);
+    t_done(&r);
+
+    /* the same length and last byte, not the same key */
+
+    t_run(&r, T("{\"model\":1,\"label\":2,\"usage\":3,\"image\":4}"), 0);
+    t_check(r.rc == NGX_OK, "same length and last byte: rc %ld",
+            (long) r.rc);
+    t_done(&r);
+
+    t_run(&r, T("{\"model\":1,\"label\":2,\"model\":3}"), 0);
+    t_check(r.rc == NGX_DECLINED && r.s.error == 21,
+            "a key twice among keys of its bit: rc %ld at %lu", (long) r.rc,
+            (unsigned long) r.s.error);
+    t_done(&r);
+
     /* many keys inside nested objects are not limited */
     w = ngx_cpymem(s, "{\"a\":{", 6);
 
@@ -1281,6 +1344,136 @@ t_checks(void)
 
         t_prefixes((char *) c->body, c->body, c->len, c->len - 1);
     }
+
+    t_end();
+}
+
+
+/*
+ * An answer's usage counts, read by the scan as it checks the answer:
+ * each format's usage object, and what must not count
+ */
+
+typedef struct {
+    const char                 *body;
+    ngx_uint_t                  n[NGX_HTTP_AIGW_U_N];
+} t_usage_t;
+
+
+#define T_U  NGX_HTTP_AIGW_USAGE_UNSET
+
+static t_usage_t  t_usages[] = {
+
+    /* OpenAI chat completions, with details */
+    { "{\"id\":\"c\",\"choices\":[{\"message\":{\"content\":\"hi\"}}],"
+      "\"usage\":{\"prompt_tokens\":41,\"completion_tokens\":52,"
+      "\"total_tokens\":93,\"prompt_tokens_details\":{\"cached_tokens\":7,"
+      "\"audio_tokens\":0},\"completion_tokens_details\":"
+      "{\"reasoning_tokens\":3,\"audio_tokens\":0}},\"x\":1}",
+      { T_U, T_U, T_U, T_U, 41, 52, 7, 3 } },
+
+    /* Anthropic messages */
+    { "{\"type\":\"message\",\"content\":[{\"type\":\"text\",\"text\":\"x\"}],"
+      "\"usage\":{\"input_tokens\":25,\"cache_creation_input_tokens\":100,"
+      "\"cache_read_input_tokens\":50,\"cache_creation\":"
+      "{\"ephemeral_5m_input_tokens\":100},\"output_tokens\":1,"
+      "\"service_tier\":\"standard\"}}",
+      { 25, 1, 50, 100, T_U, T_U, T_U, T_U } },
+
+    /* OpenAI Responses */
+    { "{\"object\":\"response\",\"output\":[],\"usage\":{\"input_tokens\":9,"
+      "\"input_tokens_details\":{\"cached_tokens\":2},\"output_tokens\":4,"
+      "\"output_tokens_details\":{\"reasoning_tokens\":1},"
+      "\"total_tokens\":13}}",
+      { 9, 4, T_U, T_U, T_U, T_U, 2, 1 } },
+
+    /* OpenAI embeddings */
+    { "{\"object\":\"list\",\"data\":[{\"embedding\":[0.1,-2e-3]}],"
+      "\"usage\":{\"prompt_tokens\":8,\"total_tokens\":8}}",
+      { T_U, T_U, T_U, T_U, 8, T_U, T_U, T_U } },
+
+    /* blanks everywhere; a key whose value is no number; the last wins */
+    { "{ \"usage\" : { \"prompt_tokens\" : 5 , \"completion_tokens\":\n6,"
+      "\t\"cached_tokens\"\t:\t[7], \"reasoning_tokens\": {\"x\":8},"
+      " \"prompt_tokens\":9 } }",
+      { T_U, T_U, T_U, T_U, 9, 6, T_U, T_U } },
+
+    /* negative, fraction, exponent, huge: as the usage reader reads them */
+    { "{\"usage\":{\"prompt_tokens\":-5,\"completion_tokens\":12.9,"
+      "\"cached_tokens\":3e2,\"reasoning_tokens\":123456789012345}}",
+      { T_U, T_U, T_U, T_U, T_U, 12, 3, 12345678901 } },
+
+    /* escaped keys never match; strings are no counts */
+    { "{\"usage\":{\"prompt\\u005ftokens\":5,\"completion_tokens\":\"6\","
+      "\"output_tokens\":null}}",
+      { T_U, T_U, T_U, T_U, T_U, T_U, T_U, T_U } },
+
+    /* any depth, in arrays too */
+    { "{\"usage\":{\"a\":[{\"b\":{\"prompt_tokens\":1}}],\"c\":[[2]]}}",
+      { T_U, T_U, T_U, T_U, 1, T_U, T_U, T_U } },
+
+    /* only the top-level "usage": not one nested, not another key's */
+    { "{\"choices\":[{\"usage\":{\"prompt_tokens\":1}}],\"prompt_tokens\":2,"
+      "\"usage\":{\"completion_tokens\":3},\"usages\":{\"prompt_tokens\":4}}",
+      { T_U, T_U, T_U, T_U, T_U, 3, T_U, T_U } },
+
+    /* an empty one */
+    { "{\"usage\":{}}",
+      { T_U, T_U, T_U, T_U, T_U, T_U, T_U, T_U } }
+};
+
+#undef T_U
+
+
+static void
+t_usage(void)
+{
+    size_t       n;
+    t_run_t      r;
+    ngx_uint_t   i, k, same;
+    t_usage_t   *c;
+
+    t_begin("usage counts");
+
+    for (i = 0; i < sizeof(t_usages) / sizeof(t_usage_t); i++) {
+        c = &t_usages[i];
+        n = strlen(c->body);
+
+        t_run(&r, (u_char *) c->body, n, 0);
+
+        same = (r.rc == NGX_OK && r.s.field[NGX_HTTP_AIGW_F_USAGE].key);
+
+        for (k = 0; same && k < NGX_HTTP_AIGW_U_N; k++) {
+            same = (r.s.usage.n[k] == c->n[k]);
+        }
+
+        t_check(same, "usage counts of \"%.*s\"", (int) ngx_min(n, 60),
+                c->body);
+
+        t_done(&r);
+
+        /* every cut of it fails, none reads past its end */
+        t_prefixes(c->body, (u_char *) c->body, n,
+                   strrchr(c->body, '}') - c->body);
+    }
+
+    /* an answer without usage: the counts are not looked at */
+
+    t_run(&r, T("{\"id\":\"x\",\"usage\":null}"), 0);
+    t_check(r.rc == NGX_OK && r.s.field[NGX_HTTP_AIGW_F_USAGE].key
+            && *r.s.field[NGX_HTTP_AIGW_F_USAGE].start == 'n',
+            "a null usage");
+    t_done(&r);
+
+    /* a valid answer's "usage" with a bad value inside fails it */
+
+    t_run(&r, T("{\"usage\":{\"prompt_tokens\":tru}}"), 0);
+    t_check(r.rc == NGX_ERROR, "a broken usage object");
+    t_done(&r);
+
+    t_run(&r, T("{\"choices\":[tru],\"usage\":{\"prompt_tokens\":1}}"), 0);
+    t_check(r.rc == NGX_ERROR, "a broken answer with usage");
+    t_done(&r);
 
     t_end();
 }
@@ -1803,6 +1996,7 @@ main(int argc, char **argv)
     t_depth();
     t_text();
     t_checks();
+    t_usage();
     t_bytes();
     t_unescape();
     t_fixtures(argv[1]);

@@ -5,6 +5,7 @@ package AigwNginx;
 # Test::Nginx format does not give):
 #
 #   my $ngx = AigwNginx->new;             # a prefix and a free port
+#                                         # (AigwPort: the run's own)
 #   $ngx->write_conf($text);              # conf/nginx.conf, from main level
 #   $ngx->start or BAIL_OUT(...);         # as configured: daemon or not
 #   my $res = $ngx->request('POST', '/v1/chat/completions',
@@ -35,6 +36,8 @@ use POSIX qw(WNOHANG);
 use Scalar::Util qw(weaken);
 use Time::HiRes qw(sleep time);
 
+use AigwPort;
+
 # every instance that may have an nginx running, stopped at exit and on
 # a signal by the process that created it (not by a forked child)
 my %live;
@@ -60,12 +63,8 @@ for my $sig (qw(INT TERM HUP)) {
     };
 }
 
-sub free_port {
-    my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1',
-                                  LocalPort => 0)
-        or die "no free port: $!";
-    return $s->sockport;
-}
+# the suite run's own block of ports where it has one (AigwPort)
+sub free_port { AigwPort::free_port() }
 
 sub new {
     my ($class) = @_;
@@ -138,13 +137,19 @@ sub start {
         }
     }
 
-    # a daemon: its master is known by its pid file, kept from now on
+    # a daemon: its master is known by its pid file, kept from now on.
+    # nginx writes its pid file once its sockets are bound: before that,
+    # what answers on the port may be another process (a child's nginx
+    # tries to bind for seconds before it gives up).
     my $deadline = time + 10;
     while (time < $deadline) {
         if (!$self->{child} && !$self->{master}) {
             $self->{master} = $self->master_pid;
         }
-        return 1 if ($self->{child} || $self->{master})
+        my $ours = $self->{master}
+                   || ($self->{child}
+                       && ($self->master_pid // 0) == $self->{child});
+        return 1 if $ours
                     && IO::Socket::INET->new(
                            PeerAddr => "127.0.0.1:$self->{port}");
         if ($self->{child} && waitpid($self->{child}, WNOHANG)) {

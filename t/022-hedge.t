@@ -55,6 +55,11 @@ our $HttpConfig = <<'_EOC_';
     aigw_route soon-slow soon slow;
     aigw_route soon-busy soon busy;
     aigw_route reset-late reset hedgelate;
+    aigw_route slow-soon slow soon;
+    aigw_provider sooncut http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/first=400,cut=3,chars=5/v1
+                  key_env=AIGW_TEST_KEY;
+    aigw_model sooncut sooncut:gpt-4o-mini;
+    aigw_route slow-sooncut-fast slow sooncut fast;
 
     aigw_metrics_zone hedge_metrics:1m;
 _EOC_
@@ -91,6 +96,28 @@ our $Config = <<'_EOC_';
     }
     location /_mock/ {
         proxy_pass http://127.0.0.1:$TEST_NGINX_MOCK_PORT;
+    }
+    location /nut/v1/ {
+        access_log logs/access.log outcome;
+        aigw_first_token_timeout 5s;
+        aigw_hedge 300ms;
+        aigw_next_upstream_timeout 500ms;
+        aigw_pass;
+    }
+    location /nutr/v1/ {
+        access_log logs/access.log outcome;
+        aigw_first_token_timeout 5s;
+        aigw_hedge 300ms;
+        aigw_next_upstream_timeout 500ms;
+        aigw_stream_resume on;
+        aigw_pass;
+    }
+    location /resume/v1/ {
+        access_log logs/access.log outcome;
+        aigw_first_token_timeout 5s;
+        aigw_hedge 300ms;
+        aigw_stream_resume on;
+        aigw_pass;
     }
     location /nohedge/v1/ {
         access_log logs/access.log outcome;
@@ -357,4 +384,76 @@ first attempt it left as a fallback
 --- response_body_like eval
 [qr/data: \[DONE\]\n\n$/,
 qr/\A(?=(?s:.)*^aigw_stream_hedges_total\{[^}]*\} 1$)(?=(?s:.)*^aigw_fallbacks_total\{[^}]*\} 1$)/m]
+--- timeout: 4
+
+
+
+=== TEST 16: the hedge has its first token after
+aigw_next_upstream_timeout: it is served all the same (no new attempt
+is started, the hedge's answer is under way)
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request
+POST /nut/v1/chat/completions
+{"model":"slow-soon","stream":true,"messages":[{"role":"user","content":"hi"}]}
+--- response_body_like eval
+qr/^data: \{"id":"chatcmpl-[^\n]*"role":"assistant"(?s:(?!"role").)*data: \[DONE\]\n\n$/
+--- access_log eval
+qr/^o=hedged s=200 a=2 p=soon pt=3$/
+--- error_log eval
+[qr/hedged on "soon" of provider "soon"/,
+ qr/the hedge on "soon" had its first token first, after (?:[5-9]\d\d|\d{4,}) ms/]
+--- timeout: 3
+
+
+
+=== TEST 17: the first attempt fails after aigw_next_upstream_timeout
+while the hedge runs: the hedge, whose request is out already, goes on
+in its place
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request
+POST /nut/v1/chat/completions
+{"model":"reset-late","stream":true,"messages":[{"role":"user","content":"hi"}]}
+--- response_body_like eval
+qr/^data: \{"id":"chatcmpl-[^\n]*"role":"assistant"(?s:(?!"role").)*data: \[DONE\]\n\n$/
+--- access_log eval
+qr/^o=complete s=200 a=2 p=hedgelate pt=1$/
+--- error_log
+the hedge on "hedgelate" goes on in its place
+--- timeout: 3
+
+
+
+=== TEST 18: the hedge that won is cut: without
+aigw_next_upstream_timeout the stream is resumed on the next model
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request
+POST /resume/v1/chat/completions
+{"model":"slow-sooncut-fast","stream":true,"messages":[{"role":"user","content":"hi"}]}
+--- response_body_like eval
+qr/data: \[DONE\]\n\n$/
+--- access_log eval
+qr/^o=resumed s=200 a=3 p=ok /
+--- error_log
+had its first token first
+resumed on the next model
+--- timeout: 4
+
+
+
+=== TEST 19: the same after aigw_next_upstream_timeout: the hedge was
+served, but the resume is a new attempt, which the timeout still stops
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request
+POST /nutr/v1/chat/completions
+{"model":"slow-sooncut-fast","stream":true,"messages":[{"role":"user","content":"hi"}]}
+--- response_body_like eval
+qr/^data: \{"id":"chatcmpl-(?s:(?!\[DONE\]).)*"code":"stream_cut"/
+--- access_log eval
+qr/^o=(?!resumed)\w+ s=200 a=2 p=sooncut /
+--- error_log
+had its first token first
 --- timeout: 4

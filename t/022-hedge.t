@@ -7,61 +7,43 @@
 BEGIN { push @INC, 't/lib' }
 use AigwMock;
 use Test::Nginx::Socket 'no_plan';
+use AigwMockConf;
 
 $ENV{AIGW_TEST_KEY} = 'sk-provider-secret';
 env_to_nginx('AIGW_TEST_KEY');
 
-our $HttpConfig = <<'_EOC_';
-    log_format outcome 'o=$aigw_outcome s=$status a=$aigw_attempts '
-                       'p=$aigw_provider pt=$aigw_prompt_tokens';
-
+our $HttpConfig = outcome_log('pt=$aigw_prompt_tokens')
+    . mock_models({ key_env => 'AIGW_TEST_KEY' },
+          slow       => 'firstat=1,first=2500',
+          claudeslow => [ 'firstat=3,first=2500', 'anthropic' ],
+          soon       => 'first=700',
+          busy       => 'status=503',
+          reset      => 'delay=600,reset',
+          hedgelate  => 'first=1200',
+          slow2      => 'first=2500',
+          sooncut    => 'first=400,cut=3,chars=5')
+    . <<'_EOC_';
     aigw_provider ok http://127.0.0.1:$TEST_NGINX_MOCK_PORT/v1
                   key_env=AIGW_TEST_KEY;
     aigw_provider claude http://127.0.0.1:$TEST_NGINX_MOCK_PORT/v1
                   format=anthropic key_env=AIGW_TEST_KEY;
-    aigw_provider slow http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/firstat=1,first=2500/v1
-                  key_env=AIGW_TEST_KEY;
-    aigw_provider claudeslow http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/firstat=3,first=2500/v1
-                  format=anthropic key_env=AIGW_TEST_KEY;
-    aigw_provider soon http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/first=700/v1
-                  key_env=AIGW_TEST_KEY;
-    aigw_provider busy http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/status=503/v1
-                  key_env=AIGW_TEST_KEY;
-    aigw_provider reset http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/delay=600,reset/v1
-                  key_env=AIGW_TEST_KEY;
-    aigw_provider hedgelate http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/first=1200/v1
-                  key_env=AIGW_TEST_KEY;
-
-    aigw_keepalive 16;
-
-    aigw_provider slow2 http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/first=2500/v1
-                  key_env=AIGW_TEST_KEY;
-    aigw_model slow2 slow2:gpt-4o-mini;
     aigw_model fast ok:gpt-4o-mini;
     aigw_model haiku claude:claude-3-5-haiku;
-    aigw_model slow slow:gpt-4o-mini;
-    aigw_model claudeslow claudeslow:claude-3-5-haiku;
-    aigw_model soon soon:gpt-4o-mini;
-    aigw_model busy busy:gpt-4o-mini;
-    aigw_model reset reset:gpt-4o-mini;
-    aigw_model hedgelate hedgelate:gpt-4o-mini;
+    aigw_provider refused http://127.0.0.1:1/v1 key_env=AIGW_TEST_KEY;
+    aigw_model refused refused:gpt-4o-mini;
+
+    aigw_keepalive 16;
+    aigw_metrics_zone hedge_metrics:1m;
 
     aigw_route slow-fast slow fast;
     aigw_route slow-slow slow slow2;
-    aigw_provider refused http://127.0.0.1:1/v1 key_env=AIGW_TEST_KEY;
-    aigw_model refused refused:gpt-4o-mini;
     aigw_route soon-refused soon refused;
     aigw_route claude-slow-fast claudeslow haiku;
     aigw_route soon-slow soon slow;
     aigw_route soon-busy soon busy;
     aigw_route reset-late reset hedgelate;
     aigw_route slow-soon slow soon;
-    aigw_provider sooncut http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/first=400,cut=3,chars=5/v1
-                  key_env=AIGW_TEST_KEY;
-    aigw_model sooncut sooncut:gpt-4o-mini;
     aigw_route slow-sooncut-fast slow sooncut fast;
-
-    aigw_metrics_zone hedge_metrics:1m;
 _EOC_
 
 our $Config = <<'_EOC_';

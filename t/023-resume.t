@@ -9,31 +9,26 @@
 BEGIN { push @INC, 't/lib' }
 use AigwMock;
 use Test::Nginx::Socket 'no_plan';
+use AigwMockConf;
 
 # The providers have no key: the suite reads the mock's /_mock/last,
 # which shows every header the gateway sent.
 
-our $HttpConfig = <<'_EOC_';
-    log_format outcome 'o=$aigw_outcome s=$status a=$aigw_attempts '
-                       'p=$aigw_provider c=$aigw_completion_tokens '
-                       'src=$aigw_usage_source';
-
+our $HttpConfig = outcome_log('c=$aigw_completion_tokens '
+                               . 'src=$aigw_usage_source')
+    . mock_models({},
+          cut       => 'cut=3,chars=5',
+          stall     => 'stall=3,chars=5',
+          claudecut => [ 'cut=5,chars=5', 'anthropic' ],
+          refuses   => 'status=400',
+          tool      => 'tool,cut=2')
+    . <<'_EOC_';
     aigw_provider ok http://127.0.0.1:$TEST_NGINX_MOCK_PORT/v1;
     aigw_provider claude http://127.0.0.1:$TEST_NGINX_MOCK_PORT/v1 format=anthropic;
-    aigw_provider cut http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/cut=3,chars=5/v1;
-    aigw_provider stall http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/stall=3,chars=5/v1;
-    aigw_provider claudecut http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/cut=5,chars=5/v1 format=anthropic;
-    aigw_provider refuses http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/status=400/v1;
-    aigw_provider tool http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/tool,cut=2/v1;
 
     aigw_model fast ok:gpt-4o-mini;
     aigw_model fast-prefill ok:gpt-4o-mini prefill;
     aigw_model haiku claude:claude-3-5-haiku prefill;
-    aigw_model cut cut:gpt-4o-mini;
-    aigw_model stall stall:gpt-4o-mini;
-    aigw_model claudecut claudecut:claude-3-5-haiku;
-    aigw_model refuses refuses:gpt-4o-mini;
-    aigw_model tool tool:gpt-4o-mini;
 
     aigw_metrics_zone resume_metrics:1m;
 

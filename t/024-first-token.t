@@ -9,60 +9,33 @@
 BEGIN { push @INC, 't/lib' }
 use AigwMock;
 use Test::Nginx::Socket 'no_plan';
+use AigwMockConf;
 
 $ENV{AIGW_TEST_KEY} = 'sk-provider-secret';
 env_to_nginx('AIGW_TEST_KEY');
 
-our $HttpConfig = <<'_EOC_';
-    log_format outcome 'o=$aigw_outcome s=$status a=$aigw_attempts '
-                       'p=$aigw_provider';
-
+our $HttpConfig = outcome_log()
+    . mock_models({ key_env => 'AIGW_TEST_KEY' },
+          role         => 'firstat=1,first=3000',
+          quick        => 'firstat=1,first=300',
+          ping         => [ 'firstat=3,first=3000', 'anthropic' ],
+          rolecut      => 'cut=1',
+          empty        => 'words=0',
+          tool         => 'tool',
+          resplate     => 'firstat=4,first=3000',
+          late         => 'first=1200',
+          later        => 'first=5000',
+          silent       => 'stall=0',
+          claudesilent => [ 'stall=3', 'anthropic' ],
+          busy         => 'delay=900,status=503',
+          paced        => 'pace=800')
+    . <<'_EOC_';
     aigw_provider ok http://127.0.0.1:$TEST_NGINX_MOCK_PORT/v1
                   key_env=AIGW_TEST_KEY;
     aigw_provider claude http://127.0.0.1:$TEST_NGINX_MOCK_PORT/v1
                   format=anthropic key_env=AIGW_TEST_KEY;
-    aigw_provider role http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/firstat=1,first=3000/v1
-                  key_env=AIGW_TEST_KEY;
-    aigw_provider quick http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/firstat=1,first=300/v1
-                  key_env=AIGW_TEST_KEY;
-    aigw_provider ping http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/firstat=3,first=3000/v1
-                  format=anthropic key_env=AIGW_TEST_KEY;
-    aigw_provider rolecut http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/cut=1/v1
-                  key_env=AIGW_TEST_KEY;
-    aigw_provider empty http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/words=0/v1
-                  key_env=AIGW_TEST_KEY;
-    aigw_provider tool http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/tool/v1
-                  key_env=AIGW_TEST_KEY;
-    aigw_provider resplate http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/firstat=4,first=3000/v1
-                  key_env=AIGW_TEST_KEY;
-    aigw_provider late http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/first=1200/v1
-                  key_env=AIGW_TEST_KEY;
-    aigw_provider later http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/first=5000/v1
-                  key_env=AIGW_TEST_KEY;
-    aigw_provider silent http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/stall=0/v1
-                  key_env=AIGW_TEST_KEY;
-    aigw_provider claudesilent http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/stall=3/v1
-                  format=anthropic key_env=AIGW_TEST_KEY;
-    aigw_provider busy http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/delay=900,status=503/v1
-                  key_env=AIGW_TEST_KEY;
-    aigw_provider paced http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/pace=800/v1
-                  key_env=AIGW_TEST_KEY;
-
     aigw_model fast ok:gpt-4o-mini;
     aigw_model haiku claude:claude-3-5-haiku;
-    aigw_model role role:gpt-4o-mini;
-    aigw_model quick quick:gpt-4o-mini;
-    aigw_model ping ping:claude-3-5-haiku;
-    aigw_model rolecut rolecut:gpt-4o-mini;
-    aigw_model empty empty:gpt-4o-mini;
-    aigw_model tool tool:gpt-4o-mini;
-    aigw_model late late:gpt-4o-mini;
-    aigw_model resplate resplate:gpt-4o-mini;
-    aigw_model later later:gpt-4o-mini;
-    aigw_model silent silent:gpt-4o-mini;
-    aigw_model claudesilent claudesilent:claude-3-5-haiku;
-    aigw_model busy busy:gpt-4o-mini;
-    aigw_model paced paced:gpt-4o-mini;
 
     aigw_route role-rescued role fast;
     aigw_route ping-rescued ping haiku;

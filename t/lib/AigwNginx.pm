@@ -7,6 +7,8 @@ package AigwNginx;
 #   my $ngx = AigwNginx->new;             # a prefix and a free port
 #                                         # (AigwPort: the run's own)
 #   $ngx->write_conf($text);              # conf/nginx.conf, from main level
+#   $ngx->write_http($text, workers => 2);  # or the http block's lines
+#   $ngx->write_keys({ id => 'k', tenant => 't', key => 'sk-k' }, ...);
 #   $ngx->start or BAIL_OUT(...);         # as configured: daemon or not
 #   my $res = $ngx->request('POST', '/v1/chat/completions',
 #                           { Authorization => 'Bearer k' }, $body);
@@ -30,6 +32,8 @@ use strict;
 use warnings;
 
 use Config ();
+use Digest::SHA ();
+use JSON::PP ();
 use File::Temp qw(tempdir);
 use IO::Socket::INET;
 use POSIX qw(WNOHANG);
@@ -102,6 +106,43 @@ sub write_file {
 sub write_conf {
     my ($self, $text) = @_;
     $self->write_file('conf/nginx.conf', $text);
+}
+
+# nginx.conf from the http block's own lines: the module, the logs, the
+# pid and the temporary folders in the prefix, around them.
+#   workers => N (1), or single => 1 (no master, not a daemon);
+#   connections => N (256); access_log => 0: none written here
+sub write_http {
+    my ($self, $http, %opt) = @_;
+    my $dir = $self->{dir};
+    my $main = $opt{single} ? "master_process off;\ndaemon off;\n"
+                            : 'worker_processes ' . ($opt{workers} // 1)
+                              . ";\n";
+
+    $self->write_conf("load_module $self->{module};\n" . $main
+        . "error_log $dir/logs/error.log info;\n"
+        . "pid $dir/logs/nginx.pid;\n"
+        . 'events { worker_connections ' . ($opt{connections} // 256)
+        . "; }\n"
+        . "http {\n"
+        . "    client_body_temp_path $dir/body;\n"
+        . "    proxy_temp_path $dir/proxy;\n"
+        . (($opt{access_log} // 1) ? "    access_log off;\n" : '')
+        . $http
+        . "}\n");
+}
+
+# conf/keys.json (aigw_keys) from { id, tenant, key => 'sk-...', ... }:
+# the key's SHA-256 in place of the key
+sub write_keys {
+    my ($self, @keys) = @_;
+    my @out = map {
+        my %k = %$_;
+        $k{hash} = Digest::SHA::sha256_hex(delete $k{key});
+        \%k;
+    } @keys;
+    $self->write_file('conf/keys.json',
+                      JSON::PP->new->canonical->encode({ keys => \@out }));
 }
 
 # starts nginx; with "daemon off" in the configuration it runs as a child

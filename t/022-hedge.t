@@ -46,6 +46,9 @@ our $HttpConfig = outcome_log('pt=$aigw_prompt_tokens')
     aigw_route slow-sooncut-fast slow sooncut fast;
 _EOC_
 
+# a whole OpenAI stream, from one provider: one role chunk, one end
+our $OneStream = qr/^data: \{"id":"chatcmpl-[^\n]*"role":"assistant"(?s:(?!"role").)*data: \[DONE\]\n\n$/;
+
 our $Config = <<'_EOC_';
     location /v1/ {
         access_log logs/access.log outcome;
@@ -108,6 +111,7 @@ our $Config = <<'_EOC_';
     }
 _EOC_
 
+every_block($HttpConfig, $Config);
 no_shuffle();
 run_tests();
 
@@ -115,13 +119,10 @@ __DATA__
 
 === TEST 1: the first token late: the hedge on the next candidate has its
 first token first and serves the whole stream, one role chunk
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /v1/chat/completions
 {"model":"slow-fast","stream":true,"messages":[{"role":"user","content":"hi"}]}
---- response_body_like eval
-qr/^data: \{"id":"chatcmpl-[^\n]*"role":"assistant"(?s:(?!"role").)*data: \[DONE\]\n\n$/
+--- response_body_like eval: $::OneStream
 --- access_log eval
 qr/^o=hedged s=200 a=2 p=ok pt=3$/
 --- error_log eval
@@ -133,8 +134,6 @@ qr/^o=hedged s=200 a=2 p=ok pt=3$/
 
 === TEST 2: Anthropic: message_start, content_block_start and ping at
 once, the first delta late: the hedge serves
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /v1/messages
 {"model":"claude-slow-fast","stream":true,"max_tokens":50,"messages":[{"role":"user","content":"hi"}]}
@@ -150,8 +149,6 @@ had its first token first
 
 === TEST 3: the first attempt's first token comes before the hedge's:
 the first serves, the hedge is closed and metered
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /v1/chat/completions
 {"model":"soon-slow","stream":true,"messages":[{"role":"user","content":"hi"}]}
@@ -169,8 +166,6 @@ had its first token first
 
 
 === TEST 4: the hedge fails (503): the first attempt goes on and serves
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /v1/chat/completions
 {"model":"soon-busy","stream":true,"messages":[{"role":"user","content":"hi"}]}
@@ -187,13 +182,10 @@ the hedge on "busy" of provider "busy" failed: answered with an error
 
 === TEST 5: the first attempt fails after the hedge started: the hedge's
 connection goes on in its place, its request not sent again
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /v1/chat/completions
 {"model":"reset-late","stream":true,"messages":[{"role":"user","content":"hi"}]}
---- response_body_like eval
-qr/^data: \{"id":"chatcmpl-[^\n]*"role":"assistant"(?s:(?!"role").)*data: \[DONE\]\n\n$/
+--- response_body_like eval: $::OneStream
 --- access_log eval
 qr/^o=complete s=200 a=2 p=hedgelate pt=1$/
 --- error_log
@@ -204,8 +196,6 @@ the hedge on "hedgelate" goes on in its place
 
 === TEST 6: the client leaves during the race: both connections closed,
 nothing left behind
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /v1/chat/completions
 {"model":"soon-slow","stream":true,"messages":[{"role":"user","content":"hi"}]}
@@ -223,8 +213,6 @@ qr/^o=client_gone s=499 a=2 p=soon pt=\d+$/
 
 === TEST 7: without aigw_hedge nothing changes: the late first token is
 waited for
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /nohedge/v1/chat/completions
 {"model":"soon-slow","stream":true,"messages":[{"role":"user","content":"hi"}]}
@@ -240,8 +228,6 @@ hedged on
 
 === TEST 8: the hedge's connection, handed to upstream, carries its
 request once, and is kept alive clean for the next request
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request eval
 ["GET /_mock/reset",
  qq'POST /v1/chat/completions\n{"model":"slow-fast","stream":true,"messages":[{"role":"user","content":"hi"}]}',
@@ -256,8 +242,6 @@ request once, and is kept alive clean for the next request
 
 === TEST 9: the first attempt failed while the hedge ran: the provider
 of the hedge had one request, not two
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request eval
 ["GET /_mock/reset",
  qq'POST /v1/chat/completions\n{"model":"reset-late","stream":true,"messages":[{"role":"user","content":"hi"}]}',
@@ -270,8 +254,6 @@ of the hedge had one request, not two
 
 === TEST 10: the deadline passes during the race: both ended, a 504,
 the hedge's timer and connection gone
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /deadline/v1/chat/completions
 {"model":"slow-slow","stream":true,"messages":[{"role":"user","content":"hi"}]}
@@ -289,8 +271,6 @@ qr/^o=timeout s=504 a=2 p=slow pt=\d+$/
 
 === TEST 11: keep-alive comments went out (the status committed): the
 hedge still serves, after them, in the same stream
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /ka/v1/chat/completions
 {"model":"slow-fast","stream":true,"messages":[{"role":"user","content":"hi"}]}
@@ -306,13 +286,10 @@ had its first token first
 
 === TEST 12: without aigw_first_token_timeout: the first attempt's early
 events are held all the same, and the hedge's first token serves
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /noft/v1/chat/completions
 {"model":"slow-fast","stream":true,"messages":[{"role":"user","content":"hi"}]}
---- response_body_like eval
-qr/^data: \{"id":"chatcmpl-[^\n]*"role":"assistant"(?s:(?!"role").)*data: \[DONE\]\n\n$/
+--- response_body_like eval: $::OneStream
 --- access_log eval
 qr/^o=hedged s=200 a=2 p=ok pt=3$/
 --- error_log
@@ -323,13 +300,10 @@ the hedge on "fast" had its first token first
 
 === TEST 13: without aigw_first_token_timeout: the first attempt's first
 token closes the hedge then, not at the end of the stream
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /noft/v1/chat/completions
 {"model":"soon-slow","stream":true,"messages":[{"role":"user","content":"hi"}]}
---- response_body_like eval
-qr/^data: \{"id":"chatcmpl-[^\n]*"role":"assistant"(?s:(?!"role").)*data: \[DONE\]\n\n$/
+--- response_body_like eval: $::OneStream
 --- access_log eval
 qr/^o=complete s=200 a=2 p=soon pt=3$/
 --- error_log eval
@@ -340,8 +314,6 @@ qr/the hedge on "slow" of provider "slow" closed after [0-9]{3} ms/
 
 === TEST 14: the hedge cannot connect: it is no attempt, the first goes
 on and serves
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /v1/chat/completions
 {"model":"soon-refused","stream":true,"messages":[{"role":"user","content":"hi"}]}
@@ -357,8 +329,6 @@ qr/the hedge on "refused" of provider "refused" failed: (could not connect|could
 
 === TEST 15: the metrics count the stream the hedge served, and the
 first attempt it left as a fallback
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request eval
 ["POST /v1/chat/completions
 {\"model\":\"slow-fast\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
@@ -373,13 +343,10 @@ qr/\A(?=(?s:.)*^aigw_stream_hedges_total\{[^}]*\} 1$)(?=(?s:.)*^aigw_fallbacks_t
 === TEST 16: the hedge has its first token after
 aigw_next_upstream_timeout: it is served all the same (no new attempt
 is started, the hedge's answer is under way)
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /nut/v1/chat/completions
 {"model":"slow-soon","stream":true,"messages":[{"role":"user","content":"hi"}]}
---- response_body_like eval
-qr/^data: \{"id":"chatcmpl-[^\n]*"role":"assistant"(?s:(?!"role").)*data: \[DONE\]\n\n$/
+--- response_body_like eval: $::OneStream
 --- access_log eval
 qr/^o=hedged s=200 a=2 p=soon pt=3$/
 --- error_log eval
@@ -392,13 +359,10 @@ qr/^o=hedged s=200 a=2 p=soon pt=3$/
 === TEST 17: the first attempt fails after aigw_next_upstream_timeout
 while the hedge runs: the hedge, whose request is out already, goes on
 in its place
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /nut/v1/chat/completions
 {"model":"reset-late","stream":true,"messages":[{"role":"user","content":"hi"}]}
---- response_body_like eval
-qr/^data: \{"id":"chatcmpl-[^\n]*"role":"assistant"(?s:(?!"role").)*data: \[DONE\]\n\n$/
+--- response_body_like eval: $::OneStream
 --- access_log eval
 qr/^o=complete s=200 a=2 p=hedgelate pt=1$/
 --- error_log
@@ -409,8 +373,6 @@ the hedge on "hedgelate" goes on in its place
 
 === TEST 18: the hedge that won is cut: without
 aigw_next_upstream_timeout the stream is resumed on the next model
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /resume/v1/chat/completions
 {"model":"slow-sooncut-fast","stream":true,"messages":[{"role":"user","content":"hi"}]}
@@ -427,8 +389,6 @@ resumed on the next model
 
 === TEST 19: the same after aigw_next_upstream_timeout: the hedge was
 served, but the resume is a new attempt, which the timeout still stops
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /nutr/v1/chat/completions
 {"model":"slow-sooncut-fast","stream":true,"messages":[{"role":"user","content":"hi"}]}

@@ -61,6 +61,7 @@ our $Config = <<'_EOC_';
     }
 _EOC_
 
+every_block($HttpConfig, $Config);
 no_shuffle();
 run_tests();
 
@@ -68,8 +69,6 @@ __DATA__
 
 === TEST 1: cut after "Mock answe": resumed with a prefill, the client
 gets one answer, the rest from the second provider, one role, one end
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /v1/chat/completions
 {"model":"prefilled","stream":true,"messages":[{"role":"user","content":"one two three"}]}
@@ -87,8 +86,6 @@ aigw: stream resumed on "fast-prefill" of provider "ok" after 3 event(s) of "cut
 
 === TEST 2: the second provider got the text as an assistant prefill, at
 the end of the messages
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request eval
 ["POST /v1/chat/completions
 {\"model\":\"prefilled\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"one two three\"}]}",
@@ -101,8 +98,6 @@ qr/"body": "\{\\"model\\":\\"gpt-4o-mini\\",\\"stream\\":true,\\"messages\\":\[\
 
 === TEST 3: a model without a prefill: the text as an assistant message,
 then a request to continue it
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request eval
 ["POST /v1/chat/completions
 {\"model\":\"continued\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"one two three\"}]}",
@@ -116,8 +111,6 @@ qr/\{\\"role\\":\\"assistant\\",\\"content\\":\\"Mock answe\\"\},\{\\"role\\":\\
 
 
 === TEST 4: a stream stalled past the idle timeout is resumed too
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /v1/chat/completions
 {"model":"stalled","stream":true,"messages":[{"role":"user","content":"one two three"}]}
@@ -134,8 +127,6 @@ aigw: stream from provider "stall" was stalled after 3 event(s), resumed on the 
 
 === TEST 5: an Anthropic stream: one message_start, the rest after the
 prefill, one message_stop
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /v1/messages
 {"model":"claude","stream":true,"max_tokens":100,"messages":[{"role":"user","content":"one two three"}]}
@@ -148,8 +139,6 @@ qr/^o=resumed s=200 a=2 p=claude c=8 src=provider$/
 
 === TEST 6: the resume fails (the second provider refuses the request):
 the stream ends with the first failure's error event, not the second's
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /v1/chat/completions
 {"model":"refused","stream":true,"messages":[{"role":"user","content":"one two three"}]}
@@ -164,8 +153,6 @@ aigw: stream from provider "cut" was cut after 3 event(s), ended with an error e
 
 
 === TEST 7: a stream with a tool call in flight is not resumed
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /v1/chat/completions
 {"model":"tools","stream":true,"messages":[{"role":"user","content":"weather"}],"tools":[{"type":"function","function":{"name":"get","parameters":{"type":"object"}}}]}
@@ -177,8 +164,6 @@ qr/^o=cut s=200 a=1 p=tool /
 
 === TEST 8: without aigw_stream_resume, a cut stream ends with its error
 event, as before
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /off/v1/chat/completions
 {"model":"prefilled","stream":true,"messages":[{"role":"user","content":"one two three"}]}
@@ -190,8 +175,6 @@ qr/^o=cut s=200 a=1 p=cut /
 
 === TEST 9: several choices (n = 2) are not resumed: one text cannot
 continue them
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /v1/chat/completions
 {"model":"prefilled","stream":true,"n":2,"messages":[{"role":"user","content":"one two three"}]}
@@ -202,8 +185,6 @@ qr/^o=cut s=200 a=1 p=cut /
 
 
 === TEST 10: the metrics count the resume, and the failure as a fallback
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request eval
 ["POST /v1/chat/completions
 {\"model\":\"prefilled\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"one two three\"}]}",

@@ -60,6 +60,7 @@ our $Config = <<'_EOC_';
     }
 _EOC_
 
+every_block($HttpConfig, $Config);
 no_shuffle();
 run_tests();
 
@@ -67,8 +68,6 @@ __DATA__
 
 === TEST 1: the role chunk at once, the first token late: rescued, and the
 client gets one stream, from the second provider, with one role chunk
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /v1/chat/completions
 {"model":"role-rescued","stream":true,"messages":[{"role":"user","content":"hi"}]}
@@ -85,8 +84,6 @@ aigw: provider "role" failed for "role", falling back to "fast" of provider "ok"
 
 === TEST 2: message_start, content_block_start and ping at once, the first
 delta late: an Anthropic stream is rescued too
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /v1/messages
 {"model":"ping-rescued","stream":true,"max_tokens":50,"messages":[{"role":"user","content":"hi"}]}
@@ -103,8 +100,6 @@ aigw: provider "ping" failed for "ping", falling back to "haiku" of provider "cl
 
 === TEST 3: the role chunk at once, the first token within the timeout:
 the held role chunk goes out first, nothing is lost
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /v1/chat/completions
 {"model":"quick","stream":true,"messages":[{"role":"user","content":"one two three"}]}
@@ -120,8 +115,6 @@ qr/^o=complete s=200 a=1 p=quick$/
 
 === TEST 4: a stream cut after its role chunk only: the client had
 nothing yet, the next candidate answers
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /v1/chat/completions
 {"model":"cut-rescued","stream":true,"messages":[{"role":"user","content":"hi"}]}
@@ -136,8 +129,6 @@ aigw: provider "rolecut" failed for "rolecut", falling back to "fast" of provide
 
 === TEST 5: cut after the role chunk, no candidate left: an error status,
 not a stream that looks begun
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /v1/chat/completions
 {"model":"rolecut","stream":true,"messages":[{"role":"user","content":"hi"}]}
@@ -151,8 +142,6 @@ qr/^o=error s=502 a=1 p=rolecut$/
 
 === TEST 6: an answer without text: its finish chunk ends the wait, it is
 not held until the timeout
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /v1/chat/completions
 {"model":"empty","stream":true,"messages":[{"role":"user","content":"hi"}]}
@@ -167,8 +156,6 @@ qr/^o=complete s=200 a=1 p=empty$/
 
 
 === TEST 7: a tool call is content
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /v1/chat/completions
 {"model":"tool","stream":true,"messages":[{"role":"user","content":"weather"}],"tools":[{"type":"function","function":{"name":"get","parameters":{"type":"object"}}}]}
@@ -183,8 +170,6 @@ qr/^o=complete s=200 a=1 p=tool$/
 
 
 === TEST 8: keep-alives while the first token is late, then the answer
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /ka/v1/chat/completions
 {"model":"late","stream":true,"messages":[{"role":"user","content":"hi"}]}
@@ -206,8 +191,6 @@ the stream's status sent with a keep-alive
 
 === TEST 9: keep-alives, then no first token in time and no candidate
 left: the status went out, so the stream ends with its error event
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /ka/v1/chat/completions
 {"model":"silent","stream":true,"messages":[{"role":"user","content":"hi"}]}
@@ -226,8 +209,6 @@ keep-alive(s), which ends with an error event
 
 === TEST 10: keep-alives, then a rescue: the client's one stream goes on
 with the next candidate's answer
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /ka/v1/chat/completions
 {"model":"later-rescued","stream":true,"messages":[{"role":"user","content":"hi"}]}
@@ -245,8 +226,6 @@ aigw: provider "later" failed for "later", falling back to "fast" of provider "o
 
 === TEST 11: keep-alives, then an error status: not passed as a stream's
 body, the stream ends with its error event
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /ka/v1/chat/completions
 {"model":"busy","stream":true,"messages":[{"role":"user","content":"hi"}]}
@@ -263,8 +242,6 @@ aigw: provider "busy" answered 503, not a stream, to a stream the client has beg
 
 
 === TEST 12: an Anthropic client: keep-alives, then its error event
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /ka/v1/messages
 {"model":"claudesilent","stream":true,"max_tokens":50,"messages":[{"role":"user","content":"hi"}]}
@@ -280,8 +257,6 @@ qr/^o=timeout s=200 a=1 p=claudesilent$/
 
 === TEST 13: keep-alives in the long gaps of a slow stream, each between
 two events
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /ka/v1/chat/completions
 {"model":"paced","stream":true,"messages":[{"role":"user","content":"one two"}]}
@@ -300,8 +275,6 @@ qr/^o=complete s=200 a=1 p=paced$/
 === TEST 14: a Responses stream: response.created, .in_progress,
 .output_item.added and .content_part.added at once, the first
 output_text.delta late: rescued, one response.created to the client
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /v1/responses
 {"model":"resp-rescued","stream":true,"input":"hi"}

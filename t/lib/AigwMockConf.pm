@@ -20,6 +20,11 @@ package AigwMockConf;
 # left as the $TEST_NGINX_MOCK_PORT placeholder, which the runner
 # replaces, as the real Test::Nginx does.
 #
+# every_block($http_config, $config): each block of the file runs with
+# these, unless it has its own (Test::Nginx's add_block_preprocessor,
+# which both runners have), so that a block says what it asks and
+# expects, not the file's configuration again.
+#
 # outcome_log: the "outcome" log_format of those suites, with FIELDS
 # after its own (o=$aigw_outcome s=$status a=$aigw_attempts
 # p=$aigw_provider).
@@ -30,7 +35,7 @@ use warnings;
 use Exporter ();
 
 our @ISA    = qw(Exporter);
-our @EXPORT = qw(mock_models outcome_log);
+our @EXPORT = qw(mock_models outcome_log every_block);
 
 my %upstream = (openai => 'gpt-4o-mini', anthropic => 'claude-3-5-haiku');
 
@@ -55,6 +60,19 @@ sub mock_models {
     }
 
     return $text;
+}
+
+sub every_block {
+    my ($http, $config) = @_;
+
+    Test::Nginx::Util::add_block_preprocessor(sub {
+        my ($block) = @_;
+
+        $block->set_value(http_config => $http)
+            unless $block->can('http_config') && defined $block->http_config;
+        $block->set_value(config => $config)
+            unless $block->can('config') && defined $block->config;
+    });
 }
 
 sub outcome_log {

@@ -55,8 +55,10 @@ typedef struct {
     ngx_uint_t                    status;
     ngx_recv_pt                   recv;
     ngx_send_chain_pt             send_chain;
+    ngx_msec_t                    start_time; /* upstream's, while kept */
     unsigned                      sent:1;
     unsigned                      chunked:1;
+    unsigned                      kept:1;
 } ngx_http_aigw_hedge_t;
 
 
@@ -69,6 +71,7 @@ static void ngx_http_aigw_hedge_win(ngx_http_aigw_hedge_t *h);
 static void ngx_http_aigw_hedge_fail(ngx_http_aigw_hedge_t *h,
     const char *why);
 static void ngx_http_aigw_hedge_close(ngx_http_aigw_hedge_t *h);
+static void ngx_http_aigw_hedge_release(ngx_http_aigw_hedge_t *h);
 static void ngx_http_aigw_hedge_cleanup(void *data);
 static ssize_t ngx_http_aigw_hedge_recv(ngx_connection_t *c, u_char *buf,
     size_t size);
@@ -609,6 +612,8 @@ ngx_http_aigw_hedge_win(ngx_http_aigw_hedge_t *h)
                   &ctx->candidates[ctx->current]->name,
                   &ctx->candidates[ctx->current]->provider->name, prompt);
 
+    ngx_http_aigw_hedge_keep(r, ctx);
+
     pc = u->peer.connection;
 
     if (pc == NULL || u->header_sent) {
@@ -651,6 +656,8 @@ ngx_http_aigw_hedge_fail(ngx_http_aigw_hedge_t *h, const char *why)
 static void
 ngx_http_aigw_hedge_close(ngx_http_aigw_hedge_t *h)
 {
+    ngx_http_aigw_hedge_release(h);
+
     if (h->timer.timer_set) {
         ngx_del_timer(&h->timer);
     }
@@ -804,6 +811,8 @@ ngx_http_aigw_hedge_peer(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     h->peer.connection = NULL;
     h->state = NGX_HTTP_AIGW_HEDGE_DONE;
 
+    ngx_http_aigw_hedge_release(h);
+
     /* what upstream sends is sent already, what it reads read already */
 
     h->replay = h->buf.pos;
@@ -835,6 +844,57 @@ ngx_http_aigw_hedge_next(ngx_http_aigw_ctx_t *ctx)
 
     return h && (h->state == NGX_HTTP_AIGW_HEDGE_RUNNING
                  || h->state == NGX_HTTP_AIGW_HEDGE_WON);
+}
+
+
+/*
+ * The first attempt ends and the hedge, its request out already, goes
+ * on in its place (it won, or the first failed while it ran).  That is
+ * no new attempt: aigw_next_upstream_timeout, which upstream measures
+ * from peer.start_time when it is about to move on, is not applied to
+ * it.  The start time is moved to now until the hand-over, then put
+ * back, so that later attempts (a resume) keep the request's deadline.
+ */
+
+void
+ngx_http_aigw_hedge_keep(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
+{
+    ngx_http_upstream_t    *u;
+    ngx_http_aigw_hedge_t  *h;
+
+    h = ctx->hedge;
+    u = r->upstream;
+
+    if (h == NULL || u == NULL || h->kept || !h->sent
+        || (h->state != NGX_HTTP_AIGW_HEDGE_RUNNING
+            && h->state != NGX_HTTP_AIGW_HEDGE_WON))
+    {
+        return;
+    }
+
+    h->start_time = u->peer.start_time;
+    h->kept = 1;
+
+    u->peer.start_time = ngx_current_msec;
+}
+
+
+static void
+ngx_http_aigw_hedge_release(ngx_http_aigw_hedge_t *h)
+{
+    ngx_http_upstream_t  *u;
+
+    if (!h->kept) {
+        return;
+    }
+
+    h->kept = 0;
+
+    u = h->request->upstream;
+
+    if (u) {
+        u->peer.start_time = h->start_time;
+    }
 }
 
 

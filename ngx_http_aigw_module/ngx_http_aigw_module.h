@@ -694,6 +694,7 @@ void ngx_http_aigw_hedge_lost(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx);
 ngx_int_t ngx_http_aigw_hedge_peer(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_peer_connection_t *pc);
 ngx_uint_t ngx_http_aigw_hedge_next(ngx_http_aigw_ctx_t *ctx);
+void ngx_http_aigw_hedge_keep(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx);
 void ngx_http_aigw_hedge_unwrap(ngx_http_aigw_ctx_t *ctx, ngx_connection_t *c);
 
 /* resilience.c: timeouts, rescue, honest stream failures */

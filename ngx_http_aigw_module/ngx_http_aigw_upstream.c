@@ -994,6 +994,9 @@ ngx_http_aigw_upstream_free_peer(ngx_peer_connection_t *pc, void *data,
         } else {
             ngx_http_aigw_breaker_record(r, m->provider, 1);
 
+            /* a hedge under way goes on in its place: no new attempt */
+            ngx_http_aigw_hedge_keep(r, ctx);
+
             if (!ngx_http_aigw_hedge_next(ctx)
                 && ngx_http_aigw_resilience_retry(r, ctx, pc, 0) == NGX_OK)
             {

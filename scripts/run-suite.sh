@@ -10,7 +10,8 @@
 #   --asan LIBASAN  sanitizer variant: run nginx with LD_PRELOAD=LIBASAN and
 #                   fail when an ASan/UBSan report appears
 #   --workdir DIR   servroot and sanitizer logs go here (default build/t-<name>)
-#   --port N        TEST_NGINX_SERVER_PORT  (default 1984)
+#   --port N        TEST_NGINX_SERVER_PORT  (default 1984); the suites'
+#                   other servers take N+1 to N+19 (AIGW_TEST_PORTS)
 #
 # All blocks' error logs are appended to DIR/error.log.  Every answer,
 # log and provider request is recorded in DIR/secrets, and after the
@@ -245,6 +246,10 @@ export TEST_NGINX_BINARY="$binary"
 export TEST_NGINX_LOAD_MODULES="$module"
 export TEST_NGINX_SERVROOT="$servroot"
 export TEST_NGINX_SERVER_PORT="$port"
+# the ports after it, up to the next run's block (ctest's are 20 apart),
+# for the nginx, redis-server and tcp_listen ports a suite adds
+# (t/lib/AigwPort.pm): none a kernel's "free" port another run may take
+export AIGW_TEST_PORTS="$((port + 1))-$((port + 19))"
 export TEST_NGINX_ERROR_LOG="$errlog"
 # AigwNginx's prefixes, and the mark by which what the suites start is
 # found when they are done

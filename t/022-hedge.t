@@ -7,57 +7,47 @@
 BEGIN { push @INC, 't/lib' }
 use AigwMock;
 use Test::Nginx::Socket 'no_plan';
+use AigwMockConf;
 
 $ENV{AIGW_TEST_KEY} = 'sk-provider-secret';
 env_to_nginx('AIGW_TEST_KEY');
 
-our $HttpConfig = <<'_EOC_';
-    log_format outcome 'o=$aigw_outcome s=$status a=$aigw_attempts '
-                       'p=$aigw_provider pt=$aigw_prompt_tokens';
-
+our $HttpConfig = outcome_log('pt=$aigw_prompt_tokens')
+    . mock_models({ key_env => 'AIGW_TEST_KEY' },
+          slow       => 'firstat=1,first=2500',
+          claudeslow => [ 'firstat=3,first=2500', 'anthropic' ],
+          soon       => 'first=700',
+          busy       => 'status=503',
+          reset      => 'delay=600,reset',
+          hedgelate  => 'first=1200',
+          slow2      => 'first=2500',
+          sooncut    => 'first=400,cut=3,chars=5')
+    . <<'_EOC_';
     aigw_provider ok http://127.0.0.1:$TEST_NGINX_MOCK_PORT/v1
                   key_env=AIGW_TEST_KEY;
     aigw_provider claude http://127.0.0.1:$TEST_NGINX_MOCK_PORT/v1
                   format=anthropic key_env=AIGW_TEST_KEY;
-    aigw_provider slow http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/firstat=1,first=2500/v1
-                  key_env=AIGW_TEST_KEY;
-    aigw_provider claudeslow http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/firstat=3,first=2500/v1
-                  format=anthropic key_env=AIGW_TEST_KEY;
-    aigw_provider soon http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/first=700/v1
-                  key_env=AIGW_TEST_KEY;
-    aigw_provider busy http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/status=503/v1
-                  key_env=AIGW_TEST_KEY;
-    aigw_provider reset http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/delay=600,reset/v1
-                  key_env=AIGW_TEST_KEY;
-    aigw_provider hedgelate http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/first=1200/v1
-                  key_env=AIGW_TEST_KEY;
-
-    aigw_keepalive 16;
-
-    aigw_provider slow2 http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/first=2500/v1
-                  key_env=AIGW_TEST_KEY;
-    aigw_model slow2 slow2:gpt-4o-mini;
     aigw_model fast ok:gpt-4o-mini;
     aigw_model haiku claude:claude-3-5-haiku;
-    aigw_model slow slow:gpt-4o-mini;
-    aigw_model claudeslow claudeslow:claude-3-5-haiku;
-    aigw_model soon soon:gpt-4o-mini;
-    aigw_model busy busy:gpt-4o-mini;
-    aigw_model reset reset:gpt-4o-mini;
-    aigw_model hedgelate hedgelate:gpt-4o-mini;
+    aigw_provider refused http://127.0.0.1:1/v1 key_env=AIGW_TEST_KEY;
+    aigw_model refused refused:gpt-4o-mini;
+
+    aigw_keepalive 16;
+    aigw_metrics_zone hedge_metrics:1m;
 
     aigw_route slow-fast slow fast;
     aigw_route slow-slow slow slow2;
-    aigw_provider refused http://127.0.0.1:1/v1 key_env=AIGW_TEST_KEY;
-    aigw_model refused refused:gpt-4o-mini;
     aigw_route soon-refused soon refused;
     aigw_route claude-slow-fast claudeslow haiku;
     aigw_route soon-slow soon slow;
     aigw_route soon-busy soon busy;
     aigw_route reset-late reset hedgelate;
-
-    aigw_metrics_zone hedge_metrics:1m;
+    aigw_route slow-soon slow soon;
+    aigw_route slow-sooncut-fast slow sooncut fast;
 _EOC_
+
+# a whole OpenAI stream, from one provider: one role chunk, one end
+our $OneStream = qr/^data: \{"id":"chatcmpl-[^\n]*"role":"assistant"(?s:(?!"role").)*data: \[DONE\]\n\n$/;
 
 our $Config = <<'_EOC_';
     location /v1/ {
@@ -92,6 +82,28 @@ our $Config = <<'_EOC_';
     location /_mock/ {
         proxy_pass http://127.0.0.1:$TEST_NGINX_MOCK_PORT;
     }
+    location /nut/v1/ {
+        access_log logs/access.log outcome;
+        aigw_first_token_timeout 5s;
+        aigw_hedge 300ms;
+        aigw_next_upstream_timeout 500ms;
+        aigw_pass;
+    }
+    location /nutr/v1/ {
+        access_log logs/access.log outcome;
+        aigw_first_token_timeout 5s;
+        aigw_hedge 300ms;
+        aigw_next_upstream_timeout 500ms;
+        aigw_stream_resume on;
+        aigw_pass;
+    }
+    location /resume/v1/ {
+        access_log logs/access.log outcome;
+        aigw_first_token_timeout 5s;
+        aigw_hedge 300ms;
+        aigw_stream_resume on;
+        aigw_pass;
+    }
     location /nohedge/v1/ {
         access_log logs/access.log outcome;
         aigw_first_token_timeout 5s;
@@ -99,6 +111,7 @@ our $Config = <<'_EOC_';
     }
 _EOC_
 
+every_block($HttpConfig, $Config);
 no_shuffle();
 run_tests();
 
@@ -106,13 +119,10 @@ __DATA__
 
 === TEST 1: the first token late: the hedge on the next candidate has its
 first token first and serves the whole stream, one role chunk
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /v1/chat/completions
 {"model":"slow-fast","stream":true,"messages":[{"role":"user","content":"hi"}]}
---- response_body_like eval
-qr/^data: \{"id":"chatcmpl-[^\n]*"role":"assistant"(?s:(?!"role").)*data: \[DONE\]\n\n$/
+--- response_body_like eval: $::OneStream
 --- access_log eval
 qr/^o=hedged s=200 a=2 p=ok pt=3$/
 --- error_log eval
@@ -124,8 +134,6 @@ qr/^o=hedged s=200 a=2 p=ok pt=3$/
 
 === TEST 2: Anthropic: message_start, content_block_start and ping at
 once, the first delta late: the hedge serves
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /v1/messages
 {"model":"claude-slow-fast","stream":true,"max_tokens":50,"messages":[{"role":"user","content":"hi"}]}
@@ -141,8 +149,6 @@ had its first token first
 
 === TEST 3: the first attempt's first token comes before the hedge's:
 the first serves, the hedge is closed and metered
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /v1/chat/completions
 {"model":"soon-slow","stream":true,"messages":[{"role":"user","content":"hi"}]}
@@ -160,8 +166,6 @@ had its first token first
 
 
 === TEST 4: the hedge fails (503): the first attempt goes on and serves
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /v1/chat/completions
 {"model":"soon-busy","stream":true,"messages":[{"role":"user","content":"hi"}]}
@@ -178,13 +182,10 @@ the hedge on "busy" of provider "busy" failed: answered with an error
 
 === TEST 5: the first attempt fails after the hedge started: the hedge's
 connection goes on in its place, its request not sent again
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /v1/chat/completions
 {"model":"reset-late","stream":true,"messages":[{"role":"user","content":"hi"}]}
---- response_body_like eval
-qr/^data: \{"id":"chatcmpl-[^\n]*"role":"assistant"(?s:(?!"role").)*data: \[DONE\]\n\n$/
+--- response_body_like eval: $::OneStream
 --- access_log eval
 qr/^o=complete s=200 a=2 p=hedgelate pt=1$/
 --- error_log
@@ -195,8 +196,6 @@ the hedge on "hedgelate" goes on in its place
 
 === TEST 6: the client leaves during the race: both connections closed,
 nothing left behind
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /v1/chat/completions
 {"model":"soon-slow","stream":true,"messages":[{"role":"user","content":"hi"}]}
@@ -214,8 +213,6 @@ qr/^o=client_gone s=499 a=2 p=soon pt=\d+$/
 
 === TEST 7: without aigw_hedge nothing changes: the late first token is
 waited for
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /nohedge/v1/chat/completions
 {"model":"soon-slow","stream":true,"messages":[{"role":"user","content":"hi"}]}
@@ -231,8 +228,6 @@ hedged on
 
 === TEST 8: the hedge's connection, handed to upstream, carries its
 request once, and is kept alive clean for the next request
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request eval
 ["GET /_mock/reset",
  qq'POST /v1/chat/completions\n{"model":"slow-fast","stream":true,"messages":[{"role":"user","content":"hi"}]}',
@@ -247,8 +242,6 @@ request once, and is kept alive clean for the next request
 
 === TEST 9: the first attempt failed while the hedge ran: the provider
 of the hedge had one request, not two
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request eval
 ["GET /_mock/reset",
  qq'POST /v1/chat/completions\n{"model":"reset-late","stream":true,"messages":[{"role":"user","content":"hi"}]}',
@@ -261,8 +254,6 @@ of the hedge had one request, not two
 
 === TEST 10: the deadline passes during the race: both ended, a 504,
 the hedge's timer and connection gone
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /deadline/v1/chat/completions
 {"model":"slow-slow","stream":true,"messages":[{"role":"user","content":"hi"}]}
@@ -280,8 +271,6 @@ qr/^o=timeout s=504 a=2 p=slow pt=\d+$/
 
 === TEST 11: keep-alive comments went out (the status committed): the
 hedge still serves, after them, in the same stream
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /ka/v1/chat/completions
 {"model":"slow-fast","stream":true,"messages":[{"role":"user","content":"hi"}]}
@@ -297,13 +286,10 @@ had its first token first
 
 === TEST 12: without aigw_first_token_timeout: the first attempt's early
 events are held all the same, and the hedge's first token serves
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /noft/v1/chat/completions
 {"model":"slow-fast","stream":true,"messages":[{"role":"user","content":"hi"}]}
---- response_body_like eval
-qr/^data: \{"id":"chatcmpl-[^\n]*"role":"assistant"(?s:(?!"role").)*data: \[DONE\]\n\n$/
+--- response_body_like eval: $::OneStream
 --- access_log eval
 qr/^o=hedged s=200 a=2 p=ok pt=3$/
 --- error_log
@@ -314,13 +300,10 @@ the hedge on "fast" had its first token first
 
 === TEST 13: without aigw_first_token_timeout: the first attempt's first
 token closes the hedge then, not at the end of the stream
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /noft/v1/chat/completions
 {"model":"soon-slow","stream":true,"messages":[{"role":"user","content":"hi"}]}
---- response_body_like eval
-qr/^data: \{"id":"chatcmpl-[^\n]*"role":"assistant"(?s:(?!"role").)*data: \[DONE\]\n\n$/
+--- response_body_like eval: $::OneStream
 --- access_log eval
 qr/^o=complete s=200 a=2 p=soon pt=3$/
 --- error_log eval
@@ -331,8 +314,6 @@ qr/the hedge on "slow" of provider "slow" closed after [0-9]{3} ms/
 
 === TEST 14: the hedge cannot connect: it is no attempt, the first goes
 on and serves
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /v1/chat/completions
 {"model":"soon-refused","stream":true,"messages":[{"role":"user","content":"hi"}]}
@@ -348,8 +329,6 @@ qr/the hedge on "refused" of provider "refused" failed: (could not connect|could
 
 === TEST 15: the metrics count the stream the hedge served, and the
 first attempt it left as a fallback
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request eval
 ["POST /v1/chat/completions
 {\"model\":\"slow-fast\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
@@ -357,4 +336,66 @@ first attempt it left as a fallback
 --- response_body_like eval
 [qr/data: \[DONE\]\n\n$/,
 qr/\A(?=(?s:.)*^aigw_stream_hedges_total\{[^}]*\} 1$)(?=(?s:.)*^aigw_fallbacks_total\{[^}]*\} 1$)/m]
+--- timeout: 4
+
+
+
+=== TEST 16: the hedge has its first token after
+aigw_next_upstream_timeout: it is served all the same (no new attempt
+is started, the hedge's answer is under way)
+--- request
+POST /nut/v1/chat/completions
+{"model":"slow-soon","stream":true,"messages":[{"role":"user","content":"hi"}]}
+--- response_body_like eval: $::OneStream
+--- access_log eval
+qr/^o=hedged s=200 a=2 p=soon pt=3$/
+--- error_log eval
+[qr/hedged on "soon" of provider "soon"/,
+ qr/the hedge on "soon" had its first token first, after (?:[5-9]\d\d|\d{4,}) ms/]
+--- timeout: 3
+
+
+
+=== TEST 17: the first attempt fails after aigw_next_upstream_timeout
+while the hedge runs: the hedge, whose request is out already, goes on
+in its place
+--- request
+POST /nut/v1/chat/completions
+{"model":"reset-late","stream":true,"messages":[{"role":"user","content":"hi"}]}
+--- response_body_like eval: $::OneStream
+--- access_log eval
+qr/^o=complete s=200 a=2 p=hedgelate pt=1$/
+--- error_log
+the hedge on "hedgelate" goes on in its place
+--- timeout: 3
+
+
+
+=== TEST 18: the hedge that won is cut: without
+aigw_next_upstream_timeout the stream is resumed on the next model
+--- request
+POST /resume/v1/chat/completions
+{"model":"slow-sooncut-fast","stream":true,"messages":[{"role":"user","content":"hi"}]}
+--- response_body_like eval
+qr/data: \[DONE\]\n\n$/
+--- access_log eval
+qr/^o=resumed s=200 a=3 p=ok /
+--- error_log
+had its first token first
+resumed on the next model
+--- timeout: 4
+
+
+
+=== TEST 19: the same after aigw_next_upstream_timeout: the hedge was
+served, but the resume is a new attempt, which the timeout still stops
+--- request
+POST /nutr/v1/chat/completions
+{"model":"slow-sooncut-fast","stream":true,"messages":[{"role":"user","content":"hi"}]}
+--- response_body_like eval
+qr/^data: \{"id":"chatcmpl-(?s:(?!\[DONE\]).)*"code":"stream_cut"/
+--- access_log eval
+qr/^o=(?!resumed)\w+ s=200 a=2 p=sooncut /
+--- error_log
+had its first token first
 --- timeout: 4

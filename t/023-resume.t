@@ -9,31 +9,26 @@
 BEGIN { push @INC, 't/lib' }
 use AigwMock;
 use Test::Nginx::Socket 'no_plan';
+use AigwMockConf;
 
 # The providers have no key: the suite reads the mock's /_mock/last,
 # which shows every header the gateway sent.
 
-our $HttpConfig = <<'_EOC_';
-    log_format outcome 'o=$aigw_outcome s=$status a=$aigw_attempts '
-                       'p=$aigw_provider c=$aigw_completion_tokens '
-                       'src=$aigw_usage_source';
-
+our $HttpConfig = outcome_log('c=$aigw_completion_tokens '
+                               . 'src=$aigw_usage_source')
+    . mock_models({},
+          cut       => 'cut=3,chars=5',
+          stall     => 'stall=3,chars=5',
+          claudecut => [ 'cut=5,chars=5', 'anthropic' ],
+          refuses   => 'status=400',
+          tool      => 'tool,cut=2')
+    . <<'_EOC_';
     aigw_provider ok http://127.0.0.1:$TEST_NGINX_MOCK_PORT/v1;
     aigw_provider claude http://127.0.0.1:$TEST_NGINX_MOCK_PORT/v1 format=anthropic;
-    aigw_provider cut http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/cut=3,chars=5/v1;
-    aigw_provider stall http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/stall=3,chars=5/v1;
-    aigw_provider claudecut http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/cut=5,chars=5/v1 format=anthropic;
-    aigw_provider refuses http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/status=400/v1;
-    aigw_provider tool http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/tool,cut=2/v1;
 
     aigw_model fast ok:gpt-4o-mini;
     aigw_model fast-prefill ok:gpt-4o-mini prefill;
     aigw_model haiku claude:claude-3-5-haiku prefill;
-    aigw_model cut cut:gpt-4o-mini;
-    aigw_model stall stall:gpt-4o-mini;
-    aigw_model claudecut claudecut:claude-3-5-haiku;
-    aigw_model refuses refuses:gpt-4o-mini;
-    aigw_model tool tool:gpt-4o-mini;
     aigw_model cut-priced cut:gpt-4o-mini input=1000000 output=1000000;
     aigw_model fast-priced ok:gpt-4o-mini prefill input=1000000 output=1000000;
 
@@ -79,6 +74,7 @@ our $Config = <<'_EOC_';
     }
 _EOC_
 
+every_block($HttpConfig, $Config);
 no_shuffle();
 run_tests();
 
@@ -86,8 +82,6 @@ __DATA__
 
 === TEST 1: cut after "Mock answe": resumed with a prefill, the client
 gets one answer, the rest from the second provider, one role, one end
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /v1/chat/completions
 {"model":"prefilled","stream":true,"messages":[{"role":"user","content":"one two three"}]}
@@ -105,8 +99,6 @@ aigw: stream resumed on "fast-prefill" of provider "ok" after 3 event(s) of "cut
 
 === TEST 2: the second provider got the text as an assistant prefill, at
 the end of the messages
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request eval
 ["POST /v1/chat/completions
 {\"model\":\"prefilled\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"one two three\"}]}",
@@ -119,8 +111,6 @@ qr/"body": "\{\\"model\\":\\"gpt-4o-mini\\",\\"stream\\":true,\\"messages\\":\[\
 
 === TEST 3: a model without a prefill: the text as an assistant message,
 then a request to continue it
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request eval
 ["POST /v1/chat/completions
 {\"model\":\"continued\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"one two three\"}]}",
@@ -134,8 +124,6 @@ qr/\{\\"role\\":\\"assistant\\",\\"content\\":\\"Mock answe\\"\},\{\\"role\\":\\
 
 
 === TEST 4: a stream stalled past the idle timeout is resumed too
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /v1/chat/completions
 {"model":"stalled","stream":true,"messages":[{"role":"user","content":"one two three"}]}
@@ -152,8 +140,6 @@ aigw: stream from provider "stall" was stalled after 3 event(s), resumed on the 
 
 === TEST 5: an Anthropic stream: one message_start, the rest after the
 prefill, one message_stop
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /v1/messages
 {"model":"claude","stream":true,"max_tokens":100,"messages":[{"role":"user","content":"one two three"}]}
@@ -166,8 +152,6 @@ qr/^o=resumed s=200 a=2 p=claude c=8 src=provider$/
 
 === TEST 6: the resume fails (the second provider refuses the request):
 the stream ends with the first failure's error event, not the second's
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /v1/chat/completions
 {"model":"refused","stream":true,"messages":[{"role":"user","content":"one two three"}]}
@@ -182,8 +166,6 @@ aigw: stream from provider "cut" was cut after 3 event(s), ended with an error e
 
 
 === TEST 7: a stream with a tool call in flight is not resumed
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /v1/chat/completions
 {"model":"tools","stream":true,"messages":[{"role":"user","content":"weather"}],"tools":[{"type":"function","function":{"name":"get","parameters":{"type":"object"}}}]}
@@ -195,8 +177,6 @@ qr/^o=cut s=200 a=1 p=tool /
 
 === TEST 8: without aigw_stream_resume, a cut stream ends with its error
 event, as before
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /off/v1/chat/completions
 {"model":"prefilled","stream":true,"messages":[{"role":"user","content":"one two three"}]}
@@ -208,8 +188,6 @@ qr/^o=cut s=200 a=1 p=cut /
 
 === TEST 9: several choices (n = 2) are not resumed: one text cannot
 continue them
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /v1/chat/completions
 {"model":"prefilled","stream":true,"n":2,"messages":[{"role":"user","content":"one two three"}]}
@@ -220,8 +198,6 @@ qr/^o=cut s=200 a=1 p=cut /
 
 
 === TEST 10: the metrics count the resume, and the failure as a fallback
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request eval
 ["POST /v1/chat/completions
 {\"model\":\"prefilled\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"one two three\"}]}",
@@ -234,8 +210,6 @@ qr/\A(?=(?s:.)*^aigw_stream_resumes_total\{[^}]*\} 1$)(?=(?s:.)*^aigw_fallbacks_
 
 === TEST 11: each attempt at its own model's prices: the cut model's
 estimated tokens at $1 a token, the free model's tokens free
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /cost/v1/chat/completions
 {"model":"priced-first","stream":true,"messages":[{"role":"user","content":"one two three"}]}
@@ -250,8 +224,6 @@ of "cut-priced", its 5 prompt and 3 completion token(s) counted
 
 === TEST 12: and the other way: the sum's tokens less the cut model's
 5 + 3 priced, the last model's
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /cost/v1/chat/completions
 {"model":"priced-last","stream":true,"messages":[{"role":"user","content":"one two three"}]}

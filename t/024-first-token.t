@@ -9,60 +9,33 @@
 BEGIN { push @INC, 't/lib' }
 use AigwMock;
 use Test::Nginx::Socket 'no_plan';
+use AigwMockConf;
 
 $ENV{AIGW_TEST_KEY} = 'sk-provider-secret';
 env_to_nginx('AIGW_TEST_KEY');
 
-our $HttpConfig = <<'_EOC_';
-    log_format outcome 'o=$aigw_outcome s=$status a=$aigw_attempts '
-                       'p=$aigw_provider';
-
+our $HttpConfig = outcome_log()
+    . mock_models({ key_env => 'AIGW_TEST_KEY' },
+          role         => 'firstat=1,first=3000',
+          quick        => 'firstat=1,first=300',
+          ping         => [ 'firstat=3,first=3000', 'anthropic' ],
+          rolecut      => 'cut=1',
+          empty        => 'words=0',
+          tool         => 'tool',
+          resplate     => 'firstat=4,first=3000',
+          late         => 'first=1200',
+          later        => 'first=5000',
+          silent       => 'stall=0',
+          claudesilent => [ 'stall=3', 'anthropic' ],
+          busy         => 'delay=900,status=503',
+          paced        => 'pace=800')
+    . <<'_EOC_';
     aigw_provider ok http://127.0.0.1:$TEST_NGINX_MOCK_PORT/v1
                   key_env=AIGW_TEST_KEY;
     aigw_provider claude http://127.0.0.1:$TEST_NGINX_MOCK_PORT/v1
                   format=anthropic key_env=AIGW_TEST_KEY;
-    aigw_provider role http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/firstat=1,first=3000/v1
-                  key_env=AIGW_TEST_KEY;
-    aigw_provider quick http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/firstat=1,first=300/v1
-                  key_env=AIGW_TEST_KEY;
-    aigw_provider ping http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/firstat=3,first=3000/v1
-                  format=anthropic key_env=AIGW_TEST_KEY;
-    aigw_provider rolecut http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/cut=1/v1
-                  key_env=AIGW_TEST_KEY;
-    aigw_provider empty http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/words=0/v1
-                  key_env=AIGW_TEST_KEY;
-    aigw_provider tool http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/tool/v1
-                  key_env=AIGW_TEST_KEY;
-    aigw_provider resplate http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/firstat=4,first=3000/v1
-                  key_env=AIGW_TEST_KEY;
-    aigw_provider late http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/first=1200/v1
-                  key_env=AIGW_TEST_KEY;
-    aigw_provider later http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/first=5000/v1
-                  key_env=AIGW_TEST_KEY;
-    aigw_provider silent http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/stall=0/v1
-                  key_env=AIGW_TEST_KEY;
-    aigw_provider claudesilent http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/stall=3/v1
-                  format=anthropic key_env=AIGW_TEST_KEY;
-    aigw_provider busy http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/delay=900,status=503/v1
-                  key_env=AIGW_TEST_KEY;
-    aigw_provider paced http://127.0.0.1:$TEST_NGINX_MOCK_PORT/fault/pace=800/v1
-                  key_env=AIGW_TEST_KEY;
-
     aigw_model fast ok:gpt-4o-mini;
     aigw_model haiku claude:claude-3-5-haiku;
-    aigw_model role role:gpt-4o-mini;
-    aigw_model quick quick:gpt-4o-mini;
-    aigw_model ping ping:claude-3-5-haiku;
-    aigw_model rolecut rolecut:gpt-4o-mini;
-    aigw_model empty empty:gpt-4o-mini;
-    aigw_model tool tool:gpt-4o-mini;
-    aigw_model late late:gpt-4o-mini;
-    aigw_model resplate resplate:gpt-4o-mini;
-    aigw_model later later:gpt-4o-mini;
-    aigw_model silent silent:gpt-4o-mini;
-    aigw_model claudesilent claudesilent:claude-3-5-haiku;
-    aigw_model busy busy:gpt-4o-mini;
-    aigw_model paced paced:gpt-4o-mini;
 
     aigw_route role-rescued role fast;
     aigw_route ping-rescued ping haiku;
@@ -87,6 +60,7 @@ our $Config = <<'_EOC_';
     }
 _EOC_
 
+every_block($HttpConfig, $Config);
 no_shuffle();
 run_tests();
 
@@ -94,8 +68,6 @@ __DATA__
 
 === TEST 1: the role chunk at once, the first token late: rescued, and the
 client gets one stream, from the second provider, with one role chunk
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /v1/chat/completions
 {"model":"role-rescued","stream":true,"messages":[{"role":"user","content":"hi"}]}
@@ -112,8 +84,6 @@ aigw: provider "role" failed for "role", falling back to "fast" of provider "ok"
 
 === TEST 2: message_start, content_block_start and ping at once, the first
 delta late: an Anthropic stream is rescued too
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /v1/messages
 {"model":"ping-rescued","stream":true,"max_tokens":50,"messages":[{"role":"user","content":"hi"}]}
@@ -130,8 +100,6 @@ aigw: provider "ping" failed for "ping", falling back to "haiku" of provider "cl
 
 === TEST 3: the role chunk at once, the first token within the timeout:
 the held role chunk goes out first, nothing is lost
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /v1/chat/completions
 {"model":"quick","stream":true,"messages":[{"role":"user","content":"one two three"}]}
@@ -147,8 +115,6 @@ qr/^o=complete s=200 a=1 p=quick$/
 
 === TEST 4: a stream cut after its role chunk only: the client had
 nothing yet, the next candidate answers
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /v1/chat/completions
 {"model":"cut-rescued","stream":true,"messages":[{"role":"user","content":"hi"}]}
@@ -163,8 +129,6 @@ aigw: provider "rolecut" failed for "rolecut", falling back to "fast" of provide
 
 === TEST 5: cut after the role chunk, no candidate left: an error status,
 not a stream that looks begun
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /v1/chat/completions
 {"model":"rolecut","stream":true,"messages":[{"role":"user","content":"hi"}]}
@@ -178,8 +142,6 @@ qr/^o=error s=502 a=1 p=rolecut$/
 
 === TEST 6: an answer without text: its finish chunk ends the wait, it is
 not held until the timeout
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /v1/chat/completions
 {"model":"empty","stream":true,"messages":[{"role":"user","content":"hi"}]}
@@ -194,8 +156,6 @@ qr/^o=complete s=200 a=1 p=empty$/
 
 
 === TEST 7: a tool call is content
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /v1/chat/completions
 {"model":"tool","stream":true,"messages":[{"role":"user","content":"weather"}],"tools":[{"type":"function","function":{"name":"get","parameters":{"type":"object"}}}]}
@@ -210,8 +170,6 @@ qr/^o=complete s=200 a=1 p=tool$/
 
 
 === TEST 8: keep-alives while the first token is late, then the answer
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /ka/v1/chat/completions
 {"model":"late","stream":true,"messages":[{"role":"user","content":"hi"}]}
@@ -233,8 +191,6 @@ the stream's status sent with a keep-alive
 
 === TEST 9: keep-alives, then no first token in time and no candidate
 left: the status went out, so the stream ends with its error event
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /ka/v1/chat/completions
 {"model":"silent","stream":true,"messages":[{"role":"user","content":"hi"}]}
@@ -253,8 +209,6 @@ keep-alive(s), which ends with an error event
 
 === TEST 10: keep-alives, then a rescue: the client's one stream goes on
 with the next candidate's answer
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /ka/v1/chat/completions
 {"model":"later-rescued","stream":true,"messages":[{"role":"user","content":"hi"}]}
@@ -272,8 +226,6 @@ aigw: provider "later" failed for "later", falling back to "fast" of provider "o
 
 === TEST 11: keep-alives, then an error status: not passed as a stream's
 body, the stream ends with its error event
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /ka/v1/chat/completions
 {"model":"busy","stream":true,"messages":[{"role":"user","content":"hi"}]}
@@ -290,8 +242,6 @@ aigw: provider "busy" answered 503, not a stream, to a stream the client has beg
 
 
 === TEST 12: an Anthropic client: keep-alives, then its error event
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /ka/v1/messages
 {"model":"claudesilent","stream":true,"max_tokens":50,"messages":[{"role":"user","content":"hi"}]}
@@ -307,8 +257,6 @@ qr/^o=timeout s=200 a=1 p=claudesilent$/
 
 === TEST 13: keep-alives in the long gaps of a slow stream, each between
 two events
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /ka/v1/chat/completions
 {"model":"paced","stream":true,"messages":[{"role":"user","content":"one two"}]}
@@ -327,8 +275,6 @@ qr/^o=complete s=200 a=1 p=paced$/
 === TEST 14: a Responses stream: response.created, .in_progress,
 .output_item.added and .content_part.added at once, the first
 output_text.delta late: rescued, one response.created to the client
---- http_config eval: $::HttpConfig
---- config eval: $::Config
 --- request
 POST /v1/responses
 {"model":"resp-rescued","stream":true,"input":"hi"}

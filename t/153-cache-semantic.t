@@ -15,48 +15,24 @@ use strict;
 use warnings;
 
 BEGIN { push @INC, 't/lib' }
-use AigwMock;
-use AigwNginx;
+use AigwFixture;
 
 use Test::More;
-use Digest::SHA qw(sha256_hex);
 use JSON::PP;
 use Time::HiRes qw(time);
 use POSIX ();
 
-my $module = (split ' ', ($ENV{TEST_NGINX_LOAD_MODULES} || ''))[0];
-
-plan skip_all => 'TEST_NGINX_LOAD_MODULES does not name the module'
-    unless $module;
-
-my $mock = $ENV{TEST_NGINX_MOCK_PORT};
-
-my $ngx = AigwNginx->new;
+my $ngx = suite_nginx();
 my $dir = $ngx->dir;
 my $port = $ngx->port;
+my $mock = mock_port();
 
-$ngx->write_file('conf/keys.json', JSON::PP->new->encode({ keys => [
-    { id => 'k_sem_acme', tenant => 'acme', hash => sha256_hex('sk-sem-acme') },
+$ngx->write_keys(
+    { id => 'k_sem_acme', tenant => 'acme', key => 'sk-sem-acme' },
     { id => 'k_sem_umbrella', tenant => 'umbrella',
-      hash => sha256_hex('sk-sem-umbrella') } ] }));
+      key => 'sk-sem-umbrella' });
 
-my $embed = <<"EOE";
-            internal;
-            proxy_pass_request_headers off;
-            proxy_set_header Content-Type application/json;
-            subrequest_output_buffer_size 64k;
-EOE
-
-$ngx->write_conf(<<"EOC");
-load_module $module;
-master_process off;
-daemon off;
-error_log $dir/logs/error.log info;
-pid $dir/logs/nginx.pid;
-events { worker_connections 64; }
-http {
-    client_body_temp_path $dir/body;
-    proxy_temp_path $dir/proxy;
+$ngx->write_http(<<"EOC", single => 1, connections => 64, access_log => 0);
     log_format c '\$uri \$aigw_cache_status \$status';
     access_log $dir/logs/access.log c;
     aigw_keys keys.json;
@@ -120,24 +96,18 @@ http {
             aigw_cache_semantic /_embed_bad;
             aigw_pass;
         }
-        location = /_embed {
-$embed            proxy_pass http://127.0.0.1:$mock/v1/embeddings;
-        }
-        location = /_embed_down {
-$embed            proxy_pass http://127.0.0.1:$mock/fault/status=500/v1/embeddings;
-        }
-        location = /_embed_slow {
-$embed            proxy_pass http://127.0.0.1:$mock/fault/delay=3000/v1/embeddings;
-            proxy_read_timeout 300ms;
-        }
-        location = /_embed_bad {
-$embed            proxy_pass http://127.0.0.1:$mock/fault/notjson/v1/embeddings;
-        }
+@{[ embed_location('/_embed', "http://127.0.0.1:$mock/v1/embeddings") ]}
+@{[ embed_location('/_embed_down',
+                   "http://127.0.0.1:$mock/fault/status=500/v1/embeddings") ]}
+@{[ embed_location('/_embed_slow',
+                   "http://127.0.0.1:$mock/fault/delay=3000/v1/embeddings",
+                   'proxy_read_timeout 300ms;') ]}
+@{[ embed_location('/_embed_bad',
+                   "http://127.0.0.1:$mock/fault/notjson/v1/embeddings") ]}
         location = /metrics {
             aigw_metrics;
         }
     }
-}
 EOC
 
 ok($ngx->start, 'nginx starts') or BAIL_OUT($ngx->start_error);
@@ -417,23 +387,12 @@ $ngx->stop;
 # neighbour's) for room; every request answered, no alert, a clean ASan.
 
 my $ngx2 = AigwNginx->new;
-my $dir2 = $ngx2->dir;
 my $port2 = $ngx2->port;
 
-$ngx2->write_file('conf/keys.json', JSON::PP->new->encode({ keys => [
-    { id => 'k_sem_acme', tenant => 'acme',
-      hash => sha256_hex('sk-sem-acme') } ] }));
+$ngx2->write_keys({ id => 'k_sem_acme', tenant => 'acme',
+                    key => 'sk-sem-acme' });
 
-$ngx2->write_conf(<<"EOC");
-load_module $module;
-worker_processes 2;
-error_log $dir2/logs/error.log info;
-pid $dir2/logs/nginx.pid;
-events { worker_connections 64; }
-http {
-    client_body_temp_path $dir2/body;
-    proxy_temp_path $dir2/proxy;
-    access_log off;
+$ngx2->write_http(<<"EOC", workers => 2, connections => 64);
     aigw_keys keys.json;
     aigw_cache_zone storm:384k;
     aigw_provider ok http://127.0.0.1:$mock/v1;
@@ -457,14 +416,11 @@ http {
             aigw_cache_semantic_model mock-semantic;
             aigw_pass;
         }
-        location = /_embed {
-$embed            proxy_pass http://127.0.0.1:$mock/v1/embeddings;
-        }
+@{[ embed_location('/_embed', "http://127.0.0.1:$mock/v1/embeddings") ]}
         location = /metrics {
             aigw_metrics;
         }
     }
-}
 EOC
 
 ok($ngx2->start, 'two workers: nginx starts') or BAIL_OUT($ngx2->start_error);

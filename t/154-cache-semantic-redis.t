@@ -10,53 +10,29 @@ use strict;
 use warnings;
 
 BEGIN { push @INC, 't/lib' }
-use AigwMock;
-use AigwNginx;
-use AigwRedis;
+use AigwFixture;
 
 use Test::More;
-use Digest::SHA qw(sha256_hex);
 use JSON::PP;
 use Time::HiRes qw(sleep time);
 
-my @ngx = (AigwNginx->new, AigwNginx->new);
-my $module = $ngx[0]->module;
-
-plan skip_all => 'TEST_NGINX_LOAD_MODULES does not name the module'
-    unless $module;
-plan skip_all => 'no /usr/bin/redis-server (Debian: redis-server)'
-    unless AigwRedis::available();
-
-my $mock = $ENV{TEST_NGINX_MOCK_PORT};
-
-my $redis = AigwRedis->new or BAIL_OUT('redis-server does not start');
+my @ngx = suite_nginx(2);
+my $mock = mock_port();
+my $redis = suite_redis();
 my $rport = $redis->port;
 
 for my $n (@ngx) {
-    my $dir = $n->dir;
-    my $port = $n->port;
+    $n->write_keys({ id => 'k_sem_r', tenant => 'acme',
+                     key => 'sk-sem-redis' });
 
-    $n->write_file('conf/keys.json', JSON::PP->new->encode({ keys => [
-        { id => 'k_sem_r', tenant => 'acme',
-          hash => sha256_hex('sk-sem-redis') } ] }));
-
-    $n->write_conf(<<"EOC");
-load_module $module;
-worker_processes 1;
-error_log $dir/logs/error.log info;
-pid $dir/logs/nginx.pid;
-events { worker_connections 256; }
-http {
-    client_body_temp_path $dir/body;
-    proxy_temp_path $dir/proxy;
-    access_log off;
+    $n->write_http(<<"EOC"
     aigw_keys keys.json;
     aigw_redis 127.0.0.1:$rport timeout=300ms;
     aigw_cache_zone cache:1m;
     aigw_provider ok http://127.0.0.1:$mock/v1;
     aigw_model m ok:gpt-4o;
     server {
-        listen 127.0.0.1:$port;
+        listen 127.0.0.1:@{[ $n->port ]};
         location /v1/ {
             aigw_cache on;
             aigw_cache_redis on;
@@ -64,16 +40,9 @@ http {
             aigw_cache_semantic_model mock-semantic;
             aigw_pass;
         }
-        location = /_embed {
-            internal;
-            proxy_pass http://127.0.0.1:$mock/v1/embeddings;
-            proxy_pass_request_headers off;
-            proxy_set_header Content-Type application/json;
-            subrequest_output_buffer_size 64k;
-        }
-    }
-}
 EOC
+        . embed_location('/_embed', "http://127.0.0.1:$mock/v1/embeddings")
+        . "    }\n");
 
     ok($n->start, 'nginx starts') or BAIL_OUT($n->start_error);
 }

@@ -9,61 +9,38 @@ use strict;
 use warnings;
 
 BEGIN { push @INC, 't/lib' }
-use AigwMock;
-
-use AigwNginx;
+use AigwFixture;
 
 use Test::More;
-use Digest::SHA qw(sha256_hex);
 use IO::Socket::INET;
 use POSIX qw(WNOHANG);
 use Time::HiRes qw(sleep time);
 
-my $ngx = AigwNginx->new;
+my $ngx = suite_nginx();
 my $dir = $ngx->dir;
 my $port = $ngx->port;
-my $module = $ngx->module;
+my $mock = mock_port();
 
-plan skip_all => 'TEST_NGINX_LOAD_MODULES does not name the module'
-    unless $module;
-
-my $mock = $ENV{TEST_NGINX_MOCK_PORT};
 my $cli = 'scripts/aigw-audit';
-my $audit = "$dir/audit";
-mkdir $audit or die;
-# the workers (nobody, when the tests run as root) reach the folder
-chmod 0755, $dir;
+my $audit = audit_setup($ngx);
 
 my $canary = 'CANARY-4f1e-prompt-text';
 my %keys = (acme => 'sk-aigw-audit-acme', lim => 'sk-aigw-audit-limited');
 
-$ngx->write_file('conf/keys.json',
-    sprintf('[{"id":"key_acme","hash":"%s","tenant":"acme","user":"alice"},'
-            . '{"id":"key_lim","hash":"%s","tenant":"globex",'
-            . '"limits":{"rpm":5}}]',
-            sha256_hex($keys{acme}), sha256_hex($keys{lim})));
+$ngx->write_keys(
+    { id => 'key_acme', tenant => 'acme', user => 'alice',
+      key => $keys{acme} },
+    { id => 'key_lim', tenant => 'globex', limits => { rpm => 5 },
+      key => $keys{lim} });
 $ngx->write_file('conf/hmac.key', "audit-hmac-key-0123456789abcdef\n");
 $ngx->write_file('conf/provider.key', 'sk-provider-audit');
 
-system("openssl genpkey -algorithm ed25519 -out $dir/conf/sign.pem "
-       . "2>/dev/null") == 0 or BAIL_OUT('openssl genpkey');
-system("openssl pkey -in $dir/conf/sign.pem -pubout -out $dir/sign.pub")
-    == 0 or BAIL_OUT('openssl pkey');
-system("openssl genpkey -algorithm ed25519 -out $dir/other.pem 2>/dev/null;"
-       . "openssl pkey -in $dir/other.pem -pubout -out $dir/other.pub");
+ed25519_key("$dir/other.pem", "$dir/other.pub");
 
 sub write_conf {
     my ($extra) = @_;
     $extra //= '';
-    $ngx->write_conf(<<"EOC");
-load_module $module;
-worker_processes 2;
-error_log $dir/logs/error.log info;
-pid $dir/logs/nginx.pid;
-events { worker_connections 256; }
-http {
-    access_log off;
-    client_body_temp_path $dir/body;
+    $ngx->write_http(<<"EOC", workers => 2);
     aigw_keys keys.json;
     aigw_audit $audit sign_key=sign.pem hmac_key=hmac.key
                origin=test.example/aigw node=node-a segment=64k $extra;
@@ -124,7 +101,6 @@ http {
             aigw_pass;
         }
     }
-}
 EOC
 }
 

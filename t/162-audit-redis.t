@@ -10,57 +10,34 @@ use strict;
 use warnings;
 
 BEGIN { push @INC, 't/lib' }
-use AigwMock;
-use AigwNginx;
-use AigwRedis;
+use AigwFixture;
 
 use Test::More;
-use Digest::SHA qw(sha256_hex hmac_sha256_hex);
+use Digest::SHA qw(hmac_sha256_hex);
 use Time::HiRes qw(sleep time);
 
-my $ngx = AigwNginx->new;
+my $ngx = suite_nginx();
 my $dir = $ngx->dir;
 my $port = $ngx->port;
-my $module = $ngx->module;
-
-plan skip_all => 'TEST_NGINX_LOAD_MODULES does not name the module'
-    unless $module;
-
-my $redis = AigwRedis->new(password => 'ship-redis-pass')
-    or plan skip_all => 'no redis-server';
+my $redis = suite_redis(password => 'ship-redis-pass');
 my $rport = $redis->port;
+my $mock = mock_port();
 
-my $mock = $ENV{TEST_NGINX_MOCK_PORT};
 my $cli = 'scripts/aigw-audit';
-my $audit = "$dir/audit";
-mkdir $audit or die;
-chmod 0755, $dir;
+my $audit = audit_setup($ngx);
 
 my $canary = 'CANARY-9d2c-shipped-prompt';
 my %keys = (acme => 'sk-aigw-ship-acme', globex => 'sk-aigw-ship-globex');
 
-$ngx->write_file('conf/keys.json',
-    sprintf('[{"id":"key_acme","hash":"%s","tenant":"acme","user":"alice"},'
-            . '{"id":"key_globex","hash":"%s","tenant":"globex"}]',
-            sha256_hex($keys{acme}), sha256_hex($keys{globex})));
+$ngx->write_keys(
+    { id => 'key_acme', tenant => 'acme', user => 'alice',
+      key => $keys{acme} },
+    { id => 'key_globex', tenant => 'globex', key => $keys{globex} });
 $ngx->write_file('conf/provider.key', 'sk-provider-ship');
 my $hkey = 'ship-hmac-key-0123456789abcdef';
 $ngx->write_file('conf/hmac.key', "$hkey\n");
 
-system("openssl genpkey -algorithm ed25519 -out $dir/conf/sign.pem "
-       . "2>/dev/null") == 0 or BAIL_OUT('openssl genpkey');
-system("openssl pkey -in $dir/conf/sign.pem -pubout -out $dir/sign.pub")
-    == 0 or BAIL_OUT('openssl pkey');
-
-$ngx->write_conf(<<"EOC");
-load_module $module;
-worker_processes 2;
-error_log $dir/logs/error.log info;
-pid $dir/logs/nginx.pid;
-events { worker_connections 256; }
-http {
-    access_log off;
-    client_body_temp_path $dir/body;
+$ngx->write_http(<<"EOC", workers => 2);
     aigw_keys keys.json;
     aigw_audit $audit sign_key=sign.pem origin=ship.example/aigw
                segment=16k flush=50ms redis=on hmac_key=hmac.key;
@@ -78,7 +55,6 @@ http {
             aigw_pass;
         }
     }
-}
 EOC
 
 # the configuration hash covers the files included, in nginx's order

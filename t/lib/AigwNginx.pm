@@ -5,7 +5,10 @@ package AigwNginx;
 # Test::Nginx format does not give):
 #
 #   my $ngx = AigwNginx->new;             # a prefix and a free port
+#                                         # (AigwPort: the run's own)
 #   $ngx->write_conf($text);              # conf/nginx.conf, from main level
+#   $ngx->write_http($text, workers => 2);  # or the http block's lines
+#   $ngx->write_keys({ id => 'k', tenant => 't', key => 'sk-k' }, ...);
 #   $ngx->start or BAIL_OUT(...);         # as configured: daemon or not
 #   my $res = $ngx->request('POST', '/v1/chat/completions',
 #                           { Authorization => 'Bearer k' }, $body);
@@ -29,11 +32,15 @@ use strict;
 use warnings;
 
 use Config ();
+use Digest::SHA ();
+use JSON::PP ();
 use File::Temp qw(tempdir);
 use IO::Socket::INET;
 use POSIX qw(WNOHANG);
 use Scalar::Util qw(weaken);
 use Time::HiRes qw(sleep time);
+
+use AigwPort;
 
 # every instance that may have an nginx running, stopped at exit and on
 # a signal by the process that created it (not by a forked child)
@@ -60,12 +67,8 @@ for my $sig (qw(INT TERM HUP)) {
     };
 }
 
-sub free_port {
-    my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1',
-                                  LocalPort => 0)
-        or die "no free port: $!";
-    return $s->sockport;
-}
+# the suite run's own block of ports where it has one (AigwPort)
+sub free_port { AigwPort::free_port() }
 
 sub new {
     my ($class) = @_;
@@ -105,6 +108,43 @@ sub write_conf {
     $self->write_file('conf/nginx.conf', $text);
 }
 
+# nginx.conf from the http block's own lines: the module, the logs, the
+# pid and the temporary folders in the prefix, around them.
+#   workers => N (1), or single => 1 (no master, not a daemon);
+#   connections => N (256); access_log => 0: none written here
+sub write_http {
+    my ($self, $http, %opt) = @_;
+    my $dir = $self->{dir};
+    my $main = $opt{single} ? "master_process off;\ndaemon off;\n"
+                            : 'worker_processes ' . ($opt{workers} // 1)
+                              . ";\n";
+
+    $self->write_conf("load_module $self->{module};\n" . $main
+        . "error_log $dir/logs/error.log info;\n"
+        . "pid $dir/logs/nginx.pid;\n"
+        . 'events { worker_connections ' . ($opt{connections} // 256)
+        . "; }\n"
+        . "http {\n"
+        . "    client_body_temp_path $dir/body;\n"
+        . "    proxy_temp_path $dir/proxy;\n"
+        . (($opt{access_log} // 1) ? "    access_log off;\n" : '')
+        . $http
+        . "}\n");
+}
+
+# conf/keys.json (aigw_keys) from { id, tenant, key => 'sk-...', ... }:
+# the key's SHA-256 in place of the key
+sub write_keys {
+    my ($self, @keys) = @_;
+    my @out = map {
+        my %k = %$_;
+        $k{hash} = Digest::SHA::sha256_hex(delete $k{key});
+        \%k;
+    } @keys;
+    $self->write_file('conf/keys.json',
+                      JSON::PP->new->canonical->encode({ keys => \@out }));
+}
+
 # starts nginx; with "daemon off" in the configuration it runs as a child
 sub start {
     my ($self) = @_;
@@ -138,13 +178,19 @@ sub start {
         }
     }
 
-    # a daemon: its master is known by its pid file, kept from now on
+    # a daemon: its master is known by its pid file, kept from now on.
+    # nginx writes its pid file once its sockets are bound: before that,
+    # what answers on the port may be another process (a child's nginx
+    # tries to bind for seconds before it gives up).
     my $deadline = time + 10;
     while (time < $deadline) {
         if (!$self->{child} && !$self->{master}) {
             $self->{master} = $self->master_pid;
         }
-        return 1 if ($self->{child} || $self->{master})
+        my $ours = $self->{master}
+                   || ($self->{child}
+                       && ($self->master_pid // 0) == $self->{child});
+        return 1 if $ours
                     && IO::Socket::INET->new(
                            PeerAddr => "127.0.0.1:$self->{port}");
         if ($self->{child} && waitpid($self->{child}, WNOHANG)) {

@@ -22,17 +22,14 @@ use POSIX qw(WNOHANG);
 use Scalar::Util qw(weaken);
 use Time::HiRes qw(sleep);
 
+use AigwPort;
+
 my $server = $ENV{AIGW_REDIS_SERVER} || '/usr/bin/redis-server';
 my %live;      # pid => object (a weak reference), for END
 
 sub available { return -x $server }
 
-sub free_port {
-    my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1',
-                                  LocalPort => 0)
-        or die "no free port: $!";
-    return $s->sockport;
-}
+sub free_port { AigwPort::free_port() }
 
 sub new {
     my ($class, %opt) = @_;
@@ -78,9 +75,12 @@ sub start {
     $live{$pid} = $self;
     weaken $live{$pid};
 
+    # ours, not another run's redis-server that holds the port: its
+    # process_id (a server that cannot bind exits, but not at once)
     for (1 .. 200) {
-        my $r = $self->cmd('PING');
-        return 1 if defined $r && $r =~ /^\+PONG|^-NOAUTH/;
+        my $r = $self->cmd('INFO', 'server');
+        return 1 if defined $r && $r =~ /^process_id:(\d+)\r?$/m
+                    && $1 == $pid;
         if (waitpid($pid, WNOHANG)) {
             delete $live{$pid};
             delete $self->{pid};

@@ -8,6 +8,12 @@
 # Every fault test of the SDK suites is pointed at a model whose provider is
 # the mock with that fault, so the official SDKs parse each answer and each
 # error the gateway gives, streams included.
+#
+# The gateway listens on AIGW_SDK_PORT when set (ctest gives it, as it gives
+# the suites theirs), else on a port the kernel found free.  A port can be
+# taken by another run between that choice and nginx's bind: nginx then
+# fails with "Address already in use", and is started again on another
+# free port, at most AIGW_SDK_PORT_TRIES (5) times in all.
 
 set -euo pipefail
 
@@ -75,7 +81,6 @@ for _ in $(seq 1 100); do
 done
 [ -n "$mport" ] || { echo "gateway.sh: mock did not start" >&2; exit 1; }
 
-gport="$(free_port)"
 mock="http://127.0.0.1:$mport"
 
 # one provider per fault: "NAME OPTIONS" for each wire format
@@ -94,6 +99,9 @@ anthropic_faults=(
     "STALL stall=2"
 )
 
+# write_conf PORT: the gateway's nginx.conf, listening on PORT
+write_conf() {
+local gport=$1
 {
     echo "load_module $module;"
     echo "error_log $prefix/logs/error.log info;"
@@ -165,15 +173,44 @@ anthropic_faults=(
     echo "  }"
     echo "}"
 } > "$prefix/conf/nginx.conf"
+}
 
 export AIGW_SDK_PROVIDER_KEY=sk-aigw-sdk-provider
-"$nginx" -p "$prefix" -c conf/nginx.conf
 
-for _ in $(seq 1 50); do
+# A daemon nginx exits 0 only once its listening socket is bound: the port
+# is ours then.  One taken meanwhile is an "Address already in use" exit.
+tries="${AIGW_SDK_PORT_TRIES:-5}"
+gport="${AIGW_SDK_PORT:-}"
+for try in $(seq 1 "$tries"); do
+    [ -n "$gport" ] || gport="$(free_port)"
+    write_conf "$gport"
+    rc=0
+    "$nginx" -p "$prefix" -c conf/nginx.conf 2> "$prefix/logs/start.err" \
+        || rc=$?
+    [ "$rc" -eq 0 ] && break
+    if ! grep -q 'Address already in use' "$prefix/logs/start.err" \
+        || [ "$try" -eq "$tries" ]
+    then
+        echo "gateway.sh: nginx did not start on port $gport:" >&2
+        cat "$prefix/logs/start.err" >&2
+        exit 1
+    fi
+    echo "gateway.sh: port $gport is taken, trying another" >&2
+    # its [emerg] lines are not the run's: the log is checked at the end
+    rm -f "$prefix/logs/error.log"
+    gport=
+done
+
+# the daemon writes its pid file after the fork: waited for, bounded
+for _ in $(seq 1 100); do
     [ -s "$prefix/logs/nginx.pid" ] && break
     sleep 0.1
 done
-master="$(cat "$prefix/logs/nginx.pid" 2>/dev/null)"
+master="$(cat "$prefix/logs/nginx.pid" 2>/dev/null || true)"
+if [ -z "$master" ]; then
+    echo "gateway.sh: nginx wrote no pid file" >&2
+    exit 1
+fi
 
 export AIGW_TARGET=gateway
 export AIGW_BASE_URL="http://127.0.0.1:$gport/v1"

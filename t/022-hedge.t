@@ -2,7 +2,7 @@
 # to the next candidate, without the first ending; whichever has its
 # first token first serves, the other is closed and metered: pt= is the
 # winner's prompt tokens (the mock's: 1 for "hi") and the loser's,
-# estimated (2).
+# estimated (2); cost= prices each at its own model's prices.
 
 BEGIN { push @INC, 't/lib' }
 use AigwMock;
@@ -44,6 +44,11 @@ our $HttpConfig = outcome_log('pt=$aigw_prompt_tokens')
     aigw_route reset-late reset hedgelate;
     aigw_route slow-soon slow soon;
     aigw_route slow-sooncut-fast slow sooncut fast;
+
+    aigw_model slow-priced slow:gpt-4o-mini input=1000000 output=1000000;
+    aigw_route priced-fast slow-priced fast;
+    aigw_route soon-priced soon slow-priced;
+    log_format cost 'o=$aigw_outcome pt=$aigw_prompt_tokens cost=$aigw_cost';
 _EOC_
 
 # a whole OpenAI stream, from one provider: one role chunk, one end
@@ -102,6 +107,12 @@ our $Config = <<'_EOC_';
         aigw_first_token_timeout 5s;
         aigw_hedge 300ms;
         aigw_stream_resume on;
+        aigw_pass;
+    }
+    location /cost/v1/ {
+        access_log logs/access.log cost;
+        aigw_first_token_timeout 5s;
+        aigw_hedge 300ms;
         aigw_pass;
     }
     location /nohedge/v1/ {
@@ -399,3 +410,30 @@ qr/^o=(?!resumed)\w+ s=200 a=2 p=sooncut /
 --- error_log
 had its first token first
 --- timeout: 4
+
+
+
+=== TEST 20: the loser is priced at its own model's prices: the first
+attempt's model ($1 a token) left with its 2 estimated prompt tokens,
+the hedge's model free
+--- request
+POST /cost/v1/chat/completions
+{"model":"priced-fast","stream":true,"messages":[{"role":"user","content":"hi"}]}
+--- response_body_like eval: $::OneStream
+--- access_log eval
+qr/^o=hedged pt=3 cost=2\.000000$/
+--- timeout: 2
+
+
+
+=== TEST 21: and the hedge that lost, priced ($1 a token), when the
+first attempt's free model served
+--- request
+POST /cost/v1/chat/completions
+{"model":"soon-priced","stream":true,"messages":[{"role":"user","content":"hi"}]}
+--- response_body_like eval
+qr/^data: \{"id":"chatcmpl-(?s:.)*data: \[DONE\]\n\n$/
+--- access_log eval
+qr/^o=complete pt=3 cost=2\.000000$/
+--- timeout: 3
+

@@ -456,6 +456,19 @@ ngx_http_aigw_upstream_process_header(ngx_http_request_t *r)
             }
 
             /*
+             * a status upstream moves on from: a hedge under way goes on
+             * in its place, after aigw_next_upstream_timeout too, as in
+             * free_peer (upstream tests the timeout before that)
+             */
+
+            if (ctx->hedge
+                && (u->headers_in.status_n >= NGX_HTTP_INTERNAL_SERVER_ERROR
+                    || u->headers_in.status_n == NGX_HTTP_TOO_MANY_REQUESTS))
+            {
+                ngx_http_aigw_hedge_keep(r, ctx);
+            }
+
+            /*
              * nginx's next_upstream knows 500, 502, 503, 504 and 429; any
              * other 5xx moves on too while a candidate is left
              */

@@ -21,7 +21,8 @@ our $HttpConfig = outcome_log('pt=$aigw_prompt_tokens')
           reset      => 'delay=600,reset',
           hedgelate  => 'first=1200',
           slow2      => 'first=2500',
-          sooncut    => 'first=400,cut=3,chars=5')
+          sooncut    => 'first=400,cut=3,chars=5',
+          busylate   => 'delay=700,status=503')
     . <<'_EOC_';
     aigw_provider ok http://127.0.0.1:$TEST_NGINX_MOCK_PORT/v1
                   key_env=AIGW_TEST_KEY;
@@ -42,6 +43,7 @@ our $HttpConfig = outcome_log('pt=$aigw_prompt_tokens')
     aigw_route soon-slow soon slow;
     aigw_route soon-busy soon busy;
     aigw_route reset-late reset hedgelate;
+    aigw_route busylate-late busylate hedgelate;
     aigw_route slow-soon slow soon;
     aigw_route slow-sooncut-fast slow sooncut fast;
 
@@ -382,7 +384,22 @@ the hedge on "hedgelate" goes on in its place
 
 
 
-=== TEST 18: the hedge that won is cut: without
+=== TEST 18: the first attempt answers 503 after
+aigw_next_upstream_timeout while the hedge runs: the hedge goes on in
+its place, the 503 is not the answer
+--- request
+POST /nut/v1/chat/completions
+{"model":"busylate-late","stream":true,"messages":[{"role":"user","content":"hi"}]}
+--- response_body_like eval: $::OneStream
+--- access_log eval
+qr/^o=complete s=200 a=2 p=hedgelate pt=1$/
+--- error_log
+the hedge on "hedgelate" goes on in its place
+--- timeout: 3
+
+
+
+=== TEST 19: the hedge that won is cut: without
 aigw_next_upstream_timeout the stream is resumed on the next model
 --- request
 POST /resume/v1/chat/completions
@@ -398,7 +415,7 @@ resumed on the next model
 
 
 
-=== TEST 19: the same after aigw_next_upstream_timeout: the hedge was
+=== TEST 20: the same after aigw_next_upstream_timeout: the hedge was
 served, but the resume is a new attempt, which the timeout still stops
 --- request
 POST /nutr/v1/chat/completions
@@ -413,7 +430,7 @@ had its first token first
 
 
 
-=== TEST 20: the loser is priced at its own model's prices: the first
+=== TEST 21: the loser is priced at its own model's prices: the first
 attempt's model ($1 a token) left with its 2 estimated prompt tokens,
 the hedge's model free
 --- request
@@ -426,7 +443,7 @@ qr/^o=hedged pt=3 cost=2\.000000$/
 
 
 
-=== TEST 21: and the hedge that lost, priced ($1 a token), when the
+=== TEST 22: and the hedge that lost, priced ($1 a token), when the
 first attempt's free model served
 --- request
 POST /cost/v1/chat/completions

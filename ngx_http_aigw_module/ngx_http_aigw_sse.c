@@ -37,6 +37,7 @@ static ngx_inline u_char *ngx_http_aigw_sse_eol(ngx_http_aigw_sse_parser_t *p,
     u_char *s, u_char *last);
 #if (NGX_HTTP_AIGW_SSE_AVX2)
 static u_char *ngx_http_aigw_sse_eol_avx2(u_char *s, u_char *last);
+static ngx_int_t ngx_http_aigw_sse_clean_avx2(u_char *s, u_char *last);
 #endif
 static void ngx_http_aigw_sse_field(ngx_http_aigw_sse_parser_t *p);
 static void ngx_http_aigw_sse_value(ngx_http_aigw_sse_parser_t *p, u_char *s,
@@ -344,6 +345,58 @@ again:
 
 
 ngx_int_t
+ngx_http_aigw_sse_one(ngx_http_aigw_sse_parser_t *p, u_char *pos,
+    u_char *last, ngx_http_aigw_sse_event_t *ev)
+{
+    u_char  *s, *e;
+
+    /* between events: the parser's sw_line, 3, nothing of an event seen */
+
+    if (p->state != 3 || p->has_data || p->event_len
+        || last - pos < 7 || last[-1] != LF || last[-2] != LF
+        || ngx_memcmp(pos, "data:", 5) != 0)
+    {
+        return NGX_DECLINED;
+    }
+
+    s = pos + 5;
+    e = last - 2;
+
+    if (s < e && *s == ' ') {
+        s++;
+    }
+
+    if ((size_t) (e - s) > p->size) {
+        return NGX_DECLINED;
+    }
+
+    /* filled before it is known to be one: the scan is then a tail call */
+
+    ev->event.data = p->event;
+    ev->event.len = 0;
+    ev->data.data = s;
+    ev->data.len = e - s;
+    ev->done = (e - s == sizeof(ngx_http_aigw_sse_done) - 1
+                && ngx_memcmp(s, ngx_http_aigw_sse_done,
+                              sizeof(ngx_http_aigw_sse_done) - 1)
+                   == 0);
+    ev->truncated = 0;
+
+    /* the line ends at e, the blank line after it, if no LF or CR before */
+
+#if (NGX_HTTP_AIGW_SSE_AVX2)
+
+    if (p->avx2) {
+        return ngx_http_aigw_sse_clean_avx2(s, e);
+    }
+
+#endif
+
+    return (ngx_http_aigw_sse_eol(p, s, e) == e) ? NGX_OK : NGX_DECLINED;
+}
+
+
+ngx_int_t
 ngx_http_aigw_sse_finish(ngx_http_aigw_sse_parser_t *p,
     ngx_http_aigw_sse_event_t *ev)
 {
@@ -505,6 +558,72 @@ ngx_http_aigw_sse_eol_avx2(u_char *s, u_char *last)
     }
 
     return last;
+}
+
+
+/*
+ * NGX_OK if [s, last) holds no LF and no CR, else NGX_DECLINED: the
+ * same compares as above, 128
+ * bytes a step, but no early exit, the results or'ed and looked at once
+ * at the end, as in a whole event nearly always none is found.  The last
+ * 32 bytes are read from last - 32, again over bytes read before if need
+ * be.
+ */
+
+__attribute__((target("avx2")))
+static ngx_int_t
+ngx_http_aigw_sse_clean_avx2(u_char *s, u_char *last)
+{
+    __m256i  t, a, b, c, d, acc;
+
+    if (last - s < 32) {
+        while (s < last) {
+            if (*s == LF || *s == CR) {
+                return NGX_DECLINED;
+            }
+
+            s++;
+        }
+
+        return NGX_OK;
+    }
+
+    t = _mm256_setr_epi8(-128, -128, -128, -128, -128, -128, -128, -128,
+                         -128, -128, LF, -128, -128, CR, -128, -128,
+                         -128, -128, -128, -128, -128, -128, -128, -128,
+                         -128, -128, LF, -128, -128, CR, -128, -128);
+
+    acc = _mm256_setzero_si256();
+
+    while (last - s > 128) {
+        a = _mm256_loadu_si256((const __m256i_u *) s);
+        b = _mm256_loadu_si256((const __m256i_u *) (s + 32));
+        c = _mm256_loadu_si256((const __m256i_u *) (s + 64));
+        d = _mm256_loadu_si256((const __m256i_u *) (s + 96));
+
+        a = _mm256_cmpeq_epi8(_mm256_shuffle_epi8(t, a), a);
+        b = _mm256_cmpeq_epi8(_mm256_shuffle_epi8(t, b), b);
+        c = _mm256_cmpeq_epi8(_mm256_shuffle_epi8(t, c), c);
+        d = _mm256_cmpeq_epi8(_mm256_shuffle_epi8(t, d), d);
+
+        acc = _mm256_or_si256(acc, _mm256_or_si256(_mm256_or_si256(a, b),
+                                                   _mm256_or_si256(c, d)));
+        s += 128;
+    }
+
+    while (last - s > 32) {
+        a = _mm256_loadu_si256((const __m256i_u *) s);
+        a = _mm256_cmpeq_epi8(_mm256_shuffle_epi8(t, a), a);
+        acc = _mm256_or_si256(acc, a);
+
+        s += 32;
+    }
+
+    a = _mm256_loadu_si256((const __m256i_u *) (last - 32));
+    a = _mm256_cmpeq_epi8(_mm256_shuffle_epi8(t, a), a);
+    acc = _mm256_or_si256(acc, a);
+
+    return (_mm256_movemask_epi8(acc) == 0) ? NGX_OK : NGX_DECLINED;
 }
 
 #endif

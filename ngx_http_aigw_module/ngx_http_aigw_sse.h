@@ -28,6 +28,19 @@
  */
 
 
+/*
+ * For a function of the rare events next to a stream's per-event code:
+ * kept out of line, it leaves the hot caller without the stack frame
+ * (saved registers, stack protector) it would need
+ */
+
+#if (defined __GNUC__)
+#define NGX_HTTP_AIGW_OUT_OF_LINE  __attribute__((noinline))
+#else
+#define NGX_HTTP_AIGW_OUT_OF_LINE
+#endif
+
+
 /* "content_block_delta" is the longest name a provider sends today */
 #define NGX_HTTP_AIGW_SSE_EVENT_LEN  64
 
@@ -105,6 +118,17 @@ ngx_http_aigw_sse_parse(ngx_http_aigw_sse_parser_t *p, u_char **pos,
 
     return ngx_http_aigw_sse_parse_bytes(p, pos, last, ev);
 }
+
+/*
+ * The event of nearly every read of a paced stream: [pos, last) is one
+ * whole event of one data line, "data:[ ]X\n\n", and the parser is
+ * between events.  NGX_OK: *ev filled as ngx_http_aigw_sse_parse()
+ * would, the parser left as it would leave it; NGX_DECLINED: anything
+ * else, the parser unchanged (not *ev), the bytes are for
+ * ngx_http_aigw_sse_parse().
+ */
+ngx_int_t ngx_http_aigw_sse_one(ngx_http_aigw_sse_parser_t *p, u_char *pos,
+    u_char *last, ngx_http_aigw_sse_event_t *ev);
 
 /*
  * End of stream: returns NGX_OK with a pending event if the stream ended

@@ -16,6 +16,8 @@ static ngx_int_t ngx_http_aigw_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
 static ngx_int_t ngx_http_aigw_error_filter(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_chain_t *in) NGX_HTTP_AIGW_OUT_OF_LINE;
+static ngx_int_t ngx_http_aigw_sse_pass(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_chain_t *in);
 static ngx_int_t ngx_http_aigw_sse_rewrite(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_chain_t *in);
 static ngx_int_t ngx_http_aigw_sse_start(ngx_http_request_t *r,
@@ -30,7 +32,7 @@ static ngx_int_t ngx_http_aigw_sse_hold(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, u_char *data, size_t len);
 static void ngx_http_aigw_sse_update(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_chain_t *out);
-static ngx_uint_t ngx_http_aigw_sse_event(ngx_http_request_t *r,
+static ngx_inline ngx_uint_t ngx_http_aigw_sse_event(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_sse_event_t *ev);
 static void ngx_http_aigw_sse_end(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx);
@@ -219,7 +221,7 @@ ngx_http_aigw_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         }
 
         if (ctx->cache == NULL) {
-            return ngx_http_aigw_sse_rewrite(r, ctx, in);
+            return ngx_http_aigw_sse_pass(r, ctx, in);
         }
 
         /* a stream the cache keeps: its bytes, then its end */
@@ -228,7 +230,7 @@ ngx_http_aigw_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
             return NGX_ERROR;
         }
 
-        rc = ngx_http_aigw_sse_rewrite(r, ctx, in);
+        rc = ngx_http_aigw_sse_pass(r, ctx, in);
 
         ngx_http_aigw_cache_stream_end(r, ctx);
 
@@ -279,6 +281,44 @@ ngx_http_aigw_error_filter(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * The way most reads of a stream come: one buffer of one whole event,
+ * nothing held from earlier reads, nothing of the filter's waiting to be
+ * sent.  The buffer goes on as it is, or is withheld; anything else is
+ * for ngx_http_aigw_sse_rewrite().
+ */
+
+static ngx_int_t
+ngx_http_aigw_sse_pass(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
+    ngx_chain_t *in)
+{
+    ngx_buf_t  *b;
+
+    if (in == NULL || in->next || ctx->pending_len || ctx->busy) {
+        return ngx_http_aigw_sse_rewrite(r, ctx, in);
+    }
+
+    b = in->buf;
+
+    /* the event in the ctx, not on the stack: the calls below are jumps */
+
+    if (!ngx_buf_in_memory(b) || b->last_buf
+        || ngx_http_aigw_sse_one(&ctx->sse, b->pos, b->last, &ctx->sse_ev)
+           != NGX_OK)
+    {
+        return ngx_http_aigw_sse_rewrite(r, ctx, in);
+    }
+
+    if (ngx_http_aigw_sse_event(r, ctx, &ctx->sse_ev) && ctx->hide_usage) {
+        /* withheld: nothing goes out, as sse_rewrite() would do it */
+        b->pos = b->last;
+        return NGX_OK;
+    }
+
+    return ngx_http_aigw_sse_next(r, ctx, in);
 }
 
 
@@ -730,7 +770,7 @@ ngx_http_aigw_sse_update(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
 
 /* what the gateway does with one event; 1 if the client must not get it */
 
-static ngx_uint_t
+static ngx_inline ngx_uint_t
 ngx_http_aigw_sse_event(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     ngx_http_aigw_sse_event_t *ev)
 {

@@ -367,6 +367,9 @@ struct ngx_http_aigw_ctx_s {
     u_char                        *sse_buf;
     ngx_uint_t                     sse_events;
 
+    /* stream hot path (filter.c): the event at hand, off the stack */
+    ngx_http_aigw_sse_event_t      sse_ev;
+
     const char                    *error_code;
     ngx_str_t                      error_message;
     ngx_str_t                      error_body; /* replaces nginx's page */

@@ -39,6 +39,8 @@ static ngx_inline u_char *ngx_http_aigw_sse_eol(ngx_http_aigw_sse_parser_t *p,
 static u_char *ngx_http_aigw_sse_eol_avx2(u_char *s, u_char *last);
 static ngx_int_t ngx_http_aigw_sse_clean_avx2(u_char *s, u_char *last);
 #endif
+static ngx_int_t ngx_http_aigw_sse_clean_scan(ngx_http_aigw_sse_parser_t *p,
+    u_char *s, u_char *last) NGX_HTTP_AIGW_OUT_OF_LINE;
 static void ngx_http_aigw_sse_field(ngx_http_aigw_sse_parser_t *p);
 static void ngx_http_aigw_sse_value(ngx_http_aigw_sse_parser_t *p, u_char *s,
     size_t n);
@@ -345,54 +347,29 @@ again:
 
 
 ngx_int_t
-ngx_http_aigw_sse_one(ngx_http_aigw_sse_parser_t *p, u_char *pos,
-    u_char *last, ngx_http_aigw_sse_event_t *ev)
+ngx_http_aigw_sse_clean(ngx_http_aigw_sse_parser_t *p, u_char *s,
+    u_char *last)
 {
-    u_char  *s, *e;
-
-    /* between events: the parser's sw_line, 3, nothing of an event seen */
-
-    if (p->state != 3 || p->has_data || p->event_len
-        || last - pos < 7 || last[-1] != LF || last[-2] != LF
-        || ngx_memcmp(pos, "data:", 5) != 0)
-    {
-        return NGX_DECLINED;
-    }
-
-    s = pos + 5;
-    e = last - 2;
-
-    if (s < e && *s == ' ') {
-        s++;
-    }
-
-    if ((size_t) (e - s) > p->size) {
-        return NGX_DECLINED;
-    }
-
-    /* filled before it is known to be one: the scan is then a tail call */
-
-    ev->event.data = p->event;
-    ev->event.len = 0;
-    ev->data.data = s;
-    ev->data.len = e - s;
-    ev->done = (e - s == sizeof(ngx_http_aigw_sse_done) - 1
-                && ngx_memcmp(s, ngx_http_aigw_sse_done,
-                              sizeof(ngx_http_aigw_sse_done) - 1)
-                   == 0);
-    ev->truncated = 0;
-
-    /* the line ends at e, the blank line after it, if no LF or CR before */
-
 #if (NGX_HTTP_AIGW_SSE_AVX2)
 
     if (p->avx2) {
-        return ngx_http_aigw_sse_clean_avx2(s, e);
+        return ngx_http_aigw_sse_clean_avx2(s, last);
     }
 
 #endif
 
-    return (ngx_http_aigw_sse_eol(p, s, e) == e) ? NGX_OK : NGX_DECLINED;
+    return ngx_http_aigw_sse_clean_scan(p, s, last);
+}
+
+
+/* out of line: the AVX2 path above is then a jump, with no stack frame */
+
+static ngx_int_t
+ngx_http_aigw_sse_clean_scan(ngx_http_aigw_sse_parser_t *p, u_char *s,
+    u_char *last)
+{
+    return (ngx_http_aigw_sse_eol(p, s, last) == last) ? NGX_OK
+                                                        : NGX_DECLINED;
 }
 
 

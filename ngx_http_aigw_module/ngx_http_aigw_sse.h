@@ -119,16 +119,57 @@ ngx_http_aigw_sse_parse(ngx_http_aigw_sse_parser_t *p, u_char **pos,
     return ngx_http_aigw_sse_parse_bytes(p, pos, last, ev);
 }
 
+/* NGX_OK if [s, last) holds no LF and no CR, else NGX_DECLINED */
+ngx_int_t ngx_http_aigw_sse_clean(ngx_http_aigw_sse_parser_t *p, u_char *s,
+    u_char *last);
+
 /*
  * The event of nearly every read of a paced stream: [pos, last) is one
  * whole event of one data line, "data:[ ]X\n\n", and the parser is
- * between events.  NGX_OK: *ev filled as ngx_http_aigw_sse_parse()
- * would, the parser left as it would leave it; NGX_DECLINED: anything
- * else, the parser unchanged (not *ev), the bytes are for
- * ngx_http_aigw_sse_parse().
+ * between events (its sw_line, 3, nothing of an event seen).  NGX_OK:
+ * *ev filled as ngx_http_aigw_sse_parse() would, the parser left as it
+ * would leave it; NGX_DECLINED: anything else, the parser unchanged (not
+ * *ev), the bytes are for ngx_http_aigw_sse_parse().  Inline: a few
+ * compares, then the line's scan.
  */
-ngx_int_t ngx_http_aigw_sse_one(ngx_http_aigw_sse_parser_t *p, u_char *pos,
-    u_char *last, ngx_http_aigw_sse_event_t *ev);
+
+static ngx_inline ngx_int_t
+ngx_http_aigw_sse_one(ngx_http_aigw_sse_parser_t *p, u_char *pos,
+    u_char *last, ngx_http_aigw_sse_event_t *ev)
+{
+    u_char  *s, *e;
+
+    if (p->state != 3 || p->has_data || p->event_len
+        || last - pos < 7 || last[-1] != LF || last[-2] != LF
+        || ngx_memcmp(pos, "data:", 5) != 0)
+    {
+        return NGX_DECLINED;
+    }
+
+    s = pos + 5;
+    e = last - 2;
+
+    if (s < e && *s == ' ') {
+        s++;
+    }
+
+    if ((size_t) (e - s) > p->size) {
+        return NGX_DECLINED;
+    }
+
+    /* filled before it is known to be one: the scan is then a tail call */
+
+    ev->event.data = p->event;
+    ev->event.len = 0;
+    ev->data.data = s;
+    ev->data.len = e - s;
+    ev->done = (e - s == 6 && ngx_memcmp(s, "[DONE]", 6) == 0);
+    ev->truncated = 0;
+
+    /* the line ends at e, the blank line after it, if no LF or CR before */
+
+    return ngx_http_aigw_sse_clean(p, s, e);
+}
 
 /*
  * End of stream: returns NGX_OK with a pending event if the stream ended

@@ -870,6 +870,20 @@ ngx_http_aigw_sse_translate(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
         if (ngx_buf_in_memory(cl->buf)) {
             pos = cl->buf->pos;
 
+            /* a read of one whole event: no parser loop */
+
+            if (ngx_http_aigw_sse_one(&ctx->sse, pos, cl->buf->last, &ev)
+                == NGX_OK)
+            {
+                if (ngx_http_aigw_sse_translated(r, ctx, &ev, &ll)
+                    != NGX_OK)
+                {
+                    return NGX_ERROR;
+                }
+
+                pos = cl->buf->last;
+            }
+
             while (ngx_http_aigw_sse_parse(&ctx->sse, &pos, cl->buf->last,
                                            &ev)
                    == NGX_OK)

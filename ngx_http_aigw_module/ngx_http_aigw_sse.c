@@ -346,6 +346,44 @@ again:
 }
 
 
+/*
+ * "event:[ ]NAME\n", then the data line: the name whole in the buffer,
+ * no longer than the parser keeps (a longer one is truncated there)
+ */
+
+ngx_int_t
+ngx_http_aigw_sse_one_event(ngx_http_aigw_sse_parser_t *p, u_char *pos,
+    u_char *last, ngx_http_aigw_sse_event_t *ev)
+{
+    u_char  *s, *n;
+
+    if (last - pos < 6 + 7 || ngx_memcmp(pos, "event:", 6) != 0) {
+        return NGX_DECLINED;
+    }
+
+    s = pos + 6;
+
+    if (*s == ' ') {
+        s++;
+    }
+
+    for (n = s; n < last && *n != LF && *n != CR; n++) {
+        if (n - s == NGX_HTTP_AIGW_SSE_EVENT_LEN) {
+            return NGX_DECLINED;
+        }
+    }
+
+    if (n == last || *n != LF) {
+        return NGX_DECLINED;
+    }
+
+    ev->event.data = s;
+    ev->event.len = n - s;
+
+    return ngx_http_aigw_sse_one_data(p, n + 1, last, ev);
+}
+
+
 ngx_int_t
 ngx_http_aigw_sse_clean(ngx_http_aigw_sse_parser_t *p, u_char *s,
     u_char *last)

@@ -437,3 +437,46 @@ events come in one read or one a read.
 qr/^p=4 c=5 t=9 k=0 r=0 src=estimated cost=0\.000060 stream=1 /,
 qr/^p=4 c=5 t=9 k=0 r=0 src=estimated cost=0\.000060 stream=1 /
 ]
+
+
+
+=== TEST 24: a paced Anthropic stream, each event its own read
+message_start and message_delta read for usage as they come alone, the
+stream passed as it is.
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request
+POST /v1/messages
+{"model":"haiku","stream":true,"max_tokens":50,"messages":[{"role":"user","content":"hello there"}]}
+--- more_headers
+x-mock: pace=20,piece=1
+--- response_body_like eval
+qr/^event: message_start\ndata: .*event: content_block_delta\ndata: .*event: message_stop\ndata: [^\n]*\n\n$/s
+--- access_log eval
+qr/^p=3 c=7 t=10 k=0 r=0 src=provider cost=0\.000030 stream=1 /
+
+
+
+=== TEST 25: an Anthropic stream cut short, the events together or one a read
+message_start's usage, the same whichever way the events come.
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request eval
+[
+"POST /v1/messages HTTP/1.0
+{\"model\":\"haiku\",\"stream\":true,\"max_tokens\":50,\"messages\":[{\"role\":\"user\",\"content\":\"hello there\"}]}",
+"POST /v1/messages HTTP/1.0
+{\"model\":\"haiku\",\"stream\":true,\"max_tokens\":50,\"messages\":[{\"role\":\"user\",\"content\":\"hello there\"}]}"
+]
+--- more_headers eval
+[
+"x-mock: cut=14,piece=1,words=30",
+"x-mock: cut=14,piece=1,words=30,pace=20"
+]
+--- response_body_like eval
+[qr/^event: message_start/, qr/^event: message_start/]
+--- access_log eval
+[
+qr/^p=3 c=1 t=4 k=0 r=0 src=provider cost=0\.000006 stream=1 /,
+qr/^p=3 c=1 t=4 k=0 r=0 src=provider cost=0\.000006 stream=1 /
+]

@@ -1171,6 +1171,10 @@ t_cases(void)
 
 /* the API contract on one buffer, step by step */
 
+static void t_one_named(ngx_http_aigw_sse_parser_t *p, const char *what,
+    u_char *s, size_t n, ngx_int_t want, const char *event, const char *data);
+
+
 /*
  * ngx_http_aigw_sse_one(): a whole one-line event at an event's start, or
  * nothing; an LF or CR anywhere in the line, at every offset of lines
@@ -1180,6 +1184,14 @@ t_cases(void)
 static void
 t_one_expect(ngx_http_aigw_sse_parser_t *p, const char *what, u_char *s,
     size_t n, ngx_int_t want, const char *data)
+{
+    t_one_named(p, what, s, n, want, "", data);
+}
+
+
+static void
+t_one_named(ngx_http_aigw_sse_parser_t *p, const char *what, u_char *s,
+    size_t n, ngx_int_t want, const char *event, const char *data)
 {
     u_char                      *piece;
     ngx_int_t                    rc;
@@ -1196,7 +1208,9 @@ t_one_expect(ngx_http_aigw_sse_parser_t *p, const char *what, u_char *s,
         || (rc == NGX_OK
             && (ev.data.len != strlen(data)
                 || memcmp(ev.data.data, data, ev.data.len) != 0
-                || ev.event.len != 0 || ev.truncated
+                || ev.event.len != strlen(event)
+                || memcmp(ev.event.data, event, ev.event.len) != 0
+                || ev.truncated
                 || ev.done != (strcmp(data, "[DONE]") == 0))))
     {
         printf("not ok - sse_one: %s\n", what);
@@ -1238,11 +1252,41 @@ t_one_cases(void)
         { "two events", "data: x\n\ndata: y\n\n", NGX_DECLINED, NULL },
         { "no blank line", "data: x\n", NGX_DECLINED, NULL },
         { "three LFs", "data: x\n\n\n", NGX_DECLINED, NULL },
-        { "event name", "event: e\ndata: x\n\n", NGX_DECLINED, NULL },
         { "comment", ": hi\n\n", NGX_DECLINED, NULL },
         { "other field", "datum: x\n\n", NGX_DECLINED, NULL },
         { "short", "data\n\n", NGX_DECLINED, NULL },
         { "a blank line", "\n\n", NGX_DECLINED, NULL },
+    };
+
+    static struct {
+        const char  *what;
+        const char  *s;
+        ngx_int_t    rc;
+        const char  *event;
+        const char  *data;
+    } named[] = {
+        { "named", "event: ping\ndata: {}\n\n", NGX_OK, "ping", "{}" },
+        { "named, no spaces", "event:e\ndata:x\n\n", NGX_OK, "e", "x" },
+        { "an empty name", "event:\ndata: x\n\n", NGX_OK, "", "x" },
+        { "a name of a space", "event:  \ndata: x\n\n", NGX_OK, " ", "x" },
+        { "named, empty data", "event: e\ndata:\n\n", NGX_OK, "e", "" },
+        { "named crlf", "event: e\r\ndata: x\r\n\r\n", NGX_DECLINED,
+          NULL, NULL },
+        { "cr in the name", "event: e\rf\ndata: x\n\n", NGX_DECLINED,
+          NULL, NULL },
+        { "named, no data", "event: e\n\n", NGX_DECLINED, NULL, NULL },
+        { "named, no data line", "event: e\nid: 1\n\n", NGX_DECLINED,
+          NULL, NULL },
+        { "two names", "event: e\nevent: f\ndata: x\n\n", NGX_DECLINED,
+          NULL, NULL },
+        { "named, two data lines", "event: e\ndata: x\ndata: y\n\n",
+          NGX_DECLINED, NULL, NULL },
+        { "data before the name", "data: x\nevent: e\n\n", NGX_DECLINED,
+          NULL, NULL },
+        { "another e field", "eventful: e\ndata: x\n\n", NGX_DECLINED,
+          NULL, NULL },
+        { "named, short", "event: e\ndata\n\n", NGX_DECLINED, NULL,
+          NULL },
     };
 
     sbuf = t_alloc(512);
@@ -1255,6 +1299,35 @@ t_one_cases(void)
         t_one_expect(&p, cases[i].what, (u_char *) cases[i].s,
                      strlen(cases[i].s), cases[i].rc, cases[i].data);
     }
+
+    /* with an "event:" line first, as Anthropic's */
+
+    for (i = 0; i < sizeof(named) / sizeof(named[0]); i++) {
+        ngx_http_aigw_sse_init(&p, sbuf, 512);
+        t_scan_mode(&p);
+        p.state = 3;
+
+        t_one_named(&p, named[i].what, (u_char *) named[i].s,
+                    strlen(named[i].s), named[i].rc, named[i].event,
+                    named[i].data);
+    }
+
+    /* a name as long as the parser keeps, and one byte longer */
+
+    memcpy(line, "event: ", 7);
+    memset(line + 7, 'n', NGX_HTTP_AIGW_SSE_EVENT_LEN + 1);
+    memcpy(line + 7 + NGX_HTTP_AIGW_SSE_EVENT_LEN, "\ndata: x\n\n", 10);
+    memset(want, 'n', NGX_HTTP_AIGW_SSE_EVENT_LEN);
+    want[NGX_HTTP_AIGW_SSE_EVENT_LEN] = '\0';
+
+    t_one_named(&p, "a name of the parser's room", line,
+                7 + NGX_HTTP_AIGW_SSE_EVENT_LEN + 10, NGX_OK, want, "x");
+
+    memcpy(line + 7 + NGX_HTTP_AIGW_SSE_EVENT_LEN + 1, "\ndata: x\n\n", 10);
+
+    t_one_named(&p, "a name over the parser's room", line,
+                7 + NGX_HTTP_AIGW_SSE_EVENT_LEN + 11, NGX_DECLINED, NULL,
+                NULL);
 
     /* at the stream's start (a BOM may come) the parser reads it */
 

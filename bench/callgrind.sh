@@ -25,7 +25,8 @@
 #
 # Environment twins: CALLGRIND_N, CALLGRIND_STREAMS, CALLGRIND_CASES,
 # CALLGRIND_TOP, CALLGRIND_OUT, BENCH_KEEP.  AIGW_MODULE_SO, NGINX_BIN as
-# for run.sh.
+# for run.sh.  CALLGRIND_INSTR=yes: costs per instruction too (valgrind's
+# --dump-instr), to be read against objdump -d where lines are not known.
 
 set -u -o pipefail
 
@@ -34,7 +35,7 @@ set -u -o pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 usage() {
-    sed -n '3,25s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+    sed -n '3,30s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
     exit "${1:-0}"
 }
 
@@ -195,7 +196,7 @@ one_case() {
 
     BENCH_WRAP=(valgrind --tool=callgrind --callgrind-out-file="$out"
                 --toggle-collect=ngx_process_events_and_timers
-                --dump-instr=no --compress-strings=no --vgdb=yes
+                --dump-instr=${CALLGRIND_INSTR:-no} --compress-strings=no --vgdb=yes
                 --vgdb-prefix="$BENCH_TMP/vgdb"
                 --log-file="$BENCH_TMP/logs/valgrind-$kind-$mode.log")
     BENCH_START_WAIT=120

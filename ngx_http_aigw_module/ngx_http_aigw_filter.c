@@ -15,8 +15,8 @@ static ngx_int_t ngx_http_aigw_header_filter(ngx_http_request_t *r);
 static ngx_int_t ngx_http_aigw_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
 static ngx_int_t ngx_http_aigw_error_filter(ngx_http_request_t *r,
-    ngx_http_aigw_ctx_t *ctx, ngx_chain_t *in);
-static ngx_int_t ngx_http_aigw_sse_observe(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, ngx_chain_t *in) NGX_HTTP_AIGW_OUT_OF_LINE;
+static ngx_int_t ngx_http_aigw_sse_pass(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_chain_t *in);
 static ngx_int_t ngx_http_aigw_sse_rewrite(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_chain_t *in);
@@ -32,12 +32,12 @@ static ngx_int_t ngx_http_aigw_sse_hold(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, u_char *data, size_t len);
 static void ngx_http_aigw_sse_update(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_chain_t *out);
-static ngx_uint_t ngx_http_aigw_sse_event(ngx_http_request_t *r,
+static ngx_inline ngx_uint_t ngx_http_aigw_sse_event(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_sse_event_t *ev);
 static void ngx_http_aigw_sse_end(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx);
 static ngx_int_t ngx_http_aigw_sse_translate(ngx_http_request_t *r,
-    ngx_http_aigw_ctx_t *ctx, ngx_chain_t *in);
+    ngx_http_aigw_ctx_t *ctx, ngx_chain_t *in) NGX_HTTP_AIGW_OUT_OF_LINE;
 static ngx_int_t ngx_http_aigw_sse_translated(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_sse_event_t *ev,
     ngx_chain_t ***ll);
@@ -221,8 +221,7 @@ ngx_http_aigw_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         }
 
         if (ctx->cache == NULL) {
-            return ctx->hide_usage ? ngx_http_aigw_sse_rewrite(r, ctx, in)
-                                   : ngx_http_aigw_sse_observe(r, ctx, in);
+            return ngx_http_aigw_sse_pass(r, ctx, in);
         }
 
         /* a stream the cache keeps: its bytes, then its end */
@@ -231,8 +230,7 @@ ngx_http_aigw_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
             return NGX_ERROR;
         }
 
-        rc = ctx->hide_usage ? ngx_http_aigw_sse_rewrite(r, ctx, in)
-                             : ngx_http_aigw_sse_observe(r, ctx, in);
+        rc = ngx_http_aigw_sse_pass(r, ctx, in);
 
         ngx_http_aigw_cache_stream_end(r, ctx);
 
@@ -287,54 +285,50 @@ ngx_http_aigw_error_filter(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
 
 
 /*
- * Reads the events of a stream as they pass, never holding them: the
- * parser keeps its own copy of what it needs.
+ * The way most reads of a stream come: one buffer of one whole event,
+ * nothing held from earlier reads, nothing of the filter's waiting to be
+ * sent.  The buffer goes on as it is, or is withheld; anything else is
+ * for ngx_http_aigw_sse_rewrite().
  */
 
 static ngx_int_t
-ngx_http_aigw_sse_observe(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
+ngx_http_aigw_sse_pass(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     ngx_chain_t *in)
 {
-    u_char                     *pos;
-    ngx_int_t                   rc;
-    ngx_chain_t                *cl;
-    ngx_http_aigw_sse_event_t   ev;
+    ngx_buf_t  *b;
 
-    for (cl = in; cl; cl = cl->next) {
-
-        if (ngx_buf_in_memory(cl->buf)) {
-            pos = cl->buf->pos;
-
-            while (ngx_http_aigw_sse_parse(&ctx->sse, &pos, cl->buf->last,
-                                           &ev)
-                   == NGX_OK)
-            {
-                (void) ngx_http_aigw_sse_event(r, ctx, &ev);
-            }
-        }
-
-        if (cl->buf->last_buf) {
-            ngx_http_aigw_sse_end(r, ctx);
-        }
+    if (in == NULL || in->next || ctx->pending_len || ctx->busy) {
+        return ngx_http_aigw_sse_rewrite(r, ctx, in);
     }
 
-    rc = ngx_http_aigw_sse_next(r, ctx, in);
+    b = in->buf;
 
-    if (ctx->busy) {
-        /* shadows sent before the stream stopped being rewritten */
-        ngx_http_aigw_sse_update(r, ctx, NULL);
+    /* the event in the ctx, not on the stack: the calls below are jumps */
+
+    if (!ngx_buf_in_memory(b) || b->last_buf
+        || ngx_http_aigw_sse_one(&ctx->sse, b->pos, b->last, &ctx->sse_ev)
+           != NGX_OK)
+    {
+        return ngx_http_aigw_sse_rewrite(r, ctx, in);
     }
 
-    return rc;
+    if (ngx_http_aigw_sse_event(r, ctx, &ctx->sse_ev) && ctx->hide_usage) {
+        /* withheld: nothing goes out, as sse_rewrite() would do it */
+        b->pos = b->last;
+        return NGX_OK;
+    }
+
+    return ngx_http_aigw_sse_next(r, ctx, in);
 }
 
 
 /*
- * The same, for a stream with an event the client must not see (the
- * usage chunk the gateway asked for).  The provider's buffers go out as
- * they are; a buffer with an event to withhold, or ending in the start of
- * an event, goes out as shadow buffers pointing into it around what is
- * kept back, as the sub filter does.  The original buffer is marked sent
+ * Reads the events of a stream as they pass, and keeps from the client
+ * the events it must not see (the usage chunk the gateway asked for,
+ * while ctx->hide_usage).  The provider's buffers go out as they are; a
+ * buffer with an event to withhold, or ending in the start of an event,
+ * goes out as shadow buffers pointing into it around what is kept back,
+ * as the sub filter does.  The original buffer is marked sent
  * (pos = last) only when its last shadow has been sent: until then the
  * upstream module sees it busy and does not reuse its memory.  Only the
  * start of an event split across reads is copied: it is held until the
@@ -362,6 +356,31 @@ ngx_http_aigw_sse_rewrite(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
 
     for (cl = in; cl; cl = cl->next) {
         b = cl->buf;
+
+        /*
+         * a read of one whole event, nothing held, the way most come:
+         * it goes out as it is, or not at all
+         */
+
+        if (ngx_buf_in_memory(b) && ctx->pending_len == 0 && !b->last_buf
+            && ngx_http_aigw_sse_one(&ctx->sse, b->pos, b->last, &ev)
+               == NGX_OK)
+        {
+            if (!ngx_http_aigw_sse_event(r, ctx, &ev) || !ctx->hide_usage) {
+                if (ll && ngx_http_aigw_sse_link(r, &ll, b) != NGX_OK) {
+                    return NGX_ERROR;
+                }
+
+                continue;
+            }
+
+            if (ngx_http_aigw_sse_start(r, in, cl, &out, &ll) != NGX_OK) {
+                return NGX_ERROR;
+            }
+
+            b->pos = b->last;
+            continue;
+        }
 
         if (!ctx->hide_usage || !ngx_buf_in_memory(b)) {
 
@@ -751,7 +770,7 @@ ngx_http_aigw_sse_update(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
 
 /* what the gateway does with one event; 1 if the client must not get it */
 
-static ngx_uint_t
+static ngx_inline ngx_uint_t
 ngx_http_aigw_sse_event(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     ngx_http_aigw_sse_event_t *ev)
 {
@@ -850,6 +869,20 @@ ngx_http_aigw_sse_translate(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
 
         if (ngx_buf_in_memory(cl->buf)) {
             pos = cl->buf->pos;
+
+            /* a read of one whole event: no parser loop */
+
+            if (ngx_http_aigw_sse_one(&ctx->sse, pos, cl->buf->last, &ev)
+                == NGX_OK)
+            {
+                if (ngx_http_aigw_sse_translated(r, ctx, &ev, &ll)
+                    != NGX_OK)
+                {
+                    return NGX_ERROR;
+                }
+
+                pos = cl->buf->last;
+            }
 
             while (ngx_http_aigw_sse_parse(&ctx->sse, &pos, cl->buf->last,
                                            &ev)

@@ -358,33 +358,26 @@ ngx_http_aigw_meter_add(uint64_t a, uint64_t b, ngx_uint_t *overflow)
 
 
 /*
- * The text of a stream, for an estimate should the provider not report
- * usage: the first four events are read for it, the others counted by their
- * size less what the first carried besides text (ids, model, ...), which
- * is the same in every event of a stream.
+ * The first four events of a stream, for the estimate: their text read,
+ * and the mean of what else they carry (ids, model, ...), which is the
+ * same in every event of a stream; ngx_http_aigw_meter_estimate(), inline,
+ * counts the others.
  */
 
 void
-ngx_http_aigw_meter_estimate(ngx_http_aigw_ctx_t *ctx, u_char *p,
+ngx_http_aigw_meter_estimate_sample(ngx_http_aigw_ctx_t *ctx, u_char *p,
     u_char *last, const char *key, size_t len)
 {
     size_t  n, size;
 
     size = last - p;
 
-    if (ctx->est_samples < 4) {
-        n = ngx_http_aigw_usage_text_bytes(p, last, key, len);
-        ctx->est_completion += n;
-        ctx->est_overhead += size - n;
+    n = ngx_http_aigw_usage_text_bytes(p, last, key, len);
+    ctx->est_completion += n;
+    ctx->est_overhead += size - n;
 
-        /* from the fourth on, the mean: no division an event */
-        if (++ctx->est_samples == 4) {
-            ctx->est_overhead /= 4;
-        }
-
-        return;
+    /* from the fourth on, the mean: no division an event */
+    if (++ctx->est_samples == 4) {
+        ctx->est_overhead /= 4;
     }
-
-    n = ctx->est_overhead;
-    ctx->est_completion += size > n ? size - n : 0;
 }

@@ -371,6 +371,9 @@ struct ngx_http_aigw_ctx_s {
     u_char                        *sse_buf;
     ngx_uint_t                     sse_events;
 
+    /* stream hot path (filter.c): the event at hand, off the stack */
+    ngx_http_aigw_sse_event_t      sse_ev;
+
     const char                    *error_code;
     ngx_str_t                      error_message;
     ngx_str_t                      error_body; /* replaces nginx's page */
@@ -837,8 +840,8 @@ void ngx_http_aigw_meter_usage(ngx_http_aigw_ctx_t *ctx, u_char *p,
     u_char *last, ngx_uint_t delta);
 void ngx_http_aigw_meter_counts(ngx_http_aigw_ctx_t *ctx,
     ngx_http_aigw_usage_t *usage, ngx_uint_t delta);
-void ngx_http_aigw_meter_estimate(ngx_http_aigw_ctx_t *ctx, u_char *p,
-    u_char *last, const char *key, size_t len);
+void ngx_http_aigw_meter_estimate_sample(ngx_http_aigw_ctx_t *ctx,
+    u_char *p, u_char *last, const char *key, size_t len);
 void ngx_http_aigw_meter_finish(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx);
 void ngx_http_aigw_meter_carry(ngx_http_aigw_ctx_t *ctx,
@@ -882,5 +885,31 @@ ngx_http_aigw_msec_since(ngx_http_request_t *r)
 
 extern ngx_module_t  ngx_http_aigw_module;
 
+
+
+/*
+ * meter.c: the text of a stream's event, for an estimate should the
+ * provider not report usage.  The first four events are read for it
+ * (meter.c); the others are counted by their size less what those
+ * carried besides text, here, without a call: one an event.
+ */
+
+static ngx_inline void
+ngx_http_aigw_meter_estimate(ngx_http_aigw_ctx_t *ctx, u_char *p,
+    u_char *last, const char *key, size_t len)
+{
+    size_t  size;
+
+    if (ctx->est_samples < 4) {
+        ngx_http_aigw_meter_estimate_sample(ctx, p, last, key, len);
+        return;
+    }
+
+    size = last - p;
+
+    if (size > ctx->est_overhead) {
+        ctx->est_completion += size - ctx->est_overhead;
+    }
+}
 
 #endif /* _NGX_HTTP_AIGW_MODULE_H_INCLUDED_ */

@@ -27,8 +27,12 @@ static ngx_int_t ngx_http_aigw_openai_ask_usage(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx);
 static ngx_uint_t ngx_http_aigw_openai_event(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_sse_event_t *ev);
+static ngx_uint_t ngx_http_aigw_openai_usage_event(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, u_char *p, u_char *last)
+    NGX_HTTP_AIGW_OUT_OF_LINE;
 static ngx_uint_t ngx_http_aigw_openai_response_event(ngx_http_request_t *r,
-    ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_sse_event_t *ev);
+    ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_sse_event_t *ev)
+    NGX_HTTP_AIGW_OUT_OF_LINE;
 static ngx_int_t ngx_http_aigw_openai_convert(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_str_t *in, ngx_str_t *out);
 static ngx_int_t ngx_http_aigw_openai_to_stream(ngx_http_request_t *r,
@@ -161,14 +165,16 @@ ngx_http_aigw_openai_ask_usage(ngx_http_request_t *r,
 
 /*
  * An event of a stream: "usage" closes each chunk, null but in the last
- * one (or absent when not asked for); "[DONE]" ends the stream.
+ * one (or absent when not asked for); "[DONE]" ends the stream.  Nearly
+ * every event is a chunk ending in "usage":null, counted for the
+ * estimate and done with here, in a few compares.
  */
 
 static ngx_uint_t
 ngx_http_aigw_openai_event(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     ngx_http_aigw_sse_event_t *ev)
 {
-    u_char  *p, *last, *v, *c;
+    u_char  *p, *last;
 
     if (ctx->endpoint == NGX_HTTP_AIGW_EP_RESPONSES) {
         return ngx_http_aigw_openai_response_event(r, ctx, ev);
@@ -185,14 +191,30 @@ ngx_http_aigw_openai_event(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
     p = ev->data.data;
     last = p + ev->data.len;
 
-    /* most chunks end so, when usage was asked for: nothing to search */
+    if (last - p <= 13 || ngx_memcmp(last - 13, "\"usage\":null}", 13) != 0) {
+        return ngx_http_aigw_openai_usage_event(r, ctx, p, last);
+    }
 
-    if (last - p > 13 && ngx_memcmp(last - 13, "\"usage\":null}", 13) == 0) {
-        v = NULL;
+    if (ctx->endpoint == NGX_HTTP_AIGW_EP_CHAT) {
+        ngx_http_aigw_meter_estimate(ctx, p, last, "\"content\"", 9);
 
     } else {
-        v = ngx_http_aigw_usage_last_value(p, last, "\"usage\"", 7);
+        ngx_http_aigw_meter_estimate(ctx, p, last, "\"text\"", 6);
     }
+
+    return 0;
+}
+
+
+/* a chunk that may carry usage: the last one, or any when not asked for */
+
+static ngx_uint_t
+ngx_http_aigw_openai_usage_event(ngx_http_request_t *r,
+    ngx_http_aigw_ctx_t *ctx, u_char *p, u_char *last)
+{
+    u_char  *v, *c;
+
+    v = ngx_http_aigw_usage_last_value(p, last, "\"usage\"", 7);
 
     if (v == NULL || *v != '{') {
         if (ctx->endpoint == NGX_HTTP_AIGW_EP_CHAT) {

@@ -37,7 +37,10 @@ static ngx_inline u_char *ngx_http_aigw_sse_eol(ngx_http_aigw_sse_parser_t *p,
     u_char *s, u_char *last);
 #if (NGX_HTTP_AIGW_SSE_AVX2)
 static u_char *ngx_http_aigw_sse_eol_avx2(u_char *s, u_char *last);
+static ngx_int_t ngx_http_aigw_sse_clean_avx2(u_char *s, u_char *last);
 #endif
+static ngx_int_t ngx_http_aigw_sse_clean_scan(ngx_http_aigw_sse_parser_t *p,
+    u_char *s, u_char *last) NGX_HTTP_AIGW_OUT_OF_LINE;
 static void ngx_http_aigw_sse_field(ngx_http_aigw_sse_parser_t *p);
 static void ngx_http_aigw_sse_value(ngx_http_aigw_sse_parser_t *p, u_char *s,
     size_t n);
@@ -343,6 +346,71 @@ again:
 }
 
 
+/*
+ * "event:[ ]NAME\n", then the data line: the name whole in the buffer,
+ * no longer than the parser keeps (a longer one is truncated there)
+ */
+
+ngx_int_t
+ngx_http_aigw_sse_one_event(ngx_http_aigw_sse_parser_t *p, u_char *pos,
+    u_char *last, ngx_http_aigw_sse_event_t *ev)
+{
+    u_char  *s, *n;
+
+    if (last - pos < 6 + 7 || ngx_memcmp(pos, "event:", 6) != 0) {
+        return NGX_DECLINED;
+    }
+
+    s = pos + 6;
+
+    if (*s == ' ') {
+        s++;
+    }
+
+    for (n = s; n < last && *n != LF && *n != CR; n++) {
+        if (n - s == NGX_HTTP_AIGW_SSE_EVENT_LEN) {
+            return NGX_DECLINED;
+        }
+    }
+
+    if (n == last || *n != LF) {
+        return NGX_DECLINED;
+    }
+
+    ev->event.data = s;
+    ev->event.len = n - s;
+
+    return ngx_http_aigw_sse_one_data(p, n + 1, last, ev);
+}
+
+
+ngx_int_t
+ngx_http_aigw_sse_clean(ngx_http_aigw_sse_parser_t *p, u_char *s,
+    u_char *last)
+{
+#if (NGX_HTTP_AIGW_SSE_AVX2)
+
+    if (p->avx2) {
+        return ngx_http_aigw_sse_clean_avx2(s, last);
+    }
+
+#endif
+
+    return ngx_http_aigw_sse_clean_scan(p, s, last);
+}
+
+
+/* out of line: the AVX2 path above is then a jump, with no stack frame */
+
+static ngx_int_t
+ngx_http_aigw_sse_clean_scan(ngx_http_aigw_sse_parser_t *p, u_char *s,
+    u_char *last)
+{
+    return (ngx_http_aigw_sse_eol(p, s, last) == last) ? NGX_OK
+                                                        : NGX_DECLINED;
+}
+
+
 ngx_int_t
 ngx_http_aigw_sse_finish(ngx_http_aigw_sse_parser_t *p,
     ngx_http_aigw_sse_event_t *ev)
@@ -505,6 +573,77 @@ ngx_http_aigw_sse_eol_avx2(u_char *s, u_char *last)
     }
 
     return last;
+}
+
+
+/*
+ * NGX_OK if [s, last) holds no LF and no CR, else NGX_DECLINED: the
+ * same compares as above, 128 bytes a step, the four results or'ed and
+ * looked at once a step (where is not needed); the 32-byte steps of the
+ * rest or'ed and looked at once at the end.  The last 32 bytes are read
+ * from last - 32, again over bytes read before if need be.
+ */
+
+__attribute__((target("avx2")))
+static ngx_int_t
+ngx_http_aigw_sse_clean_avx2(u_char *s, u_char *last)
+{
+    __m256i  t, a, b, c, d, acc;
+
+    if (last - s < 32) {
+        while (s < last) {
+            if (*s == LF || *s == CR) {
+                return NGX_DECLINED;
+            }
+
+            s++;
+        }
+
+        return NGX_OK;
+    }
+
+    t = _mm256_setr_epi8(-128, -128, -128, -128, -128, -128, -128, -128,
+                         -128, -128, LF, -128, -128, CR, -128, -128,
+                         -128, -128, -128, -128, -128, -128, -128, -128,
+                         -128, -128, LF, -128, -128, CR, -128, -128);
+
+    acc = _mm256_setzero_si256();
+
+    while (last - s > 128) {
+        a = _mm256_loadu_si256((const __m256i_u *) s);
+        b = _mm256_loadu_si256((const __m256i_u *) (s + 32));
+        c = _mm256_loadu_si256((const __m256i_u *) (s + 64));
+        d = _mm256_loadu_si256((const __m256i_u *) (s + 96));
+
+        a = _mm256_cmpeq_epi8(_mm256_shuffle_epi8(t, a), a);
+        b = _mm256_cmpeq_epi8(_mm256_shuffle_epi8(t, b), b);
+        c = _mm256_cmpeq_epi8(_mm256_shuffle_epi8(t, c), c);
+        d = _mm256_cmpeq_epi8(_mm256_shuffle_epi8(t, d), d);
+
+        a = _mm256_or_si256(_mm256_or_si256(a, b), _mm256_or_si256(c, d));
+
+        /* several events in a read: the first line's end is found soon */
+
+        if (!_mm256_testz_si256(a, a)) {
+            return NGX_DECLINED;
+        }
+
+        s += 128;
+    }
+
+    while (last - s > 32) {
+        a = _mm256_loadu_si256((const __m256i_u *) s);
+        a = _mm256_cmpeq_epi8(_mm256_shuffle_epi8(t, a), a);
+        acc = _mm256_or_si256(acc, a);
+
+        s += 32;
+    }
+
+    a = _mm256_loadu_si256((const __m256i_u *) (last - 32));
+    a = _mm256_cmpeq_epi8(_mm256_shuffle_epi8(t, a), a);
+    acc = _mm256_or_si256(acc, a);
+
+    return (_mm256_movemask_epi8(acc) == 0) ? NGX_OK : NGX_DECLINED;
 }
 
 #endif

@@ -28,6 +28,19 @@
  */
 
 
+/*
+ * For a function of the rare events next to a stream's per-event code:
+ * kept out of line, it leaves the hot caller without the stack frame
+ * (saved registers, stack protector) it would need
+ */
+
+#if (defined __GNUC__)
+#define NGX_HTTP_AIGW_OUT_OF_LINE  __attribute__((noinline))
+#else
+#define NGX_HTTP_AIGW_OUT_OF_LINE
+#endif
+
+
 /* "content_block_delta" is the longest name a provider sends today */
 #define NGX_HTTP_AIGW_SSE_EVENT_LEN  64
 
@@ -105,6 +118,84 @@ ngx_http_aigw_sse_parse(ngx_http_aigw_sse_parser_t *p, u_char **pos,
 
     return ngx_http_aigw_sse_parse_bytes(p, pos, last, ev);
 }
+
+/* NGX_OK if [s, last) holds no LF and no CR, else NGX_DECLINED */
+ngx_int_t ngx_http_aigw_sse_clean(ngx_http_aigw_sse_parser_t *p, u_char *s,
+    u_char *last);
+
+/* the read that is one whole event, after its "event:" line (sse.c) */
+ngx_int_t ngx_http_aigw_sse_one_event(ngx_http_aigw_sse_parser_t *p,
+    u_char *pos, u_char *last, ngx_http_aigw_sse_event_t *ev);
+
+
+/* the data line and the blank line of ngx_http_aigw_sse_one() */
+
+static ngx_inline ngx_int_t
+ngx_http_aigw_sse_one_data(ngx_http_aigw_sse_parser_t *p, u_char *pos,
+    u_char *last, ngx_http_aigw_sse_event_t *ev)
+{
+    u_char  *s, *e;
+
+    if (last - pos < 7 || ngx_memcmp(pos, "data:", 5) != 0) {
+        return NGX_DECLINED;
+    }
+
+    s = pos + 5;
+    e = last - 2;
+
+    if (s < e && *s == ' ') {
+        s++;
+    }
+
+    if ((size_t) (e - s) > p->size) {
+        return NGX_DECLINED;
+    }
+
+    /* filled before it is known to be one: the scan is then a tail call */
+
+    ev->data.data = s;
+    ev->data.len = e - s;
+    ev->done = (e - s == 6 && ngx_memcmp(s, "[DONE]", 6) == 0);
+    ev->truncated = 0;
+
+    /* the line ends at e, the blank line after it, if no LF or CR before */
+
+    return ngx_http_aigw_sse_clean(p, s, e);
+}
+
+
+/*
+ * The event of nearly every read of a paced stream: [pos, last) is one
+ * whole event of one data line, "data:[ ]X\n\n", or of an "event:" line
+ * and one data line, as Anthropic sends them, and the parser is between
+ * events (its sw_line, 3, nothing of an event seen).  NGX_OK: *ev filled
+ * as ngx_http_aigw_sse_parse() would (the event's name may point into
+ * the buffer, as its data does), the parser left as it would leave it;
+ * NGX_DECLINED: anything else, the parser unchanged (not *ev), the bytes
+ * are for ngx_http_aigw_sse_parse().  Inline: a few compares, then the
+ * line's scan.
+ */
+
+static ngx_inline ngx_int_t
+ngx_http_aigw_sse_one(ngx_http_aigw_sse_parser_t *p, u_char *pos,
+    u_char *last, ngx_http_aigw_sse_event_t *ev)
+{
+    if (p->state != 3 || p->has_data || p->event_len
+        || last - pos < 7 || last[-1] != LF || last[-2] != LF)
+    {
+        return NGX_DECLINED;
+    }
+
+    if (*pos == 'e') {
+        return ngx_http_aigw_sse_one_event(p, pos, last, ev);
+    }
+
+    ev->event.data = p->event;
+    ev->event.len = 0;
+
+    return ngx_http_aigw_sse_one_data(p, pos, last, ev);
+}
+
 
 /*
  * End of stream: returns NGX_OK with a pending event if the stream ended

@@ -378,3 +378,105 @@ x-mock: reasoning=100000000
 qr/^p=3 c=100000007 t=100000010 k=0 r=100000000 src=provider cost=18446744\.073710 /
 --- error_log eval
 qr/\[warn\].*aigw: the cost of 3 prompt, 0 cached and 100000007 completion tokens of "dear" does not fit in 64 bits/
+
+
+
+=== TEST 21: a paced stream, each event its own read: usage withheld
+The gateway asked for usage; each chunk comes alone, read whole (the
+filter's one-event path), the usage chunk too: the client never sees it.
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request
+POST /v1/chat/completions
+{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hello there"}]}
+--- more_headers
+x-mock: pace=20,piece=1
+--- response_body_like eval
+qr/^(?s)(?!.*"choices":\[\])(?!.*"usage":\{).*"finish_reason":"stop".*data: \[DONE\]\n\n$/
+--- access_log eval
+qr/^p=3 c=7 t=10 k=0 r=0 src=provider cost=0\.000078 stream=1 /
+
+
+
+=== TEST 22: a paced stream whose client asked for usage keeps it
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request
+POST /v1/chat/completions
+{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hello there"}]}
+--- more_headers
+x-mock: pace=20,piece=1
+--- response_body_like eval
+qr/"choices":\[\],"usage":\{"prompt_tokens":3,"completion_tokens":7.*data: \[DONE\]\n\n$/s
+--- access_log eval
+qr/^p=3 c=7 t=10 k=0 r=0 src=provider cost=0\.000078 stream=1 /
+
+
+
+=== TEST 23: an estimate over many events, read together or one a read
+A stream cut after 12 events of one word: the same estimate whether the
+events come in one read or one a read.
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request eval
+[
+"POST /v1/chat/completions HTTP/1.0
+{\"model\":\"gpt-4o\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"hello there\"}]}",
+"POST /v1/chat/completions HTTP/1.0
+{\"model\":\"gpt-4o\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"hello there\"}]}"
+]
+--- more_headers eval
+[
+"x-mock: cut=12,piece=1,words=30",
+"x-mock: cut=12,piece=1,words=30,pace=20"
+]
+--- response_body_like eval
+[qr/^data:/, qr/^data:/]
+--- access_log eval
+[
+qr/^p=4 c=5 t=9 k=0 r=0 src=estimated cost=0\.000060 stream=1 /,
+qr/^p=4 c=5 t=9 k=0 r=0 src=estimated cost=0\.000060 stream=1 /
+]
+
+
+
+=== TEST 24: a paced Anthropic stream, each event its own read
+message_start and message_delta read for usage as they come alone, the
+stream passed as it is.
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request
+POST /v1/messages
+{"model":"haiku","stream":true,"max_tokens":50,"messages":[{"role":"user","content":"hello there"}]}
+--- more_headers
+x-mock: pace=20,piece=1
+--- response_body_like eval
+qr/^event: message_start\ndata: .*event: content_block_delta\ndata: .*event: message_stop\ndata: [^\n]*\n\n$/s
+--- access_log eval
+qr/^p=3 c=7 t=10 k=0 r=0 src=provider cost=0\.000030 stream=1 /
+
+
+
+=== TEST 25: an Anthropic stream cut short, the events together or one a read
+message_start's usage, the same whichever way the events come.
+--- http_config eval: $::HttpConfig
+--- config eval: $::Config
+--- request eval
+[
+"POST /v1/messages HTTP/1.0
+{\"model\":\"haiku\",\"stream\":true,\"max_tokens\":50,\"messages\":[{\"role\":\"user\",\"content\":\"hello there\"}]}",
+"POST /v1/messages HTTP/1.0
+{\"model\":\"haiku\",\"stream\":true,\"max_tokens\":50,\"messages\":[{\"role\":\"user\",\"content\":\"hello there\"}]}"
+]
+--- more_headers eval
+[
+"x-mock: cut=14,piece=1,words=30",
+"x-mock: cut=14,piece=1,words=30,pace=20"
+]
+--- response_body_like eval
+[qr/^event: message_start/, qr/^event: message_start/]
+--- access_log eval
+[
+qr/^p=3 c=1 t=4 k=0 r=0 src=provider cost=0\.000006 stream=1 /,
+qr/^p=3 c=1 t=4 k=0 r=0 src=provider cost=0\.000006 stream=1 /
+]

@@ -29,6 +29,9 @@ my $mock = $ENV{TEST_NGINX_MOCK_PORT};
 # 2,000 events: 1,998 words one an event, the role's and the end's
 my $long = "http://127.0.0.1:$mock/fault/words=1998,piece=1/v1";
 
+# 40 words one an event, each event its own read at the gateway
+my $paced = "http://127.0.0.1:$mock/fault/words=40,piece=1,pace=5/v1";
+
 # events of 20,000 characters: larger than the 16 KB every stream has
 my $big = "http://127.0.0.1:$mock/fault/words=6000,chars=20000/v1";
 
@@ -47,6 +50,10 @@ http {
     aigw_provider claudebig $big format=anthropic;
     aigw_provider gptbig $big;
     aigw_provider claude http://127.0.0.1:$mock/v1 format=anthropic;
+    aigw_provider claudepaced $paced format=anthropic;
+    aigw_provider gptpaced $paced;
+    aigw_model haiku-paced claudepaced:claude-3-5-haiku;
+    aigw_model gpt-paced gptpaced:gpt-4o;
     aigw_model haiku-long claudelong:claude-3-5-haiku;
     aigw_model gpt-long gptlong:gpt-4o;
     aigw_model haiku-big claudebig:claude-3-5-haiku;
@@ -140,6 +147,27 @@ is($e[-1][0], 'message_stop', 'it ends with message_stop');
 is(scalar(@words), 1998, 'every word of it');
 
 pool_ok('OpenAI to Anthropic');
+
+# --- paced streams, an event a read, both ways ------------------------
+
+$res = $ngx->request('POST', '/v1/chat/completions', {},
+    '{"model":"haiku-paced","stream":true,'
+    . '"messages":[{"role":"user","content":"hello"}]}');
+@c = chunks($res->{body});
+is($c[-1], '[DONE]', 'a paced stream from Anthropic ends with [DONE]');
+@o = map { decode_json($_) } @c[0 .. $#c - 1];
+@words = split / /, join('', map {
+    $_->{choices}[0]{delta}{content} // '' } @o);
+is(scalar(@words), 40, 'every word of it');
+
+$res = $ngx->request('POST', '/v1/messages', \%anthropic,
+    '{"model":"gpt-paced","max_tokens":400,"stream":true,'
+    . '"messages":[{"role":"user","content":"hello"}]}');
+@e = events($res->{body});
+is($e[-1][0], 'message_stop', 'a paced stream from OpenAI ends so');
+@words = split / /, join('', map { $_->[0] eq 'content_block_delta'
+    ? decode_json($_->[1])->{delta}{text} : '' } @e);
+is(scalar(@words), 40, 'every word of it');
 
 # --- events larger than 16 KB -----------------------------------------
 

@@ -9,7 +9,10 @@
  * and runs it).  The input is parsed in one piece, then in two, split at a
  * point taken from its first bytes, each piece in a buffer of its exact
  * size; both must give the same events.  The data storage size comes from
- * the first byte too, small enough at times to truncate.
+ * the first byte too, small enough at times to truncate.  On half the
+ * splits each piece is first offered to ngx_http_aigw_sse_one(), as the
+ * filter does: a piece it takes must give the parser's event, and one it
+ * declines must leave the parser as it was.
  */
 
 
@@ -66,13 +69,13 @@ f_event(f_out_t *o, ngx_http_aigw_sse_event_t *ev, u_char finish)
 
 static void
 f_parse(const uint8_t *data, size_t size, size_t at, size_t storage,
-    f_out_t *o)
+    ngx_uint_t one, f_out_t *o)
 {
     u_char                      *buf, *piece, *pos, *last;
     size_t                       off, len;
     ngx_int_t                    rc;
     ngx_http_aigw_sse_event_t    ev;
-    ngx_http_aigw_sse_parser_t   p;
+    ngx_http_aigw_sse_parser_t   p, before;
 
     buf = malloc(storage);
     f_assert(buf != NULL, "out of memory");
@@ -93,6 +96,22 @@ f_parse(const uint8_t *data, size_t size, size_t at, size_t storage,
 
         pos = piece;
         last = piece + len;
+
+        if (one) {
+            before = p;
+
+            if (ngx_http_aigw_sse_one(&p, pos, last, &ev) == NGX_OK) {
+                f_assert(ev.data.data >= pos
+                         && ev.data.data + ev.data.len <= last
+                         && ev.data.len <= storage,
+                         "sse_one: event outside the piece");
+                f_event(o, &ev, 0);
+                pos = last;
+            }
+
+            f_assert(memcmp(&before, &p, sizeof(p)) == 0,
+                     "sse_one changed the parser");
+        }
 
         for ( ;; ) {
             rc = ngx_http_aigw_sse_parse(&p, &pos, last, &ev);
@@ -141,8 +160,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ngx_memzero(&whole, sizeof(f_out_t));
     ngx_memzero(&split, sizeof(f_out_t));
 
-    f_parse(data, size, size, storage, &whole);
-    f_parse(data, size, at, storage, &split);
+    f_parse(data, size, size, storage, 0, &whole);
+    f_parse(data, size, at, storage, data[1] & 2, &split);
 
     f_assert(whole.len == split.len
              && (whole.len == 0 || memcmp(whole.p, split.p, whole.len) == 0),

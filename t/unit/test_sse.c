@@ -245,6 +245,9 @@ t_piece(t_split_t *sp, size_t off, size_t left)
 
 static ngx_uint_t  t_scalar;
 
+/* pieces first offered to ngx_http_aigw_sse_one(), as the filter does */
+static ngx_uint_t  t_one;
+
 static void
 t_scan_mode(ngx_http_aigw_sse_parser_t *p)
 {
@@ -268,7 +271,7 @@ t_parse(const u_char *stream, size_t n, size_t size, t_split_t *sp,
     size_t                       off, len;
     ngx_int_t                    rc;
     ngx_http_aigw_sse_event_t    ev;
-    ngx_http_aigw_sse_parser_t   p;
+    ngx_http_aigw_sse_parser_t   p, before;
 
     buf = size ? t_alloc(size) : NULL;
 
@@ -282,6 +285,35 @@ t_parse(const u_char *stream, size_t n, size_t size, t_split_t *sp,
         piece = t_dup(stream + off, len);
         last = piece + len;
         pos = piece;
+
+        if (t_one) {
+            memcpy(&before, &p, sizeof(p));
+            memset(&ev, 0xa5, sizeof(ev));
+
+            rc = ngx_http_aigw_sse_one(&p, pos, last, &ev);
+
+            if (memcmp(&before, &p, sizeof(p)) != 0) {
+                r->error = "sse_one changed the parser";
+            }
+
+            if (rc == NGX_OK) {
+                if (ev.data.len > size
+                    || (ev.data.len
+                        && (ev.data.data < pos
+                            || ev.data.data + ev.data.len > last)))
+                {
+                    r->error = "sse_one: event outside the piece";
+                }
+
+                t_add(r, ev.event.data, ev.event.len, ev.data.data,
+                      ev.data.len, ev.done, ev.truncated, 0);
+
+                pos = last;
+
+            } else if (rc != NGX_DECLINED) {
+                r->error = "sse_one returned neither NGX_OK nor NGX_DECLINED";
+            }
+        }
 
         for ( ;; ) {
             prev = pos;
@@ -1139,6 +1171,223 @@ t_cases(void)
 
 /* the API contract on one buffer, step by step */
 
+static void t_one_named(ngx_http_aigw_sse_parser_t *p, const char *what,
+    u_char *s, size_t n, ngx_int_t want, const char *event, const char *data);
+
+
+/*
+ * ngx_http_aigw_sse_one(): a whole one-line event at an event's start, or
+ * nothing; an LF or CR anywhere in the line, at every offset of lines
+ * around the scan's 32- and 64-byte steps, declines it.
+ */
+
+static void
+t_one_expect(ngx_http_aigw_sse_parser_t *p, const char *what, u_char *s,
+    size_t n, ngx_int_t want, const char *data)
+{
+    t_one_named(p, what, s, n, want, "", data);
+}
+
+
+static void
+t_one_named(ngx_http_aigw_sse_parser_t *p, const char *what, u_char *s,
+    size_t n, ngx_int_t want, const char *event, const char *data)
+{
+    u_char                      *piece;
+    ngx_int_t                    rc;
+    ngx_http_aigw_sse_event_t    ev;
+    ngx_http_aigw_sse_parser_t   before;
+
+    piece = t_dup(s, n);
+    memcpy(&before, p, sizeof(before));
+    memset(&ev, 0xa5, sizeof(ev));
+
+    rc = ngx_http_aigw_sse_one(p, piece, piece + n, &ev);
+
+    if (rc != want || memcmp(&before, p, sizeof(before)) != 0
+        || (rc == NGX_OK
+            && (ev.data.len != strlen(data)
+                || memcmp(ev.data.data, data, ev.data.len) != 0
+                || ev.event.len != strlen(event)
+                || memcmp(ev.event.data, event, ev.event.len) != 0
+                || ev.truncated
+                || ev.done != (strcmp(data, "[DONE]") == 0))))
+    {
+        printf("not ok - sse_one: %s\n", what);
+        t_failed++;
+
+    } else {
+        t_passed++;
+    }
+
+    free(piece);
+}
+
+
+static void
+t_one_cases(void)
+{
+    char                         want[310];
+    u_char                      *sbuf, line[400];
+    size_t                       len, at, n;
+    ngx_uint_t                   i;
+    ngx_http_aigw_sse_parser_t   p;
+
+    static struct {
+        const char  *what;
+        const char  *s;
+        ngx_int_t    rc;
+        const char  *data;
+    } cases[] = {
+        { "one line", "data: {\"a\":1}\n\n", NGX_OK, "{\"a\":1}" },
+        { "no space", "data:x\n\n", NGX_OK, "x" },
+        { "two spaces", "data:  x\n\n", NGX_OK, " x" },
+        { "empty", "data:\n\n", NGX_OK, "" },
+        { "a space only", "data: \n\n", NGX_OK, "" },
+        { "done", "data: [DONE]\n\n", NGX_OK, "[DONE]" },
+        { "done cut", "data: [DONE\n\n", NGX_OK, "[DONE" },
+        { "crlf", "data: x\r\n\r\n", NGX_DECLINED, NULL },
+        { "cr in line", "data: x\ry\n\n", NGX_DECLINED, NULL },
+        { "two lines", "data: x\ndata: y\n\n", NGX_DECLINED, NULL },
+        { "two events", "data: x\n\ndata: y\n\n", NGX_DECLINED, NULL },
+        { "no blank line", "data: x\n", NGX_DECLINED, NULL },
+        { "three LFs", "data: x\n\n\n", NGX_DECLINED, NULL },
+        { "comment", ": hi\n\n", NGX_DECLINED, NULL },
+        { "other field", "datum: x\n\n", NGX_DECLINED, NULL },
+        { "short", "data\n\n", NGX_DECLINED, NULL },
+        { "a blank line", "\n\n", NGX_DECLINED, NULL },
+    };
+
+    static struct {
+        const char  *what;
+        const char  *s;
+        ngx_int_t    rc;
+        const char  *event;
+        const char  *data;
+    } named[] = {
+        { "named", "event: ping\ndata: {}\n\n", NGX_OK, "ping", "{}" },
+        { "named, no spaces", "event:e\ndata:x\n\n", NGX_OK, "e", "x" },
+        { "an empty name", "event:\ndata: x\n\n", NGX_OK, "", "x" },
+        { "a name of a space", "event:  \ndata: x\n\n", NGX_OK, " ", "x" },
+        { "named, empty data", "event: e\ndata:\n\n", NGX_OK, "e", "" },
+        { "named crlf", "event: e\r\ndata: x\r\n\r\n", NGX_DECLINED,
+          NULL, NULL },
+        { "cr in the name", "event: e\rf\ndata: x\n\n", NGX_DECLINED,
+          NULL, NULL },
+        { "named, no data", "event: e\n\n", NGX_DECLINED, NULL, NULL },
+        { "named, no data line", "event: e\nid: 1\n\n", NGX_DECLINED,
+          NULL, NULL },
+        { "two names", "event: e\nevent: f\ndata: x\n\n", NGX_DECLINED,
+          NULL, NULL },
+        { "named, two data lines", "event: e\ndata: x\ndata: y\n\n",
+          NGX_DECLINED, NULL, NULL },
+        { "data before the name", "data: x\nevent: e\n\n", NGX_DECLINED,
+          NULL, NULL },
+        { "another e field", "eventful: e\ndata: x\n\n", NGX_DECLINED,
+          NULL, NULL },
+        { "named, short", "event: e\ndata\n\n", NGX_DECLINED, NULL,
+          NULL },
+    };
+
+    sbuf = t_alloc(512);
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        ngx_http_aigw_sse_init(&p, sbuf, 512);
+        t_scan_mode(&p);
+        p.state = 3;    /* between events, past the stream's start */
+
+        t_one_expect(&p, cases[i].what, (u_char *) cases[i].s,
+                     strlen(cases[i].s), cases[i].rc, cases[i].data);
+    }
+
+    /* with an "event:" line first, as Anthropic's */
+
+    for (i = 0; i < sizeof(named) / sizeof(named[0]); i++) {
+        ngx_http_aigw_sse_init(&p, sbuf, 512);
+        t_scan_mode(&p);
+        p.state = 3;
+
+        t_one_named(&p, named[i].what, (u_char *) named[i].s,
+                    strlen(named[i].s), named[i].rc, named[i].event,
+                    named[i].data);
+    }
+
+    /* a name as long as the parser keeps, and one byte longer */
+
+    memcpy(line, "event: ", 7);
+    memset(line + 7, 'n', NGX_HTTP_AIGW_SSE_EVENT_LEN + 1);
+    memcpy(line + 7 + NGX_HTTP_AIGW_SSE_EVENT_LEN, "\ndata: x\n\n", 10);
+    memset(want, 'n', NGX_HTTP_AIGW_SSE_EVENT_LEN);
+    want[NGX_HTTP_AIGW_SSE_EVENT_LEN] = '\0';
+
+    t_one_named(&p, "a name of the parser's room", line,
+                7 + NGX_HTTP_AIGW_SSE_EVENT_LEN + 10, NGX_OK, want, "x");
+
+    memcpy(line + 7 + NGX_HTTP_AIGW_SSE_EVENT_LEN + 1, "\ndata: x\n\n", 10);
+
+    t_one_named(&p, "a name over the parser's room", line,
+                7 + NGX_HTTP_AIGW_SSE_EVENT_LEN + 11, NGX_DECLINED, NULL,
+                NULL);
+
+    /* at the stream's start (a BOM may come) the parser reads it */
+
+    ngx_http_aigw_sse_init(&p, sbuf, 512);
+    t_scan_mode(&p);
+    t_one_expect(&p, "stream start", (u_char *) "data: x\n\n", 9,
+                 NGX_DECLINED, NULL);
+
+    /* within an event: declined */
+
+    p.state = 3;
+    p.has_data = 1;
+    t_one_expect(&p, "within an event", (u_char *) "data: x\n\n", 9,
+                 NGX_DECLINED, NULL);
+
+    p.has_data = 0;
+    p.event_len = 1;
+    t_one_expect(&p, "after an event name", (u_char *) "data: x\n\n", 9,
+                 NGX_DECLINED, NULL);
+
+    /* larger than the storage: the parser truncates it */
+
+    ngx_http_aigw_sse_init(&p, sbuf, 4);
+    t_scan_mode(&p);
+    p.state = 3;
+    t_one_expect(&p, "over the storage", (u_char *) "data: 12345\n\n", 13,
+                 NGX_DECLINED, NULL);
+    t_one_expect(&p, "the storage's size", (u_char *) "data: 1234\n\n", 12,
+                 NGX_OK, "1234");
+
+    /* every length to 300, an LF or a CR at every place of the line */
+
+    for (len = 0; len <= 300; len++) {
+        memcpy(line, "data: ", 6);
+        memset(line + 6, 'x', len);
+        n = 6 + len;
+        line[n] = LF;
+        line[n + 1] = LF;
+
+        memset(want, 'x', len);
+        want[len] = '\0';
+
+        ngx_http_aigw_sse_init(&p, sbuf, 512);
+        t_scan_mode(&p);
+        p.state = 3;
+
+        t_one_expect(&p, "a clean line", line, n + 2, NGX_OK, want);
+
+        for (at = 6; at < n; at++) {
+            line[at] = (at & 1) ? LF : CR;
+            t_one_expect(&p, "an LF or CR in the line", line, n + 2,
+                         NGX_DECLINED, NULL);
+            line[at] = 'x';
+        }
+    }
+
+    free(sbuf);
+}
+
+
 static void
 t_contract(void)
 {
@@ -1413,13 +1662,17 @@ main(int argc, char **argv)
     t_contract();
 
     for (t_scalar = 0; t_scalar < 2; t_scalar++) {
-        printf("# line ends found by %s\n",
-               t_scalar ? "memchr()" : "the parser's default scan");
+        for (t_one = 0; t_one < 2; t_one++) {
+            printf("# line ends found by %s%s\n",
+                   t_scalar ? "memchr()" : "the parser's default scan",
+                   t_one ? ", whole events by sse_one()" : "");
 
-        t_cases();
-        t_fixtures(argv[1]);
-        t_fuzz();
-        t_big(argv[1]);
+            t_one_cases();
+            t_cases();
+            t_fixtures(argv[1]);
+            t_fuzz();
+            t_big(argv[1]);
+        }
     }
 
     printf("%lu passed, %lu failed\n", (unsigned long) t_passed,

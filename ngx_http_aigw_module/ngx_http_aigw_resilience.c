@@ -906,6 +906,18 @@ ngx_http_aigw_resilience_commit(ngx_http_request_t *r,
     r->headers_out.content_type_lowcase = NULL;
     r->headers_out.content_length_n = -1;
 
+    /*
+     * no provider's headers yet (ctx->answered: the header filter adds
+     * them to those): the gateway's own, known already
+     */
+
+    if (!ctx->answered
+        && (ngx_http_aigw_quota_headers(r, ctx) != NGX_OK
+            || ngx_http_aigw_cache_headers(r, ctx) != NGX_OK))
+    {
+        return NGX_ERROR;
+    }
+
     rc = ngx_http_send_header(r);
 
     if (rc == NGX_ERROR || rc > NGX_OK) {

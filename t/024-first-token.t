@@ -28,7 +28,8 @@ our $HttpConfig = outcome_log()
           silent       => 'stall=0',
           claudesilent => [ 'stall=3', 'anthropic' ],
           busy         => 'delay=900,status=503',
-          paced        => 'pace=800')
+          paced        => 'pace=800',
+          headerslate  => 'delay=700')
     . <<'_EOC_';
     aigw_provider ok http://127.0.0.1:$TEST_NGINX_MOCK_PORT/v1
                   key_env=AIGW_TEST_KEY;
@@ -42,6 +43,8 @@ our $HttpConfig = outcome_log()
     aigw_route cut-rescued rolecut fast;
     aigw_route later-rescued later fast;
     aigw_route resp-rescued resplate fast;
+
+    aigw_cache_zone first_token_cache:1m;
 _EOC_
 
 our $Config = <<'_EOC_';
@@ -56,6 +59,14 @@ our $Config = <<'_EOC_';
         aigw_first_token_timeout 2s;
         aigw_stream_idle_timeout 2s;
         aigw_stream_keepalive 300ms;
+        aigw_pass;
+    }
+    location /kaq/v1/ {
+        access_log logs/access.log outcome;
+        aigw_first_token_timeout 2s;
+        aigw_stream_keepalive 300ms;
+        aigw_limit global rpm=1000;
+        aigw_cache on;
         aigw_pass;
     }
 _EOC_
@@ -285,4 +296,37 @@ qr/^o=complete s=200 a=2 p=ok$/
 --- error_log
 upstream timed out
 aigw: provider "resplate" failed for "resplate", falling back to "fast" of provider "ok"
+--- timeout: 5
+
+
+
+=== TEST 15: the status a keep-alive sends carries the gateway's own
+headers, known before the answer: the quota's numbers, the cache's
+(the provider's headers came, its first token is late)
+--- request
+POST /kaq/v1/chat/completions
+{"model":"late","stream":true,"messages":[{"role":"user","content":"keep-alive headers"}]}
+--- response_headers
+x-ratelimit-limit-requests: 1000
+X-AIGW-Cache: MISS
+--- response_body_like eval
+qr/^(: keep-alive\n\n){2,}data: \{"id":"chatcmpl-(?s:.)*data: \[DONE\]\n\n$/
+--- error_log
+the stream's status sent with a keep-alive
+--- timeout: 5
+
+
+
+=== TEST 16: the same when the provider has not answered at all yet:
+the gateway's headers, once each
+--- request
+POST /kaq/v1/chat/completions
+{"model":"headerslate","stream":true,"messages":[{"role":"user","content":"keep-alive headers"}]}
+--- response_headers
+x-ratelimit-limit-requests: 1000
+X-AIGW-Cache: MISS
+--- response_body_like eval
+qr/^(: keep-alive\n\n){2,}data: \{"id":"chatcmpl-(?s:.)*data: \[DONE\]\n\n$/
+--- error_log
+the stream's status sent with a keep-alive
 --- timeout: 5

@@ -598,8 +598,7 @@ ngx_http_aigw_hedge_win(ngx_http_aigw_hedge_t *h)
 
     /* the first attempt's prompt, as its provider may bill it */
 
-    prompt = (ctx->scan.string_bytes + 3) / 4;
-    ctx->hedge_prompt += prompt;
+    prompt = ngx_http_aigw_meter_tokens(ctx->scan.string_bytes);
     ngx_http_aigw_meter_carry(ctx, ctx->candidates[ctx->current], prompt, 0,
                               0);
 
@@ -704,8 +703,7 @@ ngx_http_aigw_hedge_lost(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
     prompt = 0;
 
     if (h->sent) {
-        prompt = (ctx->scan.string_bytes + 3) / 4;
-        ctx->hedge_prompt += prompt;
+        prompt = ngx_http_aigw_meter_tokens(ctx->scan.string_bytes);
         ngx_http_aigw_meter_carry(ctx, m, prompt, 0, 0);
     }
 

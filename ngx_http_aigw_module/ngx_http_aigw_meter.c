@@ -211,8 +211,9 @@ ngx_http_aigw_meter_finish(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
         && r->upstream && r->upstream->headers_in.status_n == NGX_HTTP_OK)
     {
         ctx->usage_source = NGX_HTTP_AIGW_USAGE_ESTIMATED;
-        ctx->prompt_tokens = (ctx->scan.string_bytes + 3) / 4;
-        ctx->completion_tokens = (ctx->est_completion + 3) / 4;
+        ctx->prompt_tokens = ngx_http_aigw_meter_tokens(ctx->scan.string_bytes);
+        ctx->completion_tokens =
+                             ngx_http_aigw_meter_tokens(ctx->est_completion);
         ctx->cached_tokens = 0;
         ctx->cache_write_tokens = 0;
     }
@@ -223,7 +224,8 @@ ngx_http_aigw_meter_finish(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx)
     ctx->cost = ngx_http_aigw_meter_cost(ctx, &overflow);
 
     /* a resumed or hedged stream: the earlier attempts' tokens too */
-    ngx_http_aigw_resilience_usage(ctx);
+    ctx->prompt_tokens += ctx->carried_prompt;
+    ctx->completion_tokens += ctx->carried_completion;
 
     if (overflow) {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
@@ -281,8 +283,8 @@ ngx_http_aigw_meter_price(ngx_http_aigw_model_t *m, ngx_uint_t prompt,
 
 /*
  * An attempt that is not the last (a resumed stream's first, a hedge's
- * loser): its tokens at its own model's prices, kept for the request's
- * cost.
+ * loser): its tokens, added to the request's at its end, and their cost
+ * at its own model's prices.
  */
 
 void
@@ -290,6 +292,9 @@ ngx_http_aigw_meter_carry(ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_model_t *m,
     ngx_uint_t prompt, ngx_uint_t cached, ngx_uint_t completion)
 {
     ngx_uint_t  overflow;
+
+    ctx->carried_prompt += prompt;
+    ctx->carried_completion += completion;
 
     overflow = 0;
 

@@ -461,8 +461,8 @@ struct ngx_http_aigw_ctx_s {
     ngx_uint_t                     resume_outcome; /* the first failure */
     ngx_uint_t                     resume_events;
     ngx_uint_t                     resume_from; /* the cut candidate */
-    ngx_uint_t                     resume_prompt;  /* the first's usage */
-    ngx_uint_t                     resume_completion;
+    ngx_uint_t                     resume_prompt;  /* the first's usage, */
+    ngx_uint_t                     resume_completion; /* for the log */
     unsigned                       resume_on:1;  /* may be resumed */
     unsigned                       resume_off:1; /* no longer */
     unsigned                       resuming:1;   /* no content yet */
@@ -471,11 +471,12 @@ struct ngx_http_aigw_ctx_s {
 
     /* hedge: a second candidate racing the first (hedge.c's) */
     void                          *hedge;
-    ngx_uint_t                     hedge_prompt; /* the loser's, estimated */
     unsigned                       hedged:1;     /* the hedge won */
 
-    /* the cost of attempts before the last (resumed, hedged), each at */
-    /* its own model's prices; in 10^-12 dollars, as meter_cost sums */
+    /* attempts before the last (resumed, a hedge's loser): their tokens, */
+    /* and their cost at their own models' prices, in 10^-12 dollars */
+    ngx_uint_t                     carried_prompt;
+    ngx_uint_t                     carried_completion;
     uint64_t                       carried_cost;
     unsigned                       carried_overflow:1;
 };
@@ -717,7 +718,6 @@ ngx_int_t ngx_http_aigw_resilience_committed(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx);
 void ngx_http_aigw_resilience_event(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_http_aigw_sse_event_t *ev);
-void ngx_http_aigw_resilience_usage(ngx_http_aigw_ctx_t *ctx);
 ngx_int_t ngx_http_aigw_resilience_reinit(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx);
 void ngx_http_aigw_resilience_unwrap(ngx_http_aigw_ctx_t *ctx,
@@ -832,6 +832,10 @@ ngx_int_t ngx_http_aigw_trace_header(ngx_http_request_t *r,
 void ngx_http_aigw_trace_provider_id(ngx_http_request_t *r, ngx_str_t *id);
 
 /* meter.c: usage read from answers and events, estimates, cost */
+
+/* tokens of text a provider did not count: about four bytes a token */
+#define ngx_http_aigw_meter_tokens(bytes)  (((bytes) + 3) / 4)
+
 ngx_int_t ngx_http_aigw_meter_json(ngx_http_request_t *r,
     ngx_http_aigw_ctx_t *ctx, ngx_chain_t *in);
 void ngx_http_aigw_meter_answer(ngx_http_aigw_ctx_t *ctx,

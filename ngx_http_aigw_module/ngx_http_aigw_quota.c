@@ -567,7 +567,7 @@ ngx_http_aigw_quota_estimate(ngx_http_request_t *r, ngx_http_aigw_ctx_t *ctx,
 
     alcf = ngx_http_get_module_loc_conf(r, ngx_http_aigw_module);
 
-    in = (ctx->scan.string_bytes + 3) / 4;
+    in = ngx_http_aigw_meter_tokens(ctx->scan.string_bytes);
     out = alcf->quota_max_tokens;
 
     if (ctx->endpoint == NGX_HTTP_AIGW_EP_EMBEDDINGS) {

@@ -1438,21 +1438,6 @@ ngx_http_aigw_resilience_event(ngx_http_request_t *r,
 }
 
 
-/* a resumed stream: the first attempt's tokens, added to the last's */
-
-void
-ngx_http_aigw_resilience_usage(ngx_http_aigw_ctx_t *ctx)
-{
-    ctx->prompt_tokens += ctx->resume_prompt + ctx->hedge_prompt;
-    ctx->completion_tokens += ctx->resume_completion;
-
-    ctx->hedge_prompt = 0;
-
-    ctx->resume_prompt = 0;
-    ctx->resume_completion = 0;
-}
-
-
 /*
  * upstream's reinit before a resume's connection: u->buffer may still be
  * in the client's output (a slow client) while upstream rewinds it; the
@@ -1667,8 +1652,8 @@ ngx_http_aigw_resilience_resume(ngx_http_request_t *r,
     /* the first attempt's usage: the provider's where it said, else */
     /* estimated; the next attempt's is its own */
 
-    prompt = (ctx->scan.string_bytes + 3) / 4;
-    completion = (ctx->est_completion + 3) / 4;
+    prompt = ngx_http_aigw_meter_tokens(ctx->scan.string_bytes);
+    completion = ngx_http_aigw_meter_tokens(ctx->est_completion);
     cached = 0;
 
     if (ctx->usage_source == NGX_HTTP_AIGW_USAGE_PROVIDER) {
@@ -1680,7 +1665,7 @@ ngx_http_aigw_resilience_resume(ngx_http_request_t *r,
     ctx->resume_prompt = prompt;
     ctx->resume_completion = completion;
 
-    /* priced as the cut model's, whichever model ends the answer */
+    /* counted, and priced as the cut model's, whoever ends the answer */
     ngx_http_aigw_meter_carry(ctx, ctx->candidates[ctx->current], prompt,
                               cached, completion);
 
